@@ -1,0 +1,1 @@
+"""The actor runtime: mailboxes, timers, queues, push delivery, the jobs engine, the supervisor."""

@@ -1,0 +1,124 @@
+"""Push delivery over HTTP: one shared client, signed requests, outcome classification.
+
+The dispatcher does the HTTP part only; the engine decides what an outcome means for the job.
+"""
+
+import ipaddress
+import logging
+import socket
+from urllib.parse import urlsplit
+
+import anyio
+import httpx
+import msgspec
+from msgspec import Raw
+
+from flowyard.signing import signature_header
+
+log = logging.getLogger("flowyard.push")
+
+MAX_RESULT_BYTES = 256 * 1024
+
+
+class Outcome(msgspec.Struct, frozen=True):
+    """What a handler answered: ``completed``, ``accepted`` (202) or ``failed``."""
+
+    kind: str
+    handler_status: int | None = None
+    result: Raw | None = None
+    error: str | None = None
+
+
+class Dispatcher:
+    """Sends signed POSTs to handler URLs and callback URLs."""
+
+    def __init__(self, *, handler_network: str = "any", own_hosts: frozenset[str] = frozenset()):
+        self._public_only = handler_network == "public"
+        self._own_hosts = own_hosts
+        self._client = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=512, max_keepalive_connections=128),
+            follow_redirects=False,
+        )
+
+    async def aclose(self) -> None:
+        """Close the shared client."""
+        await self._client.aclose()
+
+    async def blocked_reason(self, url: str) -> str | None:
+        """Why ``url`` may not be called under ``--handler-network public``, or None."""
+        if not self._public_only:
+            return None
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            return f"cannot resolve {host}: {exc}"
+        for *_, sockaddr in infos:
+            address = ipaddress.ip_address(str(sockaddr[0]).split("%")[0])
+            if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+                address = address.ipv4_mapped
+            if (
+                not address.is_global
+                or address.is_multicast
+                or str(address) in self._own_hosts
+            ):
+                return f"{host} resolves to non-public address {address}"
+        return None
+
+    async def post(
+        self, url: str, body: bytes, headers: dict[str, str], secret: str, timeout: float
+    ) -> Outcome:
+        """POST ``body`` signed with ``secret`` and classify the answer."""
+        blocked = await self.blocked_reason(url)
+        if blocked:
+            return Outcome("failed", error=f"handler_blocked: {blocked}")
+        signed = {
+            **headers,
+            "Content-Type": "application/json",
+            "X-Flowyard-Signature": signature_header(secret, body),
+        }
+        try:
+            with anyio.fail_after(timeout):
+                async with self._client.stream("POST", url, content=body, headers=signed) as resp:
+                    data = await _read_capped(resp)
+        except TimeoutError:
+            return Outcome("failed", error=f"timeout: no answer within {timeout:g}s")
+        except httpx.HTTPError as exc:
+            return Outcome("failed", error=f"connection_error: {type(exc).__name__}: {exc}"[:500])
+        return _classify(resp.status_code, data)
+
+
+async def _read_capped(resp: httpx.Response) -> bytes | None:
+    """The body, or None when it is over the result size limit."""
+    chunks, size = [], 0
+    async for chunk in resp.aiter_bytes():
+        size += len(chunk)
+        if size > MAX_RESULT_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _classify(status: int, data: bytes | None) -> Outcome:
+    if status == 202:
+        return Outcome("accepted", handler_status=status)
+    if not 200 <= status < 300:
+        return Outcome("failed", handler_status=status, error=f"handler returned HTTP {status}")
+    if data is None:
+        return Outcome(
+            "failed", handler_status=status, error="result_too_large: body over 256 KiB"
+        )
+    return Outcome("completed", handler_status=status, result=_as_result(data))
+
+
+def _as_result(data: bytes) -> Raw | None:
+    """A handler's 2xx body as a result: its JSON, a JSON string of its text, or null."""
+    if not data.strip():
+        return None
+    try:
+        msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        return Raw(msgspec.json.encode(data.decode("utf-8", errors="replace")))
+    return Raw(data)

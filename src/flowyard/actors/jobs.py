@@ -1,0 +1,906 @@
+"""The jobs engine: every live job in memory, its queues and timers, SQLite underneath.
+
+Rules that hold everywhere here:
+
+* Commit before acting. A transition is applied to memory at once (so that no other task can
+  claim or deliver the same job), written with the group-commit writer, and only then are its
+  effects run (a job made ready, a timer armed, a reply sent). If the commit fails the memory
+  change is undone.
+* Terminal jobs leave memory; reads of jobs go to SQLite.
+* Timers and heap entries are never removed; each is checked against the job when it fires.
+"""
+
+import logging
+import random
+import secrets
+from collections import deque
+from collections.abc import Awaitable, Callable, Hashable, Iterable
+
+import anyio
+import msgspec
+from anyio.abc import TaskGroup, TaskStatus
+from msgspec import Raw
+
+from flowyard.actors.dispatcher import Dispatcher, Outcome
+from flowyard.actors.queues import Queue
+from flowyard.actors.timers import Timers
+from flowyard.clock import now_ms
+from flowyard.errors import Conflict, NotFound, Unavailable, invalid_field
+from flowyard.ids import new_id
+from flowyard.jobs.backoff import retry_delay_seconds
+from flowyard.jobs.cron import next_fire_ms
+from flowyard.jobs.model import (
+    NULL,
+    TERMINAL,
+    Delayed,
+    Job,
+    JobStatus,
+    PullQueue,
+    PushQueue,
+    Run,
+    RunStatus,
+    Scheduled,
+    WorkflowRef,
+)
+from flowyard.jobs.spec import JobPatch, JobSpec, check_payload_size, check_url, validate_spec
+from flowyard.settings import Settings
+from flowyard.storage import jobs as store
+from flowyard.storage.projects import signing_secret
+from flowyard.storage.sqlite import Database, Op
+
+log = logging.getLogger("flowyard.jobs")
+
+replace = msgspec.structs.replace
+
+JobSettled = Callable[[Job, Run | None, list[Op]], Awaitable[None]]
+"""Commits a workflow step job's final transition together with the step transition."""
+
+
+class JobEngine:
+    """Owns every pending, running and scheduled job; the HTTP layer calls its methods."""
+
+    def __init__(self, db: Database, settings: Settings, dispatcher: Dispatcher) -> None:
+        self.db = db
+        self.settings = settings
+        self.dispatcher = dispatcher
+        self.jobs: dict[str, Job] = {}
+        self.runs: dict[str, Run] = {}
+        self.queues: dict[tuple[str, str], Queue] = {}
+        self.timers = Timers(self._on_timer)
+        self.public_url = f"http://{settings.host}:{settings.port}"
+        self.server_secret = ""
+        self.workflow_settled: JobSettled | None = None
+        self._secrets: dict[str, str] = {}
+        self._creating_keys: set[tuple[str, str]] = set()
+        self._push_ready: deque[str] = deque()
+        self._push_queues: set[tuple[str, str]] = set()
+        self._push_wake = anyio.Event()
+        self._in_flight = 0
+        self._tg: TaskGroup | None = None
+        self._stopping = False
+
+    # ----------------------------------------------------------------- life cycle
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Rehydrate from SQLite, then run timers and push delivery until cancelled."""
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            await self._rehydrate()
+            await tg.start(self.timers.run)
+            await tg.start(self._push_loop)
+            task_status.started()
+
+    def begin_shutdown(self) -> None:
+        """Answer long-poll claims now (empty) and start no new deliveries."""
+        self._stopping = True
+        for queue in self.queues.values():
+            queue.wake_all()
+
+    async def _rehydrate(self) -> None:
+        for project_id, name, queue_settings in await store.all_queue_settings(self.db):
+            self.queues[(project_id, name)] = Queue(project_id, name, queue_settings)
+        live = await store.live_jobs(self.db)
+        open_runs = {run.id: run for run in await store.get_runs(self.db, [
+            job.run_id for job in live if job.run_id
+        ])}
+        interrupted: list[tuple[Job | None, Job]] = []
+        ops: list[Op] = []
+        now = now_ms()
+        for job in live:
+            run = open_runs.get(job.run_id) if job.run_id else None
+            if run is not None and not job.is_pull and job.callback_deadline is None:
+                # A push delivery was in flight at the crash: deliver it again.
+                closed = _close_run(run, now, RunStatus.FAILED, "interrupted by a restart")
+                ops.append(store.put_run(closed))
+                job = replace(
+                    job,
+                    status=JobStatus.SCHEDULED if _is_cron(job) else JobStatus.PENDING,
+                    attempt=max(0, job.attempt - 1),
+                    run_id=None,
+                    run_at=now,
+                )
+                ops.append(store.put_job(job))
+                interrupted.append((None, job))
+            elif run is not None:
+                self.runs[run.id] = run
+            self._index(None, job)
+        await self.db.commit(ops)
+        for job in self.jobs.values():
+            self._admit(job)
+        log.info("rehydrated %d live jobs (%d redelivered)", len(self.jobs), len(interrupted))
+
+    # ----------------------------------------------------------------- memory bookkeeping
+
+    def queue(self, project_id: str, name: str) -> Queue:
+        """The queue named ``name`` in the project (created on first use)."""
+        key = (project_id, name)
+        found = self.queues.get(key)
+        if found is None:
+            found = self.queues[key] = Queue(project_id, name)
+        return found
+
+    def _index(self, old: Job | None, new: Job) -> None:
+        """Apply a job change to memory: the live map and its queue's counts."""
+        if old is not None and old.queue is not None:
+            queue = self.queue(old.project_id, old.queue)
+            queue.pending.pop(old.id, None)
+            queue.running.discard(old.id)
+            if new.status is not JobStatus.PENDING or not new.enabled:
+                queue.discard(old.id)
+        if new.status in TERMINAL:
+            self.jobs.pop(new.id, None)
+        else:
+            self.jobs[new.id] = new
+        if new.queue is not None and new.status not in TERMINAL:
+            queue = self.queue(new.project_id, new.queue)
+            if new.status is JobStatus.PENDING:
+                queue.pending[new.id] = new.created_at
+            elif new.status is JobStatus.RUNNING:
+                queue.running.add(new.id)
+
+    async def _commit(
+        self, changes: list[tuple[Job | None, Job]], runs: Iterable[Run] = (), extra: list[Op] = ()  # type: ignore[assignment]
+    ) -> None:
+        """Apply ``changes`` to memory, write them (with ``runs``), undo on failure."""
+        for old, new in changes:
+            self._index(old, new)
+        for run in runs:
+            if run.status is RunStatus.RUNNING:
+                self.runs[run.id] = run
+            else:
+                self.runs.pop(run.id, None)
+        ops = [store.put_job(new) for _, new in changes]
+        ops += [store.put_run(run) for run in runs]
+        try:
+            await self.db.commit([*ops, *extra])
+        except BaseException:
+            for old, new in reversed(changes):
+                if old is None:
+                    self._index(new, replace(new, status=JobStatus.CANCELLED))
+                else:
+                    self._index(new, old)
+            raise
+
+    def _is_ready(self, job_id: str) -> bool:
+        job = self.jobs.get(job_id)
+        return (
+            job is not None
+            and job.enabled
+            and job.run_id is None
+            and job.run_at is not None
+            and job.run_at <= now_ms()
+            and (
+                job.status is JobStatus.PENDING
+                or (job.status is JobStatus.SCHEDULED and _is_cron(job))
+            )
+        )
+
+    def _admit(self, job: Job) -> None:
+        """After a commit: make the job ready now or arm the timer for when it will be."""
+        if job.status is JobStatus.RUNNING:
+            if job.claimed_until is not None:
+                self.timers.arm(job.claimed_until, ("lease", job.id, job.claim_token))
+            if job.callback_deadline is not None:
+                self.timers.arm(job.callback_deadline, ("callback", job.id, job.run_id))
+            return
+        if job.status is JobStatus.SCHEDULED and job.run_at is None and job.next_run_at:
+            if job.enabled:
+                self.timers.arm(job.next_run_at, ("fire", job.id, job.next_run_at))
+            return
+        if not job.enabled or job.run_at is None or job.run_id is not None:
+            return
+        if job.run_at > now_ms():
+            self.timers.arm(job.run_at, ("due", job.id))
+            return
+        self._make_ready(job)
+
+    def _make_ready(self, job: Job) -> None:
+        if isinstance(job.trigger, PullQueue | PushQueue):
+            self.queue(job.project_id, job.trigger.queue).push(
+                job.id, job.priority, job.created_at
+            )
+            if isinstance(job.trigger, PushQueue):
+                self._push_queues.add((job.project_id, job.trigger.queue))
+                self._push_wake.set()
+        else:
+            self._push_ready.append(job.id)
+            self._push_wake.set()
+
+    def _on_timer(self, key: Hashable) -> None:
+        assert isinstance(key, tuple)
+        kind, job_id, *rest = key
+        job = self.jobs.get(job_id)
+        if kind == "push":
+            self._push_wake.set()
+        elif job is None:
+            return
+        elif kind == "due":
+            if self._is_ready(job_id):
+                self._make_ready(job)
+        elif kind == "fire":
+            self._fire(job, rest[0])
+        elif kind == "lease":
+            if job.claim_token == rest[0] and job.claimed_until and job.claimed_until <= now_ms():
+                self._spawn(self._expire_lease, job_id, rest[0])
+        elif kind == "callback":
+            if job.run_id == rest[0] and job.callback_deadline is not None:
+                if job.callback_deadline <= now_ms():
+                    self._spawn(self._expire_callback, job_id, rest[0])
+
+    def _spawn(self, func: Callable[..., Awaitable[object]], *args: object) -> None:
+        assert self._tg is not None
+        self._tg.start_soon(self._guarded, func, *args)
+
+    @staticmethod
+    async def _guarded(func: Callable[..., Awaitable[object]], *args: object) -> None:
+        try:
+            await func(*args)
+        except Exception:
+            log.exception("background job transition failed: %s%r", func.__name__, args)
+
+    # ----------------------------------------------------------------- create
+
+    def new_job(
+        self, project_id: str, spec: JobSpec, now: int, workflow: WorkflowRef | None = None
+    ) -> Job:
+        """The record for a job created from ``spec`` at ``now`` (not yet stored)."""
+        trigger = spec.trigger
+        run_at: int | None = now
+        next_run_at = None
+        status = JobStatus.PENDING
+        if isinstance(trigger, Delayed):
+            run_at = now + trigger.delay_seconds * 1000
+        elif isinstance(trigger, Scheduled):
+            status = JobStatus.SCHEDULED
+            run_at = None
+            next_run_at = next_fire_ms(trigger.schedule, trigger.timezone, now)
+        return Job(
+            id=new_id("job"),
+            project_id=project_id,
+            trigger=trigger,
+            handler=spec.handler,
+            payload=spec.payload,
+            name=spec.name,
+            status=status,
+            enabled=spec.enabled,
+            priority=spec.priority,
+            max_attempts=spec.max_attempts,
+            timeout=spec.timeout,
+            backoff=spec.backoff,
+            idempotency_key=spec.idempotency_key,
+            created_at=now,
+            run_at=run_at,
+            next_run_at=next_run_at,
+            callback_url=spec.callback_url,
+            workflow=workflow,
+        )
+
+    async def create(self, project_id: str, specs: list[JobSpec]) -> list[Job]:
+        """Create jobs all or nothing; an idempotency key seen before returns that job."""
+        for index, spec in enumerate(specs):
+            validate_spec(spec, f"$.jobs[{index}]" if len(specs) > 1 else "$")
+        keys = [(project_id, s.idempotency_key) for s in specs if s.idempotency_key]
+        if len(set(keys)) != len(keys):
+            raise invalid_field("$.jobs", "idempotency_key repeated within one batch")
+        while any(key in self._creating_keys for key in keys):
+            await anyio.sleep(0.001)  # another request is creating that key right now
+        self._creating_keys.update(keys)
+        try:
+            now = now_ms()
+            results: list[Job] = []
+            fresh: list[Job] = []
+            for spec in specs:
+                existing = None
+                if spec.idempotency_key:
+                    existing = await store.find_by_idempotency_key(
+                        self.db, project_id, spec.idempotency_key
+                    )
+                if existing is not None:
+                    results.append(existing)
+                else:
+                    job = self.new_job(project_id, spec, now)
+                    fresh.append(job)
+                    results.append(job)
+            await self._commit([(None, job) for job in fresh])
+        finally:
+            self._creating_keys.difference_update(keys)
+        for job in fresh:
+            self._admit(job)
+        return results
+
+    async def insert(self, jobs: list[Job], extra: list[Op]) -> None:
+        """Store prepared jobs together with ``extra`` writes, then schedule them."""
+        await self._commit([(None, job) for job in jobs], extra=extra)
+        for job in jobs:
+            self._admit(job)
+
+    # ----------------------------------------------------------------- lookups
+
+    async def require(self, project_id: str, job_id: str) -> Job:
+        """The job (live from memory, else from SQLite), or 404."""
+        job = self.jobs.get(job_id)
+        if job is not None and job.project_id == project_id:
+            return job
+        stored = await store.get_job(self.db, project_id, job_id)
+        if stored is None:
+            raise NotFound(f"job {job_id} not found")
+        return stored
+
+    def _live(self, job: Job, action: str) -> Job:
+        live = self.jobs.get(job.id)
+        if live is None:
+            raise Conflict(f"cannot {action} a job that is {job.status}")
+        return live
+
+    # ----------------------------------------------------------------- client commands
+
+    async def cancel(self, project_id: str, job_id: str) -> Job:
+        """Cancel a job that has not ended; 409 if it has."""
+        job = self._live(await self.require(project_id, job_id), "cancel")
+        return await self.withdraw(job, "cancelled")
+
+    async def withdraw(self, job: Job, reason: str, extra: list[Op] = ()) -> Job:  # type: ignore[assignment]
+        """Move a live job to ``cancelled``, closing its open run."""
+        now = now_ms()
+        run = self.runs.get(job.run_id) if job.run_id else None
+        runs = [_close_run(run, now, RunStatus.FAILED, reason)] if run else []
+        new = replace(
+            job,
+            status=JobStatus.CANCELLED,
+            completed_at=now,
+            run_id=None,
+            claim_token=None,
+            claimed_until=None,
+            callback_deadline=None,
+            error=job.error if reason == "cancelled" else reason,
+        )
+        await self._commit([(job, new)], runs, extra)
+        self._notify(new, runs[0] if runs else None)
+        return new
+
+    async def patch(self, project_id: str, job_id: str, patch: JobPatch) -> Job:
+        """Change a job that has not run yet; 409 once it runs or has ended."""
+        job = self._live(await self.require(project_id, job_id), "update")
+        if job.status is JobStatus.RUNNING or job.run_id is not None:
+            raise Conflict("cannot update a job while it runs")
+        changes: dict[str, object] = {}
+        if patch.handler is not None:
+            problems = check_url(patch.handler, "$.handler")
+            if problems:
+                raise invalid_field("$.handler", problems[0]["message"])
+            changes["handler"] = patch.handler
+        if not isinstance(patch.payload, msgspec.UnsetType):
+            check_payload_size(patch.payload, "$.payload")
+            changes["payload"] = patch.payload
+        if patch.enabled is not None:
+            changes["enabled"] = patch.enabled
+        now = now_ms()
+        trigger_patch = patch.trigger
+        if trigger_patch is not None:
+            changes.update(_patched_trigger(job, trigger_patch, now))
+        new = replace(job, **changes)
+        if isinstance(new.trigger, Scheduled) and trigger_patch is not None:
+            new = replace(new, next_run_at=next_fire_ms(
+                new.trigger.schedule, new.trigger.timezone, now
+            ))
+        await self._commit([(job, new)])
+        self._admit(new)
+        return new
+
+    async def retry(self, project_id: str, job_id: str) -> Job:
+        """Send a failed job back to pending with fresh attempts; 409 unless failed."""
+        job = await self.require(project_id, job_id)
+        if job.status is not JobStatus.FAILED or job.id in self.jobs:
+            raise Conflict(f"only a failed job can be retried; this one is {job.status}")
+        new = replace(
+            job,
+            status=JobStatus.PENDING,
+            attempt=0,
+            error=None,
+            result=NULL,
+            completed_at=None,
+            run_at=now_ms(),
+        )
+        await self._commit([(None, new)])
+        self._admit(new)
+        return new
+
+    async def trigger(self, project_id: str, job_id: str) -> Job:
+        """Fire a scheduled job now (or run a waiting job now); 409 if it is busy or ended."""
+        job = self._live(await self.require(project_id, job_id), "trigger")
+        if job.status is JobStatus.RUNNING or job.run_id is not None:
+            raise Conflict("the job is running")
+        if job.status is JobStatus.SCHEDULED and job.run_at is not None:
+            raise Conflict("the job is already firing")
+        new = replace(job, run_at=now_ms(), attempt=0 if _is_cron(job) else job.attempt)
+        await self._commit([(job, new)])
+        if not new.enabled:
+            self._make_ready(new)  # a manual trigger fires even a disabled job
+        else:
+            self._admit(new)
+        return new
+
+    # ----------------------------------------------------------------- pull protocol
+
+    async def claim(
+        self, project_id: str, queue_name: str, count: int, visibility: int, wait: float
+    ) -> list[Job]:
+        """Claim up to ``count`` ready jobs, long-polling up to ``wait`` seconds for one."""
+        queue = self.queue(project_id, queue_name)
+        deadline = anyio.current_time() + wait
+        while True:
+            picked: list[Job] = []
+            if not queue.settings.paused and not self._stopping:
+                while len(picked) < count:
+                    job_id = queue.pop(self._is_ready)
+                    if job_id is None:
+                        break
+                    picked.append(self.jobs[job_id])
+            if picked:
+                return await self._start_claims(picked, visibility)
+            remaining = deadline - anyio.current_time()
+            if remaining <= 0 or self._stopping:
+                return []
+            waiter = queue.waiter()
+            try:
+                with anyio.move_on_after(remaining):
+                    await waiter.wait()
+            finally:
+                queue.forget_waiter(waiter)
+
+    async def _start_claims(self, picked: list[Job], visibility: int) -> list[Job]:
+        now = now_ms()
+        changes, runs = [], []
+        for job in picked:
+            run = Run(
+                id=new_id("run"),
+                job_id=job.id,
+                attempt=job.attempt + 1,
+                scheduled_at=job.run_at,
+                started_at=now,
+            )
+            new = replace(
+                job,
+                status=JobStatus.RUNNING,
+                attempt=job.attempt + 1,
+                run_id=run.id,
+                claim_token=secrets.token_urlsafe(18),
+                claimed_until=now + visibility * 1000,
+                last_run_at=now,
+            )
+            changes.append((job, new))
+            runs.append(run)
+        try:
+            await self._commit(changes, runs)
+        except BaseException:
+            for job in picked:
+                self._admit(job)
+            raise
+        for _, new in changes:
+            self._admit(new)
+        return [new for _, new in changes]
+
+    def _claimed(self, job: Job, claim_token: str) -> Job:
+        live = self.jobs.get(job.id)
+        if live is None or live.status is not JobStatus.RUNNING or not live.is_pull:
+            raise Conflict(f"job {job.id} is not running")
+        if not secrets.compare_digest(live.claim_token or "", claim_token):
+            raise Conflict("stale or wrong claim_token")
+        return live
+
+    async def ack(
+        self,
+        job: Job,
+        claim_token: str,
+        *,
+        completed: bool,
+        result: Raw | None,
+        error: str | None,
+        retryable: bool,
+    ) -> Job:
+        """Record a worker's outcome for a job it holds; 409 for a stale claim."""
+        live = self._claimed(job, claim_token)
+        if live.claimed_until is not None and live.claimed_until < now_ms():
+            await self._expire_lease(live.id, claim_token)
+            raise Conflict("the lease expired before the ack")
+        outcome = Outcome(
+            "completed" if completed else "failed",
+            result=result,
+            error=None if completed else (error or "failed"),
+        )
+        return await self._settle(live, outcome, retryable=retryable)
+
+    async def heartbeat(self, job: Job, claim_token: str, visibility: int) -> Job:
+        """Extend the lease of a job a worker holds."""
+        live = self._claimed(job, claim_token)
+        now = now_ms()
+        if live.claimed_until is not None and live.claimed_until < now:
+            await self._expire_lease(live.id, claim_token)
+            raise Conflict("the lease expired before the heartbeat")
+        new = replace(live, claimed_until=now + visibility * 1000)
+        await self._commit([(live, new)])
+        self._admit(new)
+        return new
+
+    async def _expire_lease(self, job_id: str, claim_token: str) -> None:
+        job = self.jobs.get(job_id)
+        if job is None or job.claim_token != claim_token or job.status is not JobStatus.RUNNING:
+            return
+        seconds = ((job.claimed_until or 0) - (job.last_run_at or 0)) / 1000
+        await self._settle(
+            job, Outcome("failed", error=f"lease_expired: no ack within {seconds:g}s")
+        )
+
+    # ----------------------------------------------------------------- settling attempts
+
+    async def _settle(self, job: Job, outcome: Outcome, *, retryable: bool = True) -> Job:
+        """Close the current attempt of ``job`` with ``outcome`` and decide what comes next."""
+        now = now_ms()
+        run = self.runs.get(job.run_id) if job.run_id else None
+        ok = outcome.kind == "completed"
+        closed = (
+            _close_run(
+                run,
+                now,
+                RunStatus.COMPLETED if ok else RunStatus.FAILED,
+                outcome.error,
+                outcome.handler_status,
+            )
+            if run
+            else None
+        )
+        common = {
+            "run_id": None,
+            "claim_token": None,
+            "claimed_until": None,
+            "callback_deadline": None,
+        }
+        cron = _is_cron(job)
+        if ok:
+            new = replace(
+                job,
+                **common,
+                status=JobStatus.SCHEDULED if cron else JobStatus.COMPLETED,
+                result=outcome.result if outcome.result is not None else NULL,
+                error=None,
+                completed_at=now,
+                run_at=None,
+            )
+        elif retryable and job.attempt < job.max_attempts:
+            delay = retry_delay_seconds(
+                job.backoff, job.attempt, self.settings.retry_base_seconds, random.random()
+            )
+            new = replace(
+                job,
+                **common,
+                status=JobStatus.SCHEDULED if cron else JobStatus.PENDING,
+                error=outcome.error,
+                run_at=now + int(delay * 1000),
+            )
+        else:
+            new = replace(
+                job,
+                **common,
+                status=JobStatus.SCHEDULED if cron else JobStatus.FAILED,
+                error=outcome.error,
+                completed_at=now,
+                run_at=None,
+            )
+        if cron and new.run_at is None and new.next_run_at is not None:
+            new = replace(new, next_run_at=max(new.next_run_at, _next_fire(new, now)))
+        runs = [closed] if closed else []
+        if new.workflow is not None and new.status in TERMINAL and self.workflow_settled:
+            self._index(job, new)
+            try:
+                await self.workflow_settled(new, closed, [])
+            except BaseException:
+                self._index(new, job)
+                raise
+        else:
+            await self._commit([(job, new)], runs)
+        self._admit(new)
+        if new.status in TERMINAL:
+            self._notify(new, closed)
+        return new
+
+    def job_ops(self, job: Job, run: Run | None) -> list[Op]:
+        """The writes that store a settled job and its closed run."""
+        ops = [store.put_job(job)]
+        if run is not None:
+            self.runs.pop(run.id, None)
+            ops.append(store.put_run(run))
+        return ops
+
+    # ----------------------------------------------------------------- cron
+
+    def _fire(self, job: Job, due: int) -> None:
+        if job.status is not JobStatus.SCHEDULED or job.next_run_at != due or not job.enabled:
+            return
+        now = now_ms()
+        following = _next_fire(job, now)
+        if job.run_at is not None or job.run_id is not None:
+            # Still busy with the previous fire: skip this one.
+            new = replace(job, next_run_at=following)
+        else:
+            new = replace(job, run_at=now, attempt=0, next_run_at=following)
+        self._index(job, new)
+        self.timers.arm(following, ("fire", job.id, following))
+        if new.run_at == now:
+            self._make_ready(new)
+
+    # ----------------------------------------------------------------- push delivery
+
+    async def _push_loop(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        limit = self.settings.push_concurrency
+        async with anyio.create_task_group() as tg:
+            task_status.started()
+            while True:
+                await self._push_wake.wait()
+                self._push_wake = anyio.Event()
+                if self._stopping:
+                    continue
+                while self._push_ready and self._in_flight < limit:
+                    job_id = self._push_ready.popleft()
+                    if self._is_ready(job_id):
+                        self._in_flight += 1
+                        tg.start_soon(self._deliver, job_id)
+                self._dispatch_queues(tg, limit)
+
+    def _dispatch_queues(self, tg: TaskGroup, limit: int) -> None:
+        now = now_ms()
+        for key in list(self._push_queues):
+            queue = self.queues[key]
+            while self._in_flight < limit and queue.has_ready:
+                if not queue.may_dispatch(now):
+                    if queue.settings.rate_limit_per_second and not queue.settings.paused:
+                        self.timers.arm(queue.next_token_ms(now), ("push", ""))
+                    break
+                job_id = queue.pop(self._is_ready)
+                if job_id is None:
+                    break
+                queue.took_token()
+                queue.running.add(job_id)  # counts against concurrency before the commit
+                self._in_flight += 1
+                tg.start_soon(self._deliver, job_id)
+            if not queue.has_ready:
+                self._push_queues.discard(key)
+
+    async def _deliver(self, job_id: str) -> None:
+        try:
+            await self._deliver_once(job_id)
+        except Exception:
+            log.exception("delivery of %s failed", job_id)
+        finally:
+            self._in_flight -= 1
+            self._push_wake.set()
+
+    async def _deliver_once(self, job_id: str) -> None:
+        job = self.jobs[job_id]
+        now = now_ms()
+        run = Run(
+            id=new_id("run"),
+            job_id=job.id,
+            attempt=job.attempt + 1,
+            scheduled_at=job.run_at,
+            started_at=now,
+        )
+        started = replace(
+            job,
+            status=JobStatus.SCHEDULED if _is_cron(job) else JobStatus.RUNNING,
+            attempt=job.attempt + 1,
+            run_id=run.id,
+            last_run_at=now,
+        )
+        await self._commit([(job, started)], [run])
+        secret = await self._secret(job.project_id)
+        callback = self.callback_url(job.id, run.id)
+        headers = {
+            "X-Flowyard-Job-Id": job.id,
+            "X-Flowyard-Run-Id": run.id,
+            "X-Flowyard-Attempt": str(started.attempt),
+            "X-Flowyard-Callback-Url": callback,
+        }
+        outcome = await self.dispatcher.post(
+            job.handler or "", bytes(job.payload), headers, secret, job.timeout
+        )
+        current = self.jobs.get(job_id)
+        if current is None or current.run_id != run.id:
+            return  # cancelled or overridden while the handler worked: its answer is moot
+        if outcome.kind == "accepted":
+            waiting = replace(
+                current,
+                callback_deadline=now_ms() + int(self.settings.callback_window_seconds * 1000),
+            )
+            accepted = replace(self.runs[run.id], handler_status=outcome.handler_status)
+            await self._commit([(current, waiting)], [accepted])
+            self._admit(waiting)
+            return
+        await self._settle(current, outcome)
+
+    def callback_url(self, job_id: str, run_id: str) -> str:
+        """The signed URL a handler that answered 202 posts its result to."""
+        sig = _callback_signature(self.server_secret, job_id, run_id)
+        return f"{self.public_url}/infra/jobs/{job_id}/runs/{run_id}/callback?sig={sig}"
+
+    async def callback(
+        self, job_id: str, run_id: str, sig: str, outcome: Outcome
+    ) -> Job:
+        """A deferred (202) result arriving on its signed callback URL."""
+        expected = _callback_signature(self.server_secret, job_id, run_id)
+        if not secrets.compare_digest(expected, sig):
+            raise NotFound("unknown callback")
+        job = self.jobs.get(job_id)
+        if job is None or job.run_id != run_id or job.callback_deadline is None:
+            raise Conflict("this run is not waiting for a callback")
+        return await self._settle(job, outcome)
+
+    async def _expire_callback(self, job_id: str, run_id: str) -> None:
+        job = self.jobs.get(job_id)
+        if job is None or job.run_id != run_id:
+            return
+        await self._settle(job, Outcome("failed", error="callback_timeout: no callback in time"))
+
+    async def _secret(self, project_id: str) -> str:
+        secret = self._secrets.get(project_id)
+        if secret is None:
+            secret = await signing_secret(self.db, project_id) or ""
+            self._secrets[project_id] = secret
+        return secret
+
+    def forget_secret(self, project_id: str) -> None:
+        """Drop a cached signing secret (after a rotation)."""
+        self._secrets.pop(project_id, None)
+
+    def _notify(self, job: Job, run: Run | None) -> None:
+        """Tell the job's ``callback_url`` that it ended (best effort, one try)."""
+        if job.callback_url and self._tg is not None:
+            self._spawn(self._send_notice, job, run.id if run else None)
+
+    async def _send_notice(self, job: Job, run_id: str | None) -> None:
+        body = msgspec.json.encode(
+            {
+                "job_id": job.id,
+                "run_id": run_id,
+                "status": job.status,
+                "result": job.result,
+                "error": job.error,
+                "attempt": job.attempt,
+            }
+        )
+        outcome = await self.dispatcher.post(
+            job.callback_url or "", body, {"X-Flowyard-Job-Id": job.id}, await self._secret(
+                job.project_id
+            ), 30
+        )
+        if outcome.kind == "failed":
+            log.warning("callback_url notice for %s failed: %s", job.id, outcome.error)
+
+    # ----------------------------------------------------------------- queues
+
+    async def set_queue(
+        self,
+        project_id: str,
+        name: str,
+        *,
+        concurrency: int | None | msgspec.UnsetType,
+        rate_limit_per_second: float | None | msgspec.UnsetType,
+        paused: bool | msgspec.UnsetType,
+    ) -> Queue:
+        """Change a queue's limits or pause it; unset fields keep their value."""
+        queue = self.queue(project_id, name)
+        current = queue.settings
+        updated = store.QueueSettings(
+            concurrency=current.concurrency if concurrency is msgspec.UNSET else concurrency,
+            rate_limit_per_second=(
+                current.rate_limit_per_second
+                if rate_limit_per_second is msgspec.UNSET
+                else rate_limit_per_second
+            ),
+            paused=current.paused if paused is msgspec.UNSET else paused,
+        )
+        await self.db.commit([store.put_queue(project_id, name, updated)])
+        queue.settings = updated
+        if not updated.paused:
+            queue.wake_all()
+            if queue.has_ready:
+                self._push_queues.add((project_id, name))
+                self._push_wake.set()
+        return queue
+
+    def project_queues(self, project_id: str) -> list[Queue]:
+        """Every queue of the project that has settings or jobs, by name."""
+        return sorted(
+            (q for (pid, _), q in self.queues.items() if pid == project_id),
+            key=lambda q: q.name,
+        )
+
+    @property
+    def ready(self) -> bool:
+        """Whether rehydration has finished."""
+        return self._tg is not None and not self._stopping
+
+    def check_available(self) -> None:
+        """Raise 503 while shutting down."""
+        if self._stopping:
+            raise Unavailable("shutting down")
+
+
+def _is_cron(job: Job) -> bool:
+    return isinstance(job.trigger, Scheduled)
+
+
+def _next_fire(job: Job, after: int) -> int:
+    trigger = job.trigger
+    assert isinstance(trigger, Scheduled)
+    return next_fire_ms(trigger.schedule, trigger.timezone, after)
+
+
+def _close_run(
+    run: Run,
+    now: int,
+    status: RunStatus,
+    error: str | None,
+    handler_status: int | None = None,
+) -> Run:
+    return replace(
+        run,
+        status=status,
+        completed_at=now,
+        duration_ms=now - run.started_at,
+        error=error,
+        handler_status=handler_status if handler_status is not None else run.handler_status,
+    )
+
+
+def _callback_signature(secret: str, job_id: str, run_id: str) -> str:
+    import hashlib
+    import hmac
+
+    return hmac.new(secret.encode(), f"{job_id}.{run_id}".encode(), hashlib.sha256).hexdigest()
+
+
+def _patched_trigger(job: Job, patch: object, now: int) -> dict[str, object]:
+    from flowyard.jobs.spec import TriggerPatch, check_schedule, check_timezone
+
+    assert isinstance(patch, TriggerPatch)
+    trigger = job.trigger
+    if isinstance(trigger, Scheduled):
+        if patch.delay_seconds is not None:
+            raise invalid_field("$.trigger.delay_seconds", "only a delayed job has a delay")
+        schedule = patch.schedule or trigger.schedule
+        timezone = patch.timezone or trigger.timezone
+        problems = check_schedule(schedule, "$.trigger.schedule")
+        problems += check_timezone(timezone, "$.trigger.timezone")
+        if problems:
+            raise invalid_field(problems[0]["path"], problems[0]["message"])
+        return {"trigger": Scheduled(schedule=schedule, timezone=timezone)}
+    if patch.schedule is not None or patch.timezone is not None:
+        raise invalid_field("$.trigger.schedule", "only a scheduled job has a schedule")
+    if patch.delay_seconds is not None:
+        if not isinstance(trigger, Delayed):
+            raise invalid_field("$.trigger.delay_seconds", "only a delayed job has a delay")
+        return {
+            "trigger": Delayed(delay_seconds=patch.delay_seconds),
+            "run_at": now + patch.delay_seconds * 1000,
+        }
+    return {}

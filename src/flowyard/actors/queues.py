@@ -1,0 +1,128 @@
+"""Named queues: a ready heap (priority, then age), long-poll waiters, limits and pause.
+
+A queue holds job ids only; the engine owns the jobs. An id on the heap may have gone stale
+(cancelled, claimed, re-timed): :meth:`Queue.pop` skips entries its ``is_ready`` check rejects.
+"""
+
+import heapq
+import itertools
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+
+from flowyard.storage.jobs import QueueSettings
+
+_counter = itertools.count()
+
+
+class Queue:
+    """One project's queue: ready jobs in claim order, who waits for them, and its limits."""
+
+    def __init__(self, project_id: str, name: str, settings: QueueSettings | None = None) -> None:
+        self.project_id = project_id
+        self.name = name
+        self.settings = settings or QueueSettings()
+        self._ready: list[tuple[int, int, int, str]] = []
+        self._ready_ids: set[str] = set()
+        self.pending: dict[str, int] = {}  # job id -> created_at
+        self.running: set[str] = set()
+        self._waiters: deque[anyio.Event] = deque()
+        self._tokens = 0.0
+        self._refilled_at = 0
+
+    def push(self, job_id: str, priority: int, created_at: int) -> None:
+        """Make a job claimable (or deliverable), and wake one long-poll waiter."""
+        if job_id in self._ready_ids:
+            return
+        self._ready_ids.add(job_id)
+        heapq.heappush(self._ready, (priority, created_at, next(_counter), job_id))
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.is_set():
+                waiter.set()
+                break
+
+    def pop(self, is_ready: Callable[[str], bool]) -> str | None:
+        """The next ready job id in priority-then-age order, or None."""
+        while self._ready:
+            *_, job_id = heapq.heappop(self._ready)
+            self._ready_ids.discard(job_id)
+            if is_ready(job_id):
+                return job_id
+        return None
+
+    def discard(self, job_id: str) -> None:
+        """Forget a job that is no longer ready (its heap entry is skipped later)."""
+        self._ready_ids.discard(job_id)
+
+    @property
+    def has_ready(self) -> bool:
+        """Whether the heap holds any entry (possibly stale)."""
+        return bool(self._ready)
+
+    def waiter(self) -> anyio.Event:
+        """An event set when a job becomes ready here (for long-poll claims)."""
+        event = anyio.Event()
+        self._waiters.append(event)
+        return event
+
+    def forget_waiter(self, event: anyio.Event) -> None:
+        """Drop a waiter that stopped waiting."""
+        try:
+            self._waiters.remove(event)
+        except ValueError:
+            pass
+
+    def wake_all(self) -> None:
+        """Wake every waiter (shutdown)."""
+        while self._waiters:
+            self._waiters.popleft().set()
+
+    def may_dispatch(self, now: int) -> bool:
+        """Whether a push delivery may start now: not paused, under concurrency, under rate."""
+        settings = self.settings
+        if settings.paused:
+            return False
+        if settings.concurrency is not None and len(self.running) >= settings.concurrency:
+            return False
+        rate = settings.rate_limit_per_second
+        if rate is None:
+            return True
+        self._refill(now, rate)
+        return self._tokens >= 1.0
+
+    def took_token(self) -> None:
+        """Spend one rate-limit token (a delivery started)."""
+        if self.settings.rate_limit_per_second is not None:
+            self._tokens -= 1.0
+
+    def next_token_ms(self, now: int) -> int:
+        """When the rate limit next allows a delivery."""
+        rate = self.settings.rate_limit_per_second or 1.0
+        missing = max(0.0, 1.0 - self._tokens)
+        return now + max(1, int(missing / rate * 1000))
+
+    def _refill(self, now: int, rate: float) -> None:
+        capacity = max(1.0, rate)
+        if self._refilled_at == 0:
+            self._tokens = capacity
+        else:
+            self._tokens = min(capacity, self._tokens + (now - self._refilled_at) / 1000 * rate)
+        self._refilled_at = now
+
+    def view(self, now: int) -> dict[str, Any]:
+        """The queue as ``GET /infra/queues`` shows it."""
+        oldest = min(self.pending.values(), default=None)
+        return {
+            "name": self.name,
+            "depth": len(self.pending),
+            "running": len(self.running),
+            "oldest_pending_age_seconds": (
+                round(max(0, now - oldest) / 1000, 3) if oldest is not None else None
+            ),
+            "concurrency": self.settings.concurrency,
+            "rate_limit_per_second": self.settings.rate_limit_per_second,
+            "paused": self.settings.paused,
+        }

@@ -1,0 +1,17 @@
+"""Time as integer milliseconds since the epoch, and its RFC 3339 rendering."""
+
+import time
+from datetime import UTC, datetime
+
+
+def now_ms() -> int:
+    """The wall clock in milliseconds."""
+    return time.time_ns() // 1_000_000
+
+
+def rfc3339(ms: int | None) -> str | None:
+    """``2026-11-23T10:00:00.000Z`` for a millisecond timestamp, None for None."""
+    if ms is None:
+        return None
+    moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"

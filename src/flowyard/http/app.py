@@ -1,0 +1,37 @@
+"""``create_app(settings)``: the Starlette app, its routes, error handlers and lifespan."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+
+from flowyard.actors.supervisor import Supervisor
+from flowyard.errors import FlowyardError
+from flowyard.http import routes_health, routes_jobs, routes_queues
+from flowyard.http.auth import Authenticator
+from flowyard.http.context import Context
+from flowyard.http.errors import flowyard_error, http_error, internal_error
+from flowyard.settings import Settings
+
+
+def create_app(settings: Settings, supervisor: Supervisor | None = None) -> Starlette:
+    """The whole HTTP service; its lifespan runs the supervisor."""
+    runtime = supervisor or Supervisor(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with runtime.running():
+            yield
+
+    app = Starlette(
+        routes=[*routes_health.routes, *routes_jobs.routes, *routes_queues.routes],
+        exception_handlers={
+            FlowyardError: flowyard_error,
+            HTTPException: http_error,
+            Exception: internal_error,
+        },
+        lifespan=lifespan,
+    )
+    app.state.context = Context(runtime=runtime, authenticate=Authenticator(runtime.db))
+    return app

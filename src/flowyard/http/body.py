@@ -1,0 +1,84 @@
+"""Reading request bodies and query parameters: size, media type, JSON, types and ranges."""
+
+import re
+from typing import TypeVar
+
+import msgspec
+from starlette.requests import Request
+
+from flowyard.errors import Invalid, PayloadTooLarge, UnsupportedMediaType, invalid_field
+
+T = TypeVar("T")
+
+MAX_BODY_BYTES = 1024 * 1024
+_PATH = re.compile(r"^(?P<message>.*) - at `(?P<path>\$[^`]*)`$", re.DOTALL)
+
+
+async def read_body(request: Request) -> bytes:
+    """The raw body, refusing more than 1 MiB (413) and non-JSON media types (415)."""
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"the body is over {MAX_BODY_BYTES} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise PayloadTooLarge(f"the body is over {MAX_BODY_BYTES} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if body and media and media != "application/json" and not media.endswith("+json"):
+        raise UnsupportedMediaType(f"send the body as application/json, not {media}")
+    return body
+
+
+def decode(body: bytes, kind: type[T]) -> T:
+    """Decode JSON into ``kind``; a malformed body or a bad field is a 400 naming the field."""
+    try:
+        return msgspec.json.decode(body, type=kind, strict=True)
+    except msgspec.ValidationError as exc:
+        match = _PATH.match(str(exc))
+        message, path = (match["message"], match["path"]) if match else (str(exc), "$")
+        raise Invalid(f"{path}: {message}", [{"path": path, "message": message}]) from None
+    except msgspec.DecodeError as exc:
+        raise Invalid(f"the body is not valid JSON: {exc}") from None
+
+
+async def read_json(request: Request, kind: type[T], *, optional: bool = False) -> T:
+    """The body decoded as ``kind``; with ``optional``, an empty body means ``{}``."""
+    body = await read_body(request)
+    if not body.strip():
+        if not optional:
+            raise Invalid("a JSON body is required")
+        body = b"{}"
+    return decode(body, kind)
+
+
+def query_int(request: Request, name: str, default: int, low: int, high: int) -> int:
+    """An integer query parameter within [low, high]."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise invalid_field(f"$.{name}", "must be an integer") from None
+    if not low <= value <= high:
+        raise invalid_field(f"$.{name}", f"must be between {low} and {high}")
+    return value
+
+
+def query_choice(request: Request, name: str, choices: frozenset[str]) -> str | None:
+    """A query parameter restricted to ``choices`` (None when absent)."""
+    value = request.query_params.get(name)
+    if value is not None and value not in choices:
+        raise invalid_field(f"$.{name}", f"must be one of {', '.join(sorted(choices))}")
+    return value
+
+
+def query_str(request: Request, name: str, max_length: int = 256) -> str | None:
+    """A free-text query parameter of bounded length."""
+    value = request.query_params.get(name)
+    if value is not None and not 1 <= len(value) <= max_length:
+        raise invalid_field(f"$.{name}", f"must be 1 to {max_length} characters")
+    return value

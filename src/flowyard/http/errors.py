@@ -1,0 +1,80 @@
+"""The one table that maps errors to ``{code, message, details}`` responses."""
+
+import logging
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from flowyard import errors
+from flowyard.http.respond import json_response
+
+log = logging.getLogger("flowyard.http")
+
+STATUS: dict[type[Exception], tuple[int, str]] = {
+    errors.Invalid: (400, "bad_request"),
+    errors.Unauthorized: (401, "unauthorized"),
+    errors.InsufficientTokens: (402, "insufficient_tokens"),
+    errors.Forbidden: (403, "forbidden"),
+    errors.NotFound: (404, "not_found"),
+    errors.MethodNotAllowed: (405, "method_not_allowed"),
+    errors.Conflict: (409, "conflict"),
+    errors.PayloadTooLarge: (413, "payload_too_large"),
+    errors.UnsupportedMediaType: (415, "unsupported_media_type"),
+    errors.RateLimited: (429, "rate_limited"),
+    errors.Unavailable: (503, "unavailable"),
+}
+
+_HTTP_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def error_response(
+    status: int, code: str, message: str, details: list[dict[str, object]] | None = None
+) -> Response:
+    """A JSON error body; ``details`` is present only when there are some."""
+    body: dict[str, object] = {"code": code, "message": message}
+    if details:
+        body["details"] = details
+    headers = {"Retry-After": "1"} if status == 503 else None
+    return json_response(body, status, headers)
+
+
+async def flowyard_error(request: Request, exc: Exception) -> Response:
+    """Map a domain error by walking its class hierarchy."""
+    assert isinstance(exc, errors.FlowyardError)
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            status, code = STATUS[cls]
+            response = error_response(status, code, exc.message, exc.details)
+            if isinstance(exc, errors.RateLimited):
+                response.headers["Retry-After"] = str(exc.retry_after)
+            return response
+    return await internal_error(request, exc)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own errors (unknown route, wrong method) in our shape."""
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "bad_request")
+    if exc.status_code == 404:
+        message = f"no route for {request.method} {request.url.path}"
+    elif exc.status_code == 405:
+        message = f"method {request.method} is not allowed on {request.url.path}"
+    else:
+        message = str(exc.detail)
+    response = error_response(exc.status_code, code, message)
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
+async def internal_error(request: Request, exc: Exception) -> Response:
+    """Anything unexpected: logged with its traceback, answered without it."""
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal_error", "internal error")

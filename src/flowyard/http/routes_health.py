@@ -1,0 +1,31 @@
+"""``/livez``, ``/readyz`` and ``/healthz``: no auth."""
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from flowyard.http.context import Context
+from flowyard.http.errors import error_response
+from flowyard.http.respond import json_response
+
+
+async def livez(request: Request) -> Response:
+    """The process is up."""
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    """Storage is open and every live job and execution has been restored."""
+    context: Context = request.app.state.context
+    try:
+        context.runtime.check_ready()
+    except Exception as exc:
+        return error_response(503, "unavailable", str(exc))
+    return json_response({"status": "ok"})
+
+
+routes = [
+    Route("/livez", livez, methods=["GET"]),
+    Route("/readyz", readyz, methods=["GET"]),
+    Route("/healthz", readyz, methods=["GET"]),
+]

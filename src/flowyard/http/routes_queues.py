@@ -1,0 +1,47 @@
+"""``/infra/queues``: depth, running count, limits and pause of each named queue."""
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from flowyard.clock import now_ms
+from flowyard.errors import invalid_field
+from flowyard.http.body import query_int, query_str, read_json
+from flowyard.http.context import caller
+from flowyard.http.respond import json_response
+from flowyard.http.schemas import QueueBody
+
+NAME_MAX = 128
+
+
+async def list_queues(request: Request) -> Response:
+    runtime, key = await caller(request, "jobs:read")
+    limit = query_int(request, "limit", 25, 1, 100)
+    after = query_str(request, "cursor", NAME_MAX)
+    queues = [q for q in runtime.jobs.project_queues(key.project_id) if after is None or q.name > after]
+    page = queues[:limit]
+    now = now_ms()
+    next_cursor = page[-1].name if len(queues) > limit else None
+    return json_response({"queues": [q.view(now) for q in page], "next_cursor": next_cursor})
+
+
+async def put_queue(request: Request) -> Response:
+    runtime, key = await caller(request, "jobs:write")
+    name = request.path_params["name"]
+    if not 1 <= len(name) <= NAME_MAX:
+        raise invalid_field("$.name", f"must be 1 to {NAME_MAX} characters")
+    body = await read_json(request, QueueBody)
+    queue = await runtime.jobs.set_queue(
+        key.project_id,
+        name,
+        concurrency=body.concurrency,
+        rate_limit_per_second=body.rate_limit_per_second,
+        paused=body.paused,
+    )
+    return json_response(queue.view(now_ms()))
+
+
+routes = [
+    Route("/infra/queues", list_queues, methods=["GET"]),
+    Route("/infra/queues/{name}", put_queue, methods=["PUT"]),
+]

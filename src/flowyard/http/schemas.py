@@ -1,0 +1,66 @@
+"""Request bodies of the Jobs API beyond the job itself (which lives in ``jobs/spec.py``)."""
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta, Raw
+
+from flowyard.jobs.model import NULL
+from flowyard.jobs.spec import JobSpec
+
+
+class BatchBody(msgspec.Struct, frozen=True):
+    """``POST /infra/jobs/batch``."""
+
+    jobs: Annotated[list[JobSpec], Meta(min_length=1, max_length=100)]
+
+
+class ClaimBody(msgspec.Struct, frozen=True, kw_only=True):
+    """``POST /infra/jobs/claim``."""
+
+    queue: Annotated[str, Meta(min_length=1, max_length=128)]
+    count: Annotated[int, Meta(ge=1, le=100)] = 1
+    visibility_timeout: Annotated[int, Meta(ge=1, le=43_200)] = 30
+    wait_seconds: Annotated[float, Meta(ge=0, le=20)] = 0
+
+
+class AckBody(msgspec.Struct, frozen=True, kw_only=True):
+    """``POST /infra/jobs/{id}/ack``: a worker's outcome."""
+
+    status: Literal["completed", "failed"]
+    claim_token: Annotated[str, Meta(min_length=1, max_length=256)]
+    result: Raw = NULL
+    error: Any = None
+    retryable: bool = True
+
+
+class HeartbeatBody(msgspec.Struct, frozen=True, kw_only=True):
+    """``POST /infra/jobs/{id}/heartbeat``."""
+
+    claim_token: Annotated[str, Meta(min_length=1, max_length=256)]
+    visibility_timeout: Annotated[int, Meta(ge=1, le=43_200)] = 30
+
+
+class CallbackBody(msgspec.Struct, frozen=True, kw_only=True):
+    """What a handler that answered 202 posts to its callback URL."""
+
+    status: Literal["completed", "failed"]
+    result: Raw = NULL
+    error: Any = None
+
+
+class QueueBody(msgspec.Struct, frozen=True, kw_only=True):
+    """``PUT /infra/queues/{name}``: any of the three settings; null clears a limit."""
+
+    concurrency: Annotated[int, Meta(ge=1, le=10_000)] | None | msgspec.UnsetType = msgspec.UNSET
+    rate_limit_per_second: (
+        Annotated[float, Meta(gt=0, le=100_000)] | None | msgspec.UnsetType
+    ) = msgspec.UNSET
+    paused: bool | msgspec.UnsetType = msgspec.UNSET
+
+
+def error_text(error: Any) -> str | None:
+    """A worker's error as a string: strings as they are, anything else as compact JSON."""
+    if error is None or isinstance(error, str):
+        return error
+    return msgspec.json.encode(error).decode()

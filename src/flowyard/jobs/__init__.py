@@ -1,0 +1,1 @@
+"""Jobs: the records, the create-body rules, backoff and cron. Pure: no I/O, no clock."""

@@ -1,0 +1,113 @@
+"""What a client may send to create or change a job, and the rules beyond field types."""
+
+from typing import Annotated
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import msgspec
+from msgspec import Meta, Raw
+
+from flowyard.errors import Invalid, PayloadTooLarge
+from flowyard.jobs.cron import is_valid_schedule
+from flowyard.jobs.model import NULL, Backoff, PullQueue, Scheduled, Trigger
+
+MAX_PAYLOAD_BYTES = 256 * 1024
+
+
+class JobSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """The body of ``POST /infra/jobs`` (and each item of a batch)."""
+
+    trigger: Trigger
+    handler: str | None = None
+    payload: Raw = NULL
+    name: Annotated[str, Meta(max_length=256)] | None = None
+    timeout: Annotated[int, Meta(ge=1, le=30)] = 30
+    max_attempts: Annotated[int, Meta(ge=1, le=20)] = 3
+    backoff: Backoff = "exponential"
+    priority: Annotated[int, Meta(ge=1, le=10)] = 5
+    callback_url: str | None = None
+    idempotency_key: Annotated[str, Meta(min_length=1, max_length=128)] | None = None
+    enabled: bool = True
+
+
+class TriggerPatch(msgspec.Struct, frozen=True, kw_only=True):
+    """The trigger fields a PATCH may change."""
+
+    schedule: Annotated[str, Meta(min_length=1, max_length=256)] | None = None
+    timezone: Annotated[str, Meta(min_length=1, max_length=64)] | None = None
+    delay_seconds: Annotated[int, Meta(ge=0, le=2_592_000)] | None = None
+
+
+class JobPatch(msgspec.Struct, frozen=True, kw_only=True):
+    """The body of ``PATCH /infra/jobs/{id}``."""
+
+    handler: str | None = None
+    payload: Raw | msgspec.UnsetType = msgspec.UNSET
+    enabled: bool | None = None
+    trigger: TriggerPatch | None = None
+
+
+def check_url(value: str, path: str) -> list[dict[str, str]]:
+    """Problems with a handler or callback URL: it must be an absolute http(s) URL."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        return [{"path": path, "message": "must be an http(s) URL"}]
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return [{"path": path, "message": "must be an http(s) URL"}]
+    if len(value) > 2048:
+        return [{"path": path, "message": "must be at most 2048 characters"}]
+    return []
+
+
+def check_timezone(name: str, path: str) -> list[dict[str, str]]:
+    """Problems with an IANA timezone name."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return [{"path": path, "message": f"unknown timezone {name!r}"}]
+    return []
+
+
+def check_schedule(schedule: str, path: str) -> list[dict[str, str]]:
+    """Problems with a 5-field cron expression."""
+    if not is_valid_schedule(schedule):
+        return [{"path": path, "message": "must be a 5-field cron expression"}]
+    return []
+
+
+def check_payload_size(payload: Raw, path: str) -> None:
+    """Raise 413 when a payload or result is over 256 KiB."""
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise PayloadTooLarge(
+            f"{path} is over {MAX_PAYLOAD_BYTES} bytes",
+            [{"path": path, "message": f"must be at most {MAX_PAYLOAD_BYTES} bytes of JSON"}],
+        )
+
+
+def spec_problems(spec: JobSpec, path: str = "$") -> list[dict[str, str]]:
+    """Every rule of a job body that its types do not already enforce."""
+    problems: list[dict[str, str]] = []
+    trigger = spec.trigger
+    if isinstance(trigger, PullQueue):
+        if spec.handler is not None:
+            problems += check_url(spec.handler, f"{path}.handler")
+    elif spec.handler is None:
+        problems.append({"path": f"{path}.handler", "message": "required unless trigger is pull"})
+    else:
+        problems += check_url(spec.handler, f"{path}.handler")
+    if spec.callback_url is not None:
+        problems += check_url(spec.callback_url, f"{path}.callback_url")
+    if isinstance(trigger, Scheduled):
+        problems += check_schedule(trigger.schedule, f"{path}.trigger.schedule")
+        problems += check_timezone(trigger.timezone, f"{path}.trigger.timezone")
+    return problems
+
+
+def validate_spec(spec: JobSpec, path: str = "$") -> None:
+    """Raise 413 for an oversized payload, then 400 listing every other problem."""
+    check_payload_size(spec.payload, f"{path}.payload")
+    problems = spec_problems(spec, path)
+    if problems:
+        raise Invalid(f"invalid job: {problems[0]['path']}: {problems[0]['message']}", problems)

@@ -1,0 +1,33 @@
+"""Service settings: one frozen struct, filled from CLI options or ``FLOWYARD_*`` variables."""
+
+from typing import Literal
+
+import msgspec
+
+SyncMode = Literal["full", "normal"]
+HandlerNetwork = Literal["any", "public"]
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything that changes how ``flowyard serve`` behaves.
+
+    Attributes:
+        db: path of the SQLite file (created on first start).
+        sync: SQLite ``synchronous`` mode; ``full`` fsyncs every commit.
+        retry_base_seconds: base of the retry backoff formulas.
+        handler_network: ``public`` refuses handler URLs that resolve to non-public addresses.
+        callback_window_seconds: how long a handler that answered 202 has to call back.
+        push_concurrency: how many push deliveries run at once, across all queues.
+        mailbox_size: capacity of each actor's mailbox.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    db: str = "./flowyard.db"
+    sync: SyncMode = "full"
+    retry_base_seconds: float = 2.0
+    handler_network: HandlerNetwork = "any"
+    callback_window_seconds: float = 3600.0
+    push_concurrency: int = 256
+    mailbox_size: int = 10_000
+    log_level: str = "info"

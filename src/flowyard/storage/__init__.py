@@ -1,0 +1,1 @@
+"""SQLite storage: schema migrations, the group-commit writer and read connections."""

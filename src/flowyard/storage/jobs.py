@@ -1,0 +1,157 @@
+"""Job, run and queue rows: the write statements and the reads."""
+
+from typing import Any
+
+import msgspec
+
+from flowyard.jobs.model import LIVE, Job, Run
+from flowyard.storage.codec import decode_job, decode_run, encode
+from flowyard.storage.pages import decode_cursor, encode_cursor
+from flowyard.storage.sqlite import Database, Op
+
+_UPSERT_JOB = (
+    "INSERT INTO jobs (id, project_id, status, trigger_type, queue, idempotency_key, doc)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET"
+    " status = excluded.status, trigger_type = excluded.trigger_type,"
+    " queue = excluded.queue, doc = excluded.doc"
+)
+_UPSERT_RUN = (
+    "INSERT INTO runs (id, job_id, doc) VALUES (?, ?, ?)"
+    " ON CONFLICT(id) DO UPDATE SET doc = excluded.doc"
+)
+_UPSERT_QUEUE = (
+    "INSERT INTO queues (project_id, name, doc) VALUES (?, ?, ?)"
+    " ON CONFLICT(project_id, name) DO UPDATE SET doc = excluded.doc"
+)
+
+
+class QueueSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """A queue's stored settings."""
+
+    concurrency: int | None = None
+    rate_limit_per_second: float | None = None
+    paused: bool = False
+
+
+def put_job(job: Job) -> Op:
+    """Insert or update a job row."""
+    return (
+        _UPSERT_JOB,
+        (
+            job.id,
+            job.project_id,
+            job.status.value,
+            job.trigger_type,
+            job.queue,
+            job.idempotency_key,
+            encode(job),
+        ),
+    )
+
+
+def put_run(run: Run) -> Op:
+    """Insert or update a run row."""
+    return (_UPSERT_RUN, (run.id, run.job_id, encode(run)))
+
+
+def put_queue(project_id: str, name: str, settings: QueueSettings) -> Op:
+    """Insert or update a queue's settings."""
+    return (_UPSERT_QUEUE, (project_id, name, encode(settings)))
+
+
+async def get_job(db: Database, project_id: str, job_id: str) -> Job | None:
+    """A job of the project, or None."""
+    row = await db.fetchone(
+        "SELECT doc FROM jobs WHERE id = ? AND project_id = ?", (job_id, project_id)
+    )
+    return decode_job(row[0]) if row else None
+
+
+async def get_job_any_project(db: Database, job_id: str) -> Job | None:
+    """A job whatever its project (for signed callbacks), or None."""
+    row = await db.fetchone("SELECT doc FROM jobs WHERE id = ?", (job_id,))
+    return decode_job(row[0]) if row else None
+
+
+async def find_by_idempotency_key(db: Database, project_id: str, key: str) -> Job | None:
+    """The job created earlier with this idempotency key, or None."""
+    row = await db.fetchone(
+        "SELECT doc FROM jobs WHERE project_id = ? AND idempotency_key = ?", (project_id, key)
+    )
+    return decode_job(row[0]) if row else None
+
+
+async def list_jobs(
+    db: Database,
+    *,
+    project_id: str | None,
+    status: str | None = None,
+    trigger_type: str | None = None,
+    queue: str | None = None,
+    cursor: str | None = None,
+    limit: int = 25,
+) -> tuple[list[Job], str | None]:
+    """A page of jobs, newest first, and the cursor of the next page."""
+    where, params = [], []  # type: ignore[var-annotated]
+    for column, value in (
+        ("project_id", project_id),
+        ("status", status),
+        ("trigger_type", trigger_type),
+        ("queue", queue),
+    ):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    before = decode_cursor(cursor)
+    if before is not None:
+        where.append("seq < ?")
+        params.append(before)
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    rows = await db.fetchall(
+        f"SELECT seq, doc FROM jobs {clause} ORDER BY seq DESC LIMIT ?", (*params, limit + 1)
+    )
+    return _page(rows, limit, decode_job)
+
+
+async def list_runs(
+    db: Database, job_id: str, *, cursor: str | None = None, limit: int = 25
+) -> tuple[list[Run], str | None]:
+    """A page of a job's runs, newest first."""
+    before = decode_cursor(cursor)
+    rows = await db.fetchall(
+        "SELECT seq, doc FROM runs WHERE job_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+        (job_id, before if before is not None else 2**62, limit + 1),
+    )
+    return _page(rows, limit, decode_run)
+
+
+def _page(rows: list[tuple[Any, ...]], limit: int, decode: Any) -> tuple[list[Any], str | None]:
+    items = [decode(doc) for _, doc in rows[:limit]]
+    next_cursor = encode_cursor(rows[limit - 1][0]) if len(rows) > limit else None
+    return items, next_cursor
+
+
+async def live_jobs(db: Database) -> list[Job]:
+    """Every pending, running or scheduled job (for rehydration)."""
+    marks = ", ".join("?" for _ in LIVE)
+    rows = await db.fetchall(
+        f"SELECT doc FROM jobs WHERE status IN ({marks}) ORDER BY seq", [s.value for s in LIVE]
+    )
+    return [decode_job(doc) for (doc,) in rows]
+
+
+async def get_runs(db: Database, run_ids: list[str]) -> list[Run]:
+    """The runs with these ids."""
+    runs: list[Run] = []
+    for start in range(0, len(run_ids), 500):
+        chunk = run_ids[start : start + 500]
+        marks = ", ".join("?" for _ in chunk)
+        rows = await db.fetchall(f"SELECT doc FROM runs WHERE id IN ({marks})", chunk)
+        runs += [decode_run(doc) for (doc,) in rows]
+    return runs
+
+
+async def all_queue_settings(db: Database) -> list[tuple[str, str, QueueSettings]]:
+    """Every stored queue: (project_id, name, settings)."""
+    rows = await db.fetchall("SELECT project_id, name, doc FROM queues")
+    return [(pid, name, msgspec.json.decode(doc, type=QueueSettings)) for pid, name, doc in rows]

@@ -1,0 +1,70 @@
+"""Schema migrations, applied in order and tracked with ``PRAGMA user_version``.
+
+Each entry is one schema version; append new ones, never edit old ones.
+"""
+
+import sqlite3
+
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE projects (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        signing_secret TEXT NOT NULL,
+        rate_limit_rps REAL,
+        token_balance INTEGER,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY,
+        project_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        key_hash TEXT NOT NULL UNIQUE,
+        scopes TEXT NOT NULL,
+        admin INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL,
+        last_used_at INTEGER,
+        revoked_at INTEGER
+    );
+    CREATE TABLE jobs (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        project_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        trigger_type TEXT NOT NULL,
+        queue TEXT,
+        idempotency_key TEXT,
+        doc BLOB NOT NULL
+    );
+    CREATE INDEX jobs_by_project ON jobs(project_id, seq);
+    CREATE UNIQUE INDEX jobs_by_idempotency_key ON jobs(project_id, idempotency_key)
+        WHERE idempotency_key IS NOT NULL;
+    CREATE INDEX jobs_live ON jobs(status) WHERE status IN ('pending', 'running', 'scheduled');
+    CREATE TABLE runs (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        job_id TEXT NOT NULL,
+        doc BLOB NOT NULL
+    );
+    CREATE INDEX runs_by_job ON runs(job_id, seq);
+    CREATE TABLE queues (
+        project_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        doc BLOB NOT NULL,
+        PRIMARY KEY (project_id, name)
+    );
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """,
+]
+
+
+def pending_migrations(current_version: int) -> list[tuple[int, str]]:
+    """The (version, script) pairs still to apply on a database at ``current_version``."""
+    return [(index + 1, script) for index, script in enumerate(MIGRATIONS)][current_version:]
+
+
+def migrate_sync(conn: sqlite3.Connection) -> None:
+    """Bring a database opened with the standard library up to the latest schema."""
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    for number, script in pending_migrations(version):
+        conn.executescript(f"BEGIN IMMEDIATE; {script}; PRAGMA user_version = {number}; COMMIT;")

@@ -1,0 +1,29 @@
+"""Opaque list cursors: a row sequence number, stable under concurrent inserts.
+
+Lists are ordered by an ever-increasing ``seq`` column, so paging backwards from a cursor never
+sees rows inserted after the first page was read, and never skips or repeats a row.
+"""
+
+import base64
+import binascii
+
+from flowyard.errors import invalid_field
+
+
+def encode_cursor(seq: int) -> str:
+    """The opaque cursor for continuing after the row with ``seq``."""
+    return base64.urlsafe_b64encode(f"s:{seq}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> int | None:
+    """The ``seq`` inside a cursor; a cursor that did not come from us is a 400."""
+    if cursor is None:
+        return None
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        prefix, _, number = text.partition(":")
+        if prefix != "s" or not number.isdigit():
+            raise ValueError(text)
+        return int(number)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise invalid_field("$.cursor", "is not a cursor this service issued") from None

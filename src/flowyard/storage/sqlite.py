@@ -1,0 +1,163 @@
+"""The database: one writer that group-commits, and read connections of their own.
+
+Every write goes through :meth:`Database.commit`. The writer task takes every request
+waiting in its mailbox, applies them all in one transaction, fsyncs once (``synchronous=FULL``)
+and only then wakes the callers, so an acknowledged write survives ``kill -9``.
+"""
+
+import itertools
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import aiosqlite
+import anyio
+from anyio.abc import TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from flowyard.errors import MailboxFull, Unavailable
+from flowyard.storage.migrations import pending_migrations
+
+log = logging.getLogger("flowyard.storage")
+
+Op = tuple[str, Sequence[Any]]
+"""One SQL statement and its parameters."""
+
+MAX_BATCH = 2000
+
+
+class _CommitRequest:
+    __slots__ = ("done", "error", "ops")
+
+    def __init__(self, ops: list[Op]) -> None:
+        self.ops = ops
+        self.done = anyio.Event()
+        self.error: BaseException | None = None
+
+
+async def _connect(path: str, sync: str) -> aiosqlite.Connection:
+    conn = await aiosqlite.connect(path, isolation_level=None)
+    await conn.execute("PRAGMA journal_mode=WAL")
+    await conn.execute(f"PRAGMA synchronous={'FULL' if sync == 'full' else 'NORMAL'}")
+    await conn.execute("PRAGMA busy_timeout=5000")
+    await conn.execute("PRAGMA foreign_keys=OFF")
+    return conn
+
+
+class Database:
+    """The SQLite file: a group-commit writer and a small pool of readers."""
+
+    def __init__(self, path: str, *, sync: str = "full", readers: int = 2) -> None:
+        self.path = path
+        self.sync = sync
+        self._reader_count = readers
+        self._writer: aiosqlite.Connection | None = None
+        self._readers: list[aiosqlite.Connection] = []
+        self._next_reader = itertools.cycle(range(readers))
+        send, receive = anyio.create_memory_object_stream[_CommitRequest](100_000)
+        self._send: MemoryObjectSendStream[_CommitRequest] = send
+        self._receive: MemoryObjectReceiveStream[_CommitRequest] = receive
+        self.commits = 0
+        self.statements = 0
+
+    async def open(self) -> None:
+        """Open the writer, apply migrations, then open the readers."""
+        self._writer = await _connect(self.path, self.sync)
+        async with self._writer.execute("PRAGMA user_version") as cursor:
+            row = await cursor.fetchone()
+        version = int(row[0]) if row else 0
+        for number, script in pending_migrations(version):
+            await self._writer.executescript(
+                f"BEGIN IMMEDIATE; {script}; PRAGMA user_version = {number}; COMMIT;"
+            )
+        for _ in range(self._reader_count):
+            self._readers.append(await _connect(self.path, self.sync))
+
+    async def run_writer(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """The writer loop: run until the mailbox is closed and drained."""
+        task_status.started()
+        async with self._receive:
+            async for first in self._receive:
+                batch = [first]
+                while len(batch) < MAX_BATCH:
+                    try:
+                        batch.append(self._receive.receive_nowait())
+                    except (anyio.WouldBlock, anyio.EndOfStream):
+                        break
+                with anyio.CancelScope(shield=True):
+                    await self._commit_batch(batch)
+
+    async def _commit_batch(self, batch: list[_CommitRequest]) -> None:
+        try:
+            await self._apply([op for request in batch for op in request.ops])
+        except Exception:
+            if len(batch) == 1:
+                log.exception("commit failed")
+                batch[0].error = Unavailable("storage is unavailable")
+            else:
+                # Isolate the failing request so that one bad write cannot fail its neighbours.
+                for request in batch:
+                    await self._commit_batch([request])
+                return
+        for request in batch:
+            request.done.set()
+
+    async def _apply(self, ops: list[Op]) -> None:
+        conn = self._writer
+        assert conn is not None
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, group in itertools.groupby(ops, key=lambda op: op[0]):
+                await conn.executemany(sql, [params for _, params in group])
+            await conn.execute("COMMIT")
+        except BaseException:
+            await conn.execute("ROLLBACK")
+            raise
+        self.commits += 1
+        self.statements += len(ops)
+
+    async def commit(self, ops: list[Op]) -> None:
+        """Write ``ops`` in one transaction (shared with other callers'), durably.
+
+        Raises:
+            MailboxFull: the writer has too much waiting; the caller should answer 503.
+            Unavailable: the transaction failed; nothing of ``ops`` was written.
+        """
+        if not ops:
+            return
+        request = _CommitRequest(ops)
+        try:
+            self._send.send_nowait(request)
+        except anyio.WouldBlock:
+            raise MailboxFull("the writer is overloaded") from None
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            raise Unavailable("shutting down") from None
+        # Once queued, the write happens: wait for it even if the caller is being cancelled,
+        # so that memory and disk never disagree about what was committed.
+        with anyio.CancelScope(shield=True):
+            await request.done.wait()
+        if request.error is not None:
+            raise request.error
+
+    def close_writer(self) -> None:
+        """Stop taking writes; the writer loop finishes what is queued, then returns."""
+        self._send.close()
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run a read on a reader connection (never queued behind the writer)."""
+        conn = self._readers[next(self._next_reader)]
+        rows = await conn.execute_fetchall(sql, params)
+        return [tuple(row) for row in rows]
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        """The first row of a read, or None."""
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
+
+    async def close(self) -> None:
+        """Close every connection (call after the writer loop has returned)."""
+        for conn in [*self._readers, self._writer]:
+            if conn is not None:
+                await conn.close()
+        self._readers.clear()
+        self._writer = None
