@@ -31,9 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=_env("host", defaults.host))
     serve.add_argument("--port", type=int, default=int(_env("port", str(defaults.port))))
     serve.add_argument("--db", default=_env("db", defaults.db))
-    serve.add_argument(
-        "--sync", choices=["full", "normal"], default=_env("sync", defaults.sync)
-    )
+    serve.add_argument("--sync", choices=["full", "normal"], default=_env("sync", defaults.sync))
     serve.add_argument(
         "--retry-base-seconds",
         type=float,

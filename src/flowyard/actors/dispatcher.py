@@ -59,11 +59,7 @@ class Dispatcher:
             address = ipaddress.ip_address(str(sockaddr[0]).split("%")[0])
             if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
                 address = address.ipv4_mapped
-            if (
-                not address.is_global
-                or address.is_multicast
-                or str(address) in self._own_hosts
-            ):
+            if not address.is_global or address.is_multicast or str(address) in self._own_hosts:
                 return f"{host} resolves to non-public address {address}"
         return None
 
@@ -107,9 +103,7 @@ def _classify(status: int, data: bytes | None) -> Outcome:
     if not 200 <= status < 300:
         return Outcome("failed", handler_status=status, error=f"handler returned HTTP {status}")
     if data is None:
-        return Outcome(
-            "failed", handler_status=status, error="result_too_large: body over 256 KiB"
-        )
+        return Outcome("failed", handler_status=status, error="result_too_large: body over 256 KiB")
     return Outcome("completed", handler_status=status, result=_as_result(data))
 
 

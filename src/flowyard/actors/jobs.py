@@ -14,7 +14,7 @@ import logging
 import random
 import secrets
 from collections import deque
-from collections.abc import Awaitable, Callable, Hashable, Iterable
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 
 import anyio
 import msgspec
@@ -100,9 +100,10 @@ class JobEngine:
         for project_id, name, queue_settings in await store.all_queue_settings(self.db):
             self.queues[(project_id, name)] = Queue(project_id, name, queue_settings)
         live = await store.live_jobs(self.db)
-        open_runs = {run.id: run for run in await store.get_runs(self.db, [
-            job.run_id for job in live if job.run_id
-        ])}
+        open_runs = {
+            run.id: run
+            for run in await store.get_runs(self.db, [job.run_id for job in live if job.run_id])
+        }
         interrupted: list[tuple[Job | None, Job]] = []
         ops: list[Op] = []
         now = now_ms()
@@ -159,7 +160,10 @@ class JobEngine:
                 queue.running.add(new.id)
 
     async def _commit(
-        self, changes: list[tuple[Job | None, Job]], runs: Iterable[Run] = (), extra: list[Op] = ()  # type: ignore[assignment]
+        self,
+        changes: Sequence[tuple[Job | None, Job]],
+        runs: Iterable[Run] = (),
+        extra: Sequence[Op] = (),
     ) -> None:
         """Apply ``changes`` to memory, write them (with ``runs``), undo on failure."""
         for old, new in changes:
@@ -216,9 +220,7 @@ class JobEngine:
 
     def _make_ready(self, job: Job) -> None:
         if isinstance(job.trigger, PullQueue | PushQueue):
-            self.queue(job.project_id, job.trigger.queue).push(
-                job.id, job.priority, job.created_at
-            )
+            self.queue(job.project_id, job.trigger.queue).push(job.id, job.priority, job.created_at)
             if isinstance(job.trigger, PushQueue):
                 self._push_queues.add((job.project_id, job.trigger.queue))
                 self._push_wake.set()
@@ -243,9 +245,9 @@ class JobEngine:
             if job.claim_token == rest[0] and job.claimed_until and job.claimed_until <= now_ms():
                 self._spawn(self._expire_lease, job_id, rest[0])
         elif kind == "callback":
-            if job.run_id == rest[0] and job.callback_deadline is not None:
-                if job.callback_deadline <= now_ms():
-                    self._spawn(self._expire_callback, job_id, rest[0])
+            deadline = job.callback_deadline
+            if job.run_id == rest[0] and deadline is not None and deadline <= now_ms():
+                self._spawn(self._expire_callback, job_id, rest[0])
 
     def _spawn(self, func: Callable[..., Awaitable[object]], *args: object) -> None:
         assert self._tg is not None
@@ -359,7 +361,7 @@ class JobEngine:
         job = self._live(await self.require(project_id, job_id), "cancel")
         return await self.withdraw(job, "cancelled")
 
-    async def withdraw(self, job: Job, reason: str, extra: list[Op] = ()) -> Job:  # type: ignore[assignment]
+    async def withdraw(self, job: Job, reason: str, extra: Sequence[Op] = ()) -> Job:
         """Move a live job to ``cancelled``, closing its open run."""
         now = now_ms()
         run = self.runs.get(job.run_id) if job.run_id else None
@@ -400,9 +402,9 @@ class JobEngine:
             changes.update(_patched_trigger(job, trigger_patch, now))
         new = replace(job, **changes)
         if isinstance(new.trigger, Scheduled) and trigger_patch is not None:
-            new = replace(new, next_run_at=next_fire_ms(
-                new.trigger.schedule, new.trigger.timezone, now
-            ))
+            new = replace(
+                new, next_run_at=next_fire_ms(new.trigger.schedule, new.trigger.timezone, now)
+            )
         await self._commit([(job, new)])
         self._admit(new)
         return new
@@ -650,7 +652,9 @@ class JobEngine:
 
     # ----------------------------------------------------------------- push delivery
 
-    async def _push_loop(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+    async def _push_loop(
+        self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
         limit = self.settings.push_concurrency
         async with anyio.create_task_group() as tg:
             task_status.started()
@@ -742,9 +746,7 @@ class JobEngine:
         sig = _callback_signature(self.server_secret, job_id, run_id)
         return f"{self.public_url}/infra/jobs/{job_id}/runs/{run_id}/callback?sig={sig}"
 
-    async def callback(
-        self, job_id: str, run_id: str, sig: str, outcome: Outcome
-    ) -> Job:
+    async def callback(self, job_id: str, run_id: str, sig: str, outcome: Outcome) -> Job:
         """A deferred (202) result arriving on its signed callback URL."""
         expected = _callback_signature(self.server_secret, job_id, run_id)
         if not secrets.compare_digest(expected, sig):
@@ -788,9 +790,11 @@ class JobEngine:
             }
         )
         outcome = await self.dispatcher.post(
-            job.callback_url or "", body, {"X-Flowyard-Job-Id": job.id}, await self._secret(
-                job.project_id
-            ), 30
+            job.callback_url or "",
+            body,
+            {"X-Flowyard-Job-Id": job.id},
+            await self._secret(job.project_id),
+            30,
         )
         if outcome.kind == "failed":
             log.warning("callback_url notice for %s failed: %s", job.id, outcome.error)

@@ -5,6 +5,7 @@ exception) on it and closes it. A full mailbox raises :class:`MailboxFull` at on
 growing memory.
 """
 
+import contextlib
 from typing import Any, Generic, TypeVar
 
 import anyio
@@ -67,8 +68,7 @@ def reply(envelope: Envelope[Any], outcome: Any) -> None:
     """Answer an ``ask`` (no-op for a ``tell``) and close the reply stream."""
     if envelope.reply_to is None:
         return
-    with envelope.reply_to:
-        try:
-            envelope.reply_to.send_nowait(outcome)
-        except (anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError):
-            pass  # the asker gave up (timeout or disconnect)
+    # The asker may have given up (timeout or disconnect): then nobody needs the reply.
+    gone = (anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError)
+    with envelope.reply_to, contextlib.suppress(*gone):
+        envelope.reply_to.send_nowait(outcome)

@@ -4,6 +4,7 @@ A queue holds job ids only; the engine owns the jobs. An id on the heap may have
 (cancelled, claimed, re-timed): :meth:`Queue.pop` skips entries its ``is_ready`` check rejects.
 """
 
+import contextlib
 import heapq
 import itertools
 from collections import deque
@@ -70,10 +71,8 @@ class Queue:
 
     def forget_waiter(self, event: anyio.Event) -> None:
         """Drop a waiter that stopped waiting."""
-        try:
+        with contextlib.suppress(ValueError):
             self._waiters.remove(event)
-        except ValueError:
-            pass
 
     def wake_all(self) -> None:
         """Wake every waiter (shutdown)."""

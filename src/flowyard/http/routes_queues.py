@@ -18,7 +18,9 @@ async def list_queues(request: Request) -> Response:
     runtime, key = await caller(request, "jobs:read")
     limit = query_int(request, "limit", 25, 1, 100)
     after = query_str(request, "cursor", NAME_MAX)
-    queues = [q for q in runtime.jobs.project_queues(key.project_id) if after is None or q.name > after]
+    queues = [
+        q for q in runtime.jobs.project_queues(key.project_id) if after is None or q.name > after
+    ]
     page = queues[:limit]
     now = now_ms()
     next_cursor = page[-1].name if len(queues) > limit else None

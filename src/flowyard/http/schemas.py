@@ -53,9 +53,9 @@ class QueueBody(msgspec.Struct, frozen=True, kw_only=True):
     """``PUT /infra/queues/{name}``: any of the three settings; null clears a limit."""
 
     concurrency: Annotated[int, Meta(ge=1, le=10_000)] | None | msgspec.UnsetType = msgspec.UNSET
-    rate_limit_per_second: (
-        Annotated[float, Meta(gt=0, le=100_000)] | None | msgspec.UnsetType
-    ) = msgspec.UNSET
+    rate_limit_per_second: Annotated[float, Meta(gt=0, le=100_000)] | None | msgspec.UnsetType = (
+        msgspec.UNSET
+    )
     paused: bool | msgspec.UnsetType = msgspec.UNSET
 
 

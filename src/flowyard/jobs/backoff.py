@@ -18,5 +18,5 @@ def retry_delay_seconds(backoff: Backoff, attempt: int, base: float, draw: float
         return base
     if backoff == "linear":
         return base * attempt
-    ceiling = min(base * 2 ** (attempt - 1), EXPONENTIAL_CAP_SECONDS)
+    ceiling: float = min(base * 2 ** (attempt - 1), EXPONENTIAL_CAP_SECONDS)
     return ceiling / 2 + draw * ceiling / 2

@@ -92,7 +92,8 @@ async def list_jobs(
     limit: int = 25,
 ) -> tuple[list[Job], str | None]:
     """A page of jobs, newest first, and the cursor of the next page."""
-    where, params = [], []  # type: ignore[var-annotated]
+    where: list[str] = []
+    params: list[object] = []
     for column, value in (
         ("project_id", project_id),
         ("status", status),

@@ -136,7 +136,9 @@ async def server_secret(db: Database) -> str:
     if row:
         return str(row[0])
     secret = base62_token(48)
-    await db.commit([("INSERT OR IGNORE INTO meta (key, value) VALUES ('server_secret', ?)", (secret,))])
+    await db.commit(
+        [("INSERT OR IGNORE INTO meta (key, value) VALUES ('server_secret', ?)", (secret,))]
+    )
     row = await db.fetchone("SELECT value FROM meta WHERE key = 'server_secret'")
     assert row is not None
     return str(row[0])

@@ -73,7 +73,9 @@ class Database:
         for _ in range(self._reader_count):
             self._readers.append(await _connect(self.path, self.sync))
 
-    async def run_writer(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+    async def run_writer(
+        self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
         """The writer loop: run until the mailbox is closed and drained."""
         task_status.started()
         async with self._receive:
