@@ -213,12 +213,12 @@ def start_server(db: str, tmp_path: Path, *args: str, port: int | None = None) -
     """Start ``python -m flowyard serve`` on ``db`` and wait for its listening line."""
     port = port or free_port()
     log_path = tmp_path / f"server-{port}-{os.urandom(3).hex()}.log"
-    log_file = open(log_path, "wb")  # noqa: SIM115 - closed with the process
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "flowyard", "serve", "--db", db, "--port", str(port), *args],
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-    )
+    with open(log_path, "wb") as log_file:  # the child keeps its own descriptor
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "flowyard", "serve", "--db", db, "--port", str(port), *args],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     for _ in range(1000):
         if proc.poll() is not None:

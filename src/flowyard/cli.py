@@ -3,6 +3,7 @@
 import argparse
 import logging
 import os
+import signal
 import socket
 import sys
 from collections.abc import Sequence
@@ -116,6 +117,15 @@ def serve(settings: Settings) -> int:
         backlog=4096,
     )
     server = uvicorn.Server(config)
+
+    def graceful(signum: int, frame: object) -> None:
+        server.should_exit = True
+
+    # uvicorn re-raises a SIGTERM/SIGINT it handled once it has shut down, with the handler
+    # that was installed before it: with the default one the process would die of the signal
+    # (status -15) instead of exiting 0. This one also covers signals before uvicorn starts.
+    for handled in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(handled, graceful)
 
     async def run() -> None:
         async with anyio.create_task_group() as tg:

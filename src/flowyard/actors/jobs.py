@@ -52,7 +52,10 @@ log = logging.getLogger("flowyard.jobs")
 
 replace = msgspec.structs.replace
 
-JobSettled = Callable[[Job, Run | None, list[Op]], Awaitable[None]]
+Change = tuple[Job | None, Job]
+"""A job before (None when new) and after a transition."""
+
+JobSettled = Callable[[Change, list[Run]], Awaitable[None]]
 """Commits a workflow step job's final transition together with the step transition."""
 
 
@@ -70,6 +73,8 @@ class JobEngine:
         self.public_url = f"http://{settings.host}:{settings.port}"
         self.server_secret = ""
         self.workflow_settled: JobSettled | None = None
+        self.workflow_started: Callable[[Job], None] | None = None
+        self.timer_hooks: dict[str, Callable[[tuple[object, ...]], None]] = {}
         self._secrets: dict[str, str] = {}
         self._creating_keys: set[tuple[str, str]] = set()
         self._push_ready: deque[str] = deque()
@@ -159,7 +164,7 @@ class JobEngine:
             elif new.status is JobStatus.RUNNING:
                 queue.running.add(new.id)
 
-    async def _commit(
+    async def commit(
         self,
         changes: Sequence[tuple[Job | None, Job]],
         runs: Iterable[Run] = (),
@@ -201,11 +206,12 @@ class JobEngine:
 
     def _admit(self, job: Job) -> None:
         """After a commit: make the job ready now or arm the timer for when it will be."""
+        if job.callback_deadline is not None:
+            # Also for a cron fire waiting on its 202 callback (status stays ``scheduled``).
+            self.timers.arm(job.callback_deadline, ("callback", job.id, job.run_id))
         if job.status is JobStatus.RUNNING:
             if job.claimed_until is not None:
                 self.timers.arm(job.claimed_until, ("lease", job.id, job.claim_token))
-            if job.callback_deadline is not None:
-                self.timers.arm(job.callback_deadline, ("callback", job.id, job.run_id))
             return
         if job.status is JobStatus.SCHEDULED and job.run_at is None and job.next_run_at:
             if job.enabled:
@@ -231,6 +237,10 @@ class JobEngine:
     def _on_timer(self, key: Hashable) -> None:
         assert isinstance(key, tuple)
         kind, job_id, *rest = key
+        hook = self.timer_hooks.get(kind)
+        if hook is not None:
+            hook(key)
+            return
         job = self.jobs.get(job_id)
         if kind == "push":
             self._push_wake.set()
@@ -297,10 +307,15 @@ class JobEngine:
             workflow=workflow,
         )
 
-    async def create(self, project_id: str, specs: list[JobSpec]) -> list[Job]:
-        """Create jobs all or nothing; an idempotency key seen before returns that job."""
+    async def create(
+        self, project_id: str, specs: list[JobSpec], *, batch: bool = False
+    ) -> list[Job]:
+        """Create jobs all or nothing; an idempotency key seen before returns that job.
+
+        With ``batch`` (or several specs) problems are named ``$.jobs[i]...``, else ``$...``.
+        """
         for index, spec in enumerate(specs):
-            validate_spec(spec, f"$.jobs[{index}]" if len(specs) > 1 else "$")
+            validate_spec(spec, f"$.jobs[{index}]" if batch or len(specs) > 1 else "$")
         keys = [(project_id, s.idempotency_key) for s in specs if s.idempotency_key]
         if len(set(keys)) != len(keys):
             raise invalid_field("$.jobs", "idempotency_key repeated within one batch")
@@ -323,16 +338,15 @@ class JobEngine:
                     job = self.new_job(project_id, spec, now)
                     fresh.append(job)
                     results.append(job)
-            await self._commit([(None, job) for job in fresh])
+            await self.commit([(None, job) for job in fresh])
         finally:
             self._creating_keys.difference_update(keys)
         for job in fresh:
             self._admit(job)
         return results
 
-    async def insert(self, jobs: list[Job], extra: list[Op]) -> None:
-        """Store prepared jobs together with ``extra`` writes, then schedule them."""
-        await self._commit([(None, job) for job in jobs], extra=extra)
+    def admit(self, jobs: Iterable[Job]) -> None:
+        """After a commit made elsewhere: schedule new or changed jobs."""
         for job in jobs:
             self._admit(job)
 
@@ -359,10 +373,30 @@ class JobEngine:
     async def cancel(self, project_id: str, job_id: str) -> Job:
         """Cancel a job that has not ended; 409 if it has."""
         job = self._live(await self.require(project_id, job_id), "cancel")
-        return await self.withdraw(job, "cancelled")
+        change, runs = self.withdrawal(job, "cancelled")
+        if job.workflow is not None and self.workflow_settled is not None:
+            await self._settle_step(change, runs)
+        else:
+            await self.commit([change], runs)
+        self.withdrawn(change[1], runs)
+        return change[1]
 
-    async def withdraw(self, job: Job, reason: str, extra: Sequence[Op] = ()) -> Job:
-        """Move a live job to ``cancelled``, closing its open run."""
+    async def _settle_step(self, change: Change, runs: list[Run]) -> None:
+        """A step job ended: its execution commits the job with the step's transition.
+
+        The job is marked ended in memory first, so that a second ack cannot race this one.
+        """
+        old, new = change
+        assert old is not None and self.workflow_settled is not None
+        self._index(old, new)
+        try:
+            await self.workflow_settled(change, runs)
+        except BaseException:
+            self._index(new, old)
+            raise
+
+    def withdrawal(self, job: Job, reason: str) -> tuple[Change, list[Run]]:
+        """The transition that cancels a live job and closes its open run (not yet stored)."""
         now = now_ms()
         run = self.runs.get(job.run_id) if job.run_id else None
         runs = [_close_run(run, now, RunStatus.FAILED, reason)] if run else []
@@ -376,15 +410,18 @@ class JobEngine:
             callback_deadline=None,
             error=job.error if reason == "cancelled" else reason,
         )
-        await self._commit([(job, new)], runs, extra)
-        self._notify(new, runs[0] if runs else None)
-        return new
+        return (job, new), runs
+
+    def withdrawn(self, job: Job, runs: list[Run]) -> None:
+        """After a withdrawal is stored: tell the job's ``callback_url``."""
+        self._notify(job, runs[0] if runs else None)
 
     async def patch(self, project_id: str, job_id: str, patch: JobPatch) -> Job:
-        """Change a job that has not run yet; 409 once it runs or has ended."""
-        job = self._live(await self.require(project_id, job_id), "update")
-        if job.status is JobStatus.RUNNING or job.run_id is not None:
-            raise Conflict("cannot update a job while it runs")
+        """Change a job that has not run yet; 409 once it runs or has ended.
+
+        The body is checked (400/413) before the job's state (409), as DESIGN §2 orders them.
+        """
+        stored = await self.require(project_id, job_id)
         changes: dict[str, object] = {}
         if patch.handler is not None:
             problems = check_url(patch.handler, "$.handler")
@@ -399,13 +436,16 @@ class JobEngine:
         now = now_ms()
         trigger_patch = patch.trigger
         if trigger_patch is not None:
-            changes.update(_patched_trigger(job, trigger_patch, now))
+            changes.update(_patched_trigger(stored, trigger_patch, now))
+        job = self._live(stored, "update")
+        if job.status is JobStatus.RUNNING or job.run_id is not None:
+            raise Conflict("cannot update a job while it runs")
         new = replace(job, **changes)
         if isinstance(new.trigger, Scheduled) and trigger_patch is not None:
             new = replace(
                 new, next_run_at=next_fire_ms(new.trigger.schedule, new.trigger.timezone, now)
             )
-        await self._commit([(job, new)])
+        await self.commit([(job, new)])
         self._admit(new)
         return new
 
@@ -423,7 +463,7 @@ class JobEngine:
             completed_at=None,
             run_at=now_ms(),
         )
-        await self._commit([(None, new)])
+        await self.commit([(None, new)])
         self._admit(new)
         return new
 
@@ -435,7 +475,7 @@ class JobEngine:
         if job.status is JobStatus.SCHEDULED and job.run_at is not None:
             raise Conflict("the job is already firing")
         new = replace(job, run_at=now_ms(), attempt=0 if _is_cron(job) else job.attempt)
-        await self._commit([(job, new)])
+        await self.commit([(job, new)])
         if not new.enabled:
             self._make_ready(new)  # a manual trigger fires even a disabled job
         else:
@@ -493,14 +533,19 @@ class JobEngine:
             changes.append((job, new))
             runs.append(run)
         try:
-            await self._commit(changes, runs)
+            await self.commit(changes, runs)
         except BaseException:
             for job in picked:
                 self._admit(job)
             raise
         for _, new in changes:
             self._admit(new)
+            self._started(new)
         return [new for _, new in changes]
+
+    def _started(self, job: Job) -> None:
+        if job.workflow is not None and self.workflow_started is not None:
+            self.workflow_started(job)
 
     def _claimed(self, job: Job, claim_token: str) -> Job:
         live = self.jobs.get(job.id)
@@ -540,7 +585,7 @@ class JobEngine:
             await self._expire_lease(live.id, claim_token)
             raise Conflict("the lease expired before the heartbeat")
         new = replace(live, claimed_until=now + visibility * 1000)
-        await self._commit([(live, new)])
+        await self.commit([(live, new)])
         self._admit(new)
         return new
 
@@ -612,26 +657,13 @@ class JobEngine:
             new = replace(new, next_run_at=max(new.next_run_at, _next_fire(new, now)))
         runs = [closed] if closed else []
         if new.workflow is not None and new.status in TERMINAL and self.workflow_settled:
-            self._index(job, new)
-            try:
-                await self.workflow_settled(new, closed, [])
-            except BaseException:
-                self._index(new, job)
-                raise
+            await self._settle_step((job, new), runs)
         else:
-            await self._commit([(job, new)], runs)
+            await self.commit([(job, new)], runs)
         self._admit(new)
         if new.status in TERMINAL:
             self._notify(new, closed)
         return new
-
-    def job_ops(self, job: Job, run: Run | None) -> list[Op]:
-        """The writes that store a settled job and its closed run."""
-        ops = [store.put_job(job)]
-        if run is not None:
-            self.runs.pop(run.id, None)
-            ops.append(store.put_run(run))
-        return ops
 
     # ----------------------------------------------------------------- cron
 
@@ -715,7 +747,8 @@ class JobEngine:
             run_id=run.id,
             last_run_at=now,
         )
-        await self._commit([(job, started)], [run])
+        await self.commit([(job, started)], [run])
+        self._started(started)
         secret = await self._secret(job.project_id)
         callback = self.callback_url(job.id, run.id)
         headers = {
@@ -736,7 +769,7 @@ class JobEngine:
                 callback_deadline=now_ms() + int(self.settings.callback_window_seconds * 1000),
             )
             accepted = replace(self.runs[run.id], handler_status=outcome.handler_status)
-            await self._commit([(current, waiting)], [accepted])
+            await self.commit([(current, waiting)], [accepted])
             self._admit(waiting)
             return
         await self._settle(current, outcome)
@@ -752,7 +785,9 @@ class JobEngine:
         if not secrets.compare_digest(expected, sig):
             raise NotFound("unknown callback")
         job = self.jobs.get(job_id)
-        if job is None or job.run_id != run_id or job.callback_deadline is None:
+        # A callback may overtake its own 202 answer (delivery still in flight): accept it;
+        # the delivery then sees the run settled and drops the handler's answer.
+        if job is None or job.run_id != run_id or job.is_pull:
             raise Conflict("this run is not waiting for a callback")
         return await self._settle(job, outcome)
 

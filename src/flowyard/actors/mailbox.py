@@ -41,7 +41,12 @@ class Mailbox(Generic[M]):
     async def ask(self, message: M, timeout: float = ASK_TIMEOUT_SECONDS) -> Any:
         """Deliver ``message`` and wait for the actor's reply (or its exception)."""
         reply_send, reply_receive = anyio.create_memory_object_stream[Any](1)
-        self._put(Envelope(message, reply_send))
+        try:
+            self._put(Envelope(message, reply_send))
+        except BaseException:
+            reply_send.close()  # never queued: close both ends (else a ResourceWarning leaks)
+            reply_receive.close()
+            raise
         with anyio.fail_after(timeout), reply_receive:
             try:
                 outcome = await reply_receive.receive()

@@ -12,6 +12,7 @@ import anyio
 
 from flowyard.actors.dispatcher import Dispatcher
 from flowyard.actors.jobs import JobEngine
+from flowyard.actors.workflows import WorkflowEngine
 from flowyard.errors import Unavailable
 from flowyard.settings import Settings
 from flowyard.storage.projects import server_secret
@@ -31,6 +32,7 @@ class Supervisor:
         own = frozenset({settings.host, "127.0.0.1", "::1", "0.0.0.0"})
         self.dispatcher = Dispatcher(handler_network=settings.handler_network, own_hosts=own)
         self.jobs = JobEngine(self.db, settings, self.dispatcher)
+        self.workflows = WorkflowEngine(self.db, self.jobs, settings)
         self.ready = anyio.Event()
 
     def check_ready(self) -> None:
@@ -61,6 +63,8 @@ class Supervisor:
                 await self.db.close()
 
     async def _start(self, tg: anyio.abc.TaskGroup) -> None:
+        # Executions first: rehydrated jobs may report results to them at once.
+        await tg.start(self.workflows.run)
         await tg.start(self.jobs.run)
         self.ready.set()
         log.info("ready")

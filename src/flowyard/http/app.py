@@ -8,7 +8,7 @@ from starlette.exceptions import HTTPException
 
 from flowyard.actors.supervisor import Supervisor
 from flowyard.errors import FlowyardError
-from flowyard.http import routes_health, routes_jobs, routes_queues
+from flowyard.http import routes_health, routes_jobs, routes_queues, routes_workflows
 from flowyard.http.auth import Authenticator
 from flowyard.http.context import Context
 from flowyard.http.errors import flowyard_error, http_error, internal_error
@@ -25,7 +25,12 @@ def create_app(settings: Settings, supervisor: Supervisor | None = None) -> Star
             yield
 
     app = Starlette(
-        routes=[*routes_health.routes, *routes_jobs.routes, *routes_queues.routes],
+        routes=[
+            *routes_health.routes,
+            *routes_jobs.routes,
+            *routes_queues.routes,
+            *routes_workflows.routes,
+        ],
         exception_handlers={
             FlowyardError: flowyard_error,
             HTTPException: http_error,

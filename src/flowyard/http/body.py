@@ -12,6 +12,7 @@ T = TypeVar("T")
 
 MAX_BODY_BYTES = 1024 * 1024
 _PATH = re.compile(r"^(?P<message>.*) - at `(?P<path>\$[^`]*)`$", re.DOTALL)
+_MISSING = re.compile(r"^Object missing required field `(?P<field>[^`]+)`$")
 
 
 async def read_body(request: Request) -> bytes:
@@ -39,6 +40,9 @@ def decode(body: bytes, kind: type[T]) -> T:
     except msgspec.ValidationError as exc:
         match = _PATH.match(str(exc))
         message, path = (match["message"], match["path"]) if match else (str(exc), "$")
+        missing = _MISSING.match(message)
+        if missing:  # name the missing field itself, not the object that lacks it
+            path = f"{path}.{missing['field']}"
         raise Invalid(f"{path}: {message}", [{"path": path, "message": message}]) from None
     except msgspec.DecodeError as exc:
         raise Invalid(f"the body is not valid JSON: {exc}") from None

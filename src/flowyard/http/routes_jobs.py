@@ -35,7 +35,7 @@ async def create_job(request: Request) -> Response:
 async def create_batch(request: Request) -> Response:
     runtime, key = await caller(request, "jobs:write")
     body = await read_json(request, BatchBody)
-    jobs = await runtime.jobs.create(key.project_id, body.jobs)
+    jobs = await runtime.jobs.create(key.project_id, body.jobs, batch=True)
     return json_response({"jobs": [job_view(job) for job in jobs]}, 202)
 
 

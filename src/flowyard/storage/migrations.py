@@ -55,6 +55,36 @@ MIGRATIONS: list[str] = [
     );
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     """,
+    """
+    CREATE TABLE blueprints (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        project_id TEXT NOT NULL,
+        doc BLOB NOT NULL
+    );
+    CREATE INDEX blueprints_by_project ON blueprints(project_id, seq);
+    CREATE TABLE executions (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        project_id TEXT NOT NULL,
+        blueprint_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        active INTEGER NOT NULL,
+        idempotency_key TEXT,
+        doc BLOB NOT NULL
+    );
+    CREATE INDEX executions_by_project ON executions(project_id, seq);
+    CREATE INDEX executions_by_blueprint ON executions(blueprint_id, seq);
+    CREATE UNIQUE INDEX executions_by_idempotency_key ON executions(blueprint_id, idempotency_key)
+        WHERE idempotency_key IS NOT NULL;
+    CREATE INDEX executions_live ON executions(active) WHERE active = 1;
+    CREATE TABLE events (
+        execution_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        doc BLOB NOT NULL,
+        PRIMARY KEY (execution_id, seq)
+    ) WITHOUT ROWID;
+    """,
 ]
 
 

@@ -22,7 +22,9 @@ def decode_cursor(cursor: str | None) -> int | None:
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         prefix, _, number = text.partition(":")
-        if prefix != "s" or not number.isdigit():
+        if prefix != "s" or not (number.isascii() and number.isdigit()):
+            raise ValueError(text)
+        if int(number) >= 2**63:  # SQLite cannot bind it: a 500 instead of a 400
             raise ValueError(text)
         return int(number)
     except (ValueError, binascii.Error, UnicodeDecodeError):

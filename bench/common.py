@@ -1,0 +1,206 @@
+"""Shared helpers for the load benchmarks: the server as a child process, keys, /proc figures.
+
+Every benchmark starts the real server (``python -m flowyard serve``) on 127.0.0.1 with a
+fresh SQLite file in a temporary directory, talks to it over HTTP only, and stops it with
+SIGTERM at the end. Nothing here sends traffic anywhere but 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+HOST = "127.0.0.1"
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def log(*parts: object) -> None:
+    """Progress for humans: stderr only (stdout carries the one JSON line)."""
+    print("[bench]", *parts, file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def create_key(db: str, project: str = "bench", scopes: Sequence[str] = ()) -> str:
+    """Create the project (if needed) and an API key with the CLI; the key is stdout's last line."""
+    cmd = [sys.executable, "-m", "flowyard", "keys", "create", "--db", db, "--project", project]
+    for scope in scopes:
+        cmd += ["--scope", scope]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=60).stdout
+    lines = [line.strip() for line in out.splitlines() if line.strip()]
+    if not lines:
+        raise RuntimeError("flowyard keys create printed nothing")
+    return lines[-1]
+
+
+@dataclass
+class Server:
+    """The real server running as a child process on 127.0.0.1."""
+
+    db: str
+    port: int
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    workdir: Path | None = None
+    _cpu_mark: float = field(default=0.0, init=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU seconds the server process has used so far."""
+        return proc_cpu_seconds(self.pid)
+
+    def peak_rss_mb(self) -> float:
+        """The server's peak resident set size (VmHWM) in MiB."""
+        return proc_peak_rss_mb(self.pid)
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last lines the server wrote to stderr (for error reports)."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def start_server(
+    *,
+    sync: str = "full",
+    extra_args: Sequence[str] = (),
+    db: str | None = None,
+    ready_timeout: float = 30.0,
+) -> Server:
+    """Start ``python -m flowyard serve`` on a free port with a fresh database; wait for /readyz.
+
+    The database goes in a new temporary directory (on the same disk as /tmp, so fsync is real)
+    unless ``db`` is given. Server stderr goes to ``server.log`` next to the database.
+    """
+    workdir: Path | None = None
+    if db is None:
+        workdir = Path(tempfile.mkdtemp(prefix="flowyard-bench-"))
+        db = str(workdir / "bench.db")
+    log_path = Path(db).with_name("server.log")
+    port = free_port()
+    cmd = [
+        sys.executable,
+        "-m",
+        "flowyard",
+        "serve",
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--db",
+        db,
+        "--sync",
+        sync,
+        *extra_args,
+    ]
+    with open(log_path, "wb") as log_file:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file)
+    server = Server(db=db, port=port, proc=proc, log_path=log_path, workdir=workdir)
+    deadline = time.monotonic() + ready_timeout
+    with httpx.Client(timeout=2.0) as client:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited with {proc.returncode}:\n{server.log_tail()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if client.get(f"{server.url}/readyz").status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                stop_server(server)
+                raise RuntimeError(f"server not ready in {ready_timeout}s:\n{server.log_tail()}")
+            time.sleep(0.05)
+    log(f"server pid {proc.pid} ready at {server.url} (sync={sync}, db={db})")
+    return server
+
+
+def stop_server(server: Server, timeout: float = 30.0) -> int | None:
+    """SIGTERM the server and wait for it to exit (SIGKILL after ``timeout``); its exit code."""
+    proc = server.proc
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log(f"server pid {proc.pid} ignored SIGTERM for {timeout}s; killing it")
+            proc.kill()
+            proc.wait()
+    if server.workdir is not None:
+        shutil.rmtree(server.workdir, ignore_errors=True)
+    return proc.returncode
+
+
+@contextlib.contextmanager
+def running_server(**kwargs: object) -> Iterator[Server]:
+    """``start_server`` as a context manager that always stops the server."""
+    server = start_server(**kwargs)  # type: ignore[arg-type]
+    try:
+        yield server
+    finally:
+        code = stop_server(server)
+        log(f"server stopped (exit {code})")
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, in seconds, from /proc/<pid>/stat."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    # The command name (field 2) is in parentheses and may hold spaces: split after it.
+    fields = text[text.rindex(")") + 2 :].split()
+    utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of the full line
+    return (utime + stime) / _CLK_TCK
+
+
+def proc_peak_rss_mb(pid: int) -> float:
+    """Peak resident set size (VmHWM) of a process in MiB, from /proc/<pid>/status."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024  # reported in kB
+    raise RuntimeError(f"no VmHWM for pid {pid}")
+
+
+def percentile(values: Sequence[float], pct: float) -> float | None:
+    """The ``pct`` percentile (0..100) by the nearest-rank method; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(pct / 100 * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def summary_ms(values_s: Sequence[float]) -> dict[str, float | None]:
+    """p50 / p99 / max of durations given in seconds, as milliseconds rounded to 0.01."""
+    ordered = sorted(values_s)
+
+    def ms(value: float | None) -> float | None:
+        return None if value is None else round(value * 1000, 2)
+
+    return {
+        "p50": ms(percentile(ordered, 50)),
+        "p99": ms(percentile(ordered, 99)),
+        "max": ms(ordered[-1] if ordered else None),
+    }

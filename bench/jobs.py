@@ -1,0 +1,608 @@
+"""Pull-queue benchmark: throughput with real pull workers, and wake-up latency of a waiting one.
+
+Run ``python -m bench.jobs --help``. Two phases against one real server process:
+
+1. Throughput. A load generator (this process) creates ``--jobs`` pull jobs through
+   ``POST /infra/jobs/batch`` (100 per batch) while ``--workers`` worker processes claim them
+   (``--claim-count`` at a time, long-polling) and ack each one with its own
+   ``POST /infra/jobs/{id}/ack``. Reported: jobs/s from the first create sent to the last ack
+   received, claim-to-ack latency (worker side: claim response received -> ack response
+   received) and create-to-claim latency (batch response received -> claim response received,
+   ``time.time()`` wall clock shared by the processes), server CPU seconds per 1,000 jobs.
+2. Waiting-worker latency. One worker process long-polls a fresh queue (count 1); the
+   generator creates single jobs (``POST /infra/jobs``) one at a time with small gaps.
+   Reported: created (create response received) -> claimed (claim response received).
+
+Exactly one JSON line goes to stdout at the end; progress goes to stderr. All traffic goes to
+127.0.0.1 and every phase is bounded in count and in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import platform
+import random
+import sys
+import time
+from dataclasses import dataclass
+from multiprocessing.synchronize import Event as MpEvent
+from typing import Any
+
+import anyio
+import httpx
+import orjson
+
+from bench.common import Server, create_key, log, running_server, summary_ms
+
+JSON_HEADERS = {"content-type": "application/json"}
+BATCH = 100
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """What one worker process does (picklable: it crosses into a spawned process)."""
+
+    index: int
+    url: str
+    key: str
+    queue: str
+    lanes: int  # concurrent claim loops in this process
+    claim_count: int  # jobs per claim
+    ack_concurrency: int  # acks in flight per lane
+    wait_seconds: int  # long-poll
+    visibility_timeout: int = 60
+
+
+# --------------------------------------------------------------------------- worker process
+
+
+def worker_main(
+    config: WorkerConfig,
+    acked: Any,  # multiprocessing.Value("q")
+    ready: Any,  # multiprocessing.Value("i")
+    stop: MpEvent,
+    results: Any,  # multiprocessing.Queue
+) -> None:
+    """Entry point of a worker process: claim and ack until ``stop``; send results back."""
+    try:
+        import uvloop  # noqa: F401
+
+        options: dict[str, Any] = {"use_uvloop": True}
+    except ImportError:
+        options = {}
+    out = anyio.run(_worker, config, acked, ready, stop, backend_options=options)
+    results.put(out)
+
+
+async def _worker(config: WorkerConfig, acked: Any, ready: Any, stop: MpEvent) -> dict[str, Any]:
+    claimed_at: dict[str, float] = {}  # job id -> claim response received (wall clock)
+    sent_at: dict[str, float] = {}  # job id -> payload "t" (create request sent)
+    claim_to_ack: list[float] = []
+    stats = {"acked": 0, "ack_errors": 0, "claim_errors": 0, "claims": 0, "empty_claims": 0}
+    last_ack = 0.0
+    in_flight = config.lanes * (1 + config.ack_concurrency)
+    limits = httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight)
+    claim_body = orjson.dumps(
+        {
+            "queue": config.queue,
+            "count": config.claim_count,
+            "wait_seconds": config.wait_seconds,
+            "visibility_timeout": config.visibility_timeout,
+        }
+    )
+    headers = {"authorization": f"Bearer {config.key}", **JSON_HEADERS}
+
+    async with httpx.AsyncClient(
+        base_url=config.url,
+        headers=headers,
+        limits=limits,
+        timeout=httpx.Timeout(config.wait_seconds + 30.0),
+    ) as client:
+
+        async def ack(job: dict[str, Any], got: float) -> bool:
+            nonlocal last_ack
+            body = orjson.dumps(
+                {
+                    "status": "completed",
+                    "result": {"ok": True},
+                    "claim_token": job["claim_token"],
+                }
+            )
+            try:
+                response = await client.post(f"/infra/jobs/{job['id']}/ack", content=body)
+            except httpx.HTTPError as exc:
+                stats["ack_errors"] += 1
+                log(f"worker {config.index}: ack {job['id']} failed: {exc!r}")
+                return False
+            done = time.time()
+            if response.status_code != 200:
+                stats["ack_errors"] += 1
+                if stats["ack_errors"] <= 5:
+                    log(f"worker {config.index}: ack {response.status_code} {response.text[:200]}")
+                return False
+            claim_to_ack.append(done - got)
+            last_ack = max(last_ack, done)
+            stats["acked"] += 1
+            return True
+
+        async def ack_some(jobs: list[dict[str, Any]], got: float) -> None:
+            """Ack ``jobs`` with at most ``ack_concurrency`` requests in flight."""
+            pending = iter(jobs)
+
+            async def lane() -> None:
+                for job in pending:
+                    if await ack(job, got):
+                        with acked.get_lock():
+                            acked.value += 1
+
+            if config.ack_concurrency == 1:
+                await lane()
+                return
+            async with anyio.create_task_group() as tg:
+                for _ in range(min(config.ack_concurrency, len(jobs))):
+                    tg.start_soon(lane)
+
+        async def claim_loop() -> None:
+            while not stop.is_set():
+                try:
+                    response = await client.post("/infra/jobs/claim", content=claim_body)
+                except httpx.HTTPError as exc:
+                    stats["claim_errors"] += 1
+                    log(f"worker {config.index}: claim failed: {exc!r}")
+                    await anyio.sleep(0.05)
+                    continue
+                got = time.time()
+                if response.status_code != 200:
+                    stats["claim_errors"] += 1
+                    if stats["claim_errors"] <= 5:
+                        log(f"worker {config.index}: claim {response.status_code}")
+                    await anyio.sleep(0.05)
+                    continue
+                jobs = orjson.loads(response.content)
+                stats["claims"] += 1
+                if not jobs:
+                    stats["empty_claims"] += 1
+                    continue
+                for job in jobs:
+                    claimed_at[job["id"]] = got
+                    payload = job.get("payload")
+                    if isinstance(payload, dict) and "t" in payload:
+                        sent_at[job["id"]] = payload["t"]
+                await ack_some(jobs, got)
+
+        with ready.get_lock():
+            ready.value += 1
+        async with anyio.create_task_group() as tg:
+            for _ in range(config.lanes):
+                tg.start_soon(claim_loop)
+
+    times = os.times()
+    return {
+        "index": config.index,
+        "claimed_at": claimed_at,
+        "sent_at": sent_at,
+        "claim_to_ack": claim_to_ack,
+        "last_ack": last_ack,
+        "cpu_s": times.user + times.system,
+        **stats,
+    }
+
+
+class WorkerPool:
+    """``count`` worker processes sharing an acked counter, a stop event and a results queue."""
+
+    def __init__(self, configs: list[WorkerConfig]) -> None:
+        self.ctx = mp.get_context("spawn")
+        self.configs = configs
+        self.acked = self.ctx.Value("q", 0)
+        self.ready = self.ctx.Value("i", 0)
+        self.stop = self.ctx.Event()
+        self.results = self.ctx.Queue()
+        self.procs = [
+            self.ctx.Process(
+                target=worker_main,
+                args=(config, self.acked, self.ready, self.stop, self.results),
+                name=f"bench-worker-{config.index}",
+                daemon=True,
+            )
+            for config in configs
+        ]
+
+    def start(self, timeout: float = 60.0) -> None:
+        for proc in self.procs:
+            proc.start()
+        deadline = time.monotonic() + timeout
+        while self.ready.value < len(self.procs):
+            if time.monotonic() > deadline or any(p.exitcode is not None for p in self.procs):
+                self.terminate()
+                raise RuntimeError("worker processes did not start")
+            time.sleep(0.02)
+        # Give every lane's first long-poll claim time to reach the server.
+        time.sleep(0.3)
+
+    def acked_count(self) -> int:
+        return int(self.acked.value)
+
+    def finish(self, timeout: float) -> list[dict[str, Any]]:
+        """Stop the workers (they finish their current long-poll) and collect their results."""
+        self.stop.set()
+        out: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout
+        while len(out) < len(self.procs) and time.monotonic() < deadline:
+            try:
+                out.append(self.results.get(timeout=0.2))
+            except Exception:  # queue.Empty
+                if all(p.exitcode is not None for p in self.procs) and self.results.empty():
+                    break
+        for proc in self.procs:
+            proc.join(max(0.1, deadline - time.monotonic()))
+        self.terminate()
+        if len(out) < len(self.procs):
+            log(f"only {len(out)} of {len(self.procs)} workers reported results")
+        return out
+
+    def terminate(self) -> None:
+        for proc in self.procs:
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(5)
+
+
+# --------------------------------------------------------------------------- phase 1
+
+
+async def generate_batches(
+    server: Server,
+    key: str,
+    queue: str,
+    total: int,
+    concurrency: int,
+    max_backlog: int,
+    acked_count: Any,
+    deadline: float,
+) -> tuple[dict[str, float], float, int]:
+    """Create ``total`` pull jobs in batches of 100, ``concurrency`` batches in flight.
+
+    Holds off while more than ``max_backlog`` jobs are created but not yet acked, so the
+    queue stays at a steady depth instead of growing without bound (0: no limit).
+    Returns job id -> created (batch response received), the first send time, errors.
+    """
+    created_at: dict[str, float] = {}
+    first_send = 0.0
+    next_index = 0
+    errors = 0
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    headers = {"authorization": f"Bearer {key}", **JSON_HEADERS}
+    async with httpx.AsyncClient(
+        base_url=server.url, headers=headers, limits=limits, timeout=60.0
+    ) as client:
+
+        async def sender() -> None:
+            nonlocal first_send, next_index, errors
+            while next_index < total and time.monotonic() < deadline:
+                while max_backlog and len(created_at) - acked_count() > max_backlog:
+                    if time.monotonic() > deadline:
+                        return
+                    await anyio.sleep(0.002)
+                if next_index >= total:
+                    return
+                start = next_index
+                size = min(BATCH, total - start)
+                next_index += size
+                sent = time.time()
+                if not first_send:
+                    first_send = sent
+                body = orjson.dumps(
+                    {
+                        "jobs": [
+                            {
+                                "trigger": {"type": "pull", "queue": queue},
+                                "payload": {"n": start + i, "t": sent},
+                            }
+                            for i in range(size)
+                        ]
+                    }
+                )
+                while True:
+                    response = await client.post("/infra/jobs/batch", content=body)
+                    done = time.time()
+                    if response.status_code == 202:
+                        break
+                    errors += 1
+                    log(f"batch create {response.status_code}: {response.text[:200]}")
+                    if time.monotonic() > deadline:
+                        return
+                    await anyio.sleep(0.1)
+                for job in orjson.loads(response.content)["jobs"]:
+                    created_at[job["id"]] = done
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(concurrency):
+                tg.start_soon(sender)
+    return created_at, first_send, errors
+
+
+def throughput_phase(server: Server, key: str, args: argparse.Namespace) -> dict[str, Any]:
+    queue = "bench"
+    configs = [
+        WorkerConfig(
+            index=i,
+            url=server.url,
+            key=key,
+            queue=queue,
+            lanes=args.lanes,
+            claim_count=args.claim_count,
+            ack_concurrency=args.ack_concurrency,
+            wait_seconds=args.wait_seconds,
+        )
+        for i in range(args.workers)
+    ]
+    pool = WorkerPool(configs)
+    pool.start()
+    log(
+        f"throughput: {args.jobs} jobs, {args.workers} workers x {args.lanes} lanes, "
+        f"claim {args.claim_count}, {args.ack_concurrency} acks in flight per lane"
+    )
+    cpu_before = server.cpu_seconds()
+    wall_before = time.monotonic()
+    deadline = wall_before + args.duration_limit
+    try:
+        created_at, first_send, create_errors = anyio.run(
+            generate_batches,
+            server,
+            key,
+            queue,
+            args.jobs,
+            args.gen_concurrency,
+            args.max_backlog,
+            pool.acked_count,
+            deadline,
+        )
+        log(f"created {len(created_at)} jobs in {time.monotonic() - wall_before:.1f}s")
+        last_report = time.monotonic()
+        while pool.acked_count() < len(created_at) and time.monotonic() < deadline:
+            time.sleep(0.01)
+            if time.monotonic() - last_report > 5:
+                last_report = time.monotonic()
+                log(f"acked {pool.acked_count()} of {len(created_at)}")
+        timed_out = pool.acked_count() < args.jobs
+        cpu_after = server.cpu_seconds()
+        results = pool.finish(timeout=args.wait_seconds + 30)
+    finally:
+        pool.terminate()
+
+    acked = sum(r["acked"] for r in results)
+    last_ack = max((r["last_ack"] for r in results), default=0.0)
+    elapsed = last_ack - first_send if acked and last_ack > first_send else float("nan")
+    claim_to_ack = [x for r in results for x in r["claim_to_ack"]]
+    create_to_claim = [
+        got - created_at[job_id]
+        for r in results
+        for job_id, got in r["claimed_at"].items()
+        if job_id in created_at
+    ]
+    send_to_claim = [
+        got - r["sent_at"][job_id]
+        for r in results
+        for job_id, got in r["claimed_at"].items()
+        if job_id in r["sent_at"]
+    ]
+    c2a, c2c, s2c = summary_ms(claim_to_ack), summary_ms(create_to_claim), summary_ms(send_to_claim)
+    server_cpu = cpu_after - cpu_before
+    figures = {
+        "jobs_created": len(created_at),
+        "jobs_acked": acked,
+        "timed_out": timed_out,
+        "elapsed_s": round(elapsed, 3),
+        "jobs_per_s": round(acked / elapsed, 1) if elapsed == elapsed else None,
+        "claim_to_ack_p50_ms": c2a["p50"],
+        "claim_to_ack_p99_ms": c2a["p99"],
+        "create_to_claim_p50_ms": c2c["p50"],
+        "create_to_claim_p99_ms": c2c["p99"],
+        "send_to_claim_p50_ms": s2c["p50"],
+        "send_to_claim_p99_ms": s2c["p99"],
+        "create_to_claim_negative": sum(1 for x in create_to_claim if x < 0),
+        "server_cpu_s": round(server_cpu, 2),
+        "server_cpu_s_per_1000_jobs": round(server_cpu / acked * 1000, 3) if acked else None,
+        "workers_cpu_s": round(sum(r["cpu_s"] for r in results), 2),
+        "claims": sum(r["claims"] for r in results),
+        "empty_claims": sum(r["empty_claims"] for r in results),
+        "errors": create_errors
+        + sum(r["ack_errors"] + r["claim_errors"] for r in results),
+    }
+    log(
+        f"throughput: {figures['jobs_per_s']} jobs/s, claim->ack p50/p99 "
+        f"{c2a['p50']}/{c2a['p99']} ms, create->claim p50/p99 {c2c['p50']}/{c2c['p99']} ms"
+    )
+    return figures
+
+
+# --------------------------------------------------------------------------- phase 2
+
+
+async def create_singles(
+    server: Server,
+    key: str,
+    queue: str,
+    count: int,
+    gap_ms: float,
+    acked_count: Any,
+    deadline: float,
+) -> tuple[dict[str, float], dict[str, float], int]:
+    """Create ``count`` pull jobs one at a time, each once the previous one has been acked.
+
+    Waiting for the ack keeps the worker long-polling (idle) when each job arrives; then a
+    random gap of ``gap_ms`` +-50% follows. Returns job id -> created (response received),
+    job id -> sent, errors.
+    """
+    created_at: dict[str, float] = {}
+    sent_at: dict[str, float] = {}
+    errors = 0
+    headers = {"authorization": f"Bearer {key}", **JSON_HEADERS}
+    async with httpx.AsyncClient(base_url=server.url, headers=headers, timeout=30.0) as client:
+        for n in range(count):
+            if time.monotonic() > deadline:
+                break
+            sent = time.time()
+            body = orjson.dumps(
+                {"trigger": {"type": "pull", "queue": queue}, "payload": {"n": n, "t": sent}}
+            )
+            response = await client.post("/infra/jobs", content=body)
+            done = time.time()
+            if response.status_code != 202:
+                errors += 1
+                log(f"create {response.status_code}: {response.text[:200]}")
+                await anyio.sleep(0.1)
+                continue
+            job_id = orjson.loads(response.content)["id"]
+            created_at[job_id] = done
+            sent_at[job_id] = sent
+            while acked_count() < len(created_at) and time.monotonic() < deadline:
+                await anyio.sleep(0.001)
+            await anyio.sleep(gap_ms / 1000 * random.uniform(0.5, 1.5))
+    return created_at, sent_at, errors
+
+
+def waiting_worker_phase(server: Server, key: str, args: argparse.Namespace) -> dict[str, Any]:
+    queue = "bench-wait"
+    config = WorkerConfig(
+        index=0,
+        url=server.url,
+        key=key,
+        queue=queue,
+        lanes=1,
+        claim_count=1,
+        ack_concurrency=1,
+        wait_seconds=5,
+    )
+    pool = WorkerPool([config])
+    pool.start()
+    time.sleep(0.2)
+    total = args.latency_samples + args.latency_warmup
+    log(f"waiting worker: {total} single creates ({args.latency_warmup} warm-up)")
+    deadline = time.monotonic() + args.duration_limit
+    try:
+        created_at, sent_at, errors = anyio.run(
+            create_singles,
+            server,
+            key,
+            queue,
+            total,
+            args.latency_gap_ms,
+            pool.acked_count,
+            deadline,
+        )
+        results = pool.finish(timeout=5 + 30)
+    finally:
+        pool.terminate()
+    claimed_at = {k: v for r in results for k, v in r["claimed_at"].items()}
+    order = list(created_at)[args.latency_warmup :]  # creation order; drop the warm-up
+    created_to_claimed = [claimed_at[j] - created_at[j] for j in order if j in claimed_at]
+    sent_to_claimed = [claimed_at[j] - sent_at[j] for j in order if j in claimed_at]
+    create_rtt = [created_at[j] - sent_at[j] for j in order]
+    lat, sent, rtt = (
+        summary_ms(created_to_claimed),
+        summary_ms(sent_to_claimed),
+        summary_ms(create_rtt),
+    )
+    figures = {
+        "wait_samples": len(created_to_claimed),
+        "wait_create_to_claim_p50_ms": lat["p50"],
+        "wait_create_to_claim_p99_ms": lat["p99"],
+        "wait_create_to_claim_max_ms": lat["max"],
+        "wait_send_to_claim_p50_ms": sent["p50"],
+        "wait_send_to_claim_p99_ms": sent["p99"],
+        "wait_create_request_p50_ms": rtt["p50"],
+        "wait_create_request_p99_ms": rtt["p99"],
+        "wait_errors": errors + sum(r["ack_errors"] + r["claim_errors"] for r in results),
+    }
+    log(f"waiting worker: created->claimed p50/p99/max {lat['p50']}/{lat['p99']}/{lat['max']} ms")
+    return figures
+
+
+# --------------------------------------------------------------------------- main
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.jobs", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--jobs", type=int, default=20_000, help="jobs in the throughput phase")
+    parser.add_argument("--workers", type=int, default=3, help="worker processes")
+    parser.add_argument("--sync", choices=["full", "normal"], default="full")
+    parser.add_argument(
+        "--duration-limit",
+        type=float,
+        default=120.0,
+        help="seconds each phase may take before it is cut short (reported as timed_out)",
+    )
+    parser.add_argument("--lanes", type=int, default=2, help="claim loops per worker process")
+    parser.add_argument("--claim-count", type=int, default=10, help="jobs per claim (1..100)")
+    parser.add_argument(
+        "--ack-concurrency", type=int, default=10, help="acks in flight per claim loop"
+    )
+    parser.add_argument("--wait-seconds", type=int, default=1, help="long-poll of each claim")
+    parser.add_argument(
+        "--gen-concurrency", type=int, default=2, help="batch creates in flight (generator)"
+    )
+    parser.add_argument(
+        "--max-backlog",
+        type=int,
+        default=2000,
+        help="generator waits while more jobs than this are created but not acked (0: never)",
+    )
+    parser.add_argument("--latency-samples", type=int, default=300)
+    parser.add_argument("--latency-warmup", type=int, default=10)
+    parser.add_argument("--latency-gap-ms", type=float, default=20.0)
+    parser.add_argument("--skip-latency", action="store_true", help="throughput phase only")
+    parser.add_argument("--skip-throughput", action="store_true", help="latency phase only")
+    parser.add_argument(
+        "--server-arg",
+        action="append",
+        default=[],
+        help="extra argument for `flowyard serve` (repeatable)",
+    )
+    args = parser.parse_args(argv)
+    if args.jobs < 1 or args.workers < 1 or not 1 <= args.claim_count <= 100:
+        parser.error("--jobs and --workers must be >= 1, --claim-count 1..100")
+    if not 0 <= args.wait_seconds <= 20:
+        parser.error("--wait-seconds must be 0..20")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.monotonic()
+    result: dict[str, Any] = {
+        "bench": "jobs",
+        "sync": args.sync,
+        "jobs": args.jobs,
+        "workers": args.workers,
+        "lanes": args.lanes,
+        "claim_count": args.claim_count,
+        "ack_concurrency": args.ack_concurrency,
+        "wait_seconds": args.wait_seconds,
+        "gen_concurrency": args.gen_concurrency,
+        "max_backlog": args.max_backlog,
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+    }
+    with running_server(sync=args.sync, extra_args=args.server_arg) as server:
+        key = create_key(server.db, "bench")
+        if not args.skip_throughput:
+            result.update(throughput_phase(server, key, args))
+        if not args.skip_latency:
+            result.update(waiting_worker_phase(server, key, args))
+        result["server_peak_rss_mb"] = round(server.peak_rss_mb(), 1)
+        result["server_cpu_s_total"] = round(server.cpu_seconds(), 2)
+    result["bench_wall_s"] = round(time.monotonic() - started, 1)
+    sys.stdout.write(orjson.dumps(result).decode() + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+

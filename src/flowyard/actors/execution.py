@@ -1,0 +1,363 @@
+"""The brain of an execution: ``decide(state, message, now, graph)``, pure and synchronous.
+
+It returns the new state, the effects the shell must carry out after committing (jobs to
+queue or withdraw, a deadline to arm) and the events to append to the log. No clock, no I/O,
+no randomness: time comes in as ``now`` and job ids are filled in by the shell.
+"""
+
+from typing import Any
+
+import msgspec
+
+from flowyard.errors import Conflict, Invalid
+from flowyard.workflows.blueprint import Graph
+from flowyard.workflows.state import (
+    ACTIVE,
+    CANCELLABLE,
+    FINISHED,
+    LIVE,
+    ArmDeadline,
+    CancelExecution,
+    DeadlinePassed,
+    Effect,
+    Event,
+    ExecutionState,
+    ExecutionStatus,
+    Failure,
+    JobFinished,
+    JobStarted,
+    Message,
+    PauseExecution,
+    QueueJob,
+    ResumeExecution,
+    Start,
+    StepError,
+    StepState,
+    StepStatus,
+    WithdrawJob,
+)
+from flowyard.workflows.templates import TemplateError, render
+
+replace = msgspec.structs.replace
+
+Decision = tuple[ExecutionState, list[Effect], list[Event]]
+
+
+def decide(state: ExecutionState, message: Message, now: int, graph: Graph) -> Decision:
+    """The transition for ``message``.
+
+    Raises:
+        Conflict: the execution's or the step's status does not allow the command (409).
+        Invalid: the command names an unknown step, or overrides without a step (400).
+    """
+    draft = _Draft(state, graph, now)
+    match message:
+        case Start():
+            draft.event("triggered")
+            draft.effects.append(ArmDeadline(state.deadline_at))
+            draft.schedule()
+        case JobStarted():
+            draft.job_started(message)
+        case JobFinished():
+            draft.job_finished(message)
+        case CancelExecution():
+            draft.cancel()
+        case PauseExecution():
+            draft.pause()
+        case ResumeExecution():
+            draft.resume(message)
+        case DeadlinePassed():
+            draft.deadline(message)
+        case _:
+            raise TypeError(f"unexpected message {message!r}")
+    draft.settle()
+    return draft.result()
+
+
+class _Draft:
+    """A mutable working copy of one transition."""
+
+    def __init__(self, state: ExecutionState, graph: Graph, now: int) -> None:
+        self.state = state
+        self.graph = graph
+        self.now = now
+        self.steps = dict(state.steps)
+        self.effects: list[Effect] = []
+        self.events: list[Event] = []
+
+    # --------------------------------------------------------------- helpers
+
+    def event(
+        self, kind: str, step_id: str | None = None, data: dict[str, Any] | None = None
+    ) -> None:
+        self.events.append(Event(kind, self.now, step_id, data or {}))
+
+    def set_step(self, step_id: str, **changes: Any) -> StepState:
+        step = replace(self.steps[step_id], **changes)
+        self.steps[step_id] = step
+        return step
+
+    def update(self, **changes: Any) -> None:
+        self.state = replace(self.state, **changes)
+
+    def result(self) -> Decision:
+        return replace(self.state, steps=self.steps), self.effects, self.events
+
+    @property
+    def status(self) -> ExecutionStatus:
+        return self.state.status
+
+    # --------------------------------------------------------------- scheduling
+
+    def eligible(self, step_id: str) -> bool:
+        step = self.steps[step_id]
+        if step.status is not StepStatus.PENDING:
+            return False
+        if step_id in self.graph.catch_steps:
+            return step.failure is not None
+        return all(self.steps[d].status is StepStatus.COMPLETED for d in self.graph.deps[step_id])
+
+    def schedule(self) -> None:
+        """Queue every eligible step (a template failure may make more eligible)."""
+        while self.status is ExecutionStatus.RUNNING:
+            ready = [s for s in self.graph.order if self.eligible(s)]
+            if not ready:
+                return
+            for step_id in ready:
+                if self.eligible(step_id):
+                    self.queue(step_id)
+
+    def queue(self, step_id: str) -> None:
+        step = self.steps[step_id]
+        try:
+            payload = render(self.graph.steps[step_id].payload_template, self.context(step_id))
+        except TemplateError as exc:
+            message = f"cannot resolve {{{{{exc.path}}}}}"
+            self.fail(step_id, StepError("template_error", message), None, step.attempt)
+            return
+        attempt = step.attempt + 1
+        self.set_step(
+            step_id,
+            status=StepStatus.QUEUED,
+            attempt=attempt,
+            job_id=None,
+            error=None,
+            output=None,
+            started_at=None,
+            completed_at=None,
+        )
+        self.effects.append(QueueJob(step_id, attempt, payload))
+        self.event("step_queued", step_id, {"attempt": attempt})
+
+    def context(self, step_id: str) -> dict[str, Any]:
+        steps = {sid: s.output for sid, s in self.steps.items() if s.status is StepStatus.COMPLETED}
+        context: dict[str, Any] = {
+            "input": self.state.input_data,
+            "steps": steps,
+            "execution": {"id": self.state.id, "blueprint_id": self.state.blueprint_id},
+        }
+        failure = self.failure_for(step_id)
+        if failure is not None:
+            context["failure"] = msgspec.to_builtins(failure)
+        return context
+
+    def failure_for(self, step_id: str) -> Failure | None:
+        if step_id not in self.graph.in_catch_branch:
+            return None
+        for catch_id in self.graph.order:
+            if catch_id not in self.graph.catch_steps or step_id not in self.graph.branch[catch_id]:
+                continue
+            failure = self.steps[catch_id].failure
+            if failure is not None:
+                return failure
+        return None
+
+    # --------------------------------------------------------------- failures
+
+    def fail(self, step_id: str, error: StepError, job_id: str | None, attempts: int) -> None:
+        """A step failed for good: record it and route it to its catch step, if any."""
+        self.set_step(step_id, status=StepStatus.FAILED, error=error, completed_at=self.now)
+        self.event(
+            "step_failed",
+            step_id,
+            {"error": msgspec.to_builtins(error), "job_id": job_id, "attempt": attempts},
+        )
+        catch_id = self.graph.catch_of.get(step_id)
+        if catch_id is None or self.status not in LIVE:
+            return
+        failure = Failure(step_id, error.code, error.message, job_id, max(attempts, 1))
+        self.set_step(step_id, caught_by=catch_id)
+        self.event("caught", step_id, {"catch": catch_id, "failure": msgspec.to_builtins(failure)})
+        for descendant in self.below(step_id, StepStatus.PENDING):
+            self.set_step(descendant, status=StepStatus.SKIPPED)
+            self.event("step_skipped", descendant, {"reason": f"{step_id} failed"})
+        catch = self.steps[catch_id]
+        if catch.failure is None and catch.status is StepStatus.PENDING:
+            self.set_step(catch_id, failure=failure)
+
+    def unskip_below(self, step_id: str) -> None:
+        """Descendants skipped because ``step_id``'s failure was caught go back to pending."""
+        for descendant in self.below(step_id, StepStatus.SKIPPED):
+            self.set_step(descendant, status=StepStatus.PENDING)
+            self.event("step_pending", descendant, {"reason": f"{step_id} resumed"})
+
+    def below(self, step_id: str, status: StepStatus) -> list[str]:
+        """Descendants of ``step_id`` in ``status``, in graph order."""
+        below = self.graph.descendants[step_id]
+        return [s for s in self.graph.order if s in below and self.steps[s].status is status]
+
+    # --------------------------------------------------------------- messages
+
+    def job_started(self, message: JobStarted) -> None:
+        step = self.steps.get(message.step_id)
+        if step is None or step.attempt != message.attempt or step.status is not StepStatus.QUEUED:
+            return
+        self.set_step(message.step_id, status=StepStatus.RUNNING, started_at=self.now)
+        self.event("step_started", message.step_id, {"job_id": message.job_id})
+
+    def job_finished(self, message: JobFinished) -> None:
+        step = self.steps.get(message.step_id)
+        if step is None or step.attempt != message.attempt or step.status not in ACTIVE:
+            return  # a superseded attempt (retried, overridden or withdrawn): changes nothing
+        if message.outcome == "completed":
+            self.set_step(
+                message.step_id,
+                status=StepStatus.COMPLETED,
+                output=message.output,
+                error=None,
+                completed_at=self.now,
+                started_at=step.started_at or self.now,
+            )
+            self.event(
+                "step_completed",
+                message.step_id,
+                {"job_id": message.job_id, "output": message.output},
+            )
+        else:
+            code = "job_cancelled" if message.outcome == "cancelled" else "job_failed"
+            error = StepError(code, message.error or code)
+            self.fail(message.step_id, error, message.job_id, message.attempts)
+        self.schedule()
+
+    def cancel(self) -> None:
+        if self.status not in CANCELLABLE:
+            raise Conflict(f"cannot cancel an execution that is {self.status}")
+        self.withdraw_queued()
+        self.update(status=ExecutionStatus.CANCELLED, cancelled_at=self.now)
+        self.event("cancelled")
+
+    def withdraw_queued(self) -> None:
+        for step_id in self.graph.order:
+            step = self.steps[step_id]
+            if step.status is StepStatus.QUEUED:
+                self.set_step(step_id, status=StepStatus.CANCELLED, completed_at=self.now)
+                if step.job_id is not None:
+                    self.effects.append(WithdrawJob(step_id, step.job_id))
+                self.event("step_cancelled", step_id, {"job_id": step.job_id})
+
+    def pause(self) -> None:
+        if self.status is not ExecutionStatus.RUNNING:
+            raise Conflict(f"cannot pause an execution that is {self.status}")
+        self.update(status=ExecutionStatus.PAUSED, paused_at=self.now)
+        self.event("paused")
+
+    def deadline(self, message: DeadlinePassed) -> None:
+        if message.deadline_at != self.state.deadline_at or self.status not in LIVE:
+            return
+        self.withdraw_queued()
+        error = StepError("timed_out", "the execution ran past its max_duration_sec")
+        self.update(status=ExecutionStatus.FAILED, error=error, completed_at=self.now)
+        self.event("timed_out", data={"deadline_at": message.deadline_at})
+        self.event("failed", data={"error": msgspec.to_builtins(error)})
+
+    def resume(self, message: ResumeExecution) -> None:
+        step_id = message.step_id
+        if step_id is not None and step_id not in self.steps:
+            raise Invalid(
+                f"unknown step_id {step_id!r}",
+                [{"path": "$.step_id", "message": f"no step {step_id!r} in this blueprint"}],
+            )
+        if message.override and step_id is None:
+            raise Invalid(
+                "override_output needs a step_id",
+                [{"path": "$.override_output", "message": "requires step_id"}],
+            )
+        if self.status in FINISHED:
+            raise Conflict(f"cannot resume an execution that is {self.status}")
+        if step_id is not None and message.override:
+            self.override(step_id, message.output, message.reason)
+        elif step_id is not None:
+            self.retry(step_id)
+        else:
+            if self.status is ExecutionStatus.RUNNING:
+                raise Conflict("the execution is running: name a step_id to retry or override")
+            for sid in self.graph.order:
+                if self.steps[sid].status in (StepStatus.FAILED, StepStatus.CANCELLED):
+                    self.retry(sid)
+        deadline = self.now + self.state.max_duration_ms
+        self.update(
+            status=ExecutionStatus.RUNNING,
+            resumed_at=self.now,
+            error=None,
+            completed_at=None,
+            deadline_at=deadline,
+        )
+        self.effects.append(ArmDeadline(deadline))
+        self.event("resumed", step_id, {"reason": message.reason, "deadline_at": deadline})
+        self.schedule()
+
+    def override(self, step_id: str, output: Any, reason: str | None) -> None:
+        step = self.steps[step_id]
+        allowed = (StepStatus.FAILED, StepStatus.CANCELLED, StepStatus.QUEUED, StepStatus.RUNNING)
+        if step.status not in allowed:
+            raise Conflict(f"cannot override step {step_id!r} while it is {step.status}")
+        if step.status in ACTIVE and step.job_id is not None:
+            self.effects.append(WithdrawJob(step_id, step.job_id))
+        self.set_step(
+            step_id,
+            status=StepStatus.COMPLETED,
+            output=output,
+            error=None,
+            caught_by=None,
+            completed_at=self.now,
+        )
+        self.event("output_overridden", step_id, {"output": output, "reason": reason})
+        self.unskip_below(step_id)
+
+    def retry(self, step_id: str) -> None:
+        step = self.steps[step_id]
+        if step.status not in (StepStatus.FAILED, StepStatus.CANCELLED):
+            raise Conflict(f"cannot retry step {step_id!r} while it is {step.status}")
+        self.set_step(step_id, status=StepStatus.PENDING, error=None, caught_by=None)
+        self.event("step_pending", step_id, {"reason": "resume"})
+        self.unskip_below(step_id)
+
+    # --------------------------------------------------------------- quiescence
+
+    def settle(self) -> None:
+        """A running execution with nothing queued, running or eligible has ended."""
+        if self.status is not ExecutionStatus.RUNNING:
+            return
+        if any(s.status in ACTIVE for s in self.steps.values()):
+            return
+        if any(self.eligible(s) for s in self.graph.order):
+            return
+        uncaught = [
+            s
+            for s in (self.steps[sid] for sid in self.graph.order)
+            if s.status is StepStatus.FAILED and s.caught_by is None
+        ]
+        if uncaught:
+            error = uncaught[0].error
+            self.update(status=ExecutionStatus.FAILED, error=error, completed_at=self.now)
+            self.event("failed", data={"error": msgspec.to_builtins(error)})
+            return
+        for step_id in self.graph.order:
+            step = self.steps[step_id]
+            if step.status is StepStatus.PENDING and step_id in self.graph.in_catch_branch:
+                self.set_step(step_id, status=StepStatus.SKIPPED)
+                self.event("step_skipped", step_id, {"reason": "catch branch not needed"})
+        caught = any(s.status is StepStatus.FAILED for s in self.steps.values())
+        final = ExecutionStatus.COMPENSATED if caught else ExecutionStatus.COMPLETED
+        self.update(status=final, completed_at=self.now)
+        self.event(final.value)

@@ -1,0 +1,393 @@
+"""Execution actors and their registry: trigger, route job results and commands, rehydrate.
+
+Each live execution is an :class:`ExecutionActor`: its state, its blueprint's graph and, while
+it has messages, a bounded mailbox drained by one task. A message goes through the pure
+``decide``; the new state, its events, the jobs it creates or withdraws, and (for a job
+result) the job's own final transition are committed in one transaction; only then are the
+jobs scheduled, the deadline armed and the asker answered.
+"""
+
+import logging
+from typing import Any
+
+import anyio
+import msgspec
+from anyio.abc import TaskGroup, TaskStatus
+from msgspec import Raw
+
+from flowyard.actors.execution import decide
+from flowyard.actors.jobs import Change, JobEngine
+from flowyard.actors.mailbox import Envelope, Mailbox, reply
+from flowyard.clock import now_ms
+from flowyard.errors import Conflict, FlowyardError, NotFound, Unavailable
+from flowyard.ids import new_id
+from flowyard.jobs.model import Job, JobStatus, Run, WorkflowRef
+from flowyard.settings import Settings
+from flowyard.storage import workflows as store
+from flowyard.storage.codec import encode
+from flowyard.storage.sqlite import Database
+from flowyard.workflows.blueprint import BlueprintSpec, Graph, build_graph
+from flowyard.workflows.state import (
+    ArmDeadline,
+    DeadlinePassed,
+    Event,
+    ExecutionState,
+    ExecutionStatus,
+    JobFinished,
+    JobStarted,
+    Message,
+    QueueJob,
+    Start,
+    StepError,
+    StepState,
+    WithdrawJob,
+)
+from flowyard.workflows.templates import missing_input_paths
+
+log = logging.getLogger("flowyard.workflows")
+
+replace = msgspec.structs.replace
+
+Carry = tuple[Change, list[Run]]
+"""A job transition to commit together with the execution's own."""
+
+
+class ExecutionActor:
+    """One execution: its state, its graph, and a mailbox while it has messages."""
+
+    __slots__ = ("busy", "graph", "mailbox", "state")
+
+    def __init__(self, state: ExecutionState, graph: Graph) -> None:
+        self.state = state
+        self.graph = graph
+        self.mailbox: Mailbox[tuple[Message, Carry | None]] | None = None
+        self.busy = False
+
+
+class WorkflowEngine:
+    """The registry of execution actors and the entry point of every workflow command."""
+
+    def __init__(self, db: Database, jobs: JobEngine, settings: Settings) -> None:
+        self.db = db
+        self.jobs = jobs
+        self.settings = settings
+        self.actors: dict[str, ExecutionActor] = {}
+        self._graphs: dict[str, Graph] = {}
+        self._triggering: set[tuple[str, str]] = set()
+        self._tg: TaskGroup | None = None
+        jobs.workflow_settled = self._job_settled
+        jobs.workflow_started = self._job_started
+        jobs.timer_hooks["deadline"] = self._deadline_fired
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Rehydrate every active execution, then host the actors' tasks until cancelled."""
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            await self._rehydrate()
+            task_status.started()
+            await anyio.sleep_forever()
+
+    async def _rehydrate(self) -> None:
+        count = 0
+        for state in await store.active_executions(self.db):
+            graph = await self._graph(state.blueprint_id)
+            self.actors[state.id] = ExecutionActor(state, graph)
+            if state.status in (ExecutionStatus.RUNNING, ExecutionStatus.PAUSED):
+                self.jobs.timers.arm(state.deadline_at, ("deadline", state.id, state.deadline_at))
+            count += 1
+        log.info("rehydrated %d executions", count)
+
+    # ----------------------------------------------------------------- blueprints
+
+    async def create_blueprint(self, project_id: str, spec: BlueprintSpec) -> store.Blueprint:
+        """Validate and store a blueprint."""
+        graph = build_graph(spec)
+        blueprint = store.Blueprint(
+            id=new_id("wf"),
+            project_id=project_id,
+            name=spec.name,
+            description=spec.description,
+            steps=list(spec.steps),
+            max_duration_sec=spec.max_duration_sec,
+            created_at=now_ms(),
+        )
+        await self.db.commit([store.put_blueprint(blueprint)])
+        self._graphs[blueprint.id] = graph
+        return blueprint
+
+    async def blueprint(self, project_id: str, blueprint_id: str) -> store.Blueprint:
+        """A blueprint of the project, or 404."""
+        found = await store.get_blueprint(self.db, project_id, blueprint_id)
+        if found is None:
+            raise NotFound(f"blueprint {blueprint_id} not found")
+        return found
+
+    async def _graph(self, blueprint_id: str) -> Graph:
+        graph = self._graphs.get(blueprint_id)
+        if graph is None:
+            found = await store.get_blueprint_by_id(self.db, blueprint_id)
+            if found is None:
+                raise NotFound(f"blueprint {blueprint_id} not found")
+            graph = self._graphs[blueprint_id] = build_graph(_spec_of(found))
+        return graph
+
+    def graph_of(self, blueprint_id: str) -> Graph | None:
+        """The cached graph of a blueprint, if loaded."""
+        return self._graphs.get(blueprint_id)
+
+    # ----------------------------------------------------------------- trigger
+
+    async def trigger(
+        self, project_id: str, blueprint_id: str, input_data: dict[str, Any], key: str | None
+    ) -> tuple[ExecutionState, bool]:
+        """Start an execution; with a key seen before, the first one (and True)."""
+        blueprint = await self.blueprint(project_id, blueprint_id)
+        graph = await self._graph(blueprint.id)
+        missing = missing_input_paths(graph.input_placeholders, input_data)
+        if missing:
+            raise _missing_inputs(missing)
+        guard = (blueprint.id, key) if key else None
+        if guard is not None:
+            while guard in self._triggering:
+                await anyio.sleep(0.001)  # the same key is being triggered right now
+            self._triggering.add(guard)
+        try:
+            if key is not None:
+                existing = await store.find_execution_by_key(self.db, blueprint.id, key)
+                if existing is not None:
+                    if existing.input_data != input_data:
+                        raise Conflict("idempotency_key was used with different input_data")
+                    return existing, True
+            now = now_ms()
+            max_ms = blueprint.max_duration_sec * 1000
+            state = ExecutionState(
+                id=new_id("wfexec"),
+                project_id=project_id,
+                blueprint_id=blueprint.id,
+                input_data=input_data,
+                idempotency_key=key,
+                started_at=now,
+                deadline_at=now + max_ms,
+                max_duration_ms=max_ms,
+                steps={step.id: StepState(step_id=step.id) for step in blueprint.steps},
+            )
+            actor = self.actors[state.id] = ExecutionActor(state, graph)
+            try:
+                started: ExecutionState = await self._ask(actor, Start())
+            except BaseException:
+                self.actors.pop(state.id, None)
+                raise
+            return started, False
+        finally:
+            if guard is not None:
+                self._triggering.discard(guard)
+
+    # ----------------------------------------------------------------- commands
+
+    async def command(self, project_id: str, execution_id: str, message: Message) -> ExecutionState:
+        """Send cancel, pause or resume to an execution; its new state."""
+        actor = await self._actor(execution_id, project_id)
+        result: ExecutionState = await self._ask(actor, message)
+        return result
+
+    async def _actor(self, execution_id: str, project_id: str | None = None) -> ExecutionActor:
+        actor = self.actors.get(execution_id)
+        if actor is None:
+            state = await store.get_execution(self.db, execution_id, project_id)
+            if state is None:
+                raise NotFound(f"execution {execution_id} not found")
+            graph = await self._graph(state.blueprint_id)
+            actor = self.actors.get(execution_id) or ExecutionActor(state, graph)
+            self.actors[execution_id] = actor
+        if project_id is not None and actor.state.project_id != project_id:
+            raise NotFound(f"execution {execution_id} not found")
+        return actor
+
+    # ----------------------------------------------------------------- job events
+
+    async def _job_settled(self, change: Change, runs: list[Run]) -> None:
+        _, job = change
+        ref = job.workflow
+        assert ref is not None
+        outcome = {JobStatus.COMPLETED: "completed", JobStatus.CANCELLED: "cancelled"}.get(
+            job.status, "failed"
+        )
+        output = msgspec.json.decode(bytes(job.result)) if outcome == "completed" else None
+        message = JobFinished(
+            ref.step_id, ref.attempt, job.id, outcome, output, job.error, max(job.attempt, 1)
+        )
+        try:
+            actor = await self._actor(ref.execution_id)
+        except NotFound:
+            await self.jobs.commit([change], runs)  # an orphan job: record it alone
+            return
+        await self._ask(actor, message, (change, runs))
+
+    def _job_started(self, job: Job) -> None:
+        ref = job.workflow
+        actor = self.actors.get(ref.execution_id) if ref else None
+        if ref is None or actor is None:
+            return
+        try:
+            self._tell(actor, JobStarted(ref.step_id, ref.attempt, job.id))
+        except FlowyardError:
+            log.warning("could not record the start of %s (mailbox full)", job.id)
+
+    def _deadline_fired(self, key: tuple[object, ...]) -> None:
+        _, execution_id, deadline_at = key
+        actor = self.actors.get(str(execution_id))
+        if actor is None or actor.state.deadline_at != deadline_at:
+            return
+        try:
+            self._tell(actor, DeadlinePassed(int(str(deadline_at))))
+        except FlowyardError:
+            self.jobs.timers.arm(now_ms() + 1000, key)  # busy: try again shortly
+
+    # ----------------------------------------------------------------- the actor loop
+
+    def _mailbox(self, actor: ExecutionActor) -> Mailbox[tuple[Message, Carry | None]]:
+        if actor.mailbox is None:
+            actor.mailbox = Mailbox(self.settings.mailbox_size)
+        if not actor.busy:
+            if self._tg is None:
+                raise Unavailable("starting")
+            actor.busy = True
+            self._tg.start_soon(self._drain, actor)
+        return actor.mailbox
+
+    def _tell(self, actor: ExecutionActor, message: Message) -> None:
+        self._mailbox(actor).tell((message, None))
+
+    async def _ask(
+        self, actor: ExecutionActor, message: Message, carry: Carry | None = None
+    ) -> Any:
+        return await self._mailbox(actor).ask((message, carry))
+
+    async def _drain(self, actor: ExecutionActor) -> None:
+        mailbox = actor.mailbox
+        assert mailbox is not None
+        while True:
+            try:
+                envelope = mailbox.receive.receive_nowait()
+            except anyio.WouldBlock:
+                break
+            await self._handle(actor, envelope)
+        actor.busy = False
+        if actor.mailbox is mailbox:
+            actor.mailbox = None
+            mailbox.close()
+        if not store.is_active(actor.state) and self.actors.get(actor.state.id) is actor:
+            del self.actors[actor.state.id]
+
+    async def _handle(
+        self, actor: ExecutionActor, envelope: Envelope[tuple[Message, Carry | None]]
+    ) -> None:
+        message, carry = envelope.message
+        try:
+            outcome: Any = await self._transition(actor, message, carry)
+        except FlowyardError as exc:
+            outcome = exc
+        except Exception as exc:
+            log.exception("execution %s failed while handling %r", actor.state.id, message)
+            outcome = await self._contain(actor, carry, exc)
+        reply(envelope, outcome)
+
+    async def _transition(
+        self, actor: ExecutionActor, message: Message, carry: Carry | None
+    ) -> ExecutionState:
+        now = now_ms()
+        try:
+            new, effects, events = decide(actor.state, message, now, actor.graph)
+        except FlowyardError:
+            if carry is not None:
+                await self.jobs.commit([carry[0]], carry[1])
+            raise
+        changes: list[Change] = [carry[0]] if carry else []
+        runs: list[Run] = list(carry[1]) if carry else []
+        created: list[Job] = []
+        deadlines: list[int] = []
+        for effect in effects:
+            match effect:
+                case QueueJob():
+                    job = self._step_job(new, effect, now)
+                    created.append(job)
+                    new = _with_job(new, effect.step_id, job.id)
+                    events = _tag_queued(events, effect.step_id, job.id)
+                case WithdrawJob():
+                    live = self.jobs.jobs.get(effect.job_id)
+                    if live is not None:
+                        change, closed = self.jobs.withdrawal(live, "withdrawn by the workflow")
+                        changes.append(change)
+                        runs += closed
+                case ArmDeadline():
+                    deadlines.append(effect.deadline_at)
+        await self._store(actor, new, events, [*changes, *((None, j) for j in created)], runs)
+        self.jobs.admit(created)
+        for at in deadlines:
+            self.jobs.timers.arm(at, ("deadline", new.id, at))
+        return actor.state
+
+    async def _store(
+        self,
+        actor: ExecutionActor,
+        new: ExecutionState,
+        events: list[Event],
+        changes: list[Change],
+        runs: list[Run],
+    ) -> None:
+        seq = actor.state.event_seq
+        new = replace(new, event_seq=seq + len(events))
+        ops = [store.put_execution(new), *store.put_events(new.id, seq + 1, events)]
+        await self.jobs.commit(changes, runs, ops)
+        actor.state = new
+
+    def _step_job(self, state: ExecutionState, effect: QueueJob, now: int) -> Job:
+        step = self._graphs[state.blueprint_id].steps[effect.step_id]
+        spec = step.job_trigger.to_spec(Raw(encode(effect.payload)))
+        ref = WorkflowRef(state.id, effect.step_id, effect.attempt)
+        return self.jobs.new_job(state.project_id, spec, now, ref)
+
+    async def _contain(self, actor: ExecutionActor, carry: Carry | None, exc: Exception) -> Any:
+        """An unexpected error: the execution fails with ``internal_error``; others go on."""
+        now = now_ms()
+        error = StepError("internal_error", f"{type(exc).__name__}: {exc}"[:500])
+        failed = replace(actor.state, status=ExecutionStatus.FAILED, error=error, completed_at=now)
+        event = Event("failed", now, None, {"error": msgspec.to_builtins(error)})
+        try:
+            await self._store(
+                actor, failed, [event], [carry[0]] if carry else [], carry[1] if carry else []
+            )
+        except Exception:
+            log.exception("could not record the failure of %s", actor.state.id)
+        return Unavailable("internal error while handling the execution")
+
+
+def _spec_of(blueprint: store.Blueprint) -> BlueprintSpec:
+    return BlueprintSpec(
+        name=blueprint.name,
+        description=blueprint.description,
+        steps=blueprint.steps,
+        max_duration_sec=blueprint.max_duration_sec,
+    )
+
+
+def _with_job(state: ExecutionState, step_id: str, job_id: str) -> ExecutionState:
+    steps = dict(state.steps)
+    steps[step_id] = replace(steps[step_id], job_id=job_id)
+    return replace(state, steps=steps)
+
+
+def _tag_queued(events: list[Event], step_id: str, job_id: str) -> list[Event]:
+    return [
+        replace(e, data={**e.data, "job_id": job_id})
+        if e.type == "step_queued" and e.step_id == step_id
+        else e
+        for e in events
+    ]
+
+
+def _missing_inputs(paths: list[str]) -> FlowyardError:
+    from flowyard.errors import Invalid
+
+    details = [{"path": f"$.input_data{p[len('input') :]}", "message": "missing"} for p in paths]
+    return Invalid(f"input_data lacks {', '.join(paths)}", details)

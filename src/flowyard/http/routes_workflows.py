@@ -1,0 +1,240 @@
+"""``/infra/workflows``: blueprints, triggers, executions, their events and controls."""
+
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import Meta
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from flowyard.clock import rfc3339
+from flowyard.http.body import query_choice, query_int, query_str, read_json
+from flowyard.http.context import caller
+from flowyard.http.respond import json_response
+from flowyard.storage import workflows as store
+from flowyard.storage.workflows import Blueprint
+from flowyard.workflows.blueprint import BlueprintSpec
+from flowyard.workflows.state import (
+    CancelExecution,
+    Event,
+    ExecutionState,
+    ExecutionStatus,
+    PauseExecution,
+    ResumeExecution,
+)
+
+STATUSES = frozenset(s.value for s in ExecutionStatus)
+
+
+class TriggerBody(msgspec.Struct, frozen=True, kw_only=True):
+    """``POST /infra/workflows/blueprints/{id}/trigger``."""
+
+    input_data: dict[str, Any] = {}
+    idempotency_key: Annotated[str, Meta(min_length=1, max_length=128)] | None = None
+
+
+class ResumeBody(msgspec.Struct, frozen=True, kw_only=True):
+    """``POST /infra/workflows/executions/{id}/resume``."""
+
+    step_id: Annotated[str, Meta(min_length=1, max_length=128)] | None = None
+    override_output: Any | msgspec.UnsetType = msgspec.UNSET
+    reason: Annotated[str, Meta(max_length=1000)] | None = None
+
+
+def blueprint_view(blueprint: Blueprint) -> dict[str, Any]:
+    """A blueprint as the API shows it."""
+    return {
+        "id": blueprint.id,
+        "project_id": blueprint.project_id,
+        "name": blueprint.name,
+        "description": blueprint.description,
+        "steps": blueprint.steps,
+        "max_duration_sec": blueprint.max_duration_sec,
+        "created_at": rfc3339(blueprint.created_at),
+    }
+
+
+def execution_view(state: ExecutionState) -> dict[str, Any]:
+    """An execution as the API shows it."""
+    return {
+        "id": state.id,
+        "blueprint_id": state.blueprint_id,
+        "project_id": state.project_id,
+        "status": state.status,
+        "input_data": state.input_data,
+        "result": {s.step_id: s.output for s in state.steps.values() if s.status == "completed"},
+        "error": state.error,
+        "idempotency_key": state.idempotency_key,
+        "started_at": rfc3339(state.started_at),
+        "completed_at": rfc3339(state.completed_at),
+        "cancelled_at": rfc3339(state.cancelled_at),
+        "paused_at": rfc3339(state.paused_at),
+        "resumed_at": rfc3339(state.resumed_at),
+        "deadline_at": rfc3339(state.deadline_at),
+        "steps": [
+            {
+                "step_id": s.step_id,
+                "status": s.status,
+                "job_id": s.job_id,
+                "attempt": s.attempt,
+                "output": s.output,
+                "error": s.error,
+                "started_at": rfc3339(s.started_at),
+                "completed_at": rfc3339(s.completed_at),
+                "caught_by": s.caught_by,
+            }
+            for s in state.steps.values()
+        ],
+    }
+
+
+def event_view(seq: int, event: Event) -> dict[str, Any]:
+    """One event of the log."""
+    return {
+        "seq": seq,
+        "at": rfc3339(event.at),
+        "type": event.type,
+        "step_id": event.step_id,
+        "data": event.data,
+    }
+
+
+async def create_blueprint(request: Request) -> Response:
+    runtime, key = await caller(request, "workflows:write")
+    spec = await read_json(request, BlueprintSpec)
+    blueprint = await runtime.workflows.create_blueprint(key.project_id, spec)
+    return json_response(blueprint_view(blueprint))
+
+
+async def list_blueprints(request: Request) -> Response:
+    runtime, key = await caller(request, "workflows:read")
+    blueprints, next_cursor = await store.list_blueprints(
+        runtime.db,
+        key.project_id,
+        cursor=query_str(request, "cursor", 512),
+        limit=query_int(request, "limit", 25, 1, 100),
+    )
+    items = [
+        {
+            "id": b.id,
+            "name": b.name,
+            "description": b.description,
+            "created_at": rfc3339(b.created_at),
+        }
+        for b in blueprints
+    ]
+    return json_response({"blueprints": items, "next_cursor": next_cursor})
+
+
+async def get_blueprint(request: Request) -> Response:
+    runtime, key = await caller(request, "workflows:read")
+    blueprint = await runtime.workflows.blueprint(key.project_id, request.path_params["id"])
+    return json_response(blueprint_view(blueprint))
+
+
+async def trigger(request: Request) -> Response:
+    runtime, key = await caller(request, "workflows:write")
+    blueprint = await runtime.workflows.blueprint(key.project_id, request.path_params["id"])
+    body = await read_json(request, TriggerBody, optional=True)
+    state, replayed = await runtime.workflows.trigger(
+        key.project_id, blueprint.id, body.input_data, body.idempotency_key
+    )
+    answer = {
+        "execution_id": state.id,
+        "blueprint_id": state.blueprint_id,
+        "status": state.status,
+        "started_at": rfc3339(state.started_at),
+    }
+    return json_response(answer, headers={"Idempotent-Replayed": "true"} if replayed else None)
+
+
+async def list_executions(request: Request) -> Response:
+    runtime, key = await caller(request, "workflows:read")
+    executions, next_cursor = await store.list_executions(
+        runtime.db,
+        project_id=key.project_id,
+        blueprint_id=query_str(request, "blueprint_id", 256),
+        status=query_choice(request, "status", STATUSES),
+        cursor=query_str(request, "cursor", 512),
+        limit=query_int(request, "limit", 25, 1, 100),
+    )
+    return json_response(
+        {"executions": [execution_view(e) for e in executions], "next_cursor": next_cursor}
+    )
+
+
+async def _execution(request: Request, scope: str) -> tuple[Any, ExecutionState]:
+    runtime, key = await caller(request, scope)
+    execution_id = request.path_params["id"]
+    actor = runtime.workflows.actors.get(execution_id)
+    state = actor.state if actor is not None else None
+    if state is None or state.project_id != key.project_id:
+        state = await store.get_execution(runtime.db, execution_id, key.project_id)
+    if state is None:
+        from flowyard.errors import NotFound
+
+        raise NotFound(f"execution {execution_id} not found")
+    return runtime, state
+
+
+async def get_execution(request: Request) -> Response:
+    _, state = await _execution(request, "workflows:read")
+    return json_response(execution_view(state))
+
+
+async def list_events(request: Request) -> Response:
+    runtime, state = await _execution(request, "workflows:read")
+    events, next_cursor = await store.list_events(
+        runtime.db,
+        state.id,
+        cursor=query_str(request, "cursor", 512),
+        limit=query_int(request, "limit", 100, 1, 100),
+    )
+    return json_response(
+        {"events": [event_view(seq, e) for seq, e in events], "next_cursor": next_cursor}
+    )
+
+
+async def cancel(request: Request) -> Response:
+    runtime, state = await _execution(request, "workflows:write")
+    new = await runtime.workflows.command(state.project_id, state.id, CancelExecution())
+    return json_response(
+        {"id": new.id, "status": new.status, "cancelled_at": rfc3339(new.cancelled_at)}
+    )
+
+
+async def pause(request: Request) -> Response:
+    runtime, state = await _execution(request, "workflows:write")
+    new = await runtime.workflows.command(state.project_id, state.id, PauseExecution())
+    return json_response({"id": new.id, "status": new.status, "paused_at": rfc3339(new.paused_at)})
+
+
+async def resume(request: Request) -> Response:
+    runtime, state = await _execution(request, "workflows:write")
+    body = await read_json(request, ResumeBody, optional=True)
+    override = not isinstance(body.override_output, msgspec.UnsetType)
+    message = ResumeExecution(
+        step_id=body.step_id,
+        override=override,
+        output=body.override_output if override else None,
+        reason=body.reason,
+    )
+    new = await runtime.workflows.command(state.project_id, state.id, message)
+    return json_response(
+        {"id": new.id, "status": new.status, "resumed_at": rfc3339(new.resumed_at)}
+    )
+
+
+routes = [
+    Route("/infra/workflows/blueprints", create_blueprint, methods=["POST"]),
+    Route("/infra/workflows/blueprints", list_blueprints, methods=["GET"]),
+    Route("/infra/workflows/blueprints/{id}", get_blueprint, methods=["GET"]),
+    Route("/infra/workflows/blueprints/{id}/trigger", trigger, methods=["POST"]),
+    Route("/infra/workflows/executions", list_executions, methods=["GET"]),
+    Route("/infra/workflows/executions/{id}", get_execution, methods=["GET"]),
+    Route("/infra/workflows/executions/{id}/events", list_events, methods=["GET"]),
+    Route("/infra/workflows/executions/{id}/cancel", cancel, methods=["POST"]),
+    Route("/infra/workflows/executions/{id}/pause", pause, methods=["POST"]),
+    Route("/infra/workflows/executions/{id}/resume", resume, methods=["POST"]),
+]

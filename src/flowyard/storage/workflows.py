@@ -1,0 +1,188 @@
+"""Blueprint, execution and event rows: the write statements and the reads."""
+
+from typing import Any
+
+import msgspec
+
+from flowyard.storage.codec import encode
+from flowyard.storage.pages import decode_cursor, encode_cursor
+from flowyard.storage.sqlite import Database, Op
+from flowyard.workflows.blueprint import Step
+from flowyard.workflows.state import ACTIVE, LIVE, Event, ExecutionState
+
+
+class Blueprint(msgspec.Struct, frozen=True, kw_only=True):
+    """A stored blueprint (immutable once created)."""
+
+    id: str
+    project_id: str
+    name: str
+    description: str | None = None
+    steps: list[Step]
+    max_duration_sec: int = 86_400
+    created_at: int = 0
+
+
+_blueprint_decoder = msgspec.json.Decoder(Blueprint)
+_execution_decoder = msgspec.json.Decoder(ExecutionState)
+_event_decoder = msgspec.json.Decoder(Event)
+
+_UPSERT_EXECUTION = (
+    "INSERT INTO executions (id, project_id, blueprint_id, status, active, idempotency_key, doc)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET"
+    " status = excluded.status, active = excluded.active, doc = excluded.doc"
+)
+_INSERT_EVENT = "INSERT OR REPLACE INTO events (execution_id, seq, doc) VALUES (?, ?, ?)"
+
+
+def put_blueprint(blueprint: Blueprint) -> Op:
+    """Insert a blueprint."""
+    return (
+        "INSERT INTO blueprints (id, project_id, doc) VALUES (?, ?, ?)",
+        (blueprint.id, blueprint.project_id, encode(blueprint)),
+    )
+
+
+def is_active(state: ExecutionState) -> bool:
+    """Whether the execution needs an actor after a restart: live, or a job still out."""
+    return state.status in LIVE or any(s.status in ACTIVE for s in state.steps.values())
+
+
+def put_execution(state: ExecutionState) -> Op:
+    """Insert or update an execution row."""
+    return (
+        _UPSERT_EXECUTION,
+        (
+            state.id,
+            state.project_id,
+            state.blueprint_id,
+            state.status.value,
+            int(is_active(state)),
+            state.idempotency_key,
+            encode(state),
+        ),
+    )
+
+
+def put_events(execution_id: str, first_seq: int, events: list[Event]) -> list[Op]:
+    """Append events numbered from ``first_seq``."""
+    return [
+        (_INSERT_EVENT, (execution_id, first_seq + index, encode(event)))
+        for index, event in enumerate(events)
+    ]
+
+
+async def get_blueprint(db: Database, project_id: str, blueprint_id: str) -> Blueprint | None:
+    """A blueprint of the project, or None."""
+    row = await db.fetchone(
+        "SELECT doc FROM blueprints WHERE id = ? AND project_id = ?", (blueprint_id, project_id)
+    )
+    return _blueprint_decoder.decode(row[0]) if row else None
+
+
+async def get_blueprint_by_id(db: Database, blueprint_id: str) -> Blueprint | None:
+    """A blueprint whatever its project (for rehydration)."""
+    row = await db.fetchone("SELECT doc FROM blueprints WHERE id = ?", (blueprint_id,))
+    return _blueprint_decoder.decode(row[0]) if row else None
+
+
+async def list_blueprints(
+    db: Database, project_id: str, *, cursor: str | None, limit: int
+) -> tuple[list[Blueprint], str | None]:
+    """A page of the project's blueprints, newest first."""
+    before = decode_cursor(cursor)
+    rows = await db.fetchall(
+        "SELECT seq, doc FROM blueprints WHERE project_id = ? AND seq < ?"
+        " ORDER BY seq DESC LIMIT ?",
+        (project_id, before if before is not None else 2**62, limit + 1),
+    )
+    return _page(rows, limit, _blueprint_decoder.decode)
+
+
+async def get_execution(
+    db: Database, execution_id: str, project_id: str | None = None
+) -> ExecutionState | None:
+    """An execution (of the project, when given), or None."""
+    if project_id is None:
+        row = await db.fetchone("SELECT doc FROM executions WHERE id = ?", (execution_id,))
+    else:
+        row = await db.fetchone(
+            "SELECT doc FROM executions WHERE id = ? AND project_id = ?",
+            (execution_id, project_id),
+        )
+    return _execution_decoder.decode(row[0]) if row else None
+
+
+async def find_execution_by_key(db: Database, blueprint_id: str, key: str) -> ExecutionState | None:
+    """The execution triggered earlier with this idempotency key, or None."""
+    row = await db.fetchone(
+        "SELECT doc FROM executions WHERE blueprint_id = ? AND idempotency_key = ?",
+        (blueprint_id, key),
+    )
+    return _execution_decoder.decode(row[0]) if row else None
+
+
+async def list_executions(
+    db: Database,
+    *,
+    project_id: str | None,
+    blueprint_id: str | None = None,
+    status: str | None = None,
+    cursor: str | None = None,
+    limit: int = 25,
+) -> tuple[list[ExecutionState], str | None]:
+    """A page of executions, newest first."""
+    where: list[str] = []
+    params: list[Any] = []
+    for column, value in (
+        ("project_id", project_id),
+        ("blueprint_id", blueprint_id),
+        ("status", status),
+    ):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    before = decode_cursor(cursor)
+    if before is not None:
+        where.append("seq < ?")
+        params.append(before)
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    rows = await db.fetchall(
+        f"SELECT seq, doc FROM executions {clause} ORDER BY seq DESC LIMIT ?",
+        (*params, limit + 1),
+    )
+    return _page(rows, limit, _execution_decoder.decode)
+
+
+async def list_events(
+    db: Database, execution_id: str, *, cursor: str | None, limit: int
+) -> tuple[list[tuple[int, Event]], str | None]:
+    """A page of an execution's events, oldest first, with their sequence numbers."""
+    after = decode_cursor(cursor)
+    rows = await db.fetchall(
+        "SELECT seq, doc FROM events WHERE execution_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+        (execution_id, after if after is not None else 0, limit + 1),
+    )
+    items = [(seq, _event_decoder.decode(doc)) for seq, doc in rows[:limit]]
+    next_cursor = encode_cursor(rows[limit - 1][0]) if len(rows) > limit else None
+    return items, next_cursor
+
+
+async def all_events(db: Database, execution_id: str) -> list[Event]:
+    """Every event of an execution, oldest first."""
+    rows = await db.fetchall(
+        "SELECT doc FROM events WHERE execution_id = ? ORDER BY seq", (execution_id,)
+    )
+    return [_event_decoder.decode(doc) for (doc,) in rows]
+
+
+async def active_executions(db: Database) -> list[ExecutionState]:
+    """Every execution that needs an actor (for rehydration)."""
+    rows = await db.fetchall("SELECT doc FROM executions WHERE active = 1 ORDER BY seq")
+    return [_execution_decoder.decode(doc) for (doc,) in rows]
+
+
+def _page(rows: list[tuple[Any, ...]], limit: int, decode: Any) -> tuple[list[Any], str | None]:
+    items = [decode(doc) for _, doc in rows[:limit]]
+    next_cursor = encode_cursor(rows[limit - 1][0]) if len(rows) > limit else None
+    return items, next_cursor

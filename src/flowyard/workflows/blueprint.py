@@ -1,0 +1,428 @@
+"""Blueprint bodies, their validation, and the step graph the engine schedules from.
+
+Pure: ``build_graph`` checks every rule of a blueprint at create time and returns a ``Graph``
+that is built once per blueprint and read by every execution.
+"""
+
+import heapq
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import Meta, Raw
+
+from flowyard.errors import Invalid
+from flowyard.jobs.model import NULL, Backoff, Immediate, Scheduled, Trigger
+from flowyard.jobs.spec import JobSpec, spec_problems
+from flowyard.workflows.templates import Placeholder, scan
+
+StepId = Annotated[str, Meta(min_length=1, max_length=128, pattern="^[A-Za-z0-9_-]+$")]
+Problem = dict[str, str]
+
+
+class StepJob(msgspec.Struct, frozen=True, kw_only=True):
+    """A step's ``job_trigger``: the job create body without payload and idempotency_key."""
+
+    trigger: Trigger
+    handler: str | None = None
+    name: Annotated[str, Meta(max_length=256)] | None = None
+    timeout: Annotated[int, Meta(ge=1, le=30)] = 30
+    max_attempts: Annotated[int, Meta(ge=1, le=20)] = 3
+    backoff: Backoff = "exponential"
+    priority: Annotated[int, Meta(ge=1, le=10)] = 5
+    callback_url: str | None = None
+    enabled: bool = True
+
+    def to_spec(self, payload: Raw = NULL, *, idempotency_key: str | None = None) -> JobSpec:
+        """The job to create for this step with a rendered payload."""
+        return JobSpec(
+            trigger=self.trigger,
+            handler=self.handler,
+            payload=payload,
+            name=self.name,
+            timeout=self.timeout,
+            max_attempts=self.max_attempts,
+            backoff=self.backoff,
+            priority=self.priority,
+            callback_url=self.callback_url,
+            idempotency_key=idempotency_key,
+            enabled=self.enabled,
+        )
+
+
+class Step(msgspec.Struct, frozen=True, kw_only=True):
+    """One step of a blueprint."""
+
+    id: StepId
+    job_trigger: StepJob
+    payload_template: Any = None
+    depends_on: list[str] = []
+    catch: str | None = None
+
+
+class BlueprintSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """The body of ``POST /infra/workflows/blueprints``."""
+
+    name: Annotated[str, Meta(min_length=1, max_length=256)]
+    description: Annotated[str, Meta(max_length=1000)] | None = None
+    steps: Annotated[list[Step], Meta(min_length=1, max_length=50)]
+    max_duration_sec: Annotated[int, Meta(ge=1, le=86400)] = 86400
+
+
+@dataclass(frozen=True, eq=False)
+class Graph:
+    """The validated step graph of one blueprint.
+
+    ``order`` puts every step after its depends_on and every catch step after each step that
+    routes to it. ``ancestors`` are the steps whose outputs exist whenever a step runs (for a
+    catch step: the ancestors shared by every step routing to it, inherited below it).
+    ``descendants`` follow depends_on only. ``branch[c]`` is catch step ``c`` and its
+    descendants.
+    """
+
+    steps: dict[str, Step]
+    order: tuple[str, ...]
+    starts: tuple[str, ...]
+    deps: dict[str, tuple[str, ...]]
+    dependents: dict[str, tuple[str, ...]]
+    catch_of: dict[str, str | None]
+    routers: dict[str, tuple[str, ...]]
+    catch_steps: frozenset[str]
+    branch: dict[str, frozenset[str]]
+    in_catch_branch: frozenset[str]
+    ancestors: dict[str, frozenset[str]]
+    descendants: dict[str, frozenset[str]]
+    input_placeholders: list[Placeholder]
+
+
+def build_graph(spec: BlueprintSpec) -> Graph:
+    """The graph of a blueprint, after checking every rule its types do not enforce.
+
+    Raises:
+        Invalid: with one ``{path, message}`` detail per problem, in step order.
+    """
+    graph, problems = check_blueprint(spec)
+    if problems:
+        first = problems[0]
+        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+        raise Invalid(f"invalid blueprint: {first['path']}: {first['message']}{more}", problems)
+    return graph
+
+
+def check_blueprint(spec: BlueprintSpec) -> tuple[Graph, list[Problem]]:
+    """The graph (meaningful only without problems) and every problem, in step order."""
+    return _Builder(spec).build()
+
+
+def _cycle_text(cycle: list[str]) -> str:
+    return " -> ".join([*cycle, cycle[0]])
+
+
+class _Builder:
+    """Collects problems step by step; each check runs only when its inputs are sound."""
+
+    def __init__(self, spec: BlueprintSpec) -> None:
+        self.spec = spec
+        self.index: dict[str, int] = {}
+        self.problems: list[tuple[int, int, Problem]] = []
+
+    def add(self, step: int, path: str, message: str) -> None:
+        self.problems.append((step, len(self.problems), {"path": path, "message": message}))
+
+    def build(self) -> tuple[Graph, list[Problem]]:
+        steps = self._ids()
+        placeholders = [self._step_local(i, step) for i, step in enumerate(self.spec.steps)]
+        deps, dep_at = self._depends_on()
+        catch_of = self._catch_targets(steps)
+        dependents = {s: tuple(d for d in steps if s in deps[d]) for s in steps}
+        descendants = {s: _reach(s, lambda x: dependents[x]) for s in steps}
+        routers = {c: tuple(s for s in steps if catch_of[s] == c) for c in steps}
+        catch_steps = frozenset(c for c in steps if routers[c])
+        branch = {c: descendants[c] | {c} for c in catch_steps}
+        self._catch_rules(steps, catch_of, branch)
+        catch_of = {
+            s: c if c is not None and c != s and s not in branch[c] else None
+            for s, c in catch_of.items()
+        }
+        routers = {c: tuple(s for s in steps if catch_of[s] == c) for c in steps}
+        in_branch = frozenset(s for members in branch.values() for s in members)
+
+        waits = {s: [*deps[s], *routers[s]] for s in steps}
+        # Name depends_on cycles first; only a graph without them can cycle through a catch.
+        cycles = _cycles(list(steps), {s: list(deps[s]) for s in steps}) or _cycles(
+            list(steps), waits
+        )
+        order: tuple[str, ...] = ()
+        ancestors: dict[str, frozenset[str]] = {}
+        if cycles:
+            self._report_cycles(cycles, deps, dep_at, catch_of)
+        else:
+            order = _topological(list(steps), waits)
+            ancestors = _ancestors(order, deps, routers)
+            for i, step in enumerate(self.spec.steps):
+                if self.index[step.id] == i:
+                    self._references(i, step, placeholders[i], ancestors, in_branch)
+        graph = Graph(
+            steps=steps,
+            order=order,
+            starts=tuple(s for s in steps if not deps[s] and s not in catch_steps),
+            deps=deps,
+            dependents=dependents,
+            catch_of=catch_of,
+            routers={c: routers[c] for c in steps if routers[c]},
+            catch_steps=catch_steps,
+            branch=branch,
+            in_catch_branch=in_branch,
+            ancestors=ancestors,
+            descendants=descendants,
+            input_placeholders=_distinct_inputs(placeholders[self.index[s]] for s in steps),
+        )
+        return graph, [problem for _, _, problem in sorted(self.problems, key=_problem_key)]
+
+    def _ids(self) -> dict[str, Step]:
+        steps: dict[str, Step] = {}
+        for i, step in enumerate(self.spec.steps):
+            if step.id in self.index:
+                first = self.index[step.id]
+                self.add(
+                    i, f"$.steps[{i}].id", f"duplicate step id {step.id!r} (see $.steps[{first}])"
+                )
+                continue
+            self.index[step.id] = i
+            steps[step.id] = step
+        return steps
+
+    def _step_local(self, i: int, step: Step) -> list[Placeholder]:
+        """Job trigger and template syntax: the checks that need no other step."""
+        path = f"$.steps[{i}].job_trigger"
+        spec = step.job_trigger.to_spec()
+        if isinstance(spec.trigger, Scheduled):
+            self.add(
+                i,
+                f"{path}.trigger.type",
+                "scheduled is not allowed in a step (use immediate, delayed, queue or pull)",
+            )
+            spec = msgspec.structs.replace(spec, trigger=Immediate())
+        for problem in spec_problems(spec, path):
+            self.add(i, problem["path"], problem["message"])
+        found, problems = scan(step.payload_template, f"$.steps[{i}].payload_template")
+        for problem in problems:
+            self.add(i, problem["path"], problem["message"])
+        return found
+
+    def _depends_on(self) -> tuple[dict[str, tuple[str, ...]], dict[tuple[str, str], int]]:
+        deps: dict[str, tuple[str, ...]] = {}
+        dep_at: dict[tuple[str, str], int] = {}
+        for i, step in enumerate(self.spec.steps):
+            valid: list[str] = []
+            for j, dep in enumerate(step.depends_on):
+                path = f"$.steps[{i}].depends_on[{j}]"
+                if dep == step.id:
+                    self.add(i, path, "a step cannot depend on itself")
+                elif dep not in self.index:
+                    self.add(i, path, f"unknown step {dep!r}")
+                elif dep in valid:
+                    self.add(i, path, f"{dep!r} is listed more than once")
+                else:
+                    valid.append(dep)
+            if self.index[step.id] == i:
+                deps[step.id] = tuple(valid)
+                dep_at.update(((step.id, dep), step.depends_on.index(dep)) for dep in valid)
+        return deps, dep_at
+
+    def _catch_targets(self, steps: dict[str, Step]) -> dict[str, str | None]:
+        catch_of: dict[str, str | None] = {}
+        for s, step in steps.items():
+            i = self.index[s]
+            if step.catch is not None and step.catch not in steps:
+                self.add(i, f"$.steps[{i}].catch", f"unknown step {step.catch!r}")
+                catch_of[s] = None
+            else:
+                catch_of[s] = step.catch
+        return catch_of
+
+    def _catch_rules(
+        self,
+        steps: dict[str, Step],
+        catch_of: dict[str, str | None],
+        branch: dict[str, frozenset[str]],
+    ) -> None:
+        for s, c in catch_of.items():
+            i = self.index[s]
+            if c == s:
+                self.add(i, f"$.steps[{i}].catch", "a step cannot catch into itself")
+            elif c is not None and s in branch[c]:
+                self.add(
+                    i,
+                    f"$.steps[{i}].catch",
+                    f"a step cannot catch into itself: {s!r} is in the catch branch of {c!r}",
+                )
+        for c in branch:
+            if steps[c].depends_on:
+                i = self.index[c]
+                routed = ", ".join(repr(s) for s, t in catch_of.items() if t == c)
+                self.add(
+                    i,
+                    f"$.steps[{i}].depends_on",
+                    f"a catch step (the catch of {routed}) cannot have depends_on of its own",
+                )
+
+    def _report_cycles(
+        self,
+        cycles: list[list[str]],
+        deps: dict[str, tuple[str, ...]],
+        dep_at: dict[tuple[str, str], int],
+        catch_of: dict[str, str | None],
+    ) -> None:
+        for cycle in cycles:
+            start, nxt = cycle[0], cycle[1 % len(cycle)]
+            i = self.index[start]
+            if nxt in deps[start]:
+                path = f"$.steps[{i}].depends_on[{dep_at[start, nxt]}]"
+            else:
+                path = f"$.steps[{self.index[nxt]}].catch"
+            through_catch = any(
+                catch_of[b] == a for a, b in zip(cycle, [*cycle[1:], cycle[0]], strict=True)
+            )
+            label = "cycle through catch" if through_catch else "cycle"
+            self.add(i, path, f"{label}: {_cycle_text(cycle)}")
+
+    def _references(
+        self,
+        i: int,
+        step: Step,
+        placeholders: list[Placeholder],
+        ancestors: dict[str, frozenset[str]],
+        in_branch: frozenset[str],
+    ) -> None:
+        base = f"$.steps[{i}].payload_template"
+        for placeholder in placeholders:
+            path = base + placeholder.location[1:]
+            other = placeholder.step_id
+            if other is not None and other not in self.index:
+                self.add(i, path, f"{{{{{placeholder.text}}}}}: unknown step {other!r}")
+            elif other is not None and other not in ancestors[step.id]:
+                self.add(
+                    i,
+                    path,
+                    f"{{{{{placeholder.text}}}}}: {other!r} is not an ancestor of {step.id!r},"
+                    " so its output may not exist when it runs",
+                )
+            elif placeholder.root == "failure" and step.id not in in_branch:
+                self.add(
+                    i,
+                    path,
+                    f"{{{{{placeholder.text}}}}}: failure.* is only bound in a catch branch,"
+                    f" and {step.id!r} is not in one",
+                )
+
+
+def _distinct_inputs(groups: Iterable[list[Placeholder]]) -> list[Placeholder]:
+    """The ``input.*`` placeholders, one per distinct path, first seen first."""
+    seen: dict[str, Placeholder] = {}
+    for group in groups:
+        for placeholder in group:
+            if placeholder.root == "input":
+                seen.setdefault(placeholder.text, placeholder)
+    return list(seen.values())
+
+
+def _problem_key(item: tuple[int, int, Problem]) -> tuple[int, int]:
+    return item[0], item[1]
+
+
+def _reach(start: str, nexts: Callable[[str], Iterable[str]]) -> frozenset[str]:
+    """Every node reachable from ``start`` (not ``start`` itself unless on a cycle)."""
+    seen: set[str] = set()
+    stack = list(nexts(start))
+    while stack:
+        node = stack.pop()
+        if node not in seen:
+            seen.add(node)
+            stack.extend(nexts(node))
+    return frozenset(seen)
+
+
+def _cycles(nodes: list[str], edges: dict[str, list[str]]) -> list[list[str]]:
+    """One cycle per strongly connected component of more than one node, in node order.
+
+    Each cycle starts at its component's earliest node and follows edges in their listed order
+    (the shortest way back, by breadth-first search).
+    """
+    position = {node: n for n, node in enumerate(nodes)}
+    reach = {node: _reach(node, edges.__getitem__) for node in nodes}
+    component: dict[str, int] = {}
+    for node in nodes:
+        if node not in component:
+            for member in {m for m in reach[node] if node in reach[m]} | {node}:
+                component[member] = position[node]
+    groups: dict[int, list[str]] = {}
+    for node in nodes:
+        groups.setdefault(component[node], []).append(node)
+    cycles: list[list[str]] = []
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        start = min(members, key=position.__getitem__)
+        inside = set(members)
+        back: dict[str, str] = {}
+        frontier = [start]
+        found: str | None = None
+        while frontier and found is None:
+            following: list[str] = []
+            for node in frontier:
+                for nxt in edges[node]:
+                    if nxt == start:
+                        found = node
+                        break
+                    if nxt in inside and nxt not in back:
+                        back[nxt] = node
+                        following.append(nxt)
+                if found is not None:
+                    break
+            frontier = following
+        assert found is not None
+        path = [found]
+        while path[-1] != start:
+            path.append(back[path[-1]])
+        cycles.append(path[::-1])
+    return cycles
+
+
+def _topological(nodes: list[str], waits: dict[str, list[str]]) -> tuple[str, ...]:
+    """Nodes after everything they wait for; ties keep blueprint order (the graph is acyclic)."""
+    position = {node: n for n, node in enumerate(nodes)}
+    blocking = {node: len(set(waits[node])) for node in nodes}
+    unblocks: dict[str, list[str]] = {node: [] for node in nodes}
+    for node in nodes:
+        for before in set(waits[node]):
+            unblocks[before].append(node)
+    ready = [(position[node], node) for node in nodes if blocking[node] == 0]
+    heapq.heapify(ready)
+    order: list[str] = []
+    while ready:
+        _, node = heapq.heappop(ready)
+        order.append(node)
+        for after in unblocks[node]:
+            blocking[after] -= 1
+            if blocking[after] == 0:
+                heapq.heappush(ready, (position[after], after))
+    return tuple(order)
+
+
+def _ancestors(
+    order: tuple[str, ...],
+    deps: dict[str, tuple[str, ...]],
+    routers: dict[str, tuple[str, ...]],
+) -> dict[str, frozenset[str]]:
+    """Steps whose outputs exist whenever each step runs (see DESIGN §4)."""
+    ancestors: dict[str, frozenset[str]] = {}
+    for s in order:
+        found: set[str] = set()
+        if routers[s]:
+            found = set.intersection(*(set(ancestors[r]) for r in routers[s]))
+        for d in deps[s]:
+            found |= ancestors[d] | {d}
+        ancestors[s] = frozenset(found)
+    return ancestors

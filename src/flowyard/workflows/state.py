@@ -1,0 +1,197 @@
+"""Execution and step state, the messages an execution receives, and what it asks for.
+
+All of it is plain data: frozen msgspec Structs and StrEnums with named sets.
+"""
+
+from enum import StrEnum
+from typing import Any
+
+import msgspec
+
+
+class ExecutionStatus(StrEnum):
+    """Where an execution is."""
+
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    COMPENSATED = "compensated"
+    CANCELLED = "cancelled"
+
+
+FINISHED = frozenset({ExecutionStatus.COMPLETED, ExecutionStatus.COMPENSATED})
+"""Statuses nothing can change any more (resume and cancel are 409)."""
+CANCELLABLE = frozenset({ExecutionStatus.RUNNING, ExecutionStatus.PAUSED, ExecutionStatus.FAILED})
+LIVE = frozenset({ExecutionStatus.RUNNING, ExecutionStatus.PAUSED})
+"""Statuses in which an execution still has an actor after a restart."""
+
+
+class StepStatus(StrEnum):
+    """Where a step is."""
+
+    PENDING = "pending"
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+
+ACTIVE = frozenset({StepStatus.QUEUED, StepStatus.RUNNING})
+"""Steps whose job is out: queued or running."""
+
+
+class StepError(msgspec.Struct, frozen=True):
+    """Why a step or an execution failed."""
+
+    code: str
+    message: str
+
+
+class Failure(msgspec.Struct, frozen=True):
+    """The failure that activated a catch step (``{{failure.*}}``)."""
+
+    step_id: str
+    code: str
+    error: str
+    job_id: str | None
+    attempt: int
+
+
+class StepState(msgspec.Struct, frozen=True, kw_only=True):
+    """One step of one execution."""
+
+    step_id: str
+    status: StepStatus = StepStatus.PENDING
+    job_id: str | None = None
+    attempt: int = 0
+    output: Any = None
+    error: StepError | None = None
+    started_at: int | None = None
+    completed_at: int | None = None
+    caught_by: str | None = None
+    failure: Failure | None = None
+
+
+class ExecutionState(msgspec.Struct, frozen=True, kw_only=True):
+    """An execution as stored and as its actor holds it."""
+
+    id: str
+    project_id: str
+    blueprint_id: str
+    status: ExecutionStatus = ExecutionStatus.RUNNING
+    input_data: Any = None
+    error: StepError | None = None
+    idempotency_key: str | None = None
+    started_at: int = 0
+    completed_at: int | None = None
+    cancelled_at: int | None = None
+    paused_at: int | None = None
+    resumed_at: int | None = None
+    deadline_at: int = 0
+    max_duration_ms: int = 86_400_000
+    steps: dict[str, StepState] = {}
+    event_seq: int = 0
+
+    def step(self, step_id: str) -> StepState:
+        """The state of one step."""
+        return self.steps[step_id]
+
+
+# ------------------------------------------------------------------------- messages
+
+
+class Start(msgspec.Struct, frozen=True, tag="start"):
+    """The execution was just triggered: queue its root steps."""
+
+
+class JobStarted(msgspec.Struct, frozen=True, tag="job_started"):
+    """A step's job was claimed or delivered."""
+
+    step_id: str
+    attempt: int
+    job_id: str
+
+
+class JobFinished(msgspec.Struct, frozen=True, tag="job_finished"):
+    """A step's job ended: ``completed``, ``failed`` or ``cancelled``."""
+
+    step_id: str
+    attempt: int
+    job_id: str
+    outcome: str
+    output: Any = None
+    error: str | None = None
+    attempts: int = 1
+
+
+class CancelExecution(msgspec.Struct, frozen=True, tag="cancel"):
+    """Stop scheduling; withdraw queued jobs."""
+
+
+class PauseExecution(msgspec.Struct, frozen=True, tag="pause"):
+    """Queue nothing new until resumed."""
+
+
+class ResumeExecution(msgspec.Struct, frozen=True, tag="resume"):
+    """Retry a step, override its output, or continue everything."""
+
+    step_id: str | None = None
+    override: bool = False
+    output: Any = None
+    reason: str | None = None
+
+
+class DeadlinePassed(msgspec.Struct, frozen=True, tag="deadline"):
+    """``deadline_at`` has come (stale if the deadline moved since)."""
+
+    deadline_at: int
+
+
+Message = (
+    Start
+    | JobStarted
+    | JobFinished
+    | CancelExecution
+    | PauseExecution
+    | ResumeExecution
+    | DeadlinePassed
+)
+
+
+# ------------------------------------------------------------------------- effects
+
+
+class QueueJob(msgspec.Struct, frozen=True, tag="queue_job"):
+    """Create the job of one step attempt with this rendered payload."""
+
+    step_id: str
+    attempt: int
+    payload: Any
+
+
+class WithdrawJob(msgspec.Struct, frozen=True, tag="withdraw_job"):
+    """Cancel a step's outstanding job."""
+
+    step_id: str
+    job_id: str
+
+
+class ArmDeadline(msgspec.Struct, frozen=True, tag="arm_deadline"):
+    """Send :class:`DeadlinePassed` at ``deadline_at``."""
+
+    deadline_at: int
+
+
+Effect = QueueJob | WithdrawJob | ArmDeadline
+
+
+class Event(msgspec.Struct, frozen=True):
+    """One entry of an execution's event log (``seq`` is given when it is stored)."""
+
+    type: str
+    at: int
+    step_id: str | None = None
+    data: dict[str, Any] = {}
