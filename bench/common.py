@@ -60,7 +60,7 @@ class Server:
     proc: subprocess.Popen[bytes]
     log_path: Path
     workdir: Path | None = None
-    _cpu_mark: float = field(default=0.0, init=False)
+    exit_code: int | None = field(default=None, init=False)
 
     @property
     def url(self) -> str:
@@ -152,6 +152,7 @@ def stop_server(server: Server, timeout: float = 30.0) -> int | None:
             proc.wait()
     if server.workdir is not None:
         shutil.rmtree(server.workdir, ignore_errors=True)
+    server.exit_code = proc.returncode
     return proc.returncode
 
 
@@ -204,3 +205,38 @@ def summary_ms(values_s: Sequence[float]) -> dict[str, float | None]:
         "p99": ms(percentile(ordered, 99)),
         "max": ms(ordered[-1] if ordered else None),
     }
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all CPUs of the machine have spent busy since boot (from /proc/stat).
+
+    Busy is everything but idle and iowait. The difference over a phase, minus the CPU of the
+    benchmark's own processes, tells how much other load shared the machine meanwhile.
+    """
+    with open("/proc/stat") as stat:
+        fields = [int(x) for x in stat.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / _CLK_TCK
+
+
+def self_cpu_seconds() -> float:
+    """User + system CPU seconds of this process (not its children)."""
+    times = os.times()
+    return times.user + times.system
+
+
+def wait_for_idle(max_wait: float, busy_below: float = 0.15) -> float:
+    """Wait (up to ``max_wait`` s) until the machine's CPUs are under ``busy_below`` busy.
+
+    Other processes on a shared machine skew every figure; this gives them a chance to end.
+    Returns the busy fraction last seen.
+    """
+    cpus = os.cpu_count() or 1
+    deadline = time.monotonic() + max_wait
+    while True:
+        before = machine_busy_seconds()
+        time.sleep(1.0)
+        fraction = (machine_busy_seconds() - before) / cpus
+        if fraction < busy_below or time.monotonic() >= deadline:
+            return fraction
+        log(f"machine is {fraction:.0%} busy; waiting for it to quieten")

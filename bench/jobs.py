@@ -20,11 +20,13 @@ Exactly one JSON line goes to stdout at the end; progress goes to stderr. All tr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing as mp
 import os
 import platform
 import random
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from multiprocessing.synchronize import Event as MpEvent
@@ -34,7 +36,16 @@ import anyio
 import httpx
 import orjson
 
-from bench.common import Server, create_key, log, running_server, summary_ms
+from bench.common import (
+    Server,
+    create_key,
+    log,
+    machine_busy_seconds,
+    running_server,
+    self_cpu_seconds,
+    summary_ms,
+    wait_for_idle,
+)
 
 JSON_HEADERS = {"content-type": "application/json"}
 BATCH = 100
@@ -52,6 +63,7 @@ class WorkerConfig:
     claim_count: int  # jobs per claim
     ack_concurrency: int  # acks in flight per lane
     wait_seconds: int  # long-poll
+    client: str = "async"  # "async": one event loop; "sync": one thread per lane
     visibility_timeout: int = 60
 
 
@@ -66,6 +78,9 @@ def worker_main(
     results: Any,  # multiprocessing.Queue
 ) -> None:
     """Entry point of a worker process: claim and ack until ``stop``; send results back."""
+    if config.client == "sync":
+        results.put(_sync_worker(config, acked, ready, stop))
+        return
     try:
         import uvloop  # noqa: F401
 
@@ -76,15 +91,8 @@ def worker_main(
     results.put(out)
 
 
-async def _worker(config: WorkerConfig, acked: Any, ready: Any, stop: MpEvent) -> dict[str, Any]:
-    claimed_at: dict[str, float] = {}  # job id -> claim response received (wall clock)
-    sent_at: dict[str, float] = {}  # job id -> payload "t" (create request sent)
-    claim_to_ack: list[float] = []
-    stats = {"acked": 0, "ack_errors": 0, "claim_errors": 0, "claims": 0, "empty_claims": 0}
-    last_ack = 0.0
-    in_flight = config.lanes * (1 + config.ack_concurrency)
-    limits = httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight)
-    claim_body = orjson.dumps(
+def _claim_body(config: WorkerConfig) -> bytes:
+    return orjson.dumps(
         {
             "queue": config.queue,
             "count": config.claim_count,
@@ -92,100 +100,203 @@ async def _worker(config: WorkerConfig, acked: Any, ready: Any, stop: MpEvent) -
             "visibility_timeout": config.visibility_timeout,
         }
     )
+
+
+def _ack_body(job: dict[str, Any]) -> bytes:
+    return orjson.dumps(
+        {"status": "completed", "result": {"ok": True}, "claim_token": job["claim_token"]}
+    )
+
+
+def _sync_worker(config: WorkerConfig, acked: Any, ready: Any, stop: MpEvent) -> dict[str, Any]:
+    """``config.lanes`` threads, each with its own keep-alive connection (a sync httpx.Client):
+    claim, then ack the claimed jobs one after another. ``ack_concurrency`` is not used."""
+    claimed_at: dict[str, float] = {}
+    sent_at: dict[str, float] = {}
+    claim_to_ack: list[float] = []
+    stats = {"acked": 0, "ack_errors": 0, "claim_errors": 0, "claims": 0, "empty_claims": 0}
+    last_ack = [0.0]
+    lock = threading.Lock()
+    claim_body = _claim_body(config)
     headers = {"authorization": f"Bearer {config.key}", **JSON_HEADERS}
 
-    async with httpx.AsyncClient(
-        base_url=config.url,
-        headers=headers,
-        limits=limits,
-        timeout=httpx.Timeout(config.wait_seconds + 30.0),
-    ) as client:
-
-        async def ack(job: dict[str, Any], got: float) -> bool:
-            nonlocal last_ack
-            body = orjson.dumps(
-                {
-                    "status": "completed",
-                    "result": {"ok": True},
-                    "claim_token": job["claim_token"],
-                }
-            )
-            try:
-                response = await client.post(f"/infra/jobs/{job['id']}/ack", content=body)
-            except httpx.HTTPError as exc:
-                stats["ack_errors"] += 1
-                log(f"worker {config.index}: ack {job['id']} failed: {exc!r}")
-                return False
-            done = time.time()
-            if response.status_code != 200:
-                stats["ack_errors"] += 1
-                if stats["ack_errors"] <= 5:
-                    log(f"worker {config.index}: ack {response.status_code} {response.text[:200]}")
-                return False
-            claim_to_ack.append(done - got)
-            last_ack = max(last_ack, done)
-            stats["acked"] += 1
-            return True
-
-        async def ack_some(jobs: list[dict[str, Any]], got: float) -> None:
-            """Ack ``jobs`` with at most ``ack_concurrency`` requests in flight."""
-            pending = iter(jobs)
-
-            async def lane() -> None:
-                for job in pending:
-                    if await ack(job, got):
-                        with acked.get_lock():
-                            acked.value += 1
-
-            if config.ack_concurrency == 1:
-                await lane()
-                return
-            async with anyio.create_task_group() as tg:
-                for _ in range(min(config.ack_concurrency, len(jobs))):
-                    tg.start_soon(lane)
-
-        async def claim_loop() -> None:
+    def lane() -> None:
+        with httpx.Client(
+            base_url=config.url,
+            headers=headers,
+            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+            timeout=httpx.Timeout(config.wait_seconds + 30.0),
+        ) as client:
             while not stop.is_set():
                 try:
-                    response = await client.post("/infra/jobs/claim", content=claim_body)
+                    response = client.post("/infra/jobs/claim", content=claim_body)
                 except httpx.HTTPError as exc:
-                    stats["claim_errors"] += 1
+                    with lock:
+                        stats["claim_errors"] += 1
                     log(f"worker {config.index}: claim failed: {exc!r}")
-                    await anyio.sleep(0.05)
+                    time.sleep(0.05)
                     continue
                 got = time.time()
                 if response.status_code != 200:
-                    stats["claim_errors"] += 1
-                    if stats["claim_errors"] <= 5:
-                        log(f"worker {config.index}: claim {response.status_code}")
-                    await anyio.sleep(0.05)
+                    with lock:
+                        stats["claim_errors"] += 1
+                    time.sleep(0.05)
                     continue
                 jobs = orjson.loads(response.content)
-                stats["claims"] += 1
-                if not jobs:
-                    stats["empty_claims"] += 1
-                    continue
+                with lock:
+                    stats["claims"] += 1
+                    stats["empty_claims"] += not jobs
+                    for job in jobs:
+                        claimed_at[job["id"]] = got
+                        payload = job.get("payload")
+                        if isinstance(payload, dict) and "t" in payload:
+                            sent_at[job["id"]] = payload["t"]
                 for job in jobs:
-                    claimed_at[job["id"]] = got
-                    payload = job.get("payload")
-                    if isinstance(payload, dict) and "t" in payload:
-                        sent_at[job["id"]] = payload["t"]
-                await ack_some(jobs, got)
+                    try:
+                        response = client.post(
+                            f"/infra/jobs/{job['id']}/ack", content=_ack_body(job)
+                        )
+                    except httpx.HTTPError as exc:
+                        with lock:
+                            stats["ack_errors"] += 1
+                        log(f"worker {config.index}: ack {job['id']} failed: {exc!r}")
+                        continue
+                    done = time.time()
+                    if response.status_code != 200:
+                        with lock:
+                            stats["ack_errors"] += 1
+                        continue
+                    with lock:
+                        claim_to_ack.append(done - got)
+                        last_ack[0] = max(last_ack[0], done)
+                        stats["acked"] += 1
+                    with acked.get_lock():
+                        acked.value += 1
 
+    threads = [threading.Thread(target=lane, daemon=True) for _ in range(config.lanes)]
+    with ready.get_lock():
+        ready.value += 1
+    cpu_start = self_cpu_seconds()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return {
+        "index": config.index,
+        "claimed_at": claimed_at,
+        "sent_at": sent_at,
+        "claim_to_ack": claim_to_ack,
+        "last_ack": last_ack[0],
+        "cpu_s": self_cpu_seconds() - cpu_start,
+        **stats,
+    }
+
+
+async def _worker(config: WorkerConfig, acked: Any, ready: Any, stop: MpEvent) -> dict[str, Any]:
+    claimed_at: dict[str, float] = {}  # job id -> claim response received (wall clock)
+    sent_at: dict[str, float] = {}  # job id -> payload "t" (create request sent)
+    claim_to_ack: list[float] = []
+    stats = {"acked": 0, "ack_errors": 0, "claim_errors": 0, "claims": 0, "empty_claims": 0}
+    last_ack = 0.0
+    claim_body = _claim_body(config)
+
+    async def ack(client: httpx.AsyncClient, job: dict[str, Any], got: float) -> None:
+        nonlocal last_ack
+        try:
+            response = await client.post(f"/infra/jobs/{job['id']}/ack", content=_ack_body(job))
+        except httpx.HTTPError as exc:
+            stats["ack_errors"] += 1
+            log(f"worker {config.index}: ack {job['id']} failed: {exc!r}")
+            return
+        done = time.time()
+        if response.status_code != 200:
+            stats["ack_errors"] += 1
+            if stats["ack_errors"] <= 5:
+                log(f"worker {config.index}: ack {response.status_code} {response.text[:200]}")
+            return
+        claim_to_ack.append(done - got)
+        last_ack = max(last_ack, done)
+        stats["acked"] += 1
+        with acked.get_lock():
+            acked.value += 1
+
+    async def ack_all(
+        clients: list[httpx.AsyncClient], jobs: list[dict[str, Any]], got: float
+    ) -> None:
+        """Ack ``jobs``, one request in flight per client (connection)."""
+        pending = iter(jobs)
+
+        async def drain(client: httpx.AsyncClient) -> None:
+            for job in pending:
+                await ack(client, job, got)
+
+        if len(clients) == 1:
+            await drain(clients[0])
+            return
+        async with anyio.create_task_group() as tg:
+            for client in clients[: len(jobs)]:
+                tg.start_soon(drain, client)
+
+    async def lane(claimer: httpx.AsyncClient, ackers: list[httpx.AsyncClient]) -> None:
+        while not stop.is_set():
+            try:
+                response = await claimer.post("/infra/jobs/claim", content=claim_body)
+            except httpx.HTTPError as exc:
+                stats["claim_errors"] += 1
+                log(f"worker {config.index}: claim failed: {exc!r}")
+                await anyio.sleep(0.05)
+                continue
+            got = time.time()
+            if response.status_code != 200:
+                stats["claim_errors"] += 1
+                if stats["claim_errors"] <= 5:
+                    log(f"worker {config.index}: claim {response.status_code}")
+                await anyio.sleep(0.05)
+                continue
+            jobs = orjson.loads(response.content)
+            stats["claims"] += 1
+            if not jobs:
+                stats["empty_claims"] += 1
+                continue
+            for job in jobs:
+                claimed_at[job["id"]] = got
+                payload = job.get("payload")
+                if isinstance(payload, dict) and "t" in payload:
+                    sent_at[job["id"]] = payload["t"]
+            await ack_all(ackers, jobs, got)
+
+    # One client per connection: httpcore's pool checks every connection it holds on every
+    # request, so a pool of many connections costs far more CPU per request than a few pools
+    # of one connection each.
+    headers = {"authorization": f"Bearer {config.key}", **JSON_HEADERS}
+    one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    timeout = httpx.Timeout(config.wait_seconds + 30.0)
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def client() -> httpx.AsyncClient:
+            return await stack.enter_async_context(
+                httpx.AsyncClient(base_url=config.url, headers=headers, limits=one, timeout=timeout)
+            )
+
+        lanes = [
+            (await client(), [await client() for _ in range(config.ack_concurrency)])
+            for _ in range(config.lanes)
+        ]
         with ready.get_lock():
             ready.value += 1
+        cpu_start = self_cpu_seconds()
         async with anyio.create_task_group() as tg:
-            for _ in range(config.lanes):
-                tg.start_soon(claim_loop)
+            for claimer, ackers in lanes:
+                tg.start_soon(lane, claimer, ackers)
+        cpu_used = self_cpu_seconds() - cpu_start
 
-    times = os.times()
     return {
         "index": config.index,
         "claimed_at": claimed_at,
         "sent_at": sent_at,
         "claim_to_ack": claim_to_ack,
         "last_ack": last_ack,
-        "cpu_s": times.user + times.system,
+        "cpu_s": cpu_used,
         **stats,
     }
 
@@ -336,6 +447,7 @@ def throughput_phase(server: Server, key: str, args: argparse.Namespace) -> dict
             claim_count=args.claim_count,
             ack_concurrency=args.ack_concurrency,
             wait_seconds=args.wait_seconds,
+            client=args.client,
         )
         for i in range(args.workers)
     ]
@@ -346,6 +458,8 @@ def throughput_phase(server: Server, key: str, args: argparse.Namespace) -> dict
         f"claim {args.claim_count}, {args.ack_concurrency} acks in flight per lane"
     )
     cpu_before = server.cpu_seconds()
+    gen_before = self_cpu_seconds()
+    busy_before = machine_busy_seconds()
     wall_before = time.monotonic()
     deadline = wall_before + args.duration_limit
     try:
@@ -369,6 +483,9 @@ def throughput_phase(server: Server, key: str, args: argparse.Namespace) -> dict
                 log(f"acked {pool.acked_count()} of {len(created_at)}")
         timed_out = pool.acked_count() < args.jobs
         cpu_after = server.cpu_seconds()
+        gen_cpu = self_cpu_seconds() - gen_before
+        busy = machine_busy_seconds() - busy_before
+        phase_wall = time.monotonic() - wall_before
         results = pool.finish(timeout=args.wait_seconds + 30)
     finally:
         pool.terminate()
@@ -391,6 +508,8 @@ def throughput_phase(server: Server, key: str, args: argparse.Namespace) -> dict
     ]
     c2a, c2c, s2c = summary_ms(claim_to_ack), summary_ms(create_to_claim), summary_ms(send_to_claim)
     server_cpu = cpu_after - cpu_before
+    workers_cpu = sum(r["cpu_s"] for r in results)
+    own_cpu = server_cpu + workers_cpu + gen_cpu
     figures = {
         "jobs_created": len(created_at),
         "jobs_acked": acked,
@@ -406,7 +525,16 @@ def throughput_phase(server: Server, key: str, args: argparse.Namespace) -> dict
         "create_to_claim_negative": sum(1 for x in create_to_claim if x < 0),
         "server_cpu_s": round(server_cpu, 2),
         "server_cpu_s_per_1000_jobs": round(server_cpu / acked * 1000, 3) if acked else None,
-        "workers_cpu_s": round(sum(r["cpu_s"] for r in results), 2),
+        "workers_cpu_s": round(workers_cpu, 2),
+        "workers_cpu_ms_per_job": round(workers_cpu / acked * 1000, 3) if acked else None,
+        "generator_cpu_s": round(gen_cpu, 2),
+        # CPU the rest of the machine used meanwhile (other load skews the figures).
+        "other_cpu_s": round(max(0.0, busy - server_cpu - workers_cpu - gen_cpu), 2),
+        "machine_busy_pct": round(100 * busy / (phase_wall * (os.cpu_count() or 1)), 1),
+        # CPU of server + workers + generator per job, and the rate that would give on
+        # every CPU of this machine if nothing else ran (an upper bound, not a measurement).
+        "bench_cpu_ms_per_job": round(own_cpu / acked * 1000, 3) if acked else None,
+        "cpu_bound_jobs_per_s": round(acked * (os.cpu_count() or 1) / own_cpu) if acked else None,
         "claims": sum(r["claims"] for r in results),
         "empty_claims": sum(r["empty_claims"] for r in results),
         "errors": create_errors
@@ -543,6 +671,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--ack-concurrency", type=int, default=10, help="acks in flight per claim loop"
     )
+    parser.add_argument(
+        "--client",
+        choices=["async", "sync"],
+        default="async",
+        help="worker style: async (httpx.AsyncClient, concurrent acks) or sync (thread per lane)",
+    )
     parser.add_argument("--wait-seconds", type=int, default=1, help="long-poll of each claim")
     parser.add_argument(
         "--gen-concurrency", type=int, default=2, help="batch creates in flight (generator)"
@@ -556,6 +690,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--latency-samples", type=int, default=300)
     parser.add_argument("--latency-warmup", type=int, default=10)
     parser.add_argument("--latency-gap-ms", type=float, default=20.0)
+    parser.add_argument(
+        "--wait-idle",
+        type=float,
+        default=0.0,
+        help="wait up to this many seconds for other load on the machine to end first",
+    )
     parser.add_argument("--skip-latency", action="store_true", help="throughput phase only")
     parser.add_argument("--skip-throughput", action="store_true", help="latency phase only")
     parser.add_argument(
@@ -574,6 +714,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.wait_idle > 0:
+        wait_for_idle(args.wait_idle)
     started = time.monotonic()
     result: dict[str, Any] = {
         "bench": "jobs",
@@ -583,6 +725,7 @@ def main(argv: list[str] | None = None) -> int:
         "lanes": args.lanes,
         "claim_count": args.claim_count,
         "ack_concurrency": args.ack_concurrency,
+        "client": args.client,
         "wait_seconds": args.wait_seconds,
         "gen_concurrency": args.gen_concurrency,
         "max_backlog": args.max_backlog,
@@ -597,6 +740,7 @@ def main(argv: list[str] | None = None) -> int:
             result.update(waiting_worker_phase(server, key, args))
         result["server_peak_rss_mb"] = round(server.peak_rss_mb(), 1)
         result["server_cpu_s_total"] = round(server.cpu_seconds(), 2)
+    result["server_exit_code"] = server.exit_code
     result["bench_wall_s"] = round(time.monotonic() - started, 1)
     sys.stdout.write(orjson.dumps(result).decode() + "\n")
     sys.stdout.flush()

@@ -6,11 +6,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 import httpx
 
 from tests.conftest import Service
 
-HANDLER = "https://example.com/hook"
+HANDLER = "http://127.0.0.1:9/hook"  # nothing listens: a delivery fails at once
 PULL: dict[str, Any] = {"trigger": {"type": "pull", "queue": "q"}}
 LATER: dict[str, Any] = {"trigger": {"type": "delayed", "delay_seconds": 3600}, "handler": HANDLER}
 YEARLY: dict[str, Any] = {
@@ -115,6 +116,15 @@ async def project_client(
 
     Tests share one server per module and stay isolated by using a project each.
     """
-    key = service.new_key(f"project-{next(_projects)}", scopes)
+    key = await new_key(service, f"project-{next(_projects)}", scopes)
     async with service.client_for(key) as client:
         yield client
+
+
+async def new_key(service: Service, project: str, scopes: list[str] | None = None) -> str:
+    """``service.new_key`` off the event loop.
+
+    It writes SQLite synchronously; on the loop it could wait on a write lock held by the
+    in-process server, whose commit needs the very loop it blocks.
+    """
+    return await anyio.to_thread.run_sync(lambda: service.new_key(project, scopes))

@@ -74,7 +74,9 @@ async def test_trigger_fires_a_scheduled_job_now_and_it_stays_scheduled(
     again = await service.client.post(f"/infra/jobs/{job['id']}/trigger")
     assert again.status_code == 202, again.text
     await handler.wait_for("/cron", 2)
-    await wait_job(service, job["id"], lambda j: not j["run_at"] and j["last_run_at"] != done["last_run_at"])
+    await wait_job(
+        service, job["id"], lambda j: not j["run_at"] and j["last_run_at"] != done["last_run_at"]
+    )
     runs = await list_runs(service, job["id"])
     assert [r["status"] for r in runs] == ["completed", "completed"]
     assert (await get_job(service, job["id"]))["status"] == "scheduled"

@@ -362,6 +362,7 @@ async def test_runs_list_every_claim_newest_first(api: httpx.AsyncClient) -> Non
     assert open_run["id"].startswith("run_") and open_run["job_id"] == job["id"]
     assert open_run["status"] == "running" and open_run["completed_at"] is None
     assert ms(open_run["started_at"]) == ms(first["last_run_at"])
+    assert ms(first["claimed_until"]) == ms(first["last_run_at"]) + 30_000
     await ack(api, first, "failed", error="first try")
     response = await api.post("/infra/jobs/claim", json={"queue": "q", "wait_seconds": 10})
     [second] = response.json()

@@ -148,7 +148,7 @@ GOOD_EDGES: list[tuple[str, dict[str, Any], str, Any]] = [
     ),
     (
         "handler-http",
-        {**delayed(60), "handler": "http://h.example:8080/x?y=1"},
+        {**delayed(3600), "handler": "http://h.example:8080/x?y=1"},
         "handler",
         "http://h.example:8080/x?y=1",
     ),

@@ -196,8 +196,17 @@ class _Draft:
             self.set_step(catch_id, failure=failure)
 
     def unskip_below(self, step_id: str) -> None:
-        """Descendants skipped because ``step_id``'s failure was caught go back to pending."""
+        """Descendants skipped because ``step_id``'s failure was caught go back to pending.
+
+        One that is also below another caught failure stays skipped: that failure still holds.
+        """
+        held: set[str] = set()
+        for sid, step in self.steps.items():
+            if step.status is StepStatus.FAILED and step.caught_by is not None:
+                held |= self.graph.descendants[sid]
         for descendant in self.below(step_id, StepStatus.SKIPPED):
+            if descendant in held:
+                continue
             self.set_step(descendant, status=StepStatus.PENDING)
             self.event("step_pending", descendant, {"reason": f"{step_id} resumed"})
 
@@ -329,7 +338,7 @@ class _Draft:
         if step.status not in (StepStatus.FAILED, StepStatus.CANCELLED):
             raise Conflict(f"cannot retry step {step_id!r} while it is {step.status}")
         self.set_step(step_id, status=StepStatus.PENDING, error=None, caught_by=None)
-        self.event("step_pending", step_id, {"reason": "resume"})
+        self.event("step_pending", step_id, {"reason": "resume", "retry": True})
         self.unskip_below(step_id)
 
     # --------------------------------------------------------------- quiescence
@@ -351,6 +360,11 @@ class _Draft:
             error = uncaught[0].error
             self.update(status=ExecutionStatus.FAILED, error=error, completed_at=self.now)
             self.event("failed", data={"error": msgspec.to_builtins(error)})
+            return
+        if any(s.status is StepStatus.CANCELLED for s in self.steps.values()):
+            # A resume of one step left withdrawn steps behind: the execution did not complete.
+            self.update(status=ExecutionStatus.CANCELLED, cancelled_at=self.now)
+            self.event("cancelled")
             return
         for step_id in self.graph.order:
             step = self.steps[step_id]

@@ -672,14 +672,16 @@ class JobEngine:
             return
         now = now_ms()
         following = _next_fire(job, now)
-        if job.run_at is not None or job.run_id is not None:
+        firing = job.run_at is None and job.run_id is None
+        if not firing:
             # Still busy with the previous fire: skip this one.
             new = replace(job, next_run_at=following)
         else:
-            new = replace(job, run_at=now, attempt=0, next_run_at=following)
+            # run_at is the cron slot, so the run's scheduled_at names the fire it serves.
+            new = replace(job, run_at=due, attempt=0, next_run_at=following)
         self._index(job, new)
         self.timers.arm(following, ("fire", job.id, following))
-        if new.run_at == now:
+        if firing:
             self._make_ready(new)
 
     # ----------------------------------------------------------------- push delivery

@@ -276,6 +276,7 @@ class WorkflowEngine:
         if actor.mailbox is mailbox:
             actor.mailbox = None
             mailbox.close()
+        mailbox.receive.close()  # found empty just above, with no await since: nothing is lost
         if not store.is_active(actor.state) and self.actors.get(actor.state.id) is actor:
             del self.actors[actor.state.id]
 

@@ -5,6 +5,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from flowyard.actors.dispatcher import Outcome
+from flowyard.errors import NotFound
 from flowyard.http.body import query_choice, query_int, query_str, read_json
 from flowyard.http.context import Context, caller
 from flowyard.http.respond import json_response
@@ -55,7 +56,10 @@ async def list_jobs(request: Request) -> Response:
 
 async def get_job(request: Request) -> Response:
     runtime, key = await caller(request, "jobs:read")
-    job = await runtime.jobs.require(key.project_id, request.path_params["job_id"])
+    # Read what is committed: memory may hold a transition whose commit is still in flight.
+    job = await store.get_job(runtime.db, key.project_id, request.path_params["job_id"])
+    if job is None:
+        raise NotFound(f"job {request.path_params['job_id']} not found")
     return json_response(job_view(job))
 
 

@@ -1,12 +1,11 @@
 """Job, run and queue rows: the write statements and the reads."""
 
-from typing import Any
 
 import msgspec
 
 from flowyard.jobs.model import LIVE, Job, Run
 from flowyard.storage.codec import decode_job, decode_run, encode
-from flowyard.storage.pages import decode_cursor, encode_cursor
+from flowyard.storage.pages import decode_cursor, page
 from flowyard.storage.sqlite import Database, Op
 
 _UPSERT_JOB = (
@@ -111,7 +110,7 @@ async def list_jobs(
     rows = await db.fetchall(
         f"SELECT seq, doc FROM jobs {clause} ORDER BY seq DESC LIMIT ?", (*params, limit + 1)
     )
-    return _page(rows, limit, decode_job)
+    return page(rows, limit, decode_job)
 
 
 async def list_runs(
@@ -123,13 +122,7 @@ async def list_runs(
         "SELECT seq, doc FROM runs WHERE job_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
         (job_id, before if before is not None else 2**62, limit + 1),
     )
-    return _page(rows, limit, decode_run)
-
-
-def _page(rows: list[tuple[Any, ...]], limit: int, decode: Any) -> tuple[list[Any], str | None]:
-    items = [decode(doc) for _, doc in rows[:limit]]
-    next_cursor = encode_cursor(rows[limit - 1][0]) if len(rows) > limit else None
-    return items, next_cursor
+    return page(rows, limit, decode_run)
 
 
 async def live_jobs(db: Database) -> list[Job]:

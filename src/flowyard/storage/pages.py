@@ -6,8 +6,12 @@ sees rows inserted after the first page was read, and never skips or repeats a r
 
 import base64
 import binascii
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from flowyard.errors import invalid_field
+
+T = TypeVar("T")
 
 
 def encode_cursor(seq: int) -> str:
@@ -29,3 +33,12 @@ def decode_cursor(cursor: str | None) -> int | None:
         return int(number)
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise invalid_field("$.cursor", "is not a cursor this service issued") from None
+
+
+def page(
+    rows: Sequence[tuple[Any, ...]], limit: int, decode: Callable[[Any], T]
+) -> tuple[list[T], str | None]:
+    """Decode ``(seq, doc)`` rows fetched with ``LIMIT limit + 1`` into a page and its cursor."""
+    items = [decode(doc) for _, doc in rows[:limit]]
+    next_cursor = encode_cursor(rows[limit - 1][0]) if len(rows) > limit else None
+    return items, next_cursor

@@ -7,6 +7,7 @@ and only then wakes the callers, so an acknowledged write survives ``kill -9``.
 
 import itertools
 import logging
+import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,6 +43,17 @@ async def _connect(path: str, sync: str) -> aiosqlite.Connection:
     await conn.execute("PRAGMA busy_timeout=5000")
     await conn.execute("PRAGMA foreign_keys=OFF")
     return conn
+
+
+def _transaction(conn: sqlite3.Connection, ops: list[Op]) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for sql, group in itertools.groupby(ops, key=lambda op: op[0]):
+            conn.executemany(sql, [params for _, params in group])
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 class Database:
@@ -107,14 +119,9 @@ class Database:
     async def _apply(self, ops: list[Op]) -> None:
         conn = self._writer
         assert conn is not None
-        await conn.execute("BEGIN IMMEDIATE")
-        try:
-            for sql, group in itertools.groupby(ops, key=lambda op: op[0]):
-                await conn.executemany(sql, [params for _, params in group])
-            await conn.execute("COMMIT")
-        except BaseException:
-            await conn.execute("ROLLBACK")
-            raise
+        # One hop to the connection's thread for the whole transaction: the event loop is not
+        # needed between BEGIN and COMMIT, so nothing on the loop can stall a held write lock.
+        await conn._execute(_transaction, conn._conn, ops)  # type: ignore[no-untyped-call]
         self.commits += 1
         self.statements += len(ops)
 

@@ -5,7 +5,7 @@ from typing import Any
 import msgspec
 
 from flowyard.storage.codec import encode
-from flowyard.storage.pages import decode_cursor, encode_cursor
+from flowyard.storage.pages import decode_cursor, encode_cursor, page
 from flowyard.storage.sqlite import Database, Op
 from flowyard.workflows.blueprint import Step
 from flowyard.workflows.state import ACTIVE, LIVE, Event, ExecutionState
@@ -96,7 +96,7 @@ async def list_blueprints(
         " ORDER BY seq DESC LIMIT ?",
         (project_id, before if before is not None else 2**62, limit + 1),
     )
-    return _page(rows, limit, _blueprint_decoder.decode)
+    return page(rows, limit, _blueprint_decoder.decode)
 
 
 async def get_execution(
@@ -151,7 +151,7 @@ async def list_executions(
         f"SELECT seq, doc FROM executions {clause} ORDER BY seq DESC LIMIT ?",
         (*params, limit + 1),
     )
-    return _page(rows, limit, _execution_decoder.decode)
+    return page(rows, limit, _execution_decoder.decode)
 
 
 async def list_events(
@@ -180,9 +180,3 @@ async def active_executions(db: Database) -> list[ExecutionState]:
     """Every execution that needs an actor (for rehydration)."""
     rows = await db.fetchall("SELECT doc FROM executions WHERE active = 1 ORDER BY seq")
     return [_execution_decoder.decode(doc) for (doc,) in rows]
-
-
-def _page(rows: list[tuple[Any, ...]], limit: int, decode: Any) -> tuple[list[Any], str | None]:
-    items = [decode(doc) for _, doc in rows[:limit]]
-    next_cursor = encode_cursor(rows[limit - 1][0]) if len(rows) > limit else None
-    return items, next_cursor

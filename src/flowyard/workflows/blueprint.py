@@ -160,9 +160,10 @@ class _Builder:
         else:
             order = _topological(list(steps), waits)
             ancestors = _ancestors(order, deps, routers)
-            for i, step in enumerate(self.spec.steps):
-                if self.index[step.id] == i:
-                    self._references(i, step, placeholders[i], ancestors, in_branch)
+        for i, step in enumerate(self.spec.steps):
+            if self.index[step.id] == i:
+                known = ancestors.get(step.id)  # None when a cycle left them undefined
+                self._references(i, step, placeholders[i], known, in_branch)
         graph = Graph(
             steps=steps,
             order=order,
@@ -293,16 +294,17 @@ class _Builder:
         i: int,
         step: Step,
         placeholders: list[Placeholder],
-        ancestors: dict[str, frozenset[str]],
+        ancestors: frozenset[str] | None,
         in_branch: frozenset[str],
     ) -> None:
+        """Placeholders that name other steps or the failure; ``ancestors`` None skips them."""
         base = f"$.steps[{i}].payload_template"
         for placeholder in placeholders:
             path = base + placeholder.location[1:]
             other = placeholder.step_id
             if other is not None and other not in self.index:
                 self.add(i, path, f"{{{{{placeholder.text}}}}}: unknown step {other!r}")
-            elif other is not None and other not in ancestors[step.id]:
+            elif other is not None and ancestors is not None and other not in ancestors:
                 self.add(
                     i,
                     path,
