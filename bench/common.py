@@ -93,11 +93,13 @@ def start_server(
     extra_args: Sequence[str] = (),
     db: str | None = None,
     ready_timeout: float = 30.0,
+    cpus: set[int] | None = None,
 ) -> Server:
     """Start ``python -m flowyard serve`` on a free port with a fresh database; wait for /readyz.
 
     The database goes in a new temporary directory (on the same disk as /tmp, so fsync is real)
     unless ``db`` is given. Server stderr goes to ``server.log`` next to the database.
+    ``cpus`` pins the server (every thread of it) to those CPUs.
     """
     workdir: Path | None = None
     if db is None:
@@ -121,7 +123,13 @@ def start_server(
         *extra_args,
     ]
     with open(log_path, "wb") as log_file:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file)
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=log_file,
+            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
+        )
     server = Server(db=db, port=port, proc=proc, log_path=log_path, workdir=workdir)
     deadline = time.monotonic() + ready_timeout
     with httpx.Client(timeout=2.0) as client:

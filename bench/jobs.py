@@ -63,7 +63,8 @@ class WorkerConfig:
     claim_count: int  # jobs per claim
     ack_concurrency: int  # acks in flight per lane
     wait_seconds: int  # long-poll
-    client: str = "async"  # "async": one event loop; "sync": one thread per lane
+    client: str = "async"  # "async": one event loop; "sync"/"raw": one thread per lane
+    cpus: frozenset[int] | None = None  # pin the process to these CPUs
     visibility_timeout: int = 60
 
 
@@ -78,7 +79,9 @@ def worker_main(
     results: Any,  # multiprocessing.Queue
 ) -> None:
     """Entry point of a worker process: claim and ack until ``stop``; send results back."""
-    if config.client == "sync":
+    if config.cpus:
+        os.sched_setaffinity(0, config.cpus)
+    if config.client in ("sync", "raw"):
         results.put(_sync_worker(config, acked, ready, stop))
         return
     try:
@@ -108,6 +111,58 @@ def _ack_body(job: dict[str, Any]) -> bytes:
     )
 
 
+class _SyncPoster:
+    """POST JSON over one keep-alive connection with httpx, as ``(status, body)``.
+
+    ``sync``: an ``httpx.Client``. ``raw``: an ``httpx.HTTPTransport`` driven directly, which
+    skips the client layer (URL merging, cookies, redirects, event hooks): same connection
+    handling and HTTP/1.1 code, about 30% less CPU per request.
+    """
+
+    def __init__(self, base_url: str, headers: dict[str, str], mode: str, timeout: float):
+        self.base_url = base_url
+        self.mode = mode
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        self.client = httpx.Client(
+            base_url=base_url, headers=headers, limits=limits, timeout=timeout
+        )
+        self.transport = httpx.HTTPTransport(limits=limits)
+        host = httpx.URL(base_url).netloc.decode()
+        self.raw_headers = [
+            ("host", host),
+            ("accept", "*/*"),
+            ("content-type", "application/json"),
+            ("authorization", headers["authorization"]),
+        ]
+        self.extensions = {
+            "timeout": {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
+        }
+
+    def __call__(self, path: str, body: bytes) -> tuple[int, bytes]:
+        if self.mode != "raw":
+            response = self.client.post(path, content=body)
+            return response.status_code, response.content
+        request = httpx.Request(
+            "POST",
+            self.base_url + path,
+            headers=self.raw_headers,
+            content=body,
+            extensions=self.extensions,
+        )
+        response = self.transport.handle_request(request)
+        try:
+            return response.status_code, response.read()
+        finally:
+            response.close()
+
+    def __enter__(self) -> _SyncPoster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.client.close()
+        self.transport.close()
+
+
 def _sync_worker(config: WorkerConfig, acked: Any, ready: Any, stop: MpEvent) -> dict[str, Any]:
     """``config.lanes`` threads, each with its own keep-alive connection (a sync httpx.Client):
     claim, then ack the claimed jobs one after another. ``ack_concurrency`` is not used."""
@@ -121,15 +176,10 @@ def _sync_worker(config: WorkerConfig, acked: Any, ready: Any, stop: MpEvent) ->
     headers = {"authorization": f"Bearer {config.key}", **JSON_HEADERS}
 
     def lane() -> None:
-        with httpx.Client(
-            base_url=config.url,
-            headers=headers,
-            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
-            timeout=httpx.Timeout(config.wait_seconds + 30.0),
-        ) as client:
+        with _SyncPoster(config.url, headers, config.client, config.wait_seconds + 30.0) as post:
             while not stop.is_set():
                 try:
-                    response = client.post("/infra/jobs/claim", content=claim_body)
+                    status, content = post("/infra/jobs/claim", claim_body)
                 except httpx.HTTPError as exc:
                     with lock:
                         stats["claim_errors"] += 1
@@ -137,12 +187,12 @@ def _sync_worker(config: WorkerConfig, acked: Any, ready: Any, stop: MpEvent) ->
                     time.sleep(0.05)
                     continue
                 got = time.time()
-                if response.status_code != 200:
+                if status != 200:
                     with lock:
                         stats["claim_errors"] += 1
                     time.sleep(0.05)
                     continue
-                jobs = orjson.loads(response.content)
+                jobs = orjson.loads(content)
                 with lock:
                     stats["claims"] += 1
                     stats["empty_claims"] += not jobs
@@ -153,18 +203,18 @@ def _sync_worker(config: WorkerConfig, acked: Any, ready: Any, stop: MpEvent) ->
                             sent_at[job["id"]] = payload["t"]
                 for job in jobs:
                     try:
-                        response = client.post(
-                            f"/infra/jobs/{job['id']}/ack", content=_ack_body(job)
-                        )
+                        status, content = post(f"/infra/jobs/{job['id']}/ack", _ack_body(job))
                     except httpx.HTTPError as exc:
                         with lock:
                             stats["ack_errors"] += 1
                         log(f"worker {config.index}: ack {job['id']} failed: {exc!r}")
                         continue
                     done = time.time()
-                    if response.status_code != 200:
+                    if status != 200:
                         with lock:
                             stats["ack_errors"] += 1
+                        if stats["ack_errors"] <= 5:
+                            log(f"worker {config.index}: ack {status} {content[:200]!r}")
                         continue
                     with lock:
                         claim_to_ack.append(done - got)
@@ -448,6 +498,7 @@ def throughput_phase(server: Server, key: str, args: argparse.Namespace) -> dict
             ack_concurrency=args.ack_concurrency,
             wait_seconds=args.wait_seconds,
             client=args.client,
+            cpus=client_cpus(args),
         )
         for i in range(args.workers)
     ]
@@ -537,8 +588,7 @@ def throughput_phase(server: Server, key: str, args: argparse.Namespace) -> dict
         "cpu_bound_jobs_per_s": round(acked * (os.cpu_count() or 1) / own_cpu) if acked else None,
         "claims": sum(r["claims"] for r in results),
         "empty_claims": sum(r["empty_claims"] for r in results),
-        "errors": create_errors
-        + sum(r["ack_errors"] + r["claim_errors"] for r in results),
+        "errors": create_errors + sum(r["ack_errors"] + r["claim_errors"] for r in results),
     }
     log(
         f"throughput: {figures['jobs_per_s']} jobs/s, claim->ack p50/p99 "
@@ -604,6 +654,7 @@ def waiting_worker_phase(server: Server, key: str, args: argparse.Namespace) -> 
         claim_count=1,
         ack_concurrency=1,
         wait_seconds=5,
+        cpus=client_cpus(args),
     )
     pool = WorkerPool([config])
     pool.start()
@@ -653,6 +704,17 @@ def waiting_worker_phase(server: Server, key: str, args: argparse.Namespace) -> 
 # --------------------------------------------------------------------------- main
 
 
+def server_cpus(args: argparse.Namespace) -> set[int] | None:
+    """With ``--pin``: the server gets CPU 0 to itself."""
+    return {0} if args.pin and (os.cpu_count() or 1) > 1 else None
+
+
+def client_cpus(args: argparse.Namespace) -> frozenset[int] | None:
+    """With ``--pin``: the generator and the workers share every CPU but 0."""
+    count = os.cpu_count() or 1
+    return frozenset(range(1, count)) if args.pin and count > 1 else None
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.jobs", description=__doc__.split("\n\n")[0]
@@ -673,9 +735,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--client",
-        choices=["async", "sync"],
+        choices=["async", "sync", "raw"],
         default="async",
-        help="worker style: async (httpx.AsyncClient, concurrent acks) or sync (thread per lane)",
+        help="worker style: async (httpx.AsyncClient, concurrent acks), sync (httpx.Client,"
+        " a thread per lane, sequential acks) or raw (sync through httpx.HTTPTransport)",
     )
     parser.add_argument("--wait-seconds", type=int, default=1, help="long-poll of each claim")
     parser.add_argument(
@@ -690,6 +753,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--latency-samples", type=int, default=300)
     parser.add_argument("--latency-warmup", type=int, default=10)
     parser.add_argument("--latency-gap-ms", type=float, default=20.0)
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="pin the server to CPU 0 and the generator and workers to the other CPUs",
+    )
     parser.add_argument(
         "--wait-idle",
         type=float,
@@ -726,13 +794,18 @@ def main(argv: list[str] | None = None) -> int:
         "claim_count": args.claim_count,
         "ack_concurrency": args.ack_concurrency,
         "client": args.client,
+        "pin": args.pin,
         "wait_seconds": args.wait_seconds,
         "gen_concurrency": args.gen_concurrency,
         "max_backlog": args.max_backlog,
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
     }
-    with running_server(sync=args.sync, extra_args=args.server_arg) as server:
+    with running_server(
+        sync=args.sync, extra_args=args.server_arg, cpus=server_cpus(args)
+    ) as server:
+        if args.pin and client_cpus(args):
+            os.sched_setaffinity(0, client_cpus(args) or ())
         key = create_key(server.db, "bench")
         if not args.skip_throughput:
             result.update(throughput_phase(server, key, args))
@@ -749,4 +822,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
-

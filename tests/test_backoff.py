@@ -1,5 +1,7 @@
 """Retry delays: exponential doubling with a 1 h cap and half-to-full jitter, linear, fixed."""
 
+import itertools
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -25,7 +27,7 @@ def test_exponential_doubles_per_attempt(attempt: int, ceiling: float) -> None:
 
 def test_exponential_ceiling_doubles_between_attempts() -> None:
     lows = [retry_delay_seconds("exponential", a, 0.05, 0.0) for a in range(1, 8)]
-    assert all(b == pytest.approx(2 * a) for a, b in zip(lows, lows[1:], strict=False))
+    assert all(b == pytest.approx(2 * a) for a, b in itertools.pairwise(lows))
     assert lows[0] == pytest.approx(0.025)
 
 

@@ -82,6 +82,28 @@ async def test_trigger_fires_a_scheduled_job_now_and_it_stays_scheduled(
     assert (await get_job(service, job["id"]))["status"] == "scheduled"
 
 
+async def test_trigger_fires_a_disabled_scheduled_job_once_with_its_retries(
+    service: Service, handler: Handler
+) -> None:
+    url = handler.script("/off", (500, {}, 0), (200, {"manual": True}, 0))
+    job = await create_job(service, **cron(url, "0 9 * * *", enabled=False, max_attempts=2))
+    assert job["enabled"] is False and job["status"] == "scheduled"
+    fired = await service.client.post(f"/infra/jobs/{job['id']}/trigger")
+    assert fired.status_code == 202, fired.text
+    deliveries = await handler.wait_for("/off", 2)
+    assert [d.headers["x-flowyard-attempt"] for d in deliveries] == ["1", "2"]
+    done = await wait_job(service, job["id"], lambda j: j["last_run_at"] and not j["run_at"])
+    assert done["status"] == "scheduled"
+    assert done["enabled"] is False
+    assert done["result"] == {"manual": True}
+    assert done["next_run_at"] == job["next_run_at"]
+    runs = await list_runs(service, job["id"])
+    assert [(r["status"], r["handler_status"]) for r in runs] == [
+        ("completed", 200),
+        ("failed", 500),
+    ]
+
+
 async def test_trigger_of_unknown_job_is_404(service: Service) -> None:
     response = await service.client.post("/infra/jobs/job_01J00000000000000000000000/trigger")
     assert response.status_code == 404, response.text

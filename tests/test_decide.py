@@ -23,7 +23,7 @@ from flowyard.workflows.state import (
     StepStatus,
     WithdrawJob,
 )
-from tests.decide_support import MAX_MS, Sim, graph, job_id, kinds, step
+from tests.decide_support import MAX_MS, Sim, graph, kinds, step
 
 FAILURE_TEMPLATE = {
     "step": "{{failure.step_id}}",
@@ -383,7 +383,8 @@ def test_a_catch_step_named_by_several_steps_runs_once() -> None:
     assert kinds(events) == [("step_failed", "c"), ("caught", "c")]
     assert sim.step("c").caught_by == "k"
     assert sim.step("k").attempt == 1
-    assert sim.step("k").failure is not None and sim.step("k").failure.step_id == "a"
+    failure = sim.step("k").failure
+    assert failure is not None and failure.step_id == "a"
     sim.finish("x")
     assert sim.status is ExecutionStatus.COMPENSATED
 
@@ -1018,3 +1019,19 @@ def test_a_step_left_cancelled_keeps_the_execution_from_completing(
     sim.send(ResumeExecution())
     _, events = sim.finish("c")
     assert kinds(events)[-1] == ("completed", None)
+
+
+def test_override_a_caught_step_clears_the_catch_and_continues_below_it() -> None:
+    sim = catching()
+    sim.send(Start())
+    sim.started("x")
+    sim.finish("a", "failed")
+    effects, events = sim.send(ResumeExecution(step_id="a", override=True, output={"v": 1}))
+    assert kinds(events)[:3] == [
+        ("output_overridden", "a"),
+        ("step_pending", "b"),
+        ("step_pending", "c"),
+    ]
+    assert sim.step("a").caught_by is None
+    assert QueueJob("b", 1, None) in effects
+    assert sim.status_of("k") is StepStatus.QUEUED  # the catch was already activated

@@ -1,5 +1,6 @@
 """Push delivery end to end: real handlers over HTTP, signatures, retries, callbacks, queues."""
 
+import itertools
 import re
 import time
 from collections.abc import AsyncIterator
@@ -145,7 +146,7 @@ async def test_handler_500_is_retried_with_backoff_then_failed(
     # Exponential backoff with base 0.05 s: after attempt n the wait is drawn from
     # [0.025 * 2^(n-1), 0.05 * 2^(n-1)] seconds.
     oldest_first = runs[::-1]
-    for n, (before, after) in enumerate(zip(oldest_first, oldest_first[1:], strict=False), 1):
+    for n, (before, after) in enumerate(itertools.pairwise(oldest_first), 1):
         wait = ms(after["scheduled_at"]) - ms(before["completed_at"])
         assert 25 * 2 ** (n - 1) - 1 <= wait <= 50 * 2 ** (n - 1), (n, wait)
         assert ms(after["started_at"]) >= ms(after["scheduled_at"])
@@ -389,8 +390,9 @@ async def test_queue_rate_limit_spaces_deliveries(service: Service, tracker: Tra
     for i in range(8):
         for j in range(i + 1, 8):
             needed = (j - i + 1 - 4) / 4
-            assert arrivals[j] - arrivals[i] >= needed - 0.03, (i, j, arrivals[j] - arrivals[i])
-    assert arrivals[-1] - arrivals[0] >= 1.0 - 0.03
+            # 80 ms of slack for scheduling jitter between the server and the handler.
+            assert arrivals[j] - arrivals[i] >= needed - 0.08, (i, j, arrivals[j] - arrivals[i])
+    assert arrivals[-1] - arrivals[0] >= 1.0 - 0.05
 
 
 async def test_paused_push_queue_delivers_nothing_until_unpaused(
@@ -448,9 +450,10 @@ async def test_callback_arriving_before_the_202_answer_is_accepted(service: Serv
     app = Starlette(routes=[Route("/eager", eager, methods=["POST"])])
     async with serve_app(app) as url:
         job = await create_job(service, **push(f"{url}/eager", max_attempts=1))
-        done = await wait_job(
-            service, job["id"], lambda j: j["status"] != "running" and bool(answers)
-        )
+        with anyio.fail_after(10):
+            while not answers:
+                await anyio.sleep(0.01)
+        done = await get_job(service, job["id"])
     assert answers == [200]
     assert done["status"] == "completed"
     assert done["result"] == "fast"

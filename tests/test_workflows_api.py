@@ -3,6 +3,8 @@
 import re
 from typing import Any
 
+import anyio
+
 from tests.conftest import Service
 from tests.jobs_support import assert_invalid, error_of, new_key
 from tests.workflow_support import (
@@ -78,10 +80,12 @@ async def test_blueprint_cycle_is_named(service: Service) -> None:
     ]
     response = await service.client.post(BLUEPRINTS, json={"name": "cyclic", "steps": steps})
     body = error_of(response, 400, "bad_request")
-    messages = [d["message"] for d in body["details"] if "cycle" in d["message"]]
-    assert len(messages) == 1, body
-    assert "a -> b -> a" in messages[0] or "b -> a -> b" in messages[0], messages
-    assert "c" not in messages[0].split(":", 1)[1], messages
+    cycles = [d for d in body["details"] if "cycle" in d["message"]]
+    assert len(cycles) == 1, body
+    message = cycles[0]["message"]
+    assert "a -> b -> a" in message or "b -> a -> b" in message, message
+    assert "c" not in message.split(":", 1)[1], message
+    assert cycles[0]["path"] in ("$.steps[0].depends_on[0]", "$.steps[1].depends_on[0]")
     assert await blueprint_ids(service) == []  # nothing stored
 
 
@@ -212,6 +216,25 @@ async def test_idempotent_trigger(service: Service) -> None:
     assert state["idempotency_key"] == "order-o1"
     other = await trigger(service.client, blueprint["id"], {"order_id": "o3"})
     assert other["execution_id"] != started["execution_id"]  # no key: a new one
+
+
+async def test_concurrent_triggers_with_one_key_start_one_execution(service: Service) -> None:
+    blueprint = await create_blueprint(service.client, order_steps("cc-"))
+    path = f"{BLUEPRINTS}/{blueprint['id']}/trigger"
+    body = {"input_data": {"order_id": "o1"}, "idempotency_key": "same"}
+    answers: list[Any] = []
+
+    async def fire() -> None:
+        answers.append(await service.client.post(path, json=body))
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(6):
+            tg.start_soon(fire)
+    assert [a.status_code for a in answers] == [200] * 6, [a.text for a in answers]
+    assert len({a.json()["execution_id"] for a in answers}) == 1
+    replayed = [a.headers.get("idempotent-replayed") for a in answers]
+    assert sorted(replayed, key=str) == [None] + ["true"] * 5
+    assert len(await queue_jobs(service.client, "cc-payments")) == 1
 
 
 async def test_trigger_with_missing_input_paths_is_400(service: Service) -> None:

@@ -194,7 +194,7 @@ class JobEngine:
         job = self.jobs.get(job_id)
         return (
             job is not None
-            and job.enabled
+            and (job.enabled or _is_cron(job))  # a disabled cron job runs only when triggered
             and job.run_id is None
             and job.run_at is not None
             and job.run_at <= now_ms()
@@ -217,7 +217,7 @@ class JobEngine:
             if job.enabled:
                 self.timers.arm(job.next_run_at, ("fire", job.id, job.next_run_at))
             return
-        if not job.enabled or job.run_at is None or job.run_id is not None:
+        if (not job.enabled and not _is_cron(job)) or job.run_at is None or job.run_id:
             return
         if job.run_at > now_ms():
             self.timers.arm(job.run_at, ("due", job.id))

@@ -1,0 +1,338 @@
+"""Property test of ``decide``: random DAGs with catch steps, driven by random messages.
+
+It checks the scheduling, attempt and quiescence rules of DESIGN §4 after every transition,
+and that replaying the event log always rebuilds the same state.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from flowyard.errors import Conflict, Invalid
+from flowyard.workflows.blueprint import BlueprintSpec, Graph, check_blueprint
+from flowyard.workflows.state import (
+    ACTIVE,
+    CANCELLABLE,
+    FINISHED,
+    CancelExecution,
+    DeadlinePassed,
+    Effect,
+    Event,
+    ExecutionStatus,
+    JobFinished,
+    JobStarted,
+    Message,
+    PauseExecution,
+    QueueJob,
+    ResumeExecution,
+    Start,
+    StepError,
+    StepStatus,
+    WithdrawJob,
+)
+from tests.decide_support import Sim, job_id, step
+
+TIMED_OUT = StepError("timed_out", "the execution ran past its max_duration_sec")
+OUTPUTS = [{"v": 1}, {"v": "x"}, {}, 3, None]
+"""Step outputs; ``{}``, ``3`` and ``None`` make ``{{steps.X.output.v}}`` a template_error."""
+
+
+# ----------------------------------------------------------------------------- blueprints
+
+
+@st.composite
+def blueprints(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """2-8 steps: depends_on point backwards, catch points forwards to a step without deps.
+
+    Catch targets come later than the steps routing to them and depends_on earlier, so the
+    graph of waits is acyclic and no step is in its own catch branch.
+    """
+    n = draw(st.integers(2, 8))
+    ids = [f"s{i}" for i in range(n)]
+    candidate = [i > 0 and draw(st.integers(0, 2)) == 0 for i in range(n)]
+    bodies: list[dict[str, Any]] = []
+    for i, sid in enumerate(ids):
+        deps: list[str] = []
+        if not candidate[i] and i > 0:
+            picks = draw(st.lists(st.integers(0, i - 1), max_size=3, unique=True))
+            deps = [ids[j] for j in sorted(picks)]
+        later = [ids[j] for j in range(i + 1, n) if candidate[j]]
+        catch = draw(st.sampled_from([None, *later, *later])) if later else None
+        bodies.append(step(sid, *deps, catch=catch))
+    targets = {b["catch"] for b in bodies if "catch" in b}
+    for i, body in enumerate(bodies):
+        if body["id"] in targets:
+            body["payload_template"] = {"f": "{{failure.step_id}}", "n": "{{failure.attempt}}"}
+        elif body.get("depends_on") and draw(st.booleans()):
+            dep = body["depends_on"][0]
+            body["payload_template"] = {"v": f"{{{{steps.{dep}.output.v}}}}", "i": i}
+    return bodies
+
+
+def build(bodies: list[dict[str, Any]]) -> Graph:
+    spec = msgspec.convert({"name": "bp", "steps": bodies, "max_duration_sec": 60}, BlueprintSpec)
+    g, problems = check_blueprint(spec)
+    assert problems == [], problems  # the strategy only makes valid blueprints
+    return g
+
+
+# ----------------------------------------------------------------------------- actions
+
+outcomes = st.sampled_from(["completed", "completed", "failed", "cancelled"])
+finishes = st.tuples(
+    st.just("finish"), st.integers(0, 7), outcomes, st.integers(0, len(OUTPUTS) - 1)
+)
+resumes = st.tuples(
+    st.just("resume"),
+    st.one_of(st.none(), st.integers(0, 11)),  # 0-7 aim at a resumable step, 8-11 at any
+    st.booleans(),
+    st.integers(0, len(OUTPUTS) - 1),
+)
+actions = st.lists(
+    st.one_of(
+        finishes,
+        finishes,
+        finishes,
+        resumes,
+        resumes,
+        st.tuples(st.just("started"), st.integers(0, 7)),
+        st.tuples(st.just("stale"), st.integers(0, 7), st.sampled_from(["completed", "failed"])),
+        st.one_of(
+            st.tuples(st.just("cancel")),
+            st.tuples(st.just("pause")),
+            st.tuples(st.just("deadline"), st.booleans()),
+        ),
+    ),
+    max_size=40,
+)
+
+
+# ----------------------------------------------------------------------------- the model
+
+
+@dataclass
+class Checker:
+    """Drives one execution and checks the rules after every transition."""
+
+    sim: Sim
+
+    def __post_init__(self) -> None:
+        self.graph = self.sim.graph
+        self.attempts: dict[str, list[int]] = {s: [] for s in self.graph.steps}
+
+    def send(self, message: Message) -> bool:
+        """Apply ``message``; False when it was refused (and then nothing changed)."""
+        before = self.sim.state
+        try:
+            effects, events = self.sim.send(message)
+        except (Conflict, Invalid):
+            assert self.sim.state is before
+            return False
+        self.check(before_steps=dict(before.steps), effects=effects, events=events)
+        return True
+
+    def check(
+        self, *, before_steps: dict[str, Any], effects: list[Effect], events: list[Event]
+    ) -> None:
+        state = self.sim.state
+        g = self.graph
+        for effect in effects:
+            if isinstance(effect, QueueJob):
+                sid = effect.step_id
+                assert state.status is ExecutionStatus.RUNNING
+                assert all(state.steps[d].status is StepStatus.COMPLETED for d in g.deps[sid])
+                if sid in g.catch_steps:
+                    failure = state.steps[sid].failure
+                    assert failure is not None and failure.step_id in g.routers[sid]
+                    assert state.steps[failure.step_id].caught_by == sid or any(
+                        e.type == "caught" and e.step_id == failure.step_id for e in self.sim.log
+                    )
+                seen = self.attempts[sid]
+                assert effect.attempt == (seen[-1] if seen else 0) + 1
+                seen.append(effect.attempt)
+            elif isinstance(effect, WithdrawJob):
+                was = before_steps[effect.step_id]
+                assert was.status in ACTIVE
+                assert effect.job_id == was.job_id == job_id(effect.step_id, was.attempt)
+        for sid, s in state.steps.items():
+            assert s.attempt == (self.attempts[sid][-1] if self.attempts[sid] else 0)
+            if s.caught_by is not None:
+                assert s.status is StepStatus.FAILED and s.caught_by == g.catch_of[sid]
+                # a caught failure cuts its descendants off until it is retried or overridden
+                assert all(state.steps[d].status is StepStatus.SKIPPED for d in g.descendants[sid])
+            elif s.status is StepStatus.FAILED:
+                below = {state.steps[d].status for d in g.descendants[sid]}
+                assert below <= {StepStatus.PENDING, StepStatus.SKIPPED}
+        if state.status is ExecutionStatus.RUNNING:
+            # a running execution with nothing out has settled
+            assert any(s.status in ACTIVE for s in state.steps.values())
+        self.check_status()
+
+    def check_status(self) -> None:
+        """The execution status follows DESIGN §4 once it is quiescent."""
+        state = self.sim.state
+        g = self.graph
+        steps = state.steps
+        status = {sid: s.status for sid, s in steps.items()}
+        uncaught = [
+            sid for sid in g.order if status[sid] is StepStatus.FAILED and not steps[sid].caught_by
+        ]
+        caught = [sid for sid, s in steps.items() if s.status is StepStatus.FAILED and s.caught_by]
+        if state.status in FINISHED:
+            assert not uncaught
+            assert all(st_ in ("completed", "failed", "skipped") for st_ in status.values())
+            outside = [sid for sid in g.steps if sid not in g.in_catch_branch]
+            every_outside_completed = all(status[sid] == "completed" for sid in outside)
+            if state.status is ExecutionStatus.COMPLETED:
+                assert every_outside_completed and not caught
+            else:
+                assert caught
+            for c in g.catch_steps:
+                activated = steps[c].failure is not None
+                for member in g.branch[c]:
+                    if not activated:
+                        assert status[member] == "skipped"
+                    else:
+                        assert status[member] in ("completed", "skipped", "failed")
+        elif state.status is ExecutionStatus.FAILED and state.error != TIMED_OUT:
+            # failed at quiescence: by the first uncaught failure
+            assert uncaught
+            assert state.error == steps[uncaught[0]].error
+            assert not any(s.status in ACTIVE for s in steps.values())
+        if state.status is not ExecutionStatus.RUNNING:
+            assert not any(s.status is StepStatus.QUEUED for s in steps.values()) or (
+                state.status is ExecutionStatus.PAUSED
+            )
+
+    # ------------------------------------------------------------------ actions
+
+    def pick(self, statuses: frozenset[StepStatus] | set[StepStatus], n: int) -> str | None:
+        found = [sid for sid in self.graph.order if self.sim.state.steps[sid].status in statuses]
+        return found[n % len(found)] if found else None
+
+    def act(self, action: tuple[Any, ...]) -> None:
+        state = self.sim.state
+        match action:
+            case ("finish", n, outcome, out):
+                sid = self.pick(ACTIVE, n)
+                if sid is not None:
+                    s = state.steps[sid]
+                    self.send(
+                        JobFinished(
+                            sid,
+                            s.attempt,
+                            job_id(sid, s.attempt),
+                            outcome,
+                            OUTPUTS[out] if outcome == "completed" else None,
+                            None if outcome == "completed" else f"{outcome} #{s.attempt}",
+                            attempts=1 + n % 3,
+                        )
+                    )
+            case ("started", n):
+                sid = self.pick({StepStatus.QUEUED}, n)
+                if sid is not None:
+                    s = state.steps[sid]
+                    assert self.send(JobStarted(sid, s.attempt, job_id(sid, s.attempt)))
+            case ("stale", n, outcome):
+                sid = self.graph.order[n % len(self.graph.order)]
+                s = state.steps[sid]
+                attempt = s.attempt if s.status not in ACTIVE else s.attempt - 1
+                message = JobFinished(sid, attempt, job_id(sid, attempt), outcome, {"v": 0}, "x")
+                assert self.sim.send(message) == ([], [])
+                assert self.sim.state == state
+            case ("cancel",):
+                assert self.send(CancelExecution()) == (state.status in CANCELLABLE)
+            case ("pause",):
+                assert self.send(PauseExecution()) == (state.status is ExecutionStatus.RUNNING)
+            case ("resume", None, override, out):
+                ok = self.send(ResumeExecution(override=override, output=OUTPUTS[out]))
+                expected = not override and state.status not in FINISHED
+                assert ok == (expected and state.status is not ExecutionStatus.RUNNING)
+            case ("resume", n, override, out):
+                allowed = {StepStatus.FAILED, StepStatus.CANCELLED}
+                if override:
+                    allowed |= ACTIVE
+                sid = self.pick(allowed, n) if n < 8 else None
+                sid = sid or self.graph.order[n % len(self.graph.order)]
+                resume = ResumeExecution(step_id=sid, override=override, output=OUTPUTS[out])
+                expected = state.status not in FINISHED and state.steps[sid].status in allowed
+                assert self.send(resume) == expected
+                if expected:
+                    assert self.sim.state.status is not ExecutionStatus.PAUSED
+            case ("deadline", stale):
+                at = state.deadline_at - 1 if stale else state.deadline_at
+                self.send(DeadlinePassed(at))
+                live = not stale and state.status in (
+                    ExecutionStatus.RUNNING,
+                    ExecutionStatus.PAUSED,
+                )
+                if live:
+                    assert self.sim.state.status is ExecutionStatus.FAILED
+                    assert self.sim.state.error is not None
+                    assert self.sim.state.error.code == "timed_out"
+                else:
+                    assert self.sim.state == state
+            case _:
+                raise AssertionError(action)
+
+    def drain(self, outcomes: list[str]) -> None:
+        """Resume if needed and finish every job until the execution is quiescent.
+
+        Jobs end with ``outcomes`` first, then all complete (so it ends in a few rounds).
+        """
+        outcomes = list(outcomes)
+        for turn in range(len(outcomes) + 2 * len(self.graph.order) + 6):
+            state = self.sim.state
+            if state.status in FINISHED:
+                return
+            if not any(s.status in ACTIVE for s in state.steps.values()):
+                assert state.status is not ExecutionStatus.RUNNING
+                # alternate: retry one failed or cancelled step, then resume everything
+                retry = self.pick({StepStatus.FAILED, StepStatus.CANCELLED}, 0)
+                step_id = retry if turn % 2 == 0 else None
+                assert self.send(ResumeExecution(step_id=step_id, reason="drain"))
+            for _ in range(4 * len(self.graph.order)):
+                sid = self.pick(ACTIVE, 0)
+                if sid is None:
+                    break
+                s = self.sim.state.steps[sid]
+                outcome = outcomes.pop(0) if outcomes else "completed"
+                output = {"v": 2} if outcome == "completed" else None
+                self.send(JobFinished(sid, s.attempt, job_id(sid, s.attempt), outcome, output))
+            assert not any(s.status in ACTIVE for s in self.sim.state.steps.values())
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(bodies=blueprints(), script=actions, ending=st.lists(outcomes, max_size=8))
+def test_random_executions_follow_the_rules_and_replay(
+    bodies: list[dict[str, Any]], script: list[tuple[Any, ...]], ending: list[str]
+) -> None:
+    g = build(bodies)
+    checker = Checker(Sim(g, check_replay=False))
+    assert checker.send(Start())
+    queued = {sid for sid, s in checker.sim.state.steps.items() if s.status is StepStatus.QUEUED}
+    assert queued == set(g.starts) == {s for s in g.order if not g.deps[s]} - g.catch_steps
+    for action in script:
+        checker.act(action)
+        checker.sim.assert_replays()
+    checker.drain(ending)
+    state = checker.sim.state
+    # quiescent: nothing out, and only a failed execution leaves steps waiting
+    assert not any(s.status in ACTIVE for s in state.steps.values())
+    assert state.status is not ExecutionStatus.RUNNING
+    if state.status is not ExecutionStatus.FAILED:
+        assert state.status in FINISHED
+    checker.sim.assert_replays()
+
+
+def test_refusals_change_nothing() -> None:
+    """The harness itself: a refused command raises and leaves the state alone."""
+    checker = Checker(Sim(build([step("a"), step("b", "a")])))
+    assert checker.send(Start())
+    before = checker.sim.state
+    assert not checker.send(ResumeExecution())  # running: 409
+    assert not checker.send(ResumeExecution(step_id="zz"))  # unknown: 400
+    assert checker.sim.state is before and len(checker.sim.log) == 2
