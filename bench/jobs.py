@@ -24,6 +24,7 @@ import contextlib
 import multiprocessing as mp
 import os
 import platform
+import queue
 import random
 import sys
 import threading
@@ -394,7 +395,7 @@ class WorkerPool:
         while len(out) < len(self.procs) and time.monotonic() < deadline:
             try:
                 out.append(self.results.get(timeout=0.2))
-            except Exception:  # queue.Empty
+            except queue.Empty:
                 if all(p.exitcode is not None for p in self.procs) and self.results.empty():
                     break
         for proc in self.procs:
@@ -486,13 +487,13 @@ async def generate_batches(
 
 
 def throughput_phase(server: Server, key: str, args: argparse.Namespace) -> dict[str, Any]:
-    queue = "bench"
+    queue_name = "bench"
     configs = [
         WorkerConfig(
             index=i,
             url=server.url,
             key=key,
-            queue=queue,
+            queue=queue_name,
             lanes=args.lanes,
             claim_count=args.claim_count,
             ack_concurrency=args.ack_concurrency,
@@ -518,7 +519,7 @@ def throughput_phase(server: Server, key: str, args: argparse.Namespace) -> dict
             generate_batches,
             server,
             key,
-            queue,
+            queue_name,
             args.jobs,
             args.gen_concurrency,
             args.max_backlog,
@@ -644,12 +645,12 @@ async def create_singles(
 
 
 def waiting_worker_phase(server: Server, key: str, args: argparse.Namespace) -> dict[str, Any]:
-    queue = "bench-wait"
+    queue_name = "bench-wait"
     config = WorkerConfig(
         index=0,
         url=server.url,
         key=key,
-        queue=queue,
+        queue=queue_name,
         lanes=1,
         claim_count=1,
         ack_concurrency=1,
@@ -667,7 +668,7 @@ def waiting_worker_phase(server: Server, key: str, args: argparse.Namespace) -> 
             create_singles,
             server,
             key,
-            queue,
+            queue_name,
             total,
             args.latency_gap_ms,
             pool.acked_count,

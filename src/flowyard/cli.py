@@ -54,6 +54,11 @@ def _parser() -> argparse.ArgumentParser:
         default=int(_env("push_concurrency", str(defaults.push_concurrency))),
     )
     serve.add_argument("--log-level", default=_env("log_level", defaults.log_level))
+    serve.add_argument(
+        "--public-url",
+        default=_env("public_url", "") or None,
+        help="base URL handlers use to call back (default: http://HOST:PORT)",
+    )
 
     keys = commands.add_parser("keys", help="manage API keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
@@ -80,6 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             callback_window_seconds=args.callback_window_seconds,
             push_concurrency=args.push_concurrency,
             log_level=args.log_level,
+            public_url=args.public_url,
         )
         return serve(settings)
     if args.command == "keys" and args.keys_command == "create":
@@ -116,7 +122,7 @@ def serve(settings: Settings) -> int:
         timeout_graceful_shutdown=30,
         backlog=4096,
     )
-    server = uvicorn.Server(config)
+    server = _Server(config, supervisor, f"http://{_shown(settings.host)}:{port}")
 
     def graceful(signum: int, frame: object) -> None:
         server.should_exit = True
@@ -127,25 +133,29 @@ def serve(settings: Settings) -> int:
     for handled in (signal.SIGTERM, signal.SIGINT):
         signal.signal(handled, graceful)
 
-    async def run() -> None:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_announce, server, supervisor, settings.host, port)
-            await server.serve(sockets=[sock])
-            tg.cancel_scope.cancel()
-
-    anyio.run(run, backend_options={"use_uvloop": True})
+    anyio.run(server.serve, [sock], backend_options={"use_uvloop": True})
     return 0
 
 
-async def _announce(server: uvicorn.Server, supervisor: Supervisor, host: str, port: int) -> None:
-    """Log the listening line once serving, and end long-polls as soon as shutdown begins."""
-    while not server.started:
-        await anyio.sleep(0.01)
-    shown = f"[{host}]" if ":" in host else host
-    print(f"flowyard listening on http://{shown}:{port}", file=sys.stderr, flush=True)
-    while not server.should_exit:
-        await anyio.sleep(0.05)
-    supervisor.jobs.begin_shutdown()
+class _Server(uvicorn.Server):
+    """uvicorn's server, announcing itself when listening and ending long-polls at shutdown."""
+
+    def __init__(self, config: uvicorn.Config, supervisor: Supervisor, url: str) -> None:
+        super().__init__(config)
+        self._supervisor = supervisor
+        self._url = url
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        print(f"flowyard listening on {self._url}", file=sys.stderr, flush=True)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self._supervisor.jobs.begin_shutdown()  # answer open long-polls before waiting on them
+        await super().shutdown(sockets)
+
+
+def _shown(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def _as_dict(settings: Settings) -> dict[str, object]:

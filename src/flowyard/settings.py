@@ -19,6 +19,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         callback_window_seconds: how long a handler that answered 202 has to call back.
         push_concurrency: how many push deliveries run at once, across all queues.
         mailbox_size: capacity of each actor's mailbox.
+        public_url: the base URL handlers use for callbacks (default: the bound address).
     """
 
     host: str = "127.0.0.1"
@@ -31,3 +32,4 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     push_concurrency: int = 256
     mailbox_size: int = 10_000
     log_level: str = "info"
+    public_url: str | None = None

@@ -70,7 +70,7 @@ class JobEngine:
         self.runs: dict[str, Run] = {}
         self.queues: dict[tuple[str, str], Queue] = {}
         self.timers = Timers(self._on_timer)
-        self.public_url = f"http://{settings.host}:{settings.port}"
+        self.public_url = settings.public_url or _own_url(settings.host, settings.port)
         self.server_secret = ""
         self.workflow_settled: JobSettled | None = None
         self.workflow_started: Callable[[Job], None] | None = None
@@ -729,6 +729,10 @@ class JobEngine:
         except Exception:
             log.exception("delivery of %s failed", job_id)
         finally:
+            job = self.jobs.get(job_id)
+            if job is not None and job.queue is not None and job.status is not JobStatus.RUNNING:
+                # Counted against the queue's concurrency before the delivery started.
+                self.queue(job.project_id, job.queue).running.discard(job_id)
             self._in_flight -= 1
             self._push_wake.set()
 
@@ -945,3 +949,12 @@ def _patched_trigger(job: Job, patch: object, now: int) -> dict[str, object]:
             "run_at": now + patch.delay_seconds * 1000,
         }
     return {}
+
+
+def _own_url(host: str, port: int) -> str:
+    """Where handlers reach this server: a wildcard bind address is reached on loopback."""
+    if host in ("0.0.0.0", ""):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
