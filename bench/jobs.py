@@ -26,6 +26,7 @@ import os
 import platform
 import queue
 import random
+import subprocess
 import sys
 import threading
 import time
@@ -468,12 +469,17 @@ async def generate_batches(
                     }
                 )
                 while True:
-                    response = await client.post("/infra/jobs/batch", content=body)
+                    try:
+                        response = await client.post("/infra/jobs/batch", content=body)
+                    except httpx.HTTPError as exc:
+                        response = None
+                        log(f"batch create failed: {exc!r}")
                     done = time.time()
-                    if response.status_code == 202:
+                    if response is not None and response.status_code == 202:
                         break
                     errors += 1
-                    log(f"batch create {response.status_code}: {response.text[:200]}")
+                    if response is not None:
+                        log(f"batch create {response.status_code}: {response.text[:200]}")
                     if time.monotonic() > deadline:
                         return
                     await anyio.sleep(0.1)
@@ -506,9 +512,10 @@ def throughput_phase(server: Server, key: str, args: argparse.Namespace) -> dict
     pool = WorkerPool(configs)
     pool.start()
     log(
-        f"throughput: {args.jobs} jobs, {args.workers} workers x {args.lanes} lanes, "
-        f"claim {args.claim_count}, {args.ack_concurrency} acks in flight per lane"
+        f"throughput: {args.jobs} jobs, {args.workers} workers x {args.lanes} lanes "
+        f"({args.client} client), claim {args.claim_count}"
     )
+    profiler = start_profiler(server, args.py_spy, args.py_spy_seconds) if args.py_spy else None
     cpu_before = server.cpu_seconds()
     gen_before = self_cpu_seconds()
     busy_before = machine_busy_seconds()
@@ -541,6 +548,13 @@ def throughput_phase(server: Server, key: str, args: argparse.Namespace) -> dict
         results = pool.finish(timeout=args.wait_seconds + 30)
     finally:
         pool.terminate()
+        if profiler is not None:
+            try:
+                profiler.wait(args.py_spy_seconds + 30)
+            except subprocess.TimeoutExpired:
+                profiler.kill()
+                profiler.wait()
+            log(f"py-spy profile of the server written to {args.py_spy}")
 
     acked = sum(r["acked"] for r in results)
     last_ack = max((r["last_ack"] for r in results), default=0.0)
@@ -598,6 +612,19 @@ def throughput_phase(server: Server, key: str, args: argparse.Namespace) -> dict
     return figures
 
 
+def start_profiler(server: Server, path: str, seconds: float) -> subprocess.Popen[bytes]:
+    """py-spy the server for ``seconds`` (a flame graph, or collapsed stacks for .txt).
+
+    py-spy takes CPU of its own (at 100 samples/s, a few percent of a core): figures from a
+    profiled run are a little lower than from a plain one.
+    """
+    cmd = ["py-spy", "record", "--pid", str(server.pid), "--output", path]
+    cmd += ["--duration", str(max(1, int(seconds))), "--rate", "100", "--threads"]
+    if path.endswith(".txt"):
+        cmd += ["--format", "raw"]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 # --------------------------------------------------------------------------- phase 2
 
 
@@ -628,7 +655,13 @@ async def create_singles(
             body = orjson.dumps(
                 {"trigger": {"type": "pull", "queue": queue}, "payload": {"n": n, "t": sent}}
             )
-            response = await client.post("/infra/jobs", content=body)
+            try:
+                response = await client.post("/infra/jobs", content=body)
+            except httpx.HTTPError as exc:
+                errors += 1
+                log(f"create failed: {exc!r}")
+                await anyio.sleep(0.1)
+                continue
             done = time.time()
             if response.status_code != 202:
                 errors += 1
@@ -655,6 +688,7 @@ def waiting_worker_phase(server: Server, key: str, args: argparse.Namespace) -> 
         claim_count=1,
         ack_concurrency=1,
         wait_seconds=5,
+        client=args.client,
         cpus=client_cpus(args),
     )
     pool = WorkerPool([config])
@@ -689,6 +723,7 @@ def waiting_worker_phase(server: Server, key: str, args: argparse.Namespace) -> 
     )
     figures = {
         "wait_samples": len(created_to_claimed),
+        "wait_timed_out": len(created_to_claimed) < args.latency_samples,
         "wait_create_to_claim_p50_ms": lat["p50"],
         "wait_create_to_claim_p99_ms": lat["p99"],
         "wait_create_to_claim_max_ms": lat["max"],
@@ -721,7 +756,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m bench.jobs", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--jobs", type=int, default=20_000, help="jobs in the throughput phase")
-    parser.add_argument("--workers", type=int, default=3, help="worker processes")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes")
     parser.add_argument("--sync", choices=["full", "normal"], default="full")
     parser.add_argument(
         "--duration-limit",
@@ -729,15 +764,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=120.0,
         help="seconds each phase may take before it is cut short (reported as timed_out)",
     )
-    parser.add_argument("--lanes", type=int, default=2, help="claim loops per worker process")
+    parser.add_argument(
+        "--lanes", type=int, default=8, help="claim loops (threads or tasks) per worker process"
+    )
     parser.add_argument("--claim-count", type=int, default=10, help="jobs per claim (1..100)")
     parser.add_argument(
-        "--ack-concurrency", type=int, default=10, help="acks in flight per claim loop"
+        "--ack-concurrency",
+        type=int,
+        default=4,
+        help="acks in flight per claim loop (async client only)",
     )
     parser.add_argument(
         "--client",
         choices=["async", "sync", "raw"],
-        default="async",
+        default="raw",
         help="worker style: async (httpx.AsyncClient, concurrent acks), sync (httpx.Client,"
         " a thread per lane, sequential acks) or raw (sync through httpx.HTTPTransport)",
     )
@@ -748,10 +788,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--max-backlog",
         type=int,
-        default=2000,
+        default=500,
         help="generator waits while more jobs than this are created but not acked (0: never)",
     )
-    parser.add_argument("--latency-samples", type=int, default=300)
+    parser.add_argument("--latency-samples", type=int, default=500)
     parser.add_argument("--latency-warmup", type=int, default=10)
     parser.add_argument("--latency-gap-ms", type=float, default=20.0)
     parser.add_argument(
@@ -765,6 +805,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0.0,
         help="wait up to this many seconds for other load on the machine to end first",
     )
+    parser.add_argument(
+        "--py-spy",
+        metavar="PATH",
+        help="profile the server with py-spy during the throughput phase (.svg flame graph,"
+        " .txt collapsed stacks)",
+    )
+    parser.add_argument("--py-spy-seconds", type=float, default=10.0)
     parser.add_argument("--skip-latency", action="store_true", help="throughput phase only")
     parser.add_argument("--skip-throughput", action="store_true", help="latency phase only")
     parser.add_argument(
@@ -818,7 +865,11 @@ def main(argv: list[str] | None = None) -> int:
     result["bench_wall_s"] = round(time.monotonic() - started, 1)
     sys.stdout.write(orjson.dumps(result).decode() + "\n")
     sys.stdout.flush()
-    return 0
+    # Non-zero when a phase was cut short or requests failed (the figures are still printed).
+    failed = any(
+        result.get(name) for name in ("timed_out", "errors", "wait_timed_out", "wait_errors")
+    )
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
