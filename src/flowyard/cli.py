@@ -120,6 +120,9 @@ def serve(settings: Settings) -> int:
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=30,
+        proxy_headers=False,
+        server_header=False,
+        date_header=False,
         backlog=4096,
     )
     server = _Server(config, supervisor, f"http://{_shown(settings.host)}:{port}")

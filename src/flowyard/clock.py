@@ -1,5 +1,6 @@
 """Time as integer milliseconds since the epoch, and its RFC 3339 rendering."""
 
+import functools
 import time
 from datetime import UTC, datetime
 
@@ -13,5 +14,10 @@ def rfc3339(ms: int | None) -> str | None:
     """``2026-11-23T10:00:00.000Z`` for a millisecond timestamp, None for None."""
     if ms is None:
         return None
-    moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    seconds, millis = divmod(ms, 1000)
+    return f"{_second(seconds)}{millis:03d}Z"
+
+
+@functools.lru_cache(maxsize=4096)
+def _second(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.")

@@ -1,21 +1,22 @@
 """Prefixed ULID identifiers (``job_01J...``) and random secrets."""
 
+import base64
 import os
 import secrets
 import time
 
-_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+# RFC 4648 base32 digits mapped to Crockford's, which ULIDs use.
+_TO_CROCKFORD = bytes.maketrans(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", b"0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+)
 
 
 def ulid() -> str:
     """A 26-character ULID: 48 bits of milliseconds then 80 random bits."""
     value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
-    chars = []
-    for _ in range(26):
-        chars.append(_CROCKFORD[value & 31])
-        value >>= 5
-    return "".join(reversed(chars))
+    # 20 bytes are 32 base32 digits; the last 26 hold the 128 bits (the first 6 are zero).
+    return base64.b32encode(value.to_bytes(20, "big"))[6:].translate(_TO_CROCKFORD).decode()
 
 
 def new_id(prefix: str) -> str:

@@ -25,11 +25,11 @@ def create_app(settings: Settings, supervisor: Supervisor | None = None) -> Star
             yield
 
     app = Starlette(
-        routes=[
-            *routes_health.routes,
+        routes=[  # the hottest first: routes are matched in order
             *routes_jobs.routes,
-            *routes_queues.routes,
             *routes_workflows.routes,
+            *routes_queues.routes,
+            *routes_health.routes,
         ],
         exception_handlers={
             FlowyardError: flowyard_error,

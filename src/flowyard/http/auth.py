@@ -38,17 +38,17 @@ class Authenticator:
                 token = value.strip()
         if not token:
             raise Unauthorized("missing API key: send Authorization: Bearer <key> or X-API-Key")
-        digest = hash_key(token)
-        cached = self._cache.get(digest)
+        cached = self._cache.get(token)
         now = time.monotonic()
         if cached is not None and now - cached[0] < CACHE_SECONDS:
             key = cached[1]
         else:
+            digest = hash_key(token)
             found = await key_by_hash(self.db, digest)
             key = found[1] if found and hmac.compare_digest(found[0], digest) else None
             if len(self._cache) > 10_000:
                 self._cache.clear()
-            self._cache[digest] = (now, key)
+            self._cache[token] = (now, key)
         if key is None or key.revoked_at is not None:
             raise Unauthorized("invalid or revoked API key")
         return key

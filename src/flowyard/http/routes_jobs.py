@@ -166,10 +166,11 @@ async def rotate_signing_secret(request: Request) -> Response:
 
 
 routes = [
+    Route("/infra/jobs/claim", claim_jobs, methods=["POST"]),
+    Route("/infra/jobs/{job_id}/ack", ack_job, methods=["POST"]),
     Route("/infra/jobs", create_job, methods=["POST"]),
     Route("/infra/jobs", list_jobs, methods=["GET"]),
     Route("/infra/jobs/batch", create_batch, methods=["POST"]),
-    Route("/infra/jobs/claim", claim_jobs, methods=["POST"]),
     Route("/infra/jobs/signing-secret", get_signing_secret, methods=["GET"]),
     Route("/infra/jobs/signing-secret/rotate", rotate_signing_secret, methods=["POST"]),
     Route("/infra/jobs/{job_id}", get_job, methods=["GET"]),
@@ -178,7 +179,6 @@ routes = [
     Route("/infra/jobs/{job_id}/trigger", trigger_job, methods=["POST"]),
     Route("/infra/jobs/{job_id}/retry", retry_job, methods=["POST"]),
     Route("/infra/jobs/{job_id}/runs", list_runs, methods=["GET"]),
-    Route("/infra/jobs/{job_id}/ack", ack_job, methods=["POST"]),
     Route("/infra/jobs/{job_id}/heartbeat", heartbeat_job, methods=["POST"]),
     Route("/infra/jobs/{job_id}/runs/{run_id}/callback", run_callback, methods=["POST"]),
 ]
