@@ -248,3 +248,36 @@ def wait_for_idle(max_wait: float, busy_below: float = 0.15) -> float:
         if fraction < busy_below or time.monotonic() >= deadline:
             return fraction
         log(f"machine is {fraction:.0%} busy; waiting for it to quieten")
+
+
+def start_profiler(server: Server, path: str, seconds: float) -> subprocess.Popen[bytes]:
+    """py-spy the server for ``seconds`` (a flame graph, or collapsed stacks for .txt).
+
+    py-spy takes CPU of its own (at 100 samples/s, a few percent of a core): figures from a
+    profiled run are a little lower than from a plain one.
+    """
+    cmd = ["py-spy", "record", "--pid", str(server.pid), "--output", path]
+    cmd += ["--duration", str(max(1, int(seconds))), "--rate", "100", "--threads"]
+    if path.endswith(".txt"):
+        cmd += ["--format", "raw"]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_profiler(profiler: subprocess.Popen[bytes] | None, path: str, seconds: float) -> None:
+    """Wait for a ``start_profiler`` run to write its output (kill it if it hangs)."""
+    if profiler is None:
+        return
+    try:
+        profiler.wait(seconds + 30)
+    except subprocess.TimeoutExpired:
+        profiler.kill()
+        profiler.wait()
+    log(f"py-spy profile of the server written to {path}")
+
+
+def proc_rss_mb(pid: int) -> float:
+    """Current resident set size (VmRSS) of a process in MiB, from /proc/<pid>/status."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024  # reported in kB
+    raise RuntimeError(f"no VmRSS for pid {pid}")

@@ -21,12 +21,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import multiprocessing as mp
 import os
 import platform
-import queue
 import random
-import subprocess
 import sys
 import threading
 import time
@@ -45,11 +42,13 @@ from bench.common import (
     machine_busy_seconds,
     running_server,
     self_cpu_seconds,
+    start_profiler,
+    stop_profiler,
     summary_ms,
     wait_for_idle,
 )
+from bench.workers import JSON_HEADERS, Poster, WorkerPool
 
-JSON_HEADERS = {"content-type": "application/json"}
 BATCH = 100
 
 
@@ -75,7 +74,7 @@ class WorkerConfig:
 
 def worker_main(
     config: WorkerConfig,
-    acked: Any,  # multiprocessing.Value("q")
+    acked: Any,  # multiprocessing.Array("q", 1): acked[0]
     ready: Any,  # multiprocessing.Value("i")
     stop: MpEvent,
     results: Any,  # multiprocessing.Queue
@@ -113,58 +112,6 @@ def _ack_body(job: dict[str, Any]) -> bytes:
     )
 
 
-class _SyncPoster:
-    """POST JSON over one keep-alive connection with httpx, as ``(status, body)``.
-
-    ``sync``: an ``httpx.Client``. ``raw``: an ``httpx.HTTPTransport`` driven directly, which
-    skips the client layer (URL merging, cookies, redirects, event hooks): same connection
-    handling and HTTP/1.1 code, about 30% less CPU per request.
-    """
-
-    def __init__(self, base_url: str, headers: dict[str, str], mode: str, timeout: float):
-        self.base_url = base_url
-        self.mode = mode
-        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-        self.client = httpx.Client(
-            base_url=base_url, headers=headers, limits=limits, timeout=timeout
-        )
-        self.transport = httpx.HTTPTransport(limits=limits)
-        host = httpx.URL(base_url).netloc.decode()
-        self.raw_headers = [
-            ("host", host),
-            ("accept", "*/*"),
-            ("content-type", "application/json"),
-            ("authorization", headers["authorization"]),
-        ]
-        self.extensions = {
-            "timeout": {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
-        }
-
-    def __call__(self, path: str, body: bytes) -> tuple[int, bytes]:
-        if self.mode != "raw":
-            response = self.client.post(path, content=body)
-            return response.status_code, response.content
-        request = httpx.Request(
-            "POST",
-            self.base_url + path,
-            headers=self.raw_headers,
-            content=body,
-            extensions=self.extensions,
-        )
-        response = self.transport.handle_request(request)
-        try:
-            return response.status_code, response.read()
-        finally:
-            response.close()
-
-    def __enter__(self) -> _SyncPoster:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.client.close()
-        self.transport.close()
-
-
 def _sync_worker(config: WorkerConfig, acked: Any, ready: Any, stop: MpEvent) -> dict[str, Any]:
     """``config.lanes`` threads, each with its own keep-alive connection (a sync httpx.Client):
     claim, then ack the claimed jobs one after another. ``ack_concurrency`` is not used."""
@@ -178,7 +125,7 @@ def _sync_worker(config: WorkerConfig, acked: Any, ready: Any, stop: MpEvent) ->
     headers = {"authorization": f"Bearer {config.key}", **JSON_HEADERS}
 
     def lane() -> None:
-        with _SyncPoster(config.url, headers, config.client, config.wait_seconds + 30.0) as post:
+        with Poster(config.url, headers, config.client, config.wait_seconds + 30.0) as post:
             while not stop.is_set():
                 try:
                     status, content = post("/infra/jobs/claim", claim_body)
@@ -223,7 +170,7 @@ def _sync_worker(config: WorkerConfig, acked: Any, ready: Any, stop: MpEvent) ->
                         last_ack[0] = max(last_ack[0], done)
                         stats["acked"] += 1
                     with acked.get_lock():
-                        acked.value += 1
+                        acked[0] += 1
 
     threads = [threading.Thread(target=lane, daemon=True) for _ in range(config.lanes)]
     with ready.get_lock():
@@ -270,7 +217,7 @@ async def _worker(config: WorkerConfig, acked: Any, ready: Any, stop: MpEvent) -
         last_ack = max(last_ack, done)
         stats["acked"] += 1
         with acked.get_lock():
-            acked.value += 1
+            acked[0] += 1
 
     async def ack_all(
         clients: list[httpx.AsyncClient], jobs: list[dict[str, Any]], got: float
@@ -351,66 +298,6 @@ async def _worker(config: WorkerConfig, acked: Any, ready: Any, stop: MpEvent) -
         "cpu_s": cpu_used,
         **stats,
     }
-
-
-class WorkerPool:
-    """``count`` worker processes sharing an acked counter, a stop event and a results queue."""
-
-    def __init__(self, configs: list[WorkerConfig]) -> None:
-        self.ctx = mp.get_context("spawn")
-        self.configs = configs
-        self.acked = self.ctx.Value("q", 0)
-        self.ready = self.ctx.Value("i", 0)
-        self.stop = self.ctx.Event()
-        self.results = self.ctx.Queue()
-        self.procs = [
-            self.ctx.Process(
-                target=worker_main,
-                args=(config, self.acked, self.ready, self.stop, self.results),
-                name=f"bench-worker-{config.index}",
-                daemon=True,
-            )
-            for config in configs
-        ]
-
-    def start(self, timeout: float = 60.0) -> None:
-        for proc in self.procs:
-            proc.start()
-        deadline = time.monotonic() + timeout
-        while self.ready.value < len(self.procs):
-            if time.monotonic() > deadline or any(p.exitcode is not None for p in self.procs):
-                self.terminate()
-                raise RuntimeError("worker processes did not start")
-            time.sleep(0.02)
-        # Give every lane's first long-poll claim time to reach the server.
-        time.sleep(0.3)
-
-    def acked_count(self) -> int:
-        return int(self.acked.value)
-
-    def finish(self, timeout: float) -> list[dict[str, Any]]:
-        """Stop the workers (they finish their current long-poll) and collect their results."""
-        self.stop.set()
-        out: list[dict[str, Any]] = []
-        deadline = time.monotonic() + timeout
-        while len(out) < len(self.procs) and time.monotonic() < deadline:
-            try:
-                out.append(self.results.get(timeout=0.2))
-            except queue.Empty:
-                if all(p.exitcode is not None for p in self.procs) and self.results.empty():
-                    break
-        for proc in self.procs:
-            proc.join(max(0.1, deadline - time.monotonic()))
-        self.terminate()
-        if len(out) < len(self.procs):
-            log(f"only {len(out)} of {len(self.procs)} workers reported results")
-        return out
-
-    def terminate(self) -> None:
-        for proc in self.procs:
-            if proc.is_alive():
-                proc.terminate()
-                proc.join(5)
 
 
 # --------------------------------------------------------------------------- phase 1
@@ -509,7 +396,7 @@ def throughput_phase(server: Server, key: str, args: argparse.Namespace) -> dict
         )
         for i in range(args.workers)
     ]
-    pool = WorkerPool(configs)
+    pool = WorkerPool(worker_main, configs)
     pool.start()
     log(
         f"throughput: {args.jobs} jobs, {args.workers} workers x {args.lanes} lanes "
@@ -548,13 +435,7 @@ def throughput_phase(server: Server, key: str, args: argparse.Namespace) -> dict
         results = pool.finish(timeout=args.wait_seconds + 30)
     finally:
         pool.terminate()
-        if profiler is not None:
-            try:
-                profiler.wait(args.py_spy_seconds + 30)
-            except subprocess.TimeoutExpired:
-                profiler.kill()
-                profiler.wait()
-            log(f"py-spy profile of the server written to {args.py_spy}")
+        stop_profiler(profiler, args.py_spy, args.py_spy_seconds)
 
     acked = sum(r["acked"] for r in results)
     last_ack = max((r["last_ack"] for r in results), default=0.0)
@@ -610,19 +491,6 @@ def throughput_phase(server: Server, key: str, args: argparse.Namespace) -> dict
         f"{c2a['p50']}/{c2a['p99']} ms, create->claim p50/p99 {c2c['p50']}/{c2c['p99']} ms"
     )
     return figures
-
-
-def start_profiler(server: Server, path: str, seconds: float) -> subprocess.Popen[bytes]:
-    """py-spy the server for ``seconds`` (a flame graph, or collapsed stacks for .txt).
-
-    py-spy takes CPU of its own (at 100 samples/s, a few percent of a core): figures from a
-    profiled run are a little lower than from a plain one.
-    """
-    cmd = ["py-spy", "record", "--pid", str(server.pid), "--output", path]
-    cmd += ["--duration", str(max(1, int(seconds))), "--rate", "100", "--threads"]
-    if path.endswith(".txt"):
-        cmd += ["--format", "raw"]
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 # --------------------------------------------------------------------------- phase 2
@@ -691,7 +559,7 @@ def waiting_worker_phase(server: Server, key: str, args: argparse.Namespace) -> 
         client=args.client,
         cpus=client_cpus(args),
     )
-    pool = WorkerPool([config])
+    pool = WorkerPool(worker_main, [config])
     pool.start()
     time.sleep(0.2)
     total = args.latency_samples + args.latency_warmup

@@ -1,6 +1,5 @@
 """Job, run and queue rows: the write statements and the reads."""
 
-
 import msgspec
 
 from flowyard.jobs.model import LIVE, Job, Run
