@@ -327,9 +327,8 @@ def run_phase(
             gate=None if rate else gate,
             progress=progress,
         )
-        log(
-            f"{label}: triggered {len(triggered.executions)} in {time.monotonic() - wall_before:.1f}s"
-        )
+        took = time.monotonic() - wall_before
+        log(f"{label}: triggered {len(triggered.executions)} in {took:.1f}s")
         while pool.count(1) < len(triggered.executions) and time.monotonic() < deadline:
             time.sleep(0.01)
             progress(len(triggered.executions))
@@ -364,6 +363,7 @@ def run_phase(
     )
     server_cpu = cpu_after - cpu_before
     workers_cpu = sum(r["cpu_s"] for r in results)
+    own_cpu = server_cpu + workers_cpu + gen_cpu
     p = label + "_"
     figures: dict[str, Any] = {
         p + "executions_triggered": len(triggered.executions),
@@ -395,6 +395,11 @@ def run_phase(
         p + "server_cpu_s_per_1000_steps": round(server_cpu / steps * 1000, 3) if steps else None,
         p + "workers_cpu_ms_per_step": round(workers_cpu / steps * 1000, 3) if steps else None,
         p + "generator_cpu_s": round(gen_cpu, 2),
+        # The rate if server + workers + generator had every CPU of this machine to
+        # themselves (an upper bound, not a measurement).
+        p + "cpu_bound_executions_per_s": (
+            round(finished * (os.cpu_count() or 1) / own_cpu) if own_cpu else None
+        ),
         p + "other_cpu_s": round(max(0.0, busy - server_cpu - workers_cpu - gen_cpu), 2),
         p + "machine_busy_pct": round(100 * busy / (phase_wall * (os.cpu_count() or 1)), 1),
         p + "claims": sum(r["claims"] for r in results),

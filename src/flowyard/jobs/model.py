@@ -73,7 +73,9 @@ class RunStatus(StrEnum):
     FAILED = "failed"
 
 
-class WorkflowRef(msgspec.Struct, frozen=True):
+# gc=False: these records never take part in reference cycles; leaving them out of the
+# cyclic collector saves memory and collector time with many live jobs and executions.
+class WorkflowRef(msgspec.Struct, frozen=True, gc=False):
     """The workflow step a job runs for."""
 
     execution_id: str
@@ -81,7 +83,7 @@ class WorkflowRef(msgspec.Struct, frozen=True):
     attempt: int = 1
 
 
-class Job(msgspec.Struct, frozen=True, kw_only=True):
+class Job(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     """A job as stored. ``claim_token``, ``run_id`` and ``callback_deadline`` are internal."""
 
     id: str
@@ -129,7 +131,7 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
         return isinstance(self.trigger, PullQueue)
 
 
-class Run(msgspec.Struct, frozen=True, kw_only=True):
+class Run(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     """One delivery of a push job or one claim of a pull job."""
 
     id: str

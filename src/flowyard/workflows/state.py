@@ -43,14 +43,16 @@ ACTIVE = frozenset({StepStatus.QUEUED, StepStatus.RUNNING})
 """Steps whose job is out: queued or running."""
 
 
-class StepError(msgspec.Struct, frozen=True):
+# gc=False: these records never take part in reference cycles; leaving them out of the
+# cyclic collector saves memory and collector time with many live jobs and executions.
+class StepError(msgspec.Struct, frozen=True, gc=False):
     """Why a step or an execution failed."""
 
     code: str
     message: str
 
 
-class Failure(msgspec.Struct, frozen=True):
+class Failure(msgspec.Struct, frozen=True, gc=False):
     """The failure that activated a catch step (``{{failure.*}}``)."""
 
     step_id: str
@@ -60,7 +62,7 @@ class Failure(msgspec.Struct, frozen=True):
     attempt: int
 
 
-class StepState(msgspec.Struct, frozen=True, kw_only=True):
+class StepState(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     """One step of one execution."""
 
     step_id: str
@@ -75,7 +77,7 @@ class StepState(msgspec.Struct, frozen=True, kw_only=True):
     failure: Failure | None = None
 
 
-class ExecutionState(msgspec.Struct, frozen=True, kw_only=True):
+class ExecutionState(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     """An execution as stored and as its actor holds it."""
 
     id: str
@@ -188,7 +190,7 @@ class ArmDeadline(msgspec.Struct, frozen=True, tag="arm_deadline"):
 Effect = QueueJob | WithdrawJob | ArmDeadline
 
 
-class Event(msgspec.Struct, frozen=True):
+class Event(msgspec.Struct, frozen=True, gc=False):
     """One entry of an execution's event log (``seq`` is given when it is stored)."""
 
     type: str
