@@ -25,11 +25,43 @@ import httpx
 
 HOST = "127.0.0.1"
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
+# The source tree this benchmark belongs to: the server runs its code (see server_env).
+REPO = Path(__file__).resolve().parents[1]
 
 
 def log(*parts: object) -> None:
     """Progress for humans: stderr only (stdout carries the one JSON line)."""
     print("[bench]", *parts, file=sys.stderr, flush=True)
+
+
+def server_env() -> dict[str, str]:
+    """The environment for the server and the CLI: ``src/`` of this tree first on PYTHONPATH.
+
+    An editable install may point at another checkout (a CI clone, another work tree); the
+    benchmark measures the code next to it instead.
+    """
+    env = dict(os.environ)
+    src = REPO / "src"
+    if (src / "flowyard").is_dir():
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(src), env.get("PYTHONPATH")) if p)
+    return env
+
+
+def source_info() -> dict[str, object]:
+    """Which code is measured: the ``src/`` directory, its git commit and whether it is dirty."""
+    info: dict[str, object] = {"flowyard_src": str(REPO / "src")}
+    try:
+        git = ["git", "-C", str(REPO)]
+        info["commit"] = subprocess.run(
+            [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        status = subprocess.run(
+            [*git, "status", "--porcelain", "--", "src"], capture_output=True, text=True, timeout=10
+        ).stdout
+        info["src_dirty"] = bool(status.strip())
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return info
 
 
 def free_port() -> int:
@@ -44,7 +76,9 @@ def create_key(db: str, project: str = "bench", scopes: Sequence[str] = ()) -> s
     cmd = [sys.executable, "-m", "flowyard", "keys", "create", "--db", db, "--project", project]
     for scope in scopes:
         cmd += ["--scope", scope]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=60).stdout
+    out = subprocess.run(
+        cmd, check=True, capture_output=True, text=True, timeout=60, env=server_env()
+    ).stdout
     lines = [line.strip() for line in out.splitlines() if line.strip()]
     if not lines:
         raise RuntimeError("flowyard keys create printed nothing")
@@ -101,7 +135,38 @@ def start_server(
     unless ``db`` is given. Server stderr goes to ``server.log`` next to the database.
     ``cpus`` pins the server (every thread of it) to those CPUs.
     """
-    workdir: Path | None = None
+    server = spawn_server(sync=sync, extra_args=extra_args, db=db, cpus=cpus)
+    deadline = time.monotonic() + ready_timeout
+    with httpx.Client(timeout=2.0) as client:
+        while True:
+            if server.proc.poll() is not None:
+                code = server.proc.returncode
+                raise RuntimeError(f"server exited with {code}:\n{server.log_tail()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if client.get(f"{server.url}/readyz").status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                stop_server(server)
+                raise RuntimeError(f"server not ready in {ready_timeout}s:\n{server.log_tail()}")
+            time.sleep(0.05)
+    log(f"server pid {server.pid} ready at {server.url} (sync={sync}, db={server.db})")
+    return server
+
+
+def spawn_server(
+    *,
+    sync: str = "full",
+    extra_args: Sequence[str] = (),
+    db: str | None = None,
+    cpus: set[int] | None = None,
+    workdir: Path | None = None,
+) -> Server:
+    """Start the server process (a fresh database unless ``db``) without waiting for it.
+
+    With ``db`` given, the server's log is appended to (a restart keeps the earlier log) and
+    ``workdir`` (if any) is the directory ``stop_server`` removes at the end.
+    """
+    fresh = db is None
     if db is None:
         workdir = Path(tempfile.mkdtemp(prefix="flowyard-bench-"))
         db = str(workdir / "bench.db")
@@ -122,29 +187,16 @@ def start_server(
         sync,
         *extra_args,
     ]
-    with open(log_path, "wb") as log_file:
+    with open(log_path, "wb" if fresh else "ab") as log_file:
         proc = subprocess.Popen(
             cmd,
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=log_file,
+            env=server_env(),
             preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
         )
-    server = Server(db=db, port=port, proc=proc, log_path=log_path, workdir=workdir)
-    deadline = time.monotonic() + ready_timeout
-    with httpx.Client(timeout=2.0) as client:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited with {proc.returncode}:\n{server.log_tail()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if client.get(f"{server.url}/readyz").status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                stop_server(server)
-                raise RuntimeError(f"server not ready in {ready_timeout}s:\n{server.log_tail()}")
-            time.sleep(0.05)
-    log(f"server pid {proc.pid} ready at {server.url} (sync={sync}, db={db})")
-    return server
+    return Server(db=db, port=port, proc=proc, log_path=log_path, workdir=workdir)
 
 
 def stop_server(server: Server, timeout: float = 30.0) -> int | None:
@@ -253,8 +305,10 @@ def wait_for_idle(max_wait: float, busy_below: float = 0.15) -> float:
 def start_profiler(server: Server, path: str, seconds: float) -> subprocess.Popen[bytes]:
     """py-spy the server for ``seconds`` (a flame graph, or collapsed stacks for .txt).
 
-    py-spy takes CPU of its own (at 100 samples/s, a few percent of a core): figures from a
-    profiled run are a little lower than from a plain one.
+    py-spy takes CPU of its own and pauses the server for each sample (at 100 samples/s, a
+    few percent of a core for the jobs benchmark, 20-30% lower throughput for the workflows
+    one): figures from a profiled run are lower than from a plain one. ``--nonblocking``
+    would cost less but gave inconsistent stacks here.
     """
     cmd = ["py-spy", "record", "--pid", str(server.pid), "--output", path]
     cmd += ["--duration", str(max(1, int(seconds))), "--rate", "100", "--threads"]

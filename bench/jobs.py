@@ -42,6 +42,7 @@ from bench.common import (
     machine_busy_seconds,
     running_server,
     self_cpu_seconds,
+    source_info,
     start_profiler,
     stop_profiler,
     summary_ms,
@@ -716,6 +717,7 @@ def main(argv: list[str] | None = None) -> int:
         "max_backlog": args.max_backlog,
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
+        **source_info(),
     }
     with running_server(
         sync=args.sync, extra_args=args.server_arg, cpus=server_cpus(args)

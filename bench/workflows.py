@@ -48,6 +48,7 @@ from bench.common import (
     machine_busy_seconds,
     running_server,
     self_cpu_seconds,
+    source_info,
     start_profiler,
     stop_profiler,
     summary_ms,
@@ -312,7 +313,7 @@ def run_phase(
             log(f"{label}: triggered {triggered}, finished {pool.count(1)}")
 
     def gate(issued: int) -> bool:
-        return issued - pool.count(1) < args.max_backlog
+        return bool(issued - pool.count(1) < args.max_backlog)
 
     try:
         triggered = trigger_executions(
@@ -557,6 +558,7 @@ def main(argv: list[str] | None = None) -> int:
         "trigger_threads": args.trigger_threads,
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
+        **source_info(),
     }
     inputs: dict[str, int] = {}
     with running_server(sync=args.sync, extra_args=args.server_arg) as server:
