@@ -17,7 +17,7 @@ from msgspec import Raw
 
 from flowyard.actors.execution import decide
 from flowyard.actors.jobs import Change, JobEngine
-from flowyard.actors.mailbox import Envelope, Mailbox, reply
+from flowyard.actors.mailbox import Mailbox, reply
 from flowyard.clock import now_ms
 from flowyard.errors import Conflict, FlowyardError, NotFound, Unavailable
 from flowyard.ids import new_id
@@ -48,6 +48,8 @@ log = logging.getLogger("flowyard.workflows")
 
 replace = msgspec.structs.replace
 
+BLUEPRINT_CACHE_SIZE = 10_000
+
 Carry = tuple[Change, list[Run]]
 """A job transition to commit together with the execution's own."""
 
@@ -73,6 +75,7 @@ class WorkflowEngine:
         self.settings = settings
         self.actors: dict[str, ExecutionActor] = {}
         self._graphs: dict[str, Graph] = {}
+        self._blueprints: dict[str, store.Blueprint] = {}
         self._triggering: set[tuple[str, str]] = set()
         self._tg: TaskGroup | None = None
         jobs.workflow_settled = self._job_settled
@@ -116,9 +119,15 @@ class WorkflowEngine:
         return blueprint
 
     async def blueprint(self, project_id: str, blueprint_id: str) -> store.Blueprint:
-        """A blueprint of the project, or 404."""
-        found = await store.get_blueprint(self.db, project_id, blueprint_id)
+        """A blueprint of the project, or 404 (blueprints are immutable: cached once read)."""
+        found = self._blueprints.get(blueprint_id)
         if found is None:
+            found = await store.get_blueprint_by_id(self.db, blueprint_id)
+            if found is not None:
+                if len(self._blueprints) >= BLUEPRINT_CACHE_SIZE:
+                    self._blueprints.clear()
+                self._blueprints[blueprint_id] = found
+        if found is None or found.project_id != project_id:
             raise NotFound(f"blueprint {blueprint_id} not found")
         return found
 
@@ -249,11 +258,14 @@ class WorkflowEngine:
         if actor.mailbox is None:
             actor.mailbox = Mailbox(self.settings.mailbox_size)
         if not actor.busy:
-            if self._tg is None:
-                raise Unavailable("starting")
-            actor.busy = True
-            self._tg.start_soon(self._drain, actor)
+            self._start_drain(actor)
         return actor.mailbox
+
+    def _start_drain(self, actor: ExecutionActor) -> None:
+        if self._tg is None:
+            raise Unavailable("starting")
+        actor.busy = True
+        self._tg.start_soon(self._drain, actor)
 
     def _tell(self, actor: ExecutionActor, message: Message) -> None:
         self._mailbox(actor).tell((message, None))
@@ -261,7 +273,19 @@ class WorkflowEngine:
     async def _ask(
         self, actor: ExecutionActor, message: Message, carry: Carry | None = None
     ) -> Any:
-        return await self._mailbox(actor).ask((message, carry))
+        if actor.busy:
+            return await self._mailbox(actor).ask((message, carry))
+        # An idle actor handles the message in the asker's task (no mailbox, task or reply
+        # stream to create); shielded, so that a disconnecting client cannot cut a transition.
+        actor.busy = True
+        try:
+            with anyio.CancelScope(shield=True):
+                outcome = await self._process(actor, message, carry)
+        finally:
+            self._rest(actor)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
 
     async def _drain(self, actor: ExecutionActor) -> None:
         mailbox = actor.mailbox
@@ -271,27 +295,33 @@ class WorkflowEngine:
                 envelope = mailbox.receive.receive_nowait()
             except anyio.WouldBlock:
                 break
-            await self._handle(actor, envelope)
+            message, carry = envelope.message
+            reply(envelope, await self._process(actor, message, carry))
+        self._rest(actor)
+
+    def _rest(self, actor: ExecutionActor) -> None:
+        """The actor is done with its message: drain what arrived meanwhile, or go idle."""
+        mailbox = actor.mailbox
+        if mailbox is not None and mailbox.receive.statistics().current_buffer_used:
+            self._start_drain(actor)
+            return
         actor.busy = False
-        if actor.mailbox is mailbox:
+        if mailbox is not None:
             actor.mailbox = None
             mailbox.close()
-        mailbox.receive.close()  # found empty just above, with no await since: nothing is lost
+            mailbox.receive.close()  # found empty just above, with no await since
         if not store.is_active(actor.state) and self.actors.get(actor.state.id) is actor:
-            del self.actors[actor.state.id]
+            del self.actors[actor.state.id]  # an ended execution leaves memory
 
-    async def _handle(
-        self, actor: ExecutionActor, envelope: Envelope[tuple[Message, Carry | None]]
-    ) -> None:
-        message, carry = envelope.message
+    async def _process(self, actor: ExecutionActor, message: Message, carry: Carry | None) -> Any:
+        """The new state, or the exception to give the asker; never raises."""
         try:
-            outcome: Any = await self._transition(actor, message, carry)
+            return await self._transition(actor, message, carry)
         except FlowyardError as exc:
-            outcome = exc
+            return exc
         except Exception as exc:
             log.exception("execution %s failed while handling %r", actor.state.id, message)
-            outcome = await self._contain(actor, carry, exc)
-        reply(envelope, outcome)
+            return await self._contain(actor, carry, exc)
 
     async def _transition(
         self, actor: ExecutionActor, message: Message, carry: Carry | None

@@ -17,8 +17,13 @@ def encode(value: Any) -> bytes:
 
 
 def decode_job(data: bytes) -> Job:
-    """A stored job."""
-    return _job_decoder.decode(data)
+    """A stored job.
+
+    Its ``Raw`` payload and result are copied: a ``Raw`` decoded from a buffer keeps the whole
+    buffer alive, which would pin every row of a rehydration in memory.
+    """
+    job = _job_decoder.decode(data)
+    return msgspec.structs.replace(job, payload=job.payload.copy(), result=job.result.copy())
 
 
 def decode_run(data: bytes) -> Run:

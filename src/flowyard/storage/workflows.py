@@ -72,14 +72,6 @@ def put_events(execution_id: str, first_seq: int, events: list[Event]) -> list[O
     ]
 
 
-async def get_blueprint(db: Database, project_id: str, blueprint_id: str) -> Blueprint | None:
-    """A blueprint of the project, or None."""
-    row = await db.fetchone(
-        "SELECT doc FROM blueprints WHERE id = ? AND project_id = ?", (blueprint_id, project_id)
-    )
-    return _blueprint_decoder.decode(row[0]) if row else None
-
-
 async def get_blueprint_by_id(db: Database, blueprint_id: str) -> Blueprint | None:
     """A blueprint whatever its project (for rehydration)."""
     row = await db.fetchone("SELECT doc FROM blueprints WHERE id = ?", (blueprint_id,))
