@@ -237,10 +237,30 @@ class WorkflowEngine:
         actor = self.actors.get(ref.execution_id) if ref else None
         if ref is None or actor is None:
             return
+        message = JobStarted(ref.step_id, ref.attempt, job.id)
         try:
-            self._tell(actor, JobStarted(ref.step_id, ref.attempt, job.id))
+            if actor.busy:
+                self._tell(actor, message)
+            else:
+                self._record_start(actor, message)
         except FlowyardError:
             log.warning("could not record the start of %s (mailbox full)", job.id)
+
+    def _record_start(self, actor: ExecutionActor, message: JobStarted) -> None:
+        """An idle actor records a step's start at once, without waiting for the commit.
+
+        Nothing waits on this write and nothing follows from it (the job's own start is
+        already stored); it is queued before any later write of the execution, so the order
+        of the execution's rows and events holds.
+        """
+        new, effects, events = decide(actor.state, message, now_ms(), actor.graph)
+        if not events:
+            return
+        assert not effects
+        seq = actor.state.event_seq
+        new = replace(new, event_seq=seq + len(events))
+        self.db.submit([store.put_execution(new), *store.put_events(new.id, seq + 1, events)])
+        actor.state = new
 
     def _deadline_fired(self, key: tuple[object, ...]) -> None:
         _, execution_id, deadline_at = key

@@ -134,6 +134,20 @@ class Database:
         """
         if not ops:
             return
+        request = self.submit(ops)
+        # Once queued, the write happens: wait for it even if the caller is being cancelled,
+        # so that memory and disk never disagree about what was committed.
+        with anyio.CancelScope(shield=True):
+            await request.done.wait()
+        if request.error is not None:
+            raise request.error
+
+    def submit(self, ops: list[Op]) -> _CommitRequest:
+        """Queue ``ops`` for the next group commit without waiting for it.
+
+        For writes nobody waits on: they are committed in submission order, before anything
+        submitted later, and a failure is logged by the writer.
+        """
         request = _CommitRequest(ops)
         try:
             self._send.send_nowait(request)
@@ -141,12 +155,7 @@ class Database:
             raise MailboxFull("the writer is overloaded") from None
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
             raise Unavailable("shutting down") from None
-        # Once queued, the write happens: wait for it even if the caller is being cancelled,
-        # so that memory and disk never disagree about what was committed.
-        with anyio.CancelScope(shield=True):
-            await request.done.wait()
-        if request.error is not None:
-            raise request.error
+        return request
 
     def close_writer(self) -> None:
         """Stop taking writes; the writer loop finishes what is queued, then returns."""
