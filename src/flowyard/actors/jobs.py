@@ -514,21 +514,12 @@ class JobEngine:
         now = now_ms()
         changes, runs = [], []
         for job in picked:
-            run = Run(
-                id=new_id("run"),
-                job_id=job.id,
-                attempt=job.attempt + 1,
-                scheduled_at=job.run_at,
-                started_at=now,
-            )
-            new = replace(
+            new, run = _begin_attempt(
                 job,
+                now,
                 status=JobStatus.RUNNING,
-                attempt=job.attempt + 1,
-                run_id=run.id,
                 claim_token=secrets.token_urlsafe(18),
                 claimed_until=now + visibility * 1000,
-                last_run_at=now,
             )
             changes.append((job, new))
             runs.append(run)
@@ -739,19 +730,8 @@ class JobEngine:
     async def _deliver_once(self, job_id: str) -> None:
         job = self.jobs[job_id]
         now = now_ms()
-        run = Run(
-            id=new_id("run"),
-            job_id=job.id,
-            attempt=job.attempt + 1,
-            scheduled_at=job.run_at,
-            started_at=now,
-        )
-        started = replace(
-            job,
-            status=JobStatus.SCHEDULED if _is_cron(job) else JobStatus.RUNNING,
-            attempt=job.attempt + 1,
-            run_id=run.id,
-            last_run_at=now,
+        started, run = _begin_attempt(
+            job, now, status=JobStatus.SCHEDULED if _is_cron(job) else JobStatus.RUNNING
         )
         await self.commit([(job, started)], [run])
         self._started(started)
@@ -888,6 +868,16 @@ class JobEngine:
         """Raise 503 while shutting down."""
         if self._stopping:
             raise Unavailable("shutting down")
+
+
+def _begin_attempt(job: Job, now: int, **changes: object) -> tuple[Job, Run]:
+    """The job with its next attempt started (a claim or a delivery), and that attempt's run."""
+    attempt = job.attempt + 1
+    run = Run(
+        id=new_id("run"), job_id=job.id, attempt=attempt, scheduled_at=job.run_at, started_at=now
+    )
+    started = replace(job, attempt=attempt, run_id=run.id, last_run_at=now, **changes)
+    return started, run
 
 
 def _is_cron(job: Job) -> bool:

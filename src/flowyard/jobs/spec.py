@@ -14,20 +14,30 @@ from flowyard.jobs.model import NULL, Backoff, PullQueue, Scheduled, Trigger
 MAX_PAYLOAD_BYTES = 256 * 1024
 
 
-class JobSpec(msgspec.Struct, frozen=True, kw_only=True):
-    """The body of ``POST /infra/jobs`` (and each item of a batch)."""
+class JobOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """A job create body without payload and idempotency_key (a workflow step's job_trigger)."""
 
     trigger: Trigger
     handler: str | None = None
-    payload: Raw = NULL
     name: Annotated[str, Meta(max_length=256)] | None = None
     timeout: Annotated[int, Meta(ge=1, le=30)] = 30
     max_attempts: Annotated[int, Meta(ge=1, le=20)] = 3
     backoff: Backoff = "exponential"
     priority: Annotated[int, Meta(ge=1, le=10)] = 5
     callback_url: str | None = None
-    idempotency_key: Annotated[str, Meta(min_length=1, max_length=128)] | None = None
     enabled: bool = True
+
+    def to_spec(self, payload: Raw = NULL, *, idempotency_key: str | None = None) -> "JobSpec":
+        """The full job body with this payload."""
+        fields = msgspec.structs.asdict(self)
+        return JobSpec(**fields, payload=payload, idempotency_key=idempotency_key)
+
+
+class JobSpec(JobOptions, frozen=True, kw_only=True):
+    """The body of ``POST /infra/jobs`` (and each item of a batch)."""
+
+    payload: Raw = NULL
+    idempotency_key: Annotated[str, Meta(min_length=1, max_length=128)] | None = None
 
 
 class TriggerPatch(msgspec.Struct, frozen=True, kw_only=True):

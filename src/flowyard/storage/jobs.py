@@ -4,7 +4,7 @@ import msgspec
 
 from flowyard.jobs.model import LIVE, Job, Run
 from flowyard.storage.codec import decode_job, decode_run, encode
-from flowyard.storage.pages import decode_cursor, page
+from flowyard.storage.pages import decode_cursor, newest_first, page
 from flowyard.storage.sqlite import Database, Op
 
 _UPSERT_JOB = (
@@ -90,25 +90,14 @@ async def list_jobs(
     limit: int = 25,
 ) -> tuple[list[Job], str | None]:
     """A page of jobs, newest first, and the cursor of the next page."""
-    where: list[str] = []
-    params: list[object] = []
-    for column, value in (
-        ("project_id", project_id),
-        ("status", status),
-        ("trigger_type", trigger_type),
-        ("queue", queue),
-    ):
-        if value is not None:
-            where.append(f"{column} = ?")
-            params.append(value)
-    before = decode_cursor(cursor)
-    if before is not None:
-        where.append("seq < ?")
-        params.append(before)
-    clause = f"WHERE {' AND '.join(where)}" if where else ""
-    rows = await db.fetchall(
-        f"SELECT seq, doc FROM jobs {clause} ORDER BY seq DESC LIMIT ?", (*params, limit + 1)
-    )
+    filters = {
+        "project_id": project_id,
+        "status": status,
+        "trigger_type": trigger_type,
+        "queue": queue,
+    }
+    sql, params = newest_first("jobs", filters, cursor, limit)
+    rows = await db.fetchall(sql, params)
     return page(rows, limit, decode_job)
 
 

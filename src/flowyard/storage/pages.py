@@ -42,3 +42,17 @@ def page(
     items = [decode(doc) for _, doc in rows[:limit]]
     next_cursor = encode_cursor(rows[limit - 1][0]) if len(rows) > limit else None
     return items, next_cursor
+
+
+def newest_first(
+    table: str, filters: dict[str, Any], cursor: str | None, limit: int
+) -> tuple[str, list[Any]]:
+    """The query for a page of ``table`` rows matching ``filters`` (None values ignored)."""
+    where = [f"{column} = ?" for column, value in filters.items() if value is not None]
+    params = [value for value in filters.values() if value is not None]
+    before = decode_cursor(cursor)
+    if before is not None:
+        where.append("seq < ?")
+        params.append(before)
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    return f"SELECT seq, doc FROM {table} {clause} ORDER BY seq DESC LIMIT ?", [*params, limit + 1]

@@ -1,11 +1,9 @@
 """Blueprint, execution and event rows: the write statements and the reads."""
 
-from typing import Any
-
 import msgspec
 
 from flowyard.storage.codec import encode
-from flowyard.storage.pages import decode_cursor, encode_cursor, page
+from flowyard.storage.pages import decode_cursor, encode_cursor, newest_first, page
 from flowyard.storage.sqlite import Database, Op
 from flowyard.workflows.blueprint import Step
 from flowyard.workflows.state import ACTIVE, LIVE, Event, ExecutionState
@@ -124,25 +122,9 @@ async def list_executions(
     limit: int = 25,
 ) -> tuple[list[ExecutionState], str | None]:
     """A page of executions, newest first."""
-    where: list[str] = []
-    params: list[Any] = []
-    for column, value in (
-        ("project_id", project_id),
-        ("blueprint_id", blueprint_id),
-        ("status", status),
-    ):
-        if value is not None:
-            where.append(f"{column} = ?")
-            params.append(value)
-    before = decode_cursor(cursor)
-    if before is not None:
-        where.append("seq < ?")
-        params.append(before)
-    clause = f"WHERE {' AND '.join(where)}" if where else ""
-    rows = await db.fetchall(
-        f"SELECT seq, doc FROM executions {clause} ORDER BY seq DESC LIMIT ?",
-        (*params, limit + 1),
-    )
+    filters = {"project_id": project_id, "blueprint_id": blueprint_id, "status": status}
+    sql, params = newest_first("executions", filters, cursor, limit)
+    rows = await db.fetchall(sql, params)
     return page(rows, limit, _execution_decoder.decode)
 
 

@@ -10,45 +10,19 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import msgspec
-from msgspec import Meta, Raw
+from msgspec import Meta
 
 from flowyard.errors import Invalid
-from flowyard.jobs.model import NULL, Backoff, Immediate, Scheduled, Trigger
-from flowyard.jobs.spec import JobSpec, spec_problems
+from flowyard.jobs.model import Immediate, Scheduled
+from flowyard.jobs.spec import JobOptions, spec_problems
 from flowyard.workflows.templates import Placeholder, scan
 
 StepId = Annotated[str, Meta(min_length=1, max_length=128, pattern="^[A-Za-z0-9_-]+$")]
 Problem = dict[str, str]
 
 
-class StepJob(msgspec.Struct, frozen=True, kw_only=True):
-    """A step's ``job_trigger``: the job create body without payload and idempotency_key."""
-
-    trigger: Trigger
-    handler: str | None = None
-    name: Annotated[str, Meta(max_length=256)] | None = None
-    timeout: Annotated[int, Meta(ge=1, le=30)] = 30
-    max_attempts: Annotated[int, Meta(ge=1, le=20)] = 3
-    backoff: Backoff = "exponential"
-    priority: Annotated[int, Meta(ge=1, le=10)] = 5
-    callback_url: str | None = None
-    enabled: bool = True
-
-    def to_spec(self, payload: Raw = NULL, *, idempotency_key: str | None = None) -> JobSpec:
-        """The job to create for this step with a rendered payload."""
-        return JobSpec(
-            trigger=self.trigger,
-            handler=self.handler,
-            payload=payload,
-            name=self.name,
-            timeout=self.timeout,
-            max_attempts=self.max_attempts,
-            backoff=self.backoff,
-            priority=self.priority,
-            callback_url=self.callback_url,
-            idempotency_key=idempotency_key,
-            enabled=self.enabled,
-        )
+StepJob = JobOptions
+"""A step's ``job_trigger``: the job create body without payload and idempotency_key."""
 
 
 class Step(msgspec.Struct, frozen=True, kw_only=True):
