@@ -4,7 +4,7 @@ import msgspec
 
 from flowyard.jobs.model import LIVE, Job, Run
 from flowyard.storage.codec import decode_job, decode_run, encode
-from flowyard.storage.pages import decode_cursor, newest_first, page
+from flowyard.storage.pages import Sharer, chunked, decode_cursor, newest_first, page
 from flowyard.storage.sqlite import Database, Op
 
 _UPSERT_JOB = (
@@ -114,12 +114,28 @@ async def list_runs(
 
 
 async def live_jobs(db: Database) -> list[Job]:
-    """Every pending, running or scheduled job (for rehydration)."""
+    """Every pending, running or scheduled job (for rehydration).
+
+    Read in chunks, with the values many jobs repeat shared, to keep memory low.
+    """
     marks = ", ".join("?" for _ in LIVE)
-    rows = await db.fetchall(
-        f"SELECT doc FROM jobs WHERE status IN ({marks}) ORDER BY seq", [s.value for s in LIVE]
-    )
-    return [decode_job(doc) for (doc,) in rows]
+    sql = f"SELECT seq, doc FROM jobs WHERE status IN ({marks}) AND seq > ? ORDER BY seq LIMIT ?"
+    jobs: list[Job] = []
+    share = Sharer()
+    async for doc in chunked(db, sql, [s.value for s in LIVE]):
+        job = decode_job(doc)
+        ref = job.workflow
+        jobs.append(
+            msgspec.structs.replace(
+                job,
+                project_id=share(job.project_id),
+                trigger=share(job.trigger),
+                workflow=(
+                    msgspec.structs.replace(ref, step_id=share(ref.step_id)) if ref else None
+                ),
+            )
+        )
+    return jobs
 
 
 async def get_runs(db: Database, run_ids: list[str]) -> list[Run]:

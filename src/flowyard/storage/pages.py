@@ -6,10 +6,11 @@ sees rows inserted after the first page was read, and never skips or repeats a r
 
 import base64
 import binascii
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from typing import Any, TypeVar
 
 from flowyard.errors import invalid_field
+from flowyard.storage.sqlite import Database
 
 T = TypeVar("T")
 
@@ -56,3 +57,29 @@ def newest_first(
         params.append(before)
     clause = f"WHERE {' AND '.join(where)}" if where else ""
     return f"SELECT seq, doc FROM {table} {clause} ORDER BY seq DESC LIMIT ?", [*params, limit + 1]
+
+
+CHUNK_ROWS = 5000
+
+
+async def chunked(db: Database, sql: str, params: list[Any]) -> AsyncIterator[Any]:
+    """The ``doc`` of every row of a ``seq > ? ORDER BY seq LIMIT ?`` query, chunk by chunk."""
+    after = 0
+    while True:
+        rows = await db.fetchall(sql, [*params, after, CHUNK_ROWS])
+        for _, doc in rows:
+            yield doc
+        if len(rows) < CHUNK_ROWS:
+            return
+        after = rows[-1][0]
+
+
+class Sharer:
+    """Hands back one shared object for equal values (ids and triggers repeated by many rows)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[Hashable, Any] = {}
+
+    def __call__(self, value: T) -> T:
+        shared: T = self._seen.setdefault(value, value)
+        return shared

@@ -3,10 +3,12 @@
 import msgspec
 
 from flowyard.storage.codec import encode
-from flowyard.storage.pages import decode_cursor, encode_cursor, newest_first, page
+from flowyard.storage.pages import Sharer, chunked, decode_cursor, encode_cursor, newest_first, page
 from flowyard.storage.sqlite import Database, Op
 from flowyard.workflows.blueprint import Step
 from flowyard.workflows.state import ACTIVE, LIVE, Event, ExecutionState
+
+replace = msgspec.structs.replace
 
 
 class Blueprint(msgspec.Struct, frozen=True, kw_only=True):
@@ -151,6 +153,19 @@ async def all_events(db: Database, execution_id: str) -> list[Event]:
 
 
 async def active_executions(db: Database) -> list[ExecutionState]:
-    """Every execution that needs an actor (for rehydration)."""
-    rows = await db.fetchall("SELECT doc FROM executions WHERE active = 1 ORDER BY seq")
-    return [_execution_decoder.decode(doc) for (doc,) in rows]
+    """Every execution that needs an actor (for rehydration), repeated values shared."""
+    sql = "SELECT seq, doc FROM executions WHERE active = 1 AND seq > ? ORDER BY seq LIMIT ?"
+    states: list[ExecutionState] = []
+    share = Sharer()
+    async for doc in chunked(db, sql, []):
+        state = _execution_decoder.decode(doc)
+        steps = {share(sid): replace(step, step_id=share(sid)) for sid, step in state.steps.items()}
+        states.append(
+            replace(
+                state,
+                project_id=share(state.project_id),
+                blueprint_id=share(state.blueprint_id),
+                steps=steps,
+            )
+        )
+    return states
