@@ -2,8 +2,10 @@
 
 import itertools
 import re
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any
 
 import anyio
@@ -128,3 +130,26 @@ async def new_key(service: Service, project: str, scopes: list[str] | None = Non
     in-process server, whose commit needs the very loop it blocks.
     """
     return await anyio.to_thread.run_sync(lambda: service.new_key(project, scopes))
+
+
+def ms(stamp: str) -> int:
+    """Epoch milliseconds of an API timestamp (which must be RFC 3339 with ms and Z)."""
+    assert TIMESTAMP.match(stamp), stamp
+    return round(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+async def get(api: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
+    response = await api.get(f"/infra/jobs/{job_id}")
+    assert response.status_code == 200, response.text
+    job: dict[str, Any] = response.json()
+    return job
+
+
+async def ack(api: httpx.AsyncClient, job: dict[str, Any], status: str, **extra: Any) -> None:
+    body = {"status": status, "claim_token": job["claim_token"], **extra}
+    response = await api.post(f"/infra/jobs/{job['id']}/ack", json=body)
+    assert response.status_code == 200, response.text

@@ -2,13 +2,11 @@
 that nothing was created."""
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import Service, running_service
 from tests.jobs_support import (
     HANDLER,
     LATER,
@@ -17,30 +15,10 @@ from tests.jobs_support import (
     create,
     error_of,
     job_ids,
-    project_client,
 )
 
 MAX_PAYLOAD = 256 * 1024
 MAX_BODY = 1024 * 1024
-
-
-@pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(scope="module")
-async def shared(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Service]:
-    """One server for the module; each test gets its own empty project through ``api``."""
-    path: Path = tmp_path_factory.mktemp("jobs-validation")
-    async with running_service(path) as service:
-        yield service
-
-
-@pytest.fixture
-async def api(shared: Service) -> AsyncIterator[httpx.AsyncClient]:
-    async with project_client(shared) as client:
-        yield client
 
 
 def delayed(seconds: Any) -> dict[str, Any]:

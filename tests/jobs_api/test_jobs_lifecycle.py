@@ -1,9 +1,7 @@
 """Changing jobs over HTTP: PATCH, DELETE (cancel), retry, trigger, and the runs list."""
 
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -11,61 +9,21 @@ import anyio
 import httpx
 import pytest
 
-from tests.conftest import Handler, Service, running_service
+from tests.conftest import Handler
 from tests.jobs_support import (
     LATER,
     PULL,
     RUN_FIELDS,
-    TIMESTAMP,
     YEARLY,
+    ack,
     assert_invalid,
     claim,
     create,
     error_of,
-    project_client,
+    get,
+    ms,
+    now_ms,
 )
-
-
-@pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(scope="module")
-async def shared(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Service]:
-    """One server for the module; each test gets its own empty project through ``api``."""
-    path: Path = tmp_path_factory.mktemp("jobs-lifecycle")
-    async with running_service(path) as service:
-        yield service
-
-
-@pytest.fixture
-async def api(shared: Service) -> AsyncIterator[httpx.AsyncClient]:
-    async with project_client(shared) as client:
-        yield client
-
-
-def ms(stamp: str) -> int:
-    """Epoch milliseconds of an API timestamp (which must be RFC 3339 with ms and Z)."""
-    assert TIMESTAMP.match(stamp), stamp
-    return round(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() * 1000)
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-async def get(api: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
-    response = await api.get(f"/infra/jobs/{job_id}")
-    assert response.status_code == 200, response.text
-    job: dict[str, Any] = response.json()
-    return job
-
-
-async def ack(api: httpx.AsyncClient, job: dict[str, Any], status: str, **extra: Any) -> None:
-    body = {"status": status, "claim_token": job["claim_token"], **extra}
-    response = await api.post(f"/infra/jobs/{job['id']}/ack", json=body)
-    assert response.status_code == 200, response.text
 
 
 async def failed_job(api: httpx.AsyncClient) -> dict[str, Any]:

@@ -1,35 +1,14 @@
 """Who may call the Jobs API: keys, scopes, projects; unknown routes; signing secret; health."""
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import Service, running_service
+from tests.conftest import Service
 from tests.jobs_support import LATER, PULL, create, error_of, job_ids, new_key, project_client
 
 UNKNOWN = "job_01JZZZZZZZZZZZZZZZZZZZZZZZ"
-
-
-@pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(scope="module")
-async def shared(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Service]:
-    """One server for the module; each test gets its own empty project through ``api``."""
-    path: Path = tmp_path_factory.mktemp("jobs-auth")
-    async with running_service(path) as service:
-        yield service
-
-
-@pytest.fixture
-async def api(shared: Service) -> AsyncIterator[httpx.AsyncClient]:
-    async with project_client(shared) as client:
-        yield client
 
 
 # (method, path template, body, scope). {id} is replaced with a job id.
