@@ -13,7 +13,6 @@ Rules that hold everywhere here:
 import logging
 import random
 import secrets
-from collections import deque
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 
 import anyio
@@ -22,11 +21,13 @@ from anyio.abc import TaskGroup, TaskStatus
 from msgspec import Raw
 
 from flowyard.actors.dispatcher import Dispatcher, Outcome
+from flowyard.actors.push import PushDelivery
 from flowyard.actors.queues import Queue
 from flowyard.actors.timers import Timers
 from flowyard.clock import now_ms
 from flowyard.errors import Conflict, NotFound, Unavailable, invalid_field
 from flowyard.ids import new_id
+from flowyard.jobs.attempts import begin_attempt, close_run, is_cron
 from flowyard.jobs.backoff import retry_delay_seconds
 from flowyard.jobs.cron import next_fire_ms
 from flowyard.jobs.model import (
@@ -42,10 +43,18 @@ from flowyard.jobs.model import (
     Scheduled,
     WorkflowRef,
 )
-from flowyard.jobs.spec import JobPatch, JobSpec, check_payload_size, check_url, validate_spec
+from flowyard.jobs.spec import (
+    JobPatch,
+    JobSpec,
+    TriggerPatch,
+    check_payload_size,
+    check_schedule,
+    check_timezone,
+    check_url,
+    validate_spec,
+)
 from flowyard.settings import Settings
 from flowyard.storage import jobs as store
-from flowyard.storage.projects import signing_secret
 from flowyard.storage.sqlite import Database, Op
 
 log = logging.getLogger("flowyard.jobs")
@@ -70,34 +79,28 @@ class JobEngine:
         self.runs: dict[str, Run] = {}
         self.queues: dict[tuple[str, str], Queue] = {}
         self.timers = Timers(self._on_timer)
-        self.public_url = settings.public_url or _own_url(settings.host, settings.port)
-        self.server_secret = ""
         self.workflow_settled: JobSettled | None = None
         self.workflow_started: Callable[[Job], None] | None = None
         self.timer_hooks: dict[str, Callable[[tuple[object, ...]], None]] = {}
-        self._secrets: dict[str, str] = {}
         self._creating_keys: set[tuple[str, str]] = set()
-        self._push_ready: deque[str] = deque()
-        self._push_queues: set[tuple[str, str]] = set()
-        self._push_wake = anyio.Event()
-        self._in_flight = 0
-        self._tg: TaskGroup | None = None
-        self._stopping = False
+        self.push = PushDelivery(self, settings, dispatcher)
+        self.tg: TaskGroup | None = None
+        self.stopping = False
 
     # ----------------------------------------------------------------- life cycle
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Rehydrate from SQLite, then run timers and push delivery until cancelled."""
         async with anyio.create_task_group() as tg:
-            self._tg = tg
+            self.tg = tg
             await self._rehydrate()
             await tg.start(self.timers.run)
-            await tg.start(self._push_loop)
+            await tg.start(self.push.run)
             task_status.started()
 
     def begin_shutdown(self) -> None:
         """Answer long-poll claims now (empty) and start no new deliveries."""
-        self._stopping = True
+        self.stopping = True
         for queue in self.queues.values():
             queue.wake_all()
 
@@ -116,11 +119,11 @@ class JobEngine:
             run = open_runs.get(job.run_id) if job.run_id else None
             if run is not None and not job.is_pull and job.callback_deadline is None:
                 # A push delivery was in flight at the crash: deliver it again.
-                closed = _close_run(run, now, RunStatus.FAILED, "interrupted by a restart")
+                closed = close_run(run, now, RunStatus.FAILED, "interrupted by a restart")
                 ops.append(store.put_run(closed))
                 job = replace(
                     job,
-                    status=JobStatus.SCHEDULED if _is_cron(job) else JobStatus.PENDING,
+                    status=JobStatus.SCHEDULED if is_cron(job) else JobStatus.PENDING,
                     attempt=max(0, job.attempt - 1),
                     run_id=None,
                     run_at=now,
@@ -190,17 +193,17 @@ class JobEngine:
                     self._index(new, old)
             raise
 
-    def _is_ready(self, job_id: str) -> bool:
+    def is_ready(self, job_id: str) -> bool:
         job = self.jobs.get(job_id)
         return (
             job is not None
-            and (job.enabled or _is_cron(job))  # a disabled cron job runs only when triggered
+            and (job.enabled or is_cron(job))  # a disabled cron job runs only when triggered
             and job.run_id is None
             and job.run_at is not None
             and job.run_at <= now_ms()
             and (
                 job.status is JobStatus.PENDING
-                or (job.status is JobStatus.SCHEDULED and _is_cron(job))
+                or (job.status is JobStatus.SCHEDULED and is_cron(job))
             )
         )
 
@@ -217,7 +220,7 @@ class JobEngine:
             if job.enabled:
                 self.timers.arm(job.next_run_at, ("fire", job.id, job.next_run_at))
             return
-        if (not job.enabled and not _is_cron(job)) or job.run_at is None or job.run_id:
+        if (not job.enabled and not is_cron(job)) or job.run_at is None or job.run_id:
             return
         if job.run_at > now_ms():
             self.timers.arm(job.run_at, ("due", job.id))
@@ -228,11 +231,9 @@ class JobEngine:
         if isinstance(job.trigger, PullQueue | PushQueue):
             self.queue(job.project_id, job.trigger.queue).push(job.id, job.priority, job.created_at)
             if isinstance(job.trigger, PushQueue):
-                self._push_queues.add((job.project_id, job.trigger.queue))
-                self._push_wake.set()
+                self.push.queue_ready(job.project_id, job.trigger.queue)
         else:
-            self._push_ready.append(job.id)
-            self._push_wake.set()
+            self.push.ready(job.id)
 
     def _on_timer(self, key: Hashable) -> None:
         assert isinstance(key, tuple)
@@ -243,25 +244,25 @@ class JobEngine:
             return
         job = self.jobs.get(job_id)
         if kind == "push":
-            self._push_wake.set()
+            self.push.wake()
         elif job is None:
             return
         elif kind == "due":
-            if self._is_ready(job_id):
+            if self.is_ready(job_id):
                 self._make_ready(job)
         elif kind == "fire":
             self._fire(job, rest[0])
         elif kind == "lease":
             if job.claim_token == rest[0] and job.claimed_until and job.claimed_until <= now_ms():
-                self._spawn(self._expire_lease, job_id, rest[0])
+                self.spawn(self._expire_lease, job_id, rest[0])
         elif kind == "callback":
             deadline = job.callback_deadline
             if job.run_id == rest[0] and deadline is not None and deadline <= now_ms():
-                self._spawn(self._expire_callback, job_id, rest[0])
+                self.spawn(self.push.expire_callback, job_id, rest[0])
 
-    def _spawn(self, func: Callable[..., Awaitable[object]], *args: object) -> None:
-        assert self._tg is not None
-        self._tg.start_soon(self._guarded, func, *args)
+    def spawn(self, func: Callable[..., Awaitable[object]], *args: object) -> None:
+        assert self.tg is not None
+        self.tg.start_soon(self._guarded, func, *args)
 
     @staticmethod
     async def _guarded(func: Callable[..., Awaitable[object]], *args: object) -> None:
@@ -345,6 +346,10 @@ class JobEngine:
             self._admit(job)
         return results
 
+    def admit_one(self, job: Job) -> None:
+        """After a commit made elsewhere: schedule a new or changed job."""
+        self._admit(job)
+
     def admit(self, jobs: Iterable[Job]) -> None:
         """After a commit made elsewhere: schedule new or changed jobs."""
         for job in jobs:
@@ -399,7 +404,7 @@ class JobEngine:
         """The transition that cancels a live job and closes its open run (not yet stored)."""
         now = now_ms()
         run = self.runs.get(job.run_id) if job.run_id else None
-        runs = [_close_run(run, now, RunStatus.FAILED, reason)] if run else []
+        runs = [close_run(run, now, RunStatus.FAILED, reason)] if run else []
         new = replace(
             job,
             status=JobStatus.CANCELLED,
@@ -414,7 +419,7 @@ class JobEngine:
 
     def withdrawn(self, job: Job, runs: list[Run]) -> None:
         """After a withdrawal is stored: tell the job's ``callback_url``."""
-        self._notify(job, runs[0] if runs else None)
+        self.push.notify(job, runs[0] if runs else None)
 
     async def patch(self, project_id: str, job_id: str, patch: JobPatch) -> Job:
         """Change a job that has not run yet; 409 once it runs or has ended.
@@ -474,7 +479,7 @@ class JobEngine:
             raise Conflict("the job is running")
         if job.status is JobStatus.SCHEDULED and job.run_at is not None:
             raise Conflict("the job is already firing")
-        new = replace(job, run_at=now_ms(), attempt=0 if _is_cron(job) else job.attempt)
+        new = replace(job, run_at=now_ms(), attempt=0 if is_cron(job) else job.attempt)
         await self.commit([(job, new)])
         if not new.enabled:
             self._make_ready(new)  # a manual trigger fires even a disabled job
@@ -492,16 +497,16 @@ class JobEngine:
         deadline = anyio.current_time() + wait
         while True:
             picked: list[Job] = []
-            if not queue.settings.paused and not self._stopping:
+            if not queue.settings.paused and not self.stopping:
                 while len(picked) < count:
-                    job_id = queue.pop(self._is_ready)
+                    job_id = queue.pop(self.is_ready)
                     if job_id is None:
                         break
                     picked.append(self.jobs[job_id])
             if picked:
                 return await self._start_claims(picked, visibility)
             remaining = deadline - anyio.current_time()
-            if remaining <= 0 or self._stopping:
+            if remaining <= 0 or self.stopping:
                 return []
             waiter = queue.waiter()
             try:
@@ -514,7 +519,7 @@ class JobEngine:
         now = now_ms()
         changes, runs = [], []
         for job in picked:
-            new, run = _begin_attempt(
+            new, run = begin_attempt(
                 job,
                 now,
                 status=JobStatus.RUNNING,
@@ -531,10 +536,10 @@ class JobEngine:
             raise
         for _, new in changes:
             self._admit(new)
-            self._started(new)
+            self.started(new)
         return [new for _, new in changes]
 
-    def _started(self, job: Job) -> None:
+    def started(self, job: Job) -> None:
         if job.workflow is not None and self.workflow_started is not None:
             self.workflow_started(job)
 
@@ -566,7 +571,7 @@ class JobEngine:
             result=result,
             error=None if completed else (error or "failed"),
         )
-        return await self._settle(live, outcome, retryable=retryable)
+        return await self.settle(live, outcome, retryable=retryable)
 
     async def heartbeat(self, job: Job, claim_token: str, visibility: int) -> Job:
         """Extend the lease of a job a worker holds."""
@@ -585,19 +590,19 @@ class JobEngine:
         if job is None or job.claim_token != claim_token or job.status is not JobStatus.RUNNING:
             return
         seconds = ((job.claimed_until or 0) - (job.last_run_at or 0)) / 1000
-        await self._settle(
+        await self.settle(
             job, Outcome("failed", error=f"lease_expired: no ack within {seconds:g}s")
         )
 
     # ----------------------------------------------------------------- settling attempts
 
-    async def _settle(self, job: Job, outcome: Outcome, *, retryable: bool = True) -> Job:
+    async def settle(self, job: Job, outcome: Outcome, *, retryable: bool = True) -> Job:
         """Close the current attempt of ``job`` with ``outcome`` and decide what comes next."""
         now = now_ms()
         run = self.runs.get(job.run_id) if job.run_id else None
         ok = outcome.kind == "completed"
         closed = (
-            _close_run(
+            close_run(
                 run,
                 now,
                 RunStatus.COMPLETED if ok else RunStatus.FAILED,
@@ -613,7 +618,7 @@ class JobEngine:
             "claimed_until": None,
             "callback_deadline": None,
         }
-        cron = _is_cron(job)
+        cron = is_cron(job)
         if ok:
             new = replace(
                 job,
@@ -653,7 +658,7 @@ class JobEngine:
             await self.commit([(job, new)], runs)
         self._admit(new)
         if new.status in TERMINAL:
-            self._notify(new, closed)
+            self.push.notify(new, closed)
         return new
 
     # ----------------------------------------------------------------- cron
@@ -674,151 +679,6 @@ class JobEngine:
         self.timers.arm(following, ("fire", job.id, following))
         if firing:
             self._make_ready(new)
-
-    # ----------------------------------------------------------------- push delivery
-
-    async def _push_loop(
-        self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
-    ) -> None:
-        limit = self.settings.push_concurrency
-        async with anyio.create_task_group() as tg:
-            task_status.started()
-            while True:
-                await self._push_wake.wait()
-                self._push_wake = anyio.Event()
-                if self._stopping:
-                    continue
-                while self._push_ready and self._in_flight < limit:
-                    job_id = self._push_ready.popleft()
-                    if self._is_ready(job_id):
-                        self._in_flight += 1
-                        tg.start_soon(self._deliver, job_id)
-                self._dispatch_queues(tg, limit)
-
-    def _dispatch_queues(self, tg: TaskGroup, limit: int) -> None:
-        now = now_ms()
-        for key in list(self._push_queues):
-            queue = self.queues[key]
-            while self._in_flight < limit and queue.has_ready:
-                if not queue.may_dispatch(now):
-                    if queue.settings.rate_limit_per_second and not queue.settings.paused:
-                        self.timers.arm(queue.next_token_ms(now), ("push", ""))
-                    break
-                job_id = queue.pop(self._is_ready)
-                if job_id is None:
-                    break
-                queue.took_token()
-                queue.running.add(job_id)  # counts against concurrency before the commit
-                self._in_flight += 1
-                tg.start_soon(self._deliver, job_id)
-            if not queue.has_ready:
-                self._push_queues.discard(key)
-
-    async def _deliver(self, job_id: str) -> None:
-        try:
-            await self._deliver_once(job_id)
-        except Exception:
-            log.exception("delivery of %s failed", job_id)
-        finally:
-            job = self.jobs.get(job_id)
-            if job is not None and job.queue is not None and job.status is not JobStatus.RUNNING:
-                # Counted against the queue's concurrency before the delivery started.
-                self.queue(job.project_id, job.queue).running.discard(job_id)
-            self._in_flight -= 1
-            self._push_wake.set()
-
-    async def _deliver_once(self, job_id: str) -> None:
-        job = self.jobs[job_id]
-        now = now_ms()
-        started, run = _begin_attempt(
-            job, now, status=JobStatus.SCHEDULED if _is_cron(job) else JobStatus.RUNNING
-        )
-        await self.commit([(job, started)], [run])
-        self._started(started)
-        secret = await self._secret(job.project_id)
-        callback = self.callback_url(job.id, run.id)
-        headers = {
-            "X-Flowyard-Job-Id": job.id,
-            "X-Flowyard-Run-Id": run.id,
-            "X-Flowyard-Attempt": str(started.attempt),
-            "X-Flowyard-Callback-Url": callback,
-        }
-        outcome = await self.dispatcher.post(
-            job.handler or "", bytes(job.payload), headers, secret, job.timeout
-        )
-        current = self.jobs.get(job_id)
-        if current is None or current.run_id != run.id:
-            return  # cancelled or overridden while the handler worked: its answer is moot
-        if outcome.kind == "accepted":
-            waiting = replace(
-                current,
-                callback_deadline=now_ms() + int(self.settings.callback_window_seconds * 1000),
-            )
-            accepted = replace(self.runs[run.id], handler_status=outcome.handler_status)
-            await self.commit([(current, waiting)], [accepted])
-            self._admit(waiting)
-            return
-        await self._settle(current, outcome)
-
-    def callback_url(self, job_id: str, run_id: str) -> str:
-        """The signed URL a handler that answered 202 posts its result to."""
-        sig = _callback_signature(self.server_secret, job_id, run_id)
-        return f"{self.public_url}/infra/jobs/{job_id}/runs/{run_id}/callback?sig={sig}"
-
-    async def callback(self, job_id: str, run_id: str, sig: str, outcome: Outcome) -> Job:
-        """A deferred (202) result arriving on its signed callback URL."""
-        expected = _callback_signature(self.server_secret, job_id, run_id)
-        if not secrets.compare_digest(expected, sig):
-            raise NotFound("unknown callback")
-        job = self.jobs.get(job_id)
-        # A callback may overtake its own 202 answer (delivery still in flight): accept it;
-        # the delivery then sees the run settled and drops the handler's answer.
-        if job is None or job.run_id != run_id or job.is_pull:
-            raise Conflict("this run is not waiting for a callback")
-        return await self._settle(job, outcome)
-
-    async def _expire_callback(self, job_id: str, run_id: str) -> None:
-        job = self.jobs.get(job_id)
-        if job is None or job.run_id != run_id:
-            return
-        await self._settle(job, Outcome("failed", error="callback_timeout: no callback in time"))
-
-    async def _secret(self, project_id: str) -> str:
-        secret = self._secrets.get(project_id)
-        if secret is None:
-            secret = await signing_secret(self.db, project_id) or ""
-            self._secrets[project_id] = secret
-        return secret
-
-    def forget_secret(self, project_id: str) -> None:
-        """Drop a cached signing secret (after a rotation)."""
-        self._secrets.pop(project_id, None)
-
-    def _notify(self, job: Job, run: Run | None) -> None:
-        """Tell the job's ``callback_url`` that it ended (best effort, one try)."""
-        if job.callback_url and self._tg is not None:
-            self._spawn(self._send_notice, job, run.id if run else None)
-
-    async def _send_notice(self, job: Job, run_id: str | None) -> None:
-        body = msgspec.json.encode(
-            {
-                "job_id": job.id,
-                "run_id": run_id,
-                "status": job.status,
-                "result": job.result,
-                "error": job.error,
-                "attempt": job.attempt,
-            }
-        )
-        outcome = await self.dispatcher.post(
-            job.callback_url or "",
-            body,
-            {"X-Flowyard-Job-Id": job.id},
-            await self._secret(job.project_id),
-            30,
-        )
-        if outcome.kind == "failed":
-            log.warning("callback_url notice for %s failed: %s", job.id, outcome.error)
 
     # ----------------------------------------------------------------- queues
 
@@ -848,8 +708,7 @@ class JobEngine:
         if not updated.paused:
             queue.wake_all()
             if queue.has_ready:
-                self._push_queues.add((project_id, name))
-                self._push_wake.set()
+                self.push.queue_ready(project_id, name)
         return queue
 
     def project_queues(self, project_id: str) -> list[Queue]:
@@ -862,26 +721,12 @@ class JobEngine:
     @property
     def ready(self) -> bool:
         """Whether rehydration has finished."""
-        return self._tg is not None and not self._stopping
+        return self.tg is not None and not self.stopping
 
     def check_available(self) -> None:
         """Raise 503 while shutting down."""
-        if self._stopping:
+        if self.stopping:
             raise Unavailable("shutting down")
-
-
-def _begin_attempt(job: Job, now: int, **changes: object) -> tuple[Job, Run]:
-    """The job with its next attempt started (a claim or a delivery), and that attempt's run."""
-    attempt = job.attempt + 1
-    run = Run(
-        id=new_id("run"), job_id=job.id, attempt=attempt, scheduled_at=job.run_at, started_at=now
-    )
-    started = replace(job, attempt=attempt, run_id=run.id, last_run_at=now, **changes)
-    return started, run
-
-
-def _is_cron(job: Job) -> bool:
-    return isinstance(job.trigger, Scheduled)
 
 
 def _next_fire(job: Job, after: int) -> int:
@@ -890,34 +735,7 @@ def _next_fire(job: Job, after: int) -> int:
     return next_fire_ms(trigger.schedule, trigger.timezone, after)
 
 
-def _close_run(
-    run: Run,
-    now: int,
-    status: RunStatus,
-    error: str | None,
-    handler_status: int | None = None,
-) -> Run:
-    return replace(
-        run,
-        status=status,
-        completed_at=now,
-        duration_ms=now - run.started_at,
-        error=error,
-        handler_status=handler_status if handler_status is not None else run.handler_status,
-    )
-
-
-def _callback_signature(secret: str, job_id: str, run_id: str) -> str:
-    import hashlib
-    import hmac
-
-    return hmac.new(secret.encode(), f"{job_id}.{run_id}".encode(), hashlib.sha256).hexdigest()
-
-
-def _patched_trigger(job: Job, patch: object, now: int) -> dict[str, object]:
-    from flowyard.jobs.spec import TriggerPatch, check_schedule, check_timezone
-
-    assert isinstance(patch, TriggerPatch)
+def _patched_trigger(job: Job, patch: TriggerPatch, now: int) -> dict[str, object]:
     trigger = job.trigger
     if isinstance(trigger, Scheduled):
         if patch.delay_seconds is not None:
@@ -939,12 +757,3 @@ def _patched_trigger(job: Job, patch: object, now: int) -> dict[str, object]:
             "run_at": now + patch.delay_seconds * 1000,
         }
     return {}
-
-
-def _own_url(host: str, port: int) -> str:
-    """Where handlers reach this server: a wildcard bind address is reached on loopback."""
-    if host in ("0.0.0.0", ""):
-        host = "127.0.0.1"
-    elif host == "::":
-        host = "::1"
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"

@@ -48,7 +48,7 @@ class Supervisor:
         try:
             async with anyio.create_task_group() as outer:
                 await outer.start(self.db.run_writer)
-                self.jobs.server_secret = await server_secret(self.db)
+                self.jobs.push.server_secret = await server_secret(self.db)
                 async with anyio.create_task_group() as engines:
                     engines.start_soon(self._start, engines)
                     try:

@@ -19,7 +19,7 @@ from flowyard.actors.execution import decide
 from flowyard.actors.jobs import Change, JobEngine
 from flowyard.actors.mailbox import Mailbox, reply
 from flowyard.clock import now_ms
-from flowyard.errors import Conflict, FlowyardError, NotFound, Unavailable
+from flowyard.errors import Conflict, FlowyardError, Invalid, NotFound, Unavailable
 from flowyard.ids import new_id
 from flowyard.jobs.model import Job, JobStatus, Run, WorkflowRef
 from flowyard.settings import Settings
@@ -438,7 +438,5 @@ def _tag_queued(events: list[Event], step_id: str, job_id: str) -> list[Event]:
 
 
 def _missing_inputs(paths: list[str]) -> FlowyardError:
-    from flowyard.errors import Invalid
-
     details = [{"path": f"$.input_data{p[len('input') :]}", "message": "missing"} for p in paths]
     return Invalid(f"input_data lacks {', '.join(paths)}", details)

@@ -143,7 +143,7 @@ async def run_callback(request: Request) -> Response:
         outcome = Outcome("completed", result=body.result)
     else:
         outcome = Outcome("failed", error=error_text(body.error) or "failed")
-    job = await context.runtime.jobs.callback(
+    job = await context.runtime.jobs.push.callback(
         request.path_params["job_id"],
         request.path_params["run_id"],
         request.query_params.get("sig", ""),
@@ -161,7 +161,7 @@ async def rotate_signing_secret(request: Request) -> Response:
     runtime, key = await caller(request, "jobs:write")
     secret = new_signing_secret()
     await runtime.db.commit([set_signing_secret(key.project_id, secret)])
-    runtime.jobs.forget_secret(key.project_id)
+    runtime.jobs.push.forget_secret(key.project_id)
     return json_response({"signing_secret": secret})
 
 

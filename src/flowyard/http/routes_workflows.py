@@ -9,6 +9,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from flowyard.clock import rfc3339
+from flowyard.errors import NotFound
 from flowyard.http.body import query_choice, query_int, query_str, read_json
 from flowyard.http.context import caller
 from flowyard.http.respond import json_response
@@ -172,8 +173,6 @@ async def _execution(request: Request, scope: str) -> tuple[Any, ExecutionState]
     if state is None or state.project_id != key.project_id:
         state = await store.get_execution(runtime.db, execution_id, key.project_id)
     if state is None:
-        from flowyard.errors import NotFound
-
         raise NotFound(f"execution {execution_id} not found")
     return runtime, state
 
