@@ -7,9 +7,11 @@ SIGTERM at the end. Nothing here sends traffic anywhere but 127.0.0.1.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import math
 import os
+import platform
 import shutil
 import signal
 import socket
@@ -20,6 +22,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -335,3 +338,35 @@ def proc_rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024  # reported in kB
     raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def add_server_options(parser: argparse.ArgumentParser) -> None:
+    """The options every benchmark takes: durability, a quiet machine, extra server flags."""
+    parser.add_argument("--sync", choices=["full", "normal"], default="full")
+    parser.add_argument(
+        "--wait-idle",
+        type=float,
+        default=0.0,
+        help="wait up to this many seconds for other load on the machine to end first",
+    )
+    parser.add_argument(
+        "--server-arg",
+        action="append",
+        default=[],
+        help="extra argument for `flowyard serve` (repeatable)",
+    )
+
+
+def begin(args: argparse.Namespace, bench: str, **config: object) -> tuple[float, dict[str, Any]]:
+    """Wait for a quiet machine if asked; the start time and the JSON line's first fields."""
+    if args.wait_idle > 0:
+        wait_for_idle(args.wait_idle)
+    result: dict[str, Any] = {
+        "bench": bench,
+        "sync": args.sync,
+        **config,
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        **source_info(),
+    }
+    return time.monotonic(), result

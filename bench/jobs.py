@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import platform
 import random
 import sys
 import threading
@@ -37,16 +36,16 @@ import orjson
 
 from bench.common import (
     Server,
+    add_server_options,
+    begin,
     create_key,
     log,
     machine_busy_seconds,
     running_server,
     self_cpu_seconds,
-    source_info,
     start_profiler,
     stop_profiler,
     summary_ms,
-    wait_for_idle,
 )
 from bench.workers import JSON_HEADERS, Poster, WorkerPool
 
@@ -626,7 +625,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--jobs", type=int, default=20_000, help="jobs in the throughput phase")
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
-    parser.add_argument("--sync", choices=["full", "normal"], default="full")
+    add_server_options(parser)
     parser.add_argument(
         "--duration-limit",
         type=float,
@@ -669,12 +668,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="pin the server to CPU 0 and the generator and workers to the other CPUs",
     )
     parser.add_argument(
-        "--wait-idle",
-        type=float,
-        default=0.0,
-        help="wait up to this many seconds for other load on the machine to end first",
-    )
-    parser.add_argument(
         "--py-spy",
         metavar="PATH",
         help="profile the server with py-spy during the throughput phase (.svg flame graph,"
@@ -683,12 +676,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--py-spy-seconds", type=float, default=10.0)
     parser.add_argument("--skip-latency", action="store_true", help="throughput phase only")
     parser.add_argument("--skip-throughput", action="store_true", help="latency phase only")
-    parser.add_argument(
-        "--server-arg",
-        action="append",
-        default=[],
-        help="extra argument for `flowyard serve` (repeatable)",
-    )
     args = parser.parse_args(argv)
     if args.jobs < 1 or args.workers < 1 or not 1 <= args.claim_count <= 100:
         parser.error("--jobs and --workers must be >= 1, --claim-count 1..100")
@@ -699,26 +686,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.wait_idle > 0:
-        wait_for_idle(args.wait_idle)
-    started = time.monotonic()
-    result: dict[str, Any] = {
-        "bench": "jobs",
-        "sync": args.sync,
-        "jobs": args.jobs,
-        "workers": args.workers,
-        "lanes": args.lanes,
-        "claim_count": args.claim_count,
-        "ack_concurrency": args.ack_concurrency,
-        "client": args.client,
-        "pin": args.pin,
-        "wait_seconds": args.wait_seconds,
-        "gen_concurrency": args.gen_concurrency,
-        "max_backlog": args.max_backlog,
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        **source_info(),
-    }
+    started, result = begin(
+        args,
+        "jobs",
+        jobs=args.jobs,
+        workers=args.workers,
+        lanes=args.lanes,
+        claim_count=args.claim_count,
+        ack_concurrency=args.ack_concurrency,
+        client=args.client,
+        pin=args.pin,
+        wait_seconds=args.wait_seconds,
+        gen_concurrency=args.gen_concurrency,
+        max_backlog=args.max_backlog,
+    )
     with running_server(
         sync=args.sync, extra_args=args.server_arg, cpus=server_cpus(args)
     ) as server:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import signal
 import sys
 import threading
@@ -33,17 +32,17 @@ import orjson
 
 from bench.common import (
     Server,
+    add_server_options,
+    begin,
     create_key,
     log,
     machine_busy_seconds,
     proc_rss_mb,
     self_cpu_seconds,
-    source_info,
     spawn_server,
     start_server,
     stop_server,
     summary_ms,
-    wait_for_idle,
 )
 from bench.workers import Poster, auth_headers, trigger_executions
 
@@ -161,19 +160,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--warmup", type=int, default=1000, help="executions triggered before the first RSS"
     )
     parser.add_argument("--trigger-threads", type=int, default=16, help="concurrent triggers")
-    parser.add_argument("--sync", choices=["full", "normal"], default="full")
+    add_server_options(parser)
     parser.add_argument(
         "--duration-limit", type=float, default=300.0, help="seconds the triggering may take"
     )
     parser.add_argument(
         "--restart-timeout", type=float, default=120.0, help="seconds the restart may take"
-    )
-    parser.add_argument("--wait-idle", type=float, default=0.0)
-    parser.add_argument(
-        "--server-arg",
-        action="append",
-        default=[],
-        help="extra argument for `flowyard serve` (repeatable)",
     )
     args = parser.parse_args(argv)
     if args.executions < 1 or args.warmup < 0 or args.trigger_threads < 1:
@@ -183,19 +175,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.wait_idle > 0:
-        wait_for_idle(args.wait_idle)
-    started = time.monotonic()
-    result: dict[str, Any] = {
-        "bench": "live",
-        "sync": args.sync,
-        "executions": args.executions,
-        "warmup": args.warmup,
-        "trigger_threads": args.trigger_threads,
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        **source_info(),
-    }
+    started, result = begin(
+        args,
+        "live",
+        executions=args.executions,
+        warmup=args.warmup,
+        trigger_threads=args.trigger_threads,
+    )
     server = start_server(sync=args.sync, extra_args=args.server_arg)
     try:
         key = create_key(server.db, "bench")

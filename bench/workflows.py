@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import random
 import sys
 import threading
@@ -43,16 +42,16 @@ import orjson
 
 from bench.common import (
     Server,
+    add_server_options,
+    begin,
     create_key,
     log,
     machine_busy_seconds,
     running_server,
     self_cpu_seconds,
-    source_info,
     start_profiler,
     stop_profiler,
     summary_ms,
-    wait_for_idle,
 )
 from bench.workers import Poster, Triggered, WorkerPool, auth_headers, trigger_executions
 
@@ -490,7 +489,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="phase 2 executions/s (default: half of phase 1's measured executions/s)",
     )
-    parser.add_argument("--sync", choices=["full", "normal"], default="full")
+    add_server_options(parser)
     parser.add_argument(
         "--duration-limit",
         type=float,
@@ -517,7 +516,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--trigger-threads", type=int, default=4, help="concurrent triggers (generator threads)"
     )
     parser.add_argument("--verify-sample", type=int, default=50, help="executions read back")
-    parser.add_argument("--wait-idle", type=float, default=0.0)
     parser.add_argument(
         "--py-spy",
         metavar="PATH",
@@ -526,12 +524,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--py-spy-seconds", type=float, default=10.0)
     parser.add_argument("--skip-throughput", action="store_true", help="phase 2 only (--rate)")
     parser.add_argument("--skip-latency", action="store_true", help="phase 1 only")
-    parser.add_argument(
-        "--server-arg",
-        action="append",
-        default=[],
-        help="extra argument for `flowyard serve` (repeatable)",
-    )
     args = parser.parse_args(argv)
     if args.executions < 1 or args.workers < 1 or not 1 <= args.claim_count <= 100:
         parser.error("--executions and --workers must be >= 1, --claim-count 1..100")
@@ -544,22 +536,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.wait_idle > 0:
-        wait_for_idle(args.wait_idle)
-    started = time.monotonic()
-    result: dict[str, Any] = {
-        "bench": "workflows",
-        "sync": args.sync,
-        "executions": args.executions,
-        "workers": args.workers,
-        "lanes": args.lanes,
-        "claim_count": args.claim_count,
-        "max_backlog": args.max_backlog,
-        "trigger_threads": args.trigger_threads,
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        **source_info(),
-    }
+    started, result = begin(
+        args,
+        "workflows",
+        executions=args.executions,
+        workers=args.workers,
+        lanes=args.lanes,
+        claim_count=args.claim_count,
+        max_backlog=args.max_backlog,
+        trigger_threads=args.trigger_threads,
+    )
     inputs: dict[str, int] = {}
     with running_server(sync=args.sync, extra_args=args.server_arg) as server:
         key = create_key(server.db, "bench")

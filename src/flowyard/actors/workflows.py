@@ -140,10 +140,6 @@ class WorkflowEngine:
             graph = self._graphs[blueprint_id] = build_graph(_spec_of(found))
         return graph
 
-    def graph_of(self, blueprint_id: str) -> Graph | None:
-        """The cached graph of a blueprint, if loaded."""
-        return self._graphs.get(blueprint_id)
-
     # ----------------------------------------------------------------- trigger
 
     async def trigger(

@@ -65,12 +65,6 @@ async def get_job(db: Database, project_id: str, job_id: str) -> Job | None:
     return decode_job(row[0]) if row else None
 
 
-async def get_job_any_project(db: Database, job_id: str) -> Job | None:
-    """A job whatever its project (for signed callbacks), or None."""
-    row = await db.fetchone("SELECT doc FROM jobs WHERE id = ?", (job_id,))
-    return decode_job(row[0]) if row else None
-
-
 async def find_by_idempotency_key(db: Database, project_id: str, key: str) -> Job | None:
     """The job created earlier with this idempotency key, or None."""
     row = await db.fetchone(

@@ -114,11 +114,6 @@ async def key_by_hash(db: Database, key_hash: str) -> tuple[str, ApiKey] | None:
     )
 
 
-def touch_key(key_id: str, at: int) -> Op:
-    """Record that a key was used."""
-    return ("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (at, key_id))
-
-
 async def signing_secret(db: Database, project_id: str) -> str | None:
     """A project's push-signing secret."""
     row = await db.fetchone("SELECT signing_secret FROM projects WHERE id = ?", (project_id,))

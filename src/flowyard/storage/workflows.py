@@ -144,14 +144,6 @@ async def list_events(
     return items, next_cursor
 
 
-async def all_events(db: Database, execution_id: str) -> list[Event]:
-    """Every event of an execution, oldest first."""
-    rows = await db.fetchall(
-        "SELECT doc FROM events WHERE execution_id = ? ORDER BY seq", (execution_id,)
-    )
-    return [_event_decoder.decode(doc) for (doc,) in rows]
-
-
 async def active_executions(db: Database) -> list[ExecutionState]:
     """Every execution that needs an actor (for rehydration), repeated values shared."""
     sql = "SELECT seq, doc FROM executions WHERE active = 1 AND seq > ? ORDER BY seq LIMIT ?"
