@@ -37,7 +37,6 @@ from dataclasses import dataclass
 from multiprocessing.synchronize import Event as MpEvent
 from typing import Any
 
-import httpx
 import orjson
 
 from bench.common import (
@@ -53,7 +52,15 @@ from bench.common import (
     stop_profiler,
     summary_ms,
 )
-from bench.workers import Poster, Triggered, WorkerPool, auth_headers, trigger_executions
+from bench.workers import (
+    CLIENTS,
+    TRANSPORT_ERRORS,
+    Poster,
+    Triggered,
+    WorkerPool,
+    auth_headers,
+    trigger_executions,
+)
 
 QUEUE = "flow"
 # (step, upstream steps) for every step that has a hand-off
@@ -106,6 +113,7 @@ class FlowWorkerConfig:
     lanes: int  # claim loops (threads), one keep-alive connection each
     claim_count: int
     wait_seconds: int  # long-poll
+    client: str = "wire"  # bench.workers.CLIENTS
     visibility_timeout: int = 60
 
 
@@ -156,12 +164,12 @@ def flow_worker_main(
             return stats[name]
 
     def lane() -> None:
-        with Poster(config.url, headers, "raw", config.wait_seconds + 30.0) as post:
+        with Poster(config.url, headers, config.client, config.wait_seconds + 30.0) as post:
             while not stop.is_set():
                 claim_sent = time.time()
                 try:
                     status, content = post("/infra/jobs/claim", claim_body)
-                except httpx.HTTPError as exc:
+                except TRANSPORT_ERRORS as exc:
                     status, content = 0, repr(exc).encode()
                 got = time.time()
                 if status != 200:
@@ -192,7 +200,7 @@ def flow_worker_main(
                     )
                     try:
                         status, content = post(f"/infra/jobs/{job['id']}/ack", body)
-                    except httpx.HTTPError as exc:
+                    except TRANSPORT_ERRORS as exc:
                         status, content = 0, repr(exc).encode()
                     done = time.time()
                     if status != 200:
@@ -288,6 +296,7 @@ def run_phase(
             lanes=args.lanes,
             claim_count=args.claim_count,
             wait_seconds=wait_seconds,
+            client=args.client,
         )
         for i in range(args.workers)
     ]
@@ -324,6 +333,7 @@ def run_phase(
             deadline,
             start=start,
             rate=rate,
+            client=args.client,
             gate=None if rate else gate,
             progress=progress,
         )
@@ -497,7 +507,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="seconds each phase may take before it is cut short (reported as timed_out)",
     )
     parser.add_argument("--lanes", type=int, default=8, help="claim loops (threads) per worker")
-    parser.add_argument("--claim-count", type=int, default=10, help="jobs per claim (1..100)")
+    parser.add_argument(
+        "--client",
+        choices=CLIENTS,
+        default="wire",
+        help="HTTP client of the workers and the generator (see bench/README.md)",
+    )
+    parser.add_argument("--claim-count", type=int, default=20, help="jobs per claim (1..100)")
     parser.add_argument("--wait-seconds", type=int, default=1, help="long-poll, phase 1")
     parser.add_argument("--latency-wait-seconds", type=int, default=5, help="long-poll, phase 2")
     parser.add_argument(
@@ -542,6 +558,7 @@ def main(argv: list[str] | None = None) -> int:
         executions=args.executions,
         workers=args.workers,
         lanes=args.lanes,
+        client=args.client,
         claim_count=args.claim_count,
         max_backlog=args.max_backlog,
         trigger_threads=args.trigger_threads,

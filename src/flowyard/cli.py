@@ -13,6 +13,7 @@ import uvicorn
 
 from flowyard.actors.supervisor import Supervisor
 from flowyard.http.app import create_app
+from flowyard.http.protocol import CorkedHttpToolsProtocol
 from flowyard.settings import Settings
 from flowyard.storage.projects import ALL_SCOPES, create_key_sync
 
@@ -124,6 +125,7 @@ def serve(settings: Settings) -> int:
         server_header=False,
         date_header=False,
         backlog=4096,
+        http=CorkedHttpToolsProtocol,
     )
     server = _Server(config, supervisor, f"http://{_shown(settings.host)}:{port}")
 

@@ -26,7 +26,7 @@ from flowyard.actors.queues import Queue
 from flowyard.actors.timers import Timers
 from flowyard.clock import now_ms
 from flowyard.errors import Conflict, NotFound, Unavailable, invalid_field
-from flowyard.ids import new_id
+from flowyard.ids import new_id, url_token
 from flowyard.jobs.attempts import begin_attempt, close_run, is_cron
 from flowyard.jobs.backoff import retry_delay_seconds
 from flowyard.jobs.cron import next_fire_ms
@@ -80,7 +80,7 @@ class JobEngine:
         self.queues: dict[tuple[str, str], Queue] = {}
         self.timers = Timers(self._on_timer)
         self.workflow_settled: JobSettled | None = None
-        self.workflow_started: Callable[[Job], None] | None = None
+        self.workflow_starting: Callable[[Job], list[Op]] | None = None
         self.timer_hooks: dict[str, Callable[[tuple[object, ...]], None]] = {}
         self._creating_keys: set[tuple[str, str]] = set()
         self.push = PushDelivery(self, settings, dispatcher)
@@ -523,25 +523,30 @@ class JobEngine:
                 job,
                 now,
                 status=JobStatus.RUNNING,
-                claim_token=secrets.token_urlsafe(18),
+                claim_token=url_token(18),
                 claimed_until=now + visibility * 1000,
             )
             changes.append((job, new))
             runs.append(run)
+        started = [new for _, new in changes]
         try:
-            await self.commit(changes, runs)
+            await self.commit(changes, runs, self.step_starts(started))
         except BaseException:
             for job in picked:
                 self._admit(job)
             raise
-        for _, new in changes:
+        for new in started:
             self._admit(new)
-            self.started(new)
-        return [new for _, new in changes]
+        return started
 
-    def started(self, job: Job) -> None:
-        if job.workflow is not None and self.workflow_started is not None:
-            self.workflow_started(job)
+    def step_starts(self, jobs: Iterable[Job]) -> list[Op]:
+        """The writes that record workflow steps starting with these jobs' attempts.
+
+        They go into the same transaction as the jobs' own start.
+        """
+        if self.workflow_starting is None:
+            return []
+        return [op for job in jobs if job.workflow for op in self.workflow_starting(job)]
 
     def _claimed(self, job: Job, claim_token: str) -> Job:
         live = self.jobs.get(job.id)

@@ -115,8 +115,7 @@ class PushDelivery:
         started, run = begin_attempt(
             job, now, status=JobStatus.SCHEDULED if is_cron(job) else JobStatus.RUNNING
         )
-        await self.engine.commit([(job, started)], [run])
-        self.engine.started(started)
+        await self.engine.commit([(job, started)], [run], self.engine.step_starts([started]))
         secret = await self.secret(job.project_id)
         callback = self.callback_url(job.id, run.id)
         headers = {

@@ -25,7 +25,7 @@ from flowyard.jobs.model import Job, JobStatus, Run, WorkflowRef
 from flowyard.settings import Settings
 from flowyard.storage import workflows as store
 from flowyard.storage.codec import encode
-from flowyard.storage.sqlite import Database
+from flowyard.storage.sqlite import Database, Op
 from flowyard.workflows.blueprint import BlueprintSpec, Graph, build_graph
 from flowyard.workflows.state import (
     ArmDeadline,
@@ -79,7 +79,7 @@ class WorkflowEngine:
         self._triggering: set[tuple[str, str]] = set()
         self._tg: TaskGroup | None = None
         jobs.workflow_settled = self._job_settled
-        jobs.workflow_started = self._job_started
+        jobs.workflow_starting = self._job_starting
         jobs.timer_hooks["deadline"] = self._deadline_fired
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -228,35 +228,35 @@ class WorkflowEngine:
             return
         await self._ask(actor, message, (change, runs))
 
-    def _job_started(self, job: Job) -> None:
+    def _job_starting(self, job: Job) -> list[Op]:
         ref = job.workflow
         actor = self.actors.get(ref.execution_id) if ref else None
         if ref is None or actor is None:
-            return
+            return []
         message = JobStarted(ref.step_id, ref.attempt, job.id)
+        if not actor.busy:
+            return self._record_start(actor, message)
         try:
-            if actor.busy:
-                self._tell(actor, message)
-            else:
-                self._record_start(actor, message)
+            self._tell(actor, message)
         except FlowyardError:
             log.warning("could not record the start of %s (mailbox full)", job.id)
+        return []
 
-    def _record_start(self, actor: ExecutionActor, message: JobStarted) -> None:
-        """An idle actor records a step's start at once, without waiting for the commit.
+    def _record_start(self, actor: ExecutionActor, message: JobStarted) -> list[Op]:
+        """An idle actor records a step's start at once; the writes join the job's own start.
 
-        Nothing waits on this write and nothing follows from it (the job's own start is
-        already stored); it is queued before any later write of the execution, so the order
-        of the execution's rows and events holds.
+        Nothing follows from a start (no effects), so the actor need not wait for the commit;
+        the writes are queued before any later write of the execution, so the order of the
+        execution's rows and events holds.
         """
         new, effects, events = decide(actor.state, message, now_ms(), actor.graph)
         if not events:
-            return
+            return []
         assert not effects
         seq = actor.state.event_seq
         new = replace(new, event_seq=seq + len(events))
-        self.db.submit([store.put_execution(new), *store.put_events(new.id, seq + 1, events)])
         actor.state = new
+        return [store.put_execution(new), *store.put_events(new.id, seq + 1, events)]
 
     def _deadline_fired(self, key: tuple[object, ...]) -> None:
         _, execution_id, deadline_at = key
@@ -292,11 +292,11 @@ class WorkflowEngine:
         if actor.busy:
             return await self._mailbox(actor).ask((message, carry))
         # An idle actor handles the message in the asker's task (no mailbox, task or reply
-        # stream to create); shielded, so that a disconnecting client cannot cut a transition.
+        # stream to create). A transition cannot be cut by a cancellation: its only wait is
+        # the commit, which is shielded, and nothing after the commit awaits.
         actor.busy = True
         try:
-            with anyio.CancelScope(shield=True):
-                outcome = await self._process(actor, message, carry)
+            outcome = await self._process(actor, message, carry)
         finally:
             self._rest(actor)
         if isinstance(outcome, BaseException):

@@ -24,15 +24,15 @@ log = logging.getLogger("flowyard.storage")
 Op = tuple[str, Sequence[Any]]
 """One SQL statement and its parameters."""
 
-MAX_BATCH = 2000
-
 
 class _CommitRequest:
+    """Writes waiting for a group commit; ``done`` is shared by every request of the batch."""
+
     __slots__ = ("done", "error", "ops")
 
-    def __init__(self, ops: list[Op]) -> None:
+    def __init__(self, ops: list[Op], done: anyio.Event) -> None:
         self.ops = ops
-        self.done = anyio.Event()
+        self.done = done
         self.error: BaseException | None = None
 
 
@@ -69,6 +69,7 @@ class Database:
         send, receive = anyio.create_memory_object_stream[_CommitRequest](100_000)
         self._send: MemoryObjectSendStream[_CommitRequest] = send
         self._receive: MemoryObjectReceiveStream[_CommitRequest] = receive
+        self._batch_done = anyio.Event()  # set when the requests queued so far are committed
         self.commits = 0
         self.statements = 0
 
@@ -92,14 +93,17 @@ class Database:
         task_status.started()
         async with self._receive:
             async for first in self._receive:
+                # Everything queued now shares this event; later requests get a fresh one.
+                done, self._batch_done = self._batch_done, anyio.Event()
                 batch = [first]
-                while len(batch) < MAX_BATCH:
+                while True:
                     try:
                         batch.append(self._receive.receive_nowait())
                     except (anyio.WouldBlock, anyio.EndOfStream):
                         break
                 with anyio.CancelScope(shield=True):
                     await self._commit_batch(batch)
+                done.set()
 
     async def _commit_batch(self, batch: list[_CommitRequest]) -> None:
         try:
@@ -112,9 +116,6 @@ class Database:
                 # Isolate the failing request so that one bad write cannot fail its neighbours.
                 for request in batch:
                     await self._commit_batch([request])
-                return
-        for request in batch:
-            request.done.set()
 
     async def _apply(self, ops: list[Op]) -> None:
         conn = self._writer
@@ -148,7 +149,7 @@ class Database:
         For writes nobody waits on: they are committed in submission order, before anything
         submitted later, and a failure is logged by the writer.
         """
-        request = _CommitRequest(ops)
+        request = _CommitRequest(ops, self._batch_done)
         try:
             self._send.send_nowait(request)
         except anyio.WouldBlock:
