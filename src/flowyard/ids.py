@@ -51,8 +51,9 @@ def ulid() -> str:
     if ms != _time_digits[0]:
         _time_digits[:] = [ms, "".join([_PAIRS[(ms >> s) & 1023] for s in (40, 30, 20, 10, 0)])]
     r = int.from_bytes(_random.take(10), "big")
+    digits: str = _time_digits[1]
     return (
-        _time_digits[1]
+        digits
         + _PAIRS[r >> 70]
         + _PAIRS[(r >> 60) & 1023]
         + _PAIRS[(r >> 50) & 1023]
@@ -64,7 +65,7 @@ def ulid() -> str:
     )
 
 
-_time_digits: list[Any] = [-1, ""]  # the last millisecond seen and its 10 digits
+_time_digits: list[Any] = [-1, ""]  # the last millisecond seen and its 10 digits (str)
 
 
 def new_id(prefix: str) -> str:
