@@ -63,7 +63,7 @@ def decide(state: ExecutionState, message: Message, now: int, graph: Graph) -> D
         case CancelExecution():
             draft.cancel()
         case PauseExecution():
-            draft.pause()
+            draft.pause(message.reason)
         case ResumeExecution():
             draft.resume(message)
         case DeadlinePassed():
@@ -264,11 +264,11 @@ class _Draft:
                     self.effects.append(WithdrawJob(step_id, step.job_id))
                 self.event("step_cancelled", step_id, {"job_id": step.job_id})
 
-    def pause(self) -> None:
+    def pause(self, reason: str | None) -> None:
         if self.status is not ExecutionStatus.RUNNING:
             raise Conflict(f"cannot pause an execution that is {self.status}")
-        self.update(status=ExecutionStatus.PAUSED, paused_at=self.now)
-        self.event("paused")
+        self.update(status=ExecutionStatus.PAUSED, paused_at=self.now, pause_reason=reason)
+        self.event("paused", data={"reason": reason} if reason else None)
 
     def deadline(self, message: DeadlinePassed) -> None:
         if message.deadline_at != self.state.deadline_at or self.status not in LIVE:
@@ -307,6 +307,7 @@ class _Draft:
         self.update(
             status=ExecutionStatus.RUNNING,
             resumed_at=self.now,
+            pause_reason=None,
             error=None,
             completed_at=None,
             deadline_at=deadline,

@@ -14,16 +14,19 @@ import logging
 import random
 import secrets
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
+from contextlib import AbstractContextManager as ContextManager
 
 import anyio
 import msgspec
 from anyio.abc import TaskGroup, TaskStatus
 from msgspec import Raw
 
+from flowyard.actors.accounts import Accounts
 from flowyard.actors.dispatcher import Dispatcher, Outcome
 from flowyard.actors.push import PushDelivery
 from flowyard.actors.queues import Queue
 from flowyard.actors.timers import Timers
+from flowyard.billing import JOB_WRITE
 from flowyard.clock import now_ms
 from flowyard.errors import Conflict, NotFound, Unavailable, invalid_field
 from flowyard.ids import new_id, url_token
@@ -71,8 +74,11 @@ JobSettled = Callable[[Change, list[Run]], Awaitable[None]]
 class JobEngine:
     """Owns every pending, running and scheduled job; the HTTP layer calls its methods."""
 
-    def __init__(self, db: Database, settings: Settings, dispatcher: Dispatcher) -> None:
+    def __init__(
+        self, db: Database, settings: Settings, dispatcher: Dispatcher, accounts: Accounts
+    ) -> None:
         self.db = db
+        self.accounts = accounts
         self.settings = settings
         self.dispatcher = dispatcher
         self.jobs: dict[str, Job] = {}
@@ -339,12 +345,17 @@ class JobEngine:
                     job = self.new_job(project_id, spec, now)
                     fresh.append(job)
                     results.append(job)
-            await self.commit([(None, job) for job in fresh])
+            with self._paying(project_id, JOB_WRITE * len(specs)):
+                await self.commit([(None, job) for job in fresh])
         finally:
             self._creating_keys.difference_update(keys)
         for job in fresh:
             self._admit(job)
         return results
+
+    def _paying(self, project_id: str, nanos: int) -> ContextManager[None]:
+        """Charge a client's write to the project's balance (402 if short), refunded on failure."""
+        return self.accounts.paying(project_id, nanos, "infra/jobs")
 
     def admit_one(self, job: Job) -> None:
         """After a commit made elsewhere: schedule a new or changed job."""
@@ -379,10 +390,11 @@ class JobEngine:
         """Cancel a job that has not ended; 409 if it has."""
         job = self._live(await self.require(project_id, job_id), "cancel")
         change, runs = self.withdrawal(job, "cancelled")
-        if job.workflow is not None and self.workflow_settled is not None:
-            await self._settle_step(change, runs)
-        else:
-            await self.commit([change], runs)
+        with self._paying(project_id, JOB_WRITE):
+            if job.workflow is not None and self.workflow_settled is not None:
+                await self._settle_step(change, runs)
+            else:
+                await self.commit([change], runs)
         self.withdrawn(change[1], runs)
         return change[1]
 
@@ -450,7 +462,8 @@ class JobEngine:
             new = replace(
                 new, next_run_at=next_fire_ms(new.trigger.schedule, new.trigger.timezone, now)
             )
-        await self.commit([(job, new)])
+        with self._paying(project_id, JOB_WRITE):
+            await self.commit([(job, new)])
         self._admit(new)
         return new
 
@@ -468,7 +481,8 @@ class JobEngine:
             completed_at=None,
             run_at=now_ms(),
         )
-        await self.commit([(None, new)])
+        with self._paying(project_id, JOB_WRITE):
+            await self.commit([(None, new)])
         self._admit(new)
         return new
 
@@ -480,7 +494,8 @@ class JobEngine:
         if job.status is JobStatus.SCHEDULED and job.run_at is not None:
             raise Conflict("the job is already firing")
         new = replace(job, run_at=now_ms(), attempt=0 if is_cron(job) else job.attempt)
-        await self.commit([(job, new)])
+        with self._paying(project_id, JOB_WRITE):
+            await self.commit([(job, new)])
         if not new.enabled:
             self._make_ready(new)  # a manual trigger fires even a disabled job
         else:
@@ -708,7 +723,8 @@ class JobEngine:
             ),
             paused=current.paused if paused is msgspec.UNSET else paused,
         )
-        await self.db.commit([store.put_queue(project_id, name, updated)])
+        with self._paying(project_id, JOB_WRITE):
+            await self.db.commit([store.put_queue(project_id, name, updated)])
         queue.settings = updated
         if not updated.paused:
             queue.wake_all()

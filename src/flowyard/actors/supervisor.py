@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 
 import anyio
 
+from flowyard.actors.accounts import Accounts
 from flowyard.actors.dispatcher import Dispatcher
 from flowyard.actors.jobs import JobEngine
 from flowyard.actors.workflows import WorkflowEngine
@@ -31,7 +32,8 @@ class Supervisor:
         self.db = Database(settings.db, sync=settings.sync)
         own = frozenset({settings.host, "127.0.0.1", "::1", "0.0.0.0"})
         self.dispatcher = Dispatcher(handler_network=settings.handler_network, own_hosts=own)
-        self.jobs = JobEngine(self.db, settings, self.dispatcher)
+        self.accounts = Accounts(self.db)
+        self.jobs = JobEngine(self.db, settings, self.dispatcher, self.accounts)
         self.workflows = WorkflowEngine(self.db, self.jobs, settings)
         self.ready = anyio.Event()
 
@@ -63,6 +65,7 @@ class Supervisor:
                 await self.db.close()
 
     async def _start(self, tg: anyio.abc.TaskGroup) -> None:
+        await tg.start(self.accounts.run)
         # Executions first: rehydrated jobs may report results to them at once.
         await tg.start(self.workflows.run)
         await tg.start(self.jobs.run)

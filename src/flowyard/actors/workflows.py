@@ -18,6 +18,7 @@ from msgspec import Raw
 from flowyard.actors.execution import decide
 from flowyard.actors.jobs import Change, JobEngine
 from flowyard.actors.mailbox import Mailbox, reply
+from flowyard.billing import JOB_WRITE, WORKFLOW_WRITE
 from flowyard.clock import now_ms
 from flowyard.errors import Conflict, FlowyardError, Invalid, NotFound, Unavailable
 from flowyard.ids import new_id
@@ -29,14 +30,18 @@ from flowyard.storage.sqlite import Database, Op
 from flowyard.workflows.blueprint import BlueprintSpec, Graph, build_graph
 from flowyard.workflows.state import (
     ArmDeadline,
+    CancelExecution,
     DeadlinePassed,
+    Effect,
     Event,
     ExecutionState,
     ExecutionStatus,
     JobFinished,
     JobStarted,
     Message,
+    PauseExecution,
     QueueJob,
+    ResumeExecution,
     Start,
     StepError,
     StepState,
@@ -114,7 +119,8 @@ class WorkflowEngine:
             max_duration_sec=spec.max_duration_sec,
             created_at=now_ms(),
         )
-        await self.db.commit([store.put_blueprint(blueprint)])
+        with self.jobs.accounts.paying(project_id, WORKFLOW_WRITE, "infra/workflows"):
+            await self.db.commit([store.put_blueprint(blueprint)])
         self._graphs[blueprint.id] = graph
         return blueprint
 
@@ -162,6 +168,7 @@ class WorkflowEngine:
                 if existing is not None:
                     if existing.input_data != input_data:
                         raise Conflict("idempotency_key was used with different input_data")
+                    self.jobs.accounts.charge(project_id, WORKFLOW_WRITE, "infra/workflows")
                     return existing, True
             now = now_ms()
             max_ms = blueprint.max_duration_sec * 1000
@@ -349,6 +356,28 @@ class WorkflowEngine:
             if carry is not None:
                 await self.jobs.commit([carry[0]], carry[1])
             raise
+        price = _price(message, effects)
+        project_id = actor.state.project_id
+        if not isinstance(message, COMMANDS) and not self.jobs.accounts.can_pay(project_id, price):
+            # Steps that cannot be paid for are not lost: the execution pauses before them.
+            paused, _, pausing = decide(
+                actor.state, PauseExecution(reason=NO_TOKENS), now, actor.graph
+            )
+            new, effects, events = decide(paused, message, now, actor.graph)
+            events = pausing + events
+            price = 0
+        with self.jobs.accounts.paying(project_id, price, "infra/workflows"):
+            return await self._apply(actor, new, effects, events, carry, now)
+
+    async def _apply(
+        self,
+        actor: ExecutionActor,
+        new: ExecutionState,
+        effects: list[Effect],
+        events: list[Event],
+        carry: Carry | None,
+        now: int,
+    ) -> ExecutionState:
         changes: list[Change] = [carry[0]] if carry else []
         runs: list[Run] = list(carry[1]) if carry else []
         created: list[Job] = []
@@ -407,6 +436,17 @@ class WorkflowEngine:
         except Exception:
             log.exception("could not record the failure of %s", actor.state.id)
         return Unavailable("internal error while handling the execution")
+
+
+COMMANDS = (Start, CancelExecution, PauseExecution, ResumeExecution)
+"""Messages a client sends: each pays for the call; the others are the engine's own."""
+NO_TOKENS = "insufficient_tokens"
+
+
+def _price(message: Message, effects: list[Effect]) -> int:
+    """What a transition costs: the call for a command, and every job it creates."""
+    jobs = JOB_WRITE * sum(isinstance(effect, QueueJob) for effect in effects)
+    return WORKFLOW_WRITE + jobs if isinstance(message, COMMANDS) else jobs
 
 
 def _spec_of(blueprint: store.Blueprint) -> BlueprintSpec:

@@ -5,13 +5,21 @@ from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 
 from flowyard.actors.supervisor import Supervisor
 from flowyard.errors import FlowyardError
-from flowyard.http import routes_health, routes_jobs, routes_queues, routes_workflows
+from flowyard.http import (
+    routes_health,
+    routes_jobs,
+    routes_queues,
+    routes_tokens,
+    routes_workflows,
+)
 from flowyard.http.auth import Authenticator
 from flowyard.http.context import Context
 from flowyard.http.errors import flowyard_error, http_error, internal_error
+from flowyard.http.rate_headers import RateLimitHeaders
 from flowyard.settings import Settings
 
 
@@ -29,8 +37,10 @@ def create_app(settings: Settings, supervisor: Supervisor | None = None) -> Star
             *routes_jobs.routes,
             *routes_workflows.routes,
             *routes_queues.routes,
+            *routes_tokens.routes,
             *routes_health.routes,
         ],
+        middleware=[Middleware(RateLimitHeaders)],
         exception_handlers={
             FlowyardError: flowyard_error,
             HTTPException: http_error,

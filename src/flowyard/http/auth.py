@@ -1,4 +1,4 @@
-"""API keys on requests: ``Authorization: Bearer`` or ``X-API-Key``, scopes, admin keys.
+"""API keys on requests: ``Authorization: Bearer`` or ``X-API-Key``.
 
 Keys are looked up by their SHA-256 hash and the stored hash is compared in constant time.
 A small cache (one second) keeps the hot path off SQLite while revocations still apply at once
@@ -10,7 +10,7 @@ import time
 
 from starlette.requests import Request
 
-from flowyard.errors import Forbidden, Unauthorized
+from flowyard.errors import Unauthorized
 from flowyard.storage.projects import ApiKey, hash_key, key_by_hash
 from flowyard.storage.sqlite import Database
 
@@ -51,11 +51,4 @@ class Authenticator:
             self._cache[token] = (now, key)
         if key is None or key.revoked_at is not None:
             raise Unauthorized("invalid or revoked API key")
-        return key
-
-    async def __call__(self, request: Request, scope: str | None) -> ApiKey:
-        """Authenticate, then require ``scope`` (None: any valid key)."""
-        key = await self.authenticate(request)
-        if scope is not None and scope not in key.scopes and "*" not in key.scopes:
-            raise Forbidden(f"key is missing required scope: {scope}")
         return key

@@ -1,10 +1,18 @@
-"""What a handler reaches through ``request``: the supervisor and the authenticator."""
+"""What a handler reaches through ``request``: the supervisor, the authenticator, the caller.
+
+``caller`` runs the checks every authenticated route starts with, in DESIGN §2's order: the
+key (401), the project's rate limit (429, before any work), the scope (403), readiness (503).
+It also counts the call in the project's usage. Token charges come later, in the handlers and
+engines, once the object was found (404), the body read (400) and its state checked (409).
+"""
 
 from dataclasses import dataclass
 
 from starlette.requests import Request
 
 from flowyard.actors.supervisor import Supervisor
+from flowyard.billing import READ, family
+from flowyard.errors import Forbidden, RateLimited
 from flowyard.http.auth import Authenticator
 from flowyard.storage.projects import ApiKey
 
@@ -18,8 +26,38 @@ class Context:
 
 
 async def caller(request: Request, scope: str | None) -> tuple[Supervisor, ApiKey]:
-    """Check readiness and the key's scope; the runtime and the key for the handler."""
+    """Authenticate, rate-limit, check the scope and readiness; the runtime and the key."""
     context: Context = request.app.state.context
-    key = await context.authenticate(request, scope)
+    key = await context.authenticate.authenticate(request)
+    accounts = context.runtime.accounts
+    account = await accounts.load(key.project_id)
+    if account.rate is not None:
+        headers, retry_after = accounts.admit(account)
+        # For RateLimitHeaders, which adds them to whatever the response turns out to be.
+        request.scope.setdefault("state", {})["rate_headers"] = headers
+        if retry_after is not None:
+            raise RateLimited(
+                f"over the project's limit of {account.rate:g} requests/s;"
+                f" retry after {retry_after} s",
+                retry_after,
+            )
+    accounts.count_call(key.project_id, family(request.url.path))
+    if scope is not None and scope not in key.scopes and "*" not in key.scopes:
+        raise Forbidden(f"key is missing required scope: {scope}")
     context.runtime.check_ready()
     return context.runtime, key
+
+
+def charge_read(request: Request, runtime: Supervisor, project_id: str) -> None:
+    """Charge a read to the project (402 if its balance is short), once it was found."""
+    runtime.accounts.charge(project_id, READ, family(request.url.path))
+
+
+async def admin_caller(request: Request) -> Supervisor:
+    """Authenticate an admin key (403 for any other key) and check readiness."""
+    context: Context = request.app.state.context
+    key = await context.authenticate.authenticate(request)
+    if not key.admin:
+        raise Forbidden("this route needs an admin key")
+    context.runtime.check_ready()
+    return context.runtime

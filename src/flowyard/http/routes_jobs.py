@@ -1,13 +1,16 @@
 """``/infra/jobs``: create, list, inspect, change, and the pull and callback protocols."""
 
+from typing import get_args
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from flowyard.actors.dispatcher import Outcome
+from flowyard.billing import JOB_WRITE
 from flowyard.errors import NotFound
 from flowyard.http.body import query_choice, query_int, query_str, read_json
-from flowyard.http.context import Context, caller
+from flowyard.http.context import Context, caller, charge_read
 from flowyard.http.respond import json_response
 from flowyard.http.schemas import (
     AckBody,
@@ -17,13 +20,13 @@ from flowyard.http.schemas import (
     HeartbeatBody,
     error_text,
 )
-from flowyard.jobs.model import JobStatus, job_view, run_view
+from flowyard.jobs.model import JobStatus, TriggerType, job_view, run_view
 from flowyard.jobs.spec import JobPatch, JobSpec, check_payload_size
 from flowyard.storage import jobs as store
 from flowyard.storage.projects import new_signing_secret, set_signing_secret, signing_secret
 
 STATUSES = frozenset(s.value for s in JobStatus)
-TRIGGER_TYPES = frozenset({"immediate", "delayed", "scheduled", "queue", "pull"})
+TRIGGER_TYPES = frozenset(get_args(TriggerType))
 
 
 async def create_job(request: Request) -> Response:
@@ -51,6 +54,7 @@ async def list_jobs(request: Request) -> Response:
         cursor=query_str(request, "cursor", 512),
         limit=query_int(request, "limit", 25, 1, 100),
     )
+    charge_read(request, runtime, key.project_id)
     return json_response({"jobs": [job_view(job) for job in jobs], "next_cursor": next_cursor})
 
 
@@ -60,6 +64,7 @@ async def get_job(request: Request) -> Response:
     job = await store.get_job(runtime.db, key.project_id, request.path_params["job_id"])
     if job is None:
         raise NotFound(f"job {request.path_params['job_id']} not found")
+    charge_read(request, runtime, key.project_id)
     return json_response(job_view(job))
 
 
@@ -97,6 +102,7 @@ async def list_runs(request: Request) -> Response:
         cursor=query_str(request, "cursor", 512),
         limit=query_int(request, "limit", 25, 1, 100),
     )
+    charge_read(request, runtime, key.project_id)
     return json_response({"runs": [run_view(run) for run in runs], "next_cursor": next_cursor})
 
 
@@ -154,13 +160,16 @@ async def run_callback(request: Request) -> Response:
 
 async def get_signing_secret(request: Request) -> Response:
     runtime, key = await caller(request, "jobs:write")
-    return json_response({"signing_secret": await signing_secret(runtime.db, key.project_id)})
+    secret = await signing_secret(runtime.db, key.project_id)
+    charge_read(request, runtime, key.project_id)
+    return json_response({"signing_secret": secret})
 
 
 async def rotate_signing_secret(request: Request) -> Response:
     runtime, key = await caller(request, "jobs:write")
     secret = new_signing_secret()
-    await runtime.db.commit([set_signing_secret(key.project_id, secret)])
+    with runtime.accounts.paying(key.project_id, JOB_WRITE, "infra/jobs"):
+        await runtime.db.commit([set_signing_secret(key.project_id, secret)])
     runtime.jobs.push.forget_secret(key.project_id)
     return json_response({"signing_secret": secret})
 

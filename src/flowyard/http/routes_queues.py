@@ -7,7 +7,7 @@ from starlette.routing import Route
 from flowyard.clock import now_ms
 from flowyard.errors import invalid_field
 from flowyard.http.body import query_int, query_str, read_json
-from flowyard.http.context import caller
+from flowyard.http.context import caller, charge_read
 from flowyard.http.respond import json_response
 from flowyard.http.schemas import QueueBody
 
@@ -24,6 +24,7 @@ async def list_queues(request: Request) -> Response:
     page = queues[:limit]
     now = now_ms()
     next_cursor = page[-1].name if len(queues) > limit else None
+    charge_read(request, runtime, key.project_id)
     return json_response({"queues": [q.view(now) for q in page], "next_cursor": next_cursor})
 
 

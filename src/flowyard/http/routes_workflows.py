@@ -11,7 +11,7 @@ from starlette.routing import Route
 from flowyard.clock import rfc3339
 from flowyard.errors import NotFound
 from flowyard.http.body import query_choice, query_int, query_str, read_json
-from flowyard.http.context import caller
+from flowyard.http.context import caller, charge_read
 from flowyard.http.respond import json_response
 from flowyard.storage import workflows as store
 from flowyard.storage.workflows import Blueprint
@@ -71,6 +71,7 @@ def execution_view(state: ExecutionState) -> dict[str, Any]:
         "completed_at": rfc3339(state.completed_at),
         "cancelled_at": rfc3339(state.cancelled_at),
         "paused_at": rfc3339(state.paused_at),
+        "pause_reason": state.pause_reason,
         "resumed_at": rfc3339(state.resumed_at),
         "deadline_at": rfc3339(state.deadline_at),
         "steps": [
@@ -125,12 +126,14 @@ async def list_blueprints(request: Request) -> Response:
         }
         for b in blueprints
     ]
+    charge_read(request, runtime, key.project_id)
     return json_response({"blueprints": items, "next_cursor": next_cursor})
 
 
 async def get_blueprint(request: Request) -> Response:
     runtime, key = await caller(request, "workflows:read")
     blueprint = await runtime.workflows.blueprint(key.project_id, request.path_params["id"])
+    charge_read(request, runtime, key.project_id)
     return json_response(blueprint_view(blueprint))
 
 
@@ -160,6 +163,7 @@ async def list_executions(request: Request) -> Response:
         cursor=query_str(request, "cursor", 512),
         limit=query_int(request, "limit", 25, 1, 100),
     )
+    charge_read(request, runtime, key.project_id)
     return json_response(
         {"executions": [execution_view(e) for e in executions], "next_cursor": next_cursor}
     )
@@ -178,7 +182,8 @@ async def _execution(request: Request, scope: str) -> tuple[Any, ExecutionState]
 
 
 async def get_execution(request: Request) -> Response:
-    _, state = await _execution(request, "workflows:read")
+    runtime, state = await _execution(request, "workflows:read")
+    charge_read(request, runtime, state.project_id)
     return json_response(execution_view(state))
 
 
@@ -188,8 +193,9 @@ async def list_events(request: Request) -> Response:
         runtime.db,
         state.id,
         cursor=query_str(request, "cursor", 512),
-        limit=query_int(request, "limit", 100, 1, 100),
+        limit=query_int(request, "limit", 25, 1, 100),
     )
+    charge_read(request, runtime, state.project_id)
     return json_response(
         {"events": [event_view(seq, e) for seq, e in events], "next_cursor": next_cursor}
     )

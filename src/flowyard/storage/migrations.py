@@ -85,6 +85,16 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (execution_id, seq)
     ) WITHOUT ROWID;
     """,
+    """
+    CREATE TABLE usage (
+        project_id TEXT NOT NULL,
+        day INTEGER NOT NULL,
+        family TEXT NOT NULL,
+        calls INTEGER NOT NULL,
+        nanos INTEGER NOT NULL,
+        PRIMARY KEY (project_id, day, family)
+    ) WITHOUT ROWID;
+    """,
 ]
 
 

@@ -31,6 +31,7 @@ def initial(state: ExecutionState) -> ExecutionState:
         completed_at=None,
         cancelled_at=None,
         paused_at=None,
+        pause_reason=None,
         resumed_at=None,
         deadline_at=state.started_at + state.max_duration_ms,
         steps=steps,
@@ -97,12 +98,18 @@ def replay(start: ExecutionState, events: Iterable[Event]) -> ExecutionState:
                     "completed_at": at,
                 }
             case "paused":
-                state = replace(state, status=ExecutionStatus.PAUSED, paused_at=at)
+                state = replace(
+                    state,
+                    status=ExecutionStatus.PAUSED,
+                    paused_at=at,
+                    pause_reason=data.get("reason"),
+                )
             case "resumed":
                 state = replace(
                     state,
                     status=ExecutionStatus.RUNNING,
                     resumed_at=at,
+                    pause_reason=None,
                     error=None,
                     completed_at=None,
                     deadline_at=data["deadline_at"],

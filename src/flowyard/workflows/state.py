@@ -91,6 +91,7 @@ class ExecutionState(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     completed_at: int | None = None
     cancelled_at: int | None = None
     paused_at: int | None = None
+    pause_reason: str | None = None
     resumed_at: int | None = None
     deadline_at: int = 0
     max_duration_ms: int = 86_400_000
@@ -134,7 +135,9 @@ class CancelExecution(msgspec.Struct, frozen=True, tag="cancel"):
 
 
 class PauseExecution(msgspec.Struct, frozen=True, tag="pause"):
-    """Queue nothing new until resumed."""
+    """Queue nothing new until resumed (``reason``: why, when the engine pauses by itself)."""
+
+    reason: str | None = None
 
 
 class ResumeExecution(msgspec.Struct, frozen=True, tag="resume"):

@@ -1,0 +1,231 @@
+"""Per-project accounts: token balances, usage and request rate limits, kept in memory.
+
+Every call is checked here without a round trip to SQLite: the rate limit (a token bucket of
+``rate_limit_rps`` with one second of burst) and the token balance. Charges and usage are
+written behind, once a second, as deltas (``token_balance = token_balance - spent``), so that
+a balance changed meanwhile by the CLI or another process is not overwritten; the projects'
+settings are read back at the same pace. A ``kill -9`` can therefore lose up to a second of
+charges and usage counts (never a balance set by an admin: that is committed before it is
+answered).
+"""
+
+import logging
+import math
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import anyio
+from anyio.abc import TaskStatus
+
+from flowyard.billing import format_tokens
+from flowyard.errors import InsufficientTokens
+from flowyard.storage import accounts as store
+from flowyard.storage.sqlite import Database, Op
+
+log = logging.getLogger("flowyard.accounts")
+
+SYNC_SECONDS = 1.0
+
+RateHeaders = list[tuple[bytes, bytes]]
+Usage = dict[tuple[str, int, str], list[int]]
+
+
+class Account:
+    """One project's balance, its unwritten spending, and its rate bucket."""
+
+    __slots__ = ("balance", "bucket", "bucket_at", "rate", "unwritten", "version")
+
+    def __init__(self, balance: int | None, rate: float | None) -> None:
+        self.balance = balance  # nanotokens left, None = unlimited
+        self.unwritten = 0  # spent since the last write-behind
+        self.rate = rate  # requests per second, None = no limit
+        self.bucket = float(max(1.0, rate or 1.0))
+        self.bucket_at = time.monotonic()
+        self.version = 0  # bumped when an admin changes the settings here
+
+
+class Accounts:
+    """Every project's :class:`Account`, and the task that keeps SQLite in step."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._accounts: dict[str, Account] = {}
+        self._usage: Usage = {}  # (project, day, family) -> [calls, nanotokens]
+        self._writing: Usage = {}  # handed to the writer, not committed yet
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Load every project, then write behind and read back once a second until cancelled."""
+        await self.refresh()
+        task_status.started()
+        try:
+            while True:
+                await anyio.sleep(SYNC_SECONDS)
+                try:
+                    await self.write_behind()
+                    await self.refresh()
+                except Exception:
+                    log.exception("could not sync project accounts")
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.write_behind()
+
+    async def write_behind(self) -> None:
+        """Commit the spending and usage counted since the last call."""
+        ops: list[Op] = []
+        for project_id, account in self._accounts.items():
+            if account.unwritten:
+                ops.append(store.spend(project_id, account.unwritten))
+                account.unwritten = 0
+        self._writing, self._usage = self._usage, {}
+        ops += [store.add_usage(*key, *counts) for key, counts in self._writing.items()]
+        try:
+            await self.db.commit(ops)
+        finally:
+            self._writing = {}
+
+    async def refresh(self) -> None:
+        """Read every project's balance and rate limit (what is unwritten stays deducted)."""
+        versions = {pid: account.version for pid, account in self._accounts.items()}
+        for project_id, balance, rate in await store.all_settings(self.db):
+            account = self._accounts.get(project_id)
+            if account is None:
+                self._accounts[project_id] = Account(balance, rate)
+            elif account.version == versions.get(project_id):  # else an admin just set it
+                account.balance = None if balance is None else max(0, balance - account.unwritten)
+                self._set_rate(account, rate)
+
+    async def load(self, project_id: str) -> Account:
+        """The project's account, read from SQLite on first use (e.g. a project made by the CLI)."""
+        account = self._accounts.get(project_id)
+        if account is None:
+            settings = await store.project_settings(self.db, project_id)
+            balance, rate = settings if settings else (None, None)
+            account = self._accounts.setdefault(project_id, Account(balance, rate))
+        return account
+
+    # ----------------------------------------------------------------- rate limits
+
+    def admit(self, account: Account) -> tuple[RateHeaders, int | None]:
+        """Take one request from the bucket: the ``X-RateLimit-*`` headers, and the seconds to
+        wait (``Retry-After``) when the bucket is empty. No headers for an unlimited project."""
+        rate = account.rate
+        if rate is None:
+            return [], None
+        now = time.monotonic()
+        capacity = max(1.0, rate)
+        tokens = min(capacity, account.bucket + (now - account.bucket_at) * rate)
+        account.bucket_at = now
+        retry_after = None
+        if tokens >= 1.0:
+            tokens -= 1.0
+        else:
+            retry_after = max(1, math.ceil((1.0 - tokens) / rate))
+        account.bucket = tokens
+        reset = math.ceil(time.time() + (capacity - tokens) / rate)
+        headers = [
+            (b"x-ratelimit-limit", _number(rate).encode()),
+            (b"x-ratelimit-remaining", str(int(tokens)).encode()),
+            (b"x-ratelimit-reset", str(reset).encode()),
+        ]
+        return headers, retry_after
+
+    def set_rate(self, project_id: str, rate: float | None) -> Op:
+        """An admin sets the limit: memory now, and the write to commit before answering."""
+        account = self._accounts.setdefault(project_id, Account(None, rate))
+        account.version += 1
+        self._set_rate(account, rate)
+        return store.set_rate(project_id, rate)
+
+    @staticmethod
+    def _set_rate(account: Account, rate: float | None) -> None:
+        if rate != account.rate:
+            account.rate = rate
+            account.bucket = float(max(1.0, rate or 1.0))
+            account.bucket_at = time.monotonic()
+
+    # ----------------------------------------------------------------- tokens and usage
+
+    def count_call(self, project_id: str, family: str) -> None:
+        """Count one call of the project in today's usage."""
+        self._counts(project_id, family)[0] += 1
+
+    def charge(self, project_id: str, nanos: int, family: str) -> None:
+        """Take ``nanos`` from the balance, or raise 402 and take nothing."""
+        if nanos <= 0:
+            return
+        account = self._accounts.get(project_id)
+        if account is not None and account.balance is not None:
+            if account.balance < nanos:
+                raise InsufficientTokens(
+                    f"this call costs {format_tokens(nanos)} tokens and the balance is"
+                    f" {format_tokens(account.balance)}"
+                )
+            account.balance -= nanos
+            account.unwritten += nanos
+        self._counts(project_id, family)[1] += nanos
+
+    def refund(self, project_id: str, nanos: int, family: str) -> None:
+        """Give back a charge whose write failed."""
+        if nanos <= 0:
+            return
+        account = self._accounts.get(project_id)
+        if account is not None and account.balance is not None:
+            account.balance += nanos
+            account.unwritten -= nanos
+        self._counts(project_id, family)[1] -= nanos
+
+    def can_pay(self, project_id: str, nanos: int) -> bool:
+        """Whether a charge of ``nanos`` would go through."""
+        account = self._accounts.get(project_id)
+        return account is None or account.balance is None or account.balance >= nanos
+
+    @contextmanager
+    def paying(self, project_id: str, nanos: int, family: str) -> Iterator[None]:
+        """Charge now (402 if the balance is short); refund if the block fails."""
+        self.charge(project_id, nanos, family)
+        try:
+            yield
+        except BaseException:
+            self.refund(project_id, nanos, family)
+            raise
+
+    def set_balance(self, project_id: str, nanos: int | None) -> Op:
+        """An admin sets the balance: memory now, and the write to commit before answering."""
+        account = self._accounts.setdefault(project_id, Account(None, None))
+        account.version += 1
+        account.balance = nanos
+        account.unwritten = 0
+        return store.set_balance(project_id, nanos)
+
+    def balance(self, project_id: str) -> int | None:
+        """The balance left, in nanotokens (None: unlimited)."""
+        account = self._accounts.get(project_id)
+        return None if account is None else account.balance
+
+    def rate(self, project_id: str) -> float | None:
+        """The project's rate limit in requests per second (None: none)."""
+        account = self._accounts.get(project_id)
+        return None if account is None else account.rate
+
+    async def usage(self, project_id: str) -> list[store.UsageRow]:
+        """The project's usage per day and family, stored and not yet written, oldest first."""
+        rows = {(r.day, r.family): r for r in await store.usage(self.db, project_id)}
+        pending = [*self._writing.items(), *self._usage.items()]
+        for (pid, day, fam), (calls, nanos) in pending:
+            if pid != project_id:
+                continue
+            row = rows.get((day, fam)) or store.UsageRow(day, fam, 0, 0)
+            rows[(day, fam)] = store.UsageRow(day, fam, row.calls + calls, row.nanos + nanos)
+        return sorted(rows.values(), key=lambda r: (r.day, r.family))
+
+    def _counts(self, project_id: str, family: str) -> list[int]:
+        key = (project_id, int(time.time() // 86_400), family)
+        counts = self._usage.get(key)
+        if counts is None:
+            counts = self._usage[key] = [0, 0]
+        return counts
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
