@@ -22,6 +22,7 @@ from starlette.routing import Route
 
 from flowyard.actors.supervisor import Supervisor
 from flowyard.http.app import create_app
+from flowyard.http.protocol import CorkedHttpToolsProtocol
 from flowyard.settings import Settings
 from flowyard.storage.projects import ALL_SCOPES, create_key_sync
 
@@ -49,7 +50,9 @@ async def serve_app(app: Any) -> AsyncIterator[str]:
     """Run an ASGI app with uvicorn on a free 127.0.0.1 port; yields its base URL."""
     sock = _bound_socket()
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, lifespan="on", http=CorkedHttpToolsProtocol
+    )
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     async with anyio.create_task_group() as tg:
@@ -95,7 +98,9 @@ async def running_service(tmp_path: Path, **overrides: Any) -> AsyncIterator[Ser
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, lifespan="on", http=CorkedHttpToolsProtocol
+    )
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     async with anyio.create_task_group() as tg:
