@@ -95,6 +95,10 @@ class Accounts:
                 account.balance = None if balance is None else max(0, balance - account.unwritten)
                 self._set_rate(account, rate)
 
+    def get(self, project_id: str) -> Account | None:
+        """The project's account if it is loaded (the hot path: no await)."""
+        return self._accounts.get(project_id)
+
     async def load(self, project_id: str) -> Account:
         """The project's account, read from SQLite on first use (e.g. a project made by the CLI)."""
         account = self._accounts.get(project_id)

@@ -30,7 +30,7 @@ async def caller(request: Request, scope: str | None) -> tuple[Supervisor, ApiKe
     context: Context = request.app.state.context
     key = await context.authenticate.authenticate(request)
     accounts = context.runtime.accounts
-    account = await accounts.load(key.project_id)
+    account = accounts.get(key.project_id) or await accounts.load(key.project_id)
     if account.rate is not None:
         headers, retry_after = accounts.admit(account)
         # For RateLimitHeaders, which adds them to whatever the response turns out to be.
