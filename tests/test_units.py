@@ -20,7 +20,7 @@ from flowyard.errors import Invalid, MailboxFull, Unavailable
 from flowyard.jobs.cron import is_valid_schedule, next_fire_ms
 from flowyard.signing import signature, signature_header, verify
 from flowyard.storage.jobs import QueueSettings
-from flowyard.storage.pages import decode_cursor, encode_cursor
+from flowyard.storage.pages import decode_cursor, encode_cursor, seal, unseal
 
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 BASE62 = set("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
@@ -177,17 +177,56 @@ def test_malformed_signature_header_fails(header: str) -> None:
 
 # ----------------------------------------------------------------------------- cursors
 
+KEY = b"k" * 32
+
 
 @pytest.mark.parametrize("seq", [0, 1, 25, 999_999, 2**53, 2**62])
 def test_cursor_round_trip(seq: int) -> None:
-    cursor = encode_cursor(seq)
-    assert decode_cursor(cursor) == seq
+    cursor = encode_cursor(KEY, "jobs", seq)
+    assert decode_cursor(KEY, "jobs", cursor) == seq
     assert "=" not in cursor  # opaque and URL-safe without padding
     assert str(seq) not in cursor
 
 
 def test_no_cursor_is_none() -> None:
-    assert decode_cursor(None) is None
+    assert decode_cursor(KEY, "jobs", None) is None
+    assert unseal(KEY, "queues", None) is None
+
+
+@pytest.mark.parametrize("name", ["q", "a:b", "\u00e9\u4e2d\U0001f600", "x" * 128])
+def test_a_name_cursor_round_trips(name: str) -> None:
+    assert unseal(KEY, "queues", seal(KEY, "queues", name)) == name
+
+
+def _tampered(cursor: str) -> list[str]:
+    middle = len(cursor) // 2
+    flip = "A" if cursor[middle] != "A" else "B"
+    last = "A" if cursor[-1] != "A" else "B"
+    return [
+        cursor[:middle] + flip + cursor[middle + 1 :],
+        cursor[:-1] + last,
+        cursor[:-1],
+        cursor + "A",
+        cursor[1:],
+        _b64("s:5"),  # the unsigned form of an earlier version
+    ]
+
+
+@pytest.mark.parametrize("seq", [0, 7, 2**40])
+def test_a_tampered_or_foreign_cursor_is_invalid(seq: int) -> None:
+    cursor = encode_cursor(KEY, "jobs", seq)
+    candidates = [
+        *_tampered(cursor),
+        encode_cursor(KEY, "blueprints", seq),  # another list's
+        encode_cursor(KEY, "runs:job_a", seq),
+        encode_cursor(b"another key", "jobs", seq),  # another database's
+        seal(KEY, "jobs", "5x"),  # signed, but not a seq
+        seal(KEY, "jobs", "9" * 30),
+    ]
+    for candidate in candidates:
+        with pytest.raises(Invalid):
+            decode_cursor(KEY, "jobs", candidate)
+    assert decode_cursor(KEY, "jobs", cursor) == seq
 
 
 def _b64(text: str) -> str:
@@ -216,7 +255,7 @@ def _b64(text: str) -> str:
 )
 def test_garbage_cursor_is_invalid(cursor: str) -> None:
     with pytest.raises(Invalid) as caught:
-        decode_cursor(cursor)
+        decode_cursor(KEY, "jobs", cursor)
     assert caught.value.details == [
         {"path": "$.cursor", "message": "is not a cursor this service issued"}
     ]

@@ -1,21 +1,31 @@
-"""The ``flowyard`` command: ``serve`` and ``keys``."""
+"""The ``flowyard`` command: ``serve`` and ``keys create|list|revoke``."""
 
 import argparse
+import json
 import logging
 import os
 import signal
 import socket
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import anyio
 import uvicorn
 
 from flowyard.actors.supervisor import Supervisor
+from flowyard.clock import rfc3339
 from flowyard.http.app import create_app
 from flowyard.http.protocol import CorkedHttpToolsProtocol
 from flowyard.settings import Settings
-from flowyard.storage.projects import ALL_SCOPES, create_key_sync
+from flowyard.storage.projects import (
+    ALL_SCOPES,
+    SCOPES,
+    ApiKey,
+    create_key_sync,
+    list_keys_sync,
+    revoke_key_sync,
+)
 
 log = logging.getLogger("flowyard")
 
@@ -66,9 +76,19 @@ def _parser() -> argparse.ArgumentParser:
     create = key_commands.add_parser("create", help="create a project (if needed) and a key")
     create.add_argument("--db", default=_env("db", defaults.db))
     create.add_argument("--project", required=True)
-    create.add_argument("--scope", action="append", dest="scopes")
+    create.add_argument("--scope", action="append", dest="scopes", choices=SCOPES)
     create.add_argument("--admin", action="store_true")
     create.add_argument("--name", default="")
+    listing = key_commands.add_parser("list", help="list keys, newest first (never the secrets)")
+    listing.add_argument("--db", default=_env("db", defaults.db))
+    listing.add_argument("--project", help="only this project's keys (by name)")
+    listing.add_argument("--json", action="store_true", help="a JSON array instead of a table")
+    revoke = key_commands.add_parser(
+        "revoke", help="revoke a key (a running server refuses it within a second)"
+    )
+    revoke.add_argument("--db", default=_env("db", defaults.db))
+    revoke.add_argument("key_id", metavar="KEY_ID")
+    revoke.add_argument("--json", action="store_true", help="the key record as JSON")
     return parser
 
 
@@ -97,7 +117,96 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"project {record.project_id} key {record.id} scopes {' '.join(record.scopes)}")
         print(created.key)
         return 0
+    if args.command == "keys" and args.keys_command == "list":
+        return list_keys(args.db, args.project, as_json=args.json)
+    if args.command == "keys" and args.keys_command == "revoke":
+        return revoke_key(args.db, args.key_id, as_json=args.json)
     return 2
+
+
+_KEY_COLUMNS = (
+    "id",
+    "project",
+    "name",
+    "scopes",
+    "admin",
+    "created_at",
+    "last_used_at",
+    "revoked_at",
+)
+
+
+def _key_record(key: ApiKey, project: str) -> dict[str, Any]:
+    return {
+        "id": key.id,
+        "project_id": key.project_id,
+        "project": project,
+        "name": key.name,
+        "scopes": list(key.scopes),
+        "admin": key.admin,
+        "created_at": rfc3339(key.created_at),
+        "last_used_at": rfc3339(key.last_used_at),
+        "revoked_at": rfc3339(key.revoked_at),
+    }
+
+
+def _print_keys(records: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(records, indent=2))
+        return
+    rows = [list(_KEY_COLUMNS)]
+    for record in records:
+        cells = {
+            **record,
+            "scopes": ",".join(record["scopes"]),
+            "admin": "yes" if record["admin"] else "no",
+        }
+        rows.append([str(cells[column] or "-") for column in _KEY_COLUMNS])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(_KEY_COLUMNS))]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+
+
+def _no_database(db: str) -> bool:
+    if os.path.exists(db):
+        return False
+    print(f"flowyard: no database at {db}", file=sys.stderr)
+    return True
+
+
+def list_keys(db: str, project: str | None, *, as_json: bool) -> int:
+    """``flowyard keys list``: every key (of one project), newest first, straight from the file."""
+    if _no_database(db):
+        return 1
+    try:
+        keys = list_keys_sync(db, project)
+    except LookupError as exc:
+        print(f"flowyard: {exc.args[0]}", file=sys.stderr)
+        return 1
+    _print_keys([_key_record(key, name) for key, name in keys], as_json)
+    return 0
+
+
+def revoke_key(db: str, key_id: str, *, as_json: bool) -> int:
+    """``flowyard keys revoke``: revoke in the file. A running server refuses the key within a
+    second (the lifetime of its key cache). Revoking a revoked key changes nothing."""
+    if _no_database(db):
+        return 1
+    try:
+        key, project, already = revoke_key_sync(db, key_id)
+    except LookupError as exc:
+        print(f"flowyard: {exc.args[0]}", file=sys.stderr)
+        return 1
+    if already:
+        print(f"flowyard: key {key_id} was already revoked", file=sys.stderr)
+    record = _key_record(key, project)
+    if as_json:
+        print(json.dumps(record, indent=2))
+    else:
+        _print_keys([record], as_json=False)
+    return 0
 
 
 def serve(settings: Settings) -> int:

@@ -1,6 +1,16 @@
 """Push signatures: ``X-Flowyard-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>">``.
 
-Handlers verify a delivery with :func:`verify`; the HMAC key is the secret's UTF-8 bytes.
+Handlers verify a delivery with :func:`verify`; the HMAC key is the secret's UTF-8 bytes, the
+secret is the project's (``GET /infra/jobs/signing-secret``, ``Client.jobs.signing_secret()``).
+For example, in a Starlette handler::
+
+    from flowyard.signing import verify
+
+    async def charge(request):
+        body = await request.body()  # the raw bytes, before any JSON parsing
+        if not verify(SECRET, body, request.headers.get("x-flowyard-signature", "")):
+            return Response(status_code=401)
+        ...
 """
 
 import hashlib
@@ -48,4 +58,4 @@ def verify(
     if abs(current - t) > tolerance_seconds:
         return False
     expected = signature(secret, t, body)
-    return hmac.compare_digest(expected, fields.get("v1", ""))
+    return hmac.compare_digest(expected.encode(), fields.get("v1", "").encode())  # any text

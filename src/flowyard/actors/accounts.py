@@ -26,6 +26,8 @@ from flowyard.storage.sqlite import Database, Op
 log = logging.getLogger("flowyard.accounts")
 
 SYNC_SECONDS = 1.0
+MAX_WAIT_SECONDS = 86_400.0
+"""The longest wait a rate limit announces: a tiny rate would overflow a float."""
 
 RateHeaders = list[tuple[bytes, bytes]]
 Usage = dict[tuple[str, int, str], list[int]]
@@ -53,6 +55,9 @@ class Accounts:
         self._accounts: dict[str, Account] = {}
         self._usage: Usage = {}  # (project, day, family) -> [calls, nanotokens]
         self._writing: Usage = {}  # handed to the writer, not committed yet
+        # A usage read and a write-behind do not interleave: else a read could see rows the
+        # write just committed and also the same counts still in ``_writing`` (or neither).
+        self._usage_lock = anyio.Lock()
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Load every project, then write behind and read back once a second until cancelled."""
@@ -77,12 +82,13 @@ class Accounts:
             if account.unwritten:
                 ops.append(store.spend(project_id, account.unwritten))
                 account.unwritten = 0
-        self._writing, self._usage = self._usage, {}
-        ops += [store.add_usage(*key, *counts) for key, counts in self._writing.items()]
-        try:
-            await self.db.commit(ops)
-        finally:
-            self._writing = {}
+        async with self._usage_lock:
+            self._writing, self._usage = self._usage, {}
+            ops += [store.add_usage(*key, *counts) for key, counts in self._writing.items()]
+            try:
+                await self.db.commit(ops)
+            finally:
+                self._writing = {}
 
     async def refresh(self) -> None:
         """Read every project's balance and rate limit (what is unwritten stays deducted)."""
@@ -124,9 +130,9 @@ class Accounts:
         if tokens >= 1.0:
             tokens -= 1.0
         else:
-            retry_after = max(1, math.ceil((1.0 - tokens) / rate))
+            retry_after = max(1, math.ceil(min((1.0 - tokens) / rate, MAX_WAIT_SECONDS)))
         account.bucket = tokens
-        reset = math.ceil(time.time() + (capacity - tokens) / rate)
+        reset = math.ceil(time.time() + min((capacity - tokens) / rate, MAX_WAIT_SECONDS))
         headers = [
             (b"x-ratelimit-limit", _number(rate).encode()),
             (b"x-ratelimit-remaining", str(int(tokens)).encode()),
@@ -214,8 +220,9 @@ class Accounts:
 
     async def usage(self, project_id: str) -> list[store.UsageRow]:
         """The project's usage per day and family, stored and not yet written, oldest first."""
-        rows = {(r.day, r.family): r for r in await store.usage(self.db, project_id)}
-        pending = [*self._writing.items(), *self._usage.items()]
+        async with self._usage_lock:
+            rows = {(r.day, r.family): r for r in await store.usage(self.db, project_id)}
+            pending = [*self._writing.items(), *self._usage.items()]
         for (pid, day, fam), (calls, nanos) in pending:
             if pid != project_id:
                 continue

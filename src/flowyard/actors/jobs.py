@@ -567,7 +567,7 @@ class JobEngine:
         live = self.jobs.get(job.id)
         if live is None or live.status is not JobStatus.RUNNING or not live.is_pull:
             raise Conflict(f"job {job.id} is not running")
-        if not secrets.compare_digest(live.claim_token or "", claim_token):
+        if not secrets.compare_digest((live.claim_token or "").encode(), claim_token.encode()):
             raise Conflict("stale or wrong claim_token")
         return live
 
@@ -723,7 +723,8 @@ class JobEngine:
             ),
             paused=current.paused if paused is msgspec.UNSET else paused,
         )
-        with self._paying(project_id, JOB_WRITE):
+        # Billed to the family of the route it answers (``PUT /infra/queues/{name}``).
+        with self.accounts.paying(project_id, JOB_WRITE, "infra/queues"):
             await self.db.commit([store.put_queue(project_id, name, updated)])
         queue.settings = updated
         if not updated.paused:

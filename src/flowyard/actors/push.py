@@ -149,7 +149,7 @@ class PushDelivery:
     async def callback(self, job_id: str, run_id: str, sig: str, outcome: Outcome) -> Job:
         """A deferred (202) result arriving on its signed callback URL."""
         expected = _callback_signature(self.server_secret, job_id, run_id)
-        if not secrets.compare_digest(expected, sig):
+        if not secrets.compare_digest(expected.encode(), sig.encode()):  # sig: any text
             raise NotFound("unknown callback")
         job = self.engine.jobs.get(job_id)
         # A callback may overtake its own 202 answer (delivery still in flight): accept it;

@@ -15,6 +15,9 @@ import anyio
 
 from flowyard.storage.jobs import QueueSettings
 
+MAX_TOKEN_WAIT_MS = 86_400_000
+"""The longest a push queue waits before checking its rate limit again."""
+
 _counter = itertools.count()
 
 
@@ -101,7 +104,8 @@ class Queue:
         """When the rate limit next allows a delivery."""
         rate = self.settings.rate_limit_per_second or 1.0
         missing = max(0.0, 1.0 - self._tokens)
-        return now + max(1, int(missing / rate * 1000))
+        # A tiny rate waits longer than a float can hold: look again after a day at most.
+        return now + max(1, int(min(missing / rate * 1000, MAX_TOKEN_WAIT_MS)))
 
     def _refill(self, now: int, rate: float) -> None:
         capacity = max(1.0, rate)

@@ -10,6 +10,9 @@ from starlette.middleware import Middleware
 from flowyard.actors.supervisor import Supervisor
 from flowyard.errors import FlowyardError
 from flowyard.http import (
+    routes_admin,
+    routes_dashboard,
+    routes_docs,
     routes_health,
     routes_jobs,
     routes_queues,
@@ -39,6 +42,9 @@ def create_app(settings: Settings, supervisor: Supervisor | None = None) -> Star
             *routes_queues.routes,
             *routes_tokens.routes,
             *routes_health.routes,
+            *routes_dashboard.routes,
+            *routes_docs.routes,
+            *routes_admin.routes,
         ],
         middleware=[Middleware(RateLimitHeaders)],
         exception_handlers={

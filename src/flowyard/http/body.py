@@ -13,6 +13,7 @@ T = TypeVar("T")
 MAX_BODY_BYTES = 1024 * 1024
 _PATH = re.compile(r"^(?P<message>.*) - at `(?P<path>\$[^`]*)`$", re.DOTALL)
 _MISSING = re.compile(r"^Object missing required field `(?P<field>[^`]+)`$")
+_INTEGER = re.compile(r"^-?[0-9]{1,18}\Z")
 
 
 async def read_body(request: Request) -> bytes:
@@ -46,6 +47,8 @@ def decode(body: bytes, kind: type[T]) -> T:
         raise Invalid(f"{path}: {message}", [{"path": path, "message": message}]) from None
     except msgspec.DecodeError as exc:
         raise Invalid(f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise Invalid("the body is nested too deeply") from None
 
 
 async def read_json(request: Request, kind: type[T], *, optional: bool = False) -> T:
@@ -63,13 +66,10 @@ def query_int(request: Request, name: str, default: int, low: int, high: int) ->
     raw = request.query_params.get(name)
     if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise invalid_field(f"$.{name}", "must be an integer") from None
-    if not low <= value <= high:
-        raise invalid_field(f"$.{name}", f"must be between {low} and {high}")
-    return value
+    # Plain ASCII digits only, not int()'s " 5", "+5", "1_0" or fullwidth digits.
+    if not _INTEGER.match(raw) or not low <= int(raw) <= high:
+        raise invalid_field(f"$.{name}", f"must be an integer from {low} to {high}")
+    return int(raw)
 
 
 def query_choice(request: Request, name: str, choices: frozenset[str]) -> str | None:

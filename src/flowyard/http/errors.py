@@ -5,6 +5,7 @@ import logging
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Match, Route
 
 from flowyard import errors
 from flowyard.http.respond import json_response
@@ -71,7 +72,21 @@ async def http_error(request: Request, exc: Exception) -> Response:
     response = error_response(exc.status_code, code, message)
     if exc.headers:
         response.headers.update(exc.headers)
+    allowed = _allowed_methods(request) if exc.status_code == 405 else None
+    if allowed:  # Starlette names only the methods of the first route matching the path
+        response.headers["Allow"] = ", ".join(sorted(allowed))
     return response
+
+
+def _allowed_methods(request: Request) -> set[str]:
+    """Every method some route of the app accepts for this request's path."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.methods:
+            match, _ = route.matches(request.scope)
+            if match is not Match.NONE:
+                methods |= route.methods
+    return methods
 
 
 async def internal_error(request: Request, exc: Exception) -> Response:

@@ -10,6 +10,7 @@ from flowyard.http.body import query_int, query_str, read_json
 from flowyard.http.context import caller, charge_read
 from flowyard.http.respond import json_response
 from flowyard.http.schemas import QueueBody
+from flowyard.storage.pages import seal, unseal
 
 NAME_MAX = 128
 
@@ -17,13 +18,14 @@ NAME_MAX = 128
 async def list_queues(request: Request) -> Response:
     runtime, key = await caller(request, "jobs:read")
     limit = query_int(request, "limit", 25, 1, 100)
-    after = query_str(request, "cursor", NAME_MAX)
+    cursor_key = runtime.db.cursor_key
+    after = unseal(cursor_key, "queues", query_str(request, "cursor", 1024))
     queues = [
         q for q in runtime.jobs.project_queues(key.project_id) if after is None or q.name > after
     ]
     page = queues[:limit]
     now = now_ms()
-    next_cursor = page[-1].name if len(queues) > limit else None
+    next_cursor = seal(cursor_key, "queues", page[-1].name) if len(queues) > limit else None
     charge_read(request, runtime, key.project_id)
     return json_response({"queues": [q.view(now) for q in page], "next_cursor": next_cursor})
 

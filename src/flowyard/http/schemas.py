@@ -5,7 +5,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta, Raw
 
-from flowyard.jobs.model import NULL
+from flowyard.jobs.model import null
 from flowyard.jobs.spec import JobSpec
 
 
@@ -29,7 +29,7 @@ class AckBody(msgspec.Struct, frozen=True, kw_only=True):
 
     status: Literal["completed", "failed"]
     claim_token: Annotated[str, Meta(min_length=1, max_length=256)]
-    result: Raw = NULL
+    result: Raw = msgspec.field(default_factory=null)
     error: Any = None
     retryable: bool = True
 
@@ -45,7 +45,7 @@ class CallbackBody(msgspec.Struct, frozen=True, kw_only=True):
     """What a handler that answered 202 posts to its callback URL."""
 
     status: Literal["completed", "failed"]
-    result: Raw = NULL
+    result: Raw = msgspec.field(default_factory=null)
     error: Any = None
 
 

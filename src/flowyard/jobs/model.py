@@ -14,6 +14,12 @@ from flowyard.clock import rfc3339
 
 NULL = Raw(b"null")
 
+
+def null() -> Raw:
+    """``NULL`` as a field's ``default_factory`` (JSON Schema cannot show a ``Raw`` default)."""
+    return NULL
+
+
 QueueName = Annotated[str, Meta(min_length=1, max_length=128)]
 
 
@@ -47,6 +53,8 @@ class PullQueue(msgspec.Struct, frozen=True, tag="pull", tag_field="type"):
 
 
 Trigger = Immediate | Delayed | Scheduled | PushQueue | PullQueue
+TriggerType = Literal["immediate", "delayed", "scheduled", "queue", "pull"]
+"""The ``type`` tags of ``Trigger``."""
 Backoff = Literal["exponential", "linear", "fixed"]
 
 

@@ -9,7 +9,7 @@ from msgspec import Meta, Raw
 
 from flowyard.errors import Invalid, PayloadTooLarge
 from flowyard.jobs.cron import is_valid_schedule
-from flowyard.jobs.model import NULL, Backoff, PullQueue, Scheduled, Trigger
+from flowyard.jobs.model import NULL, Backoff, PullQueue, Scheduled, Trigger, null
 
 MAX_PAYLOAD_BYTES = 256 * 1024
 
@@ -36,7 +36,7 @@ class JobOptions(msgspec.Struct, frozen=True, kw_only=True):
 class JobSpec(JobOptions, frozen=True, kw_only=True):
     """The body of ``POST /infra/jobs`` (and each item of a batch)."""
 
-    payload: Raw = NULL
+    payload: Raw = msgspec.field(default_factory=null)
     idempotency_key: Annotated[str, Meta(min_length=1, max_length=128)] | None = None
 
 

@@ -90,21 +90,22 @@ async def list_jobs(
         "trigger_type": trigger_type,
         "queue": queue,
     }
-    sql, params = newest_first("jobs", filters, cursor, limit)
+    sql, params = newest_first(db.cursor_key, "jobs", filters, cursor, limit)
     rows = await db.fetchall(sql, params)
-    return page(rows, limit, decode_job)
+    return page(db.cursor_key, "jobs", rows, limit, decode_job)
 
 
 async def list_runs(
     db: Database, job_id: str, *, cursor: str | None = None, limit: int = 25
 ) -> tuple[list[Run], str | None]:
     """A page of a job's runs, newest first."""
-    before = decode_cursor(cursor)
+    scope = f"runs:{job_id}"
+    before = decode_cursor(db.cursor_key, scope, cursor)
     rows = await db.fetchall(
         "SELECT seq, doc FROM runs WHERE job_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
         (job_id, before if before is not None else 2**62, limit + 1),
     )
-    return page(rows, limit, decode_run)
+    return page(db.cursor_key, scope, rows, limit, decode_run)
 
 
 async def live_jobs(db: Database) -> list[Job]:

@@ -1,18 +1,30 @@
-"""Projects and API keys: creation (also usable without a running server) and look-ups."""
+"""Projects and API keys: creation, look-ups, listing and revocation.
+
+The ``*_sync`` functions work straight on the SQLite file with the standard library, whether or
+not a server is running (``flowyard keys ...``); the others go through the server's
+:class:`Database`.
+"""
 
 import hashlib
 import json
 import sqlite3
-from contextlib import closing
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing, contextmanager
+from typing import Any, TypeVar
 
 import msgspec
 
 from flowyard.clock import now_ms
 from flowyard.ids import base62_token, new_id
 from flowyard.storage.migrations import migrate_sync
+from flowyard.storage.pages import decode_cursor, page
 from flowyard.storage.sqlite import Database, Op
 
+T = TypeVar("T")
+
 ALL_SCOPES = ("jobs:read", "jobs:write", "workflows:read", "workflows:write")
+SCOPES = (*ALL_SCOPES, "*")
+"""Every scope a key may hold; ``*`` grants them all."""
 
 
 class ApiKey(msgspec.Struct, frozen=True, kw_only=True):
@@ -35,6 +47,33 @@ class CreatedKey(msgspec.Struct, frozen=True):
     record: ApiKey
 
 
+class Project(msgspec.Struct, frozen=True, kw_only=True):
+    """A project as stored (balance in nanotokens, None = unlimited; rate None = no limit)."""
+
+    id: str
+    name: str
+    rate_limit_rps: float | None
+    token_balance: int | None
+    created_at: int
+
+
+_KEY_COLUMNS = "id, project_id, name, scopes, admin, created_at, last_used_at, revoked_at"
+_PROJECT_COLUMNS = "id, name, rate_limit_rps, token_balance, created_at"
+_INSERT_PROJECT = (
+    "INSERT INTO projects (id, name, signing_secret, created_at) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT(name) DO NOTHING"
+)
+_INSERT_KEY = (
+    "INSERT INTO api_keys (id, project_id, name, key_hash, scopes, admin, created_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_REVOKE_KEY = "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL"
+_KEYS_WITH_PROJECT_NAME = (
+    "SELECT k.id, k.project_id, k.name, k.scopes, k.admin, k.created_at, k.last_used_at,"
+    " k.revoked_at, p.name FROM api_keys k LEFT JOIN projects p ON p.id = k.project_id"
+)
+
+
 def hash_key(key: str) -> str:
     """The stored form of a key: SHA-256 hex."""
     return hashlib.sha256(key.encode()).hexdigest()
@@ -45,64 +84,9 @@ def new_signing_secret() -> str:
     return "whsec_" + base62_token(40)
 
 
-def create_key_sync(
-    db_path: str, project_name: str, scopes: list[str], *, admin: bool = False, name: str = ""
-) -> CreatedKey:
-    """Create the project if needed, then a key for it, straight in the SQLite file.
-
-    This is what ``flowyard keys create`` runs; it works whether or not a server is running.
-    """
-    with closing(sqlite3.connect(db_path, isolation_level=None, timeout=10)) as conn:
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA busy_timeout=10000")
-        migrate_sync(conn)
-        conn.execute("BEGIN IMMEDIATE")
-        row = conn.execute("SELECT id FROM projects WHERE name = ?", (project_name,)).fetchone()
-        if row:
-            project_id = row[0]
-        else:
-            project_id = new_id("proj")
-            conn.execute(
-                "INSERT INTO projects (id, name, signing_secret, created_at) VALUES (?, ?, ?, ?)",
-                (project_id, project_name, new_signing_secret(), now_ms()),
-            )
-        key = "sk_live_" + base62_token(40)
-        record = ApiKey(
-            id=new_id("key"),
-            project_id=project_id,
-            name=name or project_name,
-            scopes=tuple(scopes),
-            admin=admin,
-            created_at=now_ms(),
-        )
-        conn.execute(
-            "INSERT INTO api_keys (id, project_id, name, key_hash, scopes, admin, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                record.id,
-                project_id,
-                record.name,
-                hash_key(key),
-                json.dumps(list(scopes)),
-                int(admin),
-                record.created_at,
-            ),
-        )
-        conn.execute("COMMIT")
-    return CreatedKey(key=key, record=record)
-
-
-async def key_by_hash(db: Database, key_hash: str) -> tuple[str, ApiKey] | None:
-    """The stored hash and the key record for a key hash, or None."""
-    row = await db.fetchone(
-        "SELECT key_hash, id, project_id, name, scopes, admin, created_at, last_used_at,"
-        " revoked_at FROM api_keys WHERE key_hash = ?",
-        (key_hash,),
-    )
-    if row is None:
-        return None
-    stored, key_id, project_id, name, scopes, admin, created_at, last_used, revoked = row
-    return stored, ApiKey(
+def _key(row: tuple[Any, ...]) -> ApiKey:
+    key_id, project_id, name, scopes, admin, created_at, last_used, revoked = row
+    return ApiKey(
         id=key_id,
         project_id=project_id,
         name=name,
@@ -112,6 +96,195 @@ async def key_by_hash(db: Database, key_hash: str) -> tuple[str, ApiKey] | None:
         last_used_at=last_used,
         revoked_at=revoked,
     )
+
+
+def _project(row: tuple[Any, ...]) -> Project:
+    project_id, name, rate, balance, created_at = row
+    return Project(
+        id=project_id, name=name, rate_limit_rps=rate, token_balance=balance, created_at=created_at
+    )
+
+
+def new_project(name: str) -> tuple[Project, Op]:
+    """A project and the insert that stores it; the insert does nothing if the name is taken."""
+    project = Project(
+        id=new_id("proj"), name=name, rate_limit_rps=None, token_balance=None, created_at=now_ms()
+    )
+    return project, (_INSERT_PROJECT, (project.id, name, new_signing_secret(), project.created_at))
+
+
+def new_key(
+    project_id: str, scopes: Sequence[str], *, admin: bool = False, name: str = ""
+) -> tuple[CreatedKey, Op]:
+    """A fresh key of a project and the insert that stores its hash."""
+    key = "sk_live_" + base62_token(40)
+    record = ApiKey(
+        id=new_id("key"),
+        project_id=project_id,
+        name=name,
+        scopes=tuple(scopes),
+        admin=admin,
+        created_at=now_ms(),
+    )
+    params = (
+        record.id,
+        project_id,
+        name,
+        hash_key(key),
+        json.dumps(list(scopes)),
+        int(admin),
+        record.created_at,
+    )
+    return CreatedKey(key=key, record=record), (_INSERT_KEY, params)
+
+
+def revoke_key(key_id: str, at: int) -> Op:
+    """Revoke a key now (a key revoked before keeps its first ``revoked_at``)."""
+    return (_REVOKE_KEY, (at, key_id))
+
+
+def touch_key(key_id: str, at: int) -> Op:
+    """Record a use of a key (``last_used_at`` never moves backwards)."""
+    return (
+        "UPDATE api_keys SET last_used_at = MAX(COALESCE(last_used_at, 0), ?) WHERE id = ?",
+        (at, key_id),
+    )
+
+
+# --------------------------------------------------------------------- on the file (CLI)
+
+
+@contextmanager
+def _file(db_path: str) -> Iterator[sqlite3.Connection]:
+    with closing(sqlite3.connect(db_path, isolation_level=None, timeout=10)) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA busy_timeout=10000")
+        migrate_sync(conn)
+        yield conn
+
+
+def create_key_sync(
+    db_path: str, project_name: str, scopes: list[str], *, admin: bool = False, name: str = ""
+) -> CreatedKey:
+    """Create the project if needed, then a key for it, straight in the SQLite file.
+
+    This is what ``flowyard keys create`` runs; it works whether or not a server is running.
+    """
+    with _file(db_path) as conn:
+        conn.execute("BEGIN IMMEDIATE")
+        _, insert = new_project(project_name)
+        conn.execute(*insert)
+        row = conn.execute("SELECT id FROM projects WHERE name = ?", (project_name,)).fetchone()
+        created, insert = new_key(row[0], scopes, admin=admin, name=name or project_name)
+        conn.execute(*insert)
+        conn.execute("COMMIT")
+    return created
+
+
+def list_keys_sync(db_path: str, project_name: str | None = None) -> list[tuple[ApiKey, str]]:
+    """Every key (of one project, by name), newest first, with its project's name.
+
+    Raises:
+        LookupError: there is no project of that name.
+    """
+    with _file(db_path) as conn:
+        if project_name is None:
+            rows = conn.execute(f"{_KEYS_WITH_PROJECT_NAME} ORDER BY k.rowid DESC").fetchall()
+        elif conn.execute("SELECT 1 FROM projects WHERE name = ?", (project_name,)).fetchone():
+            rows = conn.execute(
+                f"{_KEYS_WITH_PROJECT_NAME} WHERE p.name = ? ORDER BY k.rowid DESC",
+                (project_name,),
+            ).fetchall()
+        else:
+            raise LookupError(f"no project named {project_name!r}")
+    return [(_key(row[:-1]), row[-1] or "") for row in rows]
+
+
+def revoke_key_sync(db_path: str, key_id: str) -> tuple[ApiKey, str, bool]:
+    """Revoke a key in the file: the key record, its project's name, and whether it was
+    already revoked (then it keeps its first ``revoked_at``).
+
+    Raises:
+        LookupError: there is no key with that id.
+    """
+    with _file(db_path) as conn:
+        conn.execute("BEGIN IMMEDIATE")
+        changed = conn.execute(*revoke_key(key_id, now_ms())).rowcount
+        row = conn.execute(f"{_KEYS_WITH_PROJECT_NAME} WHERE k.id = ?", (key_id,)).fetchone()
+        conn.execute("COMMIT")
+    if row is None:
+        raise LookupError(f"no key {key_id}")
+    return _key(row[:-1]), row[-1] or "", not changed
+
+
+# --------------------------------------------------------------------- in the server
+
+
+async def key_by_hash(db: Database, key_hash: str) -> tuple[str, ApiKey] | None:
+    """The stored hash and the key record for a key hash, or None."""
+    row = await db.fetchone(
+        f"SELECT key_hash, {_KEY_COLUMNS} FROM api_keys WHERE key_hash = ?", (key_hash,)
+    )
+    return (row[0], _key(row[1:])) if row else None
+
+
+async def get_key(db: Database, key_id: str) -> ApiKey | None:
+    """A key record by id, or None."""
+    row = await db.fetchone(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE id = ?", (key_id,))
+    return _key(row) if row else None
+
+
+async def list_keys(
+    db: Database, *, project_id: str | None, cursor: str | None, limit: int
+) -> tuple[list[ApiKey], str | None]:
+    """A page of keys (of one project, or of all), newest first."""
+    return await _page(db, "api_keys", _KEY_COLUMNS, project_id, cursor, limit, _key)
+
+
+async def get_project(db: Database, project_id: str) -> Project | None:
+    """A project by id, or None."""
+    row = await db.fetchone(f"SELECT {_PROJECT_COLUMNS} FROM projects WHERE id = ?", (project_id,))
+    return _project(row) if row else None
+
+
+async def create_project(db: Database, name: str) -> Project | None:
+    """Create a project; None if the name is taken."""
+    project, insert = new_project(name)
+    await db.commit([insert])
+    return await get_project(db, project.id)
+
+
+async def list_projects(
+    db: Database, *, cursor: str | None, limit: int
+) -> tuple[list[Project], str | None]:
+    """A page of projects, newest first."""
+    return await _page(db, "projects", _PROJECT_COLUMNS, None, cursor, limit, _project)
+
+
+async def _page(
+    db: Database,
+    table: str,
+    columns: str,
+    project_id: str | None,
+    cursor: str | None,
+    limit: int,
+    decode: Callable[[tuple[Any, ...]], T],
+) -> tuple[list[T], str | None]:
+    # Both tables have an implicit, ever-increasing rowid (rows are never deleted): it orders
+    # the pages like ``seq`` does elsewhere.
+    before = decode_cursor(db.cursor_key, table, cursor)
+    column = "project_id" if table == "api_keys" else "id"
+    where = [f"{column} = ?"] if project_id is not None else []
+    params: list[Any] = [project_id] if project_id is not None else []
+    if before is not None:
+        where.append("rowid < ?")
+        params.append(before)
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    rows = await db.fetchall(
+        f"SELECT rowid, {columns} FROM {table} {clause} ORDER BY rowid DESC LIMIT ?",
+        [*params, limit + 1],
+    )
+    return page(db.cursor_key, table, [(row[0], row[1:]) for row in rows], limit, decode)
 
 
 async def signing_secret(db: Database, project_id: str) -> str | None:

@@ -7,6 +7,7 @@ and only then wakes the callers, so an acknowledged write survives ``kill -9``.
 
 import itertools
 import logging
+import secrets
 import sqlite3
 from collections.abc import Sequence
 from typing import Any
@@ -72,6 +73,9 @@ class Database:
         self._batch_done = anyio.Event()  # set when the requests queued so far are committed
         self.commits = 0
         self.statements = 0
+        # Signs list cursors; ``open`` replaces it with the one stored in the file, so that
+        # cursors stay valid across restarts.
+        self.cursor_key = secrets.token_bytes(32)
 
     async def open(self) -> None:
         """Open the writer, apply migrations, then open the readers."""
@@ -83,6 +87,13 @@ class Database:
             await self._writer.executescript(
                 f"BEGIN IMMEDIATE; {script}; PRAGMA user_version = {number}; COMMIT;"
             )
+        await self._writer.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('cursor_key', ?)",
+            (secrets.token_hex(32),),
+        )
+        async with self._writer.execute("SELECT value FROM meta WHERE key = 'cursor_key'") as rows:
+            stored = await rows.fetchone()
+        self.cursor_key = bytes.fromhex(stored[0]) if stored else self.cursor_key
         for _ in range(self._reader_count):
             self._readers.append(await _connect(self.path, self.sync))
 

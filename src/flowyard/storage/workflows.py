@@ -82,13 +82,13 @@ async def list_blueprints(
     db: Database, project_id: str, *, cursor: str | None, limit: int
 ) -> tuple[list[Blueprint], str | None]:
     """A page of the project's blueprints, newest first."""
-    before = decode_cursor(cursor)
+    before = decode_cursor(db.cursor_key, "blueprints", cursor)
     rows = await db.fetchall(
         "SELECT seq, doc FROM blueprints WHERE project_id = ? AND seq < ?"
         " ORDER BY seq DESC LIMIT ?",
         (project_id, before if before is not None else 2**62, limit + 1),
     )
-    return page(rows, limit, _blueprint_decoder.decode)
+    return page(db.cursor_key, "blueprints", rows, limit, _blueprint_decoder.decode)
 
 
 async def get_execution(
@@ -125,22 +125,25 @@ async def list_executions(
 ) -> tuple[list[ExecutionState], str | None]:
     """A page of executions, newest first."""
     filters = {"project_id": project_id, "blueprint_id": blueprint_id, "status": status}
-    sql, params = newest_first("executions", filters, cursor, limit)
+    sql, params = newest_first(db.cursor_key, "executions", filters, cursor, limit)
     rows = await db.fetchall(sql, params)
-    return page(rows, limit, _execution_decoder.decode)
+    return page(db.cursor_key, "executions", rows, limit, _execution_decoder.decode)
 
 
 async def list_events(
     db: Database, execution_id: str, *, cursor: str | None, limit: int
 ) -> tuple[list[tuple[int, Event]], str | None]:
     """A page of an execution's events, oldest first, with their sequence numbers."""
-    after = decode_cursor(cursor)
+    scope = f"events:{execution_id}"  # seq counts from 1 in each execution
+    after = decode_cursor(db.cursor_key, scope, cursor)
     rows = await db.fetchall(
         "SELECT seq, doc FROM events WHERE execution_id = ? AND seq > ? ORDER BY seq LIMIT ?",
         (execution_id, after if after is not None else 0, limit + 1),
     )
     items = [(seq, _event_decoder.decode(doc)) for seq, doc in rows[:limit]]
-    next_cursor = encode_cursor(rows[limit - 1][0]) if len(rows) > limit else None
+    next_cursor = (
+        encode_cursor(db.cursor_key, scope, rows[limit - 1][0]) if len(rows) > limit else None
+    )
     return items, next_cursor
 
 

@@ -1,0 +1,109 @@
+"""The typed answers of :class:`flowyard.client.Client`.
+
+Every object is the response Struct the server's OpenAPI document is generated from
+(``flowyard.http.api_types``), so the client and the documented schema cannot drift apart.
+They decode exactly (an unknown field is an error), so use a client of the same Flowyard
+version as the server. This module adds what only the client needs: ``Page``, the trigger
+answer with its replay flag, and the type names of request arguments.
+"""
+
+import functools
+from collections.abc import Mapping
+from typing import Any, Generic, Literal, TypeVar
+
+import msgspec
+
+from flowyard.http.api_types import (
+    Blueprint,
+    BlueprintSummary,
+    Cancelled,
+    ClaimedJob,
+    CreatedKey,
+    Event,
+    Execution,
+    ExecutionStarted,
+    ExecutionStep,
+    Job,
+    KeyRecord,
+    Paused,
+    Project,
+    ProjectJob,
+    ProjectStats,
+    Queue,
+    Resumed,
+    Run,
+    Stats,
+    TokenBalance,
+    TokenUsage,
+)
+from flowyard.workflows.state import ExecutionStatus
+
+T = TypeVar("T")
+
+UNSET = msgspec.UNSET
+"""Leave a field out of a PUT, PATCH or resume body (None sends null, e.g. to clear a limit)."""
+Unset = msgspec.UnsetType
+Body = Mapping[str, Any]
+"""A request body given as a plain dict."""
+JobStatusName = Literal["pending", "running", "completed", "failed", "cancelled", "scheduled"]
+TriggerName = Literal["immediate", "delayed", "scheduled", "queue", "pull"]
+ExecutionStatusName = Literal[
+    "running", "paused", "completed", "failed", "compensated", "cancelled"
+]
+
+__all__ = [
+    "Blueprint",
+    "BlueprintSummary",
+    "Cancelled",
+    "ClaimedJob",
+    "CreatedKey",
+    "Event",
+    "Execution",
+    "ExecutionStarted",
+    "ExecutionStep",
+    "Job",
+    "KeyRecord",
+    "Page",
+    "Paused",
+    "Project",
+    "ProjectJob",
+    "ProjectStats",
+    "Queue",
+    "Resumed",
+    "Run",
+    "Stats",
+    "TokenBalance",
+    "TokenUsage",
+    "Triggered",
+]
+
+
+class Page(msgspec.Struct, Generic[T], frozen=True):
+    """One page of a list: its items and the cursor of the next page (None: the last page)."""
+
+    items: list[T]
+    next_cursor: str | None = None
+
+
+class Triggered(msgspec.Struct, frozen=True, kw_only=True):
+    """The answer to a workflow trigger; ``replayed`` when an idempotency key matched."""
+
+    execution_id: str
+    blueprint_id: str
+    status: ExecutionStatus
+    started_at: str
+    replayed: bool = False
+
+
+def page_type(key: str, item: Any) -> type[msgspec.Struct]:
+    """A Struct that decodes ``{"<key>": [item...], "next_cursor": ...}`` (other keys ignored)."""
+    return _page_type(key, item)
+
+
+@functools.cache
+def _page_type(key: str, item: Any) -> type[msgspec.Struct]:
+    return msgspec.defstruct(
+        f"{key.title()}Page",
+        [(key, list[item]), ("next_cursor", str | None, None)],
+        frozen=True,
+    )

@@ -1,0 +1,143 @@
+"""``client.workflows``: blueprints, executions, their events and controls."""
+
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+import msgspec
+
+from flowyard.client.core import (
+    Call,
+    Mode,
+    Namespace,
+    endpoint,
+    paginate,
+    query,
+    returns,
+    returns_page,
+    segment,
+)
+from flowyard.client.models import (
+    UNSET,
+    Blueprint,
+    BlueprintSummary,
+    Body,
+    Cancelled,
+    Event,
+    Execution,
+    ExecutionStatusName,
+    Page,
+    Paused,
+    Resumed,
+    Triggered,
+)
+from flowyard.workflows.blueprint import BlueprintSpec
+
+
+class Workflows(Namespace[Mode]):
+    """``/infra/workflows``: blueprints, executions, their events and controls."""
+
+    @endpoint
+    def create_blueprint(self, blueprint: BlueprintSpec | Body) -> Call[Blueprint]:
+        """Create a blueprint (validated: 400 lists every problem)."""
+        path = "/infra/workflows/blueprints"
+        return Call("POST", path, returns(Blueprint), body=blueprint)
+
+    @endpoint
+    def get_blueprint(self, blueprint_id: str) -> Call[Blueprint]:
+        """One blueprint."""
+        path = f"/infra/workflows/blueprints/{segment(blueprint_id)}"
+        return Call("GET", path, returns(Blueprint))
+
+    @endpoint
+    def list_blueprints(
+        self, *, limit: int = 25, cursor: str | None = None
+    ) -> Call[Page[BlueprintSummary]]:
+        """One page of blueprints, newest first."""
+        parse = returns_page("blueprints", BlueprintSummary)
+        return Call("GET", "/infra/workflows/blueprints", parse, query(limit=limit, cursor=cursor))
+
+    iter_blueprints = paginate(list_blueprints)
+    """Every blueprint, newest first."""
+
+    @endpoint
+    def trigger(
+        self,
+        blueprint_id: str,
+        input_data: Mapping[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> Call[Triggered]:
+        """Start an execution; with an ``idempotency_key`` already used, the first one
+        (``replayed=True``; 409 if ``input_data`` differs)."""
+        body = {"input_data": input_data or {}, "idempotency_key": idempotency_key}
+        path = f"/infra/workflows/blueprints/{segment(blueprint_id)}/trigger"
+        return Call("POST", path, _triggered, body=body)
+
+    @endpoint
+    def get_execution(self, execution_id: str) -> Call[Execution]:
+        """One execution with its steps."""
+        path = f"/infra/workflows/executions/{segment(execution_id)}"
+        return Call("GET", path, returns(Execution))
+
+    @endpoint
+    def list_executions(
+        self,
+        *,
+        blueprint_id: str | None = None,
+        status: ExecutionStatusName | None = None,
+        limit: int = 25,
+        cursor: str | None = None,
+    ) -> Call[Page[Execution]]:
+        """One page of executions, newest first."""
+        params = query(blueprint_id=blueprint_id, status=status, limit=limit, cursor=cursor)
+        parse = returns_page("executions", Execution)
+        return Call("GET", "/infra/workflows/executions", parse, params)
+
+    iter_executions = paginate(list_executions)
+    """Every execution that matches, newest first."""
+
+    @endpoint
+    def events(
+        self, execution_id: str, *, limit: int = 25, cursor: str | None = None
+    ) -> Call[Page[Event]]:
+        """One page of an execution's event log, oldest first."""
+        path = f"/infra/workflows/executions/{segment(execution_id)}/events"
+        return Call("GET", path, returns_page("events", Event), query(limit=limit, cursor=cursor))
+
+    iter_events = paginate(events)
+    """Every event of an execution, oldest first."""
+
+    @endpoint
+    def cancel(self, execution_id: str) -> Call[Cancelled]:
+        """Cancel a running, paused or failed execution."""
+        path = f"/infra/workflows/executions/{segment(execution_id)}/cancel"
+        return Call("POST", path, returns(Cancelled))
+
+    @endpoint
+    def pause(self, execution_id: str) -> Call[Paused]:
+        """Pause a running execution: nothing new is queued until it is resumed."""
+        path = f"/infra/workflows/executions/{segment(execution_id)}/pause"
+        return Call("POST", path, returns(Paused))
+
+    @endpoint
+    def resume(
+        self,
+        execution_id: str,
+        step_id: str | None = None,
+        override_output: Any = UNSET,
+        reason: str | None = None,
+    ) -> Call[Resumed]:
+        """Resume: the whole execution, one step again (``step_id``), or complete a step by
+        hand (``step_id`` with ``override_output``, which may be None)."""
+        body: dict[str, Any] = {"step_id": step_id, "reason": reason}
+        if override_output is not UNSET:
+            body["override_output"] = override_output
+        path = f"/infra/workflows/executions/{segment(execution_id)}/resume"
+        return Call("POST", path, returns(Resumed), body=body)
+
+
+def _triggered(response: httpx.Response) -> Triggered:
+    started = returns(Triggered)(response)
+    replayed = response.headers.get("idempotent-replayed", "").lower() == "true"
+    return msgspec.structs.replace(started, replayed=replayed)
