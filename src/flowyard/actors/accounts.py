@@ -91,7 +91,10 @@ class Accounts:
                 self._writing = {}
 
     async def refresh(self) -> None:
-        """Read every project's balance and rate limit (what is unwritten stays deducted)."""
+        """Read every project's balance and rate limit (what is unwritten stays deducted).
+
+        An account an admin changes meanwhile (its version moves) keeps what the admin set.
+        """
         versions = {pid: account.version for pid, account in self._accounts.items()}
         for project_id, balance, rate in await store.all_settings(self.db):
             account = self._accounts.get(project_id)
@@ -207,6 +210,17 @@ class Accounts:
         account.balance = nanos
         account.unwritten = 0
         return store.set_balance(project_id, nanos)
+
+    async def commit_settings(self, project_id: str, ops: list[Op]) -> None:
+        """Commit an admin's :meth:`set_balance` / :meth:`set_rate` writes.
+
+        The version moves again once they are committed, so that a read-back which started
+        before the commit (and saw the old values) does not undo them.
+        """
+        await self.db.commit(ops)
+        account = self._accounts.get(project_id)
+        if account is not None:
+            account.version += 1
 
     def balance(self, project_id: str) -> int | None:
         """The balance left, in nanotokens (None: unlimited)."""

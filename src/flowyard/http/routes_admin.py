@@ -172,7 +172,7 @@ async def patch_project(request: Request) -> Response:
         ops.append(accounts.set_rate(project.id, body.rate_limit_rps))
     if not isinstance(balance, msgspec.UnsetType):
         ops.append(accounts.set_balance(project.id, balance))
-    await runtime.db.commit(ops)
+    await accounts.commit_settings(project.id, ops)
     return json_response(await project_view(runtime, project))
 
 
