@@ -1,0 +1,25 @@
+"""The ``flowyard`` command. Each subcommand lives in its own module, which adds its parser with
+``register(commands)`` and sets ``run`` (a function of the parsed arguments returning the exit
+status)."""
+
+import argparse
+from collections.abc import Sequence
+
+from flowyard.cli import keys, serve
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="flowyard", description="Flowyard: DAG workflows over a job queue, in one process."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    for module in (serve, keys):
+        module.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = _parser().parse_args(argv)
+    status: int = args.run(args)
+    return status

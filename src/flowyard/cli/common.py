@@ -1,0 +1,24 @@
+"""What the commands share: environment defaults and tables for people."""
+
+import os
+from collections.abc import Sequence
+
+from flowyard.settings import Settings
+
+DEFAULTS = Settings()
+
+
+def env(name: str, default: str) -> str:
+    """The value of ``FLOWYARD_<NAME>``, or ``default``."""
+    return os.environ.get(f"FLOWYARD_{name.upper()}", default)
+
+
+def print_table(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    """Left-aligned columns under a header line; empty cells show as ``-``."""
+    lines = [list(columns)]
+    lines += [["-" if cell is None or cell == "" else str(cell) for cell in row] for row in rows]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(columns))]
+    for line in lines:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        )

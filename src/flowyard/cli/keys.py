@@ -1,0 +1,136 @@
+"""``flowyard keys create|list|revoke``: API keys, straight in the database file."""
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from flowyard.cli.common import DEFAULTS, env, print_table
+from flowyard.clock import rfc3339
+from flowyard.storage.projects import (
+    ALL_SCOPES,
+    SCOPES,
+    ApiKey,
+    create_key_sync,
+    list_keys_sync,
+    revoke_key_sync,
+)
+
+
+def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    keys = commands.add_parser("keys", help="manage API keys")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    create = key_commands.add_parser("create", help="create a project (if needed) and a key")
+    create.add_argument("--db", default=env("db", DEFAULTS.db))
+    create.add_argument("--project", required=True)
+    create.add_argument("--scope", action="append", dest="scopes", choices=SCOPES)
+    create.add_argument("--admin", action="store_true")
+    create.add_argument("--name", default="")
+    create.set_defaults(run=create_key)
+    listing = key_commands.add_parser("list", help="list keys, newest first (never the secrets)")
+    listing.add_argument("--db", default=env("db", DEFAULTS.db))
+    listing.add_argument("--project", help="only this project's keys (by name)")
+    listing.add_argument("--json", action="store_true", help="a JSON array instead of a table")
+    listing.set_defaults(run=list_keys)
+    revoke = key_commands.add_parser(
+        "revoke", help="revoke a key (a running server refuses it within a second)"
+    )
+    revoke.add_argument("--db", default=env("db", DEFAULTS.db))
+    revoke.add_argument("key_id", metavar="KEY_ID")
+    revoke.add_argument("--json", action="store_true", help="the key record as JSON")
+    revoke.set_defaults(run=revoke_key)
+
+
+def create_key(args: argparse.Namespace) -> int:
+    """``flowyard keys create``: the key alone is the last line on stdout."""
+    created = create_key_sync(
+        args.db, args.project, args.scopes or list(ALL_SCOPES), admin=args.admin, name=args.name
+    )
+    record = created.record
+    print(f"project {record.project_id} key {record.id} scopes {' '.join(record.scopes)}")
+    print(created.key)
+    return 0
+
+
+_KEY_COLUMNS = (
+    "id",
+    "project",
+    "name",
+    "scopes",
+    "admin",
+    "created_at",
+    "last_used_at",
+    "revoked_at",
+)
+
+
+def _key_record(key: ApiKey, project: str) -> dict[str, Any]:
+    return {
+        "id": key.id,
+        "project_id": key.project_id,
+        "project": project,
+        "name": key.name,
+        "scopes": list(key.scopes),
+        "admin": key.admin,
+        "created_at": rfc3339(key.created_at),
+        "last_used_at": rfc3339(key.last_used_at),
+        "revoked_at": rfc3339(key.revoked_at),
+    }
+
+
+def _print_keys(records: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(records, indent=2))
+        return
+    rows = []
+    for record in records:
+        cells = {
+            **record,
+            "scopes": ",".join(record["scopes"]),
+            "admin": "yes" if record["admin"] else "no",
+        }
+        rows.append([cells[column] for column in _KEY_COLUMNS])
+    print_table(_KEY_COLUMNS, rows)
+
+
+def _no_database(db: str) -> bool:
+    if os.path.exists(db):
+        return False
+    print(f"flowyard: no database at {db}", file=sys.stderr)
+    return True
+
+
+def list_keys(args: argparse.Namespace) -> int:
+    """``flowyard keys list``: every key (of one project), newest first, straight from the file."""
+    db, project, as_json = args.db, args.project, args.json
+    if _no_database(db):
+        return 1
+    try:
+        keys = list_keys_sync(db, project)
+    except LookupError as exc:
+        print(f"flowyard: {exc.args[0]}", file=sys.stderr)
+        return 1
+    _print_keys([_key_record(key, name) for key, name in keys], as_json)
+    return 0
+
+
+def revoke_key(args: argparse.Namespace) -> int:
+    """``flowyard keys revoke``: revoke in the file. A running server refuses the key within a
+    second (the lifetime of its key cache). Revoking a revoked key changes nothing."""
+    db, key_id, as_json = args.db, args.key_id, args.json
+    if _no_database(db):
+        return 1
+    try:
+        key, project, already = revoke_key_sync(db, key_id)
+    except LookupError as exc:
+        print(f"flowyard: {exc.args[0]}", file=sys.stderr)
+        return 1
+    if already:
+        print(f"flowyard: key {key_id} was already revoked", file=sys.stderr)
+    record = _key_record(key, project)
+    if as_json:
+        print(json.dumps(record, indent=2))
+    else:
+        _print_keys([record], as_json=False)
+    return 0

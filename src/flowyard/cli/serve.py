@@ -1,0 +1,141 @@
+"""``flowyard serve``: the HTTP API, dashboard, actors, timers and storage in one process."""
+
+import argparse
+import logging
+import signal
+import socket
+import sys
+
+import anyio
+import uvicorn
+
+from flowyard.actors.supervisor import Supervisor
+from flowyard.cli.common import DEFAULTS, env
+from flowyard.http.app import create_app
+from flowyard.http.protocol import CorkedHttpToolsProtocol
+from flowyard.settings import Settings
+
+log = logging.getLogger("flowyard")
+
+
+def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    serve = commands.add_parser("serve", help="run the service (API, actors, timers, storage)")
+    add_settings(serve)
+    serve.set_defaults(run=lambda args: run(settings_from(args)))
+
+
+def add_settings(parser: argparse.ArgumentParser) -> None:
+    """The service's options, each also read from ``FLOWYARD_<OPTION>``."""
+    parser.add_argument("--host", default=env("host", DEFAULTS.host))
+    parser.add_argument("--port", type=int, default=int(env("port", str(DEFAULTS.port))))
+    parser.add_argument("--db", default=env("db", DEFAULTS.db))
+    parser.add_argument("--sync", choices=["full", "normal"], default=env("sync", DEFAULTS.sync))
+    parser.add_argument(
+        "--retry-base-seconds",
+        type=float,
+        default=float(env("retry_base_seconds", str(DEFAULTS.retry_base_seconds))),
+    )
+    parser.add_argument(
+        "--handler-network",
+        choices=["any", "public"],
+        default=env("handler_network", DEFAULTS.handler_network),
+    )
+    parser.add_argument(
+        "--callback-window-seconds",
+        type=float,
+        default=float(env("callback_window_seconds", str(DEFAULTS.callback_window_seconds))),
+    )
+    parser.add_argument(
+        "--push-concurrency",
+        type=int,
+        default=int(env("push_concurrency", str(DEFAULTS.push_concurrency))),
+    )
+    parser.add_argument("--log-level", default=env("log_level", DEFAULTS.log_level))
+    parser.add_argument(
+        "--public-url",
+        default=env("public_url", "") or None,
+        help="base URL handlers use to call back (default: http://HOST:PORT)",
+    )
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """The :class:`Settings` the options of :func:`add_settings` name."""
+    return Settings(
+        host=args.host,
+        port=args.port,
+        db=args.db,
+        sync=args.sync,
+        retry_base_seconds=args.retry_base_seconds,
+        handler_network=args.handler_network,
+        callback_window_seconds=args.callback_window_seconds,
+        push_concurrency=args.push_concurrency,
+        log_level=args.log_level,
+        public_url=args.public_url,
+    )
+
+
+def run(settings: Settings) -> int:
+    """Bind, run until SIGTERM/SIGINT, shut down gracefully; exit status 0."""
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((settings.host, settings.port))
+    port = sock.getsockname()[1]
+    settings = Settings(**{**_as_dict(settings), "port": port})
+    supervisor = Supervisor(settings)
+    app = create_app(settings, supervisor)
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=30,
+        proxy_headers=False,
+        server_header=False,
+        date_header=False,
+        backlog=4096,
+        http=CorkedHttpToolsProtocol,
+    )
+    server = _Server(config, supervisor, f"http://{_shown(settings.host)}:{port}")
+
+    def graceful(signum: int, frame: object) -> None:
+        server.should_exit = True
+
+    # uvicorn re-raises a SIGTERM/SIGINT it handled once it has shut down, with the handler
+    # that was installed before it: with the default one the process would die of the signal
+    # (status -15) instead of exiting 0. This one also covers signals before uvicorn starts.
+    for handled in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(handled, graceful)
+
+    anyio.run(server.serve, [sock], backend_options={"use_uvloop": True})
+    return 0
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, announcing itself when listening and ending long-polls at shutdown."""
+
+    def __init__(self, config: uvicorn.Config, supervisor: Supervisor, url: str) -> None:
+        super().__init__(config)
+        self._supervisor = supervisor
+        self._url = url
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        print(f"flowyard listening on {self._url}", file=sys.stderr, flush=True)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self._supervisor.jobs.begin_shutdown()  # answer open long-polls before waiting on them
+        await super().shutdown(sockets)
+
+
+def _shown(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _as_dict(settings: Settings) -> dict[str, object]:
+    return {field: getattr(settings, field) for field in settings.__struct_fields__}
