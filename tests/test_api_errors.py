@@ -65,6 +65,8 @@ async def caller(owner: Owner, call: Call) -> AsyncIterator[httpx.AsyncClient]:
         "/infra",
         "/infra/",
         "/infra/jobs/",
+        "/infra/jobs/job_1/",
+        "/infra/workflows/blueprints/",
         "/infra/job",
         "/infra/jobs/job_1/runs/run_1",
         "/infra/jobs/job_1/nope",
@@ -82,10 +84,6 @@ async def test_an_unknown_route_is_404_json(shared: Service, path: str, method: 
     for headers in ({}, {"Authorization": f"Bearer {shared.key}"}):
         async with httpx.AsyncClient(base_url=shared.url, headers=headers) as client:
             response = await client.request(method, path)
-            if response.status_code == 307:  # a known route but for its trailing slash
-                assert path.endswith("/") and path != "/", response.headers
-                assert response.headers["location"] == f"{shared.url}{path.rstrip('/')}"
-                continue
             assert_error(response, 404, "not_found")
 
 

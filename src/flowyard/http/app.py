@@ -54,5 +54,7 @@ def create_app(settings: Settings, supervisor: Supervisor | None = None) -> Star
         },
         lifespan=lifespan,
     )
+    # A path with a trailing slash is another path: 404 like any unknown route, not a redirect.
+    app.router.redirect_slashes = False
     app.state.context = Context(runtime=runtime, authenticate=Authenticator(runtime.db))
     return app
