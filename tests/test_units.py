@@ -429,22 +429,22 @@ async def test_a_past_due_timer_fires_at_once_and_later_ones_still_run() -> None
 
 def test_queue_pops_by_priority_then_age() -> None:
     queue = Queue("proj_1", "q")
-    queue.push("old-low", 9, 100)
-    queue.push("new-high", 1, 500)
-    queue.push("mid-new", 5, 400)
-    queue.push("mid-old", 5, 200)
-    queue.push("mid-old-second", 5, 200)  # same age: insertion order
+    queue.push("old-low", 9, 100, pull=False)
+    queue.push("new-high", 1, 500, pull=False)
+    queue.push("mid-new", 5, 400, pull=False)
+    queue.push("mid-old", 5, 200, pull=False)
+    queue.push("mid-old-second", 5, 200, pull=False)  # same age: insertion order
     order = []
-    while (job_id := queue.pop(lambda _: True)) is not None:
+    while (job_id := queue.pop(lambda _: True, pull=False)) is not None:
         order.append(job_id)
     assert order == ["new-high", "mid-old", "mid-old-second", "mid-new", "old-low"]
-    assert not queue.has_ready
+    assert not queue.has_deliverable
 
 
 def test_queue_skips_stale_entries_and_drops_them() -> None:
     queue = Queue("proj_1", "q")
     for index, job_id in enumerate(["a", "b", "c", "d"]):
-        queue.push(job_id, 5, index)
+        queue.push(job_id, 5, index, pull=False)
     live = {"b", "d"}
     checked: list[str] = []
 
@@ -452,33 +452,47 @@ def test_queue_skips_stale_entries_and_drops_them() -> None:
         checked.append(job_id)
         return job_id in live
 
-    assert queue.pop(is_ready) == "b"
-    assert queue.pop(is_ready) == "d"
-    assert queue.pop(is_ready) is None
+    assert queue.pop(is_ready, pull=False) == "b"
+    assert queue.pop(is_ready, pull=False) == "d"
+    assert queue.pop(is_ready, pull=False) is None
     assert checked == ["a", "b", "c", "d"]  # a stale entry is looked at once, then gone
-    assert not queue.has_ready
+    assert not queue.has_deliverable
 
 
 def test_queue_push_is_idempotent_until_popped() -> None:
     queue = Queue("proj_1", "q")
-    queue.push("a", 5, 1)
-    queue.push("a", 5, 1)
-    assert queue.pop(lambda _: True) == "a"
-    assert queue.pop(lambda _: True) is None
-    queue.push("a", 5, 1)  # ready again later (a retry): claimable again
-    assert queue.pop(lambda _: True) == "a"
+    queue.push("a", 5, 1, pull=False)
+    queue.push("a", 5, 1, pull=False)
+    assert queue.pop(lambda _: True, pull=False) == "a"
+    assert queue.pop(lambda _: True, pull=False) is None
+    queue.push("a", 5, 1, pull=False)  # ready again later (a retry): claimable again
+    assert queue.pop(lambda _: True, pull=False) == "a"
+
+
+def test_pull_and_push_jobs_sharing_a_name_wait_apart() -> None:
+    queue = Queue("proj_1", "q")
+    waiter = queue.waiter()
+    queue.push("push-first", 1, 1, pull=False)
+    assert not waiter.is_set()  # a push job is nothing a worker could claim
+    queue.push("pull-later", 9, 2, pull=True)
+    assert waiter.is_set()
+    assert queue.pop(lambda _: True, pull=True) == "pull-later"
+    assert queue.pop(lambda _: True, pull=True) is None
+    assert queue.has_deliverable
+    assert queue.pop(lambda _: True, pull=False) == "push-first"
+    assert not queue.has_deliverable
 
 
 async def test_queue_push_wakes_one_waiter_each() -> None:
     queue = Queue("proj_1", "q")
     first, second = queue.waiter(), queue.waiter()
-    queue.push("a", 5, 1)
+    queue.push("a", 5, 1, pull=True)
     assert first.is_set()
     assert not second.is_set()
-    queue.push("b", 5, 2)
+    queue.push("b", 5, 2, pull=True)
     assert second.is_set()
     third = queue.waiter()
-    queue.push("a", 5, 1)  # already on the heap: nothing new, nobody woken
+    queue.push("a", 5, 1, pull=True)  # already on the heap: nothing new, nobody woken
     assert not third.is_set()
 
 
@@ -488,7 +502,7 @@ async def test_forgotten_waiter_does_not_swallow_a_wakeup() -> None:
     queue.forget_waiter(gone)
     queue.forget_waiter(gone)  # twice is harmless
     waiting = queue.waiter()
-    queue.push("a", 5, 1)
+    queue.push("a", 5, 1, pull=True)
     assert waiting.is_set()
     assert not gone.is_set()
 
@@ -500,14 +514,14 @@ async def test_waiter_is_woken_while_waiting_and_wake_all() -> None:
     async def claimer() -> None:
         event = queue.waiter()
         await event.wait()
-        got.append(queue.pop(lambda _: True))
+        got.append(queue.pop(lambda _: True, pull=True))
 
     with anyio.fail_after(2):
         async with anyio.create_task_group() as tg:
             tg.start_soon(claimer)
             await anyio.wait_all_tasks_blocked()
             assert got == []
-            queue.push("job_x", 5, 1)
+            queue.push("job_x", 5, 1, pull=True)
     assert got == ["job_x"]
     events = [queue.waiter() for _ in range(3)]
     queue.wake_all()

@@ -19,6 +19,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         callback_window_seconds: how long a handler that answered 202 has to call back.
         push_concurrency: how many push deliveries run at once, across all queues.
         mailbox_size: capacity of each actor's mailbox.
+        max_inflight: requests worked on at once; more are answered 503 (see http/inflight.py).
         public_url: the base URL handlers use for callbacks (default: the bound address).
     """
 
@@ -31,5 +32,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     callback_window_seconds: float = 3600.0
     push_concurrency: int = 256
     mailbox_size: int = 10_000
+    max_inflight: int = 256
     log_level: str = "info"
     public_url: str | None = None

@@ -19,7 +19,7 @@ import anyio
 from anyio.abc import TaskStatus
 
 from flowyard.billing import format_tokens
-from flowyard.errors import InsufficientTokens
+from flowyard.errors import InsufficientTokens, Unavailable
 from flowyard.storage import accounts as store
 from flowyard.storage.sqlite import Database, Op
 
@@ -69,6 +69,8 @@ class Accounts:
                 try:
                     await self.write_behind()
                     await self.refresh()
+                except Unavailable as exc:  # storage failing: what is unwritten waits
+                    log.warning("could not sync project accounts: %s", exc)
                 except Exception:
                     log.exception("could not sync project accounts")
         finally:
@@ -78,15 +80,25 @@ class Accounts:
     async def write_behind(self) -> None:
         """Commit the spending and usage counted since the last call."""
         ops: list[Op] = []
+        spent: dict[str, int] = {}
         for project_id, account in self._accounts.items():
             if account.unwritten:
                 ops.append(store.spend(project_id, account.unwritten))
-                account.unwritten = 0
+                spent[project_id], account.unwritten = account.unwritten, 0
         async with self._usage_lock:
             self._writing, self._usage = self._usage, {}
             ops += [store.add_usage(*key, *counts) for key, counts in self._writing.items()]
             try:
                 await self.db.commit(ops)
+            except BaseException:
+                # Not written (storage failing): keep it for the next write-behind.
+                for project_id, nanos in spent.items():
+                    self._accounts[project_id].unwritten += nanos
+                for key, (calls, nanos) in self._writing.items():
+                    counts = self._usage.setdefault(key, [0, 0])
+                    counts[0] += calls
+                    counts[1] += nanos
+                raise
             finally:
                 self._writing = {}
 

@@ -67,7 +67,10 @@ class Dispatcher:
         self, url: str, body: bytes, headers: dict[str, str], secret: str, timeout: float
     ) -> Outcome:
         """POST ``body`` signed with ``secret`` and classify the answer."""
-        blocked = await self.blocked_reason(url)
+        try:
+            blocked = await self.blocked_reason(url)
+        except ValueError as exc:  # e.g. a host that is not valid IDNA
+            return Outcome("failed", error=f"invalid_url: {exc}"[:500])
         if blocked:
             return Outcome("failed", error=f"handler_blocked: {blocked}")
         signed = {
@@ -83,6 +86,8 @@ class Dispatcher:
             return Outcome("failed", error=f"timeout: no answer within {timeout:g}s")
         except httpx.HTTPError as exc:
             return Outcome("failed", error=f"connection_error: {type(exc).__name__}: {exc}"[:500])
+        except (httpx.InvalidURL, ValueError) as exc:  # URLs stored before create checked them
+            return Outcome("failed", error=f"invalid_url: {exc}"[:500])
         return _classify(resp.status_code, data)
 
 
@@ -102,9 +107,18 @@ def _classify(status: int, data: bytes | None) -> Outcome:
         return Outcome("accepted", handler_status=status)
     if not 200 <= status < 300:
         return Outcome("failed", handler_status=status, error=f"handler returned HTTP {status}")
+    too_large = Outcome(
+        "failed", handler_status=status, error="result_too_large: body over 256 KiB"
+    )
     if data is None:
-        return Outcome("failed", handler_status=status, error="result_too_large: body over 256 KiB")
-    return Outcome("completed", handler_status=status, result=_as_result(data))
+        return too_large
+    try:
+        result = _as_result(data)
+    except RecursionError:  # workflow steps decode results: one that cannot be read is refused
+        return Outcome("failed", handler_status=status, error="result_too_deep: nested too deeply")
+    if result is not None and len(result) > MAX_RESULT_BYTES:  # text grows when quoted
+        return too_large
+    return Outcome("completed", handler_status=status, result=result)
 
 
 def _as_result(data: bytes) -> Raw | None:
@@ -113,6 +127,6 @@ def _as_result(data: bytes) -> Raw | None:
         return None
     try:
         msgspec.json.decode(data)
-    except msgspec.DecodeError:
+    except msgspec.DecodeError:  # not JSON, or a number out of range such as 1e999
         return Raw(msgspec.json.encode(data.decode("utf-8", errors="replace")))
     return Raw(data)

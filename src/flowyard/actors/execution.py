@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 
 from flowyard.errors import Conflict, Invalid
+from flowyard.jobs.spec import MAX_PAYLOAD_BYTES
 from flowyard.workflows.blueprint import Graph
 from flowyard.workflows.state import (
     ACTIVE,
@@ -131,8 +132,17 @@ class _Draft:
         step = self.steps[step_id]
         try:
             payload = render(self.graph.steps[step_id].payload_template, self.context(step_id))
+            size = len(msgspec.json.encode(payload))
         except TemplateError as exc:
             message = f"cannot resolve {{{{{exc.path}}}}}"
+            self.fail(step_id, StepError("template_error", message), None, step.attempt)
+            return
+        except RecursionError:  # a deep template around a deep value: it could not be sent
+            message = "the rendered payload is nested too deeply"
+            self.fail(step_id, StepError("template_error", message), None, step.attempt)
+            return
+        if size > MAX_PAYLOAD_BYTES:  # the job payload limit holds for steps too
+            message = f"the rendered payload is over {MAX_PAYLOAD_BYTES} bytes"
             self.fail(step_id, StepError("template_error", message), None, step.attempt)
             return
         attempt = step.attempt + 1

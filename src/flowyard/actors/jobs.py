@@ -50,7 +50,7 @@ from flowyard.jobs.spec import (
     JobPatch,
     JobSpec,
     TriggerPatch,
-    check_payload_size,
+    check_payload,
     check_schedule,
     check_timezone,
     check_url,
@@ -58,7 +58,7 @@ from flowyard.jobs.spec import (
 )
 from flowyard.settings import Settings
 from flowyard.storage import jobs as store
-from flowyard.storage.sqlite import Database, Op
+from flowyard.storage.sqlite import RETRY_MS, RETRY_SECONDS, Database, Op
 
 log = logging.getLogger("flowyard.jobs")
 
@@ -235,8 +235,10 @@ class JobEngine:
 
     def _make_ready(self, job: Job) -> None:
         if isinstance(job.trigger, PullQueue | PushQueue):
-            self.queue(job.project_id, job.trigger.queue).push(job.id, job.priority, job.created_at)
-            if isinstance(job.trigger, PushQueue):
+            pull = isinstance(job.trigger, PullQueue)
+            queue = self.queue(job.project_id, job.trigger.queue)
+            queue.push(job.id, job.priority, job.created_at, pull=pull)
+            if not pull:
                 self.push.queue_ready(job.project_id, job.trigger.queue)
         else:
             self.push.ready(job.id)
@@ -260,22 +262,52 @@ class JobEngine:
             self._fire(job, rest[0])
         elif kind == "lease":
             if job.claim_token == rest[0] and job.claimed_until and job.claimed_until <= now_ms():
-                self.spawn(self._expire_lease, job_id, rest[0])
+                self.spawn(self._expire_lease, job_id, rest[0], again=key)
         elif kind == "callback":
             deadline = job.callback_deadline
             if job.run_id == rest[0] and deadline is not None and deadline <= now_ms():
-                self.spawn(self.push.expire_callback, job_id, rest[0])
+                self.spawn(self.push.expire_callback, job_id, rest[0], again=key)
 
-    def spawn(self, func: Callable[..., Awaitable[object]], *args: object) -> None:
+    def spawn(
+        self, func: Callable[..., Awaitable[object]], *args: object, again: Hashable = None
+    ) -> None:
+        """Run a transition in the background; if storage refuses it, fire timer ``again``."""
         assert self.tg is not None
-        self.tg.start_soon(self._guarded, func, *args)
+        self.tg.start_soon(self._guarded, func, args, again)
 
-    @staticmethod
-    async def _guarded(func: Callable[..., Awaitable[object]], *args: object) -> None:
+    async def _guarded(
+        self, func: Callable[..., Awaitable[object]], args: tuple[object, ...], again: Hashable
+    ) -> None:
         try:
             await func(*args)
+        except Unavailable as exc:
+            log.warning("%s%r refused (%s); trying again", func.__name__, args, exc)
+            if again is not None:
+                self.timers.arm(now_ms() + RETRY_MS, again)
         except Exception:
             log.exception("background job transition failed: %s%r", func.__name__, args)
+
+    def retry_soon(self, job_id: str) -> None:
+        """Storage refused a job's start: make the job ready again a little later."""
+        self.timers.arm(now_ms() + RETRY_MS, ("due", job_id))
+
+    async def settle_when_possible(self, job: Job, outcome: Outcome) -> None:
+        """:meth:`settle`, tried again while storage refuses it (the outcome waits in memory).
+
+        It stops if the attempt was closed meanwhile; after a restart the job is delivered
+        again instead (at-least-once).
+        """
+        while True:
+            try:
+                await self.settle(job, outcome)
+                return
+            except Unavailable as exc:
+                log.warning("could not record the outcome of %s (%s); trying again", job.id, exc)
+            await anyio.sleep(RETRY_SECONDS)
+            current = self.jobs.get(job.id)
+            if current is None or current.run_id != job.run_id:
+                return
+            job = current
 
     # ----------------------------------------------------------------- create
 
@@ -446,7 +478,7 @@ class JobEngine:
                 raise invalid_field("$.handler", problems[0]["message"])
             changes["handler"] = patch.handler
         if not isinstance(patch.payload, msgspec.UnsetType):
-            check_payload_size(patch.payload, "$.payload")
+            check_payload(patch.payload, "$.payload")
             changes["payload"] = patch.payload
         if patch.enabled is not None:
             changes["enabled"] = patch.enabled
@@ -514,7 +546,7 @@ class JobEngine:
             picked: list[Job] = []
             if not queue.settings.paused and not self.stopping:
                 while len(picked) < count:
-                    job_id = queue.pop(self.is_ready)
+                    job_id = queue.pop(self.is_ready, pull=True)
                     if job_id is None:
                         break
                     picked.append(self.jobs[job_id])
@@ -729,7 +761,7 @@ class JobEngine:
         queue.settings = updated
         if not updated.paused:
             queue.wake_all()
-            if queue.has_ready:
+            if queue.has_deliverable:
                 self.push.queue_ready(project_id, name)
         return queue
 

@@ -18,7 +18,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from flowyard.actors.dispatcher import Dispatcher, Outcome
 from flowyard.clock import now_ms
-from flowyard.errors import Conflict, NotFound
+from flowyard.errors import Conflict, NotFound, Unavailable
 from flowyard.jobs.attempts import begin_attempt, is_cron
 from flowyard.jobs.model import Job, JobStatus, Run
 from flowyard.settings import Settings
@@ -81,19 +81,19 @@ class PushDelivery:
         now = now_ms()
         for key in list(self._queues):
             queue = self.engine.queues[key]
-            while self._in_flight < limit and queue.has_ready:
+            while self._in_flight < limit and queue.has_deliverable:
                 if not queue.may_dispatch(now):
                     if queue.settings.rate_limit_per_second and not queue.settings.paused:
                         self.engine.timers.arm(queue.next_token_ms(now), ("push", ""))
                     break
-                job_id = queue.pop(self.engine.is_ready)
+                job_id = queue.pop(self.engine.is_ready, pull=False)
                 if job_id is None:
                     break
                 queue.took_token()
                 queue.running.add(job_id)  # counts against concurrency before the commit
                 self._in_flight += 1
                 tg.start_soon(self._deliver, job_id)
-            if not queue.has_ready:
+            if not queue.has_deliverable:
                 self._queues.discard(key)
 
     async def _deliver(self, job_id: str) -> None:
@@ -115,7 +115,11 @@ class PushDelivery:
         started, run = begin_attempt(
             job, now, status=JobStatus.SCHEDULED if is_cron(job) else JobStatus.RUNNING
         )
-        await self.engine.commit([(job, started)], [run], self.engine.step_starts([started]))
+        try:
+            await self.engine.commit([(job, started)], [run], self.engine.step_starts([started]))
+        except Unavailable:
+            self.engine.retry_soon(job.id)  # storage refused the start: deliver it later
+            raise
         secret = await self.secret(job.project_id)
         callback = self.callback_url(job.id, run.id)
         headers = {
@@ -139,7 +143,7 @@ class PushDelivery:
             await self.engine.commit([(current, waiting)], [accepted])
             self.engine.admit_one(waiting)
             return
-        await self.engine.settle(current, outcome)
+        await self.engine.settle_when_possible(current, outcome)
 
     def callback_url(self, job_id: str, run_id: str) -> str:
         """The signed URL a handler that answered 202 posts its result to."""

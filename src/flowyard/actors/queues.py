@@ -1,7 +1,10 @@
-"""Named queues: a ready heap (priority, then age), long-poll waiters, limits and pause.
+"""Named queues: ready heaps (priority, then age), long-poll waiters, limits and pause.
 
-A queue holds job ids only; the engine owns the jobs. An id on the heap may have gone stale
-(cancelled, claimed, re-timed): :meth:`Queue.pop` skips entries its ``is_ready`` check rejects.
+A queue holds job ids only; the engine owns the jobs. Pull jobs (claimed by workers) and push
+jobs (delivered by the dispatcher) may share a queue name, its settings and its counts, but
+they wait on separate heaps, so a worker never claims a push job and a pull job never holds
+up a delivery. An id on a heap may have gone stale (cancelled, claimed, re-timed):
+:meth:`Queue.pop` skips entries its ``is_ready`` check rejects.
 """
 
 import contextlib
@@ -28,7 +31,7 @@ class Queue:
         self.project_id = project_id
         self.name = name
         self.settings = settings or QueueSettings()
-        self._ready: list[tuple[int, int, int, str]] = []
+        self._ready: dict[bool, list[tuple[int, int, int, str]]] = {True: [], False: []}
         self._ready_ids: set[str] = set()
         self.pending: dict[str, int] = {}  # job id -> created_at
         self.running: set[str] = set()
@@ -36,22 +39,25 @@ class Queue:
         self._tokens = 0.0
         self._refilled_at = 0
 
-    def push(self, job_id: str, priority: int, created_at: int) -> None:
-        """Make a job claimable (or deliverable), and wake one long-poll waiter."""
+    def push(self, job_id: str, priority: int, created_at: int, *, pull: bool) -> None:
+        """Make a job claimable (``pull``) or deliverable; a claimable one wakes one waiter."""
         if job_id in self._ready_ids:
             return
         self._ready_ids.add(job_id)
-        heapq.heappush(self._ready, (priority, created_at, next(_counter), job_id))
+        heapq.heappush(self._ready[pull], (priority, created_at, next(_counter), job_id))
+        if not pull:
+            return
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.is_set():
                 waiter.set()
                 break
 
-    def pop(self, is_ready: Callable[[str], bool]) -> str | None:
-        """The next ready job id in priority-then-age order, or None."""
-        while self._ready:
-            *_, job_id = heapq.heappop(self._ready)
+    def pop(self, is_ready: Callable[[str], bool], *, pull: bool) -> str | None:
+        """The next ready pull (or push) job id in priority-then-age order, or None."""
+        heap = self._ready[pull]
+        while heap:
+            *_, job_id = heapq.heappop(heap)
             self._ready_ids.discard(job_id)
             if is_ready(job_id):
                 return job_id
@@ -62,9 +68,9 @@ class Queue:
         self._ready_ids.discard(job_id)
 
     @property
-    def has_ready(self) -> bool:
-        """Whether the heap holds any entry (possibly stale)."""
-        return bool(self._ready)
+    def has_deliverable(self) -> bool:
+        """Whether the push heap holds any entry (possibly stale)."""
+        return bool(self._ready[False])
 
     def waiter(self) -> anyio.Event:
         """An event set when a job becomes ready here (for long-poll claims)."""

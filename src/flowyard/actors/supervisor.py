@@ -2,13 +2,19 @@
 
 Start: open SQLite, start the writer, rehydrate every live job, re-arm every timer, then report
 ready. Stop: stop taking work, cancel the engines, let the writer commit what it holds, close.
+
+A core service (the writer, the accounts, the execution actors' host, the job engine with its
+timers, queues and push delivery) that crashes is not restarted in place: its memory may no
+longer match SQLite. The supervisor turns ``/readyz`` to 503 and asks the server to stop, so
+that the process exits non-zero and its own supervisor restarts it from SQLite.
 """
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import anyio
+from anyio.abc import TaskStatus
 
 from flowyard.actors.accounts import Accounts
 from flowyard.actors.dispatcher import Dispatcher
@@ -36,12 +42,27 @@ class Supervisor:
         self.jobs = JobEngine(self.db, settings, self.dispatcher, self.accounts)
         self.workflows = WorkflowEngine(self.db, self.jobs, settings)
         self.ready = anyio.Event()
+        self.failure: str | None = None  # set when a core service crashed
+        # Called once a core service crashed: the server stops itself (``flowyard serve``
+        # then exits non-zero). Without it the process stays up, answering 503.
+        self.on_failure: Callable[[], None] | None = None
 
     def check_ready(self) -> None:
-        """Raise 503 until rehydration is done, and while shutting down."""
+        """Raise 503 until rehydration is done, while shutting down, and after a crash."""
+        if self.failure is not None:
+            raise Unavailable(f"{self.failure}; the server is stopping")
         if not self.ready.is_set():
             raise Unavailable("starting: live state is being restored")
         self.jobs.check_available()
+
+    def check_health(self) -> None:
+        """What ``/readyz`` reports: :meth:`check_ready`, and 503 while storage is failing.
+
+        API reads keep working while the disk is full or read-only (they only check
+        :meth:`check_ready`); readiness says that writes would be refused.
+        """
+        self.check_ready()
+        self.db.check_writable()
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator["Supervisor"]:
@@ -49,10 +70,10 @@ class Supervisor:
         await self.db.open()
         try:
             async with anyio.create_task_group() as outer:
-                await outer.start(self.db.run_writer)
+                await outer.start(self._contained, "the writer", self.db.run_writer)
                 self.jobs.push.server_secret = await server_secret(self.db)
                 async with anyio.create_task_group() as engines:
-                    engines.start_soon(self._start, engines)
+                    engines.start_soon(self._contained, "the engines", self._start)
                     try:
                         yield self
                     finally:
@@ -64,10 +85,46 @@ class Supervisor:
                 await self.dispatcher.aclose()
                 await self.db.close()
 
-    async def _start(self, tg: anyio.abc.TaskGroup) -> None:
-        await tg.start(self.accounts.run)
-        # Executions first: rehydrated jobs may report results to them at once.
-        await tg.start(self.workflows.run)
-        await tg.start(self.jobs.run)
-        self.ready.set()
-        log.info("ready")
+    async def _start(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        async with anyio.create_task_group() as tg:
+            await tg.start(self.accounts.run)
+            # Executions first: rehydrated jobs may report results to them at once.
+            await tg.start(self.workflows.run)
+            await tg.start(self.jobs.run)
+            self.ready.set()
+            log.info("ready")
+
+    async def _contained(
+        self,
+        name: str,
+        service: Callable[..., Awaitable[None]],
+        *,
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Run a core service; if it crashes, fail the process instead of the task group.
+
+        Left to propagate, the error would cancel the lifespan while the HTTP server went on
+        answering every request with 500 (or 503 forever).
+        """
+        try:
+            await service(task_status=task_status)
+        except Exception as exc:
+            cause = _first_leaf(exc)
+            self.fail(f"{name} crashed ({type(cause).__name__}: {cause})"[:500], exc)
+
+    def fail(self, reason: str, exc: BaseException | None = None) -> None:
+        """A core service is gone: report not ready, then ask the server to stop."""
+        if self.failure is not None:
+            return
+        self.failure = reason
+        log.critical("%s; stopping so that the process can be restarted", reason, exc_info=exc)
+        if self.on_failure is not None:
+            self.on_failure()
+
+
+def _first_leaf(exc: BaseException) -> BaseException:
+    """The first error inside (nested) task group exception groups: the one worth naming."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc

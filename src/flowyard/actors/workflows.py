@@ -26,9 +26,10 @@ from flowyard.jobs.model import Job, JobStatus, Run, WorkflowRef
 from flowyard.settings import Settings
 from flowyard.storage import workflows as store
 from flowyard.storage.codec import encode
-from flowyard.storage.sqlite import Database, Op
+from flowyard.storage.sqlite import RETRY_MS, Database, Op
 from flowyard.workflows.blueprint import BlueprintSpec, Graph, build_graph
 from flowyard.workflows.state import (
+    LIVE,
     ArmDeadline,
     CancelExecution,
     DeadlinePassed,
@@ -98,7 +99,18 @@ class WorkflowEngine:
     async def _rehydrate(self) -> None:
         count = 0
         for state in await store.active_executions(self.db):
-            graph = await self._graph(state.blueprint_id)
+            try:
+                graph = await self._graph(state.blueprint_id)
+            except Exception as exc:
+                # One execution that cannot be restored must not keep the others down.
+                log.exception("execution %s cannot be restored", state.id)
+                failed, events = _failed(state, exc, now_ms())
+                seq = state.event_seq
+                failed = replace(failed, event_seq=seq + len(events))
+                await self.db.commit(
+                    [store.put_execution(failed), *store.put_events(state.id, seq + 1, events)]
+                )
+                continue
             self.actors[state.id] = ExecutionActor(state, graph)
             if state.status in (ExecutionStatus.RUNNING, ExecutionStatus.PAUSED):
                 self.jobs.timers.arm(state.deadline_at, ("deadline", state.id, state.deadline_at))
@@ -230,7 +242,9 @@ class WorkflowEngine:
         )
         try:
             actor = await self._actor(ref.execution_id)
-        except NotFound:
+        except Exception as exc:
+            if not isinstance(exc, NotFound):
+                log.exception("execution %s cannot take %s's result", ref.execution_id, job.id)
             await self.jobs.commit([change], runs)  # an orphan job: record it alone
             return
         await self._ask(actor, message, (change, runs))
@@ -242,7 +256,11 @@ class WorkflowEngine:
             return []
         message = JobStarted(ref.step_id, ref.attempt, job.id)
         if not actor.busy:
-            return self._record_start(actor, message)
+            try:
+                return self._record_start(actor, message)
+            except Exception:
+                # Not the job's fault: the actor contains it (the execution fails) on its own.
+                log.exception("execution %s failed to record a start", actor.state.id)
         try:
             self._tell(actor, message)
         except FlowyardError:
@@ -319,7 +337,13 @@ class WorkflowEngine:
             except anyio.WouldBlock:
                 break
             message, carry = envelope.message
-            reply(envelope, await self._process(actor, message, carry))
+            outcome = await self._process(actor, message, carry)
+            if isinstance(message, DeadlinePassed) and isinstance(outcome, Unavailable):
+                # Storage refused it (nobody waits on a deadline): it passes again a bit later.
+                log.warning("deadline of %s not recorded (%s); again soon", actor.state.id, outcome)
+                key = ("deadline", actor.state.id, message.deadline_at)
+                self.jobs.timers.arm(now_ms() + RETRY_MS, key)
+            reply(envelope, outcome)
         self._rest(actor)
 
     def _rest(self, actor: ExecutionActor) -> None:
@@ -424,17 +448,24 @@ class WorkflowEngine:
         return self.jobs.new_job(state.project_id, spec, now, ref)
 
     async def _contain(self, actor: ExecutionActor, carry: Carry | None, exc: Exception) -> Any:
-        """An unexpected error: the execution fails with ``internal_error``; others go on."""
-        now = now_ms()
-        error = StepError("internal_error", f"{type(exc).__name__}: {exc}"[:500])
-        failed = replace(actor.state, status=ExecutionStatus.FAILED, error=error, completed_at=now)
-        event = Event("failed", now, None, {"error": msgspec.to_builtins(error)})
+        """An unexpected error: the execution fails with ``internal_error``; others go on.
+
+        A job result that came with the message is still recorded (the job did end), and its
+        sender is answered as if all went well; a command's sender gets 503. An execution that
+        had already ended (not running or paused) keeps its status.
+        """
+        failed, events = _failed(actor.state, exc, now_ms())
         try:
             await self._store(
-                actor, failed, [event], [carry[0]] if carry else [], carry[1] if carry else []
+                actor, failed, events, [carry[0]] if carry else [], carry[1] if carry else []
             )
+        except FlowyardError as stored:
+            return stored  # storage is failing: nothing was recorded, the sender may retry
         except Exception:
             log.exception("could not record the failure of %s", actor.state.id)
+            return Unavailable("internal error while handling the execution")
+        if carry is not None:
+            return actor.state
         return Unavailable("internal error while handling the execution")
 
 
@@ -447,6 +478,15 @@ def _price(message: Message, effects: list[Effect]) -> int:
     """What a transition costs: the call for a command, and every job it creates."""
     jobs = JOB_WRITE * sum(isinstance(effect, QueueJob) for effect in effects)
     return WORKFLOW_WRITE + jobs if isinstance(message, COMMANDS) else jobs
+
+
+def _failed(state: ExecutionState, exc: Exception, now: int) -> tuple[ExecutionState, list[Event]]:
+    """A live execution failed with ``internal_error`` (an ended one as it is), and its event."""
+    if state.status not in LIVE:
+        return state, []
+    error = StepError("internal_error", f"{type(exc).__name__}: {exc}"[:500])
+    failed = replace(state, status=ExecutionStatus.FAILED, error=error, completed_at=now)
+    return failed, [Event("failed", now, None, {"error": msgspec.to_builtins(error)})]
 
 
 def _spec_of(blueprint: store.Blueprint) -> BlueprintSpec:

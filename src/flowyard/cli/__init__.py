@@ -5,7 +5,7 @@ status)."""
 import argparse
 from collections.abc import Sequence
 
-from flowyard.cli import keys, serve
+from flowyard.cli import blueprints, demo, executions, jobs, keys, serve, worker
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -13,7 +13,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="flowyard", description="Flowyard: DAG workflows over a job queue, in one process."
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    for module in (serve, keys):
+    for module in (serve, keys, executions, blueprints, jobs, worker, demo):
         module.register(commands)
     return parser
 

@@ -12,10 +12,16 @@ import uvicorn
 from flowyard.actors.supervisor import Supervisor
 from flowyard.cli.common import DEFAULTS, env
 from flowyard.http.app import create_app
+from flowyard.http.inflight import InflightLimit
 from flowyard.http.protocol import CorkedHttpToolsProtocol
 from flowyard.settings import Settings
 
 log = logging.getLogger("flowyard")
+
+# At shutdown, requests still running after this long are stopped and answered 503. It stays
+# well below the 10 s `docker stop` waits between SIGTERM and SIGKILL (Kubernetes waits 30 s),
+# leaving time to stop the engines, drain the writer and close the database.
+GRACE_SECONDS = 5
 
 
 def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -50,6 +56,12 @@ def add_settings(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=int(env("push_concurrency", str(DEFAULTS.push_concurrency))),
     )
+    parser.add_argument(
+        "--max-inflight",
+        type=_positive,
+        default=env("max_inflight", str(DEFAULTS.max_inflight)),  # a string: checked as given
+        help="requests worked on at once; more are answered 503 with Retry-After",
+    )
     parser.add_argument("--log-level", default=env("log_level", DEFAULTS.log_level))
     parser.add_argument(
         "--public-url",
@@ -69,13 +81,14 @@ def settings_from(args: argparse.Namespace) -> Settings:
         handler_network=args.handler_network,
         callback_window_seconds=args.callback_window_seconds,
         push_concurrency=args.push_concurrency,
+        max_inflight=args.max_inflight,
         log_level=args.log_level,
         public_url=args.public_url,
     )
 
 
 def run(settings: Settings) -> int:
-    """Bind, run until SIGTERM/SIGINT, shut down gracefully; exit status 0."""
+    """Bind, run until SIGTERM/SIGINT, shut down gracefully; exit status 0 (1 if it crashed)."""
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -88,20 +101,20 @@ def run(settings: Settings) -> int:
     port = sock.getsockname()[1]
     settings = Settings(**{**_as_dict(settings), "port": port})
     supervisor = Supervisor(settings)
-    app = create_app(settings, supervisor)
+    requests = InflightLimit(create_app(settings, supervisor), settings.max_inflight)
     config = uvicorn.Config(
-        app,
+        requests,
         log_level="warning",
         access_log=False,
         lifespan="on",
-        timeout_graceful_shutdown=30,
+        timeout_graceful_shutdown=GRACE_SECONDS + 3,  # a backstop: ours answers 503 first
         proxy_headers=False,
         server_header=False,
         date_header=False,
         backlog=4096,
         http=CorkedHttpToolsProtocol,
     )
-    server = _Server(config, supervisor, f"http://{_shown(settings.host)}:{port}")
+    server = _Server(config, supervisor, requests, f"http://{_shown(settings.host)}:{port}")
 
     def graceful(signum: int, frame: object) -> None:
         server.should_exit = True
@@ -113,16 +126,26 @@ def run(settings: Settings) -> int:
         signal.signal(handled, graceful)
 
     anyio.run(server.serve, [sock], backend_options={"use_uvloop": True})
-    return 0
+    return 0 if supervisor.failure is None else 1  # a crashed core service: restart me
 
 
 class _Server(uvicorn.Server):
-    """uvicorn's server, announcing itself when listening and ending long-polls at shutdown."""
+    """uvicorn's server, announcing itself when listening; at shutdown it answers long-polls
+    at once and stops requests that outlast :data:`GRACE_SECONDS` with a 503.
 
-    def __init__(self, config: uvicorn.Config, supervisor: Supervisor, url: str) -> None:
+    uvicorn's shutdown stops accepting, closes idle connections, waits for the requests in
+    flight (their commits finish), then runs the lifespan's shutdown: the supervisor stops
+    the engines and lets the writer commit what it holds.
+    """
+
+    def __init__(
+        self, config: uvicorn.Config, supervisor: Supervisor, requests: InflightLimit, url: str
+    ) -> None:
         super().__init__(config)
         self._supervisor = supervisor
+        self._requests = requests
         self._url = url
+        supervisor.on_failure = lambda: setattr(self, "should_exit", True)
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
@@ -130,7 +153,28 @@ class _Server(uvicorn.Server):
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self._supervisor.jobs.begin_shutdown()  # answer open long-polls before waiting on them
-        await super().shutdown(sockets)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._cut_off_after, GRACE_SECONDS)
+            await super().shutdown(sockets)
+            tg.cancel_scope.cancel()
+
+    async def _cut_off_after(self, seconds: int) -> None:
+        await anyio.sleep(seconds)
+        stopped = self._requests.cut_off()
+        if stopped:
+            log.warning(
+                "shutdown: %d request(s) still running after %gs answered 503", stopped, seconds
+            )
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 def _shown(host: str) -> str:

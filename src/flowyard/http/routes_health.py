@@ -4,6 +4,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from flowyard.errors import FlowyardError
 from flowyard.http.context import Context
 from flowyard.http.errors import error_response
 from flowyard.http.respond import json_response
@@ -15,11 +16,15 @@ async def livez(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """Storage is open and every live job and execution has been restored."""
+    """Storage is open and takes writes, and every live job and execution has been restored.
+
+    503 before that, while shutting down, after a core service crashed, and while the database
+    file cannot be written (disk full, read-only): reads still work then, writes do not.
+    """
     context: Context = request.app.state.context
     try:
-        context.runtime.check_ready()
-    except Exception as exc:
+        context.runtime.check_health()
+    except FlowyardError as exc:
         return error_response(503, "unavailable", str(exc))
     return json_response({"status": "ok"})
 

@@ -21,7 +21,7 @@ from flowyard.http.schemas import (
     error_text,
 )
 from flowyard.jobs.model import JobStatus, TriggerType, job_view, run_view
-from flowyard.jobs.spec import JobPatch, JobSpec, check_payload_size
+from flowyard.jobs.spec import JobPatch, JobSpec, check_payload
 from flowyard.storage import jobs as store
 from flowyard.storage.projects import new_signing_secret, set_signing_secret, signing_secret
 
@@ -119,7 +119,7 @@ async def ack_job(request: Request) -> Response:
     runtime, key = await caller(request, "jobs:write")
     job = await runtime.jobs.require(key.project_id, request.path_params["job_id"])
     body = await read_json(request, AckBody)
-    check_payload_size(body.result, "$.result")
+    check_payload(body.result, "$.result")
     updated = await runtime.jobs.ack(
         job,
         body.claim_token,
@@ -144,7 +144,7 @@ async def run_callback(request: Request) -> Response:
     context: Context = request.app.state.context
     context.runtime.check_ready()
     body = await read_json(request, CallbackBody)
-    check_payload_size(body.result, "$.result")
+    check_payload(body.result, "$.result")
     if body.status == "completed":
         outcome = Outcome("completed", result=body.result)
     else:

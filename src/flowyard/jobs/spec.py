@@ -1,5 +1,6 @@
 """What a client may send to create or change a job, and the rules beyond field types."""
 
+import re
 from typing import Annotated
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -7,11 +8,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import msgspec
 from msgspec import Meta, Raw
 
-from flowyard.errors import Invalid, PayloadTooLarge
+from flowyard.errors import Invalid, PayloadTooLarge, invalid_field
 from flowyard.jobs.cron import is_valid_schedule
 from flowyard.jobs.model import NULL, Backoff, PullQueue, Scheduled, Trigger, null
 
 MAX_PAYLOAD_BYTES = 256 * 1024
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class JobOptions(msgspec.Struct, frozen=True, kw_only=True):
@@ -66,6 +68,8 @@ def check_url(value: str, path: str) -> list[dict[str, str]]:
         return [{"path": path, "message": "must be an http(s) URL"}]
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return [{"path": path, "message": "must be an http(s) URL"}]
+    if _CONTROL.search(value):  # no HTTP client sends them; NUL would fail every delivery
+        return [{"path": path, "message": "must not contain control characters"}]
     if len(value) > 2048:
         return [{"path": path, "message": "must be at most 2048 characters"}]
     return []
@@ -87,13 +91,20 @@ def check_schedule(schedule: str, path: str) -> list[dict[str, str]]:
     return []
 
 
-def check_payload_size(payload: Raw, path: str) -> None:
-    """Raise 413 when a payload or result is over 256 KiB."""
+def check_payload(payload: Raw, path: str) -> None:
+    """Raise 413 when a payload or result is over 256 KiB, 400 when it holds a number no
+    float can hold (``1e999``): JSON has no infinity, and reading it back would fail later,
+    when a workflow template or a worker decodes it."""
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise PayloadTooLarge(
             f"{path} is over {MAX_PAYLOAD_BYTES} bytes",
             [{"path": path, "message": f"must be at most {MAX_PAYLOAD_BYTES} bytes of JSON"}],
         )
+    try:
+        msgspec.json.decode(payload)
+    except msgspec.ValidationError as exc:
+        message = str(exc).split(" - at ")[0]  # "Number out of range"
+        raise invalid_field(path, f"{message}: numbers must be finite") from None
 
 
 def spec_problems(spec: JobSpec, path: str = "$") -> list[dict[str, str]]:
@@ -117,7 +128,7 @@ def spec_problems(spec: JobSpec, path: str = "$") -> list[dict[str, str]]:
 
 def validate_spec(spec: JobSpec, path: str = "$") -> None:
     """Raise 413 for an oversized payload, then 400 listing every other problem."""
-    check_payload_size(spec.payload, f"{path}.payload")
+    check_payload(spec.payload, f"{path}.payload")
     problems = spec_problems(spec, path)
     if problems:
         raise Invalid(f"invalid job: {problems[0]['path']}: {problems[0]['message']}", problems)

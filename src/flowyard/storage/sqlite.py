@@ -2,7 +2,9 @@
 
 Every write goes through :meth:`Database.commit`. The writer task takes every request
 waiting in its mailbox, applies them all in one transaction, fsyncs once (``synchronous=FULL``)
-and only then wakes the callers, so an acknowledged write survives ``kill -9``.
+and only then wakes the callers, so an acknowledged write survives ``kill -9``. A transaction
+that fails (disk full, file read-only, I/O error) is rolled back and its callers get
+``Unavailable``; the writer then probes the file until a write succeeds again.
 """
 
 import itertools
@@ -17,6 +19,7 @@ import anyio
 from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from flowyard.clock import now_ms
 from flowyard.errors import MailboxFull, Unavailable
 from flowyard.storage.migrations import pending_migrations
 
@@ -24,6 +27,13 @@ log = logging.getLogger("flowyard.storage")
 
 Op = tuple[str, Sequence[Any]]
 """One SQL statement and its parameters."""
+
+RETRY_SECONDS = 1.0
+"""While storage is failing: how often the idle writer probes it, and how long work it refused
+(a delivery's start, a lease expiry, a deadline) waits before it is tried again."""
+RETRY_MS = int(RETRY_SECONDS * 1000)
+
+_PROBE = "INSERT OR REPLACE INTO meta (key, value) VALUES ('writable_at', ?)"
 
 
 class _CommitRequest:
@@ -47,14 +57,33 @@ async def _connect(path: str, sync: str) -> aiosqlite.Connection:
 
 
 def _transaction(conn: sqlite3.Connection, ops: list[Op]) -> None:
+    _rollback(conn)  # a transaction a failed ROLLBACK left open would block every later one
     conn.execute("BEGIN IMMEDIATE")
     try:
         for sql, group in itertools.groupby(ops, key=lambda op: op[0]):
             conn.executemany(sql, [params for _, params in group])
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        # SQLite may already have rolled back (SQLITE_FULL does); the first error is the story.
+        _rollback(conn)
         raise
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            log.warning("rollback failed; the next transaction retries it", exc_info=True)
+
+
+def _is_storage_fault(exc: BaseException) -> bool:
+    """Whether a failed write says the file cannot be written (rather than one bad write).
+
+    ``OperationalError`` is SQLite's word for disk full, read-only, I/O errors and locks;
+    a constraint violation (``IntegrityError``) concerns one request only.
+    """
+    return isinstance(exc, sqlite3.OperationalError)
 
 
 class Database:
@@ -71,6 +100,7 @@ class Database:
         self._send: MemoryObjectSendStream[_CommitRequest] = send
         self._receive: MemoryObjectReceiveStream[_CommitRequest] = receive
         self._batch_done = anyio.Event()  # set when the requests queued so far are committed
+        self.failure: str | None = None  # why the last write failed, until one succeeds again
         self.commits = 0
         self.statements = 0
         # Signs list cursors; ``open`` replaces it with the one stored in the file, so that
@@ -100,10 +130,24 @@ class Database:
     async def run_writer(
         self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
-        """The writer loop: run until the mailbox is closed and drained."""
+        """The writer loop: run until the mailbox is closed and drained.
+
+        If the loop itself breaks, every write still waiting is answered ``Unavailable``
+        instead of being left to wait forever, and the error goes to the caller.
+        """
         task_status.started()
-        async with self._receive:
-            async for first in self._receive:
+        done = self._batch_done
+        batch: list[_CommitRequest] = []
+        try:
+            while True:
+                try:
+                    first = await self._next_request()
+                except (anyio.EndOfStream, anyio.ClosedResourceError):
+                    break
+                if first is None:
+                    with anyio.CancelScope(shield=True):
+                        await self._probe()
+                    continue
                 # Everything queued now shares this event; later requests get a fresh one.
                 done, self._batch_done = self._batch_done, anyio.Event()
                 batch = [first]
@@ -114,19 +158,80 @@ class Database:
                         break
                 with anyio.CancelScope(shield=True):
                     await self._commit_batch(batch)
+                batch = []
                 done.set()
+        finally:
+            self._fail_waiting(batch, done)
+
+    async def _next_request(self) -> _CommitRequest | None:
+        """The next write; None when storage is failing and a probe is due instead."""
+        with anyio.move_on_after(RETRY_SECONDS if self.failure else None):
+            return await self._receive.receive()
+        return None
+
+    def _fail_waiting(self, unfinished: list[_CommitRequest], done: anyio.Event) -> None:
+        """The loop ended: answer whatever is still queued, so that no caller waits forever.
+
+        ``unfinished`` is a batch the loop broke out of: its outcome is unknown, so its callers
+        are told it failed (never that it committed).
+        """
+        self._send.close()
+        while True:
+            try:
+                unfinished.append(self._receive.receive_nowait())
+            except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                break
+        for request in unfinished:
+            request.error = request.error or Unavailable(
+                "storage is unavailable: the writer has stopped"
+            )
+            request.done.set()
+        self._receive.close()
+        done.set()
+        self._batch_done.set()
 
     async def _commit_batch(self, batch: list[_CommitRequest]) -> None:
         try:
             await self._apply([op for request in batch for op in request.ops])
-        except Exception:
+        except Exception as exc:
             if len(batch) == 1:
-                log.exception("commit failed")
-                batch[0].error = Unavailable("storage is unavailable")
+                self._record_failure(exc)
+                batch[0].error = Unavailable(f"storage is unavailable: {exc}")
             else:
                 # Isolate the failing request so that one bad write cannot fail its neighbours.
                 for request in batch:
                     await self._commit_batch([request])
+        else:
+            self._record_success()
+
+    async def _probe(self) -> None:
+        """A one-row write that tells whether the file takes writes again."""
+        try:
+            await self._apply([(_PROBE, (str(now_ms()),))])
+        except Exception as exc:
+            self._record_failure(exc)
+        else:
+            self._record_success()
+
+    def _record_failure(self, exc: Exception) -> None:
+        if not _is_storage_fault(exc):
+            log.error("commit failed", exc_info=exc)
+            return
+        if self.failure is None:
+            log.error("storage is failing; writes answer 503 until it recovers", exc_info=exc)
+        else:
+            log.debug("storage is still failing: %s", exc)
+        self.failure = str(exc)
+
+    def _record_success(self) -> None:
+        if self.failure is not None:
+            log.warning("storage takes writes again (it was failing: %s)", self.failure)
+            self.failure = None
+
+    def check_writable(self) -> None:
+        """Raise ``Unavailable`` while the last write failed for want of a writable file."""
+        if self.failure is not None:
+            raise Unavailable(f"storage is failing: {self.failure}")
 
     async def _apply(self, ops: list[Op]) -> None:
         conn = self._writer

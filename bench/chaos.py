@@ -1,0 +1,256 @@
+"""Crash soak: the real server under steady load, killed with SIGKILL at random moments.
+
+``python -m bench.chaos --cycles 30`` starts ``flowyard serve`` on a fresh SQLite file, keeps a
+trigger client, a job creator, pull workers and a push handler busy against it over HTTP on
+127.0.0.1, and kills the server at a random moment of every cycle (so some kills land in the
+middle of a group commit), restarting it on the same file each time. After the last cycle the
+load stops producing, the workers drain everything, the server is stopped and the file is
+checked (``bench.chaos_checks``): everything the server acknowledged is there, every execution
+ended as its steps imply, no step attempt has two jobs, and SQLite's integrity check passes.
+Prints one JSON line; exit status 1 when any invariant is broken.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import sqlite3
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.chaos_checks import Graph, Ledger, Violations, check_all
+from bench.chaos_load import QUEUES, Load, PushHandler, Settings, Target
+from bench.common import (
+    Server,
+    create_key,
+    log,
+    spawn_server,
+    start_server,
+    stop_server,
+)
+
+EARLY_KILLS = 0.2
+"""The share of restarts that are killed again before /readyz."""
+GRAPH = Graph(
+    depends_on={"A": [], "B": ["A"], "C": ["A"], "D": ["B", "C"], "R": []},
+    catch={"D": "R"},
+)
+
+
+def blueprint(handler_url: str) -> dict[str, Any]:
+    """Fan-out A -> (B push, C pull), fan-in D with a catch step R."""
+
+    def pull(step_id: str, template: Any, **extra: Any) -> dict[str, Any]:
+        trigger = {"type": "pull", "queue": QUEUES[step_id]}
+        return {"id": step_id, "job_trigger": {"trigger": trigger}, "payload_template": template}
+
+    push_trigger = {"trigger": {"type": "immediate"}, "handler": handler_url, "timeout": 5}
+    return {
+        "name": "chaos",
+        "steps": [
+            pull("A", {"n": "{{input.n}}"}),
+            {
+                "id": "B",
+                "job_trigger": {**push_trigger, "max_attempts": 2},
+                "payload_template": {"n": "{{input.n}}", "a": "{{steps.A.output.attempt}}"},
+                "depends_on": ["A"],
+            },
+            {**pull("C", {"a": "{{steps.A.output}}"}), "depends_on": ["A"]},
+            {
+                **pull("D", {"b": "{{steps.B.output}}", "c": "{{steps.C.output.job}}"}),
+                "depends_on": ["B", "C"],
+                "catch": "R",
+            },
+            pull("R", {"failed": "{{failure.step_id}}", "why": "{{failure.error}}"}),
+        ],
+    }
+
+
+def quiesce(db: str, project_id: str, timeout: float) -> bool:
+    """Wait until no execution is active and no job is live; False when ``timeout`` ran out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        conn = sqlite3.connect(db, timeout=30)
+        try:
+            (left,) = conn.execute(
+                "SELECT (SELECT count(*) FROM executions WHERE project_id = ? AND active = 1)"
+                " + (SELECT count(*) FROM jobs WHERE project_id = ?"
+                " AND status IN ('pending', 'running', 'scheduled'))",
+                (project_id, project_id),
+            ).fetchone()
+        finally:
+            conn.close()
+        if left == 0:
+            return True
+        if time.monotonic() > deadline:
+            log(f"still {left} live executions and jobs after {timeout}s")
+            return False
+        time.sleep(0.5)
+
+
+def project_of(db: str) -> str:
+    """The one project's id (the soak creates exactly one)."""
+    conn = sqlite3.connect(db, timeout=30)
+    try:
+        (project_id,) = conn.execute("SELECT id FROM projects").fetchone()
+    finally:
+        conn.close()
+    return str(project_id)
+
+
+SERVER_ARGS = ["--retry-base-seconds", "0.05"]
+
+
+def restart(db: str, settings: Settings, figures: dict[str, Any]) -> Server:
+    """Start the server on ``db`` and wait for /readyz; the restart time goes in ``figures``."""
+    began = time.monotonic()
+    server = start_server(sync=settings.sync, extra_args=SERVER_ARGS, db=db, ready_timeout=120)
+    figures["ready_s_max"] = max(figures.get("ready_s_max", 0.0), time.monotonic() - began)
+    return server
+
+
+def kill_while_starting(db: str, settings: Settings, rng: random.Random) -> None:
+    """Start the server and kill it within its first second: during start-up or rehydration."""
+    server = spawn_server(sync=settings.sync, extra_args=SERVER_ARGS, db=db)
+    time.sleep(rng.uniform(0.05, 1.0))
+    server.proc.kill()
+    server.proc.wait(30)
+
+
+@dataclass
+class Outcome:
+    """A finished soak: its figures, the violations, and what the checks read."""
+
+    figures: dict[str, Any]
+    violations: Violations
+    ledger: Ledger
+    db: str
+    project_id: str
+    handler_url: str
+
+
+def soak(settings: Settings) -> Outcome:
+    """Run the whole soak and check the file; the database is removed unless ``workdir``."""
+    started = time.monotonic()
+    workdir = settings.workdir or Path(tempfile.mkdtemp(prefix="flowyard-chaos-"))
+    db = str(workdir / "chaos.db")
+    key = create_key(db, "chaos")
+    project_id = project_of(db)
+    rng = random.Random(settings.seed)
+    figures: dict[str, Any] = {"seed": settings.seed, "cycles": settings.cycles}
+    server = restart(db, settings, figures)
+    target = Target(server.url, key)
+    load: Load | None = None
+    ledger = Ledger()
+    try:
+        with PushHandler(ledger, target.lock, settings.seed) as handler:
+            with httpx.Client(timeout=30, headers=target.headers()) as client:
+                path = f"{server.url}/infra/workflows/blueprints"
+                made = client.post(path, json=blueprint(handler.url))
+                made.raise_for_status()
+            load = Load(target, made.json()["id"], settings, ledger)
+            load.start()
+            for cycle in range(settings.cycles):
+                time.sleep(rng.uniform(0.2, 1.0) * settings.seconds_per_cycle)
+                server.proc.kill()
+                server.proc.wait(30)
+                log(f"cycle {cycle + 1}/{settings.cycles}: killed; {len(ledger.triggers)} triggers")
+                if rng.random() < EARLY_KILLS:
+                    kill_while_starting(db, settings, rng)
+                    with target.lock:
+                        ledger.counts["kills_while_starting"] += 1
+                server = restart(db, settings, figures)
+                target.url = server.url
+            load.stop_producing()
+            began = time.monotonic()
+            figures["quiesced"] = quiesce(db, project_id, settings.quiesce_timeout)
+            figures["quiesce_s"] = round(time.monotonic() - began, 2)
+            load.stop()
+        figures["final_exit_code"] = stop_server(server)
+        violations, snapshot = check_all(db, project_id, GRAPH, ledger, handler.url)
+    finally:
+        if load is not None:
+            load.stop()
+        if server.proc.poll() is None:
+            server.proc.kill()
+            server.proc.wait(30)
+        if settings.workdir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    statuses: dict[str, int] = {}
+    for doc in snapshot.executions.values():
+        statuses[doc.get("status", "?")] = statuses.get(doc.get("status", "?"), 0) + 1
+    figures |= {
+        "executions": len(snapshot.executions),
+        "steps": sum(len(doc.get("steps", {})) for doc in snapshot.executions.values()),
+        "acks": len(ledger.acks),
+        "jobs": len(snapshot.jobs),
+        "triggers_confirmed": len(ledger.triggers),
+        "executions_unconfirmed": len(snapshot.executions) - len(ledger.triggers),
+        "jobs_retried": sum(1 for job in snapshot.jobs.values() if job.get("attempt", 0) > 1),
+        "jobs_created_confirmed": len(ledger.created),
+        "execution_statuses": statuses,
+        **dict(sorted(ledger.counts.items())),
+        "ready_s_max": round(figures["ready_s_max"], 2),
+        "seconds": round(time.monotonic() - started, 1),
+        "violations": len(violations),
+        "violation_kinds": violations.kinds(),
+    }
+    return Outcome(figures, violations, ledger, db, project_id, handler.url)
+
+
+def report(violations: Violations, limit: int = 20) -> str:
+    """The violations, at most ``limit`` of each kind, one per line."""
+    lines: list[str] = []
+    shown: dict[str, int] = {}
+    for kind, detail in violations.found:
+        shown[kind] = shown.get(kind, 0) + 1
+        if shown[kind] <= limit:
+            lines.append(f"{kind}: {detail}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--cycles", type=int, default=30)
+    parser.add_argument("--seconds-per-cycle", type=float, default=6.0)
+    parser.add_argument("--seed", type=int, default=None, help="default: random (printed)")
+    parser.add_argument("--triggers-per-second", type=float, default=30.0)
+    parser.add_argument("--trigger-threads", type=int, default=2)
+    parser.add_argument("--jobs-per-second", type=float, default=5.0)
+    parser.add_argument("--quiesce-timeout", type=float, default=90.0)
+    parser.add_argument("--sync", choices=["full", "normal"], default="full")
+    parser.add_argument("--keep", help="keep the database in this directory")
+    args = parser.parse_args(argv)
+    seed = args.seed if args.seed is not None else random.randrange(2**31)
+    workdir = None
+    if args.keep:
+        workdir = Path(args.keep)
+        workdir.mkdir(parents=True, exist_ok=True)
+    settings = Settings(
+        cycles=args.cycles,
+        seconds_per_cycle=args.seconds_per_cycle,
+        seed=seed,
+        triggers_per_second=args.triggers_per_second,
+        trigger_threads=args.trigger_threads,
+        jobs_per_second=args.jobs_per_second,
+        quiesce_timeout=args.quiesce_timeout,
+        sync=args.sync,
+        workdir=workdir,
+    )
+    outcome = soak(settings)
+    if outcome.violations.found:
+        print(report(outcome.violations), file=sys.stderr)
+    print(json.dumps({"bench": "chaos", **outcome.figures}), flush=True)
+    return 1 if outcome.violations.found else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""``flowyard blueprints create|list|show``: workflow blueprints on a server."""
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from flowyard.cli.common import print_table
+from flowyard.cli.display import cell, print_fields, print_json, trigger_text
+from flowyard.cli.remote import add_paging, fail, fetch, print_page, remote, remote_options
+from flowyard.client import Client
+from flowyard.client.models import Blueprint, BlueprintSummary
+
+LIST_COLUMNS = ("id", "name", "description", "created_at")
+STEP_COLUMNS = ("id", "trigger", "handler", "depends_on", "catch", "payload_template")
+
+
+def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    blueprints = commands.add_parser("blueprints", help="create and inspect workflow blueprints")
+    sub = blueprints.add_subparsers(dest="blueprints_command", required=True)
+    options = remote_options()
+
+    create = sub.add_parser("create", parents=[options], help="create a blueprint from JSON")
+    create.add_argument("file", metavar="FILE", help="a JSON file with the body; - reads stdin")
+    create.set_defaults(run=_create)
+
+    listing = sub.add_parser("list", parents=[options], help="blueprints, newest first")
+    add_paging(listing)
+    listing.set_defaults(run=remote(list_blueprints))
+
+    show = sub.add_parser("show", parents=[options], help="one blueprint with its steps")
+    show.add_argument("blueprint_id", metavar="ID")
+    show.set_defaults(run=remote(show_blueprint))
+
+
+def read_body(path: str) -> dict[str, Any]:
+    """The JSON object in ``path`` (``-``: stdin); ``ValueError`` says what is wrong."""
+    name = "stdin" if path == "-" else path
+    try:
+        if path == "-":
+            text = sys.stdin.read()
+        else:
+            with open(path, encoding="utf-8") as file:
+                text = file.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read {name}: {getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{name} is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ValueError(f"{name} must hold a JSON object (the blueprint body)")
+    return body
+
+
+def _create(args: argparse.Namespace) -> int:
+    # The file is read before the key is checked or the server called: a bad file changes
+    # nothing and says so first.
+    try:
+        args.body = read_body(args.file)
+    except ValueError as exc:
+        fail(str(exc))
+        return 1
+    return remote(create_blueprint)(args)
+
+
+def create_blueprint(client: Client, args: argparse.Namespace) -> int:
+    """``flowyard blueprints create``: the blueprint as the server stored it."""
+    return _show(args, client.workflows.create_blueprint(args.body))
+
+
+def list_blueprints(client: Client, args: argparse.Namespace) -> int:
+    """``flowyard blueprints list``: newest first."""
+    page = fetch(args, client.workflows.list_blueprints, client.workflows.iter_blueprints)
+    print_page(args, "blueprints", page, LIST_COLUMNS, _row)
+    return 0
+
+
+def _row(blueprint: BlueprintSummary) -> list[object]:
+    return [blueprint.id, blueprint.name, cell(blueprint.description), blueprint.created_at]
+
+
+def show_blueprint(client: Client, args: argparse.Namespace) -> int:
+    """``flowyard blueprints show``: its fields and a table of its steps."""
+    return _show(args, client.workflows.get_blueprint(args.blueprint_id))
+
+
+def _show(args: argparse.Namespace, blueprint: Blueprint) -> int:
+    if args.json:
+        print_json(blueprint)
+        return 0
+    print_fields(
+        [
+            ("id", blueprint.id),
+            ("name", blueprint.name),
+            ("description", blueprint.description),
+            ("max_duration_sec", blueprint.max_duration_sec),
+            ("created_at", blueprint.created_at),
+        ]
+    )
+    print()
+    rows = [
+        [
+            step.id,
+            trigger_text(step.job_trigger.trigger),
+            cell(step.job_trigger.handler),
+            ",".join(step.depends_on),
+            step.catch,
+            cell(step.payload_template),
+        ]
+        for step in blueprint.steps
+    ]
+    print_table(STEP_COLUMNS, rows)
+    return 0

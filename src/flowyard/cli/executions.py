@@ -1,0 +1,166 @@
+"""``flowyard executions list|show|cancel|pause|resume``: workflow executions on a server."""
+
+import argparse
+import json
+from typing import Any, get_args
+
+from flowyard.cli.common import print_table
+from flowyard.cli.display import cell, error_text, print_fields, print_json, print_record
+from flowyard.cli.remote import add_paging, fetch, print_page, remote, remote_options
+from flowyard.client import UNSET, Client
+from flowyard.client.models import Execution, ExecutionStatusName
+
+LIST_COLUMNS = ("id", "blueprint_id", "status", "steps", "started_at", "completed_at", "error")
+STEP_COLUMNS = ("step_id", "status", "attempt", "job_id", "error", "caught_by")
+EVENT_COLUMNS = ("seq", "at", "type", "step_id", "data")
+
+
+def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    executions = commands.add_parser("executions", help="inspect and steer workflow executions")
+    sub = executions.add_subparsers(dest="executions_command", required=True)
+    options = remote_options()
+
+    listing = sub.add_parser("list", parents=[options], help="executions, newest first")
+    listing.add_argument("--blueprint-id", help="only this blueprint's executions")
+    listing.add_argument("--status", choices=get_args(ExecutionStatusName))
+    add_paging(listing)
+    listing.set_defaults(run=remote(list_executions))
+
+    show = sub.add_parser("show", parents=[options], help="one execution and its steps")
+    show.add_argument("execution_id", metavar="ID")
+    show.add_argument("--events", action="store_true", help="also print its event log")
+    show.set_defaults(run=remote(show_execution))
+
+    for name, command, what in (
+        ("cancel", cancel, "cancel an execution (running, paused or failed)"),
+        ("pause", pause, "pause a running execution: nothing new is queued until resumed"),
+    ):
+        control = sub.add_parser(name, parents=[options], help=what)
+        control.add_argument("execution_id", metavar="ID")
+        control.set_defaults(run=remote(command))
+
+    resume_parser = sub.add_parser(
+        "resume",
+        parents=[options],
+        help="resume an execution, retry one step, or complete a step by hand",
+    )
+    resume_parser.add_argument("execution_id", metavar="ID")
+    resume_parser.add_argument("--step", help="the step to run again (or to complete)")
+    resume_parser.add_argument(
+        "--override-output",
+        type=json_value,
+        default=UNSET,
+        metavar="JSON",
+        help="complete --step with this output (a JSON value) instead of running it",
+    )
+    resume_parser.add_argument("--reason", help="kept in the event log")
+    resume_parser.set_defaults(run=remote(resume))
+
+
+def json_value(text: str) -> Any:
+    """An option's value parsed as JSON (argparse reports the error, exit status 2)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from None
+
+
+def _row(execution: Execution) -> list[object]:
+    done = sum(step.status == "completed" for step in execution.steps)
+    return [
+        execution.id,
+        execution.blueprint_id,
+        execution.status,
+        f"{done}/{len(execution.steps)}",
+        execution.started_at,
+        execution.completed_at,
+        error_text(execution.error),
+    ]
+
+
+def list_executions(client: Client, args: argparse.Namespace) -> int:
+    """``flowyard executions list``: newest first; ``steps`` is completed/total."""
+    page = fetch(
+        args,
+        client.workflows.list_executions,
+        client.workflows.iter_executions,
+        blueprint_id=args.blueprint_id,
+        status=args.status,
+    )
+    print_page(args, "executions", page, LIST_COLUMNS, _row)
+    return 0
+
+
+def show_execution(client: Client, args: argparse.Namespace) -> int:
+    """``flowyard executions show``: the execution's fields, its steps, and with ``--events``
+    its whole event log (``--json``: ``{"execution", "events"}``)."""
+    execution = client.workflows.get_execution(args.execution_id)
+    events = list(client.workflows.iter_events(execution.id)) if args.events else None
+    if args.json:
+        print_json(execution if events is None else {"execution": execution, "events": events})
+        return 0
+    print_fields(
+        [
+            ("id", execution.id),
+            ("blueprint_id", execution.blueprint_id),
+            ("status", execution.status),
+            ("error", error_text(execution.error)),
+            ("input_data", execution.input_data),
+            ("idempotency_key", execution.idempotency_key),
+            ("started_at", execution.started_at),
+            ("completed_at", execution.completed_at),
+            ("cancelled_at", execution.cancelled_at),
+            ("paused_at", execution.paused_at),
+            ("resumed_at", execution.resumed_at),
+            ("deadline_at", execution.deadline_at),
+        ]
+    )
+    print()
+    rows = [
+        [
+            step.step_id,
+            step.status,
+            step.attempt,
+            step.job_id,
+            error_text(step.error),
+            step.caught_by,
+        ]
+        for step in execution.steps
+    ]
+    print_table(STEP_COLUMNS, rows)
+    if events is not None:
+        print()
+        print_table(
+            EVENT_COLUMNS,
+            [[e.seq, e.at, e.type, e.step_id, cell(e.data or None)] for e in events],
+        )
+    return 0
+
+
+def cancel(client: Client, args: argparse.Namespace) -> int:
+    """``flowyard executions cancel``: the answer ``{id, status, cancelled_at}``."""
+    return _answer(args, client.workflows.cancel(args.execution_id))
+
+
+def pause(client: Client, args: argparse.Namespace) -> int:
+    """``flowyard executions pause``: the answer ``{id, status, paused_at}``."""
+    return _answer(args, client.workflows.pause(args.execution_id))
+
+
+def resume(client: Client, args: argparse.Namespace) -> int:
+    """``flowyard executions resume``: the answer ``{id, status, resumed_at}``."""
+    answer = client.workflows.resume(
+        args.execution_id,
+        step_id=args.step,
+        override_output=args.override_output,
+        reason=args.reason,
+    )
+    return _answer(args, answer)
+
+
+def _answer(args: argparse.Namespace, answer: Any) -> int:
+    if args.json:
+        print_json(answer)
+    else:
+        print_record(answer)
+    return 0
