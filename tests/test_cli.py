@@ -316,3 +316,22 @@ async def test_sigterm_keeps_acknowledged_writes(
     async with httpx.AsyncClient(base_url=server.url, headers=auth(key), timeout=30) as api:
         claimed = (await api.post("/infra/jobs/claim", json={"queue": "q", "count": 10})).json()
     assert sorted(job["id"] for job in claimed) == sorted(ids)
+
+
+def test_output_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    from flowyard.storage.projects import create_key_sync
+
+    db = str(tmp_path / "pipe.db")
+    for index in range(400):  # more JSON than a pipe buffers
+        create_key_sync(db, "piped", ["jobs:read"], name=f"key-{index}")
+    listing = subprocess.Popen(
+        [sys.executable, "-m", "flowyard", "keys", "list", "--db", db, "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert listing.stdout is not None and listing.stderr is not None
+    listing.stdout.read(10)
+    listing.stdout.close()  # like ``| head -c 10``
+    assert listing.wait(timeout=60) == 1
+    with listing.stderr:
+        assert b"Traceback" not in listing.stderr.read()

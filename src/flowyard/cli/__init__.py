@@ -3,6 +3,8 @@
 status)."""
 
 import argparse
+import os
+import sys
 from collections.abc import Sequence
 
 from flowyard.cli import blueprints, demo, executions, jobs, keys, serve, worker
@@ -21,5 +23,11 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = _parser().parse_args(argv)
-    status: int = args.run(args)
+    try:
+        status: int = args.run(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (``flowyard jobs list | head``): stop quietly, as Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     return status
