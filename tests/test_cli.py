@@ -335,3 +335,16 @@ def test_output_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
     assert listing.wait(timeout=60) == 1
     with listing.stderr:
         assert b"Traceback" not in listing.stderr.read()
+
+
+def test_serve_on_a_taken_port_says_so_without_a_traceback(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = flowyard("serve", "--port", str(port), "--db", str(tmp_path / "taken.db"))
+    assert done.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr

@@ -97,7 +97,13 @@ def run(settings: Settings) -> int:
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((settings.host, settings.port))
+    try:
+        sock.bind((settings.host, settings.port))
+    except OSError as exc:  # the port is taken, the host is not ours, ...
+        sock.close()
+        where = f"{_shown(settings.host)}:{settings.port}"
+        print(f"flowyard: cannot listen on {where}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     port = sock.getsockname()[1]
     settings = Settings(**{**_as_dict(settings), "port": port})
     supervisor = Supervisor(settings)
