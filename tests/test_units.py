@@ -630,3 +630,19 @@ async def test_full_mailbox_raises_mailbox_full() -> None:
     assert mailbox.receive.receive_nowait() == Envelope(5)
     mailbox.close()
     mailbox.receive.close()
+
+
+def test_the_in_flight_cap_spares_health_checks_and_the_worker_protocol() -> None:
+    from flowyard.http.inflight import EXEMPT
+
+    spared = [
+        "/readyz",
+        "/infra/jobs/claim",
+        "/infra/jobs/ack",
+        "/infra/jobs/job_1/ack",
+        "/infra/jobs/job_1/heartbeat",
+        "/infra/jobs/job_1/runs/run_1/callback",
+    ]
+    counted = ["/infra/jobs", "/infra/jobs/batch", "/infra/jobs/job_1", "/infra/jobs/ack/x"]
+    assert all(EXEMPT.match(path) for path in spared)
+    assert not any(EXEMPT.match(path) for path in counted)

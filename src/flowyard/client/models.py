@@ -14,6 +14,7 @@ from typing import Any, Generic, Literal, TypeVar
 import msgspec
 
 from flowyard.http.api_types import (
+    AckResult,
     Blueprint,
     BlueprintSummary,
     Cancelled,
@@ -52,6 +53,7 @@ ExecutionStatusName = Literal[
 ]
 
 __all__ = [
+    "AckResult",
     "Blueprint",
     "BlueprintSummary",
     "Cancelled",
