@@ -1,7 +1,9 @@
 """For the dashboard tests: a pull worker thread, a sync API client, the browser and sign-in."""
 
+import functools
 import os
 import re
+import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -189,10 +191,18 @@ def sign_in(page: Page, url: str, key: str, path: str = "/dashboard") -> None:
 
 
 def screenshot(page: Page, name: str) -> None:
-    """Write ``docs/screenshots/<name>.png`` (the viewport: small enough to commit)."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    """Take the viewport as ``<name>.png`` (small enough to commit): into ``docs/screenshots``
+    when ``FLOWYARD_SCREENSHOTS=1`` (to refresh the README's pictures), else into a
+    temporary folder, so that a test run leaves the checkout as it found it."""
+    folder = SCREENSHOTS if os.environ.get("FLOWYARD_SCREENSHOTS") == "1" else _scratch()
+    folder.mkdir(parents=True, exist_ok=True)
     page.evaluate("window.scrollTo(0, 0)")
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+    page.screenshot(path=str(folder / f"{name}.png"))
+
+
+@functools.cache
+def _scratch() -> Path:
+    return Path(tempfile.mkdtemp(prefix="flowyard-screenshots-"))
 
 
 def no_horizontal_scroll(page: Page) -> None:

@@ -1,7 +1,8 @@
 """The dashboard in a real browser: headless Chromium driven by Playwright against ``flowyard
 serve`` (a real process on a real SQLite file) with a real pull worker thread doing the steps.
 
-Screenshots of the main pages land in ``docs/screenshots/`` (the README links them).
+Screenshots of the main pages land in ``docs/screenshots/`` (the README links them) when
+``FLOWYARD_SCREENSHOTS=1``; otherwise in a temporary folder.
 """
 
 import json
