@@ -33,7 +33,6 @@ import random
 import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.synchronize import Event as MpEvent
 from typing import Any
@@ -116,7 +115,6 @@ class FlowWorkerConfig:
     wait_seconds: int  # long-poll
     client: str = "wire"  # bench.workers.CLIENTS
     visibility_timeout: int = 60
-    batch_ack: bool = True  # one POST /infra/jobs/ack per claim, else one ack per job
 
 
 # One record per acked step job: execution id, step id, claim request sent, claim response
@@ -165,39 +163,6 @@ def flow_worker_main(
             stats[name] += 1
             return stats[name]
 
-    def post_ack(
-        post: Callable[[str, bytes], tuple[int, bytes]], job: dict[str, Any], ack: dict[str, Any]
-    ) -> tuple[int, bytes]:
-        try:
-            return post(f"/infra/jobs/{job['id']}/ack", orjson.dumps(ack))
-        except TRANSPORT_ERRORS as exc:
-            return 0, repr(exc).encode()
-
-    def acked(
-        job: dict[str, Any],
-        step: str,
-        sent: float,
-        up_sent: float,
-        answer: tuple[int, bytes],
-        claim_sent: float,
-        got: float,
-    ) -> None:
-        done = time.time()
-        status, content = answer
-        if status != 200:
-            if count("ack_errors") <= 5:
-                log(f"worker {config.index}: ack {status} {content[:200]!r}")
-            return
-        workflow = job.get("workflow") or {}
-        record = (str(workflow.get("execution_id")), step, claim_sent, got, sent, done, up_sent)
-        with lock:
-            records.append(record)
-            stats["acked"] += 1
-        with counters.get_lock():
-            counters[0] += 1
-            if step == "D":
-                counters[1] += 1
-
     def lane() -> None:
         with Poster(config.url, headers, config.client, config.wait_seconds + 30.0) as post:
             while not stop.is_set():
@@ -216,7 +181,6 @@ def flow_worker_main(
                 with lock:
                     stats["claims"] += 1
                     stats["empty_claims"] += not jobs
-                acks = []
                 for job in jobs:
                     workflow = job.get("workflow") or {}
                     step = str(workflow.get("step_id"))
@@ -227,26 +191,38 @@ def flow_worker_main(
                             log(f"worker {config.index}: bad payload {job.get('payload')!r}")
                         value, up_sent = None, 0.0
                     sent = time.time()
-                    ack = {
-                        "status": "completed",
-                        "result": {"v": value, "ack_sent_at": sent},
-                        "claim_token": job["claim_token"],
-                    }
-                    acks.append((job, step, sent, up_sent, ack))
-                    if not config.batch_ack:
-                        acked(job, step, sent, up_sent, post_ack(post, job, ack), claim_sent, got)
-                if config.batch_ack and acks:
-                    body = orjson.dumps({"acks": [{"job_id": j["id"], **a} for j, *_, a in acks]})
+                    body = orjson.dumps(
+                        {
+                            "status": "completed",
+                            "result": {"v": value, "ack_sent_at": sent},
+                            "claim_token": job["claim_token"],
+                        }
+                    )
                     try:
-                        status, content = post("/infra/jobs/ack", body)
+                        status, content = post(f"/infra/jobs/{job['id']}/ack", body)
                     except TRANSPORT_ERRORS as exc:
                         status, content = 0, repr(exc).encode()
-                    answers = [(status, content)] * len(acks)
-                    if status == 200:
-                        results = orjson.loads(content)["results"]
-                        answers = [(r["status"], orjson.dumps(r.get("error"))) for r in results]
-                    for (job, step, sent, up_sent, _), answer in zip(acks, answers, strict=True):
-                        acked(job, step, sent, up_sent, answer, claim_sent, got)
+                    done = time.time()
+                    if status != 200:
+                        if count("ack_errors") <= 5:
+                            log(f"worker {config.index}: ack {status} {content[:200]!r}")
+                        continue
+                    record = (
+                        str(workflow.get("execution_id")),
+                        step,
+                        claim_sent,
+                        got,
+                        sent,
+                        done,
+                        up_sent,
+                    )
+                    with lock:
+                        records.append(record)
+                        stats["acked"] += 1
+                    with counters.get_lock():
+                        counters[0] += 1
+                        if step == "D":
+                            counters[1] += 1
 
     threads = [threading.Thread(target=lane, daemon=True) for _ in range(config.lanes)]
     with ready.get_lock():
@@ -321,7 +297,6 @@ def run_phase(
             claim_count=args.claim_count,
             wait_seconds=wait_seconds,
             client=args.client,
-            batch_ack=args.ack == "batch",
         )
         for i in range(args.workers)
     ]
@@ -539,12 +514,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="HTTP client of the workers and the generator (see bench/README.md)",
     )
     parser.add_argument("--claim-count", type=int, default=20, help="jobs per claim (1..100)")
-    parser.add_argument(
-        "--ack",
-        choices=["batch", "single"],
-        default="batch",
-        help="batch: the jobs of one claim acked in one POST /infra/jobs/ack; single: one each",
-    )
     parser.add_argument("--wait-seconds", type=int, default=1, help="long-poll, phase 1")
     parser.add_argument("--latency-wait-seconds", type=int, default=5, help="long-poll, phase 2")
     parser.add_argument(
@@ -591,7 +560,6 @@ def main(argv: list[str] | None = None) -> int:
         lanes=args.lanes,
         client=args.client,
         claim_count=args.claim_count,
-        ack=args.ack,
         max_backlog=args.max_backlog,
         trigger_threads=args.trigger_threads,
     )

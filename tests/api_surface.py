@@ -151,11 +151,6 @@ async def ack_body(owner: Owner) -> Prepared:
     )
 
 
-async def acks_body(owner: Owner) -> Prepared:
-    prepared = await ack_body(owner)
-    return Prepared(body={"acks": [{**prepared.body, **prepared.params}]})
-
-
 async def heartbeat_body(owner: Owner) -> Prepared:
     await create(owner.client, PULL)
     job = await claim(owner.client)
@@ -260,7 +255,6 @@ CALLS: list[Call] = [
         "GET", "/infra/jobs/{job_id}/runs", "jobs:read", later_job, names_object=True, lists="runs"
     ),
     _body("POST", "/infra/jobs/{job_id}/ack", "jobs:write", ack_body, names_object=True),
-    _body("POST", "/infra/jobs/ack", "jobs:write", acks_body),
     _body(
         "POST", "/infra/jobs/{job_id}/heartbeat", "jobs:write", heartbeat_body, names_object=True
     ),

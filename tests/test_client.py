@@ -132,25 +132,6 @@ async def test_pull_protocol(api: Api) -> None:
         await api.jobs.ack(claimed.id, claimed.claim_token, result=1)
 
 
-async def test_ack_many_settles_each_ack_on_its_own(api: Api) -> None:
-    for n in range(2):
-        await api.jobs.create(pull("many", {"n": n}))
-    first, second = await api.jobs.claim("many", count=2, wait_seconds=2)
-    results = await api.jobs.ack_many(
-        [
-            {"job_id": first.id, "claim_token": first.claim_token, "result": {"ok": 1}},
-            {"job_id": second.id, "claim_token": "stale", "status": "failed", "error": "no"},
-        ]
-    )
-    assert [r.status for r in results] == [200, 409]
-    assert results[0].job is not None and results[0].job.result == {"ok": 1}
-    assert results[1].job is None and results[1].error is not None
-    assert results[1].error.code == "conflict"
-    assert (await api.jobs.get(second.id)).status == "running"
-    with pytest.raises(BadRequest):
-        await api.jobs.ack_many([])
-
-
 async def test_long_poll_outlasts_the_client_timeout(service: Service) -> None:
     """A claim's ``wait_seconds`` is added to the read timeout."""
     async with AsyncClient(service.url, service.key, timeout=0.5) as client:

@@ -1,6 +1,6 @@
 """``client.jobs`` and ``client.queues``: jobs, runs, the pull protocol, queue settings."""
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import msgspec
@@ -19,7 +19,6 @@ from flowyard.client.core import (
 )
 from flowyard.client.models import (
     UNSET,
-    AckResult,
     Body,
     ClaimedJob,
     Job,
@@ -30,20 +29,12 @@ from flowyard.client.models import (
     TriggerName,
     Unset,
 )
-from flowyard.http.schemas import (
-    AckBatchBody,
-    AckBody,
-    BatchAck,
-    ClaimBody,
-    HeartbeatBody,
-    QueueBody,
-)
+from flowyard.http.schemas import AckBody, ClaimBody, HeartbeatBody, QueueBody
 from flowyard.jobs.model import NULL, Trigger
 from flowyard.jobs.spec import JobPatch, JobSpec
 
 JobList = list[Job]
 ClaimedList = list[ClaimedJob]
-AckResultList = list[AckResult]
 
 
 def job_spec(trigger: Trigger, payload: Any = None, **options: Any) -> JobSpec:
@@ -174,31 +165,6 @@ class Jobs(Namespace[Mode]):
             retryable=retryable,
         )
         return Call("POST", f"/infra/jobs/{segment(job_id)}/ack", returns(Job), body=body)
-
-    @endpoint
-    def ack_many(self, acks: Iterable[Mapping[str, Any]]) -> Call[AckResultList]:
-        """Report up to 100 outcomes in one call, each a mapping of :meth:`ack`'s arguments
-        (``job_id``, ``claim_token``, ``status``, ``result``, ``error``, ``retryable``).
-
-        Each is settled on its own: its result's ``status`` is 200 with the ``job``, or what
-        :meth:`ack` alone would have raised, as ``error`` (one refused ack does not hold back
-        the others). A malformed batch raises as a whole.
-        """
-        body = AckBatchBody(
-            acks=[
-                BatchAck(
-                    job_id=ack["job_id"],
-                    claim_token=ack.get("claim_token"),  # type: ignore[arg-type]  # None: 400
-                    status=ack.get("status", "completed"),
-                    result=_raw(ack.get("result")),
-                    error=ack.get("error"),
-                    retryable=ack.get("retryable", True),
-                )
-                for ack in acks
-            ]
-        )
-        parse = returns_field("results", AckResultList)
-        return Call("POST", "/infra/jobs/ack", parse, body=body)
 
     @endpoint
     def heartbeat(

@@ -14,7 +14,6 @@ from typing import Any, Generic, Literal, TypeVar
 import msgspec
 
 from flowyard.http.api_types import (
-    AckResult,
     Blueprint,
     BlueprintSummary,
     Cancelled,
@@ -53,7 +52,6 @@ ExecutionStatusName = Literal[
 ]
 
 __all__ = [
-    "AckResult",
     "Blueprint",
     "BlueprintSummary",
     "Cancelled",

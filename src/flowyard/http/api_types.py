@@ -117,22 +117,6 @@ class JobBatch(View, frozen=True):
     jobs: list[Job]
 
 
-class AckResult(View, frozen=True):
-    """One ack of a batch: `status` is the HTTP status it would have had alone, with the job
-    on 200 and the error otherwise."""
-
-    job_id: str
-    status: int
-    job: Job | None
-    error: Error | None
-
-
-class AckResults(View, frozen=True):
-    """The outcome of every ack of a batch, in the order sent."""
-
-    results: list[AckResult]
-
-
 class Run(View, frozen=True):
     """One delivery or claim of a job (`run_view`)."""
 

@@ -35,41 +35,28 @@ _HTTP_CODES = {
 }
 
 
-def _body(code: str, message: str, details: list[dict[str, object]] | None) -> dict[str, object]:
-    body: dict[str, object] = {"code": code, "message": message}
-    if details:
-        body["details"] = details
-    return body
-
-
 def error_response(
     status: int, code: str, message: str, details: list[dict[str, object]] | None = None
 ) -> Response:
     """A JSON error body; ``details`` is present only when there are some."""
+    body: dict[str, object] = {"code": code, "message": message}
+    if details:
+        body["details"] = details
     headers = {"Retry-After": "1"} if status == 503 else None
-    return json_response(_body(code, message, details), status, headers)
-
-
-def error_body(exc: errors.FlowyardError) -> tuple[int, dict[str, object]]:
-    """A domain error's status and ``{code, message, details}``, found by walking its class
-    hierarchy."""
-    for cls in type(exc).__mro__:
-        if cls in STATUS:
-            status, code = STATUS[cls]
-            return status, _body(code, exc.message, exc.details)
-    return 500, _body("internal_error", "internal error", None)
+    return json_response(body, status, headers)
 
 
 async def flowyard_error(request: Request, exc: Exception) -> Response:
-    """Answer a domain error."""
+    """Map a domain error by walking its class hierarchy."""
     assert isinstance(exc, errors.FlowyardError)
-    status, body = error_body(exc)
-    if status == 500:
-        return await internal_error(request, exc)
-    headers = {"Retry-After": "1"} if status == 503 else None
-    if isinstance(exc, errors.RateLimited):
-        headers = {"Retry-After": str(exc.retry_after)}
-    return json_response(body, status, headers)
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            status, code = STATUS[cls]
+            response = error_response(status, code, exc.message, exc.details)
+            if isinstance(exc, errors.RateLimited):
+                response.headers["Retry-After"] = str(exc.retry_after)
+            return response
+    return await internal_error(request, exc)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:

@@ -6,7 +6,7 @@ group commit) and adds to everyone's latency. Past the cap a request is answered
 microseconds per refused request instead of a queue that grows with the flood.
 
 Not counted: health checks (a monitor must see the service under load) and the worker
-protocol (claim, acks, heartbeat, push callbacks), which drains work instead of adding it;
+protocol (claim, ack, heartbeat, push callbacks), which drains work instead of adding it;
 refusing an ack would let a lease run out and bring the job back. Workers are as many as
 their owner runs; long-polling claims would otherwise fill the cap while they wait.
 
@@ -23,7 +23,7 @@ from flowyard.http.errors import error_response
 
 EXEMPT = re.compile(
     r"^/(livez|readyz|healthz"
-    r"|infra/jobs/(claim|ack)"
+    r"|infra/jobs/claim"
     r"|infra/jobs/[^/]+/(ack|heartbeat)"
     r"|infra/jobs/[^/]+/runs/[^/]+/callback)$"
 )

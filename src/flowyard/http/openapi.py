@@ -19,7 +19,6 @@ from flowyard.http import api_types as api
 from flowyard.http.routes_admin import KeyBody, ProjectBody, ProjectPatch
 from flowyard.http.routes_workflows import ResumeBody, TriggerBody
 from flowyard.http.schemas import (
-    AckBatchBody,
     AckBody,
     BatchBody,
     CallbackBody,
@@ -117,11 +116,6 @@ OPERATIONS: tuple[Operation, ...] = (
               api.RunList, _JR, query=PAGE, billed=True),
     Operation("POST", "/infra/jobs/{job_id}/ack", "Report a claimed job's outcome", api.Job, _J,
               body=AckBody, errors=(409,)),
-    Operation("POST", "/infra/jobs/ack", "Report the outcomes of up to 100 claimed jobs",
-              api.AckResults, _J, body=AckBatchBody,
-              description="Each ack is settled on its own, exactly as `POST "
-              "/infra/jobs/{job_id}/ack` would settle it; its `status` is the one that call "
-              "would have answered (200 with the job, or 404/409/503 with the error)."),
     Operation("POST", "/infra/jobs/{job_id}/heartbeat", "Extend a claim's lease",
               api.ClaimedJob, _J, body=HeartbeatBody, errors=(409,)),
     Operation("POST", "/infra/jobs/{job_id}/runs/{run_id}/callback",

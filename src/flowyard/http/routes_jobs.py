@@ -2,22 +2,18 @@
 
 from typing import get_args
 
-import anyio
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from flowyard.actors.dispatcher import Outcome
 from flowyard.billing import JOB_WRITE
-from flowyard.errors import FlowyardError, NotFound
+from flowyard.errors import NotFound
 from flowyard.http.body import query_choice, query_int, query_str, read_json
 from flowyard.http.context import Context, caller, charge_read
-from flowyard.http.errors import error_body
 from flowyard.http.respond import json_response
 from flowyard.http.schemas import (
-    AckBatchBody,
     AckBody,
-    BatchAck,
     BatchBody,
     CallbackBody,
     ClaimBody,
@@ -135,39 +131,6 @@ async def ack_job(request: Request) -> Response:
     return json_response(job_view(updated))
 
 
-async def ack_jobs(request: Request) -> Response:
-    """Several acks in one call. Each is settled on its own, as if posted alone: one that is
-    refused (a stale claim, an unknown job) does not hold back the others."""
-    runtime, key = await caller(request, "jobs:write")
-    body = await read_json(request, AckBatchBody)
-    for index, ack in enumerate(body.acks):
-        check_payload(ack.result, f"$.acks[{index}].result")
-    results: list[dict[str, object]] = [{} for _ in body.acks]
-
-    async def settle(index: int, ack: BatchAck) -> None:
-        try:
-            job = await runtime.jobs.require(key.project_id, ack.job_id)
-            updated = await runtime.jobs.ack(
-                job,
-                ack.claim_token,
-                completed=ack.status == "completed",
-                result=ack.result,
-                error=error_text(ack.error),
-                retryable=ack.retryable,
-            )
-        except FlowyardError as exc:
-            status, answer = error_body(exc)
-            results[index] = {"job_id": ack.job_id, "status": status, "job": None, "error": answer}
-        else:
-            job_json = job_view(updated)
-            results[index] = {"job_id": ack.job_id, "status": 200, "job": job_json, "error": None}
-
-    async with anyio.create_task_group() as tg:
-        for index, ack in enumerate(body.acks):
-            tg.start_soon(settle, index, ack)
-    return json_response({"results": results})
-
-
 async def heartbeat_job(request: Request) -> Response:
     runtime, key = await caller(request, "jobs:write")
     job = await runtime.jobs.require(key.project_id, request.path_params["job_id"])
@@ -214,7 +177,6 @@ async def rotate_signing_secret(request: Request) -> Response:
 routes = [
     Route("/infra/jobs/claim", claim_jobs, methods=["POST"]),
     Route("/infra/jobs/{job_id}/ack", ack_job, methods=["POST"]),
-    Route("/infra/jobs/ack", ack_jobs, methods=["POST"]),
     Route("/infra/jobs", create_job, methods=["POST"]),
     Route("/infra/jobs", list_jobs, methods=["GET"]),
     Route("/infra/jobs/batch", create_batch, methods=["POST"]),

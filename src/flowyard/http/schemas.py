@@ -34,18 +34,6 @@ class AckBody(msgspec.Struct, frozen=True, kw_only=True):
     retryable: bool = True
 
 
-class BatchAck(AckBody, frozen=True, kw_only=True):
-    """One outcome of ``POST /infra/jobs/ack``: an ack body naming its job."""
-
-    job_id: Annotated[str, Meta(min_length=1, max_length=64)]
-
-
-class AckBatchBody(msgspec.Struct, frozen=True, kw_only=True):
-    """``POST /infra/jobs/ack``: several outcomes at once, each settled on its own."""
-
-    acks: Annotated[list[BatchAck], Meta(min_length=1, max_length=100)]
-
-
 class HeartbeatBody(msgspec.Struct, frozen=True, kw_only=True):
     """``POST /infra/jobs/{id}/heartbeat``."""
 
