@@ -66,13 +66,11 @@ class Dispatcher:
     async def post(
         self, url: str, body: bytes, headers: dict[str, str], secret: str, timeout: float
     ) -> Outcome:
-        """POST ``body`` signed with ``secret`` and classify the answer."""
-        try:
-            blocked = await self.blocked_reason(url)
-        except ValueError as exc:  # e.g. a host that is not valid IDNA
-            return Outcome("failed", error=f"invalid_url: {exc}"[:500])
-        if blocked:
-            return Outcome("failed", error=f"handler_blocked: {blocked}")
+        """POST ``body`` signed with ``secret`` and classify the answer.
+
+        The job's ``timeout`` covers everything: the address check's DNS lookup, connecting,
+        and reading the answer.
+        """
         signed = {
             **headers,
             "Content-Type": "application/json",
@@ -80,13 +78,16 @@ class Dispatcher:
         }
         try:
             with anyio.fail_after(timeout):
+                blocked = await self.blocked_reason(url)
+                if blocked:
+                    return Outcome("failed", error=f"handler_blocked: {blocked}")
                 async with self._client.stream("POST", url, content=body, headers=signed) as resp:
                     data = await _read_capped(resp)
         except TimeoutError:
             return Outcome("failed", error=f"timeout: no answer within {timeout:g}s")
         except httpx.HTTPError as exc:
             return Outcome("failed", error=f"connection_error: {type(exc).__name__}: {exc}"[:500])
-        except (httpx.InvalidURL, ValueError) as exc:  # URLs stored before create checked them
+        except (httpx.InvalidURL, ValueError) as exc:  # e.g. a host that is not valid IDNA
             return Outcome("failed", error=f"invalid_url: {exc}"[:500])
         return _classify(resp.status_code, data)
 
