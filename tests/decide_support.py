@@ -60,6 +60,11 @@ def job_id(step_id: str, attempt: int) -> str:
     return f"job_{step_id}_{attempt}"
 
 
+def queued(step_id: str, attempt: int, payload: Any) -> QueueJob:
+    """The effect that queues a step's job with this rendered payload."""
+    return QueueJob(step_id, attempt, msgspec.Raw(msgspec.json.encode(payload)))
+
+
 def kinds(events: list[Event]) -> list[tuple[str, str | None]]:
     """``(type, step_id)`` of each event, in order."""
     return [(e.type, e.step_id) for e in events]

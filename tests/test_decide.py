@@ -5,6 +5,7 @@ Every transition is also replayed from the event log (see ``decide_support.Sim``
 
 from typing import Any
 
+import msgspec
 import pytest
 
 from flowyard.errors import Conflict, Invalid
@@ -23,7 +24,7 @@ from flowyard.workflows.state import (
     StepStatus,
     WithdrawJob,
 )
-from tests.decide_support import MAX_MS, Sim, graph, kinds, step
+from tests.decide_support import MAX_MS, Sim, graph, kinds, queued, step
 
 FAILURE_TEMPLATE = {
     "step": "{{failure.step_id}}",
@@ -100,8 +101,8 @@ def test_start_queues_every_root_that_is_not_a_catch_step() -> None:
     effects, events = sim.send(Start())
     assert effects == [
         ArmDeadline(sim.start.deadline_at),
-        QueueJob("a", 1, {"order": "o-1", "n": [1, 2]}),
-        QueueJob("c", 1, "exec wfexec_1 of wf_1"),
+        queued("a", 1, {"order": "o-1", "n": [1, 2]}),
+        queued("c", 1, "exec wfexec_1 of wf_1"),
     ]
     assert kinds(events) == [("triggered", None), ("step_queued", "a"), ("step_queued", "c")]
     assert [e.data for e in events[1:]] == [
@@ -200,7 +201,7 @@ def test_job_finished_records_the_result_and_only_running_schedules(
     assert a.completed_at == sim.now
     scheduled = exec_status == "running" and outcome == "completed"
     if scheduled:
-        assert effects == [QueueJob("b", 1, {"charge": "ch_1"})]
+        assert effects == [queued("b", 1, {"charge": "ch_1"})]
         assert kinds(events) == [("step_completed", "a"), ("step_queued", "b")]
         assert sim.status_of("b") is StepStatus.QUEUED
     else:
@@ -244,7 +245,7 @@ def test_paused_execution_holds_dependents_until_resume() -> None:
     assert sim.status is ExecutionStatus.PAUSED  # paused executions do not settle
     assert sim.status_of("b") is StepStatus.PENDING
     effects, _ = sim.send(ResumeExecution())
-    assert QueueJob("b", 1, {"charge": "ch"}) in effects
+    assert queued("b", 1, {"charge": "ch"}) in effects
     sim.finish("b")
     assert sim.status is ExecutionStatus.COMPLETED
 
@@ -328,7 +329,7 @@ def test_a_caught_failure_skips_descendants_and_queues_the_catch_step() -> None:
     }
     assert events[1].data == {"catch": "k", "failure": failure}
     assert effects == [
-        QueueJob(
+        queued(
             "k",
             1,
             {
@@ -352,7 +353,7 @@ def test_a_caught_failure_skips_descendants_and_queues_the_catch_step() -> None:
     }
     # the catch branch runs on with the failure bound
     effects, _ = sim.finish("k", output={"refund": 1})
-    assert effects == [QueueJob("r", 1, {"k": {"refund": 1}, "f": "job_failed"})]
+    assert effects == [queued("r", 1, {"k": {"refund": 1}, "f": "job_failed"})]
     sim.finish("r")
     assert sim.status is ExecutionStatus.RUNNING  # x still runs
     _, events = sim.finish("x")
@@ -407,7 +408,7 @@ def test_a_failure_inside_a_catch_branch_uses_its_own_catch() -> None:
         ("step_skipped", "r"),
         ("step_queued", "k2"),
     ]
-    assert effects == [QueueJob("k2", 1, {"from": "k"})]
+    assert effects == [queued("k2", 1, {"from": "k"})]
     sim.finish("k2")
     assert sim.status is ExecutionStatus.COMPENSATED
     assert sim.step("k").caught_by == "k2"
@@ -487,7 +488,7 @@ def test_template_errors_are_caught_like_job_failures(template: str, output: Any
         ("step_queued", "k"),
     ]
     assert isinstance(effects[0], QueueJob)
-    payload = effects[0].payload
+    payload = msgspec.json.decode(effects[0].payload)
     assert (payload["step"], payload["code"], payload["job"], payload["attempt"]) == (
         "b",
         "template_error",
@@ -696,7 +697,7 @@ def test_override_completes_the_step_and_schedules_its_dependents(
         assert withdraws == [WithdrawJob("a", "job_a_1")]
     else:
         assert withdraws == []
-    assert QueueJob("b", 1, 7) in effects
+    assert queued("b", 1, 7) in effects
     assert sim.status_of("b") is StepStatus.QUEUED
     assert kinds(events)[0] == ("output_overridden", "a")
     assert events[0].data == {"output": {"v": 7}, "reason": "manual"}
@@ -728,7 +729,7 @@ def test_override_is_a_conflict_for_other_step_statuses(step_status: str) -> Non
 def test_retry_a_failed_step_gets_a_new_attempt(exec_status: str) -> None:
     sim = resumable(exec_status)
     effects, events = sim.send(ResumeExecution(step_id="a", reason="try again"))
-    assert QueueJob("a", 2, None) in effects
+    assert queued("a", 2, None) in effects
     a = sim.step("a")
     assert (a.status, a.attempt, a.job_id, a.error) == (StepStatus.QUEUED, 2, "job_a_2", None)
     assert ("step_pending", "a") in kinds(events)
@@ -753,7 +754,7 @@ def test_retry_a_caught_step_puts_its_skipped_descendants_back_to_pending() -> N
         ("step_queued", "a"),
     ]
     assert sim.step("a").caught_by is None
-    assert [e for e in effects if isinstance(e, QueueJob)] == [QueueJob("a", 2, None)]
+    assert [e for e in effects if isinstance(e, QueueJob)] == [queued("a", 2, None)]
     sim.finish("a")
     sim.finish("b")
     sim.finish("c")
@@ -770,7 +771,7 @@ def test_retry_a_cancelled_step(exec_status: str) -> None:
     reach(sim, exec_status)
     assert sim.status_of("a") is StepStatus.CANCELLED
     effects, _ = sim.send(ResumeExecution(step_id="a"))
-    assert QueueJob("a", 2, None) in effects
+    assert queued("a", 2, None) in effects
     assert sim.status_of("a") is StepStatus.QUEUED
 
 
@@ -798,7 +799,7 @@ def test_resume_without_step_continues_a_paused_execution() -> None:
     sim.finish("a", output={"charge_id": "z"})
     effects, events = sim.send(ResumeExecution(reason="go"))
     assert kinds(events) == [("resumed", None), ("step_queued", "b")]
-    assert QueueJob("b", 1, {"charge": "z"}) in effects
+    assert queued("b", 1, {"charge": "z"}) in effects
     assert_resumed(sim, effects, events, "go")
 
 
@@ -810,8 +811,8 @@ def test_resume_without_step_requeues_failed_steps() -> None:
     assert sim.status is ExecutionStatus.FAILED
     effects, events = sim.send(ResumeExecution(reason=None))
     assert [e for e in effects if isinstance(e, QueueJob)] == [
-        QueueJob("a", 2, None),
-        QueueJob("c", 2, None),
+        queued("a", 2, None),
+        queued("c", 2, None),
     ]
     assert kinds(events) == [
         ("step_pending", "a"),
@@ -839,8 +840,8 @@ def test_resume_without_step_requeues_cancelled_and_ready_pending_steps(
     assert sim.statuses() == {"a": "cancelled", "b": "pending", "c": "completed", "d": "pending"}
     effects, _ = sim.send(ResumeExecution())
     assert [e for e in effects if isinstance(e, QueueJob)] == [
-        QueueJob("a", 2, None),
-        QueueJob("d", 1, None),
+        queued("a", 2, None),
+        queued("d", 1, None),
     ]
     sim.finish("a")
     sim.finish("b")
@@ -921,8 +922,8 @@ def test_deadline_fails_the_execution_and_withdraws_queued_jobs(status: str) -> 
     # a resume starts a new window and continues
     effects, _ = sim.send(ResumeExecution())
     assert [e for e in effects if isinstance(e, QueueJob)] == [
-        QueueJob("a", 2, None),
-        QueueJob("c", 1, None),
+        queued("a", 2, None),
+        queued("c", 1, None),
     ]
 
 
@@ -1033,5 +1034,5 @@ def test_override_a_caught_step_clears_the_catch_and_continues_below_it() -> Non
         ("step_pending", "c"),
     ]
     assert sim.step("a").caught_by is None
-    assert QueueJob("b", 1, None) in effects
+    assert queued("b", 1, None) in effects
     assert sim.status_of("k") is StepStatus.QUEUED  # the catch was already activated

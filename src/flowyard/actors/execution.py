@@ -132,7 +132,7 @@ class _Draft:
         step = self.steps[step_id]
         try:
             payload = render(self.graph.steps[step_id].payload_template, self.context(step_id))
-            size = len(msgspec.json.encode(payload))
+            encoded = msgspec.json.encode(payload)
         except TemplateError as exc:
             message = f"cannot resolve {{{{{exc.path}}}}}"
             self.fail(step_id, StepError("template_error", message), None, step.attempt)
@@ -141,7 +141,7 @@ class _Draft:
             message = "the rendered payload is nested too deeply"
             self.fail(step_id, StepError("template_error", message), None, step.attempt)
             return
-        if size > MAX_PAYLOAD_BYTES:  # the job payload limit holds for steps too
+        if len(encoded) > MAX_PAYLOAD_BYTES:  # the job payload limit holds for steps too
             message = f"the rendered payload is over {MAX_PAYLOAD_BYTES} bytes"
             self.fail(step_id, StepError("template_error", message), None, step.attempt)
             return
@@ -156,7 +156,7 @@ class _Draft:
             started_at=None,
             completed_at=None,
         )
-        self.effects.append(QueueJob(step_id, attempt, payload))
+        self.effects.append(QueueJob(step_id, attempt, msgspec.Raw(encoded)))
         self.event("step_queued", step_id, {"attempt": attempt})
 
     def context(self, step_id: str) -> dict[str, Any]:

@@ -13,7 +13,6 @@ from typing import Any
 import anyio
 import msgspec
 from anyio.abc import TaskGroup, TaskStatus
-from msgspec import Raw
 
 from flowyard.actors.execution import decide
 from flowyard.actors.jobs import Change, JobEngine
@@ -25,7 +24,6 @@ from flowyard.ids import new_id
 from flowyard.jobs.model import Job, JobStatus, Run, WorkflowRef
 from flowyard.settings import Settings
 from flowyard.storage import workflows as store
-from flowyard.storage.codec import encode
 from flowyard.storage.sqlite import RETRY_MS, Database, Op
 from flowyard.workflows.blueprint import BlueprintSpec, Graph, build_graph
 from flowyard.workflows.state import (
@@ -443,7 +441,7 @@ class WorkflowEngine:
 
     def _step_job(self, state: ExecutionState, effect: QueueJob, now: int) -> Job:
         step = self._graphs[state.blueprint_id].steps[effect.step_id]
-        spec = step.job_trigger.to_spec(Raw(encode(effect.payload)))
+        spec = step.job_trigger.to_spec(effect.payload)
         ref = WorkflowRef(state.id, effect.step_id, effect.attempt)
         return self.jobs.new_job(state.project_id, spec, now, ref)
 

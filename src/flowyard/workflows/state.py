@@ -170,11 +170,12 @@ Message = (
 
 
 class QueueJob(msgspec.Struct, frozen=True, tag="queue_job"):
-    """Create the job of one step attempt with this rendered payload."""
+    """Create the job of one step attempt with this rendered payload (as JSON: it was encoded
+    to check its size, and the job stores it as it is)."""
 
     step_id: str
     attempt: int
-    payload: Any
+    payload: msgspec.Raw
 
 
 class WithdrawJob(msgspec.Struct, frozen=True, tag="withdraw_job"):
