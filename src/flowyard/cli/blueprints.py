@@ -5,9 +5,9 @@ import json
 import sys
 from typing import Any
 
-from flowyard.cli.common import print_table
+from flowyard.cli.common import fail, print_table
 from flowyard.cli.display import cell, print_fields, print_json, trigger_text
-from flowyard.cli.remote import add_paging, fail, fetch, print_page, remote, remote_options
+from flowyard.cli.remote import add_paging, fetch, print_page, remote, remote_options
 from flowyard.client import Client
 from flowyard.client.models import Blueprint, BlueprintSummary
 

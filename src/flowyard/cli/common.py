@@ -1,6 +1,7 @@
 """What the commands share: environment defaults and tables for people."""
 
 import os
+import sys
 from collections.abc import Sequence
 
 from flowyard.settings import Settings
@@ -22,3 +23,8 @@ def print_table(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> Non
         print(
             "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
         )
+
+
+def fail(message: str) -> None:
+    """An error line on stderr, named for the program."""
+    print(f"flowyard: {message}", file=sys.stderr)

@@ -3,10 +3,9 @@
 import argparse
 import json
 import os
-import sys
 from typing import Any
 
-from flowyard.cli.common import DEFAULTS, env, print_table
+from flowyard.cli.common import DEFAULTS, env, fail, print_table
 from flowyard.clock import rfc3339
 from flowyard.storage.projects import (
     ALL_SCOPES,
@@ -97,7 +96,7 @@ def _print_keys(records: list[dict[str, Any]], as_json: bool) -> None:
 def _no_database(db: str) -> bool:
     if os.path.exists(db):
         return False
-    print(f"flowyard: no database at {db}", file=sys.stderr)
+    fail(f"no database at {db}")
     return True
 
 
@@ -109,7 +108,7 @@ def list_keys(args: argparse.Namespace) -> int:
     try:
         keys = list_keys_sync(db, project)
     except LookupError as exc:
-        print(f"flowyard: {exc.args[0]}", file=sys.stderr)
+        fail(str(exc.args[0]))
         return 1
     _print_keys([_key_record(key, name) for key, name in keys], as_json)
     return 0
@@ -124,10 +123,10 @@ def revoke_key(args: argparse.Namespace) -> int:
     try:
         key, project, already = revoke_key_sync(db, key_id)
     except LookupError as exc:
-        print(f"flowyard: {exc.args[0]}", file=sys.stderr)
+        fail(str(exc.args[0]))
         return 1
     if already:
-        print(f"flowyard: key {key_id} was already revoked", file=sys.stderr)
+        fail(f"key {key_id} was already revoked")
     record = _key_record(key, project)
     if as_json:
         print(json.dumps(record, indent=2))

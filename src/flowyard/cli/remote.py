@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from flowyard.cli.common import env, print_table
+from flowyard.cli.common import env, fail, print_table
 from flowyard.cli.display import note, print_json
 from flowyard.client import Client, FlowyardAPIError, Page, RetryPolicy
 from flowyard.client.core import DEFAULT_URL
@@ -112,8 +112,3 @@ def print_api_error(exc: FlowyardAPIError) -> None:
     fail(f"{exc.code}: {exc.message}")
     for detail in exc.details:
         print(f"  {detail.get('path', '$')}: {detail.get('message', '')}", file=sys.stderr)
-
-
-def fail(message: str) -> None:
-    """An error line on stderr, named for the program."""
-    print(f"flowyard: {message}", file=sys.stderr)

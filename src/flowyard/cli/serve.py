@@ -10,7 +10,7 @@ import anyio
 import uvicorn
 
 from flowyard.actors.supervisor import Supervisor
-from flowyard.cli.common import DEFAULTS, env
+from flowyard.cli.common import DEFAULTS, env, fail
 from flowyard.http.app import create_app
 from flowyard.http.inflight import InflightLimit
 from flowyard.http.protocol import CorkedHttpToolsProtocol
@@ -102,7 +102,7 @@ def run(settings: Settings) -> int:
     except OSError as exc:  # the port is taken, the host is not ours, ...
         sock.close()
         where = f"{_shown(settings.host)}:{settings.port}"
-        print(f"flowyard: cannot listen on {where}: {exc.strerror or exc}", file=sys.stderr)
+        fail(f"cannot listen on {where}: {exc.strerror or exc}")
         return 1
     port = sock.getsockname()[1]
     settings = Settings(**{**_as_dict(settings), "port": port})

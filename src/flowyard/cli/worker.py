@@ -14,8 +14,8 @@ import os
 import sys
 from typing import Any
 
-from flowyard.cli.common import env
-from flowyard.cli.remote import connection_options, fail, print_api_error
+from flowyard.cli.common import env, fail
+from flowyard.cli.remote import connection_options, print_api_error
 from flowyard.client import FlowyardAPIError
 from flowyard.worker import Worker
 
