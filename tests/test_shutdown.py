@@ -214,3 +214,29 @@ async def test_a_request_that_outlasts_the_grace_period_is_answered_503(
     assert took < EXIT_WITHIN_SECONDS
     log = server.log_path.read_text()
     assert "Traceback" not in log, log
+
+
+async def test_a_client_that_leaves_mid_body_costs_no_error(
+    tmp_path: Path, server_process: StartServer
+) -> None:
+    """A client closing its connection halfway through a body is no server error."""
+    db = str(tmp_path / "flowyard.db")
+    key = create_key_sync(db, "gone", list(ALL_SCOPES)).key
+    server = await anyio.to_thread.run_sync(lambda: server_process(db))
+    port = int(server.url.rsplit(":", 1)[1])
+    head = (
+        "POST /infra/jobs HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n"
+        f"authorization: Bearer {key}\r\ncontent-length: 100\r\n\r\n"
+    )
+    async with api(server.url, key) as other:
+        for _ in range(3):
+            async with await anyio.connect_tcp("127.0.0.1", port) as leaving:
+                await leaving.send(head.encode() + b'{"trigger": ')
+                assert (await other.get("/livez")).status_code == 200  # the head has arrived
+        created = await other.post("/infra/jobs", json={"trigger": {"type": "pull", "queue": "q"}})
+        assert created.status_code == 202, created.text
+        listed = await other.get("/infra/jobs")
+        assert [job["id"] for job in listed.json()["jobs"]] == [created.json()["id"]]
+    assert await anyio.to_thread.run_sync(server.terminate) == 0
+    log = server.log_path.read_text()
+    assert "Traceback" not in log and "ERROR" not in log, log

@@ -166,7 +166,7 @@ class _Server(uvicorn.Server):
 
     async def _cut_off_after(self, seconds: int) -> None:
         await anyio.sleep(seconds)
-        stopped = self._requests.cut_off()
+        stopped = await self._requests.cut_off()
         if stopped:
             log.warning(
                 "shutdown: %d request(s) still running after %gs answered 503", stopped, seconds

@@ -4,7 +4,7 @@ import re
 from typing import TypeVar
 
 import msgspec
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from flowyard.errors import Invalid, PayloadTooLarge, UnsupportedMediaType, invalid_field
 
@@ -22,11 +22,15 @@ async def read_body(request: Request) -> bytes:
     if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"the body is over {MAX_BODY_BYTES} bytes")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise PayloadTooLarge(f"the body is over {MAX_BODY_BYTES} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise PayloadTooLarge(f"the body is over {MAX_BODY_BYTES} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # Nobody will read the answer; it only has to be an ordinary one, not a logged 500.
+        raise Invalid("the client left before sending the whole body") from None
     body = b"".join(chunks)
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if body and media and media != "application/json" and not media.endswith("+json"):

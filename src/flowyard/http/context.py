@@ -41,7 +41,7 @@ async def caller(request: Request, scope: str | None) -> tuple[Supervisor, ApiKe
                 f" retry after {retry_after} s",
                 retry_after,
             )
-    accounts.count_call(key.project_id, family(request.url.path))
+    accounts.count_call(key.project_id, family(request.scope["path"]))
     if scope is not None and scope not in key.scopes and "*" not in key.scopes:
         raise Forbidden(f"key is missing required scope: {scope}")
     context.runtime.check_ready()
@@ -50,7 +50,7 @@ async def caller(request: Request, scope: str | None) -> tuple[Supervisor, ApiKe
 
 def charge_read(request: Request, runtime: Supervisor, project_id: str) -> None:
     """Charge a read to the project (402 if its balance is short), once it was found."""
-    runtime.accounts.charge(project_id, READ, family(request.url.path))
+    runtime.accounts.charge(project_id, READ, family(request.scope["path"]))
 
 
 async def admin_caller(request: Request) -> Supervisor:

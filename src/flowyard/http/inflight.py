@@ -10,13 +10,14 @@ protocol (claim, ack, heartbeat, push callbacks), which drains work instead of a
 refusing an ack would let a lease run out and bring the job back. Workers are as many as
 their owner runs; long-polling claims would otherwise fill the cap while they wait.
 
-At shutdown, requests still running when the grace period ends (a client that sends its body
-slowly) are stopped and answered ``503`` rather than being cancelled into a plain-text 500.
+At shutdown, requests that have not begun their response when the grace period ends (a client
+that sends its body slowly) are answered ``503`` on their behalf, and whatever the app sends for
+them afterwards is dropped. The app is not cancelled: a write it queued is still committed, and
+a request waiting for more of its body hears that the client is gone once the 503 is sent.
 """
 
 import re
 
-import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flowyard.http.errors import error_response
@@ -29,6 +30,31 @@ EXEMPT = re.compile(
 )
 
 
+class _Request:
+    """One request in flight: whether its response has begun, or was cut off."""
+
+    __slots__ = ("_receive", "_send", "cut", "scope", "started")
+
+    def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.scope = scope
+        self._receive = receive
+        self._send = send
+        self.started = False
+        self.cut = False
+
+    async def send(self, message: Message) -> None:
+        if self.cut:
+            return  # answered 503 at shutdown: what the app says now is too late
+        self.started = True
+        await self._send(message)
+
+    async def cut_off(self) -> None:
+        self.cut = True
+        await error_response(503, "unavailable", "shutting down")(
+            self.scope, self._receive, self._send
+        )
+
+
 class InflightLimit:
     """ASGI middleware: ``503 unavailable`` beyond ``limit`` counted requests in flight."""
 
@@ -36,7 +62,7 @@ class InflightLimit:
         self.app = app
         self.limit = limit
         self.inflight = 0  # counted requests (not the exempt ones) being worked on
-        self._running: set[anyio.CancelScope] = set()  # every request being worked on
+        self._running: set[_Request] = set()  # every request being worked on
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -47,30 +73,26 @@ class InflightLimit:
             message = f"over {self.limit} requests in flight; retry later"
             await error_response(503, "unavailable", message)(scope, receive, send)
             return
-        started = False
-
-        async def sending(message: Message) -> None:
-            nonlocal started
-            started = True
-            await send(message)
-
+        request = _Request(scope, receive, send)
+        self._running.add(request)
         self.inflight += counted
-        with anyio.CancelScope() as cancel:
-            self._running.add(cancel)
-            try:
-                await self.app(scope, receive, sending)
-            finally:
-                self._running.discard(cancel)
-                self.inflight -= counted
-        if cancel.cancelled_caught and not started:
-            await error_response(503, "unavailable", "shutting down")(scope, receive, send)
+        try:
+            await self.app(scope, receive, request.send)
+        except Exception:
+            if not request.cut:
+                raise
+            # Cut off: the app failed on the client's departure; it has its answer already.
+        finally:
+            self._running.discard(request)
+            self.inflight -= counted
 
-    def cut_off(self) -> int:
-        """Stop every request still being worked on; each is answered 503 if it can be.
+    async def cut_off(self) -> int:
+        """Answer 503 for every request still running that has not begun its response.
 
-        Returns how many were stopped. A write already queued for commit is still committed
-        (commits are shielded), so a 503 here means "unknown", as a dropped connection would.
+        Returns how many were answered. A write such a request queued is still committed,
+        so a 503 here means "unknown", as a dropped connection would.
         """
-        for cancel in self._running:
-            cancel.cancel()
-        return len(self._running)
+        waiting = [request for request in self._running if not request.started]
+        for request in waiting:
+            await request.cut_off()
+        return len(waiting)

@@ -1,27 +1,35 @@
-"""The database: one writer that group-commits, and read connections of their own.
+"""The database: one writer thread that group-commits, and read connections of their own.
 
-Every write goes through :meth:`Database.commit`. The writer task takes every request
-waiting in its mailbox, applies them all in one transaction, fsyncs once (``synchronous=FULL``)
+Every write goes through :meth:`Database.commit`. The writer thread takes every request
+waiting in its queue, applies them all in one transaction, fsyncs once (``synchronous=FULL``)
 and only then wakes the callers, so an acknowledged write survives ``kill -9``. A transaction
 that fails (disk full, file read-only, I/O error) is rolled back and its callers get
 ``Unavailable``; the writer then probes the file until a write succeeds again.
+
+The writer is a thread of its own rather than a task on the event loop: as soon as one
+transaction is committed it starts the next one with whatever arrived meanwhile, without
+waiting for the event loop to get round to it. A busy loop would otherwise leave SQLite idle
+for as long as it takes to wake the last transaction's callers.
 """
 
+import asyncio
+import contextlib
 import itertools
 import logging
+import queue
 import secrets
 import sqlite3
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import aiosqlite
 import anyio
 from anyio.abc import TaskStatus
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from flowyard.clock import now_ms
 from flowyard.errors import MailboxFull, Unavailable
-from flowyard.storage.migrations import pending_migrations
+from flowyard.storage.writer import PRAGMAS, Writer, synchronous
 
 log = logging.getLogger("flowyard.storage")
 
@@ -33,48 +41,28 @@ RETRY_SECONDS = 1.0
 (a delivery's start, a lease expiry, a deadline) waits before it is tried again."""
 RETRY_MS = int(RETRY_SECONDS * 1000)
 
+MAX_WAITING = 100_000
+"""Writes queued for the writer beyond which :meth:`Database.submit` refuses more."""
+
 _PROBE = "INSERT OR REPLACE INTO meta (key, value) VALUES ('writable_at', ?)"
 
 
 class _CommitRequest:
-    """Writes waiting for a group commit; ``done`` is shared by every request of the batch."""
+    """Writes waiting for a group commit, and how they ended once ``done`` is set."""
 
     __slots__ = ("done", "error", "ops")
 
-    def __init__(self, ops: list[Op], done: anyio.Event) -> None:
+    def __init__(self, ops: list[Op]) -> None:
         self.ops = ops
-        self.done = done
+        self.done = anyio.Event()
         self.error: BaseException | None = None
 
 
 async def _connect(path: str, sync: str) -> aiosqlite.Connection:
     conn = await aiosqlite.connect(path, isolation_level=None)
-    await conn.execute("PRAGMA journal_mode=WAL")
-    await conn.execute(f"PRAGMA synchronous={'FULL' if sync == 'full' else 'NORMAL'}")
-    await conn.execute("PRAGMA busy_timeout=5000")
-    await conn.execute("PRAGMA foreign_keys=OFF")
+    for pragma in (*PRAGMAS, synchronous(sync)):
+        await conn.execute(pragma)
     return conn
-
-
-def _transaction(conn: sqlite3.Connection, ops: list[Op]) -> None:
-    _rollback(conn)  # a transaction a failed ROLLBACK left open would block every later one
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        for sql, group in itertools.groupby(ops, key=lambda op: op[0]):
-            conn.executemany(sql, [params for _, params in group])
-        conn.execute("COMMIT")
-    except BaseException:
-        # SQLite may already have rolled back (SQLITE_FULL does); the first error is the story.
-        _rollback(conn)
-        raise
-
-
-def _rollback(conn: sqlite3.Connection) -> None:
-    if conn.in_transaction:
-        try:
-            conn.execute("ROLLBACK")
-        except sqlite3.Error:
-            log.warning("rollback failed; the next transaction retries it", exc_info=True)
 
 
 def _is_storage_fault(exc: BaseException) -> bool:
@@ -87,19 +75,20 @@ def _is_storage_fault(exc: BaseException) -> bool:
 
 
 class Database:
-    """The SQLite file: a group-commit writer and a small pool of readers."""
+    """The SQLite file: a group-commit writer thread and a small pool of readers."""
 
     def __init__(self, path: str, *, sync: str = "full", readers: int = 2) -> None:
         self.path = path
         self.sync = sync
         self._reader_count = readers
-        self._writer: aiosqlite.Connection | None = None
+        self._writer: Writer | None = None
         self._readers: list[aiosqlite.Connection] = []
         self._next_reader = itertools.cycle(range(readers))
-        send, receive = anyio.create_memory_object_stream[_CommitRequest](100_000)
-        self._send: MemoryObjectSendStream[_CommitRequest] = send
-        self._receive: MemoryObjectReceiveStream[_CommitRequest] = receive
-        self._batch_done = anyio.Event()  # set when the requests queued so far are committed
+        # Requests for the writer thread, and None once no more will come.
+        self._queue: queue.SimpleQueue[_CommitRequest | None] = queue.SimpleQueue()
+        self._waiting = 0  # requests submitted and not yet answered
+        self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.failure: str | None = None  # why the last write failed, until one succeeds again
         self.commits = 0
         self.statements = 0
@@ -108,21 +97,14 @@ class Database:
         self.cursor_key = secrets.token_bytes(32)
 
     async def open(self) -> None:
-        """Open the writer, apply migrations, then open the readers."""
-        self._writer = await _connect(self.path, self.sync)
-        async with self._writer.execute("PRAGMA user_version") as cursor:
-            row = await cursor.fetchone()
-        version = int(row[0]) if row else 0
-        for number, script in pending_migrations(version):
-            await self._writer.executescript(
-                f"BEGIN IMMEDIATE; {script}; PRAGMA user_version = {number}; COMMIT;"
-            )
-        await self._writer.execute(
+        """Open the writer (applying migrations), then the readers."""
+        self._writer = writer = await anyio.to_thread.run_sync(Writer.open, self.path, self.sync)
+        conn = writer.conn
+        conn.execute(
             "INSERT OR IGNORE INTO meta (key, value) VALUES ('cursor_key', ?)",
             (secrets.token_hex(32),),
         )
-        async with self._writer.execute("SELECT value FROM meta WHERE key = 'cursor_key'") as rows:
-            stored = await rows.fetchone()
+        stored = conn.execute("SELECT value FROM meta WHERE key = 'cursor_key'").fetchone()
         self.cursor_key = bytes.fromhex(stored[0]) if stored else self.cursor_key
         for _ in range(self._reader_count):
             self._readers.append(await _connect(self.path, self.sync))
@@ -130,88 +112,128 @@ class Database:
     async def run_writer(
         self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
-        """The writer loop: run until the mailbox is closed and drained.
+        """Run the writer thread until :meth:`close_writer` and every write queued before it.
 
-        If the loop itself breaks, every write still waiting is answered ``Unavailable``
-        instead of being left to wait forever, and the error goes to the caller.
+        Cancelled (at shutdown), it still lets the thread finish what is queued, so that
+        every caller hears how its write ended. If the thread itself breaks, every write
+        still waiting is answered ``Unavailable`` and the error goes to the caller.
         """
+        self._loop = asyncio.get_running_loop()
+        stopped = anyio.Event()
+        crash: list[BaseException] = []
+        thread = threading.Thread(
+            target=self._write_loop, args=(stopped, crash), name="flowyard-writer", daemon=True
+        )
+        thread.start()
         task_status.started()
-        done = self._batch_done
+        try:
+            await stopped.wait()
+        finally:
+            self.close_writer()
+            with anyio.CancelScope(shield=True):
+                await stopped.wait()
+            # Only after a crash can writes be left: the thread stopped before their turn.
+            left: list[_CommitRequest] = []
+            self._take_waiting(left)
+            for request in left:
+                request.error = Unavailable("storage is unavailable: the writer has stopped")
+            self._committed(left, [])
+        if crash:
+            raise crash[0]
+
+    # ----------------------------------------------------------------- the writer thread
+
+    def _write_loop(self, stopped: anyio.Event, crash: list[BaseException]) -> None:
+        """The writer thread: one transaction per batch of waiting requests, until None."""
         batch: list[_CommitRequest] = []
+        failing = False
         try:
             while True:
                 try:
-                    first = await self._next_request()
-                except (anyio.EndOfStream, anyio.ClosedResourceError):
-                    break
-                if first is None:
-                    with anyio.CancelScope(shield=True):
-                        await self._probe()
+                    first = self._queue.get(timeout=RETRY_SECONDS if failing else None)
+                except queue.Empty:
+                    failing = self._probe()
                     continue
-                # Everything queued now shares this event; later requests get a fresh one.
-                done, self._batch_done = self._batch_done, anyio.Event()
+                if first is None:
+                    break
                 batch = [first]
-                while True:
-                    try:
-                        batch.append(self._receive.receive_nowait())
-                    except (anyio.WouldBlock, anyio.EndOfStream):
-                        break
-                with anyio.CancelScope(shield=True):
-                    await self._commit_batch(batch)
+                end = self._take_waiting(batch)
+                outcomes = self._write(batch)
+                self._post(self._committed, batch, outcomes)
                 batch = []
-                done.set()
+                failing = outcomes[-1] is not None and _is_storage_fault(outcomes[-1])
+                if end:
+                    break
+        except BaseException as exc:  # a bug here: answer everyone, then report it
+            crash.append(exc)
+            self._take_waiting(batch)
+            for request in batch:
+                request.error = Unavailable("storage is unavailable: the writer has stopped")
+            self._post(self._committed, batch, [])
         finally:
-            self._fail_waiting(batch, done)
+            self._post(stopped.set)
 
-    async def _next_request(self) -> _CommitRequest | None:
-        """The next write; None when storage is failing and a probe is due instead."""
-        with anyio.move_on_after(RETRY_SECONDS if self.failure else None):
-            return await self._receive.receive()
-        return None
-
-    def _fail_waiting(self, unfinished: list[_CommitRequest], done: anyio.Event) -> None:
-        """The loop ended: answer whatever is still queued, so that no caller waits forever.
-
-        ``unfinished`` is a batch the loop broke out of: its outcome is unknown, so its callers
-        are told it failed (never that it committed).
-        """
-        self._send.close()
+    def _take_waiting(self, batch: list[_CommitRequest]) -> bool:
+        """Add every request waiting now to ``batch``; whether the end (None) came too."""
         while True:
             try:
-                unfinished.append(self._receive.receive_nowait())
-            except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
-                break
-        for request in unfinished:
-            request.error = request.error or Unavailable(
-                "storage is unavailable: the writer has stopped"
-            )
-            request.done.set()
-        self._receive.close()
-        done.set()
-        self._batch_done.set()
+                request = self._queue.get_nowait()
+            except queue.Empty:
+                return False
+            if request is None:
+                return True
+            batch.append(request)
 
-    async def _commit_batch(self, batch: list[_CommitRequest]) -> None:
+    def _write(self, batch: list[_CommitRequest]) -> list[Exception | None]:
+        """Commit ``batch`` in one transaction; each attempt's error (None for success).
+
+        If the transaction fails, each request is tried alone, so that one bad write
+        cannot fail its neighbours.
+        """
+        writer = self._writer
+        assert writer is not None
         try:
-            await self._apply([op for request in batch for op in request.ops])
+            writer.write([op for request in batch for op in request.ops])
         except Exception as exc:
-            if len(batch) == 1:
-                self._record_failure(exc)
-                batch[0].error = Unavailable(f"storage is unavailable: {exc}")
+            if len(batch) > 1:
+                return [outcome for request in batch for outcome in self._write([request])]
+            batch[0].error = Unavailable(f"storage is unavailable: {exc}")
+            return [exc]
+        return [None]
+
+    def _probe(self) -> bool:
+        """A one-row write that tells whether the file takes writes again; whether it fails."""
+        writer = self._writer
+        assert writer is not None
+        try:
+            writer.write([(_PROBE, (str(now_ms()),))])
+        except Exception as exc:
+            self._post(self._committed, [], [exc])
+            return _is_storage_fault(exc)
+        self._post(self._committed, [], [None])
+        return False
+
+    def _post(self, callback: Callable[..., None], *args: Any) -> None:
+        """Run ``callback`` on the event loop (from the writer thread)."""
+        assert self._loop is not None
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is left to tell
+            self._loop.call_soon_threadsafe(callback, *args)
+
+    # ----------------------------------------------------------------- on the event loop
+
+    def _committed(self, batch: list[_CommitRequest], outcomes: list[Exception | None]) -> None:
+        """Wake the callers of a batch and keep the storage state (on the event loop)."""
+        for outcome in outcomes:
+            if outcome is None:
+                self._record_success()
             else:
-                # Isolate the failing request so that one bad write cannot fail its neighbours.
-                for request in batch:
-                    await self._commit_batch([request])
-        else:
-            self._record_success()
-
-    async def _probe(self) -> None:
-        """A one-row write that tells whether the file takes writes again."""
-        try:
-            await self._apply([(_PROBE, (str(now_ms()),))])
-        except Exception as exc:
-            self._record_failure(exc)
-        else:
-            self._record_success()
+                self._record_failure(outcome)
+        self.commits += outcomes.count(None)
+        self._waiting -= len(batch)
+        for request in batch:
+            if request.error is None:
+                self.statements += len(request.ops)
+            request.done.set()
 
     def _record_failure(self, exc: Exception) -> None:
         if not _is_storage_fault(exc):
@@ -232,15 +254,6 @@ class Database:
         """Raise ``Unavailable`` while the last write failed for want of a writable file."""
         if self.failure is not None:
             raise Unavailable(f"storage is failing: {self.failure}")
-
-    async def _apply(self, ops: list[Op]) -> None:
-        conn = self._writer
-        assert conn is not None
-        # One hop to the connection's thread for the whole transaction: the event loop is not
-        # needed between BEGIN and COMMIT, so nothing on the loop can stall a held write lock.
-        await conn._execute(_transaction, conn._conn, ops)  # type: ignore[no-untyped-call]
-        self.commits += 1
-        self.statements += len(ops)
 
     async def commit(self, ops: list[Op]) -> None:
         """Write ``ops`` in one transaction (shared with other callers'), durably.
@@ -265,18 +278,20 @@ class Database:
         For writes nobody waits on: they are committed in submission order, before anything
         submitted later, and a failure is logged by the writer.
         """
-        request = _CommitRequest(ops, self._batch_done)
-        try:
-            self._send.send_nowait(request)
-        except anyio.WouldBlock:
-            raise MailboxFull("the writer is overloaded") from None
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-            raise Unavailable("shutting down") from None
+        if self._closed:
+            raise Unavailable("shutting down")
+        if self._waiting >= MAX_WAITING:
+            raise MailboxFull("the writer is overloaded")
+        request = _CommitRequest(ops)
+        self._waiting += 1
+        self._queue.put(request)
         return request
 
     def close_writer(self) -> None:
-        """Stop taking writes; the writer loop finishes what is queued, then returns."""
-        self._send.close()
+        """Stop taking writes; the writer finishes what is queued, then stops."""
+        if not self._closed:
+            self._closed = True
+            self._queue.put(None)
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a read on a reader connection (never queued behind the writer)."""
@@ -290,9 +305,10 @@ class Database:
         return rows[0] if rows else None
 
     async def close(self) -> None:
-        """Close every connection (call after the writer loop has returned)."""
-        for conn in [*self._readers, self._writer]:
-            if conn is not None:
-                await conn.close()
+        """Close every connection (call after the writer has stopped)."""
+        for reader in self._readers:
+            await reader.close()
         self._readers.clear()
-        self._writer = None
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None

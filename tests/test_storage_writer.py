@@ -1,0 +1,137 @@
+"""The writer: a group commit as one SQLite statement, and the writer thread around it.
+
+Real SQLite files in a temporary directory; the schema is the service's own.
+"""
+
+import sqlite3
+from pathlib import Path
+
+import anyio
+import pytest
+
+from flowyard.errors import Unavailable
+from flowyard.storage import writer as writer_module
+from flowyard.storage.sqlite import Database
+from flowyard.storage.writer import WIDTH, Writer
+
+PUT = (
+    "INSERT INTO meta (key, value) VALUES (?, ?)"
+    " ON CONFLICT(key) DO UPDATE SET value = excluded.value"
+)
+APPEND = "UPDATE meta SET value = value || ? WHERE key = ?"
+
+
+def rows(path: Path) -> dict[str, str]:
+    with sqlite3.connect(path) as conn:
+        return dict(conn.execute("SELECT key, value FROM meta WHERE key LIKE 't%'").fetchall())
+
+
+def test_a_group_commit_is_one_statement_and_keeps_the_order_of_its_writes(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "w.db"
+    writer = Writer.open(str(db), "full")
+    statements: list[str] = []
+    writer.conn.set_trace_callback(statements.append)
+    # The same row written, changed and written again: only the order gives "c!".
+    writer.write(
+        [(PUT, ("t1", "a")), (PUT, ("t2", "x")), (PUT, ("t1", "c")), (APPEND, ("!", "t1"))]
+    )
+    writer.close()
+    assert rows(db) == {"t1": "c!", "t2": "x"}
+    # SQLite traces the statement again for each trigger it fires: count distinct ones.
+    ran = {s for s in statements if not s.startswith("CREATE TEMP TRIGGER")}
+    assert len(ran) == 1 and ran.pop().startswith("INSERT INTO temp.writes VALUES")
+
+
+def test_a_failing_write_leaves_nothing_of_its_group(tmp_path: Path) -> None:
+    db = tmp_path / "w.db"
+    writer = Writer.open(str(db), "full")
+    with pytest.raises(sqlite3.IntegrityError):
+        writer.write(
+            [
+                (PUT, ("t1", "a")),
+                ("INSERT INTO meta (key, value) VALUES (?, ?)", ("t1", "again")),
+            ]
+        )
+    writer.write([(PUT, ("t2", "b"))])  # the connection is usable afterwards
+    writer.close()
+    assert rows(db) == {"t2": "b"}
+
+
+def test_more_writes_than_one_statement_holds_are_still_one_transaction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(writer_module, "MAX_ROWS", 3)
+    db = tmp_path / "w.db"
+    writer = Writer.open(str(db), "full")
+    writer.write([(PUT, (f"t{i}", str(i))) for i in range(7)])
+    assert rows(db) == {f"t{i}": str(i) for i in range(7)}
+    bad = [(PUT, (f"t{i}", "new")) for i in range(7)]
+    bad.append(("INSERT INTO meta (key, value) VALUES (?, ?)", ("t0", "clash")))
+    with pytest.raises(sqlite3.IntegrityError):
+        writer.write(bad)  # the failure is in the third statement: the first two roll back
+    assert not writer.conn.in_transaction
+    writer.close()
+    assert rows(db) == {f"t{i}": str(i) for i in range(7)}
+
+
+def test_question_marks_inside_literals_are_not_parameters(tmp_path: Path) -> None:
+    db = tmp_path / "w.db"
+    writer = Writer.open(str(db), "full")
+    writer.write([("INSERT INTO meta (key, value) VALUES ('t?', ?)", ("why?",))])
+    writer.close()
+    assert rows(db) == {"t?": "why?"}
+
+
+def test_wrong_parameter_counts_are_refused(tmp_path: Path) -> None:
+    writer = Writer.open(str(tmp_path / "w.db"), "full")
+    with pytest.raises(sqlite3.ProgrammingError):
+        writer.write([(PUT, ("t1",))])
+    wide = "INSERT INTO meta (key, value) VALUES (?, ?)" + " AND ?" * (WIDTH - 1)
+    with pytest.raises(ValueError, match="parameters"):
+        writer.write([(wide, tuple(range(WIDTH + 1)))])
+    writer.close()
+
+
+async def test_the_writer_thread_isolates_a_bad_write_from_its_neighbours(tmp_path: Path) -> None:
+    db = Database(str(tmp_path / "w.db"))
+    await db.open()
+    async with anyio.create_task_group() as tg:
+        await tg.start(db.run_writer)
+        outcomes: dict[str, BaseException | None] = {}
+
+        async def commit(name: str, ops: list[tuple[str, tuple[str, ...]]]) -> None:
+            try:
+                await db.commit(ops)
+                outcomes[name] = None
+            except Unavailable as exc:
+                outcomes[name] = exc
+
+        async with anyio.create_task_group() as writers:  # queued together: one batch
+            writers.start_soon(commit, "good", [(PUT, ("t1", "a"))])
+            writers.start_soon(
+                commit, "bad", [("INSERT INTO meta (key, value) VALUES (?, ?)", ("t1", "b"))]
+            )
+            writers.start_soon(commit, "also good", [(PUT, ("t2", "c"))])
+        db.close_writer()
+    await db.close()
+    assert outcomes["good"] is None and outcomes["also good"] is None
+    assert isinstance(outcomes["bad"], Unavailable)
+    assert rows(tmp_path / "w.db") == {"t1": "a", "t2": "c"}
+
+
+async def test_closing_the_writer_commits_what_is_queued_and_refuses_more(tmp_path: Path) -> None:
+    db = Database(str(tmp_path / "w.db"))
+    await db.open()
+    async with anyio.create_task_group() as tg:
+        await tg.start(db.run_writer)
+        requests = [db.submit([(PUT, (f"t{i}", "v"))]) for i in range(50)]
+        db.close_writer()
+        with pytest.raises(Unavailable):
+            db.submit([(PUT, ("late", "v"))])
+    for request in requests:
+        await request.done.wait()
+        assert request.error is None
+    await db.close()
+    assert len(rows(tmp_path / "w.db")) == 50
