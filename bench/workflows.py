@@ -506,7 +506,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=120.0,
         help="seconds each phase may take before it is cut short (reported as timed_out)",
     )
-    parser.add_argument("--lanes", type=int, default=8, help="claim loops (threads) per worker")
+    parser.add_argument("--lanes", type=int, default=16, help="claim loops (threads) per worker")
     parser.add_argument(
         "--client",
         choices=CLIENTS,

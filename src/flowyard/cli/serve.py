@@ -22,6 +22,11 @@ log = logging.getLogger("flowyard")
 # well below the 10 s `docker stop` waits between SIGTERM and SIGKILL (Kubernetes waits 30 s),
 # leaving time to stop the engines, drain the writer and close the database.
 GRACE_SECONDS = 5
+SWITCH_INTERVAL_SECONDS = 0.001
+"""How long the event loop's thread may keep the GIL while the writer thread waits for it.
+
+The writer needs the GIL back after every commit to wake its callers and start the next
+one; Python's default (5 ms) would let a busy event loop hold every commit up that long."""
 
 
 def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -131,6 +136,7 @@ def run(settings: Settings) -> int:
     for handled in (signal.SIGTERM, signal.SIGINT):
         signal.signal(handled, graceful)
 
+    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
     anyio.run(server.serve, [sock], backend_options={"use_uvloop": True})
     return 0 if supervisor.failure is None else 1  # a crashed core service: restart me
 
