@@ -7,6 +7,7 @@ import sqlite3
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from flowyard.errors import Unavailable
@@ -131,7 +132,29 @@ async def test_closing_the_writer_commits_what_is_queued_and_refuses_more(tmp_pa
         with pytest.raises(Unavailable):
             db.submit([(PUT, ("late", "v"))])
     for request in requests:
-        await request.done.wait()
+        await request.done
         assert request.error is None
     await db.close()
     assert len(rows(tmp_path / "w.db")) == 50
+
+
+async def test_a_cancelled_caller_still_waits_for_its_queued_write(tmp_path: Path) -> None:
+    db = Database(str(tmp_path / "w.db"))
+    await db.open()
+    finished_after_commit: list[bool] = []
+    async with anyio.create_task_group() as tg:
+        await tg.start(db.run_writer)
+
+        async def commit_then_note() -> None:
+            try:
+                await db.commit([(PUT, ("t1", "kept"))])
+            finally:  # cancelled or not, the write was done by the time the wait ended
+                finished_after_commit.append(rows(tmp_path / "w.db") == {"t1": "kept"})
+
+        async with anyio.create_task_group() as callers:
+            callers.start_soon(commit_then_note)
+            await anyio.lowlevel.checkpoint()  # the write is queued
+            callers.cancel_scope.cancel()
+        db.close_writer()
+    await db.close()
+    assert finished_after_commit == [True]

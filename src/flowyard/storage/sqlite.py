@@ -48,13 +48,15 @@ _PROBE = "INSERT OR REPLACE INTO meta (key, value) VALUES ('writable_at', ?)"
 
 
 class _CommitRequest:
-    """Writes waiting for a group commit, and how they ended once ``done`` is set."""
+    """Writes waiting for a group commit, and how they ended once ``done`` is resolved."""
 
     __slots__ = ("done", "error", "ops")
 
     def __init__(self, ops: list[Op]) -> None:
         self.ops = ops
-        self.done = anyio.Event()
+        # A plain future, resolved from the writer thread through the loop: the cheapest
+        # thing to wait on, once per request.
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.error: BaseException | None = None
 
 
@@ -233,7 +235,8 @@ class Database:
         for request in batch:
             if request.error is None:
                 self.statements += len(request.ops)
-            request.done.set()
+            if not request.done.done():
+                request.done.set_result(None)
 
     def _record_failure(self, exc: Exception) -> None:
         if not _is_storage_fault(exc):
@@ -265,10 +268,14 @@ class Database:
         if not ops:
             return
         request = self.submit(ops)
-        # Once queued, the write happens: wait for it even if the caller is being cancelled,
-        # so that memory and disk never disagree about what was committed.
-        with anyio.CancelScope(shield=True):
-            await request.done.wait()
+        try:
+            await asyncio.shield(request.done)
+        except anyio.get_cancelled_exc_class():
+            # Once queued, the write happens: let the cancellation through only once it has,
+            # so that memory and disk never disagree about what was committed.
+            with anyio.CancelScope(shield=True):
+                await asyncio.shield(request.done)
+            raise
         if request.error is not None:
             raise request.error
 
