@@ -4,11 +4,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
+from starlette.types import ASGIApp
 
 from flowyard.actors.supervisor import Supervisor
-from flowyard.errors import FlowyardError
 from flowyard.http import (
     routes_admin,
     routes_dashboard,
@@ -20,9 +18,8 @@ from flowyard.http import (
     routes_workflows,
 )
 from flowyard.http.auth import Authenticator
+from flowyard.http.boundary import ErrorBoundary
 from flowyard.http.context import Context
-from flowyard.http.errors import flowyard_error, http_error, internal_error
-from flowyard.http.rate_headers import RateLimitHeaders
 from flowyard.settings import Settings
 
 
@@ -35,7 +32,7 @@ def create_app(settings: Settings, supervisor: Supervisor | None = None) -> Star
         async with runtime.running():
             yield
 
-    app = Starlette(
+    app = _App(
         routes=[  # the hottest first: routes are matched in order
             *routes_jobs.routes,
             *routes_workflows.routes,
@@ -46,15 +43,16 @@ def create_app(settings: Settings, supervisor: Supervisor | None = None) -> Star
             *routes_docs.routes,
             *routes_admin.routes,
         ],
-        middleware=[Middleware(RateLimitHeaders)],
-        exception_handlers={
-            FlowyardError: flowyard_error,
-            HTTPException: http_error,
-            Exception: internal_error,
-        },
         lifespan=lifespan,
     )
     # A path with a trailing slash is another path: 404 like any unknown route, not a redirect.
     app.router.redirect_slashes = False
     app.state.context = Context(runtime=runtime, authenticate=Authenticator(runtime.db))
     return app
+
+
+class _App(Starlette):
+    """Starlette with :class:`ErrorBoundary` as its only middleware, in place of its own."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return ErrorBoundary(self.router)

@@ -33,7 +33,7 @@ async def caller(request: Request, scope: str | None) -> tuple[Supervisor, ApiKe
     account = accounts.get(key.project_id) or await accounts.load(key.project_id)
     if account.rate is not None:
         headers, retry_after = accounts.admit(account)
-        # For RateLimitHeaders, which adds them to whatever the response turns out to be.
+        # For ErrorBoundary, which adds them to whatever the response turns out to be.
         request.scope.setdefault("state", {})["rate_headers"] = headers
         if retry_after is not None:
             raise RateLimited(
