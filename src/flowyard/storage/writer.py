@@ -25,8 +25,11 @@ log = logging.getLogger("flowyard.storage")
 
 WIDTH = 8
 """The most parameters a write statement may have."""
-MAX_ROWS = 1000
-"""Writes per ``INSERT`` (a group commit with more takes several, in one transaction)."""
+MAX_ROWS = 1024
+"""Writes per ``INSERT`` (a group commit with more takes several, in one transaction).
+
+An ``INSERT`` has room for a power of two of rows, the rest padded with rows that no trigger
+takes: a dozen statement shapes, prepared once, serve every group commit."""
 
 PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA busy_timeout=5000", "PRAGMA foreign_keys=OFF")
 
@@ -37,6 +40,7 @@ _VIEW = (
     + " WHERE 0"
 )
 _ROW = f"({', '.join('?' * (WIDTH + 1))})"
+_PADDING = [None] * (WIDTH + 1)  # a row whose code (NULL) no trigger takes
 
 
 def synchronous(sync: str) -> str:
@@ -50,16 +54,13 @@ class Writer:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
         self._codes: dict[str, tuple[int, int]] = {}  # statement -> (its code, parameters)
-        self._inserts: dict[int, str] = {}  # rows -> INSERT INTO temp.writes with that many
+        self._inserts: dict[int, str] = {}  # room -> INSERT INTO temp.writes with that many rows
         conn.execute(_VIEW)
 
     @classmethod
     def open(cls, path: str, sync: str) -> "Writer":
         """Connect, apply pending migrations, and prepare the view."""
-        # Group commits of different sizes are different statements: keep them prepared.
-        conn = sqlite3.connect(
-            path, isolation_level=None, check_same_thread=False, cached_statements=512
-        )
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         for pragma in (*PRAGMAS, synchronous(sync)):
             conn.execute(pragma)
         version = int(conn.execute("PRAGMA user_version").fetchone()[0])
@@ -96,12 +97,13 @@ class Writer:
         return (code, *params, *(None,) * (WIDTH - count))
 
     def _insert(self, rows: list[tuple[Any, ...]]) -> None:
-        sql = self._inserts.get(len(rows))
+        room = 1 << (len(rows) - 1).bit_length()
+        sql = self._inserts.get(room)
         if sql is None:
-            sql = self._inserts[len(rows)] = "INSERT INTO temp.writes VALUES " + ", ".join(
-                [_ROW] * len(rows)
-            )
-        self.conn.execute(sql, [value for row in rows for value in row])
+            sql = self._inserts[room] = "INSERT INTO temp.writes VALUES " + ", ".join([_ROW] * room)
+        values = [value for row in rows for value in row]
+        values += _PADDING * (room - len(rows))
+        self.conn.execute(sql, values)
 
     def _install(self, sql: str) -> tuple[int, int]:
         """The trigger that runs ``sql`` for the rows of ``temp.writes`` with its code."""
