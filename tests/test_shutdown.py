@@ -186,16 +186,10 @@ async def test_a_request_that_outlasts_the_grace_period_is_answered_503(
     tmp_path: Path, server_process: StartServer
 ) -> None:
     """A client still sending its body when the grace period ends gets a JSON 503."""
-    db = str(tmp_path / "flowyard.db")
-    key = create_key_sync(db, "slow", list(ALL_SCOPES)).key
-    server = await anyio.to_thread.run_sync(lambda: server_process(db))
+    server, key, half_body = await _server_and_half_a_body(tmp_path, server_process)
     port = int(server.url.rsplit(":", 1)[1])
-    head = (
-        "POST /infra/jobs HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n"
-        f"authorization: Bearer {key}\r\ncontent-length: 100\r\n\r\n"
-    )
     async with await anyio.connect_tcp("127.0.0.1", port) as slow, api(server.url, key) as other:
-        await slow.send(head.encode() + b'{"trigger": ')  # and nothing more
+        await slow.send(half_body)  # and nothing more
         # Answered after the slow request's head arrived: the server is working on it.
         assert (await other.get("/livez")).status_code == 200
         signalled = time.monotonic()
@@ -220,18 +214,12 @@ async def test_a_client_that_leaves_mid_body_costs_no_error(
     tmp_path: Path, server_process: StartServer
 ) -> None:
     """A client closing its connection halfway through a body is no server error."""
-    db = str(tmp_path / "flowyard.db")
-    key = create_key_sync(db, "gone", list(ALL_SCOPES)).key
-    server = await anyio.to_thread.run_sync(lambda: server_process(db))
+    server, key, half_body = await _server_and_half_a_body(tmp_path, server_process)
     port = int(server.url.rsplit(":", 1)[1])
-    head = (
-        "POST /infra/jobs HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n"
-        f"authorization: Bearer {key}\r\ncontent-length: 100\r\n\r\n"
-    )
     async with api(server.url, key) as other:
         for _ in range(3):
             async with await anyio.connect_tcp("127.0.0.1", port) as leaving:
-                await leaving.send(head.encode() + b'{"trigger": ')
+                await leaving.send(half_body)
                 assert (await other.get("/livez")).status_code == 200  # the head has arrived
         created = await other.post("/infra/jobs", json={"trigger": {"type": "pull", "queue": "q"}})
         assert created.status_code == 202, created.text
@@ -240,3 +228,17 @@ async def test_a_client_that_leaves_mid_body_costs_no_error(
     assert await anyio.to_thread.run_sync(server.terminate) == 0
     log = server.log_path.read_text()
     assert "Traceback" not in log and "ERROR" not in log, log
+
+
+async def _server_and_half_a_body(
+    tmp_path: Path, server_process: StartServer
+) -> tuple[ServerProcess, str, bytes]:
+    """A running server, a key, and the first part of a job creation announcing 100 bytes."""
+    db = str(tmp_path / "flowyard.db")
+    key = create_key_sync(db, "slow", list(ALL_SCOPES)).key
+    server = await anyio.to_thread.run_sync(lambda: server_process(db))
+    head = (
+        "POST /infra/jobs HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n"
+        f"authorization: Bearer {key}\r\ncontent-length: 100\r\n\r\n"
+    )
+    return server, key, head.encode() + b'{"trigger": '
