@@ -92,8 +92,6 @@ class Database:
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self.failure: str | None = None  # why the last write failed, until one succeeds again
-        self.commits = 0
-        self.statements = 0
         # Signs list cursors; ``open`` replaces it with the one stored in the file, so that
         # cursors stay valid across restarts.
         self.cursor_key = secrets.token_bytes(32)
@@ -230,11 +228,8 @@ class Database:
                 self._record_success()
             else:
                 self._record_failure(outcome)
-        self.commits += outcomes.count(None)
         self._waiting -= len(batch)
         for request in batch:
-            if request.error is None:
-                self.statements += len(request.ops)
             if not request.done.done():
                 request.done.set_result(None)
 
