@@ -124,8 +124,8 @@ def _sync_worker(config: WorkerConfig, acked: Any, ready: Any, stop: MpEvent) ->
     claim_body = _claim_body(config)
     headers = {"authorization": f"Bearer {config.key}", **JSON_HEADERS}
 
-    def lane() -> None:
-        with Poster(config.url, headers, config.client, config.wait_seconds + 30.0) as post:
+    def lane(post: Poster) -> None:
+        with post:
             while not stop.is_set():
                 try:
                     status, content = post("/infra/jobs/claim", claim_body)
@@ -172,7 +172,12 @@ def _sync_worker(config: WorkerConfig, acked: Any, ready: Any, stop: MpEvent) ->
                     with acked.get_lock():
                         acked[0] += 1
 
-    threads = [threading.Thread(target=lane, daemon=True) for _ in range(config.lanes)]
+    # Clients are built before the worker reports ready, so that their set-up is not measured.
+    posters = [
+        Poster(config.url, headers, config.client, config.wait_seconds + 30.0)
+        for _ in range(config.lanes)
+    ]
+    threads = [threading.Thread(target=lane, args=(post,), daemon=True) for post in posters]
     with ready.get_lock():
         ready.value += 1
     cpu_start = self_cpu_seconds()

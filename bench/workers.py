@@ -106,12 +106,20 @@ class Poster:
     def __init__(self, base_url: str, headers: dict[str, str], mode: str, timeout: float):
         self.base_url = base_url
         self.mode = mode
-        self.wire = WireConnection(base_url, headers, timeout)
+        # Only the client of ``mode`` is built: each httpx one loads the CA bundle (about
+        # 15 ms of CPU), which dozens of lanes starting at once would add to a measured phase.
+        self.wire: WireConnection | None = None
+        self.client: httpx.Client | None = None
+        self.transport: httpx.HTTPTransport | None = None
         limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-        self.client = httpx.Client(
-            base_url=base_url, headers=headers, limits=limits, timeout=timeout
-        )
-        self.transport = httpx.HTTPTransport(limits=limits)
+        if mode == "wire":
+            self.wire = WireConnection(base_url, headers, timeout)
+        elif mode == "sync":
+            self.client = httpx.Client(
+                base_url=base_url, headers=headers, limits=limits, timeout=timeout
+            )
+        else:
+            self.transport = httpx.HTTPTransport(limits=limits)
         host = httpx.URL(base_url).netloc.decode()
         self.raw_headers = [
             ("host", host),
@@ -130,11 +138,12 @@ class Poster:
         return self.request("GET", path, None)
 
     def request(self, method: str, path: str, body: bytes | None) -> tuple[int, bytes]:
-        if self.mode == "wire":
+        if self.wire is not None:
             return self.wire.request(method, path, body)
-        if self.mode == "sync":
+        if self.client is not None:
             response = self.client.request(method, path, content=body)
             return response.status_code, response.content
+        assert self.transport is not None
         request = httpx.Request(
             method,
             self.base_url + path,
@@ -152,9 +161,12 @@ class Poster:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.wire.close()
-        self.client.close()
-        self.transport.close()
+        self.close()
+
+    def close(self) -> None:
+        for part in (self.wire, self.client, self.transport):
+            if part is not None:
+                part.close()
 
 
 def auth_headers(key: str) -> dict[str, str]:

@@ -163,8 +163,8 @@ def flow_worker_main(
             stats[name] += 1
             return stats[name]
 
-    def lane() -> None:
-        with Poster(config.url, headers, config.client, config.wait_seconds + 30.0) as post:
+    def lane(post: Poster) -> None:
+        with post:
             while not stop.is_set():
                 claim_sent = time.time()
                 try:
@@ -224,7 +224,12 @@ def flow_worker_main(
                         if step == "D":
                             counters[1] += 1
 
-    threads = [threading.Thread(target=lane, daemon=True) for _ in range(config.lanes)]
+    # Clients are built before the worker reports ready, so that their set-up is not measured.
+    posters = [
+        Poster(config.url, headers, config.client, config.wait_seconds + 30.0)
+        for _ in range(config.lanes)
+    ]
+    threads = [threading.Thread(target=lane, args=(post,), daemon=True) for post in posters]
     with ready.get_lock():
         ready.value += 1
     cpu_start = self_cpu_seconds()

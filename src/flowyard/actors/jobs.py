@@ -35,12 +35,12 @@ from flowyard.jobs.backoff import retry_delay_seconds
 from flowyard.jobs.cron import next_fire_ms
 from flowyard.jobs.model import (
     NULL,
+    QUEUE_TRIGGERS,
     TERMINAL,
     Delayed,
     Job,
     JobStatus,
     PullQueue,
-    PushQueue,
     Run,
     RunStatus,
     Scheduled,
@@ -234,7 +234,7 @@ class JobEngine:
         self._make_ready(job)
 
     def _make_ready(self, job: Job) -> None:
-        if isinstance(job.trigger, PullQueue | PushQueue):
+        if isinstance(job.trigger, QUEUE_TRIGGERS):
             pull = isinstance(job.trigger, PullQueue)
             queue = self.queue(job.project_id, job.trigger.queue)
             queue.push(job.id, job.priority, job.created_at, pull=pull)

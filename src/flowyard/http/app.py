@@ -1,10 +1,11 @@
 """``create_app(settings)``: the Starlette app, its routes, error handlers and lifespan."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
-from starlette.types import ASGIApp
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Lifespan
 
 from flowyard.actors.supervisor import Supervisor
 from flowyard.http import (
@@ -20,6 +21,7 @@ from flowyard.http import (
 from flowyard.http.auth import Authenticator
 from flowyard.http.boundary import ErrorBoundary
 from flowyard.http.context import Context
+from flowyard.http.router import IndexedRouter
 from flowyard.settings import Settings
 
 
@@ -45,14 +47,19 @@ def create_app(settings: Settings, supervisor: Supervisor | None = None) -> Star
         ],
         lifespan=lifespan,
     )
-    # A path with a trailing slash is another path: 404 like any unknown route, not a redirect.
-    app.router.redirect_slashes = False
     app.state.context = Context(runtime=runtime, authenticate=Authenticator(runtime.db))
     return app
 
 
 class _App(Starlette):
-    """Starlette with :class:`ErrorBoundary` as its only middleware, in place of its own."""
+    """Starlette with an :class:`IndexedRouter`, and :class:`ErrorBoundary` as its only
+    middleware in place of its own."""
+
+    def __init__(self, routes: Sequence[BaseRoute], lifespan: Lifespan["_App"]) -> None:
+        super().__init__(lifespan=lifespan)
+        # A path with a trailing slash is another path: 404 like any unknown route, not a
+        # redirect (the router does not redirect).
+        self.router = IndexedRouter(routes, lifespan=lifespan)
 
     def build_middleware_stack(self) -> ASGIApp:
         return ErrorBoundary(self.router)

@@ -53,6 +53,7 @@ class PullQueue(msgspec.Struct, frozen=True, tag="pull", tag_field="type"):
 
 
 Trigger = Immediate | Delayed | Scheduled | PushQueue | PullQueue
+QUEUE_TRIGGERS = (PushQueue, PullQueue)  # a tuple: ``isinstance`` with it builds no union
 TriggerType = Literal["immediate", "delayed", "scheduled", "queue", "pull"]
 """The ``type`` tags of ``Trigger``."""
 Backoff = Literal["exponential", "linear", "fixed"]
@@ -126,7 +127,7 @@ class Job(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     def queue(self) -> str | None:
         """The queue name of a push- or pull-queue job."""
         trigger = self.trigger
-        return trigger.queue if isinstance(trigger, PushQueue | PullQueue) else None
+        return trigger.queue if isinstance(trigger, QUEUE_TRIGGERS) else None
 
     @property
     def trigger_type(self) -> str:

@@ -237,7 +237,7 @@ def _resolve(value: Any, keys: Iterable[str | int], path: str) -> Any:
         if isinstance(key, str):
             if not isinstance(value, Mapping) or key not in value:
                 raise TemplateError(path)
-        elif not isinstance(value, list | tuple) or key >= len(value):
+        elif not isinstance(value, (list, tuple)) or key >= len(value):
             raise TemplateError(path)
         value = value[key]
     return value
