@@ -12,8 +12,7 @@ answered).
 import logging
 import math
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from types import TracebackType
 
 import anyio
 from anyio.abc import TaskStatus
@@ -36,7 +35,7 @@ Usage = dict[tuple[str, int, str], list[int]]
 class Account:
     """One project's balance, its unwritten spending, and its rate bucket."""
 
-    __slots__ = ("balance", "bucket", "bucket_at", "rate", "unwritten", "version")
+    __slots__ = ("balance", "bucket", "bucket_at", "committing", "rate", "unwritten", "version")
 
     def __init__(self, balance: int | None, rate: float | None) -> None:
         self.balance = balance  # nanotokens left, None = unlimited
@@ -45,6 +44,7 @@ class Account:
         self.bucket = float(max(1.0, rate or 1.0))
         self.bucket_at = time.monotonic()
         self.version = 0  # bumped when an admin changes the settings here
+        self.committing = 0  # an admin's changes on their way to the file
 
 
 class Accounts:
@@ -112,7 +112,8 @@ class Accounts:
             account = self._accounts.get(project_id)
             if account is None:
                 self._accounts[project_id] = Account(balance, rate)
-            elif account.version == versions.get(project_id):  # else an admin just set it
+            elif account.version == versions.get(project_id) and not account.committing:
+                # (else an admin has just set it, and the file may not show it yet)
                 account.balance = None if balance is None else max(0, balance - account.unwritten)
                 self._set_rate(account, rate)
 
@@ -205,15 +206,10 @@ class Accounts:
         account = self._accounts.get(project_id)
         return account is None or account.balance is None or account.balance >= nanos
 
-    @contextmanager
-    def paying(self, project_id: str, nanos: int, family: str) -> Iterator[None]:
-        """Charge now (402 if the balance is short); refund if the block fails."""
+    def paying(self, project_id: str, nanos: int, family: str) -> "_Paying":
+        """Charge now (402 if the balance is short); refund if the ``with`` block fails."""
         self.charge(project_id, nanos, family)
-        try:
-            yield
-        except BaseException:
-            self.refund(project_id, nanos, family)
-            raise
+        return _Paying(self, project_id, nanos, family)
 
     def set_balance(self, project_id: str, nanos: int | None) -> Op:
         """An admin sets the balance: memory now, and the write to commit before answering."""
@@ -226,13 +222,19 @@ class Accounts:
     async def commit_settings(self, project_id: str, ops: list[Op]) -> None:
         """Commit an admin's :meth:`set_balance` / :meth:`set_rate` writes.
 
-        The version moves again once they are committed, so that a read-back which started
-        before the commit (and saw the old values) does not undo them.
+        Until they are committed, and once more after (the version moves again), a read-back
+        of the file may hold the old values: :meth:`refresh` leaves the account alone then.
         """
-        await self.db.commit(ops)
         account = self._accounts.get(project_id)
-        if account is not None:
+        if account is None:
+            await self.db.commit(ops)
+            return
+        account.committing += 1
+        try:
+            await self.db.commit(ops)
             account.version += 1
+        finally:
+            account.committing -= 1
 
     def balance(self, project_id: str) -> int | None:
         """The balance left, in nanotokens (None: unlimited)."""
@@ -262,6 +264,30 @@ class Accounts:
         if counts is None:
             counts = self._usage[key] = [0, 0]
         return counts
+
+
+class _Paying:
+    """The ``with`` block of :meth:`Accounts.paying` (a class: every transition enters one)."""
+
+    __slots__ = ("accounts", "family", "nanos", "project_id")
+
+    def __init__(self, accounts: Accounts, project_id: str, nanos: int, family: str) -> None:
+        self.accounts = accounts
+        self.project_id = project_id
+        self.nanos = nanos
+        self.family = family
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if kind is not None:
+            self.accounts.refund(self.project_id, self.nanos, self.family)
 
 
 def _number(value: float) -> str:

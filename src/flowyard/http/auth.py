@@ -15,6 +15,7 @@ from starlette.requests import Request
 
 from flowyard.clock import now_ms
 from flowyard.errors import Unauthorized, Unavailable
+from flowyard.http.headers import header
 from flowyard.storage.projects import ApiKey, hash_key, key_by_hash, touch_key
 from flowyard.storage.sqlite import Database
 
@@ -47,10 +48,10 @@ class Authenticator:
 
     async def authenticate(self, request: Request) -> ApiKey:
         """The key the request carries; 401 if it has none, an unknown one or a revoked one."""
-        header = request.headers.get("authorization")
-        token = request.headers.get("x-api-key")
-        if header is not None:
-            scheme, _, value = header.partition(" ")
+        authorization = header(request.scope, b"authorization")
+        token = header(request.scope, b"x-api-key")
+        if authorization is not None:
+            scheme, _, value = authorization.partition(" ")
             if scheme.lower() == "bearer" and value.strip():
                 token = value.strip()
         if not token:

@@ -7,6 +7,7 @@ import msgspec
 from starlette.requests import ClientDisconnect, Request
 
 from flowyard.errors import Invalid, PayloadTooLarge, UnsupportedMediaType, invalid_field
+from flowyard.http.headers import header
 
 T = TypeVar("T")
 
@@ -18,7 +19,7 @@ _INTEGER = re.compile(r"^-?[0-9]{1,18}\Z")
 
 async def read_body(request: Request) -> bytes:
     """The raw body, refusing more than 1 MiB (413) and non-JSON media types (415)."""
-    length = request.headers.get("content-length")
+    length = header(request.scope, b"content-length")
     if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"the body is over {MAX_BODY_BYTES} bytes")
     chunks, size = [], 0
@@ -32,7 +33,7 @@ async def read_body(request: Request) -> bytes:
         # Nobody will read the answer; it only has to be an ordinary one, not a logged 500.
         raise Invalid("the client left before sending the whole body") from None
     body = b"".join(chunks)
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    media = (header(request.scope, b"content-type") or "").split(";")[0].strip().lower()
     if body and media and media != "application/json" and not media.endswith("+json"):
         raise UnsupportedMediaType(f"send the body as application/json, not {media}")
     return body
