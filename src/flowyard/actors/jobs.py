@@ -158,18 +158,20 @@ class JobEngine:
 
     def _index(self, old: Job | None, new: Job) -> None:
         """Apply a job change to memory: the live map and its queue's counts."""
-        if old is not None and old.queue is not None:
-            queue = self.queue(old.project_id, old.queue)
+        old_queue = old.queue if old is not None else None
+        if old is not None and old_queue is not None:
+            queue = self.queue(old.project_id, old_queue)
             queue.pending.pop(old.id, None)
             queue.running.discard(old.id)
             if new.status is not JobStatus.PENDING or not new.enabled:
                 queue.discard(old.id)
         if new.status in TERMINAL:
             self.jobs.pop(new.id, None)
-        else:
-            self.jobs[new.id] = new
-        if new.queue is not None and new.status not in TERMINAL:
-            queue = self.queue(new.project_id, new.queue)
+            return
+        self.jobs[new.id] = new
+        new_queue = new.queue
+        if new_queue is not None:
+            queue = self.queue(new.project_id, new_queue)
             if new.status is JobStatus.PENDING:
                 queue.pending[new.id] = new.created_at
             elif new.status is JobStatus.RUNNING:

@@ -235,7 +235,7 @@ def template_problems(template: Any, base_path: str = "$") -> list[dict[str, str
 def _resolve(value: Any, keys: Iterable[str | int], path: str) -> Any:
     for key in keys:
         if isinstance(key, str):
-            if not isinstance(value, Mapping) or key not in value:
+            if not isinstance(value, dict) or key not in value:  # decoded JSON: plain dicts
                 raise TemplateError(path)
         elif not isinstance(value, (list, tuple)) or key >= len(value):
             raise TemplateError(path)
