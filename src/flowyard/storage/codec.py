@@ -11,9 +11,15 @@ _job_decoder = msgspec.json.Decoder(Job)
 _run_decoder = msgspec.json.Decoder(Run)
 
 
-def encode(value: Any) -> bytes:
-    """JSON bytes of a record (or any msgspec-encodable value)."""
-    return encoder.encode(value)
+def encode(value: Any) -> bytearray:
+    """JSON of a record (or any msgspec-encodable value), for a row's ``doc`` column.
+
+    A ``bytearray``: Python's sqlite3 binds it as a blob directly, where ``bytes`` first goes
+    through its adapter lookup (see :mod:`flowyard.storage.writer`).
+    """
+    buffer = bytearray()
+    encoder.encode_into(value, buffer)
+    return buffer
 
 
 def decode_job(data: bytes) -> Job:

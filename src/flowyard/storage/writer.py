@@ -40,7 +40,11 @@ _VIEW = (
     + " WHERE 0"
 )
 _ROW = f"({', '.join('?' * (WIDTH + 1))})"
-_PADDING = [None] * (WIDTH + 1)  # a row whose code (NULL) no trigger takes
+# Rows are filled out, and padding rows made, with integers rather than NULLs: Python's
+# sqlite3 binds int, float, str and bytearray as they are, but looks every other value (None,
+# bytes) up in its adapter registry first, a lookup that formats and drops an exception.
+_FILL = 0
+_PADDING = [-1, *(_FILL,) * WIDTH]  # a row whose code (-1) no trigger takes
 
 
 def synchronous(sync: str) -> str:
@@ -94,7 +98,7 @@ class Writer:
         code, count = self._codes.get(sql) or self._install(sql)
         if len(params) != count:
             raise sqlite3.ProgrammingError(f"{len(params)} parameters for {count}: {sql}")
-        return (code, *params, *(None,) * (WIDTH - count))
+        return (code, *params, *(_FILL,) * (WIDTH - count))
 
     def _insert(self, rows: list[tuple[Any, ...]]) -> None:
         room = 1 << (len(rows) - 1).bit_length()
