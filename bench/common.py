@@ -131,14 +131,16 @@ def start_server(
     db: str | None = None,
     ready_timeout: float = 30.0,
     cpus: set[int] | None = None,
+    prefix: Sequence[str] = (),
 ) -> Server:
     """Start ``python -m flowyard serve`` on a free port with a fresh database; wait for /readyz.
 
     The database goes in a new temporary directory (on the same disk as /tmp, so fsync is real)
     unless ``db`` is given. Server stderr goes to ``server.log`` next to the database.
-    ``cpus`` pins the server (every thread of it) to those CPUs.
+    ``cpus`` pins the server (every thread of it) to those CPUs; ``prefix`` runs it under
+    another program (``valgrind ...``).
     """
-    server = spawn_server(sync=sync, extra_args=extra_args, db=db, cpus=cpus)
+    server = spawn_server(sync=sync, extra_args=extra_args, db=db, cpus=cpus, prefix=prefix)
     deadline = time.monotonic() + ready_timeout
     with httpx.Client(timeout=2.0) as client:
         while True:
@@ -163,6 +165,7 @@ def spawn_server(
     db: str | None = None,
     cpus: set[int] | None = None,
     workdir: Path | None = None,
+    prefix: Sequence[str] = (),
 ) -> Server:
     """Start the server process (a fresh database unless ``db``) without waiting for it.
 
@@ -176,6 +179,7 @@ def spawn_server(
     log_path = Path(db).with_name("server.log")
     port = free_port()
     cmd = [
+        *prefix,
         sys.executable,
         "-m",
         "flowyard",

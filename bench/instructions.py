@@ -1,0 +1,153 @@
+"""Instructions the server executes per diamond execution, counted by valgrind (callgrind).
+
+Run ``python -m bench.instructions --help``. On this VM the same code runs 15-40% faster or
+slower from one minute to the next, so timings cannot tell a 5% change from noise; the count
+of instructions is the same from run to run (within about 0.5% here), whatever else the
+machine does. It measures work, not time: it cannot see system calls, waits or contention.
+
+The server runs under ``valgrind --tool=callgrind`` (about 50 times slower), with the diamond
+blueprint of ``bench.workflows``. Lanes (threads in this process: claim, then ack each job)
+and trigger threads (at most ``--backlog`` executions unfinished) drive ``--warmup``
+executions, then the counters are zeroed, ``--executions`` more run, and the counts are
+dumped. Printed: instructions per execution for the whole server, its event-loop thread
+(the first) and its busiest other thread (the writer). One JSON line on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import orjson
+
+from bench.common import add_server_options, begin, create_key, log, running_server
+from bench.workers import Poster, auth_headers, trigger_executions
+from bench.workflows import QUEUE, blueprint_body, step_value
+
+READY_TIMEOUT_S = 300.0  # the server starts slowly under valgrind
+
+
+def _lanes(
+    url: str, key: str, lanes: int, stop: threading.Event, done: list[int]
+) -> list[threading.Thread]:
+    """Threads that claim and ack until ``stop``; ``done[0]`` counts D steps acked."""
+    claim = orjson.dumps({"queue": QUEUE, "count": 20, "wait_seconds": 1})
+    lock = threading.Lock()
+
+    def lane() -> None:
+        with Poster(url, auth_headers(key), "wire", 120.0) as post:
+            while not stop.is_set():
+                status, content = post("/infra/jobs/claim", claim)
+                if status != 200:
+                    raise RuntimeError(f"claim {status}: {content[:200]!r}")
+                for job in orjson.loads(content):
+                    step = job["workflow"]["step_id"]
+                    value, _ = step_value(step, job["payload"])
+                    body = {"status": "completed", "result": {"v": value, "ack_sent_at": 0.0}}
+                    body["claim_token"] = job["claim_token"]
+                    status, content = post(f"/infra/jobs/{job['id']}/ack", orjson.dumps(body))
+                    if status != 200:
+                        raise RuntimeError(f"ack {status}: {content[:200]!r}")
+                    if step == "D":
+                        with lock:
+                            done[0] += 1
+
+    return [threading.Thread(target=lane, daemon=True) for _ in range(lanes)]
+
+
+def _counts(out: Path) -> dict[str, int]:
+    """Instructions per thread (``"01"``, ``"02"``, ...) from the dump after zeroing."""
+    counts: dict[str, int] = {}
+    for path in out.parent.glob(f"{out.name}.1-*"):
+        for line in path.read_text().splitlines():
+            if line.startswith("summary:"):
+                counts[path.name.rsplit("-", 1)[1]] = int(line.split()[1])
+    return counts
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.instructions", description=__doc__)
+    parser.add_argument("--executions", type=int, default=300, help="executions counted")
+    parser.add_argument("--warmup", type=int, default=40, help="executions before counting")
+    parser.add_argument("--lanes", type=int, default=8, help="claim loops (threads)")
+    parser.add_argument("--trigger-threads", type=int, default=3)
+    parser.add_argument("--backlog", type=int, default=40, help="unfinished executions at most")
+    add_server_options(parser)
+    args = parser.parse_args()
+    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+        parser.error("needs valgrind (apt-get install valgrind)")
+    _, result = begin(
+        args, "instructions", executions=args.executions, lanes=args.lanes, backlog=args.backlog
+    )
+    workdir = Path(tempfile.mkdtemp(prefix="flowyard-callgrind-"))
+    out = workdir / "callgrind.out"
+    prefix = ["valgrind", "--tool=callgrind", "--separate-threads=yes"]
+    prefix.append(f"--callgrind-out-file={out}")
+    with running_server(
+        sync=args.sync, extra_args=args.server_arg, prefix=prefix, ready_timeout=READY_TIMEOUT_S
+    ) as server:
+        key = create_key(server.db)
+        with Poster(server.url, auth_headers(key), "wire", 120.0) as post:
+            status, content = post(
+                "/infra/workflows/blueprints", orjson.dumps(blueprint_body(QUEUE))
+            )
+        if status != 200:
+            raise RuntimeError(f"blueprint create {status}: {content[:300]!r}")
+        blueprint_id = orjson.loads(content)["id"]
+        stop, done = threading.Event(), [0]
+        lanes = _lanes(server.url, key, args.lanes, stop, done)
+        for thread in lanes:
+            thread.start()
+
+        def run(count: int, start: int) -> float:
+            began, base = time.monotonic(), done[0]
+            trigger_executions(
+                server.url,
+                key,
+                blueprint_id,
+                count,
+                args.trigger_threads,
+                time.monotonic() + 3600,
+                start=start,
+                gate=lambda issued: issued - (done[0] - base) < args.backlog,
+            )
+            while done[0] < base + count:
+                time.sleep(0.01)
+            return time.monotonic() - began
+
+        run(args.warmup, 0)
+        subprocess.run(
+            ["callgrind_control", "-z", str(server.pid)], check=True, capture_output=True
+        )
+        log(f"counting {args.executions} executions")
+        seconds = run(args.executions, args.warmup)
+        subprocess.run(
+            ["callgrind_control", "-d", str(server.pid)], check=True, capture_output=True
+        )
+        stop.set()
+        time.sleep(1.5)  # let the lanes' last long-polls end
+    counts = _counts(out)
+    shutil.rmtree(workdir, ignore_errors=True)
+    if "01" not in counts:
+        raise RuntimeError("no callgrind dump found")
+    per = {thread: count / args.executions / 1e6 for thread, count in counts.items()}
+    others = sorted((v for k, v in per.items() if k != "01"), reverse=True)
+    result |= {
+        "counted_s": round(seconds, 1),
+        "minstr_per_execution": round(sum(per.values()), 3),
+        "minstr_per_execution_event_loop": round(per["01"], 3),
+        "minstr_per_execution_writer": round(others[0] if others else 0.0, 3),
+        "minstr_per_execution_other_threads": round(sum(others[1:]), 3),
+    }
+    print(orjson.dumps(result).decode(), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
