@@ -28,7 +28,7 @@ import orjson
 
 from bench.common import add_server_options, begin, create_key, log, running_server
 from bench.workers import Poster, auth_headers, trigger_executions
-from bench.workflows import QUEUE, blueprint_body, step_value
+from bench.workflows import QUEUE, create_diamond, step_value
 
 READY_TIMEOUT_S = 300.0  # the server starts slowly under valgrind
 
@@ -93,13 +93,7 @@ def main() -> int:
         sync=args.sync, extra_args=args.server_arg, prefix=prefix, ready_timeout=READY_TIMEOUT_S
     ) as server:
         key = create_key(server.db)
-        with Poster(server.url, auth_headers(key), "wire", 120.0) as post:
-            status, content = post(
-                "/infra/workflows/blueprints", orjson.dumps(blueprint_body(QUEUE))
-            )
-        if status != 200:
-            raise RuntimeError(f"blueprint create {status}: {content[:300]!r}")
-        blueprint_id = orjson.loads(content)["id"]
+        blueprint_id = create_diamond(server.url, key)
         stop, done = threading.Event(), [0]
         lanes = _lanes(server.url, key, args.lanes, stop, done)
         for thread in lanes:

@@ -105,7 +105,6 @@ class Poster:
 
     def __init__(self, base_url: str, headers: dict[str, str], mode: str, timeout: float):
         self.base_url = base_url
-        self.mode = mode
         # Only the client of ``mode`` is built: each httpx one loads the CA bundle (about
         # 15 ms of CPU), which dozens of lanes starting at once would add to a measured phase.
         self.wire: WireConnection | None = None

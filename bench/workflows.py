@@ -123,6 +123,15 @@ class FlowWorkerConfig:
 Record = tuple[str, str, float, float, float, float, float]
 
 
+def create_diamond(url: str, key: str) -> str:
+    """Create the diamond blueprint (every step a pull job on ``QUEUE``); its id."""
+    with Poster(url, auth_headers(key), "wire", 30.0) as post:
+        status, content = post("/infra/workflows/blueprints", orjson.dumps(blueprint_body(QUEUE)))
+    if status != 200:
+        raise RuntimeError(f"blueprint create {status}: {content[:300]!r}")
+    return str(orjson.loads(content)["id"])
+
+
 def step_value(step: str, payload: Any) -> tuple[Any, float]:
     """The step's output ``v`` from its payload, and the upstream ack_sent_at it carried."""
     if step == "A":
@@ -571,13 +580,7 @@ def main(argv: list[str] | None = None) -> int:
     inputs: dict[str, int] = {}
     with running_server(sync=args.sync, extra_args=args.server_arg) as server:
         key = create_key(server.db, "bench")
-        with Poster(server.url, auth_headers(key), "raw", 30.0) as client:
-            status, content = client(
-                "/infra/workflows/blueprints", orjson.dumps(blueprint_body(QUEUE))
-            )
-        if status != 200:
-            raise RuntimeError(f"blueprint create {status}: {content[:300]!r}")
-        blueprint_id = orjson.loads(content)["id"]
+        blueprint_id = create_diamond(server.url, key)
         rate = args.rate
         if not args.skip_throughput:
             figures, triggered = run_phase(
