@@ -15,7 +15,11 @@ def rfc3339(ms: int | None) -> str | None:
     if ms is None:
         return None
     seconds, millis = divmod(ms, 1000)
-    return f"{_second(seconds)}{millis:03d}Z"
+    return _second(seconds) + _MILLIS[millis]
+
+
+_MILLIS = [f"{millis:03d}Z" for millis in range(1000)]
+"""``000Z`` to ``999Z``: a format with a width costs more than the rest of a timestamp."""
 
 
 @functools.lru_cache(maxsize=4096)

@@ -1,6 +1,7 @@
 """``flowyard serve``: the HTTP API, dashboard, actors, timers and storage in one process."""
 
 import argparse
+import enum
 import gc
 import logging
 import signal
@@ -36,6 +37,34 @@ collector only looks for cycles. At the default threshold it ran 860 times in a 
 ``bench.workflows`` and took half a second of the event loop's time, to find 139 objects.
 What start-up loaded (modules, routes, rehydrated state) is frozen out of its sight once the
 service is up (``gc.freeze``)."""
+
+
+def plain_enum_lookups() -> bool:
+    """Let enum members be read like any class attribute; whether it was done.
+
+    Python 3.11's ``EnumType`` still defines ``__getattr__``, a fallback to the member map
+    from before members were stored on their class (3.11 stores every one; 3.12 dropped the
+    fallback). A class whose type defines ``__getattr__`` has every attribute read routed
+    through a slow generic hook: ``JobStatus.RUNNING`` costs four times a plain class
+    attribute, and the state machine and the job engine read a few hundred of them per
+    execution. The fallback is dropped here, unless an enum loaded by then lacks a member
+    on its class.
+    """
+    fallback = enum.EnumType.__dict__.get("__getattr__")
+    if fallback is None:
+        return False
+    if any(name not in vars(cls) for cls in _enum_classes(enum.Enum) for name in cls._member_map_):
+        return False
+    del enum.EnumType.__getattr__  # type: ignore[attr-defined]
+    return True
+
+
+def _enum_classes(base: type) -> list[type[enum.Enum]]:
+    found: list[type[enum.Enum]] = []
+    for sub in base.__subclasses__():
+        found.append(sub)
+        found.extend(_enum_classes(sub))
+    return found
 
 
 def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -147,6 +176,7 @@ def run(settings: Settings) -> int:
 
     sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
     gc.set_threshold(*GC_THRESHOLD)
+    plain_enum_lookups()
     anyio.run(server.serve, [sock], backend_options={"use_uvloop": True})
     return 0 if supervisor.failure is None else 1  # a crashed core service: restart me
 

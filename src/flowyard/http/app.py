@@ -46,17 +46,21 @@ def create_app(settings: Settings, supervisor: Supervisor | None = None) -> Star
             *routes_admin.routes,
         ],
         lifespan=lifespan,
+        context=Context(runtime=runtime, authenticate=Authenticator(runtime.db)),
     )
-    app.state.context = Context(runtime=runtime, authenticate=Authenticator(runtime.db))
     return app
 
 
 class _App(Starlette):
     """Starlette with an :class:`IndexedRouter`, and :class:`ErrorBoundary` as its only
-    middleware in place of its own."""
+    middleware in place of its own; what handlers reach is its ``context``
+    (:func:`~flowyard.http.context.context_of`)."""
 
-    def __init__(self, routes: Sequence[BaseRoute], lifespan: Lifespan["_App"]) -> None:
+    def __init__(
+        self, routes: Sequence[BaseRoute], lifespan: Lifespan["_App"], context: Context
+    ) -> None:
         super().__init__(lifespan=lifespan)
+        self.context = context
         # A path with a trailing slash is another path: 404 like any unknown route, not a
         # redirect (the router does not redirect).
         self.router = IndexedRouter(routes, lifespan=lifespan)

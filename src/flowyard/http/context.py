@@ -25,9 +25,19 @@ class Context:
     authenticate: Authenticator
 
 
+def context_of(request: Request) -> Context:
+    """The app's :class:`Context`.
+
+    A plain attribute of the app: Starlette's ``app.state`` finds its entries by raising
+    and catching an ``AttributeError``, and every request reads the context.
+    """
+    context: Context = request.app.context
+    return context
+
+
 async def caller(request: Request, scope: str | None) -> tuple[Supervisor, ApiKey]:
     """Authenticate, rate-limit, check the scope and readiness; the runtime and the key."""
-    context: Context = request.app.state.context
+    context = context_of(request)
     key = await context.authenticate.authenticate(request)
     accounts = context.runtime.accounts
     account = accounts.get(key.project_id) or await accounts.load(key.project_id)
@@ -55,7 +65,7 @@ def charge_read(request: Request, runtime: Supervisor, project_id: str) -> None:
 
 async def admin_caller(request: Request) -> Supervisor:
     """Authenticate an admin key (403 for any other key) and check readiness."""
-    context: Context = request.app.state.context
+    context = context_of(request)
     key = await context.authenticate.authenticate(request)
     if not key.admin:
         raise Forbidden("this route needs an admin key")

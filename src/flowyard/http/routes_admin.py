@@ -18,7 +18,7 @@ from flowyard.billing import format_tokens, parse_tokens
 from flowyard.clock import now_ms, rfc3339
 from flowyard.errors import Conflict, NotFound, invalid_field
 from flowyard.http.body import query_choice, query_int, query_str, read_json
-from flowyard.http.context import Context, admin_caller
+from flowyard.http.context import admin_caller, context_of
 from flowyard.http.respond import json_response
 from flowyard.http.routes_jobs import STATUSES as JOB_STATUSES
 from flowyard.http.routes_jobs import TRIGGER_TYPES
@@ -102,11 +102,6 @@ def key_view(key: ApiKey, last_used_at: int | None) -> dict[str, Any]:
     }
 
 
-def _context(request: Request) -> Context:
-    context: Context = request.app.state.context
-    return context
-
-
 def _page(request: Request) -> dict[str, Any]:
     return {
         "cursor": query_str(request, "cursor", 512),
@@ -184,7 +179,7 @@ async def list_keys(request: Request) -> Response:
     keys, next_cursor = await store.list_keys(
         runtime.db, project_id=query_str(request, "project_id", 256), **_page(request)
     )
-    seen = _context(request).authenticate
+    seen = context_of(request).authenticate
     items = [key_view(key, seen.last_used(key)) for key in keys]
     return json_response({"keys": items, "next_cursor": next_cursor})
 
@@ -218,7 +213,7 @@ async def revoke_key(request: Request) -> Response:
     key = await store.get_key(runtime.db, key_id)
     if key is None:
         raise NotFound(f"key {key_id} not found")
-    authenticate = _context(request).authenticate
+    authenticate = context_of(request).authenticate
     if key.revoked_at is None:
         await runtime.db.commit([store.revoke_key(key_id, now_ms())])
         authenticate.forget()

@@ -5,7 +5,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from flowyard.errors import FlowyardError
-from flowyard.http.context import Context
+from flowyard.http.context import context_of
 from flowyard.http.errors import error_response
 from flowyard.http.respond import json_response
 
@@ -21,7 +21,7 @@ async def readyz(request: Request) -> Response:
     503 before that, while shutting down, after a core service crashed, and while the database
     file cannot be written (disk full, read-only): reads still work then, writes do not.
     """
-    context: Context = request.app.state.context
+    context = context_of(request)
     try:
         context.runtime.check_health()
     except FlowyardError as exc:

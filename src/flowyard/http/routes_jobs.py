@@ -10,7 +10,7 @@ from flowyard.actors.dispatcher import Outcome
 from flowyard.billing import JOB_WRITE
 from flowyard.errors import NotFound
 from flowyard.http.body import query_choice, query_int, query_str, read_json
-from flowyard.http.context import Context, caller, charge_read
+from flowyard.http.context import caller, charge_read, context_of
 from flowyard.http.respond import json_response
 from flowyard.http.schemas import (
     AckBody,
@@ -141,7 +141,7 @@ async def heartbeat_job(request: Request) -> Response:
 
 async def run_callback(request: Request) -> Response:
     """A handler's deferred result; authorised by the URL's signature, not by a key."""
-    context: Context = request.app.state.context
+    context = context_of(request)
     context.runtime.check_ready()
     body = await read_json(request, CallbackBody)
     check_payload(body.result, "$.result")
