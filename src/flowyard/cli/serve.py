@@ -59,8 +59,9 @@ def plain_enum_lookups() -> bool:
     return True
 
 
-def _enum_classes(base: type) -> list[type[enum.Enum]]:
+def _enum_classes(base: type[enum.Enum]) -> list[type[enum.Enum]]:
     found: list[type[enum.Enum]] = []
+    sub: type[enum.Enum]
     for sub in base.__subclasses__():
         found.append(sub)
         found.extend(_enum_classes(sub))
