@@ -66,4 +66,4 @@ class _App(Starlette):
         self.router = IndexedRouter(routes, lifespan=lifespan)
 
     def build_middleware_stack(self) -> ASGIApp:
-        return ErrorBoundary(self.router)
+        return ErrorBoundary(self.router.app)  # the router's own __call__ only forwards to it

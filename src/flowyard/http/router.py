@@ -21,6 +21,7 @@ from starlette.routing import BaseRoute, Match, Mount, Route, Router
 from starlette.types import Lifespan, Receive, Scope, Send
 
 PREFIX_SEGMENTS = 2
+_FORWARDING = (Route, Mount)  # routes whose ``handle`` calls their ``app`` once it matched
 
 Prefix = tuple[str, ...]
 
@@ -92,7 +93,11 @@ class IndexedRouter(Router):
             if match is Match.FULL:
                 scope["route"] = route
                 scope.update(child_scope)
-                await route.handle(scope, receive, send)
+                if isinstance(route, _FORWARDING):
+                    # A full match is one of the route's methods, all ``handle`` would check.
+                    await route.app(scope, receive, send)
+                else:
+                    await route.handle(scope, receive, send)
                 return
             if match is Match.PARTIAL and partial is None:
                 partial = route, child_scope
