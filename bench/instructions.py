@@ -1,4 +1,5 @@
-"""Instructions the server executes per diamond execution, counted by valgrind (callgrind).
+"""Instructions the server executes per diamond execution (or per pull job), counted by
+valgrind (callgrind).
 
 Run ``python -m bench.instructions --help``. On this VM the same code runs 15-40% faster or
 slower from one minute to the next, so timings cannot tell a 5% change from noise; the count
@@ -11,6 +12,10 @@ and trigger threads (at most ``--backlog`` executions unfinished) drive ``--warm
 executions, then the counters are zeroed, ``--executions`` more run, and the counts are
 dumped. Printed: instructions per execution for the whole server, its event-loop thread
 (the first) and its busiest other thread (the writer). One JSON line on stdout.
+
+``--workload jobs`` counts the path of ``bench.jobs`` instead: one connection creates pull
+jobs 100 at a time (``POST /infra/jobs/batch``), claims them 100 at a time and acks each;
+``--executions`` is then the number of jobs counted, and the figures are per job.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -31,6 +37,7 @@ from bench.workers import Poster, auth_headers, trigger_executions
 from bench.workflows import QUEUE, create_diamond, step_value
 
 READY_TIMEOUT_S = 300.0  # the server starts slowly under valgrind
+JOBS_BATCH = 100
 
 
 def _lanes(
@@ -61,6 +68,69 @@ def _lanes(
     return [threading.Thread(target=lane, daemon=True) for _ in range(lanes)]
 
 
+def _jobs(url: str, key: str, count: int) -> None:
+    """Create ``count`` pull jobs (a batch of 100 at a time), claim and ack each of them."""
+    with Poster(url, auth_headers(key), "wire", 120.0) as post:
+        for start in range(0, count, JOBS_BATCH):
+            size = min(JOBS_BATCH, count - start)
+            trigger = {"type": "pull", "queue": QUEUE}
+            jobs = [{"trigger": trigger, "payload": {"n": start + i}} for i in range(size)]
+            body = orjson.dumps({"jobs": jobs})
+            status, content = post("/infra/jobs/batch", body)
+            if status != 202:
+                raise RuntimeError(f"batch {status}: {content[:200]!r}")
+            claim = orjson.dumps({"queue": QUEUE, "count": size})
+            acked = 0
+            while acked < size:
+                status, content = post("/infra/jobs/claim", claim)
+                if status != 200:
+                    raise RuntimeError(f"claim {status}: {content[:200]!r}")
+                for job in orjson.loads(content):
+                    ack = {"status": "completed", "result": {"ok": True}}
+                    ack["claim_token"] = job["claim_token"]
+                    status, content = post(f"/infra/jobs/{job['id']}/ack", orjson.dumps(ack))
+                    if status != 200:
+                        raise RuntimeError(f"ack {status}: {content[:200]!r}")
+                    acked += 1
+
+
+Runner = tuple[Callable[[int, int], None], Callable[[], None]]
+"""What a workload gives: run ``count`` units (numbered from ``start``), and stop."""
+
+
+def _diamond(url: str, key: str, args: argparse.Namespace) -> Runner:
+    """Diamond executions, triggered by threads and run by ``--lanes`` claim loops."""
+    blueprint_id = create_diamond(url, key)
+    stop, done = threading.Event(), [0]
+    for thread in _lanes(url, key, args.lanes, stop, done):
+        thread.start()
+
+    def run(count: int, start: int) -> None:
+        base = done[0]
+        trigger_executions(
+            url,
+            key,
+            blueprint_id,
+            count,
+            args.trigger_threads,
+            time.monotonic() + 3600,
+            start=start,
+            gate=lambda issued: issued - (done[0] - base) < args.backlog,
+        )
+        while done[0] < base + count:
+            time.sleep(0.01)
+
+    def finish() -> None:
+        stop.set()
+        time.sleep(1.5)  # let the lanes' last long-polls end
+
+    return run, finish
+
+
+def _jobs_workload(url: str, key: str, args: argparse.Namespace) -> Runner:
+    return (lambda count, start: _jobs(url, key, count)), (lambda: None)
+
+
 def _counts(out: Path) -> dict[str, int]:
     """Instructions per thread (``"01"``, ``"02"``, ...) from the dump after zeroing."""
     counts: dict[str, int] = {}
@@ -73,8 +143,11 @@ def _counts(out: Path) -> dict[str, int]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.instructions", description=__doc__)
-    parser.add_argument("--executions", type=int, default=300, help="executions counted")
-    parser.add_argument("--warmup", type=int, default=40, help="executions before counting")
+    parser.add_argument("--workload", choices=["diamond", "jobs"], default="diamond")
+    parser.add_argument("--executions", type=int, default=300, help="executions (or jobs) counted")
+    parser.add_argument(
+        "--warmup", type=int, default=40, help="executions (or jobs) before counting"
+    )
     parser.add_argument("--lanes", type=int, default=8, help="claim loops (threads)")
     parser.add_argument("--trigger-threads", type=int, default=3)
     parser.add_argument("--backlog", type=int, default=40, help="unfinished executions at most")
@@ -83,7 +156,12 @@ def main() -> int:
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         parser.error("needs valgrind (apt-get install valgrind)")
     _, result = begin(
-        args, "instructions", executions=args.executions, lanes=args.lanes, backlog=args.backlog
+        args,
+        "instructions",
+        workload=args.workload,
+        executions=args.executions,
+        lanes=args.lanes,
+        backlog=args.backlog,
     )
     workdir = Path(tempfile.mkdtemp(prefix="flowyard-callgrind-"))
     out = workdir / "callgrind.out"
@@ -93,51 +171,33 @@ def main() -> int:
         sync=args.sync, extra_args=args.server_arg, prefix=prefix, ready_timeout=READY_TIMEOUT_S
     ) as server:
         key = create_key(server.db)
-        blueprint_id = create_diamond(server.url, key)
-        stop, done = threading.Event(), [0]
-        lanes = _lanes(server.url, key, args.lanes, stop, done)
-        for thread in lanes:
-            thread.start()
-
-        def run(count: int, start: int) -> float:
-            began, base = time.monotonic(), done[0]
-            trigger_executions(
-                server.url,
-                key,
-                blueprint_id,
-                count,
-                args.trigger_threads,
-                time.monotonic() + 3600,
-                start=start,
-                gate=lambda issued: issued - (done[0] - base) < args.backlog,
-            )
-            while done[0] < base + count:
-                time.sleep(0.01)
-            return time.monotonic() - began
-
+        runners = {"diamond": _diamond, "jobs": _jobs_workload}
+        run, stop = runners[args.workload](server.url, key, args)
         run(args.warmup, 0)
         subprocess.run(
             ["callgrind_control", "-z", str(server.pid)], check=True, capture_output=True
         )
-        log(f"counting {args.executions} executions")
-        seconds = run(args.executions, args.warmup)
+        log(f"counting {args.executions} ({args.workload})")
+        began = time.monotonic()
+        run(args.executions, args.warmup)
+        seconds = time.monotonic() - began
         subprocess.run(
             ["callgrind_control", "-d", str(server.pid)], check=True, capture_output=True
         )
-        stop.set()
-        time.sleep(1.5)  # let the lanes' last long-polls end
+        stop()
     counts = _counts(out)
     shutil.rmtree(workdir, ignore_errors=True)
     if "01" not in counts:
         raise RuntimeError("no callgrind dump found")
+    unit = "job" if args.workload == "jobs" else "execution"
     per = {thread: count / args.executions / 1e6 for thread, count in counts.items()}
     others = sorted((v for k, v in per.items() if k != "01"), reverse=True)
     result |= {
         "counted_s": round(seconds, 1),
-        "minstr_per_execution": round(sum(per.values()), 3),
-        "minstr_per_execution_event_loop": round(per["01"], 3),
-        "minstr_per_execution_writer": round(others[0] if others else 0.0, 3),
-        "minstr_per_execution_other_threads": round(sum(others[1:]), 3),
+        f"minstr_per_{unit}": round(sum(per.values()), 3),
+        f"minstr_per_{unit}_event_loop": round(per["01"], 3),
+        f"minstr_per_{unit}_writer": round(others[0] if others else 0.0, 3),
+        f"minstr_per_{unit}_other_threads": round(sum(others[1:]), 3),
     }
     print(orjson.dumps(result).decode(), flush=True)
     return 0
