@@ -50,8 +50,7 @@ def plain_enum_lookups() -> bool:
     execution. The fallback is dropped here, unless an enum loaded by then lacks a member
     on its class.
     """
-    fallback = enum.EnumType.__dict__.get("__getattr__")
-    if fallback is None:
+    if "__getattr__" not in vars(enum.EnumType):
         return False
     if any(name not in vars(cls) for cls in _enum_classes(enum.Enum) for name in cls._member_map_):
         return False
@@ -60,6 +59,7 @@ def plain_enum_lookups() -> bool:
 
 
 def _enum_classes(base: type[enum.Enum]) -> list[type[enum.Enum]]:
+    """Every subclass of ``base`` loaded so far, at any depth."""
     found: list[type[enum.Enum]] = []
     sub: type[enum.Enum]
     for sub in base.__subclasses__():
