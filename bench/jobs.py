@@ -47,7 +47,7 @@ from bench.common import (
     stop_profiler,
     summary_ms,
 )
-from bench.workers import JSON_HEADERS, Poster, WorkerPool
+from bench.workers import JSON_HEADERS, Poster, WorkerPool, run_lanes
 
 BATCH = 100
 
@@ -172,26 +172,19 @@ def _sync_worker(config: WorkerConfig, acked: Any, ready: Any, stop: MpEvent) ->
                     with acked.get_lock():
                         acked[0] += 1
 
-    # Clients are built before the worker reports ready, so that their set-up is not measured.
-    posters = [
-        Poster(config.url, headers, config.client, config.wait_seconds + 30.0)
-        for _ in range(config.lanes)
-    ]
-    threads = [threading.Thread(target=lane, args=(post,), daemon=True) for post in posters]
-    with ready.get_lock():
-        ready.value += 1
-    cpu_start = self_cpu_seconds()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    cpu_s = run_lanes(
+        lane,
+        lambda: Poster(config.url, headers, config.client, config.wait_seconds + 30.0),
+        config.lanes,
+        ready,
+    )
     return {
         "index": config.index,
         "claimed_at": claimed_at,
         "sent_at": sent_at,
         "claim_to_ack": claim_to_ack,
         "last_ack": last_ack[0],
-        "cpu_s": self_cpu_seconds() - cpu_start,
+        "cpu_s": cpu_s,
         **stats,
     }
 

@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import orjson
 
-from bench.common import log
+from bench.common import log, self_cpu_seconds
 
 JSON_HEADERS = {"content-type": "application/json"}
 CLIENTS = ("wire", "raw", "sync")
@@ -166,6 +166,28 @@ class Poster:
         for part in (self.wire, self.client, self.transport):
             if part is not None:
                 part.close()
+
+
+def run_lanes(
+    lane: Callable[[Poster], None],
+    posters: Callable[[], Poster],
+    count: int,
+    ready: Any,
+) -> float:
+    """Run ``count`` threads of ``lane``, each with a ``Poster`` of its own, to their end.
+
+    The clients are built before ``ready`` (a shared counter) is counted up, so that their
+    set-up is not measured. Returns the CPU seconds this process used from then on.
+    """
+    threads = [threading.Thread(target=lane, args=(posters(),), daemon=True) for _ in range(count)]
+    with ready.get_lock():
+        ready.value += 1
+    cpu_start = self_cpu_seconds()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return self_cpu_seconds() - cpu_start
 
 
 def auth_headers(key: str) -> dict[str, str]:

@@ -59,6 +59,7 @@ from bench.workers import (
     Triggered,
     WorkerPool,
     auth_headers,
+    run_lanes,
     trigger_executions,
 )
 
@@ -233,24 +234,17 @@ def flow_worker_main(
                         if step == "D":
                             counters[1] += 1
 
-    # Clients are built before the worker reports ready, so that their set-up is not measured.
-    posters = [
-        Poster(config.url, headers, config.client, config.wait_seconds + 30.0)
-        for _ in range(config.lanes)
-    ]
-    threads = [threading.Thread(target=lane, args=(post,), daemon=True) for post in posters]
-    with ready.get_lock():
-        ready.value += 1
-    cpu_start = self_cpu_seconds()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    cpu_s = run_lanes(
+        lane,
+        lambda: Poster(config.url, headers, config.client, config.wait_seconds + 30.0),
+        config.lanes,
+        ready,
+    )
     results.put(
         {
             "index": config.index,
             "records": records,
-            "cpu_s": self_cpu_seconds() - cpu_start,
+            "cpu_s": cpu_s,
             **stats,
         }
     )

@@ -12,5 +12,6 @@ def header(scope: Scope, name: bytes) -> str | None:
     """The first value of the header ``name`` (lowercase, as ASGI gives names), or None."""
     for key, value in scope["headers"]:
         if key == name:
-            return str(value.decode("latin-1"))
+            decoded: str = value.decode("latin-1")
+            return decoded
     return None

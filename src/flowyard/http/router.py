@@ -58,7 +58,7 @@ class IndexedRouter(Router):
         for index, route in enumerate(self.routes):
             if isinstance(route, Route) and inspect.iscoroutinefunction(route.endpoint):
                 route.app = _Endpoint(route.endpoint)
-            path = route.path if isinstance(route, Route | Mount) else "/{any}"
+            path = route.path if isinstance(route, _FORWARDING) else "/{any}"
             filed.setdefault(_prefix(path), []).append(index)
         # Every prefix a route is filed under, with the routes of its own prefixes too.
         self._candidates: dict[Prefix, list[BaseRoute]] = {
