@@ -507,6 +507,20 @@ async def test_forgotten_waiter_does_not_swallow_a_wakeup() -> None:
     assert not gone.is_set()
 
 
+async def test_a_waiter_leaves_the_line_when_set_or_forgotten() -> None:
+    queue = Queue("proj_1", "q")
+    expired, woken, cancelled, waiting = (queue.waiter() for _ in range(4))
+    queue.expire(expired)
+    assert expired.is_set()
+    queue.push("a", 5, 1, pull=True)
+    assert woken.is_set()  # the job went to the next one in line, not to the expired one
+    queue.forget_waiter(cancelled)
+    assert list(queue._waiters) == [waiting]  # nobody set or gone is kept (or scanned) later
+    for event in (expired, woken, cancelled):
+        queue.forget_waiter(event)  # harmless whatever ended the wait
+    assert list(queue._waiters) == [waiting]
+
+
 async def test_waiter_is_woken_while_waiting_and_wake_all() -> None:
     queue = Queue("proj_1", "q")
     got: list[str | None] = []

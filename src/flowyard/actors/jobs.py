@@ -562,7 +562,7 @@ class JobEngine:
             waiter = queue.waiter()
             # The wait ends with a timer that sets the event rather than a cancel scope:
             # every waiting claim comes this way, and a scope costs several times more.
-            timeout = asyncio.get_running_loop().call_later(remaining, waiter.set)
+            timeout = asyncio.get_running_loop().call_later(remaining, queue.expire, waiter)
             try:
                 await waiter.wait()
             finally:

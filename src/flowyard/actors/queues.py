@@ -78,10 +78,21 @@ class Queue:
         self._waiters.append(event)
         return event
 
-    def forget_waiter(self, event: anyio.Event) -> None:
-        """Drop a waiter that stopped waiting."""
+    def expire(self, event: anyio.Event) -> None:
+        """End a waiter's wait (its time is up): it leaves the line and is set."""
         with contextlib.suppress(ValueError):
             self._waiters.remove(event)
+        event.set()
+
+    def forget_waiter(self, event: anyio.Event) -> None:
+        """Drop a waiter that stopped waiting.
+
+        A waiter leaves the line when it is set (by a job, :meth:`expire` or :meth:`wake_all`),
+        so only one that was not, a cancelled claim, is looked for.
+        """
+        if not event.is_set():
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(event)
 
     def wake_all(self) -> None:
         """Wake every waiter (shutdown)."""
