@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from flowyard.actors.supervisor import Supervisor
 from flowyard.http.app import create_app
-from flowyard.http.protocol import CorkedHttpToolsProtocol
+from flowyard.http.protocol import HttpProtocol
 from flowyard.settings import Settings
 from flowyard.storage.projects import ALL_SCOPES, create_key_sync
 
@@ -51,7 +51,7 @@ async def serve_app(app: Any) -> AsyncIterator[str]:
     sock = _bound_socket()
     port = sock.getsockname()[1]
     config = uvicorn.Config(
-        app, log_level="warning", access_log=False, lifespan="on", http=CorkedHttpToolsProtocol
+        app, log_level="warning", access_log=False, lifespan="on", http=HttpProtocol
     )
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
@@ -99,7 +99,7 @@ async def running_service(tmp_path: Path, **overrides: Any) -> AsyncIterator[Ser
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
     config = uvicorn.Config(
-        app, log_level="warning", access_log=False, lifespan="on", http=CorkedHttpToolsProtocol
+        app, log_level="warning", access_log=False, lifespan="on", http=HttpProtocol
     )
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]

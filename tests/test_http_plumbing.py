@@ -1,11 +1,9 @@
-"""The request path's own plumbing (unit, no server): bodies read from ``receive``, the corked
-transport, and the enum lookups ``flowyard serve`` makes plain."""
+"""The request path's own plumbing (unit, no server): bodies read from ``receive`` and the enum
+lookups ``flowyard serve`` makes plain."""
 
-import asyncio
 import subprocess
 import sys
 import textwrap
-from typing import Any
 
 import pytest
 from starlette.requests import Request
@@ -13,7 +11,6 @@ from starlette.types import Message
 
 from flowyard.errors import Invalid, PayloadTooLarge, UnsupportedMediaType
 from flowyard.http.body import MAX_BODY_BYTES, read_body
-from flowyard.http.protocol import _CorkedTransport
 
 pytestmark = pytest.mark.anyio
 
@@ -77,61 +74,6 @@ async def test_a_body_that_is_not_json_is_415() -> None:
     request = _request([{"type": "http.request", "body": b"a=1"}], {"content-type": "text/plain"})
     with pytest.raises(UnsupportedMediaType):
         await read_body(request)
-
-
-class _Transport:
-    """What the corked transport is handed: it records every call."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, tuple[Any, ...]]] = []
-        self.closing = False
-
-    def __getattr__(self, name: str) -> Any:
-        def call(*args: Any) -> Any:
-            self.calls.append((name, args))
-            return {"is_closing": self.closing, "get_write_buffer_size": 7}.get(name)
-
-        return call
-
-
-async def test_the_writes_of_one_loop_step_go_out_as_one() -> None:
-    inner = _Transport()
-    corked = _CorkedTransport(inner, asyncio.get_running_loop())  # type: ignore[arg-type]
-    corked.write(b"HTTP/1.1 200 OK\r\n\r\n")
-    corked.write(b"body")
-    assert corked.get_write_buffer_size() == 7 + 23  # the socket's, and what waits here
-    await asyncio.sleep(0)
-    writes = [args for name, args in inner.calls if name == "write"]
-    assert writes == [(b"HTTP/1.1 200 OK\r\n\r\nbody",)]
-
-
-async def test_close_sends_what_waits_first_and_a_closing_socket_gets_nothing() -> None:
-    inner = _Transport()
-    corked = _CorkedTransport(inner, asyncio.get_running_loop())  # type: ignore[arg-type]
-    corked.write(b"last words")
-    corked.close()
-    assert [name for name, _ in inner.calls if name in ("write", "close")] == ["write", "close"]
-    inner.closing = True
-    corked.write(b"too late")
-    await asyncio.sleep(0)
-    assert [args for name, args in inner.calls if name == "write"] == [(b"last words",)]
-
-
-async def test_the_rest_of_the_transport_is_the_sockets() -> None:
-    inner = _Transport()
-    corked = _CorkedTransport(inner, asyncio.get_running_loop())  # type: ignore[arg-type]
-    corked.pause_reading()
-    corked.resume_reading()
-    corked.get_extra_info("peername", None)
-    corked.set_write_buffer_limits(10, 5)
-    corked.abort()
-    assert [name for name, _ in inner.calls] == [
-        "pause_reading",
-        "resume_reading",
-        "get_extra_info",
-        "set_write_buffer_limits",
-        "abort",
-    ]
 
 
 def _python(code: str) -> str:

@@ -15,7 +15,7 @@ from flowyard.actors.supervisor import Supervisor
 from flowyard.cli.common import DEFAULTS, env, fail
 from flowyard.http.app import create_app
 from flowyard.http.inflight import InflightLimit
-from flowyard.http.protocol import CorkedHttpToolsProtocol
+from flowyard.http.protocol import HttpProtocol
 from flowyard.settings import Settings
 
 log = logging.getLogger("flowyard")
@@ -162,7 +162,7 @@ def run(settings: Settings) -> int:
         server_header=False,
         date_header=False,
         backlog=4096,
-        http=CorkedHttpToolsProtocol,
+        http=HttpProtocol,
     )
     server = _Server(config, supervisor, requests, f"http://{_shown(settings.host)}:{port}")
 
