@@ -91,7 +91,7 @@ class HttpProtocol(asyncio.Protocol):
         self.drained: asyncio.Future[None] | None = None
         self.idle_since: float | None = None  # when the last answer was sent, while idle
         self.idle_timer: asyncio.TimerHandle | None = None
-        self.closing = False  # shutting down: close once the current answer is sent
+        self.closing = False  # close once the current answer is sent (shutdown, an upgrade)
 
     # ------------------------------------------------------------------ the connection
 
@@ -429,14 +429,13 @@ class _Exchange:
         parts = [_STATUS_LINE[status]]
         for name, value in self.connection.server_state.default_headers:  # Date, Server
             parts += (name, b": ", value, b"\r\n")
-        length_given = closes = self.chunked = False
+        closes = self.chunked = False
         self.remaining = -1
         for name, value in headers:
             if _BAD_HEADER_VALUE.search(value):
                 raise RuntimeError(f"invalid value for the header {name!r}")
             lowered = name.lower()
             if lowered == b"content-length":
-                length_given = True
                 self.remaining = int(value)
             elif lowered == b"transfer-encoding" and value.lower() == b"chunked":
                 self.chunked = True
@@ -449,7 +448,7 @@ class _Exchange:
         if not self.keep_alive and not closes:
             parts.append(b"connection: close\r\n")
         if (
-            not length_given
+            self.remaining < 0
             and not self.chunked
             and self.scope["method"] != "HEAD"
             and status not in (204, 304)
