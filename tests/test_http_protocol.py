@@ -70,8 +70,8 @@ def make_app(seen: Seen) -> Any:
             shown["client"] = list(scope["client"])
             shown["server"] = list(scope["server"])
             await _answer(send, 200, json.dumps(shown).encode())
-        elif path == "/slow":
-            await anyio.sleep(0.6)
+        elif path == "/slow":  # ?seconds, 0.6 by default
+            await anyio.sleep(float(scope["query_string"] or 0.6))
             await _answer(send, 200, b'"slow"')
         elif path == "/chunked":
             await send({"type": "http.response.start", "status": 200, "headers": []})
@@ -254,11 +254,11 @@ async def test_the_connection_closes_after_an_answer_when_the_request_says_so(
 
 
 async def test_an_idle_connection_closes_after_the_keep_alive_time_but_not_a_busy_one() -> None:
-    async with serving(keep_alive=0.3) as server, wire(server) as conn:
+    async with serving(keep_alive=1) as server, wire(server) as conn:
         await conn.send(get("/echo"))
         assert (await conn.answer())[0] == 200
-        await anyio.sleep(0.2)
-        await conn.send(get("/slow"))  # 0.6 s of work: longer than the keep-alive time
+        await anyio.sleep(0.3)
+        await conn.send(get("/slow?1.5"))  # busy from 0.3 s to 1.8 s: past the idle timeout
         assert (await conn.answer())[2] == b'"slow"'
         await conn.send(get("/echo"))  # still open after the busy spell
         assert (await conn.answer())[0] == 200
