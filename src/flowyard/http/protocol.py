@@ -405,6 +405,7 @@ class _Exchange:
         more_body = message.get("more_body", False)
         if self.scope["method"] == "HEAD":
             body = b""
+            self.remaining = 0  # its Content-Length tells what a GET would get
         elif self.chunked:
             body = (b"%x\r\n%s\r\n" % (len(body), body) if body else b"") + (
                 b"" if more_body else b"0\r\n\r\n"
@@ -419,7 +420,7 @@ class _Exchange:
         if body:
             connection.write(body)
         if not more_body:
-            if self.remaining > 0 and self.scope["method"] != "HEAD":
+            if self.remaining > 0:
                 raise RuntimeError("the body is shorter than its Content-Length")
             self.complete = True
             self.wake()

@@ -15,8 +15,6 @@ class _JsonResponse(Response):
     or a charset is due: a JSON body with a status of 200 or more always needs both as here.
     """
 
-    media_type = "application/json"
-
     def __init__(self, body: bytes, status: int, headers: dict[str, str] | None) -> None:
         self.status_code = status
         self.body = body
