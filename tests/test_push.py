@@ -18,6 +18,7 @@ from starlette.routing import Route
 from flowyard.signing import verify
 from tests.conftest import Handler, Service, serve_app
 from tests.job_helpers import create_job, get_job, list_runs, ms, wait_job
+from tests.raw_http import exchange, request_head
 
 
 async def signing_secret(service: Service) -> str:
@@ -233,6 +234,30 @@ async def test_202_then_callback_completes_the_job(service: Service, handler: Ha
     [run] = await list_runs(service, job["id"])
     assert run["status"] == "completed"
     assert run["id"] == delivery.headers["x-flowyard-run-id"]
+
+
+async def test_a_callback_without_its_signature_is_refused_before_its_body(
+    service: Service, handler: Handler
+) -> None:
+    """The head alone is answered: a caller without the signature never gets a body read."""
+    url = handler.script("/later-unsigned", (202, {}, 0))
+    job = await create_job(service, **push(url))
+    [delivery] = await handler.wait_for("/later-unsigned")
+    base, sig = delivery.headers["x-flowyard-callback-url"].split("?sig=")
+    target = base.removeprefix(service.url)
+    bad_sig = sig[:-1] + ("0" if sig[-1] != "0" else "1")
+    for query in (f"?sig={bad_sig}", "?sig=", ""):
+        head = request_head(
+            "POST",
+            target + query,
+            "Content-Type: application/json",
+            f"Content-Length: {1024 * 1024}",
+        )
+        with anyio.fail_after(5):  # the body is never sent: only an early answer comes back
+            answer = await exchange(service.url, head)
+        assert answer.status == 404, answer
+        assert answer.json()["code"] == "not_found"
+    assert (await get_job(service, job["id"]))["status"] == "running"
 
 
 async def test_202_then_failed_callback_fails_the_attempt(

@@ -150,11 +150,19 @@ class PushDelivery:
         sig = _callback_signature(self.server_secret, job_id, run_id)
         return f"{self.public_url}/infra/jobs/{job_id}/runs/{run_id}/callback?sig={sig}"
 
-    async def callback(self, job_id: str, run_id: str, sig: str, outcome: Outcome) -> Job:
-        """A deferred (202) result arriving on its signed callback URL."""
+    def check_callback(self, job_id: str, run_id: str, sig: str) -> None:
+        """``NotFound`` unless ``sig`` signs this callback URL.
+
+        Cheap and needing no body, so the route checks it before it reads one: an unsigned
+        caller cannot make the service read (and hold) a body.
+        """
         expected = _callback_signature(self.server_secret, job_id, run_id)
         if not secrets.compare_digest(expected.encode(), sig.encode()):  # sig: any text
             raise NotFound("unknown callback")
+
+    async def callback(self, job_id: str, run_id: str, sig: str, outcome: Outcome) -> Job:
+        """A deferred (202) result arriving on its signed callback URL."""
+        self.check_callback(job_id, run_id, sig)
         job = self.engine.jobs.get(job_id)
         # A callback may overtake its own 202 answer (delivery still in flight): accept it;
         # the delivery then sees the run settled and drops the handler's answer.

@@ -140,21 +140,23 @@ async def heartbeat_job(request: Request) -> Response:
 
 
 async def run_callback(request: Request) -> Response:
-    """A handler's deferred result; authorised by the URL's signature, not by a key."""
-    context = context_of(request)
-    context.runtime.check_ready()
+    """A handler's deferred result; authorised by the URL's signature, not by a key.
+
+    The signature is checked before the body is read: a caller without it is answered at
+    once, whatever body it announces.
+    """
+    runtime = context_of(request).runtime
+    runtime.check_ready()
+    job_id, run_id = request.path_params["job_id"], request.path_params["run_id"]
+    sig = request.query_params.get("sig", "")
+    runtime.jobs.push.check_callback(job_id, run_id, sig)
     body = await read_json(request, CallbackBody)
     check_payload(body.result, "$.result")
     if body.status == "completed":
         outcome = Outcome("completed", result=body.result)
     else:
         outcome = Outcome("failed", error=error_text(body.error) or "failed")
-    job = await context.runtime.jobs.push.callback(
-        request.path_params["job_id"],
-        request.path_params["run_id"],
-        request.query_params.get("sig", ""),
-        outcome,
-    )
+    job = await runtime.jobs.push.callback(job_id, run_id, sig, outcome)
     return json_response(job_view(job))
 
 
