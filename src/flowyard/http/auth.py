@@ -4,12 +4,20 @@ Keys are looked up by their SHA-256 hash and the stored hash is compared in cons
 A small cache (one second) keeps the hot path off SQLite while revocations still apply at once
 for keys revoked through this process and within a second for keys revoked by the CLI.
 
+Anyone can send a credential, so what it costs is bounded before any key is known: one longer
+than :data:`MAX_CREDENTIAL` characters (a real key is about 40) is refused without hashing or
+looking it up; the cache holds digests, never the credentials sent; and keys found and
+credentials not found are cached apart, each up to :data:`CACHE_SIZE` entries (the oldest go
+first), so a stream of made-up credentials neither grows memory nor pushes real keys out and
+sends their requests to SQLite. Each refused credential costs at most one indexed look-up.
+
 A key's ``last_used_at`` is kept in memory on every use and written behind at most once a
 minute per key, so that a request costs no write of its own.
 """
 
 import hmac
 import time
+from typing import TypeVar
 
 from starlette.requests import Request
 
@@ -20,6 +28,11 @@ from flowyard.storage.projects import ApiKey, hash_key, key_by_hash, touch_key
 from flowyard.storage.sqlite import Database
 
 CACHE_SECONDS = 1.0
+CACHE_SIZE = 4096
+"""Entries of each cache: keys found, and credentials not found."""
+MAX_CREDENTIAL = 256
+"""The longest credential looked up; a longer one is 401 at once."""
+_V = TypeVar("_V")
 TOUCH_MS = 60_000
 """How stale a key's stored ``last_used_at`` may get while the key is in use."""
 
@@ -29,14 +42,16 @@ class Authenticator:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._cache: dict[str, tuple[float, ApiKey | None]] = {}
+        self._found: dict[str, tuple[float, ApiKey]] = {}  # digest -> (when, key)
+        self._unknown: dict[str, float] = {}  # digest -> when it was not found
         self._generation = 0  # bumped by forget(): a look-up begun before it is not cached
         self._used: dict[str, int] = {}  # key id -> last use in this process (ms)
         self._written: dict[str, int] = {}  # key id -> last_used_at handed to the writer
 
     def forget(self) -> None:
         """Drop every cached key (after a revocation)."""
-        self._cache.clear()
+        self._found.clear()
+        self._unknown.clear()
         self._generation += 1
 
     def last_used(self, key: ApiKey) -> int | None:
@@ -56,22 +71,33 @@ class Authenticator:
                 token = value.strip()
         if not token:
             raise Unauthorized("missing API key: send Authorization: Bearer <key> or X-API-Key")
-        cached = self._cache.get(token)
+        if len(token) > MAX_CREDENTIAL:
+            raise Unauthorized(f"invalid API key: longer than {MAX_CREDENTIAL} characters")
+        digest = hash_key(token)
         now = time.monotonic()
-        if cached is not None and now - cached[0] < CACHE_SECONDS:
-            key = cached[1]
+        found = self._found.get(digest)
+        unknown = self._unknown.get(digest) if found is None else None
+        if found is not None and now - found[0] < CACHE_SECONDS:
+            key: ApiKey | None = found[1]
+        elif unknown is not None and now - unknown < CACHE_SECONDS:
+            key = None
         else:
-            generation = self._generation
-            digest = hash_key(token)
-            found = await key_by_hash(self.db, digest)
-            key = found[1] if found and hmac.compare_digest(found[0], digest) else None
-            if len(self._cache) > 10_000:
-                self._cache.clear()
-            if generation == self._generation:
-                self._cache[token] = (now, key)
+            key = await self._look_up(digest, now)
         if key is None or key.revoked_at is not None:
             raise Unauthorized("invalid or revoked API key")
         self._touch(key)
+        return key
+
+    async def _look_up(self, digest: str, now: float) -> ApiKey | None:
+        """The key stored under ``digest``, remembered for :data:`CACHE_SECONDS` either way."""
+        generation = self._generation
+        row = await key_by_hash(self.db, digest)
+        key = row[1] if row and hmac.compare_digest(row[0], digest) else None
+        if generation == self._generation:  # not across a forget(): it may be revoked
+            if key is None:
+                _remember(self._unknown, digest, now)
+            else:
+                _remember(self._found, digest, (now, key))
         return key
 
     def _touch(self, key: ApiKey) -> None:
@@ -85,3 +111,11 @@ class Authenticator:
         except Unavailable:
             return  # overloaded or shutting down: a later use writes it
         self._written[key.id] = at
+
+
+def _remember(cache: dict[str, _V], digest: str, value: _V) -> None:
+    """Put ``digest`` last in ``cache``, dropping the oldest entry when it is full."""
+    cache.pop(digest, None)
+    if len(cache) >= CACHE_SIZE:
+        del cache[next(iter(cache))]
+    cache[digest] = value
