@@ -20,6 +20,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         push_concurrency: how many push deliveries run at once, across all queues.
         mailbox_size: capacity of each actor's mailbox.
         max_inflight: requests worked on at once; more are answered 503 (see http/inflight.py).
+        max_inflight_per_project: how many of those one project may hold (None: half of
+            ``max_inflight``); more of its requests are answered 503.
         public_url: the base URL handlers use for callbacks (default: the bound address).
     """
 
@@ -33,5 +35,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     push_concurrency: int = 256
     mailbox_size: int = 10_000
     max_inflight: int = 256
+    max_inflight_per_project: int | None = None
     log_level: str = "info"
     public_url: str | None = None

@@ -106,6 +106,12 @@ def add_settings(parser: argparse.ArgumentParser) -> None:
         default=env("max_inflight", str(DEFAULTS.max_inflight)),  # a string: checked as given
         help="requests worked on at once; more are answered 503 with Retry-After",
     )
+    parser.add_argument(
+        "--max-inflight-per-project",
+        type=_positive,
+        default=env("max_inflight_per_project", "") or None,  # None: half of --max-inflight
+        help="of those, how many one project may hold (default: half of --max-inflight)",
+    )
     parser.add_argument("--log-level", default=env("log_level", DEFAULTS.log_level))
     parser.add_argument(
         "--public-url",
@@ -126,6 +132,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         callback_window_seconds=args.callback_window_seconds,
         push_concurrency=args.push_concurrency,
         max_inflight=args.max_inflight,
+        max_inflight_per_project=args.max_inflight_per_project,
         log_level=args.log_level,
         public_url=args.public_url,
     )
@@ -151,7 +158,11 @@ def run(settings: Settings) -> int:
     port = sock.getsockname()[1]
     settings = Settings(**{**_as_dict(settings), "port": port})
     supervisor = Supervisor(settings)
-    requests = InflightLimit(create_app(settings, supervisor), settings.max_inflight)
+    requests = InflightLimit(
+        create_app(settings, supervisor),
+        settings.max_inflight,
+        settings.max_inflight_per_project,
+    )
     config = uvicorn.Config(
         requests,
         log_level="warning",

@@ -1,7 +1,8 @@
 """What a handler reaches through ``request``: the supervisor, the authenticator, the caller.
 
 ``caller`` runs the checks every authenticated route starts with, in DESIGN §2's order: the
-key (401), the project's rate limit (429, before any work), the scope (403), readiness (503).
+key (401), the project's rate limit (429, before any work), the project's share of the
+requests in flight (503, see ``http/inflight.py``), the scope (403), readiness (503).
 It also counts the call in the project's usage. Token charges come later, in the handlers and
 engines, once the object was found (404), the body read (400) and its state checked (409).
 """
@@ -14,6 +15,7 @@ from flowyard.actors.supervisor import Supervisor
 from flowyard.billing import READ, family
 from flowyard.errors import Forbidden, RateLimited
 from flowyard.http.auth import Authenticator
+from flowyard.http.inflight import hold_for_project
 from flowyard.storage.projects import ApiKey
 
 
@@ -36,7 +38,10 @@ def context_of(request: Request) -> Context:
 
 
 async def caller(request: Request, scope: str | None) -> tuple[Supervisor, ApiKey]:
-    """Authenticate, rate-limit, check the scope and readiness; the runtime and the key."""
+    """Authenticate, rate-limit, hold the project's share, check the scope and readiness.
+
+    Returns the runtime and the key.
+    """
     context = context_of(request)
     key = await context.authenticate.authenticate(request)
     accounts = context.runtime.accounts
@@ -51,6 +56,7 @@ async def caller(request: Request, scope: str | None) -> tuple[Supervisor, ApiKe
                 f" retry after {retry_after} s",
                 retry_after,
             )
+    hold_for_project(request.scope, key.project_id)
     accounts.count_call(key.project_id, family(request.scope["path"]))
     if scope is not None and scope not in key.scopes and "*" not in key.scopes:
         raise Forbidden(f"key is missing required scope: {scope}")
@@ -67,6 +73,7 @@ async def admin_caller(request: Request) -> Supervisor:
     """Authenticate an admin key (403 for any other key) and check readiness."""
     context = context_of(request)
     key = await context.authenticate.authenticate(request)
+    hold_for_project(request.scope, key.project_id)
     if not key.admin:
         raise Forbidden("this route needs an admin key")
     context.runtime.check_ready()

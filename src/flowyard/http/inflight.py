@@ -10,6 +10,13 @@ protocol (claim, ack, heartbeat, push callbacks), which drains work instead of a
 refusing an ack would let a lease run out and bring the job back. Workers are as many as
 their owner runs; long-polling claims would otherwise fill the cap while they wait.
 
+The cap is shared: one project holds at most ``per_project`` counted requests (half the cap
+by default), so a tenant whose requests stall (bodies sent slowly, a flood of its own) cannot
+lock every other tenant out. A request's project is known only once its key is resolved: the
+handler's first step (``http/context.py``) calls :func:`hold_for_project`, which counts the
+request against its project or refuses it with ``503 unavailable``; the count drops when the
+request ends. Requests without a key (401 before any work) count only against the whole cap.
+
 At shutdown, requests that have not begun their response when the grace period ends (a client
 that sends its body slowly) are answered ``503`` on their behalf, and whatever the app sends for
 them afterwards is dropped. The app is not cancelled: a write it queued is still committed, and
@@ -20,7 +27,11 @@ import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from flowyard.errors import Unavailable
 from flowyard.http.errors import error_response
+
+SCOPE_KEY = "flowyard.inflight"
+"""Where a counted request's :class:`_Request` sits in its ASGI scope."""
 
 EXEMPT = re.compile(
     r"^/(livez|readyz|healthz"
@@ -33,9 +44,11 @@ EXEMPT = re.compile(
 class _Request:
     """One request in flight: whether its response has begun, or was cut off."""
 
-    __slots__ = ("_receive", "_send", "cut", "scope", "started")
+    __slots__ = ("_receive", "_send", "cut", "limit", "project", "scope", "started")
 
-    def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __init__(self, limit: "InflightLimit", scope: Scope, receive: Receive, send: Send) -> None:
+        self.limit = limit
+        self.project: str | None = None  # the project it is counted against, once known
         self.scope = scope
         self._receive = receive
         self._send = send
@@ -58,10 +71,12 @@ class _Request:
 class InflightLimit:
     """ASGI middleware: ``503 unavailable`` beyond ``limit`` counted requests in flight."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, per_project: int | None = None) -> None:
         self.app = app
         self.limit = limit
+        self.per_project = max(1, limit // 2) if per_project is None else per_project
         self.inflight = 0  # counted requests (not the exempt ones) being worked on
+        self.by_project: dict[str, int] = {}  # counted requests per project, when above 0
         self._running: set[_Request] = set()  # every request being worked on
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -73,7 +88,9 @@ class InflightLimit:
             message = f"over {self.limit} requests in flight; retry later"
             await error_response(503, "unavailable", message)(scope, receive, send)
             return
-        request = _Request(scope, receive, send)
+        request = _Request(self, scope, receive, send)
+        if counted:
+            scope[SCOPE_KEY] = request
         self._running.add(request)
         self.inflight += counted
         try:
@@ -85,6 +102,28 @@ class InflightLimit:
         finally:
             self._running.discard(request)
             self.inflight -= counted
+            if counted:
+                del scope[SCOPE_KEY]  # scope and request refer to each other: not a cycle left
+            if request.project is not None:
+                self._release(request.project)
+
+    def hold(self, request: _Request, project_id: str) -> None:
+        """Count ``request`` against ``project_id``; ``Unavailable`` if its share is full."""
+        if request.project is not None:
+            return  # counted already (a second look at the same key)
+        held = self.by_project.get(project_id, 0)
+        if held >= self.per_project:
+            message = f"over the project's share of {self.per_project} requests in flight"
+            raise Unavailable(f"{message}; retry later")
+        self.by_project[project_id] = held + 1
+        request.project = project_id
+
+    def _release(self, project_id: str) -> None:
+        held = self.by_project[project_id] - 1
+        if held:
+            self.by_project[project_id] = held
+        else:
+            del self.by_project[project_id]  # only projects with requests in flight stay
 
     async def cut_off(self) -> int:
         """Answer 503 for every request still running that has not begun its response.
@@ -96,3 +135,14 @@ class InflightLimit:
         for request in waiting:
             await request.cut_off()
         return len(waiting)
+
+
+def hold_for_project(scope: Scope, project_id: str) -> None:
+    """Count the request against its project's share of the cap (see the module's docstring).
+
+    Raises ``Unavailable`` (503) when the project already holds its share. Nothing to do for
+    a request the cap does not count, or for an app served without :class:`InflightLimit`.
+    """
+    request: _Request | None = scope.get(SCOPE_KEY)
+    if request is not None:
+        request.limit.hold(request, project_id)
