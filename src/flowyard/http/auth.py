@@ -27,12 +27,13 @@ from flowyard.http.headers import header
 from flowyard.storage.projects import ApiKey, hash_key, key_by_hash, touch_key
 from flowyard.storage.sqlite import Database
 
+_V = TypeVar("_V")
+
 CACHE_SECONDS = 1.0
 CACHE_SIZE = 4096
 """Entries of each cache: keys found, and credentials not found."""
 MAX_CREDENTIAL = 256
 """The longest credential looked up; a longer one is 401 at once."""
-_V = TypeVar("_V")
 TOUCH_MS = 60_000
 """How stale a key's stored ``last_used_at`` may get while the key is in use."""
 
