@@ -130,6 +130,30 @@ async def test_a_rebinding_name_is_connected_to_at_the_public_address_it_was_che
     assert loopback.heads == []
 
 
+async def test_a_rebinding_name_through_the_system_resolver_never_reaches_loopback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The default resolver and connector, as ``flowyard serve`` uses them: one lookup."""
+    lookups: list[str] = []
+    system = socket.getaddrinfo
+
+    def rebinding(host: bytes | str | None, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host in (b"rebind.test", "rebind.test"):
+            lookups.append("rebind.test")
+            host = PUBLIC if len(lookups) == 1 else "127.0.0.1"
+        return system(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    async with listening("127.0.0.1") as loopback:
+        dispatcher = Dispatcher(handler_network="public")
+        try:  # whatever answers at the public address, if anything does, within 2 s
+            await dispatcher.post(f"http://rebind.test:{loopback.port}/", b"{}", {}, "s", 2)
+        finally:
+            await dispatcher.aclose()
+    assert lookups == ["rebind.test"]
+    assert loopback.heads == []
+
+
 async def test_a_pinned_request_reaches_the_checked_address_over_real_sockets() -> None:
     async with (
         listening("127.0.0.2") as checked,
