@@ -133,24 +133,33 @@ async def test_a_rebinding_name_is_connected_to_at_the_public_address_it_was_che
 async def test_a_rebinding_name_through_the_system_resolver_never_reaches_loopback(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The default resolver and connector, as ``flowyard serve`` uses them: one lookup."""
+    """The default resolver and connector, as ``flowyard serve`` uses them: one lookup.
+
+    The name answers 127.0.0.2 (taken as public here, so that no traffic leaves the machine)
+    first and 127.0.0.1 afterwards; only 127.0.0.2 may hear the request.
+    """
     lookups: list[str] = []
     system = socket.getaddrinfo
 
     def rebinding(host: bytes | str | None, port: Any, *args: Any, **kwargs: Any) -> Any:
         if host in (b"rebind.test", "rebind.test"):
             lookups.append("rebind.test")
-            host = PUBLIC if len(lookups) == 1 else "127.0.0.1"
+            host = "127.0.0.2" if len(lookups) == 1 else "127.0.0.1"
         return system(host, port, *args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", rebinding)
-    async with listening("127.0.0.1") as loopback:
-        dispatcher = Dispatcher(handler_network="public")
-        try:  # whatever answers at the public address, if anything does, within 2 s
-            await dispatcher.post(f"http://rebind.test:{loopback.port}/", b"{}", {}, "s", 2)
-        finally:
-            await dispatcher.aclose()
+    async with (
+        listening("127.0.0.2") as checked,
+        listening("127.0.0.1", checked.port) as loopback,
+    ):
+        network = PublicNetwork(refuse=only("127.0.0.2"))
+        outcome = await post(
+            Dispatcher(handler_network="public", network=network),
+            f"http://rebind.test:{checked.port}/",
+        )
+    assert outcome.kind == "completed", outcome.error
     assert lookups == ["rebind.test"]
+    assert len(checked.heads) == 1
     assert loopback.heads == []
 
 
