@@ -3,16 +3,15 @@
 The dispatcher does the HTTP part only; the engine decides what an outcome means for the job.
 """
 
-import ipaddress
 import logging
 import socket
-from urllib.parse import urlsplit
 
 import anyio
 import httpx
 import msgspec
 from msgspec import Raw
 
+from flowyard.egress.pinned import AddressBlocked, PublicNetwork, public_client
 from flowyard.signing import signature_header
 
 log = logging.getLogger("flowyard.push")
@@ -30,45 +29,37 @@ class Outcome(msgspec.Struct, frozen=True):
 
 
 class Dispatcher:
-    """Sends signed POSTs to handler URLs and callback URLs."""
+    """Sends signed POSTs to handler URLs and callback URLs.
 
-    def __init__(self, *, handler_network: str = "any", own_hosts: frozenset[str] = frozenset()):
-        self._public_only = handler_network == "public"
-        self._own_hosts = own_hosts
-        self._client = httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=512, max_keepalive_connections=128),
-            follow_redirects=False,
-        )
+    With ``handler_network="public"`` every connection is opened by a :class:`PublicNetwork`
+    (``network``, or one refusing ``own_hosts`` and this machine's name); with ``any`` the
+    client is a plain one, with no DNS lookup of its own.
+    """
+
+    def __init__(
+        self,
+        *,
+        handler_network: str = "any",
+        own_hosts: frozenset[str] = frozenset(),
+        network: PublicNetwork | None = None,
+    ) -> None:
+        limits = httpx.Limits(max_connections=512, max_keepalive_connections=128)
+        if handler_network == "public":
+            network = network or PublicNetwork(own_hosts=own_hosts | {socket.gethostname()})
+            self._client = public_client(network, limits=limits)
+        else:
+            self._client = httpx.AsyncClient(limits=limits, follow_redirects=False)
 
     async def aclose(self) -> None:
         """Close the shared client."""
         await self._client.aclose()
-
-    async def blocked_reason(self, url: str) -> str | None:
-        """Why ``url`` may not be called under ``--handler-network public``, or None."""
-        if not self._public_only:
-            return None
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        try:
-            infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except OSError as exc:
-            return f"cannot resolve {host}: {exc}"
-        for *_, sockaddr in infos:
-            address = ipaddress.ip_address(str(sockaddr[0]).split("%")[0])
-            if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-                address = address.ipv4_mapped
-            if not address.is_global or address.is_multicast or str(address) in self._own_hosts:
-                return f"{host} resolves to non-public address {address}"
-        return None
 
     async def post(
         self, url: str, body: bytes, headers: dict[str, str], secret: str, timeout: float
     ) -> Outcome:
         """POST ``body`` signed with ``secret`` and classify the answer.
 
-        The job's ``timeout`` covers everything: the address check's DNS lookup, connecting,
+        The job's ``timeout`` covers everything: the DNS lookup of a public network, connecting,
         and reading the answer.
         """
         signed = {
@@ -78,11 +69,10 @@ class Dispatcher:
         }
         try:
             with anyio.fail_after(timeout):
-                blocked = await self.blocked_reason(url)
-                if blocked:
-                    return Outcome("failed", error=f"handler_blocked: {blocked}")
                 async with self._client.stream("POST", url, content=body, headers=signed) as resp:
                     data = await _read_capped(resp)
+        except AddressBlocked as exc:
+            return Outcome("failed", error=f"handler_blocked: {exc}"[:500])
         except TimeoutError:
             return Outcome("failed", error=f"timeout: no answer within {timeout:g}s")
         except httpx.HTTPError as exc:

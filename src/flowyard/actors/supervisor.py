@@ -12,6 +12,7 @@ that the process exits non-zero and its own supervisor restarts it from SQLite.
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
 
 import anyio
 from anyio.abc import TaskStatus
@@ -36,8 +37,12 @@ class Supervisor:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.db = Database(settings.db, sync=settings.sync)
-        own = frozenset({settings.host, "127.0.0.1", "::1", "0.0.0.0"})
-        self.dispatcher = Dispatcher(handler_network=settings.handler_network, own_hosts=own)
+        own = {settings.host, "127.0.0.1", "::1", "0.0.0.0"}
+        if settings.public_url and (public := urlsplit(settings.public_url).hostname):
+            own.add(public)  # this server as handlers reach it
+        self.dispatcher = Dispatcher(
+            handler_network=settings.handler_network, own_hosts=frozenset(own)
+        )
         self.accounts = Accounts(self.db)
         self.jobs = JobEngine(self.db, settings, self.dispatcher, self.accounts)
         self.workflows = WorkflowEngine(self.db, self.jobs, settings)
