@@ -306,6 +306,7 @@ CALLS: list[Call] = [
     # tokens: any valid key
     Call("GET", "/core/tokens/balance", None),
     Call("GET", "/core/tokens/usage", None),
+    Call("GET", "/core/whoami", None),
     # admin: admin keys only, across projects
     _body("POST", "/admin/projects", ADMIN, new_project),
     Call("GET", "/admin/projects", ADMIN),

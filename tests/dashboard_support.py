@@ -5,13 +5,18 @@ import os
 import re
 import tempfile
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+
+from flowyard.storage.projects import ALL_SCOPES, create_key_sync
+from tests.conftest import start_server
 
 try:
     from playwright.sync_api import Browser, Page, ViewportSize, expect, sync_playwright
@@ -28,13 +33,19 @@ __all__ = [
     "Api",
     "Browser",
     "Page",
+    "Stack",
     "Worker",
     "chromium",
     "expect",
     "no_horizontal_scroll",
+    "node",
+    "open_page",
+    "running_stack",
     "screenshot",
     "sign_in",
+    "status_of",
     "step",
+    "unique",
 ]
 
 CHROMIUM = os.environ.get("FLOWYARD_CHROMIUM", "/usr/bin/chromium")
@@ -163,6 +174,66 @@ class Worker:
 def _gate(job: Json) -> str:
     payload = job["payload"]
     return str(payload.get("gate") or "") if isinstance(payload, dict) else ""
+
+
+@dataclass
+class Stack:
+    """The server process, its main project's key and API client, and the worker on a queue."""
+
+    url: str
+    db: str
+    key: str
+    api: Api
+    worker: Worker
+
+    def project_key(self, project: str, *, admin: bool = False) -> str:
+        """A key for another (fresh) project, straight in the SQLite file."""
+        return create_key_sync(self.db, project, list(ALL_SCOPES), admin=admin).key
+
+
+@contextmanager
+def running_stack(tmp: Path, queue: str) -> Iterator[Stack]:
+    """``flowyard serve`` on a fresh file in ``tmp``, a key of project ``dash``, and a
+    :class:`Worker` on ``queue``."""
+    db = str(tmp / "flowyard.db")
+    key = create_key_sync(db, "dash", list(ALL_SCOPES)).key
+    server = start_server(db, tmp, "--sync", "normal")
+    api = Api(server.url, key)
+    try:
+        with Worker(server.url, key, queue).running() as worker:
+            yield Stack(server.url, db, key, api, worker)
+    finally:
+        api.close()
+        assert server.terminate() == 0
+
+
+@contextmanager
+def open_page(browser: Browser) -> Iterator[Page]:
+    """A page in a fresh desktop-sized context; fails if any script on it threw."""
+    context = browser.new_context(viewport=DESKTOP)
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    try:
+        yield page
+    finally:
+        context.close()
+    assert not problems, problems  # no uncaught script errors on any page
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def node(page: Page, step_id: str) -> Any:
+    """A step's node in the execution graph."""
+    return page.locator(f'svg.dag [data-step="{step_id}"]')
+
+
+def status_of(page: Page) -> Any:
+    """The execution or job heading, which carries the status it shows."""
+    return page.locator("h1[data-status]")
 
 
 @contextmanager

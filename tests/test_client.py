@@ -162,6 +162,12 @@ async def test_queues(api: Api) -> None:
     assert names == ["a", "b", "c", "mail"]
 
 
+async def test_whoami(api: Api, service: Service) -> None:
+    me = await api.whoami()
+    assert (me.project_id, me.project_name, me.name) == (service.project_id, "test", "test")
+    assert me.key_id.startswith("key_") and me.scopes and not me.admin
+
+
 async def test_tokens(api: Api) -> None:
     balance = await api.tokens.balance()
     assert balance.total_balance is None

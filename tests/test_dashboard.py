@@ -7,62 +7,38 @@ Screenshots of the main pages land in ``docs/screenshots/`` (the README links th
 
 import json
 import re
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from flowyard.storage.projects import ALL_SCOPES, create_key_sync
-from tests.conftest import start_server
 from tests.dashboard_support import (
-    DESKTOP,
     EXECUTION_URL,
     PHONE,
     Api,
     Browser,
     Page,
-    Worker,
+    Stack,
     chromium,
     expect,
     no_horizontal_scroll,
+    node,
+    open_page,
+    running_stack,
     screenshot,
     sign_in,
+    status_of,
     step,
+    unique,
 )
 
 QUEUE = "dash"
 
 
-@dataclass
-class Stack:
-    """The server process, its main project's key and API client, and the worker on ``dash``."""
-
-    url: str
-    db: str
-    key: str
-    api: Api
-    worker: Worker
-
-    def project_key(self, project: str, *, admin: bool = False) -> str:
-        """A key for another (fresh) project, straight in the SQLite file."""
-        return create_key_sync(self.db, project, list(ALL_SCOPES), admin=admin).key
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    tmp = tmp_path_factory.mktemp("dashboard")
-    db = str(tmp / "flowyard.db")
-    key = create_key_sync(db, "dash", list(ALL_SCOPES)).key
-    server = start_server(db, tmp, "--sync", "normal")
-    api = Api(server.url, key)
-    try:
-        with Worker(server.url, key, QUEUE).running() as worker:
-            yield Stack(server.url, db, key, api, worker)
-    finally:
-        api.close()
-        assert server.terminate() == 0
+    with running_stack(tmp_path_factory.mktemp("dashboard"), QUEUE) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -73,35 +49,14 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport=DESKTOP)
-    context.set_default_timeout(10_000)
-    page = context.new_page()
-    problems: list[str] = []
-    page.on("pageerror", lambda error: problems.append(str(error)))
-    try:
-        yield page
-    finally:
-        context.close()
-    assert not problems, problems  # no uncaught script errors on any page
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def node(page: Page, step_id: str) -> Any:
-    return page.locator(f'svg.dag [data-step="{step_id}"]')
+    with open_page(browser) as opened:
+        yield opened
 
 
 def tile(page: Page, card: str, status: str) -> Any:
     """The number on a status tile of the overview card titled ``card``."""
     section = page.locator("section", has=page.get_by_role("heading", name=card))
     return section.locator(f'.tile[data-status="{status}"] .tile-n')
-
-
-def status_of(page: Page) -> Any:
-    """The execution or job heading, which carries the status it shows."""
-    return page.locator("h1[data-status]")
 
 
 expect.set_options(timeout=10_000)
@@ -438,7 +393,7 @@ def test_admin_key_switches_projects(page: Page, stack: Stack) -> None:
     sign_in(page, stack.url, stack.project_key(unique("ops"), admin=True))
     picker = page.get_by_label("Project")
     expect(picker).to_be_visible()
-    expect(picker.locator(f'option[value="{watched}"]')).to_have_text(f"{project} ({watched})")
+    expect(picker.locator(f'option[value="{watched}"]')).to_have_text(project)
     picker.select_option(watched)
     expect(page.get_by_text(f"Viewing {project}")).to_be_visible()
     expect(tile(page, "Jobs by status", "pending")).to_have_text("2")  # the job and the step's
@@ -450,7 +405,7 @@ def test_admin_key_switches_projects(page: Page, stack: Stack) -> None:
     executions = page.locator("section", has=page.get_by_role("heading", name="Executions"))
     row = executions.locator("tbody > tr").first
     expect(row).to_contain_text(execution_id)
-    expect(row).to_contain_text(watched)
+    expect(row).to_contain_text(project)
     row.locator("summary").click()
     expect(row.locator("details[open] table")).to_contain_text("queued")
 

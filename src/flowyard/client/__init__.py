@@ -19,7 +19,7 @@ method (``jobs.py``, ``workflows.py``, ``accounts.py``): a method returns its va
 
 import httpx
 
-from flowyard.client.accounts import Admin, Tokens
+from flowyard.client.accounts import Admin, Identity, Tokens
 from flowyard.client.core import (
     Async,
     AsyncRunner,
@@ -45,7 +45,7 @@ from flowyard.client.errors import (
     UnsupportedMediaType,
 )
 from flowyard.client.jobs import Jobs, Queues, job_spec
-from flowyard.client.models import UNSET, Page
+from flowyard.client.models import UNSET, Page, WhoAmI
 from flowyard.client.workflows import Workflows
 
 __all__ = [
@@ -112,10 +112,15 @@ class Client:
         self.workflows: Workflows[Sync] = Workflows(runner)
         self.tokens: Tokens[Sync] = Tokens(runner)
         self.admin: Admin[Sync] = Admin(runner)
+        self._identity: Identity[Sync] = Identity(runner)
 
     @property
     def base_url(self) -> str:
         return self.connection.base_url
+
+    def whoami(self) -> WhoAmI:
+        """The key this client sends and its project: its name, scopes and admin flag."""
+        return self._identity.whoami()
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -159,10 +164,15 @@ class AsyncClient:
         self.workflows: Workflows[Async] = Workflows(runner)
         self.tokens: Tokens[Async] = Tokens(runner)
         self.admin: Admin[Async] = Admin(runner)
+        self._identity: Identity[Async] = Identity(runner)
 
     @property
     def base_url(self) -> str:
         return self.connection.base_url
+
+    async def whoami(self) -> WhoAmI:
+        """The key this client sends and its project: its name, scopes and admin flag."""
+        return await self._identity.whoami()
 
     async def aclose(self) -> None:
         """Close the connection pool."""

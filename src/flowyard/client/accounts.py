@@ -1,4 +1,5 @@
-"""``client.tokens`` and ``client.admin``: balances and usage, projects, keys, stats."""
+"""``client.whoami()``, ``client.tokens`` and ``client.admin``: the calling key, balances and
+usage, projects, keys, stats."""
 
 from collections.abc import Sequence
 from typing import Any
@@ -29,7 +30,17 @@ from flowyard.client.models import (
     TokenUsage,
     TriggerName,
     Unset,
+    WhoAmI,
 )
+
+
+class Identity(Namespace[Mode]):
+    """``/core/whoami``: the calling key and its project (free, any scope)."""
+
+    @endpoint
+    def whoami(self) -> Call[WhoAmI]:
+        """The key's id, name, scopes and admin flag, and its project's id and name."""
+        return Call("GET", "/core/whoami", returns(WhoAmI))
 
 
 class Tokens(Namespace[Mode]):

@@ -35,6 +35,7 @@ from flowyard.http.api_types import (
     Stats,
     TokenBalance,
     TokenUsage,
+    WhoAmI,
 )
 from flowyard.workflows.state import ExecutionStatus
 
@@ -75,6 +76,7 @@ __all__ = [
     "TokenBalance",
     "TokenUsage",
     "Triggered",
+    "WhoAmI",
 ]
 
 

@@ -299,6 +299,17 @@ class TokenBalance(View, frozen=True):
     total_balance: Tokens | None
 
 
+class WhoAmI(View, frozen=True):
+    """The calling key and its project (never the key's secret)."""
+
+    project_id: str
+    project_name: str
+    key_id: str
+    name: str
+    scopes: list[str]
+    admin: bool
+
+
 class FamilyUsage(View, frozen=True):
     """Calls and tokens of one route family (`infra/jobs` ...) on one day."""
 

@@ -16,6 +16,7 @@ from flowyard.http import (
     routes_jobs,
     routes_queues,
     routes_tokens,
+    routes_whoami,
     routes_workflows,
 )
 from flowyard.http.auth import Authenticator
@@ -40,6 +41,7 @@ def create_app(settings: Settings, supervisor: Supervisor | None = None) -> Star
             *routes_workflows.routes,
             *routes_queues.routes,
             *routes_tokens.routes,
+            *routes_whoami.routes,
             *routes_health.routes,
             *routes_dashboard.routes,
             *routes_docs.routes,

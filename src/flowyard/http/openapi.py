@@ -162,6 +162,9 @@ OPERATIONS: tuple[Operation, ...] = (
               api.TokenBalance),
     Operation("GET", "/core/tokens/usage", "Calls and tokens per day and route family",
               api.TokenUsage),
+    Operation("GET", "/core/whoami", "The calling key and its project", api.WhoAmI,
+              description="Any valid key, free: the project's name, the key's scopes and "
+              "whether it is an admin key."),
     # admin
     Operation("POST", "/admin/projects", "Create a project", api.Project, auth="admin",
               body=ProjectBody, errors=(409,), makes=("/admin/projects/{id}", "/id")),

@@ -25,30 +25,30 @@ const ROUTES = [
   [/^\/queues\/?$/, "queues", renderQueues],
 ];
 
-/** Who is signed in: {key, projectId, admin, projects, view}. */
+/** Who is signed in: {key, projectId, projectName, admin, projects, view}. Only an admin key
+ * (as /core/whoami says) reads /admin/projects, so no other key meets a 403. */
 async function startSession(key) {
-  const balance = await api("/core/tokens/balance", { key });
-  let projects = null;
-  try {
-    projects = [];
+  const me = await api("/core/whoami", { key });
+  const projects = [];
+  if (me.admin) {
     let cursor = null;
     do {
       const answer = await api("/admin/projects", { key, params: { limit: 100, cursor } });
       projects.push(...answer.projects);
       cursor = answer.next_cursor;
     } while (cursor && projects.length < 1000);
-  } catch (err) {
-    if (!(err instanceof ApiError) || ![403, 404].includes(err.status)) throw err;
-    projects = null; // not an admin key
   }
-  const projectId = balance.project_id;
+  const projectId = me.project_id;
   const stored = store.project();
-  const view = projects && (stored === "*" || projects.some((p) => p.id === stored)) ? stored : projectId;
-  return { projectId, admin: projects !== null, projects: projects || [], view };
+  const view = me.admin && (stored === "*" || projects.some((p) => p.id === stored)) ? stored : projectId;
+  return { projectId, projectName: me.project_name || projectId, admin: me.admin, projects, view };
 }
 
-function projectLabel(project) {
-  return project.name ? `${project.name} (${project.id})` : project.id;
+/** A project's name (its id only if the name is unknown, e.g. a project made after sign-in). */
+function projectName(id) {
+  if (session.projectId === id) return session.projectName;
+  const project = session.projects.find((p) => p.id === id);
+  return project && project.name ? project.name : id;
 }
 
 function showSessionBar() {
@@ -63,18 +63,18 @@ function showSessionBar() {
   if (session.admin) {
     fill(select,
       h("option", { value: "*", selected: session.view === "*" }, "All projects (read-only)"),
-      session.projects.map((p) => h("option", { value: p.id, selected: p.id === session.view },
-        p.id === session.projectId ? `${projectLabel(p)} · this key` : projectLabel(p))));
+      session.projects.map((p) => h("option", { value: p.id, selected: p.id === session.view, title: p.id },
+        p.id === session.projectId ? `${projectName(p.id)} · this key` : projectName(p.id))));
     name.textContent = "";
   } else {
-    name.textContent = `Project ${session.projectId}`;
+    name.textContent = `Project ${session.projectName}`;
+    name.title = session.projectId;
   }
 }
 
 /** What every view gets: the session, where it is, and how to go elsewhere. */
 function context(params) {
   const foreign = session.view !== session.projectId;
-  const project = session.projects.find((p) => p.id === session.view);
   return {
     session,
     params,
@@ -82,7 +82,12 @@ function context(params) {
     // Viewing another project (admins): lists come from the read-only /admin routes.
     foreign,
     viewProject: session.view === "*" ? null : session.view,
-    viewLabel: session.view === "*" ? "all projects" : project ? projectLabel(project) : session.view,
+    viewLabel: session.view === "*" ? "all projects" : projectName(session.view),
+    projectName,
+    /** Name the page in the tab and history: "Executions · Flowyard". */
+    setTitle(text) {
+      document.title = `${text} · Flowyard`;
+    },
     navigate,
     setQuery(params) {
       const search = new URLSearchParams();
@@ -115,6 +120,7 @@ async function render(problem) {
     cleanup = view(main, context(match.slice(1).map(decodeURIComponent))) || null;
     return;
   }
+  document.title = "Not found · Flowyard";
   fill(main, h("section", { class: "card" }, h("h1", {}, "Not found"),
     h("p", {}, "No dashboard page at this address. "), h("a", { href: BASE, "data-nav": true }, "Go to the overview")));
 }

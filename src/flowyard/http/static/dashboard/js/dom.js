@@ -90,10 +90,15 @@ export function duration(seconds) {
   return `${Math.floor(total / 3600)} h ${Math.floor((total % 3600) / 60)} min`;
 }
 
-/** Any JSON value, pretty-printed in a <pre>. */
+/** Any JSON value, pretty-printed in a <pre>; no value (null) is a dash, not "null". */
 export function jsonBlock(value, label) {
-  const text = value === undefined ? "—" : JSON.stringify(value, null, 2);
+  const text = value === undefined || value === null ? "—" : JSON.stringify(value, null, 2);
   return h("pre", { class: "json", tabindex: 0, "aria-label": label || "JSON" }, text);
+}
+
+/** A JSON value on one line in a <code>; null is a dash. */
+export function inlineJson(value) {
+  return value === undefined || value === null ? "—" : h("code", {}, JSON.stringify(value));
 }
 
 /** A <dl> of [term, value] pairs. */

@@ -1,10 +1,10 @@
-// One execution: its DAG coloured by step status (live while it runs), each step's job, the
-// event timeline, and the cancel, pause and resume controls.
+// One execution: why it failed (at the top), its DAG coloured by step status (live while it
+// runs), each step's job, the event timeline, and the cancel, pause and resume controls.
 
 import { api } from "../api.js";
 import {
-  actionButton, badge, card, EXECUTION_TERMINAL, facts, field, fill, h, jsonBlock, link, outcome,
-  parseJson, when,
+  actionButton, badge, card, EXECUTION_TERMINAL, facts, field, fill, h, inlineJson, jsonBlock, link,
+  outcome, parseJson, when,
 } from "../dom.js";
 import { renderGraph } from "../graph.js";
 
@@ -17,6 +17,8 @@ export function renderExecution(main, ctx) {
   let timer = null;
 
   const title = h("h1", {}, "Execution ", h("code", {}, executionId));
+  ctx.setTitle(`Execution ${executionId}`);
+  const reason = h("div", { class: "failure", role: "note", "aria-label": "Why it ended", hidden: true });
   const summary = h("div", { class: "summary" });
   const live = h("p", { class: "muted live", role: "status" });
   const graphBox = h("div", { class: "graph-box" });
@@ -30,7 +32,7 @@ export function renderExecution(main, ctx) {
 
   fill(main,
     h("p", {}, link("/dashboard/workflows", "← Workflows")),
-    title, summary, live,
+    title, reason, summary, live,
     h("div", { class: "split exec" },
       h("div", { class: "column" }, card("Graph", graphBox, legend(), stepList), card("Events", timeline)),
       h("div", { class: "column side" }, controls, card("Step", stepBox))));
@@ -78,7 +80,7 @@ export function renderExecution(main, ctx) {
       ]),
       h("h4", {}, "Payload"), job ? jsonBlock(job.payload, "Payload") : h("p", { class: "muted" }, step.job_id ? "Loading…" : "No job yet."),
       h("h4", {}, "Output"), jsonBlock(step.output, "Output"),
-      h("h4", {}, "Error"), step.error ? h("p", { class: "bad-text" }, `${step.error.code}: ${step.error.message}`) : h("p", { class: "muted" }, "None"));
+      h("h4", {}, "Error"), step.error ? h("p", { class: "bad-text" }, `${step.error.code}: ${step.error.message}`) : h("p", { class: "muted" }, "—"));
     render();
     if (step.job_id && (!job || job.status !== "completed")) {
       try {
@@ -104,7 +106,7 @@ export function renderExecution(main, ctx) {
     fill(timeline, events.map((ev) => h("li", { class: `event ev-${ev.type}` },
       h("span", { class: "seq" }, `#${ev.seq}`), " ", when(ev.at), " ",
       h("strong", {}, ev.type), ev.step_id ? [" ", h("code", {}, ev.step_id)] : null,
-      ev.data && Object.keys(ev.data).length ? h("span", { class: "event-data" }, JSON.stringify(ev.data)) : null)));
+      eventData(ev.data))));
   }
 
   function drawSummary() {
@@ -115,10 +117,18 @@ export function renderExecution(main, ctx) {
       ["Started", when(e.started_at)],
       ["Completed", when(e.completed_at)],
       ["Deadline", when(e.deadline_at)],
-      ["Input", h("code", {}, JSON.stringify(e.input_data))],
+      ["Input", inlineJson(e.input_data)],
       ["Error", e.error ? h("span", { class: "bad-text" }, `${e.error.code}: ${e.error.message}`) : "—"],
     ]));
     title.dataset.status = e.status;
+    const lines = failureLines(e);
+    reason.hidden = lines === null;
+    if (lines) {
+      fill(reason, h("strong", {}, e.status === "compensated" ? "Compensated: " : "Failed: "),
+        lines.length === 1 ? lines[0] : h("ul", {}, lines.map((line) => h("li", {}, line))));
+    } else {
+      reason.replaceChildren();
+    }
   }
 
   async function poll() {
@@ -159,6 +169,42 @@ export function renderExecution(main, ctx) {
     state.stopped = true;
     clearTimeout(timer);
   };
+}
+
+/**
+ * Why a failed or compensated execution ended so, one line per failure: each caught step
+ * with the catch step that ran for it, then each failed step nothing caught (or, for a
+ * failure of no step, such as a deadline, the execution's own error). Null otherwise.
+ */
+function failureLines(execution) {
+  if (execution.status !== "failed" && execution.status !== "compensated") return null;
+  const byId = new Map(execution.steps.map((st) => [st.step_id, st]));
+  const failed = execution.steps.filter((st) => st.status === "failed" && st.error);
+  const lines = [];
+  for (const st of failed.filter((x) => x.caught_by)) {
+    const handler = byId.get(st.caught_by);
+    const outcomeText = handler && handler.status !== "completed" ? ` (${handler.status})` : "";
+    lines.push(["step ", h("code", {}, st.step_id), ` failed with ${errorText(st.error)}; catch step `,
+      h("code", {}, st.caught_by), ` ran${outcomeText}.`]);
+  }
+  const uncaught = failed.filter((x) => !x.caught_by);
+  for (const st of uncaught) lines.push(["step ", h("code", {}, st.step_id), ` failed with ${errorText(st.error)}.`]);
+  const own = execution.error;
+  if (own && !uncaught.some((st) => st.error.code === own.code && st.error.message === own.message)) {
+    lines.push(`${errorText(own)}.`);
+  }
+  return lines.length ? lines : [execution.status === "failed" ? "no failed step was recorded." : "a catch step ran."];
+}
+
+function errorText(error) {
+  return `${error.code}: ${error.message}`;
+}
+
+/** An event's data on one line, leaving out fields that are null. */
+function eventData(data) {
+  const shown = Object.entries(data || {}).filter(([, value]) => value !== null && value !== undefined);
+  if (!shown.length) return null;
+  return h("span", { class: "event-data" }, JSON.stringify(Object.fromEntries(shown)));
 }
 
 function legend() {

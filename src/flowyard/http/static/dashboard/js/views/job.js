@@ -2,7 +2,7 @@
 
 import { allPages, api } from "../api.js";
 import {
-  actionButton, badge, card, facts, fill, h, jsonBlock, link, outcome, table, when,
+  actionButton, badge, card, facts, fill, h, inlineJson, jsonBlock, link, outcome, table, when,
 } from "../dom.js";
 import { queueOf } from "./jobs.js";
 
@@ -13,6 +13,7 @@ export function renderJob(main, ctx) {
   const [jobId] = ctx.params;
   const base = `/infra/jobs/${encodeURIComponent(jobId)}`;
   const title = h("h1", {}, "Job ", h("code", {}, jobId));
+  ctx.setTitle(`Job ${jobId}`);
   const details = h("div");
   const runs = h("div");
   const answer = outcome();
@@ -67,7 +68,7 @@ export function renderJob(main, ctx) {
       facts([
         ["Status", badge(job.status)],
         ["Name", job.name || "—"],
-        ["Trigger", h("code", {}, JSON.stringify(job.trigger))],
+        ["Trigger", inlineJson(withoutNulls(job.trigger))],
         ["Queue", queueOf(job) || "—"],
         ["Handler", job.handler || "—"],
         ["Attempts", `${job.attempt} of ${job.max_attempts} (${job.backoff} backoff)`],
@@ -100,4 +101,9 @@ export function renderJob(main, ctx) {
     stopped = true;
     clearTimeout(timer);
   };
+}
+
+/** A trigger without its unset (null) options. */
+function withoutNulls(object) {
+  return Object.fromEntries(Object.entries(object || {}).filter(([, value]) => value !== null));
 }

@@ -76,7 +76,7 @@ function listCard(ctx) {
       `${job.attempt}/${job.max_attempts}`,
       when(job.created_at),
     ];
-    return ctx.foreign ? [...cells, h("code", {}, job.project_id)] : cells;
+    return ctx.foreign ? [...cells, h("span", { title: job.project_id }, ctx.projectName(job.project_id))] : cells;
   };
 
   async function load(fromStart) {

@@ -200,7 +200,7 @@ function executionsCard(ctx) {
   const row = (e) => {
     const id = ctx.foreign ? stepsDetails(e) : link(`/dashboard/executions/${encodeURIComponent(e.id)}`, e.id);
     const cells = [id, badge(e.status), h("code", {}, e.blueprint_id), when(e.started_at), when(e.completed_at)];
-    return ctx.foreign ? [...cells, h("code", {}, e.project_id)] : cells;
+    return ctx.foreign ? [...cells, h("span", { title: e.project_id }, ctx.projectName(e.project_id))] : cells;
   };
   const columns = ["Execution", "Status", "Blueprint", "Started", "Completed", ...(ctx.foreign ? ["Project"] : [])];
 
