@@ -10,7 +10,6 @@ from typing import Any
 import anyio
 import orjson
 import pytest
-
 from bench import abuse
 from bench.abuse_answers import closed_by_server
 from bench.abuse_good import good_figures
@@ -33,7 +32,8 @@ def test_parse_answers_splits_pipelined_answers_in_order() -> None:
 
 
 def test_parse_answers_leaves_out_a_truncated_answer() -> None:
-    data = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\n{"
+    whole = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"
+    data = whole + b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\n{"
     assert [a.status for a in parse_answers(data)] == [200]
     assert parse_answers(b"HTTP/1.1 408 Request") == []
 
