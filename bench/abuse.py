@@ -11,8 +11,8 @@ well-behaved client's. For each:
 3. The attack runs (about 10 s at most; each bounded in count and time) and closes its
    connections (``unread_answers`` waits up to ``--unread-hold`` seconds for the server to
    close them, and leaves them open until after the reading); after ``--settle`` seconds
-   the RSS is read again. The RSS is also sampled
-   every 100 ms meanwhile (``rss_peak_mib``).
+   the RSS is read again. The RSS is also sampled every 100 ms from the first reading to the
+   second (``rss_peak_mib``).
 4. Reported: ``rss_before_mib``, ``rss_after_mib``, ``growth_mib``, the well-behaved calls
    that started between the attack's start and the second RSS reading, whose settle is part
    of the attack's effect (``good_calls``, ``good_p50_ms``, ``good_p99_ms``, ``good_errors``:
@@ -103,12 +103,12 @@ async def measure(attack: Attack, target: Target, settle: float) -> Figures:
             try:
                 with anyio.fail_after(ATTACK_LIMIT_S):
                     figures = await attack.run(target, state)
+                figures["attack_s"] = round(time.monotonic() - began, 2)
+                await anyio.sleep(settle)
+                after = proc_rss_mb(pid)
+                ended = time.monotonic()
             finally:
                 stop.set()
-        figures["attack_s"] = round(time.monotonic() - began, 2)
-        await anyio.sleep(settle)
-        after = proc_rss_mb(pid)
-        ended = time.monotonic()
         figures["machine_busy_cpus"] = round((machine_busy_seconds() - busy) / (ended - began), 2)
     finally:
         for stream in target.held:
