@@ -10,7 +10,7 @@ from starlette.routing import Route
 
 from flowyard.clock import rfc3339
 from flowyard.errors import NotFound
-from flowyard.http.body import query_choice, query_int, query_str, read_json
+from flowyard.http.body import query_choice, query_int, query_str, read_json, read_no_fields
 from flowyard.http.context import caller, charge_read
 from flowyard.http.respond import json_response
 from flowyard.storage import workflows as store
@@ -28,14 +28,14 @@ from flowyard.workflows.state import (
 STATUSES = frozenset(s.value for s in ExecutionStatus)
 
 
-class TriggerBody(msgspec.Struct, frozen=True, kw_only=True):
+class TriggerBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``POST /infra/workflows/blueprints/{id}/trigger``."""
 
     input_data: dict[str, Any] = {}
     idempotency_key: Annotated[str, Meta(min_length=1, max_length=128)] | None = None
 
 
-class ResumeBody(msgspec.Struct, frozen=True, kw_only=True):
+class ResumeBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``POST /infra/workflows/executions/{id}/resume``."""
 
     step_id: Annotated[str, Meta(min_length=1, max_length=128)] | None = None
@@ -203,6 +203,7 @@ async def list_events(request: Request) -> Response:
 
 async def cancel(request: Request) -> Response:
     runtime, state = await _execution(request, "workflows:write")
+    await read_no_fields(request)
     new = await runtime.workflows.command(state.project_id, state.id, CancelExecution())
     return json_response(
         {"id": new.id, "status": new.status, "cancelled_at": rfc3339(new.cancelled_at)}
@@ -211,6 +212,7 @@ async def cancel(request: Request) -> Response:
 
 async def pause(request: Request) -> Response:
     runtime, state = await _execution(request, "workflows:write")
+    await read_no_fields(request)
     new = await runtime.workflows.command(state.project_id, state.id, PauseExecution())
     return json_response({"id": new.id, "status": new.status, "paused_at": rfc3339(new.paused_at)})
 
