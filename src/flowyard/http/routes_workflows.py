@@ -92,13 +92,19 @@ def execution_view(state: ExecutionState) -> dict[str, Any]:
 
 
 def event_view(seq: int, event: Event) -> dict[str, Any]:
-    """One event of the log."""
+    """One event of the log. The log keeps times as epoch milliseconds (``replay`` reads them
+    back), so the ``deadline_at`` of ``resumed`` and ``timed_out`` is shown here in RFC 3339,
+    like every other time of the API, whenever the event was written."""
+    data = event.data
+    deadline = data.get("deadline_at")
+    if isinstance(deadline, int):
+        data = {**data, "deadline_at": rfc3339(deadline)}
     return {
         "seq": seq,
         "at": rfc3339(event.at),
         "type": event.type,
         "step_id": event.step_id,
-        "data": event.data,
+        "data": data,
     }
 
 
