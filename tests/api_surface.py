@@ -287,6 +287,13 @@ CALLS: list[Call] = [
     _body("POST", "/infra/workflows/blueprints", "workflows:write", body_of(BLUEPRINT)),
     Call("GET", "/infra/workflows/blueprints", "workflows:read", lists="blueprints"),
     Call("GET", "/infra/workflows/blueprints/{id}", "workflows:read", blueprint, names_object=True),
+    Call(
+        "DELETE",
+        "/infra/workflows/blueprints/{id}",
+        "workflows:write",
+        blueprint,
+        names_object=True,
+    ),
     _body(
         "POST",
         "/infra/workflows/blueprints/{id}/trigger",

@@ -26,6 +26,7 @@ from flowyard.workflows.state import (
 )
 
 STATUSES = frozenset(s.value for s in ExecutionStatus)
+BOOLEANS = frozenset({"true", "false"})
 
 
 class TriggerBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -53,6 +54,7 @@ def blueprint_view(blueprint: Blueprint) -> dict[str, Any]:
         "steps": blueprint.steps,
         "max_duration_sec": blueprint.max_duration_sec,
         "created_at": rfc3339(blueprint.created_at),
+        "archived_at": rfc3339(blueprint.archived_at),
     }
 
 
@@ -120,6 +122,8 @@ async def list_blueprints(request: Request) -> Response:
     blueprints, next_cursor = await store.list_blueprints(
         runtime.db,
         key.project_id,
+        name=query_str(request, "name", 256),
+        archived=query_choice(request, "archived", BOOLEANS) == "true",
         cursor=query_str(request, "cursor", 512),
         limit=query_int(request, "limit", 25, 1, 100),
     )
@@ -129,6 +133,7 @@ async def list_blueprints(request: Request) -> Response:
             "name": b.name,
             "description": b.description,
             "created_at": rfc3339(b.created_at),
+            "archived_at": rfc3339(b.archived_at),
         }
         for b in blueprints
     ]
@@ -140,6 +145,12 @@ async def get_blueprint(request: Request) -> Response:
     runtime, key = await caller(request, "workflows:read")
     blueprint = await runtime.workflows.blueprint(key.project_id, request.path_params["id"])
     charge_read(request, runtime, key.project_id)
+    return json_response(blueprint_view(blueprint))
+
+
+async def archive_blueprint(request: Request) -> Response:
+    runtime, key = await caller(request, "workflows:write")
+    blueprint = await runtime.workflows.archive_blueprint(key.project_id, request.path_params["id"])
     return json_response(blueprint_view(blueprint))
 
 
@@ -243,6 +254,7 @@ routes = [
     Route("/infra/workflows/blueprints", create_blueprint, methods=["POST"]),
     Route("/infra/workflows/blueprints", list_blueprints, methods=["GET"]),
     Route("/infra/workflows/blueprints/{id}", get_blueprint, methods=["GET"]),
+    Route("/infra/workflows/blueprints/{id}", archive_blueprint, methods=["DELETE"]),
     Route("/infra/workflows/blueprints/{id}/trigger", trigger, methods=["POST"]),
     Route("/infra/workflows/executions", list_executions, methods=["GET"]),
     Route("/infra/workflows/executions/{id}", get_execution, methods=["GET"]),
