@@ -21,7 +21,7 @@ from tests.api_surface import (
     new_owner,
     snapshot,
 )
-from tests.conftest import Service, running_service
+from tests.conftest import Handler, Service, running_service
 from tests.jobs_support import LATER, PULL, create
 
 Json = dict[str, Any]
@@ -184,6 +184,23 @@ async def test_unknown_fields_of_a_patch_trigger_are_named(shared: Service) -> N
         response = await owner.client.patch(f"/infra/jobs/{job['id']}", json=patch)
         assert paths(response) == ["$.trigger.cron"]
         assert await snapshot(owner) == before
+
+
+async def test_a_callback_with_unknown_fields_is_400_and_the_run_still_waits(
+    shared: Service, handler: Handler
+) -> None:
+    url = handler.script("/later", (202, {}, 0))
+    async with new_owner(shared) as owner:
+        job = await create(owner.client, {"trigger": {"type": "immediate"}, "handler": url})
+        [delivery] = await handler.wait_for("/later")
+        callback = delivery.headers["x-flowyard-callback-url"]
+        async with httpx.AsyncClient(timeout=30) as anonymous:
+            body = {"status": "completed", "result": 1, "output": 2, "job_id": job["id"]}
+            assert paths(await anonymous.post(callback, json=body)) == ["$.output", "$.job_id"]
+            running = await owner.client.get(f"/infra/jobs/{job['id']}")
+            assert running.json()["status"] == "running"
+            done = await anonymous.post(callback, json={"status": "completed", "result": 1})
+            assert done.status_code == 200, done.text
 
 
 # ------------------------------------------------------------------------------ the walker

@@ -25,7 +25,7 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
     create.set_defaults(run=_create)
 
     listing = sub.add_parser("list", parents=[options], help="blueprints, newest first")
-    listing.add_argument("--name", help="only blueprints with exactly this name")
+    listing.add_argument("--name", help="only blueprints with exactly this name (default: any)")
     listing.add_argument(
         "--archived", action="store_true", help="list archived blueprints too (default: not)"
     )
