@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
+from flowyard.http.body import MAX_DETAILS
 from flowyard.http.schemas import BatchBody
 from flowyard.http.unknown_fields import unknown_fields
 from flowyard.workflows.blueprint import BlueprintSpec
@@ -132,6 +133,16 @@ async def test_every_unknown_field_of_a_blueprint_is_named_at_every_depth(
             "$.steps[1].job_trigger.retries",
         ]
         assert "(and 4 more problems)" in response.json()["message"]
+
+
+async def test_a_flood_of_unknown_fields_names_the_first_hundred_and_counts_the_rest(
+    shared: Service,
+) -> None:
+    async with new_owner(shared) as owner:
+        body = {"name": "flood", "steps": [STEP], **{f"f{i}": i for i in range(20_000)}}
+        response = await _refused_blueprint(owner, body)
+        assert paths(response) == [f"$.f{i}" for i in range(MAX_DETAILS)]
+        assert response.json()["message"] == "$.f0: unknown field (and 19999 more problems)"
 
 
 async def test_unknown_fields_come_with_the_type_error_that_stopped_decoding(

@@ -13,6 +13,8 @@ from flowyard.http.unknown_fields import unknown_fields
 T = TypeVar("T")
 
 MAX_BODY_BYTES = 1024 * 1024
+MAX_DETAILS = 100
+"""At most this many ``details`` for one body: a mebibyte of unknown fields answers 100."""
 _PATH = re.compile(r"^(?P<message>.*) - at `(?P<path>\$[^`]*)`$", re.DOTALL)
 _MISSING = re.compile(r"^Object missing required field `(?P<field>[^`]+)`$")
 _INTEGER = re.compile(r"^-?[0-9]{1,18}\Z")
@@ -65,7 +67,9 @@ def decode(body: bytes, kind: type[T]) -> T:
             problems.append({"path": path, "message": message})
         first = problems[0]
         more = _more(len(problems) - 1)
-        raise Invalid(f"{first['path']}: {first['message']}{more}", problems) from None
+        # The message counts them all; the details stop where no reader would go on.
+        details = problems[:MAX_DETAILS]
+        raise Invalid(f"{first['path']}: {first['message']}{more}", details) from None
     except msgspec.DecodeError as exc:
         raise Invalid(f"the body is not valid JSON: {exc}") from None
     except RecursionError:
