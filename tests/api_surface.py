@@ -162,6 +162,15 @@ async def queue_body(owner: Owner) -> Prepared:
     return Prepared({"name": "q"}, {"concurrency": 3})
 
 
+def empty_body(prepare: Prepare) -> Prepare:
+    """``prepare`` with an empty object as the body: a route that takes no fields."""
+
+    async def prepare_empty(owner: Owner) -> Prepared:
+        return Prepared((await prepare(owner)).params, {})
+
+    return prepare_empty
+
+
 async def blueprint(owner: Owner) -> Prepared:
     created = await _ok(await owner.client.post("/infra/workflows/blueprints", json=BLUEPRINT))
     return Prepared({"id": created["id"]})
@@ -244,13 +253,26 @@ CALLS: list[Call] = [
     Call("GET", "/infra/jobs", "jobs:read", lists="jobs"),
     _body("POST", "/infra/jobs/batch", "jobs:write", body_of({"jobs": [PULL]}), success=202),
     Call("GET", "/infra/jobs/signing-secret", "jobs:write"),
-    Call("POST", "/infra/jobs/signing-secret/rotate", "jobs:write"),
+    _body("POST", "/infra/jobs/signing-secret/rotate", "jobs:write", body_of({})),
     _body("POST", "/infra/jobs/claim", "jobs:write", body_of({"queue": "q"})),
     Call("GET", "/infra/jobs/{job_id}", "jobs:read", later_job, names_object=True),
     _body("PATCH", "/infra/jobs/{job_id}", "jobs:write", patch_job, names_object=True),
     Call("DELETE", "/infra/jobs/{job_id}", "jobs:write", later_job, names_object=True),
-    Call("POST", "/infra/jobs/{job_id}/trigger", "jobs:write", pull_job, 202, names_object=True),
-    Call("POST", "/infra/jobs/{job_id}/retry", "jobs:write", failed_job, names_object=True),
+    _body(
+        "POST",
+        "/infra/jobs/{job_id}/trigger",
+        "jobs:write",
+        empty_body(pull_job),
+        success=202,
+        names_object=True,
+    ),
+    _body(
+        "POST",
+        "/infra/jobs/{job_id}/retry",
+        "jobs:write",
+        empty_body(failed_job),
+        names_object=True,
+    ),
     Call(
         "GET", "/infra/jobs/{job_id}/runs", "jobs:read", later_job, names_object=True, lists="runs"
     ),
@@ -265,6 +287,13 @@ CALLS: list[Call] = [
     _body("POST", "/infra/workflows/blueprints", "workflows:write", body_of(BLUEPRINT)),
     Call("GET", "/infra/workflows/blueprints", "workflows:read", lists="blueprints"),
     Call("GET", "/infra/workflows/blueprints/{id}", "workflows:read", blueprint, names_object=True),
+    Call(
+        "DELETE",
+        "/infra/workflows/blueprints/{id}",
+        "workflows:write",
+        blueprint,
+        names_object=True,
+    ),
     _body(
         "POST",
         "/infra/workflows/blueprints/{id}/trigger",
@@ -282,18 +311,18 @@ CALLS: list[Call] = [
         names_object=True,
         lists="events",
     ),
-    Call(
+    _body(
         "POST",
         "/infra/workflows/executions/{id}/cancel",
         "workflows:write",
-        execution,
+        empty_body(execution),
         names_object=True,
     ),
-    Call(
+    _body(
         "POST",
         "/infra/workflows/executions/{id}/pause",
         "workflows:write",
-        execution,
+        empty_body(execution),
         names_object=True,
     ),
     _body(

@@ -128,7 +128,7 @@ async def test_blueprint_list_pages_newest_first(service: Service) -> None:
         body = response.json()
         pages.append(len(body["blueprints"]))
         for item in body["blueprints"]:
-            assert set(item) == {"id", "name", "description", "created_at"}
+            assert set(item) == {"id", "name", "description", "created_at", "archived_at"}
         seen += [b["id"] for b in body["blueprints"]]
         cursor = body["next_cursor"]
         if cursor is None:

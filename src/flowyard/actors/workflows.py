@@ -134,8 +134,21 @@ class WorkflowEngine:
         self._graphs[blueprint.id] = graph
         return blueprint
 
+    async def archive_blueprint(self, project_id: str, blueprint_id: str) -> store.Blueprint:
+        """Archive a blueprint: it leaves lists and cannot be triggered, while its executions
+        run on. Archiving it again changes nothing and answers the same."""
+        blueprint = await self.blueprint(project_id, blueprint_id)
+        if blueprint.archived_at is not None:
+            self.jobs.accounts.charge(project_id, WORKFLOW_WRITE, "infra/workflows")
+            return blueprint
+        archived = replace(blueprint, archived_at=now_ms())
+        with self.jobs.accounts.paying(project_id, WORKFLOW_WRITE, "infra/workflows"):
+            await self.db.commit([store.archive_blueprint(archived)])
+        self._blueprints[blueprint.id] = archived
+        return archived
+
     async def blueprint(self, project_id: str, blueprint_id: str) -> store.Blueprint:
-        """A blueprint of the project, or 404 (blueprints are immutable: cached once read)."""
+        """A blueprint of the project, or 404 (cached once read: only archiving changes one)."""
         found = self._blueprints.get(blueprint_id)
         if found is None:
             found = await store.get_blueprint_by_id(self.db, blueprint_id)
@@ -167,6 +180,8 @@ class WorkflowEngine:
         missing = missing_input_paths(graph.input_placeholders, input_data)
         if missing:
             raise _missing_inputs(missing)
+        if blueprint.archived_at is not None:
+            raise Conflict(f"blueprint {blueprint.id} is archived: it starts no executions")
         guard = (blueprint.id, key) if key else None
         if guard is not None:
             while guard in self._triggering:

@@ -1,4 +1,4 @@
-"""``flowyard blueprints create|list|show``: workflow blueprints on a server."""
+"""``flowyard blueprints create|list|show|archive``: workflow blueprints on a server."""
 
 import argparse
 import json
@@ -25,12 +25,24 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
     create.set_defaults(run=_create)
 
     listing = sub.add_parser("list", parents=[options], help="blueprints, newest first")
+    listing.add_argument("--name", help="only blueprints with exactly this name (default: any)")
+    listing.add_argument(
+        "--archived", action="store_true", help="list archived blueprints too (default: not)"
+    )
     add_paging(listing)
     listing.set_defaults(run=remote(list_blueprints))
 
     show = sub.add_parser("show", parents=[options], help="one blueprint with its steps")
     show.add_argument("blueprint_id", metavar="ID")
     show.set_defaults(run=remote(show_blueprint))
+
+    archive = sub.add_parser(
+        "archive",
+        parents=[options],
+        help="archive a blueprint: it leaves lists and cannot be triggered; its executions run on",
+    )
+    archive.add_argument("blueprint_id", metavar="ID")
+    archive.set_defaults(run=remote(archive_blueprint))
 
 
 def read_body(path: str) -> dict[str, Any]:
@@ -70,9 +82,18 @@ def create_blueprint(client: Client, args: argparse.Namespace) -> int:
 
 
 def list_blueprints(client: Client, args: argparse.Namespace) -> int:
-    """``flowyard blueprints list``: newest first."""
-    page = fetch(args, client.workflows.list_blueprints, client.workflows.iter_blueprints)
-    print_page(args, "blueprints", page, LIST_COLUMNS, _row)
+    """``flowyard blueprints list [--name NAME] [--archived]``: newest first."""
+    page = fetch(
+        args,
+        client.workflows.list_blueprints,
+        client.workflows.iter_blueprints,
+        name=args.name,
+        archived=args.archived,
+    )
+    if args.archived:  # only then can a row be archived
+        print_page(args, "blueprints", page, (*LIST_COLUMNS, "archived_at"), _archived_row)
+    else:
+        print_page(args, "blueprints", page, LIST_COLUMNS, _row)
     return 0
 
 
@@ -80,9 +101,18 @@ def _row(blueprint: BlueprintSummary) -> list[object]:
     return [blueprint.id, blueprint.name, cell(blueprint.description), blueprint.created_at]
 
 
+def _archived_row(blueprint: BlueprintSummary) -> list[object]:
+    return [*_row(blueprint), blueprint.archived_at]
+
+
 def show_blueprint(client: Client, args: argparse.Namespace) -> int:
     """``flowyard blueprints show``: its fields and a table of its steps."""
     return _show(args, client.workflows.get_blueprint(args.blueprint_id))
+
+
+def archive_blueprint(client: Client, args: argparse.Namespace) -> int:
+    """``flowyard blueprints archive``: the blueprint, now with its ``archived_at``."""
+    return _show(args, client.workflows.archive_blueprint(args.blueprint_id))
 
 
 def _show(args: argparse.Namespace, blueprint: Blueprint) -> int:
@@ -96,6 +126,7 @@ def _show(args: argparse.Namespace, blueprint: Blueprint) -> int:
             ("description", blueprint.description),
             ("max_duration_sec", blueprint.max_duration_sec),
             ("created_at", blueprint.created_at),
+            ("archived_at", blueprint.archived_at),
         ]
     )
     print()

@@ -50,15 +50,29 @@ class Workflows(Namespace[Mode]):
         return Call("GET", path, returns(Blueprint))
 
     @endpoint
+    def archive_blueprint(self, blueprint_id: str) -> Call[Blueprint]:
+        """Archive a blueprint: it leaves lists and cannot be triggered (409); its executions
+        run on. Archiving it again answers the same."""
+        path = f"/infra/workflows/blueprints/{segment(blueprint_id)}"
+        return Call("DELETE", path, returns(Blueprint))
+
+    @endpoint
     def list_blueprints(
-        self, *, limit: int = 25, cursor: str | None = None
+        self,
+        *,
+        name: str | None = None,
+        archived: bool = False,
+        limit: int = 25,
+        cursor: str | None = None,
     ) -> Call[Page[BlueprintSummary]]:
-        """One page of blueprints, newest first."""
+        """One page of blueprints, newest first: those named exactly ``name`` when given, and
+        archived ones too with ``archived=True``."""
+        params = query(name=name, archived="true" if archived else None, limit=limit, cursor=cursor)
         parse = returns_page("blueprints", BlueprintSummary)
-        return Call("GET", "/infra/workflows/blueprints", parse, query(limit=limit, cursor=cursor))
+        return Call("GET", "/infra/workflows/blueprints", parse, params)
 
     iter_blueprints = paginate(list_blueprints)
-    """Every blueprint, newest first."""
+    """Every blueprint that matches, newest first."""
 
     @endpoint
     def trigger(

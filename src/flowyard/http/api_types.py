@@ -177,6 +177,7 @@ class Blueprint(View, frozen=True):
     steps: list[Step]
     max_duration_sec: int
     created_at: Timestamp
+    archived_at: Annotated[Timestamp | None, Meta(description="null while it is live")]
 
 
 class BlueprintSummary(View, frozen=True):
@@ -186,6 +187,7 @@ class BlueprintSummary(View, frozen=True):
     name: str
     description: str | None
     created_at: Timestamp
+    archived_at: Timestamp | None
 
 
 class BlueprintList(View, frozen=True):

@@ -8,13 +8,17 @@ from starlette.requests import Request
 
 from flowyard.errors import Invalid, PayloadTooLarge, UnsupportedMediaType, invalid_field
 from flowyard.http.headers import header
+from flowyard.http.unknown_fields import unknown_fields
 
 T = TypeVar("T")
 
 MAX_BODY_BYTES = 1024 * 1024
+MAX_DETAILS = 100
+"""At most this many ``details`` for one body: a mebibyte of unknown fields answers 100."""
 _PATH = re.compile(r"^(?P<message>.*) - at `(?P<path>\$[^`]*)`$", re.DOTALL)
 _MISSING = re.compile(r"^Object missing required field `(?P<field>[^`]+)`$")
 _INTEGER = re.compile(r"^-?[0-9]{1,18}\Z")
+_UNKNOWN = "Object contains unknown field"
 
 
 async def read_body(request: Request) -> bytes:
@@ -45,7 +49,11 @@ async def read_body(request: Request) -> bytes:
 
 
 def decode(body: bytes, kind: type[T]) -> T:
-    """Decode JSON into ``kind``; a malformed body or a bad field is a 400 naming the field."""
+    """Decode JSON into ``kind``; a malformed body or a bad field is a 400 naming the field.
+
+    msgspec stops at the first problem; every unknown field is named (``details`` lists each),
+    then the first other problem, if that is what stopped msgspec.
+    """
     try:
         return msgspec.json.decode(body, type=kind, strict=True)
     except msgspec.ValidationError as exc:
@@ -54,11 +62,28 @@ def decode(body: bytes, kind: type[T]) -> T:
         missing = _MISSING.match(message)
         if missing:  # name the missing field itself, not the object that lacks it
             path = f"{path}.{missing['field']}"
-        raise Invalid(f"{path}: {message}", [{"path": path, "message": message}]) from None
+        problems = unknown_fields(body, kind)
+        if not message.startswith(_UNKNOWN) or not problems:
+            problems.append({"path": path, "message": message})
+        first = problems[0]
+        more = _more(len(problems) - 1)
+        # The message counts them all; the details stop where no reader would go on.
+        details = problems[:MAX_DETAILS]
+        raise Invalid(f"{first['path']}: {first['message']}{more}", details) from None
     except msgspec.DecodeError as exc:
         raise Invalid(f"the body is not valid JSON: {exc}") from None
     except RecursionError:
         raise Invalid("the body is nested too deeply") from None
+
+
+def _more(count: int) -> str:
+    if count == 0:
+        return ""
+    return f" (and {count} more problem{'s' if count > 1 else ''})"
+
+
+class NoFields(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The body of an action that takes no fields: none at all, or ``{}``."""
 
 
 async def read_json(request: Request, kind: type[T], *, optional: bool = False) -> T:
@@ -69,6 +94,11 @@ async def read_json(request: Request, kind: type[T], *, optional: bool = False) 
             raise Invalid("a JSON body is required")
         body = b"{}"
     return decode(body, kind)
+
+
+async def read_no_fields(request: Request) -> None:
+    """Refuse a body with any field (400) on a route that takes none, or a non-JSON one."""
+    await read_json(request, NoFields, optional=True)
 
 
 def query_int(request: Request, name: str, default: int, low: int, high: int) -> int:

@@ -16,6 +16,7 @@ from msgspec import Meta
 
 from flowyard import __version__
 from flowyard.http import api_types as api
+from flowyard.http.body import NoFields
 from flowyard.http.routes_admin import KeyBody, ProjectBody, ProjectPatch
 from flowyard.http.routes_workflows import ResumeBody, TriggerBody
 from flowyard.http.schemas import (
@@ -100,7 +101,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/infra/jobs/signing-secret", "Read the push-signing secret",
               api.SigningSecret, _J, billed=True),
     Operation("POST", "/infra/jobs/signing-secret/rotate", "Replace the push-signing secret",
-              api.SigningSecret, _J, billed=True),
+              api.SigningSecret, _J, body=NoFields, body_optional=True, billed=True),
     Operation("POST", "/infra/jobs/claim", "Claim pull jobs (long-polls with wait_seconds)",
               list[api.ClaimedJob], _J, body=ClaimBody),
     Operation("GET", "/infra/jobs/{job_id}", "Read a job", api.Job, _JR, billed=True),
@@ -109,9 +110,9 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("DELETE", "/infra/jobs/{job_id}", "Cancel a job", api.Job, _J, errors=(409,),
               billed=True),
     Operation("POST", "/infra/jobs/{job_id}/trigger", "Fire a scheduled job now", api.Job, _J,
-              status=202, errors=(409,), billed=True),
+              body=NoFields, body_optional=True, status=202, errors=(409,), billed=True),
     Operation("POST", "/infra/jobs/{job_id}/retry", "Retry a failed job", api.Job, _J,
-              errors=(409,), billed=True),
+              body=NoFields, body_optional=True, errors=(409,), billed=True),
     Operation("GET", "/infra/jobs/{job_id}/runs", "List a job's runs, newest first",
               api.RunList, _JR, query=PAGE, billed=True),
     Operation("POST", "/infra/jobs/{job_id}/ack", "Report a claimed job's outcome", api.Job, _J,
@@ -136,9 +137,16 @@ OPERATIONS: tuple[Operation, ...] = (
               body=BlueprintSpec, billed=True,
               makes=("/infra/workflows/blueprints/{id}", "/id")),
     Operation("GET", "/infra/workflows/blueprints", "List blueprints, newest first",
-              api.BlueprintList, _WR, query=PAGE, billed=True),
+              api.BlueprintList, _WR, billed=True,
+              query=(Param("name", _text(1, 256), "only blueprints with exactly this name"),
+                     Param("archived", Literal["true", "false"],
+                           "`true` lists archived blueprints too", default="false"), *PAGE)),
     Operation("GET", "/infra/workflows/blueprints/{id}", "Read a blueprint", api.Blueprint, _WR,
               billed=True),
+    Operation("DELETE", "/infra/workflows/blueprints/{id}", "Archive a blueprint",
+              api.Blueprint, _W, billed=True,
+              description="It leaves lists (unless `?archived=true`) and a trigger of it is "
+              "409; its executions run on. Archiving it again answers the same."),
     Operation("POST", "/infra/workflows/blueprints/{id}/trigger", "Start an execution",
               api.ExecutionStarted, _W, body=TriggerBody, body_optional=True, errors=(409,),
               billed=True, makes=("/infra/workflows/executions/{id}", "/execution_id")),
@@ -152,9 +160,9 @@ OPERATIONS: tuple[Operation, ...] = (
               "List an execution's events, oldest first", api.EventList, _WR, billed=True,
               query=(replace(LIMIT, default=100), CURSOR)),
     Operation("POST", "/infra/workflows/executions/{id}/cancel", "Cancel an execution",
-              api.Cancelled, _W, errors=(409,), billed=True),
+              api.Cancelled, _W, body=NoFields, body_optional=True, errors=(409,), billed=True),
     Operation("POST", "/infra/workflows/executions/{id}/pause", "Pause an execution",
-              api.Paused, _W, errors=(409,), billed=True),
+              api.Paused, _W, body=NoFields, body_optional=True, errors=(409,), billed=True),
     Operation("POST", "/infra/workflows/executions/{id}/resume", "Resume an execution",
               api.Resumed, _W, body=ResumeBody, body_optional=True, errors=(409,), billed=True),
     # tokens

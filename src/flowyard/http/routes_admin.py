@@ -45,13 +45,13 @@ TokenAmount = Annotated[
 ]
 
 
-class ProjectBody(msgspec.Struct, frozen=True, kw_only=True):
+class ProjectBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``POST /admin/projects``."""
 
     name: Annotated[str, Meta(min_length=1, max_length=256)]
 
 
-class ProjectPatch(msgspec.Struct, frozen=True, kw_only=True):
+class ProjectPatch(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``PATCH /admin/projects/{id}``: any of the two settings; null removes a limit."""
 
     rate_limit_rps: Annotated[float, Meta(gt=0, le=1_000_000)] | None | msgspec.UnsetType = (
@@ -60,7 +60,7 @@ class ProjectPatch(msgspec.Struct, frozen=True, kw_only=True):
     token_balance: TokenAmount | msgspec.UnsetType = msgspec.UNSET
 
 
-class KeyBody(msgspec.Struct, frozen=True, kw_only=True):
+class KeyBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``POST /admin/keys``."""
 
     project_id: Annotated[str, Meta(min_length=1, max_length=256)]

@@ -9,7 +9,7 @@ from starlette.routing import Route
 from flowyard.actors.dispatcher import Outcome
 from flowyard.billing import JOB_WRITE
 from flowyard.errors import NotFound
-from flowyard.http.body import query_choice, query_int, query_str, read_json
+from flowyard.http.body import query_choice, query_int, query_str, read_json, read_no_fields
 from flowyard.http.context import caller, charge_read, context_of
 from flowyard.http.respond import json_response
 from flowyard.http.schemas import (
@@ -83,13 +83,17 @@ async def cancel_job(request: Request) -> Response:
 
 async def trigger_job(request: Request) -> Response:
     runtime, key = await caller(request, "jobs:write")
-    job = await runtime.jobs.trigger(key.project_id, request.path_params["job_id"])
+    job = await runtime.jobs.require(key.project_id, request.path_params["job_id"])
+    await read_no_fields(request)
+    job = await runtime.jobs.trigger(key.project_id, job.id)
     return json_response(job_view(job), 202)
 
 
 async def retry_job(request: Request) -> Response:
     runtime, key = await caller(request, "jobs:write")
-    job = await runtime.jobs.retry(key.project_id, request.path_params["job_id"])
+    job = await runtime.jobs.require(key.project_id, request.path_params["job_id"])
+    await read_no_fields(request)
+    job = await runtime.jobs.retry(key.project_id, job.id)
     return json_response(job_view(job))
 
 
@@ -169,6 +173,7 @@ async def get_signing_secret(request: Request) -> Response:
 
 async def rotate_signing_secret(request: Request) -> Response:
     runtime, key = await caller(request, "jobs:write")
+    await read_no_fields(request)
     secret = new_signing_secret()
     with runtime.accounts.paying(key.project_id, JOB_WRITE, "infra/jobs"):
         await runtime.db.commit([set_signing_secret(key.project_id, secret)])

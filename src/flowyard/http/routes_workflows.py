@@ -10,7 +10,7 @@ from starlette.routing import Route
 
 from flowyard.clock import rfc3339
 from flowyard.errors import NotFound
-from flowyard.http.body import query_choice, query_int, query_str, read_json
+from flowyard.http.body import query_choice, query_int, query_str, read_json, read_no_fields
 from flowyard.http.context import caller, charge_read
 from flowyard.http.respond import json_response
 from flowyard.storage import workflows as store
@@ -26,16 +26,17 @@ from flowyard.workflows.state import (
 )
 
 STATUSES = frozenset(s.value for s in ExecutionStatus)
+BOOLEANS = frozenset({"true", "false"})
 
 
-class TriggerBody(msgspec.Struct, frozen=True, kw_only=True):
+class TriggerBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``POST /infra/workflows/blueprints/{id}/trigger``."""
 
     input_data: dict[str, Any] = {}
     idempotency_key: Annotated[str, Meta(min_length=1, max_length=128)] | None = None
 
 
-class ResumeBody(msgspec.Struct, frozen=True, kw_only=True):
+class ResumeBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``POST /infra/workflows/executions/{id}/resume``."""
 
     step_id: Annotated[str, Meta(min_length=1, max_length=128)] | None = None
@@ -53,6 +54,7 @@ def blueprint_view(blueprint: Blueprint) -> dict[str, Any]:
         "steps": blueprint.steps,
         "max_duration_sec": blueprint.max_duration_sec,
         "created_at": rfc3339(blueprint.created_at),
+        "archived_at": rfc3339(blueprint.archived_at),
     }
 
 
@@ -92,13 +94,19 @@ def execution_view(state: ExecutionState) -> dict[str, Any]:
 
 
 def event_view(seq: int, event: Event) -> dict[str, Any]:
-    """One event of the log."""
+    """One event of the log. The log keeps times as epoch milliseconds (``replay`` reads them
+    back), so the ``deadline_at`` of ``resumed`` and ``timed_out`` is shown here in RFC 3339,
+    like every other time of the API, whenever the event was written."""
+    data = event.data
+    deadline = data.get("deadline_at")
+    if isinstance(deadline, int):
+        data = {**data, "deadline_at": rfc3339(deadline)}
     return {
         "seq": seq,
         "at": rfc3339(event.at),
         "type": event.type,
         "step_id": event.step_id,
-        "data": event.data,
+        "data": data,
     }
 
 
@@ -114,6 +122,8 @@ async def list_blueprints(request: Request) -> Response:
     blueprints, next_cursor = await store.list_blueprints(
         runtime.db,
         key.project_id,
+        name=query_str(request, "name", 256),
+        archived=query_choice(request, "archived", BOOLEANS) == "true",
         cursor=query_str(request, "cursor", 512),
         limit=query_int(request, "limit", 25, 1, 100),
     )
@@ -123,6 +133,7 @@ async def list_blueprints(request: Request) -> Response:
             "name": b.name,
             "description": b.description,
             "created_at": rfc3339(b.created_at),
+            "archived_at": rfc3339(b.archived_at),
         }
         for b in blueprints
     ]
@@ -134,6 +145,12 @@ async def get_blueprint(request: Request) -> Response:
     runtime, key = await caller(request, "workflows:read")
     blueprint = await runtime.workflows.blueprint(key.project_id, request.path_params["id"])
     charge_read(request, runtime, key.project_id)
+    return json_response(blueprint_view(blueprint))
+
+
+async def archive_blueprint(request: Request) -> Response:
+    runtime, key = await caller(request, "workflows:write")
+    blueprint = await runtime.workflows.archive_blueprint(key.project_id, request.path_params["id"])
     return json_response(blueprint_view(blueprint))
 
 
@@ -203,6 +220,7 @@ async def list_events(request: Request) -> Response:
 
 async def cancel(request: Request) -> Response:
     runtime, state = await _execution(request, "workflows:write")
+    await read_no_fields(request)
     new = await runtime.workflows.command(state.project_id, state.id, CancelExecution())
     return json_response(
         {"id": new.id, "status": new.status, "cancelled_at": rfc3339(new.cancelled_at)}
@@ -211,6 +229,7 @@ async def cancel(request: Request) -> Response:
 
 async def pause(request: Request) -> Response:
     runtime, state = await _execution(request, "workflows:write")
+    await read_no_fields(request)
     new = await runtime.workflows.command(state.project_id, state.id, PauseExecution())
     return json_response({"id": new.id, "status": new.status, "paused_at": rfc3339(new.paused_at)})
 
@@ -235,6 +254,7 @@ routes = [
     Route("/infra/workflows/blueprints", create_blueprint, methods=["POST"]),
     Route("/infra/workflows/blueprints", list_blueprints, methods=["GET"]),
     Route("/infra/workflows/blueprints/{id}", get_blueprint, methods=["GET"]),
+    Route("/infra/workflows/blueprints/{id}", archive_blueprint, methods=["DELETE"]),
     Route("/infra/workflows/blueprints/{id}/trigger", trigger, methods=["POST"]),
     Route("/infra/workflows/executions", list_executions, methods=["GET"]),
     Route("/infra/workflows/executions/{id}", get_execution, methods=["GET"]),

@@ -9,13 +9,13 @@ from flowyard.jobs.model import null
 from flowyard.jobs.spec import JobSpec
 
 
-class BatchBody(msgspec.Struct, frozen=True):
+class BatchBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """``POST /infra/jobs/batch``."""
 
     jobs: Annotated[list[JobSpec], Meta(min_length=1, max_length=100)]
 
 
-class ClaimBody(msgspec.Struct, frozen=True, kw_only=True):
+class ClaimBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``POST /infra/jobs/claim``."""
 
     queue: Annotated[str, Meta(min_length=1, max_length=128)]
@@ -24,7 +24,7 @@ class ClaimBody(msgspec.Struct, frozen=True, kw_only=True):
     wait_seconds: Annotated[float, Meta(ge=0, le=20)] = 0
 
 
-class AckBody(msgspec.Struct, frozen=True, kw_only=True):
+class AckBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``POST /infra/jobs/{id}/ack``: a worker's outcome."""
 
     status: Literal["completed", "failed"]
@@ -34,14 +34,14 @@ class AckBody(msgspec.Struct, frozen=True, kw_only=True):
     retryable: bool = True
 
 
-class HeartbeatBody(msgspec.Struct, frozen=True, kw_only=True):
+class HeartbeatBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``POST /infra/jobs/{id}/heartbeat``."""
 
     claim_token: Annotated[str, Meta(min_length=1, max_length=256)]
     visibility_timeout: Annotated[int, Meta(ge=1, le=43_200)] = 30
 
 
-class CallbackBody(msgspec.Struct, frozen=True, kw_only=True):
+class CallbackBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """What a handler that answered 202 posts to its callback URL."""
 
     status: Literal["completed", "failed"]
@@ -49,7 +49,7 @@ class CallbackBody(msgspec.Struct, frozen=True, kw_only=True):
     error: Any = None
 
 
-class QueueBody(msgspec.Struct, frozen=True, kw_only=True):
+class QueueBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``PUT /infra/queues/{name}``: any of the three settings; null clears a limit."""
 
     concurrency: Annotated[int, Meta(ge=1, le=10_000)] | None | msgspec.UnsetType = msgspec.UNSET

@@ -23,30 +23,40 @@ def null() -> Raw:
 QueueName = Annotated[str, Meta(min_length=1, max_length=128)]
 
 
-class Immediate(msgspec.Struct, frozen=True, tag="immediate", tag_field="type"):
+class Immediate(
+    msgspec.Struct, frozen=True, tag="immediate", tag_field="type", forbid_unknown_fields=True
+):
     """POST to the handler now."""
 
 
-class Delayed(msgspec.Struct, frozen=True, tag="delayed", tag_field="type"):
+class Delayed(
+    msgspec.Struct, frozen=True, tag="delayed", tag_field="type", forbid_unknown_fields=True
+):
     """POST to the handler after ``delay_seconds``."""
 
     delay_seconds: Annotated[int, Meta(ge=0, le=2_592_000)]
 
 
-class Scheduled(msgspec.Struct, frozen=True, tag="scheduled", tag_field="type"):
+class Scheduled(
+    msgspec.Struct, frozen=True, tag="scheduled", tag_field="type", forbid_unknown_fields=True
+):
     """POST to the handler at every fire of a 5-field cron expression."""
 
     schedule: Annotated[str, Meta(min_length=1, max_length=256)]
     timezone: Annotated[str, Meta(min_length=1, max_length=64)] = "UTC"
 
 
-class PushQueue(msgspec.Struct, frozen=True, tag="queue", tag_field="type"):
+class PushQueue(
+    msgspec.Struct, frozen=True, tag="queue", tag_field="type", forbid_unknown_fields=True
+):
     """POST to the handler through a named queue's concurrency and rate limits."""
 
     queue: QueueName
 
 
-class PullQueue(msgspec.Struct, frozen=True, tag="pull", tag_field="type"):
+class PullQueue(
+    msgspec.Struct, frozen=True, tag="pull", tag_field="type", forbid_unknown_fields=True
+):
     """No handler: a worker claims the job from the named queue."""
 
     queue: QueueName

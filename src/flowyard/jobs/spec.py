@@ -16,7 +16,7 @@ MAX_PAYLOAD_BYTES = 256 * 1024
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-class JobOptions(msgspec.Struct, frozen=True, kw_only=True):
+class JobOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """A job create body without payload and idempotency_key (a workflow step's job_trigger)."""
 
     trigger: Trigger
@@ -42,7 +42,7 @@ class JobSpec(JobOptions, frozen=True, kw_only=True):
     idempotency_key: Annotated[str, Meta(min_length=1, max_length=128)] | None = None
 
 
-class TriggerPatch(msgspec.Struct, frozen=True, kw_only=True):
+class TriggerPatch(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The trigger fields a PATCH may change."""
 
     schedule: Annotated[str, Meta(min_length=1, max_length=256)] | None = None
@@ -50,7 +50,7 @@ class TriggerPatch(msgspec.Struct, frozen=True, kw_only=True):
     delay_seconds: Annotated[int, Meta(ge=0, le=2_592_000)] | None = None
 
 
-class JobPatch(msgspec.Struct, frozen=True, kw_only=True):
+class JobPatch(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The body of ``PATCH /infra/jobs/{id}``."""
 
     handler: str | None = None

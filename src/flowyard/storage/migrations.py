@@ -95,6 +95,12 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (project_id, day, family)
     ) WITHOUT ROWID;
     """,
+    """
+    ALTER TABLE blueprints ADD COLUMN name TEXT;
+    ALTER TABLE blueprints ADD COLUMN archived_at INTEGER;
+    UPDATE blueprints SET name = json_extract(CAST(doc AS TEXT), '$.name');
+    CREATE INDEX blueprints_by_name ON blueprints(project_id, name, seq);
+    """,
 ]
 
 

@@ -21,6 +21,7 @@ class Blueprint(msgspec.Struct, frozen=True, kw_only=True):
     steps: list[Step]
     max_duration_sec: int = 86_400
     created_at: int = 0
+    archived_at: int | None = None
 
 
 _blueprint_decoder = msgspec.json.Decoder(Blueprint)
@@ -38,8 +39,16 @@ _INSERT_EVENT = "INSERT OR REPLACE INTO events (execution_id, seq, doc) VALUES (
 def put_blueprint(blueprint: Blueprint) -> Op:
     """Insert a blueprint."""
     return (
-        "INSERT INTO blueprints (id, project_id, doc) VALUES (?, ?, ?)",
-        (blueprint.id, blueprint.project_id, encode(blueprint)),
+        "INSERT INTO blueprints (id, project_id, name, doc) VALUES (?, ?, ?, ?)",
+        (blueprint.id, blueprint.project_id, blueprint.name, encode(blueprint)),
+    )
+
+
+def archive_blueprint(blueprint: Blueprint) -> Op:
+    """Record that a blueprint was archived (``archived_at`` set): lists leave it out."""
+    return (
+        "UPDATE blueprints SET archived_at = ?, doc = ? WHERE id = ?",
+        (blueprint.archived_at, encode(blueprint), blueprint.id),
     )
 
 
@@ -79,14 +88,27 @@ async def get_blueprint_by_id(db: Database, blueprint_id: str) -> Blueprint | No
 
 
 async def list_blueprints(
-    db: Database, project_id: str, *, cursor: str | None, limit: int
+    db: Database,
+    project_id: str,
+    *,
+    name: str | None = None,
+    archived: bool = False,
+    cursor: str | None,
+    limit: int,
 ) -> tuple[list[Blueprint], str | None]:
-    """A page of the project's blueprints, newest first."""
+    """A page of the project's blueprints, newest first: only live ones unless ``archived``,
+    only those called ``name`` when given."""
     before = decode_cursor(db.cursor_key, "blueprints", cursor)
+    where = ["project_id = ?", "seq < ?"]
+    params: list[object] = [project_id, before if before is not None else 2**62]
+    if name is not None:
+        where.append("name = ?")
+        params.append(name)
+    if not archived:
+        where.append("archived_at IS NULL")
     rows = await db.fetchall(
-        "SELECT seq, doc FROM blueprints WHERE project_id = ? AND seq < ?"
-        " ORDER BY seq DESC LIMIT ?",
-        (project_id, before if before is not None else 2**62, limit + 1),
+        f"SELECT seq, doc FROM blueprints WHERE {' AND '.join(where)} ORDER BY seq DESC LIMIT ?",
+        (*params, limit + 1),
     )
     return page(db.cursor_key, "blueprints", rows, limit, _blueprint_decoder.decode)
 

@@ -25,7 +25,7 @@ StepJob = JobOptions
 """A step's ``job_trigger``: the job create body without payload and idempotency_key."""
 
 
-class Step(msgspec.Struct, frozen=True, kw_only=True):
+class Step(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """One step of a blueprint."""
 
     id: StepId
@@ -35,7 +35,7 @@ class Step(msgspec.Struct, frozen=True, kw_only=True):
     catch: str | None = None
 
 
-class BlueprintSpec(msgspec.Struct, frozen=True, kw_only=True):
+class BlueprintSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The body of ``POST /infra/workflows/blueprints``."""
 
     name: Annotated[str, Meta(min_length=1, max_length=256)]
