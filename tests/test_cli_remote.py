@@ -192,7 +192,8 @@ def test_blueprints_create_reports_bad_files_and_invalid_bodies(cli: Cli, tmp_pa
     assert refused.returncode == 1 and refused.stdout == ""
     first, *details = refused.stderr.splitlines()
     assert first.startswith("flowyard: bad_request: ")
-    assert any(line.startswith("  $.steps[0].depends_on[0]: ") for line in details), details
+    assert any("$.steps[0].depends_on[0]: " in line for line in (first, *details)), details
+    assert refused.stderr.count("$.steps[0].depends_on[0]: ") == 1  # said once
     assert "Traceback" not in refused.stderr
     assert cli.json("blueprints", "list")["blueprints"] == []  # nothing was created
 
@@ -490,6 +491,30 @@ def test_worker_refuses_a_bad_target(cli: Cli, tmp_path: Path, target: str, mess
     assert done.returncode == 2, done.stderr
     assert done.stderr.splitlines()[-1].startswith(f"flowyard: {message}")
     assert "Traceback" not in done.stderr
+
+
+def test_worker_without_a_key_exits_2_at_once(cli: Cli, tmp_path: Path) -> None:
+    (tmp_path / "handlers.py").write_text(HANDLERS)
+    done = cli("worker", "handlers:worker", env=clean_env(FLOWYARD_URL=cli.url))
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == "flowyard: no API key: pass --api-key or set FLOWYARD_API_KEY\n"
+    (tmp_path / "keyed.py").write_text(HANDLERS.replace("Worker(", f"Worker(api_key={cli.key!r}, "))
+    with cli.client() as client:
+        job = client.jobs.create({"trigger": {"type": "pull", "queue": "cli-work"}})
+    # A Worker with a key of its own needs none from the command line: it claims the job.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flowyard", "worker", "keyed:worker"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=tmp_path,
+        env=clean_env(FLOWYARD_URL=cli.url),
+    )
+    try:
+        with cli.client() as client:
+            wait_until(lambda: client.jobs.get(job.id).status != "pending", "the job was claimed")
+    finally:
+        proc.kill()
+        proc.wait(10)
 
 
 def test_worker_exits_1_when_its_claims_are_refused(cli: Cli, tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
     listing.set_defaults(run=remote(list_blueprints))
 
     show = sub.add_parser("show", parents=[options], help="one blueprint with its steps")
-    show.add_argument("blueprint_id", metavar="ID")
+    show.add_argument("blueprint_id", metavar="ID", help="the blueprint's id (wf_...)")
     show.set_defaults(run=remote(show_blueprint))
 
 

@@ -4,7 +4,7 @@ import argparse
 import json
 from typing import Any, get_args
 
-from flowyard.cli.common import print_table
+from flowyard.cli.common import described, print_table
 from flowyard.cli.display import cell, error_text, print_fields, print_json, print_record
 from flowyard.cli.remote import add_paging, fetch, print_page, remote, remote_options
 from flowyard.client import UNSET, Client
@@ -21,14 +21,22 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
     options = remote_options()
 
     listing = sub.add_parser("list", parents=[options], help="executions, newest first")
-    listing.add_argument("--blueprint-id", help="only this blueprint's executions")
-    listing.add_argument("--status", choices=get_args(ExecutionStatusName))
+    listing.add_argument(
+        "--blueprint-id", help=described("only this blueprint's executions", "every blueprint")
+    )
+    listing.add_argument(
+        "--status",
+        choices=get_args(ExecutionStatusName),
+        help=described("only executions in this status", "any status"),
+    )
     add_paging(listing)
     listing.set_defaults(run=remote(list_executions))
 
     show = sub.add_parser("show", parents=[options], help="one execution and its steps")
-    show.add_argument("execution_id", metavar="ID")
-    show.add_argument("--events", action="store_true", help="also print its event log")
+    show.add_argument("execution_id", metavar="ID", help="the execution's id (wfexec_...)")
+    show.add_argument(
+        "--events", action="store_true", help=described("also print its event log", "off")
+    )
     show.set_defaults(run=remote(show_execution))
 
     for name, command, what in (
@@ -36,7 +44,7 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
         ("pause", pause, "pause a running execution: nothing new is queued until resumed"),
     ):
         control = sub.add_parser(name, parents=[options], help=what)
-        control.add_argument("execution_id", metavar="ID")
+        control.add_argument("execution_id", metavar="ID", help="the execution's id (wfexec_...)")
         control.set_defaults(run=remote(command))
 
     resume_parser = sub.add_parser(
@@ -44,16 +52,21 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
         parents=[options],
         help="resume an execution, retry one step, or complete a step by hand",
     )
-    resume_parser.add_argument("execution_id", metavar="ID")
-    resume_parser.add_argument("--step", help="the step to run again (or to complete)")
+    resume_parser.add_argument("execution_id", metavar="ID", help="the execution's id")
+    resume_parser.add_argument(
+        "--step",
+        help=described("the step to run again (or to complete)", "the whole execution goes on"),
+    )
     resume_parser.add_argument(
         "--override-output",
         type=json_value,
         default=UNSET,
         metavar="JSON",
-        help="complete --step with this output (a JSON value) instead of running it",
+        help=described(
+            "complete --step with this output (a JSON value) instead of running it", "run it"
+        ),
     )
-    resume_parser.add_argument("--reason", help="kept in the event log")
+    resume_parser.add_argument("--reason", help=described("kept in the event log", "no reason"))
     resume_parser.set_defaults(run=remote(resume))
 
 

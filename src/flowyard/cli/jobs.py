@@ -3,7 +3,7 @@
 import argparse
 from typing import get_args
 
-from flowyard.cli.common import print_table
+from flowyard.cli.common import described, print_table
 from flowyard.cli.display import cell, note, print_fields, print_json, shorten, trigger_text
 from flowyard.cli.remote import add_paging, fetch, print_page, remote, remote_options
 from flowyard.client import Client
@@ -30,14 +30,22 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
     options = remote_options()
 
     listing = sub.add_parser("list", parents=[options], help="jobs, newest first")
-    listing.add_argument("--status", choices=get_args(JobStatusName))
-    listing.add_argument("--trigger-type", choices=get_args(TriggerName))
-    listing.add_argument("--queue", help="only the jobs of this queue")
+    listing.add_argument(
+        "--status",
+        choices=get_args(JobStatusName),
+        help=described("only jobs in this status", "any status"),
+    )
+    listing.add_argument(
+        "--trigger-type",
+        choices=get_args(TriggerName),
+        help=described("only jobs with this trigger", "any trigger"),
+    )
+    listing.add_argument("--queue", help=described("only the jobs of this queue", "any queue"))
     add_paging(listing)
     listing.set_defaults(run=remote(list_jobs))
 
     show = sub.add_parser("show", parents=[options], help="one job with its runs")
-    show.add_argument("job_id", metavar="ID")
+    show.add_argument("job_id", metavar="ID", help="the job's id (job_...)")
     show.set_defaults(run=remote(show_job))
 
 
