@@ -1,17 +1,25 @@
 """``flowyard executions list|show|cancel|pause|resume``: workflow executions on a server."""
 
 import argparse
-import json
 from typing import Any, get_args
 
 from flowyard.cli.common import described, print_table
-from flowyard.cli.display import cell, error_text, print_fields, print_json, print_record
+from flowyard.cli.display import (
+    OUTPUT_WIDTH,
+    cell,
+    error_text,
+    json_value,
+    print_fields,
+    print_json,
+    print_record,
+)
 from flowyard.cli.remote import add_paging, fetch, print_page, remote, remote_options
 from flowyard.client import UNSET, Client
 from flowyard.client.models import Execution, ExecutionStatusName
 
 LIST_COLUMNS = ("id", "blueprint_id", "status", "steps", "started_at", "completed_at", "error")
-STEP_COLUMNS = ("step_id", "status", "attempt", "job_id", "error", "caught_by")
+STEP_COLUMNS = ("step_id", "status", "attempt", "job_id", "caught_by")
+DETAIL_COLUMNS = ("step_id", "field", "value")
 EVENT_COLUMNS = ("seq", "at", "type", "step_id", "data")
 
 
@@ -70,14 +78,6 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
     resume_parser.set_defaults(run=remote(resume))
 
 
-def json_value(text: str) -> Any:
-    """An option's value parsed as JSON (argparse reports the error, exit status 2)."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from None
-
-
 def _row(execution: Execution) -> list[object]:
     done = sum(step.status == "completed" for step in execution.steps)
     return [
@@ -109,15 +109,31 @@ def show_execution(client: Client, args: argparse.Namespace) -> int:
     its whole event log (``--json``: ``{"execution", "events"}``)."""
     execution = client.workflows.get_execution(args.execution_id)
     events = list(client.workflows.iter_events(execution.id)) if args.events else None
-    if args.json:
-        print_json(execution if events is None else {"execution": execution, "events": events})
+    if args.json and events is not None:
+        print_json({"execution": execution, "events": events})
         return 0
+    print_execution(args, execution)
+    if events is not None:
+        print()
+        print_table(
+            EVENT_COLUMNS,
+            [[e.seq, e.at, e.type, e.step_id, cell(e.data or None)] for e in events],
+        )
+    return 0
+
+
+def print_execution(args: argparse.Namespace, execution: Execution) -> None:
+    """An execution as ``executions show`` prints it: the API's object with ``--json``, else
+    its fields, a table of its steps and one of their outputs and errors."""
+    if args.json:
+        print_json(execution)
+        return
     print_fields(
         [
             ("id", execution.id),
             ("blueprint_id", execution.blueprint_id),
             ("status", execution.status),
-            ("error", error_text(execution.error)),
+            ("error", error_text(execution.error, None)),
             ("input_data", execution.input_data),
             ("idempotency_key", execution.idempotency_key),
             ("started_at", execution.started_at),
@@ -126,28 +142,31 @@ def show_execution(client: Client, args: argparse.Namespace) -> int:
             ("paused_at", execution.paused_at),
             ("resumed_at", execution.resumed_at),
             ("deadline_at", execution.deadline_at),
-        ]
+        ],
+        uncut={"error"},
     )
     print()
     rows = [
-        [
-            step.step_id,
-            step.status,
-            step.attempt,
-            step.job_id,
-            error_text(step.error),
-            step.caught_by,
-        ]
+        [step.step_id, step.status, step.attempt, step.job_id, step.caught_by]
         for step in execution.steps
     ]
     print_table(STEP_COLUMNS, rows)
-    if events is not None:
+    details = step_details(execution)
+    if details:
         print()
-        print_table(
-            EVENT_COLUMNS,
-            [[e.seq, e.at, e.type, e.step_id, cell(e.data or None)] for e in events],
-        )
-    return 0
+        print_table(DETAIL_COLUMNS, details)
+
+
+def step_details(execution: Execution) -> list[list[object]]:
+    """A row per step output (compact JSON, cut at :data:`OUTPUT_WIDTH`) and per step error
+    (whole), in step order: what a person looks at to see how an execution went."""
+    rows: list[list[object]] = []
+    for step in execution.steps:
+        if step.status == "completed" or step.output is not None:
+            rows.append([step.step_id, "output", cell(step.output, OUTPUT_WIDTH) or "null"])
+        if step.error is not None:
+            rows.append([step.step_id, "error", error_text(step.error, None)])
+    return rows
 
 
 def cancel(client: Client, args: argparse.Namespace) -> int:

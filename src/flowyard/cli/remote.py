@@ -10,8 +10,9 @@ import httpx
 
 from flowyard.cli.common import described, env, fail, print_table
 from flowyard.cli.display import note, print_json
-from flowyard.client import Client, FlowyardAPIError, Page, RetryPolicy
+from flowyard.client import Client, ConnectionFailed, FlowyardAPIError, Page, RetryPolicy
 from flowyard.client.core import DEFAULT_URL
+from flowyard.client.errors import reason
 
 T = TypeVar("T")
 Command = Callable[[Client, argparse.Namespace], int]
@@ -100,10 +101,10 @@ def remote(command: Command) -> Callable[[argparse.Namespace], int]:
         try:
             with Client(args.url, args.api_key, retry=RETRY) as client:
                 return command(client, args)
+        except ConnectionFailed as exc:
+            fail(f"cannot reach the server at {args.url}: {reason(exc.cause)}")
         except FlowyardAPIError as exc:
             print_api_error(exc)
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            fail(f"cannot reach the server at {args.url}: {exc or type(exc).__name__}")
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             fail(f"request to {args.url} failed: {exc or type(exc).__name__}")
         except KeyboardInterrupt:
