@@ -163,7 +163,8 @@ def step_details(execution: Execution) -> list[list[object]]:
     rows: list[list[object]] = []
     for step in execution.steps:
         if step.status == "completed" or step.output is not None:
-            rows.append([step.step_id, "output", cell(step.output, OUTPUT_WIDTH) or "null"])
+            shown = "null" if step.output is None else cell(step.output, OUTPUT_WIDTH)
+            rows.append([step.step_id, "output", shown])
         if step.error is not None:
             rows.append([step.step_id, "error", error_text(step.error, None)])
     return rows
