@@ -16,6 +16,7 @@ from flowyard.client import (
     BadRequest,
     Client,
     Conflict,
+    ConnectionFailed,
     FlowyardAPIError,
     Forbidden,
     NotFound,
@@ -25,6 +26,7 @@ from flowyard.client import (
     Unauthorized,
     Unavailable,
     UnexpectedResponse,
+    WaitTimeout,
     job_spec,
 )
 from flowyard.client.core import retry_after
@@ -33,7 +35,7 @@ from flowyard.jobs.model import Delayed, PullQueue, Scheduled
 from flowyard.jobs.spec import JobOptions, JobPatch
 from flowyard.storage.projects import create_key_sync
 from flowyard.workflows.blueprint import BlueprintSpec, Step
-from tests.conftest import Handler, Service
+from tests.conftest import Handler, Service, free_port
 from tests.sdk_support import Api, close, counting_api
 
 
@@ -239,6 +241,37 @@ async def test_workflows(api: Api) -> None:
         await api.workflows.pause(started.execution_id)
     page = await api.workflows.list_executions(blueprint_id=blueprint.id, status="cancelled")
     assert [e.id for e in page.items] == [started.execution_id]
+
+
+async def test_wait_for_execution_returns_it_once_it_has_ended(api: Api) -> None:
+    only = [{"id": "only", "job_trigger": {"trigger": {"type": "pull", "queue": "wf-wait"}}}]
+    blueprint = await api.workflows.create_blueprint({"name": "wait", "steps": only})
+    started = await api.workflows.trigger(blueprint.id)
+    with pytest.raises(WaitTimeout) as raised:
+        await api.workflows.wait_for_execution(started.execution_id, timeout=0.2, interval=0.05)
+    assert isinstance(raised.value, TimeoutError)
+    assert raised.value.last.status == "running" and raised.value.last.id == started.execution_id
+    ended: list[Execution] = []
+
+    async def wait() -> None:
+        ended.append(await api.workflows.wait_for_execution(started.execution_id, timeout=20))
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(wait)
+            [job] = await api.jobs.claim("wf-wait", wait_seconds=10)
+            await api.jobs.ack(job.id, job.claim_token, result={"done": True})
+    assert [(e.status, e.result) for e in ended] == [("completed", {"only": {"done": True}})]
+    # A paused execution may go on: it is waited for; a cancelled one has ended.
+    other = await api.workflows.trigger(blueprint.id)
+    await api.workflows.pause(other.execution_id)
+    with pytest.raises(WaitTimeout):
+        await api.workflows.wait_for_execution(other.execution_id, timeout=0.2, interval=0.05)
+    await api.workflows.cancel(other.execution_id)
+    cancelled = await api.workflows.wait_for_execution(other.execution_id, timeout=5)
+    assert cancelled.status == "cancelled"
+    with pytest.raises(NotFound):
+        await api.workflows.wait_for_execution("wfexec_01JZZZZZZZZZZZZZZZZZZZZZZZ", timeout=5)
 
 
 async def test_resume_without_step_and_with_null_override(api: Api) -> None:
@@ -473,11 +506,23 @@ def test_connection_errors_are_retried() -> None:
     with Client("http://x.test", "k", transport=httpx.MockTransport(flaky), retry=retry) as client:
         assert client.jobs.signing_secret() == "s"
     assert len(attempts) == 3
-    with (
-        Client("http://127.0.0.1:9", "k", retry=RetryPolicy(max_retries=1, backoff=0.01)) as dead,
-        pytest.raises(httpx.ConnectError),
-    ):
-        dead.jobs.signing_secret()
+
+
+@pytest.mark.parametrize("sync", [True, False])
+async def test_an_unreachable_server_raises_connection_failed(sync: bool) -> None:
+    url = f"http://127.0.0.1:{free_port()}"  # nobody listens there
+    dead, _, client = counting_api(sync, url, "k", retry=RetryPolicy(max_retries=2, backoff=0.01))
+    try:
+        with pytest.raises(ConnectionFailed) as raised:
+            await dead.jobs.signing_secret()
+    finally:
+        await close(client)
+    failed = raised.value
+    assert isinstance(failed, FlowyardAPIError)
+    assert failed.url == f"{url}/infra/jobs/signing-secret"
+    assert isinstance(failed.cause, httpx.ConnectError)
+    assert failed.message.startswith(f"cannot reach {failed.url}: ")
+    assert failed.message.endswith(" s)") and "after 2 retries" in failed.message
 
 
 # --------------------------------------------------------------------------- admin

@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from flowyard import __version__
 from flowyard.cli import blueprints, demo, executions, jobs, keys, serve, worker
 
 
@@ -14,6 +15,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flowyard", description="Flowyard: DAG workflows over a job queue, in one process."
     )
+    parser.add_argument("--version", action="version", version=f"flowyard {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     for module in (serve, keys, executions, blueprints, jobs, worker, demo):
         module.register(commands)

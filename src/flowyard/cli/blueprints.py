@@ -5,8 +5,17 @@ import json
 import sys
 from typing import Any
 
-from flowyard.cli.common import fail, print_table
-from flowyard.cli.display import cell, print_fields, print_json, trigger_text
+from flowyard.cli.common import described, fail, print_table
+from flowyard.cli.display import (
+    cell,
+    json_object,
+    note,
+    print_fields,
+    print_json,
+    print_record,
+    trigger_text,
+)
+from flowyard.cli.executions import print_execution
 from flowyard.cli.remote import add_paging, fetch, print_page, remote, remote_options
 from flowyard.client import Client
 from flowyard.client.models import Blueprint, BlueprintSummary
@@ -32,8 +41,32 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
     add_paging(listing)
     listing.set_defaults(run=remote(list_blueprints))
 
+    trigger = sub.add_parser("trigger", parents=[options], help="start an execution")
+    trigger.add_argument("blueprint_id", metavar="ID", help="the blueprint's id (wf_...)")
+    trigger.add_argument(
+        "--input",
+        type=json_object,
+        default={},
+        metavar="JSON",
+        help=described("the execution's input_data, a JSON object", "{}"),
+    )
+    trigger.add_argument(
+        "--idempotency-key",
+        help=described("triggering again with this key returns the first execution", "none"),
+    )
+    trigger.add_argument(
+        "--wait",
+        type=float,
+        metavar="SECONDS",
+        help=described(
+            "wait up to SECONDS for the execution to end, print it, exit 1 unless completed",
+            "do not wait",
+        ),
+    )
+    trigger.set_defaults(run=remote(trigger_blueprint))
+
     show = sub.add_parser("show", parents=[options], help="one blueprint with its steps")
-    show.add_argument("blueprint_id", metavar="ID")
+    show.add_argument("blueprint_id", metavar="ID", help="the blueprint's id (wf_...)")
     show.set_defaults(run=remote(show_blueprint))
 
     archive = sub.add_parser(
@@ -79,6 +112,25 @@ def _create(args: argparse.Namespace) -> int:
 def create_blueprint(client: Client, args: argparse.Namespace) -> int:
     """``flowyard blueprints create``: the blueprint as the server stored it."""
     return _show(args, client.workflows.create_blueprint(args.body))
+
+
+def trigger_blueprint(client: Client, args: argparse.Namespace) -> int:
+    """``flowyard blueprints trigger``: the answer ``{execution_id, blueprint_id, status,
+    started_at}`` and whether it was a replay; with ``--wait``, the ended execution."""
+    started = client.workflows.trigger(
+        args.blueprint_id, args.input, idempotency_key=args.idempotency_key
+    )
+    if started.replayed:
+        note(f"(idempotency key {args.idempotency_key} was used before: its execution)")
+    if args.wait is None:
+        if args.json:
+            print_json(started)
+        else:
+            print_record(started)
+        return 0
+    execution = client.workflows.wait_for_execution(started.execution_id, timeout=args.wait)
+    print_execution(args, execution)
+    return 0 if execution.status == "completed" else 1
 
 
 def list_blueprints(client: Client, args: argparse.Namespace) -> int:

@@ -14,6 +14,13 @@ def env(name: str, default: str) -> str:
     return os.environ.get(f"FLOWYARD_{name.upper()}", default)
 
 
+def described(text: str, default: object, variable: str | None = None) -> str:
+    """A help line that ends naming the option's default and the ``FLOWYARD_*`` variable it
+    reads, if any: ``the SQLite file (default: ./flowyard.db; env FLOWYARD_DB)``."""
+    where = f"; env FLOWYARD_{variable.upper()}" if variable else ""
+    return f"{text} (default: {default}{where})".replace("%", "%%")  # argparse formats help
+
+
 def print_table(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
     """Left-aligned columns under a header line; empty cells show as ``-``."""
     lines = [list(columns)]

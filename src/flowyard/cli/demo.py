@@ -13,7 +13,7 @@ import sys
 
 import anyio
 
-from flowyard.cli.common import DEFAULTS, env
+from flowyard.cli.common import DEFAULTS, described, env
 from flowyard.demo.server import ServerChild, ServerFailed
 from flowyard.demo.session import Session, say
 from flowyard.storage.projects import ALL_SCOPES, create_key_sync
@@ -29,22 +29,29 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
         "--port",
         type=int,
         default=int(env("port", str(DEFAULTS.port))),
-        help="port of the server (0 picks a free one)",
+        help=described("port of the server; 0 picks a free one", DEFAULTS.port, "port"),
     )
-    demo.add_argument("--db", default=env("db", DEFAULTS.db), help="the SQLite file")
     demo.add_argument(
-        "--executions", type=_executions, default=20, help="orders to trigger (1..1000)"
+        "--db", default=env("db", DEFAULTS.db), help=described("the SQLite file", DEFAULTS.db, "db")
+    )
+    demo.add_argument(
+        "--executions",
+        type=_executions,
+        default=20,
+        help=described("orders to trigger, 1..1000", 20),
     )
     demo.add_argument(
         "--exit",
         action="store_true",
-        help="stop once every execution has ended; exit 1 unless each ended as planned",
+        help=described(
+            "stop once every execution has ended; exit 1 unless each ended as planned", "off"
+        ),
     )
     demo.add_argument(
         "--timeout",
         type=float,
         default=120.0,
-        help="with --exit, the longest wait for the executions (seconds)",
+        help=described("with --exit, the longest wait for the executions, in seconds", 120),
     )
     demo.set_defaults(run=run)
 

@@ -1,17 +1,25 @@
 """``flowyard executions list|show|cancel|pause|resume``: workflow executions on a server."""
 
 import argparse
-import json
 from typing import Any, get_args
 
-from flowyard.cli.common import print_table
-from flowyard.cli.display import cell, error_text, print_fields, print_json, print_record
+from flowyard.cli.common import described, print_table
+from flowyard.cli.display import (
+    OUTPUT_WIDTH,
+    cell,
+    error_text,
+    json_value,
+    print_fields,
+    print_json,
+    print_record,
+)
 from flowyard.cli.remote import add_paging, fetch, print_page, remote, remote_options
 from flowyard.client import UNSET, Client
 from flowyard.client.models import Execution, ExecutionStatusName
 
 LIST_COLUMNS = ("id", "blueprint_id", "status", "steps", "started_at", "completed_at", "error")
-STEP_COLUMNS = ("step_id", "status", "attempt", "job_id", "error", "caught_by")
+STEP_COLUMNS = ("step_id", "status", "attempt", "job_id", "caught_by")
+DETAIL_COLUMNS = ("step_id", "field", "value")
 EVENT_COLUMNS = ("seq", "at", "type", "step_id", "data")
 
 
@@ -21,14 +29,22 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
     options = remote_options()
 
     listing = sub.add_parser("list", parents=[options], help="executions, newest first")
-    listing.add_argument("--blueprint-id", help="only this blueprint's executions")
-    listing.add_argument("--status", choices=get_args(ExecutionStatusName))
+    listing.add_argument(
+        "--blueprint-id", help=described("only this blueprint's executions", "every blueprint")
+    )
+    listing.add_argument(
+        "--status",
+        choices=get_args(ExecutionStatusName),
+        help=described("only executions in this status", "any status"),
+    )
     add_paging(listing)
     listing.set_defaults(run=remote(list_executions))
 
     show = sub.add_parser("show", parents=[options], help="one execution and its steps")
-    show.add_argument("execution_id", metavar="ID")
-    show.add_argument("--events", action="store_true", help="also print its event log")
+    show.add_argument("execution_id", metavar="ID", help="the execution's id (wfexec_...)")
+    show.add_argument(
+        "--events", action="store_true", help=described("also print its event log", "off")
+    )
     show.set_defaults(run=remote(show_execution))
 
     for name, command, what in (
@@ -36,7 +52,7 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
         ("pause", pause, "pause a running execution: nothing new is queued until resumed"),
     ):
         control = sub.add_parser(name, parents=[options], help=what)
-        control.add_argument("execution_id", metavar="ID")
+        control.add_argument("execution_id", metavar="ID", help="the execution's id (wfexec_...)")
         control.set_defaults(run=remote(command))
 
     resume_parser = sub.add_parser(
@@ -44,25 +60,22 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
         parents=[options],
         help="resume an execution, retry one step, or complete a step by hand",
     )
-    resume_parser.add_argument("execution_id", metavar="ID")
-    resume_parser.add_argument("--step", help="the step to run again (or to complete)")
+    resume_parser.add_argument("execution_id", metavar="ID", help="the execution's id")
+    resume_parser.add_argument(
+        "--step",
+        help=described("the step to run again (or to complete)", "the whole execution goes on"),
+    )
     resume_parser.add_argument(
         "--override-output",
         type=json_value,
         default=UNSET,
         metavar="JSON",
-        help="complete --step with this output (a JSON value) instead of running it",
+        help=described(
+            "complete --step with this output (a JSON value) instead of running it", "run it"
+        ),
     )
-    resume_parser.add_argument("--reason", help="kept in the event log")
+    resume_parser.add_argument("--reason", help=described("kept in the event log", "no reason"))
     resume_parser.set_defaults(run=remote(resume))
-
-
-def json_value(text: str) -> Any:
-    """An option's value parsed as JSON (argparse reports the error, exit status 2)."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from None
 
 
 def _row(execution: Execution) -> list[object]:
@@ -96,15 +109,31 @@ def show_execution(client: Client, args: argparse.Namespace) -> int:
     its whole event log (``--json``: ``{"execution", "events"}``)."""
     execution = client.workflows.get_execution(args.execution_id)
     events = list(client.workflows.iter_events(execution.id)) if args.events else None
-    if args.json:
-        print_json(execution if events is None else {"execution": execution, "events": events})
+    if args.json and events is not None:
+        print_json({"execution": execution, "events": events})
         return 0
+    print_execution(args, execution)
+    if events is not None:
+        print()
+        print_table(
+            EVENT_COLUMNS,
+            [[e.seq, e.at, e.type, e.step_id, cell(e.data or None)] for e in events],
+        )
+    return 0
+
+
+def print_execution(args: argparse.Namespace, execution: Execution) -> None:
+    """An execution as ``executions show`` prints it: the API's object with ``--json``, else
+    its fields, a table of its steps and one of their outputs and errors."""
+    if args.json:
+        print_json(execution)
+        return
     print_fields(
         [
             ("id", execution.id),
             ("blueprint_id", execution.blueprint_id),
             ("status", execution.status),
-            ("error", error_text(execution.error)),
+            ("error", error_text(execution.error, None)),
             ("input_data", execution.input_data),
             ("idempotency_key", execution.idempotency_key),
             ("started_at", execution.started_at),
@@ -113,28 +142,32 @@ def show_execution(client: Client, args: argparse.Namespace) -> int:
             ("paused_at", execution.paused_at),
             ("resumed_at", execution.resumed_at),
             ("deadline_at", execution.deadline_at),
-        ]
+        ],
+        uncut={"error"},
     )
     print()
     rows = [
-        [
-            step.step_id,
-            step.status,
-            step.attempt,
-            step.job_id,
-            error_text(step.error),
-            step.caught_by,
-        ]
+        [step.step_id, step.status, step.attempt, step.job_id, step.caught_by]
         for step in execution.steps
     ]
     print_table(STEP_COLUMNS, rows)
-    if events is not None:
+    details = step_details(execution)
+    if details:
         print()
-        print_table(
-            EVENT_COLUMNS,
-            [[e.seq, e.at, e.type, e.step_id, cell(e.data or None)] for e in events],
-        )
-    return 0
+        print_table(DETAIL_COLUMNS, details)
+
+
+def step_details(execution: Execution) -> list[list[object]]:
+    """A row per step output (compact JSON, cut at :data:`OUTPUT_WIDTH`) and per step error
+    (whole), in step order: what a person looks at to see how an execution went."""
+    rows: list[list[object]] = []
+    for step in execution.steps:
+        if step.status == "completed" or step.output is not None:
+            shown = "null" if step.output is None else cell(step.output, OUTPUT_WIDTH)
+            rows.append([step.step_id, "output", shown])
+        if step.error is not None:
+            rows.append([step.step_id, "error", error_text(step.error, None)])
+    return rows
 
 
 def cancel(client: Client, args: argparse.Namespace) -> int:

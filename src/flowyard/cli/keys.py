@@ -3,10 +3,12 @@
 import argparse
 import json
 import os
+import sqlite3
 from typing import Any
 
-from flowyard.cli.common import DEFAULTS, env, fail, print_table
+from flowyard.cli.common import DEFAULTS, described, env, fail, print_table
 from flowyard.clock import rfc3339
+from flowyard.storage.files import create_private
 from flowyard.storage.projects import (
     ALL_SCOPES,
     SCOPES,
@@ -21,32 +23,70 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
     keys = commands.add_parser("keys", help="manage API keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
     create = key_commands.add_parser("create", help="create a project (if needed) and a key")
-    create.add_argument("--db", default=env("db", DEFAULTS.db))
-    create.add_argument("--project", required=True)
-    create.add_argument("--scope", action="append", dest="scopes", choices=SCOPES)
-    create.add_argument("--admin", action="store_true")
-    create.add_argument("--name", default="")
+    _add_db(create)
+    create.add_argument(
+        "--project", required=True, help="the project's name, created if new (required)"
+    )
+    create.add_argument(
+        "--scope",
+        action="append",
+        dest="scopes",
+        choices=SCOPES,
+        help=described("a scope of the key; repeat for more", " ".join(ALL_SCOPES)),
+    )
+    create.add_argument(
+        "--admin", action="store_true", help=described("an admin key (/admin/...)", "off")
+    )
+    create.add_argument(
+        "--name", default="", help=described("a name for the key", "the project's name")
+    )
     create.set_defaults(run=create_key)
     listing = key_commands.add_parser("list", help="list keys, newest first (never the secrets)")
-    listing.add_argument("--db", default=env("db", DEFAULTS.db))
-    listing.add_argument("--project", help="only this project's keys (by name)")
-    listing.add_argument("--json", action="store_true", help="a JSON array instead of a table")
+    _add_db(listing)
+    listing.add_argument(
+        "--project", help=described("only this project's keys (by name)", "every project")
+    )
+    _add_json(listing, "a JSON array instead of a table")
     listing.set_defaults(run=list_keys)
     revoke = key_commands.add_parser(
         "revoke", help="revoke a key (a running server refuses it within a second)"
     )
-    revoke.add_argument("--db", default=env("db", DEFAULTS.db))
-    revoke.add_argument("key_id", metavar="KEY_ID")
-    revoke.add_argument("--json", action="store_true", help="the key record as JSON")
+    _add_db(revoke)
+    revoke.add_argument("key_id", metavar="KEY_ID", help="the key's id (key_...)")
+    _add_json(revoke, "the key record as JSON")
     revoke.set_defaults(run=revoke_key)
 
 
-def create_key(args: argparse.Namespace) -> int:
-    """``flowyard keys create``: the key alone is the last line on stdout."""
-    created = create_key_sync(
-        args.db, args.project, args.scopes or list(ALL_SCOPES), admin=args.admin, name=args.name
+def _add_db(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--db", default=env("db", DEFAULTS.db), help=described("the SQLite file", DEFAULTS.db, "db")
     )
+
+
+def _add_json(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--json", action="store_true", help=described(what, "off"))
+
+
+def create_key(args: argparse.Namespace) -> int:
+    """``flowyard keys create``: the key alone is the last line on stdout; stderr names the
+    file it went to, with a warning when that file is new (a key in the wrong folder's new
+    database would be refused by the server)."""
+    where = os.path.abspath(args.db)
+    try:
+        new_file = create_private(args.db)
+        created = create_key_sync(
+            args.db, args.project, args.scopes or list(ALL_SCOPES), admin=args.admin, name=args.name
+        )
+    except (OSError, sqlite3.Error) as exc:
+        fail(f"cannot use the database {where}: {getattr(exc, 'strerror', None) or exc}")
+        return 1
+    if new_file:
+        fail(
+            f"warning: created a new database {where}"
+            " (a server using another file will not know this key)"
+        )
     record = created.record
+    fail(f"key {record.id} written to {where}")
     print(f"project {record.project_id} key {record.id} scopes {' '.join(record.scopes)}")
     print(created.key)
     return 0

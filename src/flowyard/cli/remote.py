@@ -8,10 +8,11 @@ from typing import Any, TypeVar
 
 import httpx
 
-from flowyard.cli.common import env, fail, print_table
+from flowyard.cli.common import described, env, fail, print_table
 from flowyard.cli.display import note, print_json
-from flowyard.client import Client, FlowyardAPIError, Page, RetryPolicy
+from flowyard.client import Client, ConnectionFailed, FlowyardAPIError, Page, RetryPolicy
 from flowyard.client.core import DEFAULT_URL
+from flowyard.client.errors import reason
 
 T = TypeVar("T")
 Command = Callable[[Client, argparse.Namespace], int]
@@ -28,12 +29,12 @@ def connection_options() -> argparse.ArgumentParser:
     parent.add_argument(
         "--url",
         default=env("url", DEFAULT_URL),
-        help=f"the server's base URL (default: FLOWYARD_URL, else {DEFAULT_URL})",
+        help=described("the server's base URL", DEFAULT_URL, "url"),
     )
     parent.add_argument(
         "--api-key",
         default=env("api_key", ""),
-        help="the project's API key (default: FLOWYARD_API_KEY)",
+        help=described("the project's API key", "none: the command exits 2", "api_key"),
     )
     return parent
 
@@ -42,7 +43,9 @@ def remote_options() -> argparse.ArgumentParser:
     """:func:`connection_options` plus ``--json``."""
     parent = argparse.ArgumentParser(add_help=False, parents=[connection_options()])
     parent.add_argument(
-        "--json", action="store_true", help="print the API's JSON objects instead of tables"
+        "--json",
+        action="store_true",
+        help=described("print the API's JSON objects instead of tables", "off"),
     )
     return parent
 
@@ -50,8 +53,12 @@ def remote_options() -> argparse.ArgumentParser:
 def add_paging(parser: argparse.ArgumentParser) -> None:
     """``--limit N`` (one page, newest first) or ``--all`` (every page)."""
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--limit", type=int, default=25, help="how many, 1..100 (default 25)")
-    group.add_argument("--all", action="store_true", help="every one, following cursors")
+    group.add_argument(
+        "--limit", type=int, default=25, help=described("how many, 1..100, newest first", 25)
+    )
+    group.add_argument(
+        "--all", action="store_true", help=described("every one, following cursors", "off")
+    )
 
 
 def fetch(
@@ -94,10 +101,10 @@ def remote(command: Command) -> Callable[[argparse.Namespace], int]:
         try:
             with Client(args.url, args.api_key, retry=RETRY) as client:
                 return command(client, args)
+        except ConnectionFailed as exc:
+            fail(f"cannot reach the server at {args.url}: {reason(exc.cause)}")
         except FlowyardAPIError as exc:
             print_api_error(exc)
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            fail(f"cannot reach the server at {args.url}: {exc or type(exc).__name__}")
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             fail(f"request to {args.url} failed: {exc or type(exc).__name__}")
         except KeyboardInterrupt:
@@ -108,7 +115,10 @@ def remote(command: Command) -> Callable[[argparse.Namespace], int]:
 
 
 def print_api_error(exc: FlowyardAPIError) -> None:
-    """``flowyard: <code>: <message>`` and one ``  <path>: <message>`` line per detail."""
+    """``flowyard: <code>: <message>``, then one ``  <path>: <message>`` line per detail that
+    the message does not already say (the API's message repeats the first problem)."""
     fail(f"{exc.code}: {exc.message}")
     for detail in exc.details:
-        print(f"  {detail.get('path', '$')}: {detail.get('message', '')}", file=sys.stderr)
+        line = f"{detail.get('path', '$')}: {detail.get('message', '')}"
+        if line not in exc.message:
+            print(f"  {line}", file=sys.stderr)

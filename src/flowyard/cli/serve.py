@@ -12,11 +12,12 @@ import anyio
 import uvicorn
 
 from flowyard.actors.supervisor import Supervisor
-from flowyard.cli.common import DEFAULTS, env, fail
+from flowyard.cli.common import DEFAULTS, described, env, fail
 from flowyard.http.app import create_app
 from flowyard.http.inflight import InflightLimit
 from flowyard.http.protocol import HttpProtocol
 from flowyard.settings import Settings
+from flowyard.storage.files import DatabaseInUse, lock_server
 
 log = logging.getLogger("flowyard")
 
@@ -76,47 +77,96 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
 
 def add_settings(parser: argparse.ArgumentParser) -> None:
     """The service's options, each also read from ``FLOWYARD_<OPTION>``."""
-    parser.add_argument("--host", default=env("host", DEFAULTS.host))
-    parser.add_argument("--port", type=int, default=int(env("port", str(DEFAULTS.port))))
-    parser.add_argument("--db", default=env("db", DEFAULTS.db))
-    parser.add_argument("--sync", choices=["full", "normal"], default=env("sync", DEFAULTS.sync))
+    d = DEFAULTS
+    parser.add_argument(
+        "--host",
+        default=env("host", d.host),
+        help=described("address to listen on", d.host, "host"),
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(env("port", str(d.port))),
+        help=described("port to listen on; 0 picks a free one", d.port, "port"),
+    )
+    parser.add_argument(
+        "--db",
+        default=env("db", d.db),
+        help=described(
+            "the SQLite file, created (0600) if missing; one server per file", d.db, "db"
+        ),
+    )
+    parser.add_argument(
+        "--sync",
+        choices=["full", "normal"],
+        default=env("sync", d.sync),
+        help=described("SQLite durability: full fsyncs every commit", d.sync, "sync"),
+    )
     parser.add_argument(
         "--retry-base-seconds",
         type=float,
-        default=float(env("retry_base_seconds", str(DEFAULTS.retry_base_seconds))),
+        default=float(env("retry_base_seconds", str(d.retry_base_seconds))),
+        help=described(
+            "base of the jobs' retry backoff, in seconds",
+            d.retry_base_seconds,
+            "retry_base_seconds",
+        ),
     )
     parser.add_argument(
         "--handler-network",
         choices=["any", "public"],
-        default=env("handler_network", DEFAULTS.handler_network),
+        default=env("handler_network", d.handler_network),
+        help=described(
+            "public refuses handler URLs on loopback, private or link-local addresses",
+            d.handler_network,
+            "handler_network",
+        ),
     )
     parser.add_argument(
         "--callback-window-seconds",
         type=float,
-        default=float(env("callback_window_seconds", str(DEFAULTS.callback_window_seconds))),
+        default=float(env("callback_window_seconds", str(d.callback_window_seconds))),
+        help=described(
+            "how long a handler that answered 202 has to call back",
+            d.callback_window_seconds,
+            "callback_window_seconds",
+        ),
     )
     parser.add_argument(
         "--push-concurrency",
         type=int,
-        default=int(env("push_concurrency", str(DEFAULTS.push_concurrency))),
+        default=int(env("push_concurrency", str(d.push_concurrency))),
+        help=described("push deliveries in flight at once", d.push_concurrency, "push_concurrency"),
     )
     parser.add_argument(
         "--max-inflight",
         type=_positive,
-        default=env("max_inflight", str(DEFAULTS.max_inflight)),  # a string: checked as given
-        help="requests worked on at once; more are answered 503 with Retry-After",
+        default=env("max_inflight", str(d.max_inflight)),  # a string: checked as given
+        help=described(
+            "requests worked on at once; more are answered 503 with Retry-After",
+            d.max_inflight,
+            "max_inflight",
+        ),
+    )
+    parser.add_argument(
+        "--log-level",
+        default=env("log_level", d.log_level),
+        help=described("logging level", d.log_level, "log_level"),
     )
     parser.add_argument(
         "--max-inflight-per-project",
         type=_positive,
         default=env("max_inflight_per_project", "") or None,  # None: half of --max-inflight
-        help="of those, how many one project may hold (default: half of --max-inflight)",
+        help=described(
+            "of those, how many one project may hold",
+            "half of --max-inflight",
+            "max_inflight_per_project",
+        ),
     )
-    parser.add_argument("--log-level", default=env("log_level", DEFAULTS.log_level))
     parser.add_argument(
         "--public-url",
         default=env("public_url", "") or None,
-        help="base URL handlers use to call back (default: http://HOST:PORT)",
+        help=described("base URL handlers use to call back", "http://HOST:PORT", "public_url"),
     )
 
 
@@ -145,6 +195,15 @@ def run(settings: Settings) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # First of all: a second server on the file must stop before it binds or opens anything.
+    try:
+        lock_server(settings.db)  # held until the process exits
+    except DatabaseInUse:
+        fail(f"database {settings.db} is in use by another flowyard process")
+        return 1
+    except OSError as exc:
+        fail(f"cannot open the database {settings.db}: {exc.strerror or exc}")
+        return 1
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -14,7 +14,7 @@ import os
 import sys
 from typing import Any
 
-from flowyard.cli.common import env, fail
+from flowyard.cli.common import described, env, fail
 from flowyard.cli.remote import connection_options, print_api_error
 from flowyard.client import FlowyardAPIError
 from flowyard.worker import Worker
@@ -35,9 +35,13 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
     )
     worker.add_argument("target", metavar="MODULE:OBJECT", help="e.g. myapp.jobs:worker")
     worker.add_argument(
-        "--concurrency", type=_positive, help="jobs run at once (default: the Worker's own)"
+        "--concurrency", type=_positive, help=described("jobs run at once", "the Worker's own")
     )
-    worker.add_argument("--log-level", default=env("log_level", "info"))
+    worker.add_argument(
+        "--log-level",
+        default=env("log_level", "info"),
+        help=described("logging level", "info", "log_level"),
+    )
     worker.set_defaults(run=run)
 
 
@@ -65,6 +69,9 @@ def run(args: argparse.Namespace) -> int:
         worker = load(args.target)
     except TargetError as exc:
         fail(str(exc))
+        return 2
+    if not worker.api_key:
+        fail("no API key: pass --api-key or set FLOWYARD_API_KEY")
         return 2
     if args.concurrency is not None:
         worker.concurrency = args.concurrency

@@ -12,7 +12,8 @@
 ``FLOWYARD_TIMEOUT``. Request bodies are the msgspec types the server decodes (``JobSpec``,
 ``BlueprintSpec`` ...) or plain dicts; answers are the Structs of ``flowyard.client.models``.
 An error answer raises a :class:`FlowyardAPIError` subclass; 429, 503 and failed connections
-are retried first (see :class:`RetryPolicy`). Both clients share one description of every
+are retried first (see :class:`RetryPolicy`), and a server that stays out of reach raises
+:class:`ConnectionFailed`. Both clients share one description of every
 method (``jobs.py``, ``workflows.py``, ``accounts.py``): a method returns its value on
 :class:`Client` and an awaitable of it on :class:`AsyncClient`.
 """
@@ -31,6 +32,7 @@ from flowyard.client.core import (
 from flowyard.client.errors import (
     BadRequest,
     Conflict,
+    ConnectionFailed,
     FlowyardAPIError,
     Forbidden,
     InsufficientTokens,
@@ -43,6 +45,7 @@ from flowyard.client.errors import (
     Unavailable,
     UnexpectedResponse,
     UnsupportedMediaType,
+    WaitTimeout,
 )
 from flowyard.client.jobs import Jobs, Queues, job_spec
 from flowyard.client.models import UNSET, Page, WhoAmI
@@ -54,6 +57,7 @@ __all__ = [
     "BadRequest",
     "Client",
     "Conflict",
+    "ConnectionFailed",
     "FlowyardAPIError",
     "Forbidden",
     "InsufficientTokens",
@@ -68,6 +72,7 @@ __all__ = [
     "Unavailable",
     "UnexpectedResponse",
     "UnsupportedMediaType",
+    "WaitTimeout",
     "job_spec",
 ]
 

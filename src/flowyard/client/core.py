@@ -22,7 +22,12 @@ import httpx
 import msgspec
 
 from flowyard import __version__
-from flowyard.client.errors import UnexpectedResponse, error_from_response
+from flowyard.client.errors import (
+    ConnectionFailed,
+    UnexpectedResponse,
+    WaitTimeout,
+    error_from_response,
+)
 from flowyard.client.models import Page, page_type
 
 P = ParamSpec("P")
@@ -155,6 +160,37 @@ RETRYABLE_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout)
 """Transport errors that mean the request was never sent."""
 
 
+def unreachable(
+    request: httpx.Request, exc: Exception, retries: int, waited: float
+) -> ConnectionFailed:
+    """The error for a request that could not be sent, retries included."""
+    return ConnectionFailed(str(request.url), exc, retries=retries, waited=waited)
+
+
+@dataclass(frozen=True)
+class Wait(Generic[T]):
+    """A call made again every ``interval`` seconds until ``done`` holds for its answer, for
+    at most ``timeout`` seconds (None: no limit), else :class:`WaitTimeout`."""
+
+    call: Call[T]
+    done: Callable[[T], bool]
+    timeout: float | None
+    interval: float
+    what: str
+    """What is waited for, as the timeout's message says it."""
+
+    def pause(self, deadline: float | None, now: float) -> float | None:
+        """How long to sleep before the next call; None once the deadline has passed."""
+        if deadline is None:
+            return self.interval
+        if now >= deadline:
+            return None
+        return min(self.interval, deadline - now)
+
+    def timed_out(self, last: T) -> WaitTimeout:
+        return WaitTimeout(f"{self.what} after {self.timeout:g} s", last)
+
+
 def retry_after(response: httpx.Response) -> float | None:
     """The ``Retry-After`` header in seconds (delta-seconds or an HTTP date), if any."""
     value = response.headers.get("retry-after")
@@ -227,12 +263,13 @@ class SyncRunner:
     def __call__(self, call: Call[T]) -> T:
         retries, waited = 0, 0.0
         while True:
+            request = self.connection.request(self.http, call)
             try:
-                response = self.http.send(self.connection.request(self.http, call))
-            except RETRYABLE_ERRORS:
+                response = self.http.send(request)
+            except RETRYABLE_ERRORS as exc:
                 delay = self.connection.retry.delay(retries, waited, None)
                 if delay is None:
-                    raise
+                    raise unreachable(request, exc, retries, waited) from exc
             else:
                 if response.is_success:
                     return call.parse(response)
@@ -241,6 +278,17 @@ class SyncRunner:
                     raise error_from_response(response)
             time.sleep(delay)
             retries, waited = retries + 1, waited + delay
+
+    def poll(self, wait: "Wait[T]") -> T:
+        deadline = None if wait.timeout is None else time.monotonic() + wait.timeout
+        while True:
+            value = self(wait.call)
+            if wait.done(value):
+                return value
+            pause = wait.pause(deadline, time.monotonic())
+            if pause is None:
+                raise wait.timed_out(value)
+            time.sleep(pause)
 
     def iterate(self, call: Call[Page[T]]) -> Iterator[T]:
         while True:
@@ -261,12 +309,13 @@ class AsyncRunner:
     async def __call__(self, call: Call[T]) -> T:
         retries, waited = 0, 0.0
         while True:
+            request = self.connection.request(self.http, call)
             try:
-                response = await self.http.send(self.connection.request(self.http, call))
-            except RETRYABLE_ERRORS:
+                response = await self.http.send(request)
+            except RETRYABLE_ERRORS as exc:
                 delay = self.connection.retry.delay(retries, waited, None)
                 if delay is None:
-                    raise
+                    raise unreachable(request, exc, retries, waited) from exc
             else:
                 if response.is_success:
                     return call.parse(response)
@@ -275,6 +324,17 @@ class AsyncRunner:
                     raise error_from_response(response)
             await anyio.sleep(delay)
             retries, waited = retries + 1, waited + delay
+
+    async def poll(self, wait: "Wait[T]") -> T:
+        deadline = None if wait.timeout is None else time.monotonic() + wait.timeout
+        while True:
+            value = await self(wait.call)
+            if wait.done(value):
+                return value
+            pause = wait.pause(deadline, time.monotonic())
+            if pause is None:
+                raise wait.timed_out(value)
+            await anyio.sleep(pause)
 
     async def iterate(self, call: Call[Page[T]]) -> AsyncIterator[T]:
         while True:
@@ -365,5 +425,34 @@ class paginate(Generic[P, T]):
             if "limit" not in kwargs:
                 call = call.with_params(limit=100)
             return runner.iterate(call)
+
+        return method
+
+
+class poll(Generic[P, T]):
+    """Decorates ``def name(self, ...) -> Wait[T]``: the method calls until the wait is over.
+
+    On a ``Namespace[Sync]`` the method blocks and returns ``T``; on a ``Namespace[Async]`` it
+    returns an awaitable of it.
+    """
+
+    def __init__(self, build: Callable[Concatenate[Any, P], Wait[T]]) -> None:
+        self.build = build
+        functools.update_wrapper(self, build)  # type: ignore[arg-type]
+
+    @overload
+    def __get__(self, obj: None, owner: type[Any]) -> Self: ...
+    @overload
+    def __get__(self, obj: Namespace[Sync], owner: type[Any]) -> Callable[P, T]: ...
+    @overload
+    def __get__(self, obj: Namespace[Async], owner: type[Any]) -> Callable[P, Awaitable[T]]: ...
+    def __get__(self, obj: Namespace[Any] | None, owner: type[Any]) -> Any:
+        if obj is None:
+            return self
+        build, runner = self.build, obj._runner
+
+        @functools.wraps(build)
+        def method(*args: Any, **kwargs: Any) -> Any:
+            return runner.poll(build(obj, *args, **kwargs))
 
         return method

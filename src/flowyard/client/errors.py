@@ -12,7 +12,8 @@ import msgspec
 
 
 class FlowyardAPIError(Exception):
-    """An error answer from the API.
+    """An error answer from the API, or the client's own failure to get one
+    (:class:`ConnectionFailed`, :class:`WaitTimeout`).
 
     Attributes:
         status: the HTTP status.
@@ -124,6 +125,48 @@ class UnexpectedResponse(FlowyardAPIError):
     """A success answer the client could not decode (e.g. a server of another version)."""
 
     default_code = "unexpected_response"
+
+
+class ConnectionFailed(FlowyardAPIError):
+    """The server could not be reached, after the client's own retries: nothing was sent.
+
+    Attributes:
+        url: the URL of the request.
+        cause: the transport error of the last attempt (an ``httpx.ConnectError`` ...).
+    """
+
+    default_code = "connection_failed"
+
+    def __init__(self, url: str, cause: Exception, *, retries: int = 0, waited: float = 0) -> None:
+        after = f" (after {retries} retries over {waited:.1f} s)" if retries else ""
+        super().__init__(f"cannot reach {url}: {reason(cause)}{after}")
+        self.url = url
+        self.cause = cause
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+class WaitTimeout(FlowyardAPIError, TimeoutError):
+    """What was waited for did not happen in time (``wait_for_execution``).
+
+    Attributes:
+        last: the object as last read (e.g. the execution, still ``running``).
+    """
+
+    default_code = "timeout"
+
+    def __init__(self, message: str, last: Any) -> None:
+        super().__init__(message)
+        self.last = last
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+def reason(exc: BaseException) -> str:
+    """An exception's own words, or its type's name when it has none."""
+    return str(exc) or type(exc).__name__
 
 
 _ERRORS: tuple[type[FlowyardAPIError], ...] = (

@@ -10,8 +10,10 @@ from flowyard.client.core import (
     Call,
     Mode,
     Namespace,
+    Wait,
     endpoint,
     paginate,
+    poll,
     query,
     returns,
     returns_page,
@@ -32,6 +34,10 @@ from flowyard.client.models import (
     Triggered,
 )
 from flowyard.workflows.blueprint import BlueprintSpec
+from flowyard.workflows.state import LIVE
+
+POLL_INTERVAL = 0.5
+"""Seconds between two reads of an execution while waiting for its end."""
 
 
 class Workflows(Namespace[Mode]):
@@ -94,6 +100,22 @@ class Workflows(Namespace[Mode]):
         path = f"/infra/workflows/executions/{segment(execution_id)}"
         return Call("GET", path, returns(Execution))
 
+    @poll
+    def wait_for_execution(
+        self, execution_id: str, *, timeout: float | None = 60.0, interval: float = POLL_INTERVAL
+    ) -> Wait[Execution]:
+        """The execution once it has ended: ``completed``, ``failed``, ``compensated`` or
+        ``cancelled`` (a ``paused`` one is waited for, since it may resume).
+
+        It is read every ``interval`` seconds (default 0.5); after ``timeout`` seconds (None:
+        no limit) :class:`~flowyard.client.WaitTimeout` is raised, its ``last`` the execution
+        as last read.
+        """
+        path = f"/infra/workflows/executions/{segment(execution_id)}"
+        call = Call("GET", path, returns(Execution))
+        what = f"execution {execution_id} had not ended"
+        return Wait(call, _ended, timeout, interval, what)
+
     @endpoint
     def list_executions(
         self,
@@ -149,6 +171,10 @@ class Workflows(Namespace[Mode]):
             body["override_output"] = override_output
         path = f"/infra/workflows/executions/{segment(execution_id)}/resume"
         return Call("POST", path, returns(Resumed), body=body)
+
+
+def _ended(execution: Execution) -> bool:
+    return execution.status not in LIVE
 
 
 def _triggered(response: httpx.Response) -> Triggered:

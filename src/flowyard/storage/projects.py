@@ -16,6 +16,7 @@ import msgspec
 
 from flowyard.clock import now_ms
 from flowyard.ids import base62_token, new_id
+from flowyard.storage.files import create_private
 from flowyard.storage.migrations import migrate_sync
 from flowyard.storage.pages import decode_cursor, page
 from flowyard.storage.sqlite import Database, Op
@@ -156,6 +157,7 @@ def touch_key(key_id: str, at: int) -> Op:
 
 @contextmanager
 def _file(db_path: str) -> Iterator[sqlite3.Connection]:
+    create_private(db_path)
     with closing(sqlite3.connect(db_path, isolation_level=None, timeout=10)) as conn:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA busy_timeout=10000")

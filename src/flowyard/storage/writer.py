@@ -19,6 +19,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
+from flowyard.storage.files import create_private
 from flowyard.storage.migrations import pending_migrations
 
 log = logging.getLogger("flowyard.storage")
@@ -63,7 +64,8 @@ class Writer:
 
     @classmethod
     def open(cls, path: str, sync: str) -> "Writer":
-        """Connect, apply pending migrations, and prepare the view."""
+        """Connect (creating the file private), apply pending migrations, prepare the view."""
+        create_private(path)
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         for pragma in (*PRAGMAS, synchronous(sync)):
             conn.execute(pragma)

@@ -3,6 +3,7 @@
 import functools
 import logging
 import math
+import os
 import signal
 import threading
 from collections.abc import Awaitable, Callable
@@ -221,6 +222,15 @@ class Worker:
         """Jobs claimed and not yet acked (plus claims in flight)."""
         slots: Slots | None = getattr(self, "_slots", None)
         return slots.used if slots else 0
+
+    @property
+    def api_key(self) -> str | None:
+        """The key the worker's client sends: its own client's or key, else
+        ``FLOWYARD_API_KEY`` (read now); None when there is none."""
+        source = self._client_arg
+        if isinstance(source, AsyncClient | Client):
+            return source.connection.api_key
+        return self._api_key or os.environ.get("FLOWYARD_API_KEY") or None
 
     def _new_client(self) -> AsyncClient:
         source = self._client_arg
