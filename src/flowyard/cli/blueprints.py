@@ -1,4 +1,4 @@
-"""``flowyard blueprints create|list|show|archive``: workflow blueprints on a server."""
+"""``flowyard blueprints create|list|show|archive|trigger``: workflow blueprints on a server."""
 
 import argparse
 import json
@@ -74,7 +74,7 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
         parents=[options],
         help="archive a blueprint: it leaves lists and cannot be triggered; its executions run on",
     )
-    archive.add_argument("blueprint_id", metavar="ID")
+    archive.add_argument("blueprint_id", metavar="ID", help="the blueprint's id (wf_...)")
     archive.set_defaults(run=remote(archive_blueprint))
 
 
