@@ -21,6 +21,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         mailbox_size: capacity of each actor's mailbox.
         max_inflight: requests worked on at once; more are answered 503 (see http/inflight.py).
         public_url: the base URL handlers use for callbacks (default: the bound address).
+        read_timeout_seconds: how long a request's head may take to arrive, and a body may
+            stall, before the answer is ``408`` (see http/limits.py).
     """
 
     host: str = "127.0.0.1"
@@ -35,3 +37,4 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_inflight: int = 256
     log_level: str = "info"
     public_url: str | None = None
+    read_timeout_seconds: float = 10.0
