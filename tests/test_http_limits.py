@@ -171,6 +171,23 @@ async def test_a_request_over_a_limit_is_answered_after_those_before_it() -> Non
         await refused(conn, 414, "uri_too_long")
 
 
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GET /echo HTTP/1.1\r\n\r\n",
+        b"GET /echo HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+        + b"3\r\nabc\r\n0\r\n\r\n",
+    ],
+    ids=["no-host", "two-hosts", "gzip-coding"],
+)
+async def test_a_request_framed_ambiguously_is_400(request_bytes: bytes) -> None:
+    """RFC 9112 §3.2 and §6.1: what h11 refuses too (see test_http_framing.py)."""
+    async with serving() as server, wire(server) as conn:
+        await conn.send(request_bytes)
+        await refused(conn, 400, "bad_request")
+
+
 async def test_header_values_lose_surrounding_whitespace() -> None:
     async with serving() as server, wire(server) as conn:
         await conn.send(get("/headers", "X-Key:  \tabc def \t "))

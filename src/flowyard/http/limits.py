@@ -41,6 +41,8 @@ HEADERS_TOO_LARGE = answer(
     "header_fields_too_large",
     f"the header section is over {MAX_HEADER_BYTES} bytes or {MAX_HEADER_FIELDS} fields",
 )
+UNKNOWN_CODING = answer(400, "bad_request", "Transfer-Encoding may only be chunked")
+ONE_HOST = answer(400, "bad_request", "a request needs one Host header (HTTP/1.0: at most one)")
 _INVALID = b"Invalid HTTP request received."
 INVALID = (
     b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\n"

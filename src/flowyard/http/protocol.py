@@ -100,6 +100,7 @@ class HttpProtocol(asyncio.Protocol):
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.header_bytes = 0
+        self.hosts = 0  # Host fields in the head being read
         self.expect_continue = False
         self.parsing: Exchange | None = None  # the request whose body is being read
         self.answering: Exchange | None = None  # the request being answered
@@ -206,6 +207,7 @@ class HttpProtocol(asyncio.Protocol):
         self.url = b""
         self.headers = []
         self.header_bytes = 0
+        self.hosts = 0
         self.expect_continue = False
         self.head_since = now = self.last_read
         self.head_unparsed = 0
@@ -221,18 +223,31 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         name = name.lower()
-        if name == b"expect" and value.lower() == b"100-continue":
-            self.expect_continue = True
+        value = value.rstrip(_OWS)  # the parser dropped the leading OWS
         headers = self.headers
-        headers.append((name, value.rstrip(_OWS)))  # the parser dropped the leading OWS
+        headers.append((name, value))
         self.header_bytes += len(name) + len(value) + 4  # ": " and CRLF
         if self.header_bytes > limits.MAX_HEADER_BYTES or len(headers) > limits.MAX_HEADER_FIELDS:
             self.refused = limits.HEADERS_TOO_LARGE
+            raise _Refused
+        if name == b"host":
+            self.hosts += 1
+        elif name == b"expect":
+            self.expect_continue = value.lower() == b"100-continue"
+        elif name == b"transfer-encoding" and value.lower() != b"chunked":
+            # httptools would hand the app a body still in this coding (gzip, ...).
+            self.refused = limits.UNKNOWN_CODING
             raise _Refused
 
     def on_headers_complete(self) -> None:
         self.head_since = None
         parser = self.parser
+        version = parser.get_http_version()
+        if self.hosts != 1 and (self.hosts or version != "1.0"):
+            self.refused = limits.ONE_HOST  # RFC 9112 §3.2: a 400, nothing else
+            raise _Refused
+        if version != "1.1" and version != "1.0":
+            raise _Refused  # HTTP/0.9 (a request line without a version)
         url = httptools.parse_url(self.url)
         raw_path = url.path
         path = raw_path.decode("ascii")  # not ASCII: the parser's error, answered 400
@@ -241,7 +256,7 @@ class HttpProtocol(asyncio.Protocol):
         scope = {
             "type": "http",
             "asgi": _ASGI,
-            "http_version": parser.get_http_version(),
+            "http_version": version,
             "server": self.server,
             "client": self.client,
             "scheme": "http",
