@@ -217,6 +217,9 @@ async def test_http_1_0_keeps_the_connection_only_when_asked_and_says_so() -> No
 # --------------------------------------------------------------------- memory
 
 
+@pytest.mark.parametrize(
+    "anyio_backend", ["asyncio", ("asyncio", {"use_uvloop": True})], ids=["asyncio", "uvloop"]
+)
 async def test_closed_connections_are_freed_without_the_cycle_collector() -> None:
     """With the collector off, connections that held a 60 KiB header (or were refused
     for a bigger one) are gone once closed: nothing they held waits for a collection."""
