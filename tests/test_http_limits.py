@@ -129,6 +129,16 @@ async def test_a_body_that_stalls_longer_than_the_read_timeout_is_408() -> None:
             await refused(conn, 408, "request_timeout")
 
 
+async def test_a_request_waiting_its_turn_is_not_timed_out() -> None:
+    """Reading pauses behind a slow answer: the body's clock waits too."""
+    async with serving(read_timeout=0.5) as server, wire(server) as conn:
+        second = post("/echo", b"0123456789")
+        await conn.send(get("/slow?1.2") + second[:-5])
+        assert (await conn.answer())[2] == b'"slow"'  # 1.2 s: past the read timeout
+        await conn.send(second[-5:])
+        assert json.loads((await conn.answer())[2])["body"] == "0123456789"
+
+
 async def test_a_connection_that_never_sends_closes_after_the_keep_alive_time() -> None:
     async with serving(keep_alive=0.3) as server, wire(server) as conn:
         with anyio.fail_after(5):
