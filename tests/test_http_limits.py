@@ -117,7 +117,7 @@ async def test_a_head_slower_than_the_read_timeout_is_408() -> None:
 
 
 async def test_a_body_that_stalls_longer_than_the_read_timeout_is_408() -> None:
-    async with serving(read_timeout=0.5) as server, wire(server) as conn:
+    async with serving(read_timeout=1) as server, wire(server) as conn:
         body = b"0123456789"
         await conn.send(post("/echo", body)[: -len(body)])
         for byte in body:  # slow but steady: every piece within the read timeout
@@ -131,10 +131,10 @@ async def test_a_body_that_stalls_longer_than_the_read_timeout_is_408() -> None:
 
 async def test_a_request_waiting_its_turn_is_not_timed_out() -> None:
     """Reading pauses behind a slow answer: the body's clock waits too."""
-    async with serving(read_timeout=0.5) as server, wire(server) as conn:
+    async with serving(read_timeout=1) as server, wire(server) as conn:
         second = post("/echo", b"0123456789")
-        await conn.send(get("/slow?1.2") + second[:-5])
-        assert (await conn.answer())[2] == b'"slow"'  # 1.2 s: past the read timeout
+        await conn.send(get("/slow?1.6") + second[:-5])
+        assert (await conn.answer())[2] == b'"slow"'  # 1.6 s: past the read timeout
         await conn.send(second[-5:])
         assert json.loads((await conn.answer())[2])["body"] == "0123456789"
 
