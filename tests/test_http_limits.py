@@ -9,6 +9,8 @@ import contextlib
 import gc
 import json
 import weakref
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -17,7 +19,7 @@ import pytest
 from flowyard.cli import serve
 from flowyard.http import limits
 from flowyard.settings import Settings
-from tests.conftest import Service
+from tests.conftest import ServerProcess, Service
 from tests.http_support import Server, Wire, get, post, serving, wire
 
 pytestmark = pytest.mark.anyio
@@ -255,6 +257,23 @@ async def test_closed_connections_are_freed_without_the_cycle_collector() -> Non
 
 
 # --------------------------------------------------------------------- the option
+
+
+async def test_flowyard_serve_answers_408_after_its_read_timeout(
+    tmp_path: Path, server_process: Callable[..., ServerProcess]
+) -> None:
+    server = await anyio.to_thread.run_sync(
+        lambda: server_process(str(tmp_path / "f.db"), "--read-timeout", "0.5")
+    )
+    port = int(server.url.rsplit(":", 1)[1])
+    async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+        conn = Wire(stream)
+        await conn.send(b"GET /livez HTTP/1.1\r\nHost: t\r\n")
+        began = anyio.current_time()
+        with anyio.fail_after(5):
+            await refused(conn, 408, "request_timeout")
+        assert anyio.current_time() - began >= 0.45
+    assert await anyio.to_thread.run_sync(server.terminate) == 0
 
 
 def test_the_read_timeout_reads_its_option_and_environment(
