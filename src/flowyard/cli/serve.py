@@ -15,7 +15,7 @@ from flowyard.actors.supervisor import Supervisor
 from flowyard.cli.common import DEFAULTS, described, env, fail
 from flowyard.http.app import create_app
 from flowyard.http.inflight import InflightLimit
-from flowyard.http.protocol import HttpProtocol
+from flowyard.http.protocol import protocol_class
 from flowyard.settings import Settings
 from flowyard.storage.files import DatabaseInUse, lock_server
 
@@ -168,6 +168,13 @@ def add_settings(parser: argparse.ArgumentParser) -> None:
         default=env("public_url", "") or None,
         help=described("base URL handlers use to call back", "http://HOST:PORT", "public_url"),
     )
+    parser.add_argument(
+        "--read-timeout",
+        type=_positive_seconds,
+        default=env("read_timeout", f"{DEFAULTS.read_timeout_seconds:g}"),
+        help="seconds a request's head may take to arrive, and its body may stall; then 408"
+        " (default: 10, env FLOWYARD_READ_TIMEOUT)",
+    )
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -185,6 +192,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         max_inflight_per_project=args.max_inflight_per_project,
         log_level=args.log_level,
         public_url=args.public_url,
+        read_timeout_seconds=args.read_timeout,
     )
 
 
@@ -232,7 +240,7 @@ def run(settings: Settings) -> int:
         server_header=False,
         date_header=False,
         backlog=4096,
-        http=HttpProtocol,
+        http=protocol_class(settings.read_timeout_seconds),
     )
     server = _Server(config, supervisor, requests, f"http://{_shown(settings.host)}:{port}")
 
@@ -298,6 +306,16 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
     return value
 
 

@@ -5,8 +5,10 @@ uvicorn runs the server (the socket, the lifespan, signals, graceful shutdown) a
 costs about 109,000 instructions per request for an app that does nothing (a sixth of an
 average request of ``bench.workflows``); this one 72,000, with the behaviour the service needs:
 
-- Keep-alive as the request asks (HTTP/1.1 by default), closed after ``timeout_keep_alive``
-  seconds idle; ``Connection: close`` on either side closes the connection after the answer.
+- Keep-alive as the request asks (HTTP/1.1 by default; HTTP/1.0 only with ``Connection:
+  keep-alive``, which the answer then repeats), closed after ``timeout_keep_alive`` seconds
+  idle (a new connection counts as idle until its first byte); ``Connection: close`` on
+  either side closes the connection after the answer.
 - Pipelined requests are answered in order; reading pauses while some wait their turn.
 - The body reaches the app as it arrives (``http.request`` messages); reading pauses while
   more than :data:`BODY_BUFFER` bytes wait for the app. ``Expect: 100-continue`` is answered
@@ -15,25 +17,35 @@ average request of ``bench.workflows``); this one 72,000, with the behaviour the
 - An answer goes out in one write when its body comes in one message (every JSON answer):
   the status line and headers wait for the body. Without ``Content-Length`` it is chunked;
   an answer to ``HEAD`` has no body. ``send`` waits while the client does not read.
-- A request httptools cannot parse is answered ``400`` and the connection closed. An
-  upgrade request (the service has no WebSockets) is answered as plain HTTP, and the
-  connection closes after it.
+- The limits of :mod:`flowyard.http.limits` hold while the bytes arrive: a target over 8 KiB
+  is ``414``, a header section over 64 KiB or 100 fields ``431``, a head slower than the read
+  timeout or a body that stalls longer ``408``; each answer closes the connection. Header
+  values lose their surrounding whitespace. A connection whose answer waits unread for the
+  write timeout is aborted, its buffers freed.
+- A request httptools cannot parse is answered ``400`` and the connection closed, after the
+  answers to the requests before it. An upgrade request (the service has no WebSockets) is
+  answered as plain HTTP with ``connection: close``, and the connection closes after it.
 - An app that fails before its answer started gets a ``500`` sent for it (and logged); after,
   the connection is closed.
+
+A closed connection drops its parser, its requests and its timers, so reference counting
+frees it at once: the service raises the cycle collector's threshold (``cli/serve.py``), and
+what a connection held must not wait for a collection.
 """
 
 import asyncio
-import http
 import logging
-import re
 import urllib.parse
 from collections import deque
 from typing import Any, cast
 
 import httptools
 import uvicorn
-from starlette.types import ASGIApp, Message
+from starlette.types import ASGIApp
 from uvicorn.server import ServerState
+
+from flowyard.http import limits
+from flowyard.http.exchange import Exchange
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +53,11 @@ BODY_BUFFER = 65_536
 """Bytes of request body held for the app before reading from the client pauses."""
 
 _ASGI = {"version": "3.0", "spec_version": "2.3"}
-_PHRASES = {status.value: status.phrase for status in http.HTTPStatus}
-_STATUS_LINE = {
-    code: f"HTTP/1.1 {code} {_PHRASES.get(code, '')}\r\n".encode() for code in range(100, 600)
-}
-_BAD_HEADER_VALUE = re.compile(b"[\x00-\x08\x0a-\x1f\x7f]")
-_INVALID = b"Invalid HTTP request received."
-_ERROR_500 = b"Internal Server Error"
+_OWS = b" \t"
+
+
+class _Refused(Exception):
+    """Raised in a parser callback to stop parsing a request over a limit."""
 
 
 def _address(transport: asyncio.BaseTransport, name: str) -> tuple[str, int] | None:
@@ -58,7 +68,14 @@ def _address(transport: asyncio.BaseTransport, name: str) -> tuple[str, int] | N
 
 
 class HttpProtocol(asyncio.Protocol):
-    """One client connection (see the module's docstring); uvicorn's protocol interface."""
+    """One client connection (see the module's docstring); uvicorn's protocol interface.
+
+    The class attributes are the timeouts; :func:`protocol_class` makes a subclass with others.
+    """
+
+    read_timeout = limits.READ_TIMEOUT
+    write_timeout = limits.WRITE_TIMEOUT
+    timed_out = limits.request_timeout(limits.READ_TIMEOUT)
 
     def __init__(
         self,
@@ -82,15 +99,25 @@ class HttpProtocol(asyncio.Protocol):
         self.client: tuple[str, int] | None = None
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
+        self.header_bytes = 0
+        self.hosts = 0  # Host fields in the head being read
         self.expect_continue = False
-        self.parsing: _Exchange | None = None  # the request whose body is being read
-        self.answering: _Exchange | None = None  # the request being answered
-        self.waiting: deque[_Exchange] = deque()  # pipelined requests, in order
+        self.parsing: Exchange | None = None  # the request whose body is being read
+        self.answering: Exchange | None = None  # the request being answered
+        self.waiting: deque[Exchange] = deque()  # pipelined requests, in order
         self.reading_paused = False
         self.writing_paused = False
         self.drained: asyncio.Future[None] | None = None
+        self.last_read = 0.0  # when bytes last arrived
+        self.head_since: float | None = None  # when the head being read began
+        self.head_unparsed = 0  # bytes of that head read so far, while it spans reads
+        self.message_ended = False  # a request ended in the bytes being parsed
+        self.refused: bytes | None = None  # the answer to a request over a limit
+        self.refusal: bytes | None = None  # the last answer, once those before it are sent
         self.idle_since: float | None = None  # when the last answer was sent, while idle
-        self.idle_timer: asyncio.TimerHandle | None = None
+        self.timer: asyncio.TimerHandle | None = None  # idle and read timeouts
+        self.timer_due = 0.0  # when it fires
+        self.write_timer: asyncio.TimerHandle | None = None
         self.closing = False  # close once the current answer is sent (shutdown, an upgrade)
 
     # ------------------------------------------------------------------ the connection
@@ -100,22 +127,31 @@ class HttpProtocol(asyncio.Protocol):
         self.server = _address(transport, "sockname")
         self.client = _address(transport, "peername")
         self.server_state.connections.add(self)  # type: ignore[arg-type]
+        self.idle_since = now = self.loop.time()
+        self._arm(now + self.keep_alive_seconds, now)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        # Everything that points back here is let go, so the connection is freed now,
+        # not at the next run of the cycle collector.
         self.server_state.connections.discard(self)
-        self._disarm_idle()
+        self._disarm()
         for exchange in (self.answering, self.parsing, *self.waiting):
             if exchange is not None and not exchange.complete:
                 exchange.disconnected = True
                 exchange.wake()
         self.waiting.clear()
+        self.answering = self.parsing = None
         self.resume_writing()
+        self.transport = None
+        del self.parser  # it holds this protocol's methods; no byte is parsed after this
 
     def eof_received(self) -> bool | None:
         return None  # the transport closes itself
 
     def data_received(self, data: bytes) -> None:
+        self.last_read = self.loop.time()
         self.idle_since = None
+        self.message_ended = False
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -126,21 +162,34 @@ class HttpProtocol(asyncio.Protocol):
                 self.parsing.more_body = False
                 self.parsing.wake()
         except httptools.HttpParserError:
-            self._refuse()
+            self._refuse(self.refused or limits.INVALID)
+            return
+        # A head still incomplete is counted as it arrives, so it is refused before the
+        # parser holds much of it. Bytes that also held the end of an earlier request are
+        # not counted (their share is unknown): at most one read more gets through.
+        if self.head_since is not None and not self.message_ended:
+            self.head_unparsed += len(data)
+            if self.head_unparsed > limits.MAX_HEAD_BYTES:
+                self._refuse(limits.HEADERS_TOO_LARGE)
 
     def shutdown(self) -> None:
         """The server stops: close now if idle, else once the current answer is sent."""
         self.closing = True
         if self.answering is None:
-            self._close()
+            self.close()
         else:
             self.answering.keep_alive = False
 
     def pause_writing(self) -> None:
         self.writing_paused = True
+        if self.write_timer is None:
+            self.write_timer = self.loop.call_later(self.write_timeout, self._unread)
 
     def resume_writing(self) -> None:
         self.writing_paused = False
+        if self.write_timer is not None:
+            self.write_timer.cancel()
+            self.write_timer = None
         if self.drained is not None:
             if not self.drained.done():
                 self.drained.set_result(None)
@@ -157,19 +206,48 @@ class HttpProtocol(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self.url = b""
         self.headers = []
+        self.header_bytes = 0
+        self.hosts = 0
         self.expect_continue = False
+        self.head_since = now = self.last_read
+        self.head_unparsed = 0
+        due = now + self.read_timeout
+        if self.timer is None or self.timer_due > due:
+            self._arm(due, now)
 
     def on_url(self, url: bytes) -> None:
         self.url += url
+        if len(self.url) > limits.MAX_TARGET:
+            self.refused = limits.URI_TOO_LONG
+            raise _Refused
 
     def on_header(self, name: bytes, value: bytes) -> None:
         name = name.lower()
-        if name == b"expect" and value.lower() == b"100-continue":
-            self.expect_continue = True
-        self.headers.append((name, value))
+        value = value.rstrip(_OWS)  # the parser dropped the leading OWS
+        headers = self.headers
+        headers.append((name, value))
+        self.header_bytes += len(name) + len(value) + 4  # ": " and CRLF
+        if self.header_bytes > limits.MAX_HEADER_BYTES or len(headers) > limits.MAX_HEADER_FIELDS:
+            self.refused = limits.HEADERS_TOO_LARGE
+            raise _Refused
+        if name == b"host":
+            self.hosts += 1
+        elif name == b"expect":
+            self.expect_continue = value.lower() == b"100-continue"
+        elif name == b"transfer-encoding" and value.lower() != b"chunked":
+            # httptools would hand the app a body still in this coding (gzip, ...).
+            self.refused = limits.UNKNOWN_CODING
+            raise _Refused
 
     def on_headers_complete(self) -> None:
+        self.head_since = None
         parser = self.parser
+        version = parser.get_http_version()
+        if self.hosts != 1 and (self.hosts or version != "1.0"):
+            self.refused = limits.ONE_HOST  # RFC 9112 §3.2: a 400, nothing else
+            raise _Refused
+        if version != "1.1" and version != "1.0":
+            raise _Refused  # HTTP/0.9 (a request line without a version)
         url = httptools.parse_url(self.url)
         raw_path = url.path
         path = raw_path.decode("ascii")  # not ASCII: the parser's error, answered 400
@@ -178,7 +256,7 @@ class HttpProtocol(asyncio.Protocol):
         scope = {
             "type": "http",
             "asgi": _ASGI,
-            "http_version": parser.get_http_version(),
+            "http_version": version,
             "server": self.server,
             "client": self.client,
             "scheme": "http",
@@ -190,8 +268,8 @@ class HttpProtocol(asyncio.Protocol):
             "headers": self.headers,
             "state": self.app_state.copy(),
         }
-        keep_alive = parser.should_keep_alive() and not self.closing
-        exchange = _Exchange(self, scope, keep_alive, self.expect_continue)
+        keep_alive = parser.should_keep_alive() and not (self.closing or parser.should_upgrade())
+        exchange = Exchange(self, scope, keep_alive, self.expect_continue)
         self.parsing = exchange
         if self.answering is None:
             self._start(exchange)
@@ -210,6 +288,7 @@ class HttpProtocol(asyncio.Protocol):
         exchange.wake()
 
     def on_message_complete(self) -> None:
+        self.message_ended = True
         exchange = self.parsing
         if exchange is None:
             return
@@ -219,17 +298,17 @@ class HttpProtocol(asyncio.Protocol):
 
     # ------------------------------------------------------------------ helpers
 
-    def _start(self, exchange: "_Exchange") -> None:
+    def _start(self, exchange: Exchange) -> None:
         self.answering = exchange
         task = self.loop.create_task(exchange.run(self.app))
         self.server_state.tasks.add(task)  # uvicorn waits for them at shutdown
         exchange.task = task
 
-    def answered(self, exchange: "_Exchange") -> None:
+    def answered(self, exchange: Exchange) -> None:
         """``exchange``'s answer is sent: close, start the next request or wait for one."""
         self.server_state.total_requests += 1
         if not exchange.keep_alive or self.closing:
-            self._close()
+            self.close()
             return
         transport = self.transport
         if transport is None or transport.is_closing():
@@ -237,10 +316,13 @@ class HttpProtocol(asyncio.Protocol):
         self.answering = None
         if self.waiting:
             self._start(self.waiting.popleft())
+        elif self.refusal is not None:  # the broken request after this one
+            self.write(self.refusal)
+            self.close()
+            return
         else:
-            self.idle_since = self.loop.time()
-            if self.idle_timer is None:
-                self.idle_timer = self.loop.call_later(self.keep_alive_seconds, self._idle_check)
+            self.idle_since = now = self.loop.time()
+            self._arm(now + self.keep_alive_seconds, now)
         if not self.waiting:
             self.resume_reading()
 
@@ -250,225 +332,115 @@ class HttpProtocol(asyncio.Protocol):
             transport.write(data)
 
     def resume_reading(self) -> None:
-        if self.reading_paused and self.transport is not None:
+        if self.reading_paused and self.transport is not None and self.refusal is None:
             self.reading_paused = False
             self.transport.resume_reading()
+            # The client was not read while paused: its read timeout starts over.
+            self.last_read = now = self.loop.time()
+            if self.head_since is not None:
+                self.head_since = now
+            self._arm(now + self.read_timeout, now)
 
     def _pause_reading(self) -> None:
         if not self.reading_paused and self.transport is not None:
             self.reading_paused = True
             self.transport.pause_reading()
 
-    def _idle_check(self) -> None:
-        """Close the connection if it stayed idle long enough, else look again when it would.
+    def _arm(self, due: float, now: float) -> None:
+        """Have :meth:`_check` run at ``due`` at the latest."""
+        if self.timer is not None:
+            if self.timer_due <= due:
+                return
+            self.timer.cancel()
+        self.timer_due = due
+        self.timer = self.loop.call_later(due - now, self._check)
 
-        One timer per connection, armed when it goes idle and left to run while it is busy:
-        arming and cancelling one per request cost more than the rest of the check.
+    def _check(self) -> None:
+        """Close an idle connection, or answer ``408`` to one that sends too slowly; else
+        look again when that could next happen.
+
+        One timer per connection, armed when it goes idle or a request begins and left to
+        run while it is busy: arming and cancelling one per request cost more than the
+        rest of the check. Nothing is due while the app answers or reading is paused.
         """
-        self.idle_timer = None
-        if self.idle_since is None:
-            return  # busy (or a request on its way): the next answer arms it again
-        left = self.idle_since + self.keep_alive_seconds - self.loop.time()
-        if left <= 0:
-            self._close()
+        self.timer = None
+        now = self.loop.time()
+        if self.idle_since is not None:
+            due = self.idle_since + self.keep_alive_seconds
+            if due <= now:
+                self.close()
+                return
+        elif self.reading_paused:
+            return  # held up here, not by the client: resuming arms the timer again
+        elif self.head_since is not None:
+            due = self.head_since + self.read_timeout
+        elif self.parsing is not None and self.parsing.more_body:
+            due = self.last_read + self.read_timeout
         else:
-            self.idle_timer = self.loop.call_later(left, self._idle_check)
+            return  # the app answers: the next request or idle spell arms the timer again
+        if due <= now:
+            self._refuse(self.timed_out)
+        else:
+            self._arm(due, now)
 
-    def _disarm_idle(self) -> None:
-        if self.idle_timer is not None:
-            self.idle_timer.cancel()
-            self.idle_timer = None
+    def _unread(self) -> None:
+        """The client read nothing of the answer for the write timeout: drop it all now."""
+        self.write_timer = None
+        log.debug("dropping a connection whose answer %s does not read", self.client)
+        if self.transport is not None:
+            self.transport.abort()
 
-    def _close(self) -> None:
-        self._disarm_idle()
+    def _disarm(self) -> None:
+        for timer in (self.timer, self.write_timer):
+            if timer is not None:
+                timer.cancel()
+        self.timer = self.write_timer = None
+
+    def close(self) -> None:
+        """Close the connection once what was written is sent (or the write timeout ends)."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 
-    def _refuse(self) -> None:
-        log.debug("invalid HTTP request from %s", self.client)
-        self.write(
-            _STATUS_LINE[400]
-            + b"content-type: text/plain; charset=utf-8\r\n"
-            + b"content-length: %d\r\nconnection: close\r\n\r\n" % len(_INVALID)
-            + _INVALID
-        )
-        self._close()
+    def _refuse(self, answer: bytes) -> None:
+        """Answer a request that is broken, over a limit or too slow, then close.
+
+        The answers to the requests before it go first; the request itself (if its head was
+        parsed) is dropped: the app sees the client leave.
+        """
+        log.debug("refused a request from %s: %r", self.client, answer[:12])
+        self.head_since = None
+        self.refusal = answer
+        self._pause_reading()  # nothing after a broken request is read
+        bad, self.parsing = self.parsing, None
+        if bad is not None:
+            bad.disconnected = True
+            bad.wake()
+            if bad.complete or bad.wrote:
+                self.close()  # its answer is (partly) out: nothing can follow it
+                return
+            if bad is self.answering:
+                self.answering = None
+            elif bad in self.waiting:
+                self.waiting.remove(bad)  # the last one: its turn has not come
+        if self.answering is None:
+            self.write(answer)
+            self.close()
 
 
-class _Exchange:
-    """One request and its answer: the ASGI ``receive`` and ``send`` of the app's call."""
-
-    __slots__ = (
-        "buffered",
-        "chunked",
-        "chunks",
-        "complete",
-        "connection",
-        "disconnected",
-        "expect_continue",
-        "head",
-        "keep_alive",
-        "more_body",
-        "read_all",
-        "remaining",
-        "scope",
-        "started",
-        "task",
-        "waiter",
+def protocol_class(
+    read_timeout: float, write_timeout: float = limits.WRITE_TIMEOUT
+) -> type[HttpProtocol]:
+    """:class:`HttpProtocol` with these timeouts, for ``uvicorn.Config(http=...)``."""
+    return type(
+        "HttpProtocol",
+        (HttpProtocol,),
+        {
+            "read_timeout": read_timeout,
+            "write_timeout": write_timeout,
+            "timed_out": limits.request_timeout(read_timeout),
+            "__doc__": HttpProtocol.__doc__,
+        },
     )
-
-    def __init__(
-        self, connection: HttpProtocol, scope: dict[str, Any], keep_alive: bool, expect: bool
-    ) -> None:
-        self.connection = connection
-        self.scope = scope
-        self.keep_alive = keep_alive
-        self.expect_continue = expect
-        self.chunks: list[bytes] = []
-        self.buffered = 0
-        self.more_body = True  # the parser has not seen the body's end
-        self.read_all = False  # the app was given the body's end
-        self.waiter: asyncio.Future[None] | None = None
-        self.disconnected = False
-        self.started = False
-        self.complete = False
-        self.head = b""  # status line and headers, sent with the first piece of the body
-        self.chunked = False
-        self.remaining = -1  # Content-Length still to send; -1: no Content-Length
-        self.task: asyncio.Task[None] | None = None
-
-    def wake(self) -> None:
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    async def run(self, app: ASGIApp) -> None:
-        try:
-            await app(self.scope, self.receive, self.send)
-        except BaseException:
-            log.exception("the app failed on %s %s", self.scope["method"], self.scope["path"])
-            if not self.started:
-                await self._send_500()
-            else:
-                self.connection._close()
-        else:
-            if not self.disconnected and not self.started:
-                log.error("the app returned without answering %s", self.scope["path"])
-                await self._send_500()
-            elif not self.disconnected and not self.complete:
-                log.error("the app returned before its answer ended: %s", self.scope["path"])
-                self.connection._close()
-        finally:
-            self.connection.server_state.tasks.discard(self.task)
-
-    async def receive(self) -> Message:
-        connection = self.connection
-        if self.expect_continue:
-            self.expect_continue = False
-            connection.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        while not (self.disconnected or self.complete):
-            if self.chunks or (not self.more_body and not self.read_all):
-                chunks = self.chunks
-                body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-                self.chunks = []
-                self.buffered = 0
-                self.read_all = not self.more_body
-                connection.resume_reading()
-                return {"type": "http.request", "body": body, "more_body": self.more_body}
-            connection.resume_reading()
-            self.waiter = connection.loop.create_future()
-            try:
-                await self.waiter
-            finally:
-                self.waiter = None
-        return {"type": "http.disconnect"}
-
-    async def send(self, message: Message) -> None:
-        connection = self.connection
-        if connection.writing_paused and not self.disconnected:
-            await connection.drain()
-        if self.disconnected:
-            return
-        kind = message["type"]
-        if not self.started:
-            if kind != "http.response.start":
-                raise RuntimeError(f"expected http.response.start, not {kind}")
-            self.head = self._head(message["status"], message.get("headers", ()))
-            self.started = True
-            self.expect_continue = False
-            return
-        if self.complete:
-            raise RuntimeError(f"{kind} after the answer was complete")
-        if kind != "http.response.body":
-            raise RuntimeError(f"expected http.response.body, not {kind}")
-        body = message.get("body", b"")
-        more_body = message.get("more_body", False)
-        if self.scope["method"] == "HEAD":
-            body = b""
-            self.remaining = 0  # its Content-Length tells what a GET would get
-        elif self.chunked:
-            body = (b"%x\r\n%s\r\n" % (len(body), body) if body else b"") + (
-                b"" if more_body else b"0\r\n\r\n"
-            )
-        elif self.remaining >= 0:
-            if len(body) > self.remaining:
-                raise RuntimeError("the body is longer than its Content-Length")
-            self.remaining -= len(body)
-        if self.head:
-            body = self.head + body
-            self.head = b""
-        if body:
-            connection.write(body)
-        if not more_body:
-            if self.remaining > 0:
-                raise RuntimeError("the body is shorter than its Content-Length")
-            self.complete = True
-            self.wake()
-            connection.answered(self)
-
-    def _head(self, status: int, headers: Any) -> bytes:
-        parts = [_STATUS_LINE[status]]
-        for name, value in self.connection.server_state.default_headers:  # Date, Server
-            parts += (name, b": ", value, b"\r\n")
-        closes = self.chunked = False
-        self.remaining = -1
-        for name, value in headers:
-            if _BAD_HEADER_VALUE.search(value):
-                raise RuntimeError(f"invalid value for the header {name!r}")
-            lowered = name.lower()
-            if lowered == b"content-length":
-                self.remaining = int(value)
-            elif lowered == b"transfer-encoding" and value.lower() == b"chunked":
-                self.chunked = True
-            elif lowered == b"connection" and b"close" in [
-                token.strip().lower() for token in value.split(b",")
-            ]:
-                self.keep_alive = False
-                closes = True
-            parts += (name, b": ", value, b"\r\n")
-        if not self.keep_alive and not closes:
-            parts.append(b"connection: close\r\n")
-        if (
-            self.remaining < 0
-            and not self.chunked
-            and self.scope["method"] != "HEAD"
-            and status not in (204, 304)
-        ):
-            self.chunked = True
-            parts.append(b"transfer-encoding: chunked\r\n")
-        parts.append(b"\r\n")
-        return b"".join(parts)
-
-    async def _send_500(self) -> None:
-        self.keep_alive = False
-        await self.send(
-            {
-                "type": "http.response.start",
-                "status": 500,
-                "headers": [
-                    (b"content-type", b"text/plain; charset=utf-8"),
-                    (b"content-length", b"%d" % len(_ERROR_500)),
-                ],
-            }
-        )
-        await self.send({"type": "http.response.body", "body": _ERROR_500})
