@@ -162,7 +162,7 @@ async def test_a_request_that_cannot_be_parsed_is_400_and_closed(request_bytes: 
         await conn.send(request_bytes)
         status, headers, body = await conn.answer()
         assert status == 400 and headers["connection"] == "close"
-        assert body == b"Invalid HTTP request received."
+        assert json.loads(body) == {"code": "bad_request", "message": "invalid HTTP request"}
         assert await conn.closed()
 
 

@@ -43,12 +43,7 @@ HEADERS_TOO_LARGE = answer(
 )
 UNKNOWN_CODING = answer(400, "bad_request", "Transfer-Encoding may only be chunked")
 ONE_HOST = answer(400, "bad_request", "a request needs one Host header (HTTP/1.0: at most one)")
-_INVALID = b"Invalid HTTP request received."
-INVALID = (
-    b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\n"
-    + b"content-length: %d\r\nconnection: close\r\n\r\n" % len(_INVALID)
-    + _INVALID
-)
+INVALID = answer(400, "bad_request", "invalid HTTP request")
 
 
 def request_timeout(seconds: float) -> bytes:
