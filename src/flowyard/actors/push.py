@@ -17,10 +17,10 @@ import msgspec
 from anyio.abc import TaskGroup, TaskStatus
 
 from flowyard.actors.dispatcher import Dispatcher, Outcome
-from flowyard.clock import now_ms
 from flowyard.errors import Conflict, NotFound, Unavailable
-from flowyard.jobs.attempts import begin_attempt, is_cron
+from flowyard.ids import new_id
 from flowyard.jobs.model import Job, JobStatus, Run
+from flowyard.jobs.transitions import DeliveryStarted, HandlerAccepted, transition
 from flowyard.settings import Settings
 from flowyard.storage.projects import signing_secret
 
@@ -78,13 +78,13 @@ class PushDelivery:
                 self._dispatch_queues(tg, limit)
 
     def _dispatch_queues(self, tg: TaskGroup, limit: int) -> None:
-        now = now_ms()
+        now = self.engine.clock.now_ms()
         for key in list(self._queues):
             queue = self.engine.queues[key]
             while self._in_flight < limit and queue.has_deliverable:
                 if not queue.may_dispatch(now):
                     if queue.settings.rate_limit_per_second and not queue.settings.paused:
-                        self.engine.timers.arm(queue.next_token_ms(now), ("push", ""))
+                        self.engine.timers.arm(queue.next_token_ms(now), ("push", *key))
                     break
                 job_id = queue.pop(self.engine.is_ready, pull=False)
                 if job_id is None:
@@ -110,15 +110,14 @@ class PushDelivery:
             self._wake.set()
 
     async def _deliver_once(self, job_id: str) -> None:
-        job = self.engine.jobs[job_id]
-        now = now_ms()
-        started, run = begin_attempt(
-            job, now, status=JobStatus.SCHEDULED if is_cron(job) else JobStatus.RUNNING
-        )
+        engine = self.engine
+        job = engine.jobs[job_id]
+        start = transition(job, None, DeliveryStarted(new_id("run")), engine.clock.now_ms())
+        started, run = start.job, start.runs[0]
         try:
-            await self.engine.commit([(job, started)], [run], self.engine.step_starts([started]))
+            await engine.commit([(job, started)], start.runs, engine.step_starts([started]))
         except Unavailable:
-            self.engine.retry_soon(job.id)  # storage refused the start: deliver it later
+            engine.retry_soon(job.id)  # storage refused the start: deliver it later
             raise
         secret = await self.secret(job.project_id)
         callback = self.callback_url(job.id, run.id)
@@ -131,19 +130,18 @@ class PushDelivery:
         outcome = await self.dispatcher.post(
             job.handler or "", bytes(job.payload), headers, secret, job.timeout
         )
-        current = self.engine.jobs.get(job_id)
+        current = engine.jobs.get(job_id)
         if current is None or current.run_id != run.id:
             return  # cancelled or overridden while the handler worked: its answer is moot
         if outcome.kind == "accepted":
-            waiting = replace(
-                current,
-                callback_deadline=now_ms() + int(self.settings.callback_window_seconds * 1000),
-            )
-            accepted = replace(self.engine.runs[run.id], handler_status=outcome.handler_status)
-            await self.engine.commit([(current, waiting)], [accepted])
-            self.engine.admit_one(waiting)
+            window = int(self.settings.callback_window_seconds * 1000)
+            now = engine.clock.now_ms()
+            accepted = HandlerAccepted(now + window, outcome.handler_status)
+            waiting = transition(current, engine.runs.get(run.id), accepted, now)
+            await engine.commit([(current, waiting.job)], waiting.runs)
+            engine.scheduler.run_effects(waiting)
             return
-        await self.engine.settle_when_possible(current, outcome)
+        await engine.settle_when_possible(current, outcome)
 
     def callback_url(self, job_id: str, run_id: str) -> str:
         """The signed URL a handler that answered 202 posts its result to."""

@@ -18,7 +18,6 @@ from flowyard.actors.execution import decide
 from flowyard.actors.jobs import Change, JobEngine
 from flowyard.actors.mailbox import Mailbox, reply
 from flowyard.billing import JOB_WRITE, WORKFLOW_WRITE
-from flowyard.clock import now_ms
 from flowyard.errors import Conflict, FlowyardError, Invalid, NotFound, Unavailable
 from flowyard.ids import new_id
 from flowyard.jobs.model import Job, JobStatus, Run, WorkflowRef
@@ -102,7 +101,7 @@ class WorkflowEngine:
             except Exception as exc:
                 # One execution that cannot be restored must not keep the others down.
                 log.exception("execution %s cannot be restored", state.id)
-                failed, events = _failed(state, exc, now_ms())
+                failed, events = _failed(state, exc, self.jobs.clock.now_ms())
                 seq = state.event_seq
                 failed = replace(failed, event_seq=seq + len(events))
                 await self.db.commit(
@@ -127,7 +126,7 @@ class WorkflowEngine:
             description=spec.description,
             steps=list(spec.steps),
             max_duration_sec=spec.max_duration_sec,
-            created_at=now_ms(),
+            created_at=self.jobs.clock.now_ms(),
         )
         with self.jobs.accounts.paying(project_id, WORKFLOW_WRITE, "infra/workflows"):
             await self.db.commit([store.put_blueprint(blueprint)])
@@ -180,7 +179,7 @@ class WorkflowEngine:
                         raise Conflict("idempotency_key was used with different input_data")
                     self.jobs.accounts.charge(project_id, WORKFLOW_WRITE, "infra/workflows")
                     return existing, True
-            now = now_ms()
+            now = self.jobs.clock.now_ms()
             max_ms = blueprint.max_duration_sec * 1000
             state = ExecutionState(
                 id=new_id("wfexec"),
@@ -272,7 +271,7 @@ class WorkflowEngine:
         the writes are queued before any later write of the execution, so the order of the
         execution's rows and events holds.
         """
-        new, effects, events = decide(actor.state, message, now_ms(), actor.graph)
+        new, effects, events = decide(actor.state, message, self.jobs.clock.now_ms(), actor.graph)
         if not events:
             return []
         assert not effects
@@ -289,7 +288,7 @@ class WorkflowEngine:
         try:
             self._tell(actor, DeadlinePassed(int(str(deadline_at))))
         except FlowyardError:
-            self.jobs.timers.arm(now_ms() + 1000, key)  # busy: try again shortly
+            self.jobs.timers.arm(self.jobs.clock.now_ms() + 1000, key)  # busy: try again shortly
 
     # ----------------------------------------------------------------- the actor loop
 
@@ -340,7 +339,7 @@ class WorkflowEngine:
                 # Storage refused it (nobody waits on a deadline): it passes again a bit later.
                 log.warning("deadline of %s not recorded (%s); again soon", actor.state.id, outcome)
                 key = ("deadline", actor.state.id, message.deadline_at)
-                self.jobs.timers.arm(now_ms() + RETRY_MS, key)
+                self.jobs.timers.arm(self.jobs.clock.now_ms() + RETRY_MS, key)
             reply(envelope, outcome)
         self._rest(actor)
 
@@ -371,7 +370,7 @@ class WorkflowEngine:
     async def _transition(
         self, actor: ExecutionActor, message: Message, carry: Carry | None
     ) -> ExecutionState:
-        now = now_ms()
+        now = self.jobs.clock.now_ms()
         try:
             new, effects, events = decide(actor.state, message, now, actor.graph)
         except FlowyardError:
@@ -452,7 +451,7 @@ class WorkflowEngine:
         sender is answered as if all went well; a command's sender gets 503. An execution that
         had already ended (not running or paused) keeps its status.
         """
-        failed, events = _failed(actor.state, exc, now_ms())
+        failed, events = _failed(actor.state, exc, self.jobs.clock.now_ms())
         try:
             await self._store(
                 actor, failed, events, [carry[0]] if carry else [], carry[1] if carry else []

@@ -1,0 +1,134 @@
+"""After a job's transition commits: its effects run here (timers armed or cancelled, the job
+made ready for its queue or for push delivery, its ``callback_url`` told), and timers that
+fire come back here to be turned into transitions.
+
+A timer names what it watches (``due``, ``fire``, ``lease``, ``callback``, ``push``, or a
+kind another engine registered in :attr:`Scheduler.hooks`); when it fires it is checked
+against the job's current state and ignored if it no longer applies.
+"""
+
+import logging
+from collections.abc import Awaitable, Callable, Hashable
+from typing import TYPE_CHECKING
+
+from flowyard.actors.timers import Timers
+from flowyard.clock import Clock
+from flowyard.errors import Unavailable
+from flowyard.jobs.model import QUEUE_TRIGGERS, Job, PullQueue
+from flowyard.jobs.transitions import (
+    ArmTimer,
+    CancelTimer,
+    CronFired,
+    MakeReady,
+    NotifyEnded,
+    Transition,
+    admission,
+    is_ready,
+    transition,
+)
+from flowyard.storage.sqlite import RETRY_MS
+
+if TYPE_CHECKING:
+    from flowyard.actors.jobs import JobEngine
+
+log = logging.getLogger("flowyard.jobs")
+
+TimerHook = Callable[[tuple[object, ...]], None]
+
+
+class Scheduler:
+    """The timer service of the jobs engine, and what runs a transition's effects."""
+
+    def __init__(self, engine: "JobEngine", clock: Clock) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.timers = Timers(self._on_timer, clock)
+        self.hooks: dict[str, TimerHook] = {}
+
+    def is_ready(self, job_id: str) -> bool:
+        """Whether the live job ``job_id`` may be claimed or delivered now."""
+        job = self.engine.jobs.get(job_id)
+        return job is not None and is_ready(job, self.clock.now_ms())
+
+    def admit(self, job: Job) -> None:
+        """After a commit: make the job ready now or arm the timer for when it will be."""
+        self.run_effects(Transition(job, [], admission(job, self.clock.now_ms())))
+
+    def run_effects(self, done: Transition) -> None:
+        """Carry out a committed transition's effects."""
+        job = done.job
+        for effect in done.effects:
+            match effect:
+                case ArmTimer():
+                    self.timers.arm(effect.due, effect.key)
+                case CancelTimer():
+                    self.timers.cancel(effect.key)
+                case MakeReady():
+                    self.make_ready(job)
+                case NotifyEnded():
+                    self.engine.push.notify(job, done.runs[0] if done.runs else None)
+
+    def make_ready(self, job: Job) -> None:
+        """Put a due job on its queue's ready heap, or hand it to push delivery."""
+        if isinstance(job.trigger, QUEUE_TRIGGERS):
+            pull = isinstance(job.trigger, PullQueue)
+            queue = self.engine.queue(job.project_id, job.trigger.queue)
+            queue.push(job.id, job.priority, job.created_at, pull=pull)
+            if not pull:
+                self.engine.push.queue_ready(job.project_id, job.trigger.queue)
+        else:
+            self.engine.push.ready(job.id)
+
+    def _on_timer(self, key: Hashable) -> None:
+        assert isinstance(key, tuple)
+        kind, job_id, *rest = key
+        hook = self.hooks.get(kind)
+        if hook is not None:
+            hook(key)
+            return
+        if kind == "push":
+            self.engine.push.wake()
+            return
+        job = self.engine.jobs.get(job_id)
+        if job is None:
+            return
+        now = self.clock.now_ms()
+        if kind == "due":
+            if is_ready(job, now):
+                self.make_ready(job)
+        elif kind == "fire":
+            # Cron fires change memory only: the delivery that follows commits the job.
+            fired = transition(job, None, CronFired(rest[0]), now)
+            if fired.job is not job:
+                self.engine.live.index(job, fired.job)
+            self.run_effects(fired)
+        elif kind == "lease":
+            if job.claim_token == rest[0] and job.claimed_until and job.claimed_until <= now:
+                self.spawn(self.engine.claims.expire_lease, job_id, rest[0], again=key)
+        elif kind == "callback":
+            deadline = job.callback_deadline
+            if job.run_id == rest[0] and deadline is not None and deadline <= now:
+                self.spawn(self.engine.push.expire_callback, job_id, rest[0], again=key)
+
+    def spawn(
+        self, func: Callable[..., Awaitable[object]], *args: object, again: Hashable = None
+    ) -> None:
+        """Run a transition in the background; if storage refuses it, fire timer ``again``."""
+        assert self.engine.tg is not None
+        self.engine.tg.start_soon(self._guarded, func, args, again)
+
+    async def _guarded(
+        self, func: Callable[..., Awaitable[object]], args: tuple[object, ...], again: Hashable
+    ) -> None:
+        try:
+            await func(*args)
+        except Unavailable as exc:
+            log.warning("%s%r refused (%s); trying again", func.__name__, args, exc)
+            if again is not None:
+                self.timers.arm(self.clock.now_ms() + RETRY_MS, again)
+        except Exception:
+            log.exception("background job transition failed: %s%r", func.__name__, args)
+
+    def retry_soon(self, job_id: str) -> None:
+        """Storage refused a job's start: make the job ready again a little later."""
+        self.timers.arm(self.clock.now_ms() + RETRY_MS, ("due", job_id))
