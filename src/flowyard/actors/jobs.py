@@ -33,7 +33,7 @@ from flowyard.billing import JOB_WRITE
 from flowyard.clock import SYSTEM_CLOCK, Clock
 from flowyard.errors import Conflict, NotFound, Unavailable, invalid_field
 from flowyard.ids import new_id
-from flowyard.jobs.model import Delayed, Job, Run, Scheduled, WorkflowRef
+from flowyard.jobs.model import Delayed, Job, PushQueue, Run, Scheduled, WorkflowRef
 from flowyard.jobs.spec import (
     JobPatch,
     JobSpec,
@@ -332,23 +332,35 @@ class JobEngine:
         concurrency: int | None | msgspec.UnsetType,
         rate_limit_per_second: float | None | msgspec.UnsetType,
         paused: bool | msgspec.UnsetType,
+        handler: str | None | msgspec.UnsetType = msgspec.UNSET,
     ) -> Queue:
-        """Change a queue's limits or pause it; unset fields keep their value."""
+        """Change a queue's limits, pause it or set its default handler; unset fields keep
+        their value. A new handler starts delivering the jobs that waited for one."""
         queue = self.queue(project_id, name)
         current = queue.settings
-        updated = store.QueueSettings(
-            concurrency=current.concurrency if concurrency is msgspec.UNSET else concurrency,
-            rate_limit_per_second=(
-                current.rate_limit_per_second
-                if rate_limit_per_second is msgspec.UNSET
-                else rate_limit_per_second
-            ),
-            paused=current.paused if paused is msgspec.UNSET else paused,
+        updated = msgspec.structs.replace(
+            current,
+            **{
+                field: value
+                for field, value in (
+                    ("concurrency", concurrency),
+                    ("rate_limit_per_second", rate_limit_per_second),
+                    ("paused", paused),
+                    ("handler", handler),
+                )
+                if value is not msgspec.UNSET
+            },
         )
         # Billed to the family of the route it answers (``PUT /infra/queues/{name}``).
         with self.accounts.paying(project_id, JOB_WRITE, "infra/queues"):
             await self.db.commit([store.put_queue(project_id, name, updated)])
         queue.settings = updated
+        if updated.handler is not None and current.handler is None:
+            # Jobs without a handler of their own were passed over while there was none.
+            for job_id in list(queue.pending):
+                job = self.jobs.get(job_id)
+                if job is not None and _waits_for_handler(job) and self.is_ready(job_id):
+                    self.scheduler.make_ready(job)
         if not updated.paused:
             queue.wake_all()
             if queue.has_deliverable:
@@ -364,6 +376,11 @@ class JobEngine:
         """Raise 503 while shutting down."""
         if self.stopping:
             raise Unavailable("shutting down")
+
+
+def _waits_for_handler(job: Job) -> bool:
+    """A push-queue job that names no handler: its queue's default handler receives it."""
+    return isinstance(job.trigger, PushQueue) and job.handler is None
 
 
 def _patched_trigger(job: Job, patch: TriggerPatch, now: int) -> dict[str, object]:

@@ -10,6 +10,7 @@ import hmac
 import logging
 import secrets
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import anyio
@@ -17,6 +18,7 @@ import msgspec
 from anyio.abc import TaskGroup, TaskStatus
 
 from flowyard.actors.dispatcher import Dispatcher, Outcome
+from flowyard.actors.queues import Queue
 from flowyard.errors import Conflict, NotFound, Unavailable
 from flowyard.ids import new_id
 from flowyard.jobs.model import Job, JobStatus, Run
@@ -86,7 +88,7 @@ class PushDelivery:
                     if queue.settings.rate_limit_per_second and not queue.settings.paused:
                         self.engine.timers.arm(queue.next_token_ms(now), ("push", *key))
                     break
-                job_id = queue.pop(self.engine.is_ready, pull=False)
+                job_id = queue.pop(self._deliverable(queue), pull=False)
                 if job_id is None:
                     break
                 queue.took_token()
@@ -95,6 +97,19 @@ class PushDelivery:
                 tg.start_soon(self._deliver, job_id)
             if not queue.has_deliverable:
                 self._queues.discard(key)
+
+    def _deliverable(self, queue: Queue) -> Callable[[str], bool]:
+        """Whether a job of ``queue`` may go out now: ready, and with a handler to go to (its
+        own or the queue's; one that has neither waits, pending, for the queue's)."""
+        engine = self.engine
+        if queue.settings.handler is not None:
+            return engine.is_ready
+
+        def deliverable(job_id: str) -> bool:
+            job = engine.jobs.get(job_id)
+            return job is not None and job.handler is not None and engine.is_ready(job_id)
+
+        return deliverable
 
     async def _deliver(self, job_id: str) -> None:
         try:
@@ -112,6 +127,11 @@ class PushDelivery:
     async def _deliver_once(self, job_id: str) -> None:
         engine = self.engine
         job = engine.jobs[job_id]
+        handler = job.handler
+        if handler is None and job.queue is not None:
+            handler = engine.queue(job.project_id, job.queue).settings.handler
+        if handler is None:
+            return  # the queue's handler was removed meanwhile: the job waits for a new one
         start = transition(job, None, DeliveryStarted(new_id("run")), engine.clock.now_ms())
         started, run = start.job, start.runs[0]
         try:
@@ -128,7 +148,7 @@ class PushDelivery:
             "X-Flowyard-Callback-Url": callback,
         }
         outcome = await self.dispatcher.post(
-            job.handler or "", bytes(job.payload), headers, secret, job.timeout
+            handler, bytes(job.payload), headers, secret, job.timeout
         )
         current = engine.jobs.get(job_id)
         if current is None or current.run_id != run.id:
