@@ -203,6 +203,9 @@ def test_a_heartbeat_moves_the_lease_timer_of_the_same_key() -> None:
 
 def test_a_completed_attempt_closes_the_run_releases_the_lease_and_notifies() -> None:
     before, open_run = STATES["running_pull"]
+    quiet = transition(before, open_run, EVENTS["ended_ok"], NOW + 250)
+    assert quiet.effects == [CancelTimer(("lease", "job_1", "tok"))]  # no callback_url
+    before = replace(before, callback_url="http://127.0.0.1:9/notice")
     done = transition(before, open_run, EVENTS["ended_ok"], NOW + 250)
     assert done.job.result == Raw(b'{"ok":true}')
     assert done.job.completed_at == NOW + 250
@@ -237,11 +240,10 @@ def test_a_failed_attempt_with_attempts_left_waits_its_backoff(
 
 
 def test_the_last_attempt_fails_the_job_for_good() -> None:
-    before = replace(STATES["running_push"][0], attempt=3, max_attempts=3)
+    before = replace(STATES["running_push"][0], attempt=3, max_attempts=3, callback_url=HANDLER)
     done = transition(before, run(3), EVENTS["ended_retry"], NOW)
     assert done.job.status is JobStatus.FAILED and done.job.completed_at == NOW
-    assert CancelTimer(("due", "job_1")) in done.effects
-    assert done.effects[-1] == NotifyEnded()
+    assert done.effects == [NotifyEnded()]
 
 
 def test_a_202_waits_for_the_callback_with_a_timer() -> None:
@@ -259,9 +261,19 @@ def test_a_withdrawal_keeps_a_cancel_silent_but_names_another_reason() -> None:
     cancelled = transition(replace(before, error="earlier"), open_run, Withdrawn(), NOW)
     assert cancelled.job.error == "earlier"
     assert cancelled.runs[0].status is RunStatus.FAILED and cancelled.runs[0].error == "cancelled"
-    withdrawn = transition(before, open_run, Withdrawn("withdrawn by the workflow"), NOW)
+    noticed = replace(before, callback_url=HANDLER)
+    withdrawn = transition(noticed, open_run, Withdrawn("withdrawn by the workflow"), NOW)
     assert withdrawn.job.error == "withdrawn by the workflow"
-    assert withdrawn.effects[-1] == NotifyEnded()
+    assert withdrawn.effects == [NotifyEnded()]
+
+
+def test_a_withdrawal_drops_the_timer_the_job_waited_on() -> None:
+    delayed = replace(STATES["pending_push"][0], run_at=NOW + 60_000)
+    assert transition(delayed, None, Withdrawn(), NOW).effects == [CancelTimer(("due", "job_1"))]
+    idle, _ = STATES["scheduled_idle"]
+    assert transition(idle, None, Withdrawn(), NOW).effects == [
+        CancelTimer(("fire", "job_1", SLOT))
+    ]
 
 
 def test_an_interrupted_delivery_is_due_again_without_counting() -> None:

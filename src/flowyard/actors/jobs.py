@@ -18,7 +18,6 @@ from contextlib import AbstractContextManager as ContextManager
 import anyio
 import msgspec
 from anyio.abc import TaskGroup, TaskStatus
-from msgspec import Raw
 
 from flowyard.actors.accounts import Accounts
 from flowyard.actors.claims import Claims
@@ -106,6 +105,7 @@ class JobEngine:
         self.retry_soon = self.scheduler.retry_soon
         self.claim = self.claims.claim
         self.heartbeat = self.claims.heartbeat
+        self.ack = self.claims.ack
         self.settle = self.settling.settle
         self.settle_when_possible = self.settling.settle_when_possible
 
@@ -302,21 +302,6 @@ class JobEngine:
         return done.job
 
     # ----------------------------------------------------------------- pull protocol
-
-    async def ack(
-        self,
-        job: Job,
-        claim_token: str,
-        *,
-        completed: bool,
-        result: Raw | None,
-        error: str | None,
-        retryable: bool,
-    ) -> Job:
-        """Record a worker's outcome for a job it holds; 409 for a stale claim."""
-        return await self.claims.ack(
-            job, claim_token, completed=completed, result=result, error=error, retryable=retryable
-        )
 
     async def expire_lease(self, job_id: str, claim_token: str) -> None:
         """The lease named by ``claim_token`` ran out: the attempt failed."""

@@ -8,17 +8,18 @@ against the job's current state and ignored if it no longer applies.
 """
 
 import logging
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import TYPE_CHECKING
 
 from flowyard.actors.timers import Timers
 from flowyard.clock import Clock
 from flowyard.errors import Unavailable
-from flowyard.jobs.model import QUEUE_TRIGGERS, Job, PullQueue
+from flowyard.jobs.model import QUEUE_TRIGGERS, Job, PullQueue, Run
 from flowyard.jobs.transitions import (
     ArmTimer,
     CancelTimer,
     CronFired,
+    Effect,
     MakeReady,
     NotifyEnded,
     Transition,
@@ -44,29 +45,34 @@ class Scheduler:
         self.clock = clock
         self.timers = Timers(self._on_timer, clock)
         self.hooks: dict[str, TimerHook] = {}
+        self._jobs = engine.live.jobs
+        self._now = clock.now_ms
 
     def is_ready(self, job_id: str) -> bool:
         """Whether the live job ``job_id`` may be claimed or delivered now."""
-        job = self.engine.jobs.get(job_id)
-        return job is not None and is_ready(job, self.clock.now_ms())
+        job = self._jobs.get(job_id)
+        return job is not None and is_ready(job, self._now())
 
     def admit(self, job: Job) -> None:
         """After a commit: make the job ready now or arm the timer for when it will be."""
-        self.run_effects(Transition(job, [], admission(job, self.clock.now_ms())))
+        self._run(job, admission(job, self._now()), ())
 
     def run_effects(self, done: Transition) -> None:
         """Carry out a committed transition's effects."""
-        job = done.job
-        for effect in done.effects:
-            match effect:
-                case ArmTimer():
-                    self.timers.arm(effect.due, effect.key)
-                case CancelTimer():
-                    self.timers.cancel(effect.key)
-                case MakeReady():
-                    self.make_ready(job)
-                case NotifyEnded():
-                    self.engine.push.notify(job, done.runs[0] if done.runs else None)
+        self._run(done.job, done.effects, done.runs)
+
+    def _run(self, job: Job, effects: Sequence[Effect], runs: Sequence[Run]) -> None:
+        for effect in effects:
+            if type(effect) is ArmTimer:
+                self.timers.arm(effect.due, effect.key)
+            elif type(effect) is MakeReady:
+                self.make_ready(job)
+            elif type(effect) is CancelTimer:
+                self.timers.cancel(effect.key)
+            elif type(effect) is NotifyEnded:
+                self.engine.push.notify(job, runs[0] if runs else None)
+            else:
+                raise TypeError(f"unexpected effect {effect!r}")
 
     def make_ready(self, job: Job) -> None:
         """Put a due job on its queue's ready heap, or hand it to push delivery."""

@@ -6,8 +6,6 @@ after committing (arm or cancel timers, make the job ready, tell its ``callback_
 out as effects. An event the job's status does not allow raises :class:`Conflict` (409).
 """
 
-from typing import NamedTuple
-
 import msgspec
 from msgspec import Raw
 
@@ -36,8 +34,10 @@ TimerKey = tuple[str | int | None, ...]
 
 # ----------------------------------------------------------------------------- events
 
+# gc=False throughout: these hold no reference cycles, and several are made for every job.
 
-class Claimed(msgspec.Struct, frozen=True, tag="claimed"):
+
+class Claimed(msgspec.Struct, frozen=True, gc=False, tag="claimed"):
     """A worker claimed the job (pull)."""
 
     run_id: str
@@ -45,26 +45,26 @@ class Claimed(msgspec.Struct, frozen=True, tag="claimed"):
     visibility_seconds: int
 
 
-class DeliveryStarted(msgspec.Struct, frozen=True, tag="delivery_started"):
+class DeliveryStarted(msgspec.Struct, frozen=True, gc=False, tag="delivery_started"):
     """A push delivery of the job begins."""
 
     run_id: str
 
 
-class HandlerAccepted(msgspec.Struct, frozen=True, tag="handler_accepted"):
+class HandlerAccepted(msgspec.Struct, frozen=True, gc=False, tag="handler_accepted"):
     """The handler answered 202: the result comes later, on the callback URL."""
 
     callback_deadline: int
     handler_status: int | None = None
 
 
-class LeaseExtended(msgspec.Struct, frozen=True, tag="lease_extended"):
+class LeaseExtended(msgspec.Struct, frozen=True, gc=False, tag="lease_extended"):
     """The worker holding the job heartbeats."""
 
     visibility_seconds: int
 
 
-class AttemptEnded(msgspec.Struct, frozen=True, tag="attempt_ended"):
+class AttemptEnded(msgspec.Struct, frozen=True, gc=False, tag="attempt_ended"):
     """The current attempt ended: an answer, an ack, a callback, or a lease or window out."""
 
     completed: bool
@@ -76,25 +76,25 @@ class AttemptEnded(msgspec.Struct, frozen=True, tag="attempt_ended"):
     draw: float = 1.0  # uniform in [0, 1): the exponential backoff's jitter
 
 
-class Withdrawn(msgspec.Struct, frozen=True, tag="withdrawn"):
+class Withdrawn(msgspec.Struct, frozen=True, gc=False, tag="withdrawn"):
     """A client cancelled the job, or its workflow withdrew it."""
 
     reason: str = "cancelled"
 
 
-class Interrupted(msgspec.Struct, frozen=True, tag="interrupted"):
+class Interrupted(msgspec.Struct, frozen=True, gc=False, tag="interrupted"):
     """A restart found a push delivery in flight: it is delivered again, uncounted."""
 
 
-class RetryRequested(msgspec.Struct, frozen=True, tag="retry_requested"):
+class RetryRequested(msgspec.Struct, frozen=True, gc=False, tag="retry_requested"):
     """A client sends a failed job back to pending with fresh attempts."""
 
 
-class TriggerRequested(msgspec.Struct, frozen=True, tag="trigger_requested"):
+class TriggerRequested(msgspec.Struct, frozen=True, gc=False, tag="trigger_requested"):
     """A client fires a scheduled job now, or makes a waiting job due now."""
 
 
-class CronFired(msgspec.Struct, frozen=True, tag="cron_fired"):
+class CronFired(msgspec.Struct, frozen=True, gc=False, tag="cron_fired"):
     """The cron slot ``due`` of a scheduled job has come."""
 
     due: int
@@ -117,31 +117,31 @@ JobEvent = (
 # ----------------------------------------------------------------------------- effects
 
 
-class ArmTimer(msgspec.Struct, frozen=True, tag="arm_timer"):
+class ArmTimer(msgspec.Struct, frozen=True, gc=False, tag="arm_timer"):
     """Fire ``key`` at ``due`` (replacing the key's earlier due)."""
 
     due: int
     key: TimerKey
 
 
-class CancelTimer(msgspec.Struct, frozen=True, tag="cancel_timer"):
+class CancelTimer(msgspec.Struct, frozen=True, gc=False, tag="cancel_timer"):
     """Forget the timer ``key``: what it watched for cannot happen any more."""
 
     key: TimerKey
 
 
-class MakeReady(msgspec.Struct, frozen=True, tag="make_ready"):
+class MakeReady(msgspec.Struct, frozen=True, gc=False, tag="make_ready"):
     """The job is due now: put it on its queue's ready heap, or hand it to push delivery."""
 
 
-class NotifyEnded(msgspec.Struct, frozen=True, tag="notify_ended"):
-    """The job ended: tell its ``callback_url`` (if it has one)."""
+class NotifyEnded(msgspec.Struct, frozen=True, gc=False, tag="notify_ended"):
+    """The job ended: tell its ``callback_url``."""
 
 
 Effect = ArmTimer | CancelTimer | MakeReady | NotifyEnded
 
 
-class Transition(NamedTuple):
+class Transition(msgspec.Struct, frozen=True, gc=False):
     """A job's new record, the runs it opened or closed, and the effects to run after commit."""
 
     job: Job
@@ -198,8 +198,10 @@ def released(old: Job, new: Job) -> list[Effect]:
         effects.append(CancelTimer(("lease", old.id, old.claim_token)))
     if old.callback_deadline is not None and new.callback_deadline is None:
         effects.append(CancelTimer(("callback", old.id, old.run_id)))
-    if new.status in TERMINAL:
-        effects.append(CancelTimer(("due", old.id)))
+    if new.status in TERMINAL and old.run_id is None:
+        # Withdrawn before it started: it may wait for its time or its next fire.
+        if old.run_at is not None:
+            effects.append(CancelTimer(("due", old.id)))
         if old.next_run_at is not None:
             effects.append(CancelTimer(("fire", old.id, old.next_run_at)))
     return effects
@@ -248,7 +250,9 @@ def transition(job: Job, run: Run | None, event: JobEvent, now: int) -> Transiti
     Raises:
         Conflict: the job's status does not allow the event.
     """
-    match event:
+    match event:  # the most frequent first
+        case AttemptEnded():
+            return _attempt_ended(job, run, event, now)
         case Claimed():
             return _start(job, now, event.run_id, event)
         case DeliveryStarted():
@@ -264,8 +268,6 @@ def transition(job: Job, run: Run | None, event: JobEvent, now: int) -> Transiti
                 raise Conflict(f"job {job.id} is not running")
             new = replace(job, claimed_until=now + event.visibility_seconds * 1000)
             return Transition(new, [], admission(new, now))
-        case AttemptEnded():
-            return _attempt_ended(job, run, event, now)
         case Withdrawn():
             return _withdrawn(job, run, event.reason, now)
         case Interrupted():
@@ -432,9 +434,9 @@ def _withdrawn(job: Job, run: Run | None, reason: str, now: int) -> Transition:
 
 def _after(old: Job, new: Job, now: int) -> list[Effect]:
     """The effects of an attempt's end or a withdrawal: timers released, the next step, and
-    the ``callback_url`` notice once the job has ended."""
+    the notice to the job's ``callback_url`` (if it has one) once it has ended."""
     effects = released(old, new) + admission(new, now)
-    if new.status in TERMINAL:
+    if new.status in TERMINAL and new.callback_url is not None:
         effects.append(NotifyEnded())
     return effects
 
