@@ -4,7 +4,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from flowyard.clock import now_ms
 from flowyard.errors import invalid_field
 from flowyard.http.body import query_int, query_str, read_json
 from flowyard.http.context import caller, charge_read
@@ -25,7 +24,7 @@ async def list_queues(request: Request) -> Response:
         q for q in runtime.jobs.project_queues(key.project_id) if after is None or q.name > after
     ]
     page = queues[:limit]
-    now = now_ms()
+    now = runtime.jobs.clock.now_ms()
     next_cursor = seal(cursor_key, "queues", page[-1].name) if len(queues) > limit else None
     charge_read(request, runtime, key.project_id)
     return json_response({"queues": [q.view(now) for q in page], "next_cursor": next_cursor})
@@ -49,7 +48,7 @@ async def put_queue(request: Request) -> Response:
         paused=body.paused,
         handler=body.handler,
     )
-    return json_response(queue.view(now_ms()))
+    return json_response(queue.view(runtime.jobs.clock.now_ms()))
 
 
 routes = [
