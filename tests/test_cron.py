@@ -6,6 +6,7 @@ from typing import Any
 import anyio
 import httpx
 
+from flowyard.jobs.transitions import Callback, Fire
 from tests.conftest import Handler, Service
 from tests.fake_clock import FakeClock
 from tests.job_helpers import create_job, get_job, list_runs, ms, wait_job
@@ -119,7 +120,7 @@ async def test_scheduled_job_with_202_and_no_callback_fires_again(
         job = await create_job(service, **cron(url, "0 9 * * *", "Asia/Tokyo", max_attempts=1))
         assert (await service.client.post(f"/infra/jobs/{job['id']}/trigger")).status_code == 202
         [delivery] = await handler.wait_for("/cron-202")
-        key = ("callback", job["id"], delivery.headers["x-flowyard-run-id"])
+        key = Callback(job["id"], delivery.headers["x-flowyard-run-id"])
         timers = service.supervisor.jobs.timers
         with anyio.fail_after(5):
             while timers.due(key) is None:
@@ -168,7 +169,7 @@ async def test_every_minute_schedule_really_fires(service_with: Any, handler: Ha
         assert due % 60_000 == 0
         assert 0 < due - ms(job["created_at"]) <= 60_000
         timers = service.supervisor.jobs.timers
-        assert timers.due(("fire", job["id"], due)) == due
+        assert timers.due(Fire(job["id"], due)) == due
         clock.advance(ms=due - clock.now_ms() - 1)
         await anyio.wait_all_tasks_blocked()
         assert handler.to("/minutely") == []  # not a millisecond early

@@ -26,13 +26,17 @@ from flowyard.jobs.spec import JobSpec
 from flowyard.jobs.transitions import (
     ArmTimer,
     AttemptEnded,
+    Callback,
     CancelTimer,
     Claimed,
     CronFired,
     DeliveryStarted,
+    Due,
+    Fire,
     HandlerAccepted,
     Interrupted,
     JobEvent,
+    Lease,
     LeaseExtended,
     MakeReady,
     NotifyEnded,
@@ -191,20 +195,20 @@ def test_a_claim_opens_a_run_and_arms_its_lease() -> None:
     assert done.runs == [
         Run(id="run_2", job_id="job_1", attempt=1, scheduled_at=NOW - 1, started_at=NOW)
     ]
-    assert done.effects == [ArmTimer(NOW + 60_000, ("lease", "job_1", "tok2"))]
+    assert done.effects == [ArmTimer(NOW + 60_000, Lease("job_1", "tok2"))]
 
 
 def test_a_heartbeat_moves_the_lease_timer_of_the_same_key() -> None:
     before, _ = STATES["running_pull"]
     done = transition(before, None, LeaseExtended(120), NOW + 1_000)
     assert done.job.claimed_until == NOW + 121_000
-    assert done.effects == [ArmTimer(NOW + 121_000, ("lease", "job_1", "tok"))]
+    assert done.effects == [ArmTimer(NOW + 121_000, Lease("job_1", "tok"))]
 
 
 def test_a_completed_attempt_closes_the_run_releases_the_lease_and_notifies() -> None:
     before, open_run = STATES["running_pull"]
     quiet = transition(before, open_run, EVENTS["ended_ok"], NOW + 250)
-    assert quiet.effects == [CancelTimer(("lease", "job_1", "tok"))]  # no callback_url
+    assert quiet.effects == [CancelTimer(Lease("job_1", "tok"))]  # no callback_url
     before = replace(before, callback_url="http://127.0.0.1:9/notice")
     done = transition(before, open_run, EVENTS["ended_ok"], NOW + 250)
     assert done.job.result == Raw(b'{"ok":true}')
@@ -213,7 +217,7 @@ def test_a_completed_attempt_closes_the_run_releases_the_lease_and_notifies() ->
     (closed,) = done.runs
     assert closed.status is RunStatus.COMPLETED and closed.duration_ms == 250
     assert closed.handler_status == 200
-    assert CancelTimer(("lease", "job_1", "tok")) in done.effects
+    assert CancelTimer(Lease("job_1", "tok")) in done.effects
     assert done.effects[-1] == NotifyEnded()
 
 
@@ -235,7 +239,7 @@ def test_a_failed_attempt_with_attempts_left_waits_its_backoff(
     assert done.job.run_at == NOW + delay_ms
     assert done.job.error == "boom"
     assert done.runs[0].status is RunStatus.FAILED
-    assert ArmTimer(NOW + delay_ms, ("due", "job_1")) in done.effects
+    assert ArmTimer(NOW + delay_ms, Due("job_1")) in done.effects
     assert NotifyEnded() not in done.effects
 
 
@@ -251,9 +255,9 @@ def test_a_202_waits_for_the_callback_with_a_timer() -> None:
     done = transition(before, open_run, HandlerAccepted(NOW + 5_000, 202), NOW)
     assert done.job.callback_deadline == NOW + 5_000
     assert done.runs[0].handler_status == 202 and done.runs[0].status is RunStatus.RUNNING
-    assert done.effects == [ArmTimer(NOW + 5_000, ("callback", "job_1", "run_1"))]
+    assert done.effects == [ArmTimer(NOW + 5_000, Callback("job_1", "run_1"))]
     ended = transition(done.job, done.runs[0], EVENTS["ended_ok"], NOW + 10)
-    assert CancelTimer(("callback", "job_1", "run_1")) in ended.effects
+    assert CancelTimer(Callback("job_1", "run_1")) in ended.effects
 
 
 def test_a_withdrawal_keeps_a_cancel_silent_but_names_another_reason() -> None:
@@ -269,11 +273,9 @@ def test_a_withdrawal_keeps_a_cancel_silent_but_names_another_reason() -> None:
 
 def test_a_withdrawal_drops_the_timer_the_job_waited_on() -> None:
     delayed = replace(STATES["pending_push"][0], run_at=NOW + 60_000)
-    assert transition(delayed, None, Withdrawn(), NOW).effects == [CancelTimer(("due", "job_1"))]
+    assert transition(delayed, None, Withdrawn(), NOW).effects == [CancelTimer(Due("job_1"))]
     idle, _ = STATES["scheduled_idle"]
-    assert transition(idle, None, Withdrawn(), NOW).effects == [
-        CancelTimer(("fire", "job_1", SLOT))
-    ]
+    assert transition(idle, None, Withdrawn(), NOW).effects == [CancelTimer(Fire("job_1", SLOT))]
 
 
 def test_an_interrupted_delivery_is_due_again_without_counting() -> None:
@@ -308,7 +310,7 @@ def test_a_cron_fire_makes_the_job_due_and_arms_the_next_slot() -> None:
     following = next_fire_ms("* * * * *", "UTC", NOW)
     assert done.job.run_at == SLOT and done.job.attempt == 0
     assert done.job.next_run_at == following
-    assert done.effects == [ArmTimer(following, ("fire", "job_1", following)), MakeReady()]
+    assert done.effects == [ArmTimer(following, Fire("job_1", following)), MakeReady()]
 
 
 def test_a_cron_fire_while_the_last_is_busy_is_skipped() -> None:
@@ -330,9 +332,7 @@ def test_a_cron_job_after_its_fire_waits_for_the_next_slot_not_a_past_one() -> N
     done = transition(before, open_run, EVENTS["ended_ok"], NOW)
     assert done.job.status is JobStatus.SCHEDULED and done.job.run_at is None
     assert done.job.next_run_at == next_fire_ms("* * * * *", "UTC", NOW)
-    assert done.effects[-1] == ArmTimer(
-        done.job.next_run_at, ("fire", "job_1", done.job.next_run_at)
-    )
+    assert done.effects[-1] == ArmTimer(done.job.next_run_at, Fire("job_1", done.job.next_run_at))
 
 
 # ----------------------------------------------------------------------------- create, edit
@@ -354,7 +354,7 @@ def test_an_edit_is_refused_while_the_job_runs_and_after_it_ended() -> None:
     with pytest.raises(Conflict):
         edited(STATES["completed"][0], {"enabled": False}, NOW, reschedule=False)
     done = edited(STATES["pending_push"][0], {"run_at": NOW + 9_000}, NOW, reschedule=False)
-    assert done.effects == [ArmTimer(NOW + 9_000, ("due", "job_1"))]
+    assert done.effects == [ArmTimer(NOW + 9_000, Due("job_1"))]
 
 
 # ----------------------------------------------------------------------------- admission
@@ -365,9 +365,9 @@ def test_an_edit_is_refused_while_the_job_runs_and_after_it_ended() -> None:
     [
         ("pending_push", [MakeReady()]),
         ("pending_pull", [MakeReady()]),
-        ("running_pull", [ArmTimer(NOW + 30_000, ("lease", "job_1", "tok"))]),
+        ("running_pull", [ArmTimer(NOW + 30_000, Lease("job_1", "tok"))]),
         ("running_push", []),
-        ("scheduled_idle", [ArmTimer(SLOT, ("fire", "job_1", SLOT))]),
+        ("scheduled_idle", [ArmTimer(SLOT, Fire("job_1", SLOT))]),
         ("scheduled_firing", [MakeReady()]),
         ("scheduled_delivering", []),
         ("completed", []),

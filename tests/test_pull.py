@@ -7,6 +7,7 @@ from typing import Any
 
 import anyio
 
+from flowyard.jobs.transitions import Lease
 from tests.conftest import Service
 from tests.fake_clock import FakeClock
 from tests.job_helpers import ack, claim, create_job, get_job, list_runs, ms, wait_job
@@ -322,9 +323,7 @@ async def test_heartbeat_extends_lease_and_job_is_not_requeued(service_with: Any
         assert extended["status"] == "running"
         # Past the original lease: the heartbeat moved its one timer, nothing comes back.
         timers = service.supervisor.jobs.timers
-        assert timers.due(("lease", job["id"], claimed["claim_token"])) == ms(
-            extended["claimed_until"]
-        )
+        assert timers.due(Lease(job["id"], claimed["claim_token"])) == ms(extended["claimed_until"])
         clock.advance(seconds=1.5)
         await anyio.wait_all_tasks_blocked()
         assert await claim(service, "hb") == []
@@ -336,7 +335,7 @@ async def test_heartbeat_extends_lease_and_job_is_not_requeued(service_with: Any
         assert done.status_code == 200, done.text
         [run] = await list_runs(service, job["id"])
         assert run["status"] == "completed"
-        assert timers.due(("lease", job["id"], claimed["claim_token"])) is None  # released
+        assert timers.due(Lease(job["id"], claimed["claim_token"])) is None  # released
 
 
 async def test_heartbeat_with_wrong_token_or_idle_job_is_409(service: Service) -> None:
@@ -459,5 +458,5 @@ async def test_heartbeats_of_a_long_job_keep_one_lease_timer(service_with: Any) 
             await engine.heartbeat(live, claimed["claim_token"], 600)
         assert engine.timers.heap_size <= max(64, before + 2)
         assert len(engine.timers) <= before + 1
-        key = ("lease", job["id"], claimed["claim_token"])
+        key = Lease(job["id"], claimed["claim_token"])
         assert engine.timers.due(key) == engine.jobs[job["id"]].claimed_until

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from flowyard.jobs.transitions import Callback, Due
 from flowyard.signing import verify
 from tests.conftest import Handler, Service, serve_app
 from tests.fake_clock import FakeClock
@@ -273,7 +274,7 @@ async def test_202_without_callback_in_window_fails_the_attempt(
             await handler.wait_for("/silent", attempt)
             waiting = await wait_job(service, job["id"], lambda j: j["status"] == "running")
             run_id = handler.to("/silent")[-1].headers["x-flowyard-run-id"]
-            await wait_timer(service, ("callback", job["id"], run_id))
+            await wait_timer(service, Callback(job["id"], run_id))
             clock.advance(seconds=60)  # the window passes with no callback
             if attempt == 1:
                 retrying = await wait_job(service, job["id"], "pending")
@@ -351,7 +352,7 @@ async def test_delayed_job_is_not_delivered_before_run_at(
         run_at = ms(job["run_at"])
         assert run_at - ms(job["created_at"]) == 90_000
         assert job["status"] == "pending"
-        await wait_timer(service, ("due", job["id"]))
+        await wait_timer(service, Due(job["id"]))
         clock.advance(ms=run_at - clock.now_ms() - 1)
         await anyio.wait_all_tasks_blocked()
         assert handler.to("/delayed") == []

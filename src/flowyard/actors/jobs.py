@@ -86,7 +86,7 @@ class JobEngine:
         self.queues: dict[tuple[str, str], Queue] = self.live.queues
         self.scheduler = Scheduler(self, clock)
         self.timers: Timers = self.scheduler.timers
-        self.timer_hooks: dict[str, TimerHook] = self.scheduler.hooks
+        self.timer_hooks: dict[type, TimerHook] = self.scheduler.hooks
         self.claims = Claims(self)
         self.settling = Settling(self)
         self.workflow_settled: JobSettled | None = None

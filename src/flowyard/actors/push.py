@@ -48,6 +48,7 @@ class PushDelivery:
         self._queues: set[tuple[str, str]] = set()
         self._wake = anyio.Event()
         self._in_flight = 0
+        engine.timer_hooks[RateWait] = lambda _: self.wake()
 
     def ready(self, job_id: str) -> None:
         """A job without a queue is due: deliver it when a slot is free."""
@@ -86,7 +87,7 @@ class PushDelivery:
             while self._in_flight < limit and queue.has_deliverable:
                 if not queue.may_dispatch(now):
                     if queue.settings.rate_limit_per_second and not queue.settings.paused:
-                        self.engine.timers.arm(queue.next_token_ms(now), ("push", *key))
+                        self.engine.timers.arm(queue.next_token_ms(now), RateWait(*key))
                     break
                 job_id = queue.pop(self._deliverable(queue), pull=False)
                 if job_id is None:
@@ -224,6 +225,13 @@ class PushDelivery:
         )
         if outcome.kind == "failed":
             log.warning("callback_url notice for %s failed: %s", job.id, outcome.error)
+
+
+class RateWait(msgspec.Struct, frozen=True, gc=False):
+    """A timer key: a push queue's rate limit allows a delivery again."""
+
+    project_id: str
+    queue: str
 
 
 def _callback_signature(secret: str, job_id: str, run_id: str) -> str:

@@ -2,14 +2,15 @@
 made ready for its queue or for push delivery, its ``callback_url`` told), and timers that
 fire come back here to be turned into transitions.
 
-A timer names what it watches (``due``, ``fire``, ``lease``, ``callback``, ``push``, or a
-kind another engine registered in :attr:`Scheduler.hooks`); when it fires it is checked
-against the job's current state and ignored if it no longer applies.
+A timer's key is a tagged Struct naming what it watches (a job's ``Due``, ``Fire``, ``Lease``
+or ``Callback``, or a key type another part registered in :attr:`Scheduler.hooks`); when it
+fires it is checked against the job's current state and ignored if it no longer applies. A key
+of no known type is an error, never silently dropped.
 """
 
 import logging
 from collections.abc import Awaitable, Callable, Hashable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from flowyard.actors.timers import Timers
 from flowyard.clock import Clock
@@ -17,9 +18,14 @@ from flowyard.errors import Unavailable
 from flowyard.jobs.model import QUEUE_TRIGGERS, Job, PullQueue, Run
 from flowyard.jobs.transitions import (
     ArmTimer,
+    Callback,
     CancelTimer,
     CronFired,
+    Due,
     Effect,
+    Fire,
+    JobTimer,
+    Lease,
     MakeReady,
     NotifyEnded,
     Transition,
@@ -34,7 +40,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("flowyard.jobs")
 
-TimerHook = Callable[[tuple[object, ...]], None]
+TimerHook = Callable[[Any], None]
+"""Handles the timers of one key type that another part registered (deadlines, rate waits)."""
 
 
 class Scheduler:
@@ -44,7 +51,7 @@ class Scheduler:
         self.engine = engine
         self.clock = clock
         self.timers = Timers(self._on_timer, clock)
-        self.hooks: dict[str, TimerHook] = {}
+        self.hooks: dict[type, TimerHook] = {}
         self._jobs = engine.live.jobs
         self._now = clock.now_ms
 
@@ -86,35 +93,37 @@ class Scheduler:
             self.engine.push.ready(job.id)
 
     def _on_timer(self, key: Hashable) -> None:
-        assert isinstance(key, tuple)
-        kind, job_id, *rest = key
-        hook = self.hooks.get(kind)
-        if hook is not None:
-            hook(key)
-            return
-        if kind == "push":
-            self.engine.push.wake()
-            return
-        job = self.engine.jobs.get(job_id)
-        if job is None:
-            return
-        now = self.clock.now_ms()
-        if kind == "due":
-            if is_ready(job, now):
-                self.make_ready(job)
-        elif kind == "fire":
-            # Cron fires change memory only: the delivery that follows commits the job.
-            fired = transition(job, None, CronFired(rest[0]), now)
-            if fired.job is not job:
-                self.engine.live.index(job, fired.job)
-            self.run_effects(fired)
-        elif kind == "lease":
-            if job.claim_token == rest[0] and job.claimed_until and job.claimed_until <= now:
-                self.spawn(self.engine.claims.expire_lease, job_id, rest[0], again=key)
-        elif kind == "callback":
-            deadline = job.callback_deadline
-            if job.run_id == rest[0] and deadline is not None and deadline <= now:
-                self.spawn(self.engine.push.expire_callback, job_id, rest[0], again=key)
+        """A timer fired: act on it if it still applies to the job (else it is stale)."""
+        job = self._jobs.get(key.job_id) if isinstance(key, JobTimer) else None
+        now = self._now()
+        match key:
+            case Due():
+                if job is not None and is_ready(job, now):
+                    self.make_ready(job)
+            case Fire():
+                if job is not None:
+                    # Cron fires change memory only: the delivery that follows commits the job.
+                    fired = transition(job, None, CronFired(key.at), now)
+                    if fired.job is not job:
+                        self.engine.live.index(job, fired.job)
+                    self.run_effects(fired)
+            case Lease():
+                if (
+                    job is not None
+                    and job.claim_token == key.claim_token
+                    and job.claimed_until
+                    and job.claimed_until <= now
+                ):
+                    self.spawn(self.engine.claims.expire_lease, job.id, key.claim_token, again=key)
+            case Callback():
+                deadline = job.callback_deadline if job is not None else None
+                if job is not None and job.run_id == key.run_id and deadline and deadline <= now:
+                    self.spawn(self.engine.push.expire_callback, job.id, key.run_id, again=key)
+            case _:
+                hook = self.hooks.get(type(key))
+                if hook is None:
+                    raise TypeError(f"unexpected timer {key!r}")
+                hook(key)
 
     def spawn(
         self, func: Callable[..., Awaitable[object]], *args: object, again: Hashable = None
@@ -137,4 +146,4 @@ class Scheduler:
 
     def retry_soon(self, job_id: str) -> None:
         """Storage refused a job's start: make the job ready again a little later."""
-        self.timers.arm(self.clock.now_ms() + RETRY_MS, ("due", job_id))
+        self.timers.arm(self.clock.now_ms() + RETRY_MS, Due(job_id))

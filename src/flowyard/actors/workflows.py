@@ -57,6 +57,13 @@ Carry = tuple[Change, list[Run]]
 """A job transition to commit together with the execution's own."""
 
 
+class DeadlineTimer(msgspec.Struct, frozen=True, gc=False):
+    """A timer key: the execution's ``max_duration_sec`` window ends at ``at``."""
+
+    execution_id: str
+    at: int
+
+
 class ExecutionActor:
     """One execution: its state, its graph, and a mailbox while it has messages."""
 
@@ -83,7 +90,7 @@ class WorkflowEngine:
         self._tg: TaskGroup | None = None
         jobs.workflow_settled = self._job_settled
         jobs.workflow_starting = self._job_starting
-        jobs.timer_hooks["deadline"] = self._deadline_fired
+        jobs.timer_hooks[DeadlineTimer] = self._deadline_fired
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Rehydrate every active execution, then host the actors' tasks until cancelled."""
@@ -110,7 +117,7 @@ class WorkflowEngine:
                 continue
             self.actors[state.id] = ExecutionActor(state, graph)
             if state.status in (ExecutionStatus.RUNNING, ExecutionStatus.PAUSED):
-                self.jobs.timers.arm(state.deadline_at, ("deadline", state.id, state.deadline_at))
+                self.jobs.timers.arm(state.deadline_at, DeadlineTimer(state.id, state.deadline_at))
             count += 1
         log.info("rehydrated %d executions", count)
 
@@ -280,13 +287,12 @@ class WorkflowEngine:
         actor.state = new
         return [store.put_execution(new), *store.put_events(new.id, seq + 1, events)]
 
-    def _deadline_fired(self, key: tuple[object, ...]) -> None:
-        _, execution_id, deadline_at = key
-        actor = self.actors.get(str(execution_id))
-        if actor is None or actor.state.deadline_at != deadline_at:
+    def _deadline_fired(self, key: DeadlineTimer) -> None:
+        actor = self.actors.get(key.execution_id)
+        if actor is None or actor.state.deadline_at != key.at:
             return
         try:
-            self._tell(actor, DeadlinePassed(int(str(deadline_at))))
+            self._tell(actor, DeadlinePassed(key.at))
         except FlowyardError:
             self.jobs.timers.arm(self.jobs.clock.now_ms() + 1000, key)  # busy: try again shortly
 
@@ -338,7 +344,7 @@ class WorkflowEngine:
             if isinstance(message, DeadlinePassed) and isinstance(outcome, Unavailable):
                 # Storage refused it (nobody waits on a deadline): it passes again a bit later.
                 log.warning("deadline of %s not recorded (%s); again soon", actor.state.id, outcome)
-                key = ("deadline", actor.state.id, message.deadline_at)
+                key = DeadlineTimer(actor.state.id, message.deadline_at)
                 self.jobs.timers.arm(self.jobs.clock.now_ms() + RETRY_MS, key)
             reply(envelope, outcome)
         self._rest(actor)
@@ -421,7 +427,7 @@ class WorkflowEngine:
         await self._store(actor, new, events, [*changes, *((None, j) for j in created)], runs)
         self.jobs.admit(created)
         for at in deadlines:
-            self.jobs.timers.arm(at, ("deadline", new.id, at))
+            self.jobs.timers.arm(at, DeadlineTimer(new.id, at))
         return actor.state
 
     async def _store(

@@ -28,9 +28,6 @@ from flowyard.jobs.spec import JobSpec
 
 replace = msgspec.structs.replace
 
-TimerKey = tuple[str | int | None, ...]
-"""``(kind, job_id, detail)``: ``due``, ``fire``, ``lease`` or ``callback``."""
-
 
 # ----------------------------------------------------------------------------- events
 
@@ -114,6 +111,40 @@ JobEvent = (
 )
 
 
+# ----------------------------------------------------------------------------- timers
+
+
+class Due(msgspec.Struct, frozen=True, gc=False, tag="due"):
+    """The job's ``run_at`` (a delay or a retry's backoff) has come."""
+
+    job_id: str
+
+
+class Fire(msgspec.Struct, frozen=True, gc=False, tag="fire"):
+    """A scheduled job's cron slot ``at`` has come."""
+
+    job_id: str
+    at: int
+
+
+class Lease(msgspec.Struct, frozen=True, gc=False, tag="lease"):
+    """The lease ``claim_token`` of a claimed job runs out."""
+
+    job_id: str
+    claim_token: str | None
+
+
+class Callback(msgspec.Struct, frozen=True, gc=False, tag="callback"):
+    """The callback window of run ``run_id`` (answered 202) closes."""
+
+    job_id: str
+    run_id: str | None
+
+
+JobTimer = Due | Fire | Lease | Callback
+"""A job's timer keys: arming one again replaces it (frozen Structs hash by value)."""
+
+
 # ----------------------------------------------------------------------------- effects
 
 
@@ -121,13 +152,13 @@ class ArmTimer(msgspec.Struct, frozen=True, gc=False, tag="arm_timer"):
     """Fire ``key`` at ``due`` (replacing the key's earlier due)."""
 
     due: int
-    key: TimerKey
+    key: JobTimer
 
 
 class CancelTimer(msgspec.Struct, frozen=True, gc=False, tag="cancel_timer"):
     """Forget the timer ``key``: what it watched for cannot happen any more."""
 
-    key: TimerKey
+    key: JobTimer
 
 
 class MakeReady(msgspec.Struct, frozen=True, gc=False, tag="make_ready"):
@@ -173,19 +204,19 @@ def admission(job: Job, now: int) -> list[Effect]:
         return effects
     if job.callback_deadline is not None:
         # Also for a cron fire waiting on its 202 callback (status stays ``scheduled``).
-        effects.append(ArmTimer(job.callback_deadline, ("callback", job.id, job.run_id)))
+        effects.append(ArmTimer(job.callback_deadline, Callback(job.id, job.run_id)))
     if job.status is JobStatus.RUNNING:
         if job.claimed_until is not None:
-            effects.append(ArmTimer(job.claimed_until, ("lease", job.id, job.claim_token)))
+            effects.append(ArmTimer(job.claimed_until, Lease(job.id, job.claim_token)))
         return effects
     if job.status is JobStatus.SCHEDULED and job.run_at is None and job.next_run_at:
         if job.enabled:
-            effects.append(ArmTimer(job.next_run_at, ("fire", job.id, job.next_run_at)))
+            effects.append(ArmTimer(job.next_run_at, Fire(job.id, job.next_run_at)))
         return effects
     if (not job.enabled and not is_cron(job)) or job.run_at is None or job.run_id:
         return effects
     if job.run_at > now:
-        effects.append(ArmTimer(job.run_at, ("due", job.id)))
+        effects.append(ArmTimer(job.run_at, Due(job.id)))
     else:
         effects.append(MakeReady())
     return effects
@@ -195,15 +226,15 @@ def released(old: Job, new: Job) -> list[Effect]:
     """The timers of ``old`` that ``new`` leaves without an object (lease, callback, due)."""
     effects: list[Effect] = []
     if old.claim_token is not None and new.claim_token != old.claim_token:
-        effects.append(CancelTimer(("lease", old.id, old.claim_token)))
+        effects.append(CancelTimer(Lease(old.id, old.claim_token)))
     if old.callback_deadline is not None and new.callback_deadline is None:
-        effects.append(CancelTimer(("callback", old.id, old.run_id)))
+        effects.append(CancelTimer(Callback(old.id, old.run_id)))
     if new.status in TERMINAL and old.run_id is None:
         # Withdrawn before it started: it may wait for its time or its next fire.
         if old.run_at is not None:
-            effects.append(CancelTimer(("due", old.id)))
+            effects.append(CancelTimer(Due(old.id)))
         if old.next_run_at is not None:
-            effects.append(CancelTimer(("fire", old.id, old.next_run_at)))
+            effects.append(CancelTimer(Fire(old.id, old.next_run_at)))
     return effects
 
 
@@ -445,7 +476,7 @@ def _cron_fired(job: Job, due: int, now: int) -> Transition:
     if job.status is not JobStatus.SCHEDULED or job.next_run_at != due or not job.enabled:
         return Transition(job, [], [])  # a stale timer: the job moved on
     following = _next_fire(job, now)
-    effects: list[Effect] = [ArmTimer(following, ("fire", job.id, following))]
+    effects: list[Effect] = [ArmTimer(following, Fire(job.id, following))]
     if job.run_at is None and job.run_id is None:
         # run_at is the cron slot, so the run's scheduled_at names the fire it serves.
         new = replace(job, run_at=due, attempt=0, next_run_at=following)
