@@ -6,7 +6,7 @@ from typing import Any
 import anyio
 import httpx
 
-from flowyard.jobs.transitions import Callback, Fire
+from flowyard.jobs.events import Callback, Fire
 from tests.conftest import Handler, Service
 from tests.fake_clock import FakeClock
 from tests.job_helpers import create_job, get_job, list_runs, ms, wait_job

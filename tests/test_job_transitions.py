@@ -11,19 +11,7 @@ from msgspec import Raw
 
 from flowyard.errors import Conflict
 from flowyard.jobs.cron import next_fire_ms
-from flowyard.jobs.model import (
-    Delayed,
-    Immediate,
-    Job,
-    JobStatus,
-    PullQueue,
-    PushQueue,
-    Run,
-    RunStatus,
-    Scheduled,
-)
-from flowyard.jobs.spec import JobSpec
-from flowyard.jobs.transitions import (
+from flowyard.jobs.events import (
     ArmTimer,
     AttemptEnded,
     Callback,
@@ -43,12 +31,20 @@ from flowyard.jobs.transitions import (
     RetryRequested,
     TriggerRequested,
     Withdrawn,
-    admission,
-    created,
-    edited,
-    is_ready,
-    transition,
 )
+from flowyard.jobs.model import (
+    Delayed,
+    Immediate,
+    Job,
+    JobStatus,
+    PullQueue,
+    PushQueue,
+    Run,
+    RunStatus,
+    Scheduled,
+)
+from flowyard.jobs.spec import JobSpec
+from flowyard.jobs.transitions import admission, created, edited, is_ready, transition
 
 replace = msgspec.structs.replace
 

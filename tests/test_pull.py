@@ -7,7 +7,7 @@ from typing import Any
 
 import anyio
 
-from flowyard.jobs.transitions import Lease
+from flowyard.jobs.events import Lease
 from tests.conftest import Service
 from tests.fake_clock import FakeClock
 from tests.job_helpers import ack, claim, create_job, get_job, list_runs, ms, wait_job

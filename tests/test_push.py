@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from flowyard.jobs.transitions import Callback, Due
+from flowyard.jobs.events import Callback, Due
 from flowyard.signing import verify
 from tests.conftest import Handler, Service, serve_app
 from tests.fake_clock import FakeClock

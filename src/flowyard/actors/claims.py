@@ -16,8 +16,9 @@ from msgspec import Raw
 from flowyard.actors.dispatcher import Outcome
 from flowyard.errors import Conflict
 from flowyard.ids import new_id, url_token
+from flowyard.jobs.events import Claimed, LeaseExtended
 from flowyard.jobs.model import Job, JobStatus
-from flowyard.jobs.transitions import Claimed, LeaseExtended, transition
+from flowyard.jobs.transitions import transition
 
 if TYPE_CHECKING:
     from flowyard.actors.jobs import JobEngine

@@ -32,6 +32,7 @@ from flowyard.billing import JOB_WRITE
 from flowyard.clock import SYSTEM_CLOCK, Clock
 from flowyard.errors import Conflict, NotFound, Unavailable, invalid_field
 from flowyard.ids import new_id
+from flowyard.jobs.events import Interrupted, RetryRequested, Transition, TriggerRequested
 from flowyard.jobs.model import Delayed, Job, PushQueue, Run, Scheduled, WorkflowRef
 from flowyard.jobs.spec import (
     JobPatch,
@@ -43,15 +44,7 @@ from flowyard.jobs.spec import (
     check_url,
     validate_spec,
 )
-from flowyard.jobs.transitions import (
-    Interrupted,
-    RetryRequested,
-    Transition,
-    TriggerRequested,
-    created,
-    edited,
-    transition,
-)
+from flowyard.jobs.transitions import created, edited, transition
 from flowyard.settings import Settings
 from flowyard.storage import jobs as store
 from flowyard.storage.sqlite import Database, Op

@@ -21,8 +21,9 @@ from flowyard.actors.dispatcher import Dispatcher, Outcome
 from flowyard.actors.queues import Queue
 from flowyard.errors import Conflict, NotFound, Unavailable
 from flowyard.ids import new_id
+from flowyard.jobs.events import DeliveryStarted, HandlerAccepted
 from flowyard.jobs.model import Job, JobStatus, Run
-from flowyard.jobs.transitions import DeliveryStarted, HandlerAccepted, transition
+from flowyard.jobs.transitions import transition
 from flowyard.settings import Settings
 from flowyard.storage.projects import signing_secret
 

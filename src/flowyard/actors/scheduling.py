@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING, Any
 from flowyard.actors.timers import Timers
 from flowyard.clock import Clock
 from flowyard.errors import Unavailable
-from flowyard.jobs.model import QUEUE_TRIGGERS, Job, PullQueue, Run
-from flowyard.jobs.transitions import (
+from flowyard.jobs.events import (
     ArmTimer,
     Callback,
     CancelTimer,
@@ -29,10 +28,9 @@ from flowyard.jobs.transitions import (
     MakeReady,
     NotifyEnded,
     Transition,
-    admission,
-    is_ready,
-    transition,
 )
+from flowyard.jobs.model import QUEUE_TRIGGERS, Job, PullQueue, Run
+from flowyard.jobs.transitions import admission, is_ready, transition
 from flowyard.storage.sqlite import RETRY_MS
 
 if TYPE_CHECKING:

@@ -15,8 +15,9 @@ import anyio
 from flowyard.actors.dispatcher import Outcome
 from flowyard.actors.live_jobs import Change
 from flowyard.errors import Unavailable
+from flowyard.jobs.events import AttemptEnded, Transition, Withdrawn
 from flowyard.jobs.model import TERMINAL, Job, Run
-from flowyard.jobs.transitions import AttemptEnded, Transition, Withdrawn, transition
+from flowyard.jobs.transitions import transition
 from flowyard.storage.sqlite import RETRY_SECONDS
 
 if TYPE_CHECKING:
