@@ -21,6 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from flowyard.actors.supervisor import Supervisor
+from flowyard.clock import SYSTEM_CLOCK, Clock
 from flowyard.http.app import create_app
 from flowyard.http.protocol import HttpProtocol
 from flowyard.settings import Settings
@@ -87,13 +88,16 @@ class Service:
 
 
 @asynccontextmanager
-async def running_service(tmp_path: Path, **overrides: Any) -> AsyncIterator[Service]:
+async def running_service(
+    tmp_path: Path, clock: Clock = SYSTEM_CLOCK, **overrides: Any
+) -> AsyncIterator[Service]:
+    """The service on a free port; ``clock`` (e.g. a ``FakeClock``) drives its timers."""
     db = str(tmp_path / "flowyard.db")
     port = free_port()
     values: dict[str, Any] = {"db": db, "port": port, "retry_base_seconds": 0.05, **overrides}
     settings = Settings(**values)
     created = create_key_sync(db, "test", list(ALL_SCOPES))
-    supervisor = Supervisor(settings)
+    supervisor = Supervisor(settings, clock)
     app = create_app(settings, supervisor)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -127,7 +131,8 @@ async def service(tmp_path: Path) -> AsyncIterator[Service]:
 
 @pytest.fixture
 def service_with(tmp_path: Path) -> Callable[..., Any]:
-    """``async with service_with(retry_base_seconds=1) as svc``: custom settings."""
+    """``async with service_with(retry_base_seconds=1) as svc``: custom settings (and
+    ``clock=FakeClock()`` for timers that move only when the test advances the clock)."""
     return lambda **overrides: running_service(tmp_path, **overrides)
 
 

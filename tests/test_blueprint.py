@@ -156,10 +156,11 @@ def test_the_seed_example_decodes_and_validates() -> None:
     assert blueprint.description is None
 
 
-def test_the_seed_example_without_handlers_needs_them() -> None:
+def test_the_seed_example_verbatim_needs_no_handlers() -> None:
+    """As the seed prints it: queue steps without ``handler`` go to their queue's handler."""
     bare = msgspec.convert(
         {
-            "name": "n",
+            "name": "order-fulfillment",
             "steps": [
                 {**s, "job_trigger": {k: v for k, v in s["job_trigger"].items() if k != "handler"}}
                 for s in SEED["steps"]
@@ -167,9 +168,16 @@ def test_the_seed_example_without_handlers_needs_them() -> None:
         },
         BlueprintSpec,
     )
-    assert check_blueprint(bare)[1] == [
-        {"path": "$.steps[0].job_trigger.handler", "message": "required unless trigger is pull"},
-        {"path": "$.steps[1].job_trigger.handler", "message": "required unless trigger is pull"},
+    assert check_blueprint(bare)[1] == []
+    immediate = msgspec.convert(
+        {"name": "n", "steps": [step("a", trigger={"type": "immediate"}, handler=None)]},
+        BlueprintSpec,
+    )
+    assert check_blueprint(immediate)[1] == [
+        {
+            "path": "$.steps[0].job_trigger.handler",
+            "message": "required unless trigger is pull or queue",
+        },
     ]
 
 
@@ -412,12 +420,12 @@ INVALID: dict[str, tuple[list[Body], list[tuple[str, str]]]] = {
         [step("a", trigger={"type": "scheduled", "schedule": "not cron"}, handler=None)],
         [
             ("$.steps[0].job_trigger.trigger.type", "scheduled is not allowed in a step"),
-            ("$.steps[0].job_trigger.handler", "required unless trigger is pull"),
+            ("$.steps[0].job_trigger.handler", "required unless trigger is pull or queue"),
         ],
     ),
     "missing handler": (
-        [step("a", handler=None)],
-        [("$.steps[0].job_trigger.handler", "required unless trigger is pull")],
+        [step("a", trigger={"type": "delayed", "delay_seconds": 1}, handler=None)],
+        [("$.steps[0].job_trigger.handler", "required unless trigger is pull or queue")],
     ),
     "handler that is not http": (
         [step("a", handler="ftp://files.example/x")],

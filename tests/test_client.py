@@ -162,6 +162,13 @@ async def test_queues(api: Api) -> None:
         await api.queues.put(name, rate_limit_per_second=5)
     names = [q.name for q in await api.queues.iter(limit=2)]
     assert names == ["a", "b", "c", "mail"]
+    queue = await api.queues.put("mail", handler="http://127.0.0.1:9/mail")
+    assert (queue.handler, queue.concurrency, queue.paused) == (
+        "http://127.0.0.1:9/mail",
+        None,
+        True,
+    )
+    assert (await api.queues.put("mail", handler=None)).handler is None
 
 
 async def test_whoami(api: Api, service: Service) -> None:

@@ -1,13 +1,14 @@
 """Scheduled (cron) jobs end to end: next fire in the job's timezone, manual trigger, real fires."""
 
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import anyio
 import httpx
-import pytest
 
+from flowyard.jobs.events import Callback, Fire
 from tests.conftest import Handler, Service
+from tests.fake_clock import FakeClock
 from tests.job_helpers import create_job, get_job, list_runs, ms, wait_job
 
 
@@ -113,11 +114,18 @@ async def test_scheduled_job_with_202_and_no_callback_fires_again(
     service_with: Any, handler: Handler
 ) -> None:
     """A fire whose handler never calls back ends with the window; the next fire still runs."""
-    async with service_with(callback_window_seconds=0.5) as service:
+    clock = FakeClock()
+    async with service_with(clock=clock) as service:
         url = handler.script("/cron-202", (202, {}, 0))
         job = await create_job(service, **cron(url, "0 9 * * *", "Asia/Tokyo", max_attempts=1))
         assert (await service.client.post(f"/infra/jobs/{job['id']}/trigger")).status_code == 202
-        await handler.wait_for("/cron-202")
+        [delivery] = await handler.wait_for("/cron-202")
+        key = Callback(job["id"], delivery.headers["x-flowyard-run-id"])
+        timers = service.supervisor.jobs.timers
+        with anyio.fail_after(5):
+            while timers.due(key) is None:
+                await anyio.sleep(0.005)
+        clock.advance(seconds=3600)  # the default callback window
         ended = await wait_job(
             service, job["id"], lambda j: j["error"] is not None and not j["run_at"]
         )
@@ -126,6 +134,7 @@ async def test_scheduled_job_with_202_and_no_callback_fires_again(
         [run] = await list_runs(service, job["id"])
         assert run["status"] == "failed"
         assert run["handler_status"] == 202
+        assert run["duration_ms"] >= 3_600_000
         again = await service.client.post(f"/infra/jobs/{job['id']}/trigger")
         assert again.status_code == 202, again.text
         await handler.wait_for("/cron-202", 2)
@@ -151,21 +160,30 @@ async def test_scheduled_job_202_then_callback_records_the_run(
     assert run["status"] == "completed"
 
 
-@pytest.mark.slow
-async def test_every_minute_schedule_really_fires(service: Service, handler: Handler) -> None:
-    url = handler.script("/minutely", (200, {"tick": True}, 0))
-    job = await create_job(service, **cron(url, "* * * * *"))
-    due = ms(job["next_run_at"])
-    assert due % 60_000 == 0
-    assert 0 < due - ms(job["created_at"]) <= 60_000
-    [delivery] = await handler.wait_for("/minutely", timeout=75)
-    assert time.time_ns() // 1_000_000 >= due
-    assert delivery.headers["x-flowyard-job-id"] == job["id"]
-    done = await wait_job(service, job["id"], lambda j: j["last_run_at"] and not j["run_at"])
-    assert done["status"] == "scheduled"
-    assert done["result"] == {"tick": True}
-    assert ms(done["next_run_at"]) == due + 60_000
-    [run] = await list_runs(service, job["id"])
-    assert run["status"] == "completed"
-    assert ms(run["scheduled_at"]) == due
-    assert ms(run["started_at"]) >= due
+async def test_every_minute_schedule_really_fires(service_with: Any, handler: Handler) -> None:
+    clock = FakeClock()
+    async with service_with(clock=clock) as service:
+        url = handler.script("/minutely", (200, {"tick": True}, 0))
+        job = await create_job(service, **cron(url, "* * * * *"))
+        due = ms(job["next_run_at"])
+        assert due % 60_000 == 0
+        assert 0 < due - ms(job["created_at"]) <= 60_000
+        timers = service.supervisor.jobs.timers
+        assert timers.due(Fire(job["id"], due)) == due
+        clock.advance(ms=due - clock.now_ms() - 1)
+        await anyio.wait_all_tasks_blocked()
+        assert handler.to("/minutely") == []  # not a millisecond early
+        clock.advance(ms=1)
+        [delivery] = await handler.wait_for("/minutely")
+        assert delivery.headers["x-flowyard-job-id"] == job["id"]
+        done = await wait_job(service, job["id"], lambda j: j["last_run_at"] and not j["run_at"])
+        assert done["status"] == "scheduled"
+        assert done["result"] == {"tick": True}
+        assert ms(done["next_run_at"]) == due + 60_000
+        [run] = await list_runs(service, job["id"])
+        assert run["status"] == "completed"
+        assert ms(run["scheduled_at"]) == due
+        assert ms(run["started_at"]) == due
+        clock.advance(seconds=60)  # and the next minute fires again
+        await handler.wait_for("/minutely", 2)
+        await wait_job(service, job["id"], lambda j: ms(j["next_run_at"]) == due + 120_000)

@@ -2,11 +2,14 @@
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import anyio
 
+from flowyard.jobs.events import Lease
 from tests.conftest import Service
+from tests.fake_clock import FakeClock
 from tests.job_helpers import ack, claim, create_job, get_job, list_runs, ms, wait_job
 
 
@@ -24,6 +27,22 @@ async def wait_for_waiter(service: Service, queue: str) -> None:
     with anyio.fail_after(5):
         while not engine_queue._waiters:
             await anyio.sleep(0.005)
+
+
+async def claim_while(
+    service: Service, queue: str, then: Callable[[], None], wait_seconds: float = 5
+) -> list[dict[str, Any]]:
+    """Long-poll a claim on ``queue``; once it waits, call ``then`` (e.g. move the clock)."""
+    claimed: list[dict[str, Any]] = []
+
+    async def claiming() -> None:
+        claimed.extend(await claim(service, queue, wait_seconds=wait_seconds))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(claiming)
+        await wait_for_waiter(service, queue)
+        then()
+    return claimed
 
 
 # ------------------------------------------------------------------------ claim
@@ -144,7 +163,8 @@ async def test_ack_completed_stores_result(service: Service) -> None:
 
 async def test_ack_failed_with_retries_left_requeues_after_backoff(service_with: Any) -> None:
     # Base 1 s, exponential, attempt 1: the delay is drawn from [0.5 s, 1 s].
-    async with service_with(retry_base_seconds=1) as service:
+    clock = FakeClock()
+    async with service_with(retry_base_seconds=1, clock=clock) as service:
         job = await create_job(service, **pull("retry", max_attempts=3))
         [claimed] = await claim(service, "retry")
         response = await ack(service, claimed, status="failed", error="boom")
@@ -159,9 +179,10 @@ async def test_ack_failed_with_retries_left_requeues_after_backoff(service_with:
         delay = ms(body["run_at"]) - ms(run["completed_at"])
         assert 500 <= delay <= 1000
         # Not claimable before run_at...
+        clock.advance(ms=delay - 1)
         assert await claim(service, "retry") == []
-        # ...and claimable again once it is due.
-        [again] = await claim(service, "retry", wait_seconds=5)
+        # ...and claimable again once it is due (the long poll wakes when the timer fires).
+        [again] = await claim_while(service, "retry", lambda: clock.advance(ms=1))
         assert again["id"] == job["id"]
         assert again["attempt"] == 2
         assert ms(again["last_run_at"]) >= ms(body["run_at"])
@@ -260,55 +281,61 @@ async def test_ack_of_unknown_job_is_404(service: Service) -> None:
 # ------------------------------------------------------------------------ leases
 
 
-async def test_expired_lease_requeues_and_counts_as_failed_attempt(service: Service) -> None:
-    job = await create_job(service, **pull("expire", max_attempts=2))
-    [first] = await claim(service, "expire", visibility_timeout=1)
-    # Nobody acks: the lease runs out and the job comes back for another worker.
-    [second] = await claim(service, "expire", wait_seconds=5)
-    assert second["id"] == job["id"]
-    assert second["attempt"] == 2
-    assert ms(second["last_run_at"]) >= ms(first["claimed_until"])
-    late = await ack(service, first, status="completed")
-    assert late.status_code == 409, late.text
-    # The second lease (30 s by default) would take too long: use a short one next time.
-    hb = await service.client.post(
-        f"/infra/jobs/{job['id']}/heartbeat",
-        json={"claim_token": second["claim_token"], "visibility_timeout": 1},
-    )
-    assert hb.status_code == 200, hb.text
-    failed = await wait_job(service, job["id"], "failed")
-    assert failed["attempt"] == 2
-    assert failed["error"].startswith("lease_expired")
-    runs = await list_runs(service, job["id"])
-    assert [r["attempt"] for r in runs] == [2, 1]
-    assert all(r["status"] == "failed" for r in runs)
-    assert all(r["error"].startswith("lease_expired") for r in runs)
-    assert await claim(service, "expire") == []
+async def test_expired_lease_requeues_and_counts_as_failed_attempt(service_with: Any) -> None:
+    clock = FakeClock()
+    async with service_with(clock=clock) as service:
+        job = await create_job(service, **pull("expire", max_attempts=2))
+        [first] = await claim(service, "expire", visibility_timeout=1)
+        # Nobody acks: the lease runs out and the job comes back for another worker.
+        clock.advance(seconds=1)
+        requeued = await wait_job(service, job["id"], "pending")
+        assert requeued["error"].startswith("lease_expired")
+        [second] = await claim_while(service, "expire", lambda: clock.advance(seconds=1))
+        assert second["id"] == job["id"]
+        assert second["attempt"] == 2
+        assert ms(second["last_run_at"]) >= ms(first["claimed_until"])
+        late = await ack(service, first, status="completed")
+        assert late.status_code == 409, late.text
+        clock.advance(seconds=30)  # the second lease (30 s by default) runs out too
+        failed = await wait_job(service, job["id"], "failed")
+        assert failed["attempt"] == 2
+        assert failed["error"].startswith("lease_expired")
+        runs = await list_runs(service, job["id"])
+        assert [r["attempt"] for r in runs] == [2, 1]
+        assert all(r["status"] == "failed" for r in runs)
+        assert all(r["error"].startswith("lease_expired") for r in runs)
+        assert await claim(service, "expire") == []
 
 
-async def test_heartbeat_extends_lease_and_job_is_not_requeued(service: Service) -> None:
-    job = await create_job(service, **pull("hb"))
-    [claimed] = await claim(service, "hb", visibility_timeout=1)
-    original_until = ms(claimed["claimed_until"])
-    response = await service.client.post(
-        f"/infra/jobs/{job['id']}/heartbeat",
-        json={"claim_token": claimed["claim_token"], "visibility_timeout": 30},
-    )
-    assert response.status_code == 200, response.text
-    extended = response.json()
-    assert ms(extended["claimed_until"]) >= original_until + 28_000
-    assert extended["status"] == "running"
-    # Wait past the original lease with a long-poll claim: nothing comes back.
-    assert await claim(service, "hb", wait_seconds=1.5) == []
-    assert now_ms() > original_until
-    stored = await get_job(service, job["id"])
-    assert stored["status"] == "running"
-    assert stored["attempt"] == 1
-    assert stored["claimed_until"] == extended["claimed_until"]
-    done = await ack(service, claimed, status="completed", result="ok")
-    assert done.status_code == 200, done.text
-    [run] = await list_runs(service, job["id"])
-    assert run["status"] == "completed"
+async def test_heartbeat_extends_lease_and_job_is_not_requeued(service_with: Any) -> None:
+    clock = FakeClock()
+    async with service_with(clock=clock) as service:
+        job = await create_job(service, **pull("hb"))
+        [claimed] = await claim(service, "hb", visibility_timeout=1)
+        original_until = ms(claimed["claimed_until"])
+        response = await service.client.post(
+            f"/infra/jobs/{job['id']}/heartbeat",
+            json={"claim_token": claimed["claim_token"], "visibility_timeout": 30},
+        )
+        assert response.status_code == 200, response.text
+        extended = response.json()
+        assert ms(extended["claimed_until"]) == original_until + 29_000
+        assert extended["status"] == "running"
+        # Past the original lease: the heartbeat moved its one timer, nothing comes back.
+        timers = service.supervisor.jobs.timers
+        assert timers.due(Lease(job["id"], claimed["claim_token"])) == ms(extended["claimed_until"])
+        clock.advance(seconds=1.5)
+        await anyio.wait_all_tasks_blocked()
+        assert await claim(service, "hb") == []
+        stored = await get_job(service, job["id"])
+        assert stored["status"] == "running"
+        assert stored["attempt"] == 1
+        assert stored["claimed_until"] == extended["claimed_until"]
+        done = await ack(service, claimed, status="completed", result="ok")
+        assert done.status_code == 200, done.text
+        [run] = await list_runs(service, job["id"])
+        assert run["status"] == "completed"
+        assert timers.due(Lease(job["id"], claimed["claim_token"])) is None  # released
 
 
 async def test_heartbeat_with_wrong_token_or_idle_job_is_409(service: Service) -> None:
@@ -417,3 +444,19 @@ async def test_disabled_job_is_not_claimable(service: Service) -> None:
     assert enabled.status_code == 200, enabled.text
     [claimed] = await claim(service, "off")
     assert claimed["id"] == job["id"]
+
+
+async def test_heartbeats_of_a_long_job_keep_one_lease_timer(service_with: Any) -> None:
+    """Every heartbeat re-arms the job's lease timer: the heap does not grow with them."""
+    async with service_with(sync="normal") as service:
+        engine = service.supervisor.jobs
+        job = await create_job(service, **pull("long"))
+        [claimed] = await claim(service, "long", visibility_timeout=600)
+        before = engine.timers.heap_size
+        for _ in range(10_000):
+            live = engine.jobs[job["id"]]
+            await engine.heartbeat(live, claimed["claim_token"], 600)
+        assert engine.timers.heap_size <= max(64, before + 2)
+        assert len(engine.timers) <= before + 1
+        key = Lease(job["id"], claimed["claim_token"])
+        assert engine.timers.due(key) == engine.jobs[job["id"]].claimed_until

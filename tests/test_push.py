@@ -15,8 +15,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from flowyard.jobs.events import Callback, Due
 from flowyard.signing import verify
 from tests.conftest import Handler, Service, serve_app
+from tests.fake_clock import FakeClock
 from tests.job_helpers import create_job, get_job, list_runs, ms, wait_job
 from tests.raw_http import exchange, request_head
 
@@ -27,6 +29,15 @@ async def signing_secret(service: Service) -> str:
     secret: str = response.json()["signing_secret"]
     assert secret
     return secret
+
+
+async def wait_timer(service: Service, key: tuple[object, ...]) -> int:
+    """Poll until the engine has armed the timer ``key``; its due time."""
+    timers = service.supervisor.jobs.timers
+    with anyio.fail_after(5):
+        while (due := timers.due(key)) is None:
+            await anyio.sleep(0.005)
+    return due
 
 
 def push(url: str, **fields: Any) -> dict[str, Any]:
@@ -280,10 +291,20 @@ async def test_202_then_failed_callback_fails_the_attempt(
 async def test_202_without_callback_in_window_fails_the_attempt(
     service_with: Any, handler: Handler
 ) -> None:
-    async with service_with(callback_window_seconds=0.5) as service:
+    clock = FakeClock()
+    async with service_with(callback_window_seconds=60, clock=clock) as service:
         url = handler.script("/silent", (202, {}, 0))
         job = await create_job(service, **push(url, max_attempts=2))
-        deliveries = await handler.wait_for("/silent", 2)
+        for attempt in (1, 2):
+            await handler.wait_for("/silent", attempt)
+            waiting = await wait_job(service, job["id"], lambda j: j["status"] == "running")
+            run_id = handler.to("/silent")[-1].headers["x-flowyard-run-id"]
+            await wait_timer(service, Callback(job["id"], run_id))
+            clock.advance(seconds=60)  # the window passes with no callback
+            if attempt == 1:
+                retrying = await wait_job(service, job["id"], "pending")
+                clock.advance(ms=ms(retrying["run_at"]) - clock.now_ms())
+        assert waiting["attempt"] == 2
         failed = await wait_job(service, job["id"], "failed")
         assert failed["attempt"] == 2
         assert "callback_timeout" in failed["error"]
@@ -291,10 +312,10 @@ async def test_202_without_callback_in_window_fails_the_attempt(
         assert [r["status"] for r in runs] == ["failed", "failed"]
         assert all(r["handler_status"] == 202 for r in runs)
         assert all("callback_timeout" in r["error"] for r in runs)
-        assert all(r["duration_ms"] >= 450 for r in runs)
+        assert all(r["duration_ms"] >= 60_000 for r in runs)
         async with httpx.AsyncClient(timeout=10) as anonymous:
             late = await anonymous.post(
-                deliveries[0].headers["x-flowyard-callback-url"],
+                handler.to("/silent")[0].headers["x-flowyard-callback-url"],
                 json={"status": "completed", "result": 1},
             )
         assert late.status_code == 409, late.text
@@ -345,22 +366,28 @@ async def test_callback_url_is_told_when_job_fails(service: Service, handler: Ha
 
 
 async def test_delayed_job_is_not_delivered_before_run_at(
-    service: Service, handler: Handler
+    service_with: Any, handler: Handler
 ) -> None:
-    url = handler.script("/delayed", (200, {}, 0))
-    job = await create_job(
-        service, **{**push(url), "trigger": {"type": "delayed", "delay_seconds": 1}}
-    )
-    run_at = ms(job["run_at"])
-    assert run_at - ms(job["created_at"]) == 1000
-    assert job["status"] == "pending"
-    await handler.wait_for("/delayed", timeout=5)
-    received = time.time_ns() // 1_000_000
-    assert received >= run_at
-    await wait_job(service, job["id"], "completed")
-    [run] = await list_runs(service, job["id"])
-    assert ms(run["scheduled_at"]) == run_at
-    assert ms(run["started_at"]) >= run_at
+    clock = FakeClock()
+    async with service_with(clock=clock) as service:
+        url = handler.script("/delayed", (200, {}, 0))
+        job = await create_job(
+            service, **{**push(url), "trigger": {"type": "delayed", "delay_seconds": 90}}
+        )
+        run_at = ms(job["run_at"])
+        assert run_at - ms(job["created_at"]) == 90_000
+        assert job["status"] == "pending"
+        await wait_timer(service, Due(job["id"]))
+        clock.advance(ms=run_at - clock.now_ms() - 1)
+        await anyio.wait_all_tasks_blocked()
+        assert handler.to("/delayed") == []
+        assert (await get_job(service, job["id"]))["status"] == "pending"
+        clock.advance(ms=1)
+        await handler.wait_for("/delayed", timeout=5)
+        await wait_job(service, job["id"], "completed")
+        [run] = await list_runs(service, job["id"])
+        assert ms(run["scheduled_at"]) == run_at
+        assert ms(run["started_at"]) == run_at
 
 
 # ------------------------------------------------------------------------ push queues

@@ -293,7 +293,7 @@ async def test_a_lease_that_ran_out_while_storage_failed_expires_later(
         claim = {"queue": "q", "visibility_timeout": 2}
         assert len((await client.post("/infra/jobs/claim", json=claim)).json()) == 1
         with read_only(db):
-            await wait_for_log(server, f"_expire_lease('{job['id']}'")
+            await wait_for_log(server, f"expire_lease('{job['id']}'")
         expired = await wait_for_job(client, job["id"], lambda j: j["status"] != "running")
         assert expired["status"] == "pending"
         assert expired["error"].startswith("lease_expired")

@@ -1,11 +1,10 @@
-"""Unit tests for the pure building blocks: ids, clock, signing, cursors, cron, timers,
+"""Unit tests for the pure building blocks: ids, clock, signing, cursors, cron,
 queues and mailboxes. No server, no SQLite."""
 
 import base64
 import hashlib
 import hmac
 import time
-from collections.abc import Hashable
 from datetime import UTC, datetime, timedelta
 
 import anyio
@@ -14,7 +13,6 @@ import pytest
 from flowyard import ids
 from flowyard.actors.mailbox import Envelope, Mailbox, reply
 from flowyard.actors.queues import Queue
-from flowyard.actors.timers import Timers
 from flowyard.clock import now_ms, rfc3339
 from flowyard.errors import Invalid, MailboxFull, Unavailable
 from flowyard.jobs.cron import is_valid_schedule, next_fire_ms
@@ -338,90 +336,6 @@ def test_hourly_cron_stays_one_real_hour_apart_across_a_dst_change() -> None:
 )
 def test_is_valid_schedule(schedule: str, valid: bool) -> None:
     assert is_valid_schedule(schedule) is valid
-
-
-# ----------------------------------------------------------------------------- timers
-
-
-class Fired:
-    """Records fired keys and lets a test wait for a count of them."""
-
-    def __init__(self) -> None:
-        self.keys: list[Hashable] = []
-        self.times: list[int] = []
-        self.changed = anyio.Event()
-
-    def __call__(self, key: Hashable) -> None:
-        self.keys.append(key)
-        self.times.append(now_ms())
-        self.changed.set()
-
-    async def wait_for(self, count: int, timeout: float = 5) -> None:
-        with anyio.fail_after(timeout):
-            while len(self.keys) < count:
-                await self.changed.wait()
-                self.changed = anyio.Event()
-
-
-async def test_timers_fire_in_due_order() -> None:
-    fired = Fired()
-    timers = Timers(fired)
-    now = now_ms()
-    dues = {"c": now + 150, "a": now + 30, "d": now + 200, "b": now + 90}
-    for key, due in dues.items():
-        timers.arm(due, key)
-    assert len(timers) == 4
-    async with anyio.create_task_group() as tg:
-        await tg.start(timers.run)
-        await fired.wait_for(4)
-        tg.cancel_scope.cancel()
-    assert fired.keys == ["a", "b", "c", "d"]
-    for key, at in zip(fired.keys, fired.times, strict=True):
-        assert at >= dues[key]  # never early
-    assert len(timers) == 0
-
-
-async def test_timers_with_equal_due_fire_in_arming_order() -> None:
-    fired = Fired()
-    timers = Timers(fired)
-    due = now_ms() + 20
-    # Keys of different types must never be compared with each other.
-    keys: list[Hashable] = [("lease", "job_1", None), 7, ("due", 3), "x", None]
-    for key in keys:
-        timers.arm(due, key)
-    async with anyio.create_task_group() as tg:
-        await tg.start(timers.run)
-        await fired.wait_for(len(keys))
-        tg.cancel_scope.cancel()
-    assert fired.keys == keys
-
-
-async def test_an_earlier_timer_wakes_a_sleeping_loop() -> None:
-    fired = Fired()
-    timers = Timers(fired)
-    timers.arm(now_ms() + 60_000, "late")
-    async with anyio.create_task_group() as tg:
-        await tg.start(timers.run)
-        await anyio.wait_all_tasks_blocked()  # the loop sleeps until the late timer
-        armed = now_ms()
-        timers.arm(armed + 20, "early")
-        await fired.wait_for(1, timeout=2)
-        tg.cancel_scope.cancel()
-    assert fired.keys == ["early"]
-    assert fired.times[0] >= armed + 20
-
-
-async def test_a_past_due_timer_fires_at_once_and_later_ones_still_run() -> None:
-    fired = Fired()
-    timers = Timers(fired)
-    async with anyio.create_task_group() as tg:
-        await tg.start(timers.run)
-        timers.arm(now_ms() - 5_000, "overdue")
-        await fired.wait_for(1, timeout=1)
-        timers.arm(now_ms() + 20, "next")
-        await fired.wait_for(2, timeout=2)
-        tg.cancel_scope.cancel()
-    assert fired.keys == ["overdue", "next"]
 
 
 # ----------------------------------------------------------------------------- queues

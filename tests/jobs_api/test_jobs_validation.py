@@ -69,7 +69,11 @@ BAD_CREATE: list[tuple[str, Any, str]] = [
         {"trigger": {"type": "scheduled", "schedule": "0 0 1 1 *"}},
         "$.handler",
     ),
-    ("handler-missing-queue", {"trigger": {"type": "queue", "queue": "q"}}, "$.handler"),
+    (
+        "handler-ftp-queue",
+        {"trigger": {"type": "queue", "queue": "q"}, "handler": "ftp://x"},
+        "$.handler",
+    ),
     ("handler-ftp", {"trigger": {"type": "immediate"}, "handler": "ftp://x"}, "$.handler"),
     ("handler-not-url", {"trigger": {"type": "immediate"}, "handler": "not a url"}, "$.handler"),
     ("handler-number", {"trigger": {"type": "immediate"}, "handler": 7}, "$.handler"),

@@ -11,13 +11,13 @@ answered).
 
 import logging
 import math
-import time
 from types import TracebackType
 
 import anyio
 from anyio.abc import TaskStatus
 
 from flowyard.billing import format_tokens
+from flowyard.clock import SYSTEM_CLOCK, Clock
 from flowyard.errors import InsufficientTokens, Unavailable
 from flowyard.storage import accounts as store
 from flowyard.storage.sqlite import Database, Op
@@ -37,12 +37,12 @@ class Account:
 
     __slots__ = ("balance", "bucket", "bucket_at", "committing", "rate", "unwritten", "version")
 
-    def __init__(self, balance: int | None, rate: float | None) -> None:
+    def __init__(self, balance: int | None, rate: float | None, at: float = 0.0) -> None:
         self.balance = balance  # nanotokens left, None = unlimited
         self.unwritten = 0  # spent since the last write-behind
         self.rate = rate  # requests per second, None = no limit
         self.bucket = float(max(1.0, rate or 1.0))
-        self.bucket_at = time.monotonic()
+        self.bucket_at = at  # the clock's monotonic seconds when the bucket was filled
         self.version = 0  # bumped when an admin changes the settings here
         self.committing = 0  # an admin's changes on their way to the file
 
@@ -50,8 +50,9 @@ class Account:
 class Accounts:
     """Every project's :class:`Account`, and the task that keeps SQLite in step."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, clock: Clock = SYSTEM_CLOCK) -> None:
         self.db = db
+        self.clock = clock
         self._accounts: dict[str, Account] = {}
         self._usage: Usage = {}  # (project, day, family) -> [calls, nanotokens]
         self._writing: Usage = {}  # handed to the writer, not committed yet
@@ -111,7 +112,7 @@ class Accounts:
         for project_id, balance, rate in await store.all_settings(self.db):
             account = self._accounts.get(project_id)
             if account is None:
-                self._accounts[project_id] = Account(balance, rate)
+                self._accounts[project_id] = Account(balance, rate, self.clock.monotonic())
             elif account.version == versions.get(project_id) and not account.committing:
                 # (else an admin has just set it, and the file may not show it yet)
                 account.balance = None if balance is None else max(0, balance - account.unwritten)
@@ -127,7 +128,9 @@ class Accounts:
         if account is None:
             settings = await store.project_settings(self.db, project_id)
             balance, rate = settings if settings else (None, None)
-            account = self._accounts.setdefault(project_id, Account(balance, rate))
+            account = self._accounts.setdefault(
+                project_id, Account(balance, rate, self.clock.monotonic())
+            )
         return account
 
     # ----------------------------------------------------------------- rate limits
@@ -138,7 +141,7 @@ class Accounts:
         rate = account.rate
         if rate is None:
             return [], None
-        now = time.monotonic()
+        now = self.clock.monotonic()
         capacity = max(1.0, rate)
         tokens = min(capacity, account.bucket + (now - account.bucket_at) * rate)
         account.bucket_at = now
@@ -148,7 +151,9 @@ class Accounts:
         else:
             retry_after = max(1, math.ceil(min((1.0 - tokens) / rate, MAX_WAIT_SECONDS)))
         account.bucket = tokens
-        reset = math.ceil(time.time() + min((capacity - tokens) / rate, MAX_WAIT_SECONDS))
+        reset = math.ceil(
+            self.clock.now_ms() / 1000 + min((capacity - tokens) / rate, MAX_WAIT_SECONDS)
+        )
         headers = [
             (b"x-ratelimit-limit", _number(rate).encode()),
             (b"x-ratelimit-remaining", str(int(tokens)).encode()),
@@ -158,17 +163,16 @@ class Accounts:
 
     def set_rate(self, project_id: str, rate: float | None) -> Op:
         """An admin sets the limit: memory now, and the write to commit before answering."""
-        account = self._accounts.setdefault(project_id, Account(None, rate))
+        account = self._accounts.setdefault(project_id, Account(None, rate, self.clock.monotonic()))
         account.version += 1
         self._set_rate(account, rate)
         return store.set_rate(project_id, rate)
 
-    @staticmethod
-    def _set_rate(account: Account, rate: float | None) -> None:
+    def _set_rate(self, account: Account, rate: float | None) -> None:
         if rate != account.rate:
             account.rate = rate
             account.bucket = float(max(1.0, rate or 1.0))
-            account.bucket_at = time.monotonic()
+            account.bucket_at = self.clock.monotonic()
 
     # ----------------------------------------------------------------- tokens and usage
 
@@ -213,7 +217,7 @@ class Accounts:
 
     def set_balance(self, project_id: str, nanos: int | None) -> Op:
         """An admin sets the balance: memory now, and the write to commit before answering."""
-        account = self._accounts.setdefault(project_id, Account(None, None))
+        account = self._accounts.setdefault(project_id, Account(None, None, self.clock.monotonic()))
         account.version += 1
         account.balance = nanos
         account.unwritten = 0
@@ -259,7 +263,7 @@ class Accounts:
         return sorted(rows.values(), key=lambda r: (r.day, r.family))
 
     def _counts(self, project_id: str, family: str) -> list[int]:
-        key = (project_id, int(time.time() // 86_400), family)
+        key = (project_id, self.clock.now_ms() // 86_400_000, family)
         counts = self._usage.get(key)
         if counts is None:
             counts = self._usage[key] = [0, 0]

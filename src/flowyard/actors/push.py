@@ -10,6 +10,7 @@ import hmac
 import logging
 import secrets
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import anyio
@@ -17,10 +18,12 @@ import msgspec
 from anyio.abc import TaskGroup, TaskStatus
 
 from flowyard.actors.dispatcher import Dispatcher, Outcome
-from flowyard.clock import now_ms
+from flowyard.actors.queues import Queue
 from flowyard.errors import Conflict, NotFound, Unavailable
-from flowyard.jobs.attempts import begin_attempt, is_cron
+from flowyard.ids import new_id
+from flowyard.jobs.events import DeliveryStarted, HandlerAccepted
 from flowyard.jobs.model import Job, JobStatus, Run
+from flowyard.jobs.transitions import transition
 from flowyard.settings import Settings
 from flowyard.storage.projects import signing_secret
 
@@ -46,6 +49,7 @@ class PushDelivery:
         self._queues: set[tuple[str, str]] = set()
         self._wake = anyio.Event()
         self._in_flight = 0
+        engine.timer_hooks[RateWait] = lambda _: self.wake()
 
     def ready(self, job_id: str) -> None:
         """A job without a queue is due: deliver it when a slot is free."""
@@ -78,15 +82,15 @@ class PushDelivery:
                 self._dispatch_queues(tg, limit)
 
     def _dispatch_queues(self, tg: TaskGroup, limit: int) -> None:
-        now = now_ms()
+        now = self.engine.clock.now_ms()
         for key in list(self._queues):
             queue = self.engine.queues[key]
             while self._in_flight < limit and queue.has_deliverable:
                 if not queue.may_dispatch(now):
                     if queue.settings.rate_limit_per_second and not queue.settings.paused:
-                        self.engine.timers.arm(queue.next_token_ms(now), ("push", ""))
+                        self.engine.timers.arm(queue.next_token_ms(now), RateWait(*key))
                     break
-                job_id = queue.pop(self.engine.is_ready, pull=False)
+                job_id = queue.pop(self._deliverable(queue), pull=False)
                 if job_id is None:
                     break
                 queue.took_token()
@@ -95,6 +99,19 @@ class PushDelivery:
                 tg.start_soon(self._deliver, job_id)
             if not queue.has_deliverable:
                 self._queues.discard(key)
+
+    def _deliverable(self, queue: Queue) -> Callable[[str], bool]:
+        """Whether a job of ``queue`` may go out now: ready, and with a handler to go to (its
+        own or the queue's; one that has neither waits, pending, for the queue's)."""
+        engine = self.engine
+        if queue.settings.handler is not None:
+            return engine.is_ready
+
+        def deliverable(job_id: str) -> bool:
+            job = engine.jobs.get(job_id)
+            return job is not None and job.handler is not None and engine.is_ready(job_id)
+
+        return deliverable
 
     async def _deliver(self, job_id: str) -> None:
         try:
@@ -110,15 +127,19 @@ class PushDelivery:
             self._wake.set()
 
     async def _deliver_once(self, job_id: str) -> None:
-        job = self.engine.jobs[job_id]
-        now = now_ms()
-        started, run = begin_attempt(
-            job, now, status=JobStatus.SCHEDULED if is_cron(job) else JobStatus.RUNNING
-        )
+        engine = self.engine
+        job = engine.jobs[job_id]
+        handler = job.handler
+        if handler is None and job.queue is not None:
+            handler = engine.queue(job.project_id, job.queue).settings.handler
+        if handler is None:
+            return  # the queue's handler was removed meanwhile: the job waits for a new one
+        start = transition(job, None, DeliveryStarted(new_id("run")), engine.clock.now_ms())
+        started, run = start.job, start.runs[0]
         try:
-            await self.engine.commit([(job, started)], [run], self.engine.step_starts([started]))
+            await engine.commit([(job, started)], start.runs, engine.step_starts([started]))
         except Unavailable:
-            self.engine.retry_soon(job.id)  # storage refused the start: deliver it later
+            engine.retry_soon(job.id)  # storage refused the start: deliver it later
             raise
         secret = await self.secret(job.project_id)
         callback = self.callback_url(job.id, run.id)
@@ -129,21 +150,20 @@ class PushDelivery:
             "X-Flowyard-Callback-Url": callback,
         }
         outcome = await self.dispatcher.post(
-            job.handler or "", bytes(job.payload), headers, secret, job.timeout
+            handler, bytes(job.payload), headers, secret, job.timeout
         )
-        current = self.engine.jobs.get(job_id)
+        current = engine.jobs.get(job_id)
         if current is None or current.run_id != run.id:
             return  # cancelled or overridden while the handler worked: its answer is moot
         if outcome.kind == "accepted":
-            waiting = replace(
-                current,
-                callback_deadline=now_ms() + int(self.settings.callback_window_seconds * 1000),
-            )
-            accepted = replace(self.engine.runs[run.id], handler_status=outcome.handler_status)
-            await self.engine.commit([(current, waiting)], [accepted])
-            self.engine.admit_one(waiting)
+            window = int(self.settings.callback_window_seconds * 1000)
+            now = engine.clock.now_ms()
+            accepted = HandlerAccepted(now + window, outcome.handler_status)
+            waiting = transition(current, engine.runs.get(run.id), accepted, now)
+            await engine.commit([(current, waiting.job)], waiting.runs)
+            engine.scheduler.run_effects(waiting)
             return
-        await self.engine.settle_when_possible(current, outcome)
+        await engine.settle_when_possible(current, outcome)
 
     def callback_url(self, job_id: str, run_id: str) -> str:
         """The signed URL a handler that answered 202 posts its result to."""
@@ -214,6 +234,13 @@ class PushDelivery:
         )
         if outcome.kind == "failed":
             log.warning("callback_url notice for %s failed: %s", job.id, outcome.error)
+
+
+class RateWait(msgspec.Struct, frozen=True, gc=False):
+    """A timer key: a push queue's rate limit allows a delivery again."""
+
+    project_id: str
+    queue: str
 
 
 def _callback_signature(secret: str, job_id: str, run_id: str) -> str:

@@ -145,4 +145,5 @@ class Queue:
             "concurrency": self.settings.concurrency,
             "rate_limit_per_second": self.settings.rate_limit_per_second,
             "paused": self.settings.paused,
+            "handler": self.settings.handler,
         }

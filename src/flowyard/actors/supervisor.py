@@ -21,6 +21,7 @@ from flowyard.actors.accounts import Accounts
 from flowyard.actors.dispatcher import Dispatcher
 from flowyard.actors.jobs import JobEngine
 from flowyard.actors.workflows import WorkflowEngine
+from flowyard.clock import SYSTEM_CLOCK, Clock
 from flowyard.errors import Unavailable
 from flowyard.settings import Settings
 from flowyard.storage.projects import server_secret
@@ -34,8 +35,9 @@ SHUTDOWN_GRACE_SECONDS = 10.0
 class Supervisor:
     """Everything that runs inside ``flowyard serve`` except HTTP."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Clock = SYSTEM_CLOCK) -> None:
         self.settings = settings
+        self.clock = clock  # the one clock of timers, leases, cron, backoff and accounts
         self.db = Database(settings.db, sync=settings.sync)
         own = {settings.host, "127.0.0.1", "::1", "0.0.0.0"}
         if settings.public_url and (public := urlsplit(settings.public_url).hostname):
@@ -43,8 +45,8 @@ class Supervisor:
         self.dispatcher = Dispatcher(
             handler_network=settings.handler_network, own_hosts=frozenset(own)
         )
-        self.accounts = Accounts(self.db)
-        self.jobs = JobEngine(self.db, settings, self.dispatcher, self.accounts)
+        self.accounts = Accounts(self.db, clock)
+        self.jobs = JobEngine(self.db, settings, self.dispatcher, self.accounts, clock)
         self.workflows = WorkflowEngine(self.db, self.jobs, settings)
         self.ready = anyio.Event()
         self.failure: str | None = None  # set when a core service crashed

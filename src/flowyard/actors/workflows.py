@@ -18,7 +18,6 @@ from flowyard.actors.execution import decide
 from flowyard.actors.jobs import Change, JobEngine
 from flowyard.actors.mailbox import Mailbox, reply
 from flowyard.billing import JOB_WRITE, WORKFLOW_WRITE
-from flowyard.clock import now_ms
 from flowyard.errors import Conflict, FlowyardError, Invalid, NotFound, Unavailable
 from flowyard.ids import new_id
 from flowyard.jobs.model import Job, JobStatus, Run, WorkflowRef
@@ -58,6 +57,13 @@ Carry = tuple[Change, list[Run]]
 """A job transition to commit together with the execution's own."""
 
 
+class DeadlineTimer(msgspec.Struct, frozen=True, gc=False):
+    """A timer key: the execution's ``max_duration_sec`` window ends at ``at``."""
+
+    execution_id: str
+    at: int
+
+
 class ExecutionActor:
     """One execution: its state, its graph, and a mailbox while it has messages."""
 
@@ -84,7 +90,7 @@ class WorkflowEngine:
         self._tg: TaskGroup | None = None
         jobs.workflow_settled = self._job_settled
         jobs.workflow_starting = self._job_starting
-        jobs.timer_hooks["deadline"] = self._deadline_fired
+        jobs.timer_hooks[DeadlineTimer] = self._deadline_fired
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Rehydrate every active execution, then host the actors' tasks until cancelled."""
@@ -102,7 +108,7 @@ class WorkflowEngine:
             except Exception as exc:
                 # One execution that cannot be restored must not keep the others down.
                 log.exception("execution %s cannot be restored", state.id)
-                failed, events = _failed(state, exc, now_ms())
+                failed, events = _failed(state, exc, self.jobs.clock.now_ms())
                 seq = state.event_seq
                 failed = replace(failed, event_seq=seq + len(events))
                 await self.db.commit(
@@ -111,7 +117,7 @@ class WorkflowEngine:
                 continue
             self.actors[state.id] = ExecutionActor(state, graph)
             if state.status in (ExecutionStatus.RUNNING, ExecutionStatus.PAUSED):
-                self.jobs.timers.arm(state.deadline_at, ("deadline", state.id, state.deadline_at))
+                self.jobs.timers.arm(state.deadline_at, DeadlineTimer(state.id, state.deadline_at))
             count += 1
         log.info("rehydrated %d executions", count)
 
@@ -127,7 +133,7 @@ class WorkflowEngine:
             description=spec.description,
             steps=list(spec.steps),
             max_duration_sec=spec.max_duration_sec,
-            created_at=now_ms(),
+            created_at=self.jobs.clock.now_ms(),
         )
         with self.jobs.accounts.paying(project_id, WORKFLOW_WRITE, "infra/workflows"):
             await self.db.commit([store.put_blueprint(blueprint)])
@@ -141,7 +147,7 @@ class WorkflowEngine:
         if blueprint.archived_at is not None:
             self.jobs.accounts.charge(project_id, WORKFLOW_WRITE, "infra/workflows")
             return blueprint
-        archived = replace(blueprint, archived_at=now_ms())
+        archived = replace(blueprint, archived_at=self.jobs.clock.now_ms())
         with self.jobs.accounts.paying(project_id, WORKFLOW_WRITE, "infra/workflows"):
             await self.db.commit([store.archive_blueprint(archived)])
         self._blueprints[blueprint.id] = archived
@@ -195,7 +201,7 @@ class WorkflowEngine:
                         raise Conflict("idempotency_key was used with different input_data")
                     self.jobs.accounts.charge(project_id, WORKFLOW_WRITE, "infra/workflows")
                     return existing, True
-            now = now_ms()
+            now = self.jobs.clock.now_ms()
             max_ms = blueprint.max_duration_sec * 1000
             state = ExecutionState(
                 id=new_id("wfexec"),
@@ -287,7 +293,7 @@ class WorkflowEngine:
         the writes are queued before any later write of the execution, so the order of the
         execution's rows and events holds.
         """
-        new, effects, events = decide(actor.state, message, now_ms(), actor.graph)
+        new, effects, events = decide(actor.state, message, self.jobs.clock.now_ms(), actor.graph)
         if not events:
             return []
         assert not effects
@@ -296,15 +302,14 @@ class WorkflowEngine:
         actor.state = new
         return [store.put_execution(new), *store.put_events(new.id, seq + 1, events)]
 
-    def _deadline_fired(self, key: tuple[object, ...]) -> None:
-        _, execution_id, deadline_at = key
-        actor = self.actors.get(str(execution_id))
-        if actor is None or actor.state.deadline_at != deadline_at:
+    def _deadline_fired(self, key: DeadlineTimer) -> None:
+        actor = self.actors.get(key.execution_id)
+        if actor is None or actor.state.deadline_at != key.at:
             return
         try:
-            self._tell(actor, DeadlinePassed(int(str(deadline_at))))
+            self._tell(actor, DeadlinePassed(key.at))
         except FlowyardError:
-            self.jobs.timers.arm(now_ms() + 1000, key)  # busy: try again shortly
+            self.jobs.timers.arm(self.jobs.clock.now_ms() + 1000, key)  # busy: try again shortly
 
     # ----------------------------------------------------------------- the actor loop
 
@@ -354,8 +359,8 @@ class WorkflowEngine:
             if isinstance(message, DeadlinePassed) and isinstance(outcome, Unavailable):
                 # Storage refused it (nobody waits on a deadline): it passes again a bit later.
                 log.warning("deadline of %s not recorded (%s); again soon", actor.state.id, outcome)
-                key = ("deadline", actor.state.id, message.deadline_at)
-                self.jobs.timers.arm(now_ms() + RETRY_MS, key)
+                key = DeadlineTimer(actor.state.id, message.deadline_at)
+                self.jobs.timers.arm(self.jobs.clock.now_ms() + RETRY_MS, key)
             reply(envelope, outcome)
         self._rest(actor)
 
@@ -386,7 +391,7 @@ class WorkflowEngine:
     async def _transition(
         self, actor: ExecutionActor, message: Message, carry: Carry | None
     ) -> ExecutionState:
-        now = now_ms()
+        now = self.jobs.clock.now_ms()
         try:
             new, effects, events = decide(actor.state, message, now, actor.graph)
         except FlowyardError:
@@ -437,7 +442,7 @@ class WorkflowEngine:
         await self._store(actor, new, events, [*changes, *((None, j) for j in created)], runs)
         self.jobs.admit(created)
         for at in deadlines:
-            self.jobs.timers.arm(at, ("deadline", new.id, at))
+            self.jobs.timers.arm(at, DeadlineTimer(new.id, at))
         return actor.state
 
     async def _store(
@@ -467,7 +472,7 @@ class WorkflowEngine:
         sender is answered as if all went well; a command's sender gets 503. An execution that
         had already ended (not running or paused) keeps its status.
         """
-        failed, events = _failed(actor.state, exc, now_ms())
+        failed, events = _failed(actor.state, exc, self.jobs.clock.now_ms())
         try:
             await self._store(
                 actor, failed, events, [carry[0]] if carry else [], carry[1] if carry else []

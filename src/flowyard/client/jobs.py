@@ -210,9 +210,14 @@ class Queues(Namespace[Mode]):
         concurrency: int | None | Unset = UNSET,
         rate_limit_per_second: float | None | Unset = UNSET,
         paused: bool | Unset = UNSET,
+        handler: str | None | Unset = UNSET,
     ) -> Call[Queue]:
-        """Change a queue's settings (None clears a limit; left out: unchanged)."""
+        """Change a queue's settings (None clears a limit or the default handler; left out:
+        unchanged). ``handler`` receives the queue's jobs that name no handler of their own."""
         body = QueueBody(
-            concurrency=concurrency, rate_limit_per_second=rate_limit_per_second, paused=paused
+            concurrency=concurrency,
+            rate_limit_per_second=rate_limit_per_second,
+            paused=paused,
+            handler=handler,
         )
         return Call("PUT", f"/infra/queues/{segment(name)}", returns(Queue), body=body)

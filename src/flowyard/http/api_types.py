@@ -155,6 +155,7 @@ class Queue(View, frozen=True):
     concurrency: int | None
     rate_limit_per_second: float | None
     paused: bool
+    handler: str | None
 
 
 class QueueList(View, frozen=True):

@@ -130,8 +130,10 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/infra/queues", "List queues by name", api.QueueList, _JR, billed=True,
               query=(LIMIT, Param("cursor", _text(1, 128), "the `next_cursor` of the previous "
                                   "page"))),
-    Operation("PUT", "/infra/queues/{name}", "Set a queue's limits or pause it", api.Queue, _J,
-              body=QueueBody, billed=True),
+    Operation("PUT", "/infra/queues/{name}", "Set a queue's limits, handler or pause", api.Queue,
+              _J, body=QueueBody, billed=True,
+              description="`handler` receives the queue's jobs that name no handler of their "
+              "own; while it is null they wait, pending. Null clears a limit or the handler."),
     # workflows
     Operation("POST", "/infra/workflows/blueprints", "Create a blueprint", api.Blueprint, _W,
               body=BlueprintSpec, billed=True,

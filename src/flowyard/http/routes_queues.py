@@ -1,15 +1,15 @@
-"""``/infra/queues``: depth, running count, limits and pause of each named queue."""
+"""``/infra/queues``: depth, running count, limits, pause and default handler of each queue."""
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from flowyard.clock import now_ms
 from flowyard.errors import invalid_field
 from flowyard.http.body import query_int, query_str, read_json
 from flowyard.http.context import caller, charge_read
 from flowyard.http.respond import json_response
 from flowyard.http.schemas import QueueBody
+from flowyard.jobs.spec import check_url
 from flowyard.storage.pages import seal, unseal
 
 NAME_MAX = 128
@@ -24,7 +24,7 @@ async def list_queues(request: Request) -> Response:
         q for q in runtime.jobs.project_queues(key.project_id) if after is None or q.name > after
     ]
     page = queues[:limit]
-    now = now_ms()
+    now = runtime.jobs.clock.now_ms()
     next_cursor = seal(cursor_key, "queues", page[-1].name) if len(queues) > limit else None
     charge_read(request, runtime, key.project_id)
     return json_response({"queues": [q.view(now) for q in page], "next_cursor": next_cursor})
@@ -36,14 +36,19 @@ async def put_queue(request: Request) -> Response:
     if not 1 <= len(name) <= NAME_MAX:
         raise invalid_field("$.name", f"must be 1 to {NAME_MAX} characters")
     body = await read_json(request, QueueBody)
+    if isinstance(body.handler, str):
+        problems = check_url(body.handler, "$.handler")
+        if problems:
+            raise invalid_field("$.handler", problems[0]["message"])
     queue = await runtime.jobs.set_queue(
         key.project_id,
         name,
         concurrency=body.concurrency,
         rate_limit_per_second=body.rate_limit_per_second,
         paused=body.paused,
+        handler=body.handler,
     )
-    return json_response(queue.view(now_ms()))
+    return json_response(queue.view(runtime.jobs.clock.now_ms()))
 
 
 routes = [

@@ -50,13 +50,14 @@ class CallbackBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
 
 
 class QueueBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """``PUT /infra/queues/{name}``: any of the three settings; null clears a limit."""
+    """``PUT /infra/queues/{name}``: any of the settings; null clears a limit or the handler."""
 
     concurrency: Annotated[int, Meta(ge=1, le=10_000)] | None | msgspec.UnsetType = msgspec.UNSET
     rate_limit_per_second: Annotated[float, Meta(gt=0, le=100_000)] | None | msgspec.UnsetType = (
         msgspec.UNSET
     )
     paused: bool | msgspec.UnsetType = msgspec.UNSET
+    handler: str | None | msgspec.UnsetType = msgspec.UNSET
 
 
 def error_text(error: Any) -> str | None:

@@ -10,7 +10,7 @@ from msgspec import Meta, Raw
 
 from flowyard.errors import Invalid, PayloadTooLarge, invalid_field
 from flowyard.jobs.cron import is_valid_schedule
-from flowyard.jobs.model import NULL, Backoff, PullQueue, Scheduled, Trigger, null
+from flowyard.jobs.model import NULL, QUEUE_TRIGGERS, Backoff, Scheduled, Trigger, null
 
 MAX_PAYLOAD_BYTES = 256 * 1024
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -111,13 +111,13 @@ def spec_problems(spec: JobSpec, path: str = "$") -> list[dict[str, str]]:
     """Every rule of a job body that its types do not already enforce."""
     problems: list[dict[str, str]] = []
     trigger = spec.trigger
-    if isinstance(trigger, PullQueue):
-        if spec.handler is not None:
-            problems += check_url(spec.handler, f"{path}.handler")
-    elif spec.handler is None:
-        problems.append({"path": f"{path}.handler", "message": "required unless trigger is pull"})
-    else:
+    if spec.handler is not None:
         problems += check_url(spec.handler, f"{path}.handler")
+    elif not isinstance(trigger, QUEUE_TRIGGERS):
+        # A queue job without one goes to its queue's handler (``PUT /infra/queues/{name}``).
+        problems.append(
+            {"path": f"{path}.handler", "message": "required unless trigger is pull or queue"}
+        )
     if spec.callback_url is not None:
         problems += check_url(spec.callback_url, f"{path}.callback_url")
     if isinstance(trigger, Scheduled):

@@ -29,6 +29,7 @@ class QueueSettings(msgspec.Struct, frozen=True, kw_only=True):
     concurrency: int | None = None
     rate_limit_per_second: float | None = None
     paused: bool = False
+    handler: str | None = None  # where the queue's jobs without a handler of their own go
 
 
 def put_job(job: Job) -> Op:

@@ -1,0 +1,136 @@
+"""The pull protocol: claims (with long-poll waits), heartbeats that extend a lease, acks,
+and leases that run out.
+
+A claim takes ready jobs off their queue's pull heap and commits their attempts' start (and
+the workflow steps they start) before answering; a claim token names the lease, and an ack or
+heartbeat with another token, or after the lease ran out, is 409.
+"""
+
+import asyncio
+import secrets
+import time
+from typing import TYPE_CHECKING
+
+from msgspec import Raw
+
+from flowyard.actors.dispatcher import Outcome
+from flowyard.errors import Conflict
+from flowyard.ids import new_id, url_token
+from flowyard.jobs.events import Claimed, LeaseExtended
+from flowyard.jobs.model import Job, JobStatus
+from flowyard.jobs.transitions import transition
+
+if TYPE_CHECKING:
+    from flowyard.actors.jobs import JobEngine
+
+
+class Claims:
+    """Claims, heartbeats and acks of pull jobs."""
+
+    def __init__(self, engine: "JobEngine") -> None:
+        self.engine = engine
+        self.clock = engine.clock
+
+    async def claim(
+        self, project_id: str, queue_name: str, count: int, visibility: int, wait: float
+    ) -> list[Job]:
+        """Claim up to ``count`` ready jobs, long-polling up to ``wait`` seconds for one."""
+        engine = self.engine
+        queue = engine.queue(project_id, queue_name)
+        deadline = time.monotonic() + wait
+        while True:
+            picked: list[Job] = []
+            if not queue.settings.paused and not engine.stopping:
+                while len(picked) < count:
+                    job_id = queue.pop(engine.is_ready, pull=True)
+                    if job_id is None:
+                        break
+                    picked.append(engine.jobs[job_id])
+            if picked:
+                return await self._start(picked, visibility)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or engine.stopping:
+                return []
+            waiter = queue.waiter()
+            # The wait ends with a timer that sets the event rather than a cancel scope:
+            # every waiting claim comes this way, and a scope costs several times more.
+            timeout = asyncio.get_running_loop().call_later(remaining, queue.expire, waiter)
+            try:
+                await waiter.wait()
+            finally:
+                timeout.cancel()
+                queue.forget_waiter(waiter)
+
+    async def _start(self, picked: list[Job], visibility: int) -> list[Job]:
+        engine = self.engine
+        now = self.clock.now_ms()
+        done = [
+            transition(job, None, Claimed(new_id("run"), url_token(18), visibility), now)
+            for job in picked
+        ]
+        started = [t.job for t in done]
+        try:
+            await engine.commit(
+                [(job, t.job) for job, t in zip(picked, done, strict=True)],
+                [run for t in done for run in t.runs],
+                engine.step_starts(started),
+            )
+        except BaseException:
+            for job in picked:
+                engine.admit_one(job)
+            raise
+        for t in done:
+            engine.scheduler.run_effects(t)
+        return started
+
+    def _claimed(self, job: Job, claim_token: str) -> Job:
+        live = self.engine.jobs.get(job.id)
+        if live is None or live.status is not JobStatus.RUNNING or not live.is_pull:
+            raise Conflict(f"job {job.id} is not running")
+        if not secrets.compare_digest((live.claim_token or "").encode(), claim_token.encode()):
+            raise Conflict("stale or wrong claim_token")
+        return live
+
+    async def ack(
+        self,
+        job: Job,
+        claim_token: str,
+        *,
+        completed: bool,
+        result: Raw | None,
+        error: str | None,
+        retryable: bool,
+    ) -> Job:
+        """Record a worker's outcome for a job it holds; 409 for a stale claim."""
+        live = self._claimed(job, claim_token)
+        if live.claimed_until is not None and live.claimed_until < self.clock.now_ms():
+            await self.expire_lease(live.id, claim_token)
+            raise Conflict("the lease expired before the ack")
+        outcome = Outcome(
+            "completed" if completed else "failed",
+            result=result,
+            error=None if completed else (error or "failed"),
+        )
+        return await self.engine.settle(live, outcome, retryable=retryable)
+
+    async def heartbeat(self, job: Job, claim_token: str, visibility: int) -> Job:
+        """Extend the lease of a job a worker holds."""
+        live = self._claimed(job, claim_token)
+        now = self.clock.now_ms()
+        if live.claimed_until is not None and live.claimed_until < now:
+            await self.expire_lease(live.id, claim_token)
+            raise Conflict("the lease expired before the heartbeat")
+        done = transition(live, None, LeaseExtended(visibility), now)
+        await self.engine.commit([(live, done.job)])
+        self.engine.scheduler.run_effects(done)
+        return done.job
+
+    async def expire_lease(self, job_id: str, claim_token: str) -> None:
+        """The lease named by ``claim_token`` ran out: the attempt failed."""
+        job = self.engine.jobs.get(job_id)
+        if job is None or job.claim_token != claim_token or job.status is not JobStatus.RUNNING:
+            return
+        seconds = ((job.claimed_until or 0) - (job.last_run_at or 0)) / 1000
+        await self.engine.settle(
+            job, Outcome("failed", error=f"lease_expired: no ack within {seconds:g}s")
+        )

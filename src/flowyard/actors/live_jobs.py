@@ -1,0 +1,94 @@
+"""Every live job and open run in memory, the queues' counts, and the commit that keeps
+them and SQLite in step.
+
+A transition is applied to memory at once (so that no other task can claim or deliver the
+same job), written with the group-commit writer, and undone in memory if the write fails.
+Terminal jobs leave memory; reads of ended jobs go to SQLite.
+"""
+
+from collections.abc import Iterable, Sequence
+
+import msgspec
+
+from flowyard.actors.queues import Queue
+from flowyard.jobs.model import TERMINAL, Job, JobStatus, Run, RunStatus
+from flowyard.storage import jobs as store
+from flowyard.storage.sqlite import Database, Op
+
+replace = msgspec.structs.replace
+
+Change = tuple[Job | None, Job]
+"""A job before (None when new) and after a transition."""
+
+
+class LiveJobs:
+    """The live jobs by id, their open runs, and the queues by (project, name)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.jobs: dict[str, Job] = {}
+        self.runs: dict[str, Run] = {}
+        self.queues: dict[tuple[str, str], Queue] = {}
+
+    def queue(self, project_id: str, name: str) -> Queue:
+        """The queue named ``name`` in the project (created on first use)."""
+        key = (project_id, name)
+        found = self.queues.get(key)
+        if found is None:
+            found = self.queues[key] = Queue(project_id, name)
+        return found
+
+    def project_queues(self, project_id: str) -> list[Queue]:
+        """Every queue of the project that has settings or jobs, by name."""
+        return sorted(
+            (q for (pid, _), q in self.queues.items() if pid == project_id),
+            key=lambda q: q.name,
+        )
+
+    def open_run(self, job: Job) -> Run | None:
+        """The run of the job's attempt in flight, if any."""
+        return self.runs.get(job.run_id) if job.run_id else None
+
+    def index(self, old: Job | None, new: Job) -> None:
+        """Apply a job change to memory: the live map and its queue's counts."""
+        old_queue = old.queue if old is not None else None
+        if old is not None and old_queue is not None:
+            queue = self.queue(old.project_id, old_queue)
+            queue.pending.pop(old.id, None)
+            queue.running.discard(old.id)
+            if new.status is not JobStatus.PENDING or not new.enabled:
+                queue.discard(old.id)
+        if new.status in TERMINAL:
+            self.jobs.pop(new.id, None)
+            return
+        self.jobs[new.id] = new
+        new_queue = new.queue
+        if new_queue is not None:
+            queue = self.queue(new.project_id, new_queue)
+            if new.status is JobStatus.PENDING:
+                queue.pending[new.id] = new.created_at
+            elif new.status is JobStatus.RUNNING:
+                queue.running.add(new.id)
+
+    async def commit(
+        self, changes: Sequence[Change], runs: Iterable[Run] = (), extra: Sequence[Op] = ()
+    ) -> None:
+        """Apply ``changes`` to memory, write them (with ``runs``), undo on failure."""
+        for old, new in changes:
+            self.index(old, new)
+        for run in runs:
+            if run.status is RunStatus.RUNNING:
+                self.runs[run.id] = run
+            else:
+                self.runs.pop(run.id, None)
+        ops = [store.put_job(new) for _, new in changes]
+        ops += [store.put_run(run) for run in runs]
+        try:
+            await self.db.commit([*ops, *extra])
+        except BaseException:
+            for old, new in reversed(changes):
+                if old is None:
+                    self.index(new, replace(new, status=JobStatus.CANCELLED))
+                else:
+                    self.index(new, old)
+            raise
