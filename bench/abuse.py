@@ -179,7 +179,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--unread-hold",
         type=float,
-        default=35.0,
+        default=50.0,
         help="seconds the unread_answers clients wait for the server to drop them",
     )
     parser.add_argument("--max-growth-mib", type=float, default=50.0, help="RSS growth target")

@@ -33,7 +33,7 @@ class Target:
     key_b: str
     scale: float
     read_timeout: float | None = None
-    unread_hold: float = 35.0
+    unread_hold: float = 50.0
     held: list[SocketStream] = field(default_factory=list)
 
     @property

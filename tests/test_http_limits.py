@@ -8,6 +8,7 @@ import argparse
 import contextlib
 import gc
 import json
+import socket
 import weakref
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 import anyio
 import pytest
+from anyio.abc import SocketAttribute
 
 from flowyard.cli import serve
 from flowyard.http import limits
@@ -25,6 +27,7 @@ from tests.http_support import Server, Wire, get, post, serving, wire
 pytestmark = pytest.mark.anyio
 
 MiB = 1024 * 1024
+TCP_CLOSE = 7  # include/net/tcp_states.h: what a reset leaves
 
 
 async def refused(conn: Wire, status: int, code: str) -> None:
@@ -95,6 +98,15 @@ async def test_a_huge_header_is_refused_while_it_arrives() -> None:
         assert sent < 64 * MiB
 
 
+async def test_a_client_that_sends_its_whole_huge_header_before_reading_gets_the_431() -> None:
+    """The refused connection drops what still arrives instead of resetting, so the answer
+    waits for the client (closing on unread bytes would reset it and lose the 431)."""
+    async with serving() as server, wire(server) as conn:
+        with anyio.fail_after(5):
+            await conn.send(b"GET /echo HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 8 * MiB)
+        await refused(conn, 431, "header_fields_too_large")
+
+
 # --------------------------------------------------------------------- time
 
 
@@ -157,6 +169,11 @@ async def test_an_answer_the_client_does_not_read_is_dropped_with_the_connection
         with anyio.fail_after(5):
             await server.seen.big_done.wait()
         await gone(server)
+        # Reset, not closed: nothing of the answer stays queued in the kernel for it.
+        raw = conn.stream.extra(SocketAttribute.raw_socket)
+        with anyio.fail_after(5):
+            while raw.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] != TCP_CLOSE:
+                await anyio.sleep(0.02)
 
 
 # --------------------------------------------------------------------- order and form

@@ -21,6 +21,9 @@ for the parser to find the fields. It holds the two limits above, the method, th
 and whitespace the parser drops, so it only stops heads the field count would refuse."""
 READ_TIMEOUT = 10.0
 """Seconds for a request's head to arrive whole, and at most between two pieces of a body."""
+LINGER_SECONDS = 2.0
+"""Seconds a refused connection keeps reading (and dropping) what the client still sends,
+so that its answer is not lost to a reset."""
 WRITE_TIMEOUT = 30.0
 """Seconds an answer may wait for the client to read before the connection is dropped."""
 

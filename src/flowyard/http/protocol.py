@@ -34,7 +34,10 @@ what a connection held must not wait for a collection.
 """
 
 import asyncio
+import contextlib
 import logging
+import socket
+import struct
 import urllib.parse
 from collections import deque
 from typing import Any, cast
@@ -58,6 +61,10 @@ _OWS = b" \t"
 
 class _Refused(Exception):
     """Raised in a parser callback to stop parsing a request over a limit."""
+
+
+_RESET = struct.pack("ii", 1, 0)
+"""``SO_LINGER`` on, for 0 seconds: closing the socket resets the connection."""
 
 
 def _address(transport: asyncio.BaseTransport, name: str) -> tuple[str, int] | None:
@@ -119,6 +126,7 @@ class HttpProtocol(asyncio.Protocol):
         self.timer_due = 0.0  # when it fires
         self.write_timer: asyncio.TimerHandle | None = None
         self.closing = False  # close once the current answer is sent (shutdown, an upgrade)
+        self.lingering = False  # refused: reading only to drop what arrives, then closing
 
     # ------------------------------------------------------------------ the connection
 
@@ -149,6 +157,8 @@ class HttpProtocol(asyncio.Protocol):
         return None  # the transport closes itself
 
     def data_received(self, data: bytes) -> None:
+        if self.lingering:
+            return  # the connection was refused and is closing: what arrives is dropped
         self.last_read = self.loop.time()
         self.idle_since = None
         self.message_ended = False
@@ -317,8 +327,7 @@ class HttpProtocol(asyncio.Protocol):
         if self.waiting:
             self._start(self.waiting.popleft())
         elif self.refusal is not None:  # the broken request after this one
-            self.write(self.refusal)
-            self.close()
+            self._send_refusal(self.refusal)
             return
         else:
             self.idle_since = now = self.loop.time()
@@ -384,11 +393,22 @@ class HttpProtocol(asyncio.Protocol):
             self._arm(due, now)
 
     def _unread(self) -> None:
-        """The client read nothing of the answer for the write timeout: drop it all now."""
+        """The client read nothing of the answer for the write timeout: drop it all now.
+
+        The connection is reset (``SO_LINGER`` of 0), not closed: a close would leave what
+        the kernel still holds of the answer queued, for a client that does not read, until
+        the kernel gives up on it.
+        """
         self.write_timer = None
         log.debug("dropping a connection whose answer %s does not read", self.client)
-        if self.transport is not None:
-            self.transport.abort()
+        transport = self.transport
+        if transport is None:
+            return
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
+        transport.abort()
 
     def _disarm(self) -> None:
         for timer in (self.timer, self.write_timer):
@@ -426,8 +446,29 @@ class HttpProtocol(asyncio.Protocol):
             elif bad in self.waiting:
                 self.waiting.remove(bad)  # the last one: its turn has not come
         if self.answering is None:
-            self.write(answer)
+            self._send_refusal(answer)
+
+    def _send_refusal(self, answer: bytes) -> None:
+        """Send the last answer, then close without resetting the connection on the client.
+
+        A client still sending (a 64 MiB header, a body after a refused head) would have its
+        kernel reset a connection closed on bytes it sent, and drop the answer unread. So the
+        sending side is shut and what still arrives is read and thrown away, for at most
+        :data:`limits.LINGER_SECONDS`, before the connection closes (RFC 9112 §9.6).
+        """
+        self.write(answer)
+        transport = self.transport
+        if transport is None or transport.is_closing() or not transport.can_write_eof():
             self.close()
+            return
+        transport.write_eof()
+        self.lingering = True
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = self.loop.call_later(limits.LINGER_SECONDS, self.close)
+        if self.reading_paused:
+            self.reading_paused = False
+            transport.resume_reading()
 
 
 def protocol_class(
