@@ -28,7 +28,12 @@ MAX_INFLIGHT = 8
 
 @asynccontextmanager
 async def stalled(url: str, key: str) -> AsyncIterator[SocketStream]:
-    """A job creation whose body never comes: the request stays in flight while open."""
+    """A job creation whose body never comes: the request stays in flight while open.
+
+    It asks for ``100 Continue``, which the server sends when the handler first reads the
+    body, after counting the request against its project: once it is read, the request is
+    known to be held.
+    """
     host, _, port = url.removeprefix("http://").rpartition(":")
     async with await anyio.connect_tcp(host, int(port)) as stream:
         head = request_head(
@@ -37,8 +42,14 @@ async def stalled(url: str, key: str) -> AsyncIterator[SocketStream]:
             f"Authorization: Bearer {key}",
             "Content-Type: application/json",
             "Content-Length: 100",
+            "Expect: 100-continue",
         )
         await stream.send(head)
+        interim = b""
+        with anyio.fail_after(10):
+            while not interim.endswith(b"\r\n\r\n"):
+                interim += await stream.receive(1)
+        assert interim.startswith(b"HTTP/1.1 100 "), interim
         yield stream
 
 
