@@ -21,7 +21,14 @@ import pytest
 from tests.conftest import ServerProcess, free_port
 
 KEY_LINE = re.compile(r"sk_live_[0-9A-Za-z]{32,}")
-ALL_FOUR = ["jobs:read", "jobs:write", "workflows:read", "workflows:write"]
+ALL_SCOPES = [
+    "jobs:read",
+    "jobs:write",
+    "workflows:read",
+    "workflows:write",
+    "webhooks:read",
+    "webhooks:write",
+]
 
 
 def flowyard(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -112,7 +119,7 @@ def test_keys_create_prints_the_key_last_and_stores_only_its_hash(tmp_path: Path
     [(project, digest, scopes, admin)] = stored_keys(db)
     assert project == "acme"
     assert digest == hashlib.sha256(key.encode()).hexdigest()
-    assert scopes == ALL_FOUR  # default: all four scopes
+    assert scopes == ALL_SCOPES  # default: every scope
     assert admin == 0
     assert key.encode() not in Path(db).read_bytes()
     for suffix in ("-wal", "-shm"):

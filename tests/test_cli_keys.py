@@ -46,7 +46,7 @@ def test_keys_list_prints_a_table_newest_first(tmp_path: Path) -> None:
         ids[1],
         "acme",
         "acme",
-        "jobs:read,jobs:write,workflows:read,workflows:write",
+        "jobs:read,jobs:write,workflows:read,workflows:write,webhooks:read,webhooks:write",
         "no",
     ]
     assert TIMESTAMP.match(oldest[5]) and oldest[6:] == ["-", "-"]

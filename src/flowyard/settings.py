@@ -23,6 +23,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         max_inflight_per_project: how many of those one project may hold (None: half of
             ``max_inflight``); more of its requests are answered 503.
         public_url: the base URL handlers use for callbacks (default: the bound address).
+        webhook_retry_base_seconds: base of the webhook deliveries' retry backoff.
         read_timeout_seconds: how long a request's head may take to arrive, and a body may
             stall, before the answer is ``408`` (see http/limits.py).
     """
@@ -41,3 +42,4 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_level: str = "info"
     public_url: str | None = None
     read_timeout_seconds: float = 10.0
+    webhook_retry_base_seconds: float = 10.0

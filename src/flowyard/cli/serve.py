@@ -113,6 +113,16 @@ def add_settings(parser: argparse.ArgumentParser) -> None:
         ),
     )
     parser.add_argument(
+        "--webhook-retry-base-seconds",
+        type=_positive_seconds,
+        default=env("webhook_retry_base_seconds", f"{d.webhook_retry_base_seconds:g}"),
+        help=described(
+            "base of the webhook deliveries' retry backoff, in seconds",
+            f"{d.webhook_retry_base_seconds:g}",
+            "webhook_retry_base_seconds",
+        ),
+    )
+    parser.add_argument(
         "--handler-network",
         choices=["any", "public"],
         default=env("handler_network", d.handler_network),
@@ -193,6 +203,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         log_level=args.log_level,
         public_url=args.public_url,
         read_timeout_seconds=args.read_timeout,
+        webhook_retry_base_seconds=args.webhook_retry_base_seconds,
     )
 
 

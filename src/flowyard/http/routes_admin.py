@@ -32,7 +32,15 @@ from flowyard.storage import workflows as workflow_store
 from flowyard.storage.projects import ALL_SCOPES, ApiKey, Project
 from flowyard.workflows.state import ExecutionStatus
 
-Scope = Literal["jobs:read", "jobs:write", "workflows:read", "workflows:write", "*"]
+Scope = Literal[
+    "jobs:read",
+    "jobs:write",
+    "workflows:read",
+    "workflows:write",
+    "webhooks:read",
+    "webhooks:write",
+    "*",
+]
 TokenAmount = Annotated[
     msgspec.Raw,
     Meta(
@@ -65,7 +73,7 @@ class KeyBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
 
     project_id: Annotated[str, Meta(min_length=1, max_length=256)]
     name: Annotated[str, Meta(max_length=256)] = ""
-    scopes: Annotated[list[Scope], Meta(min_length=1, max_length=5)] = msgspec.field(
+    scopes: Annotated[list[Scope], Meta(min_length=1, max_length=7)] = msgspec.field(
         default_factory=lambda: [cast(Scope, scope) for scope in ALL_SCOPES]
     )
     admin: bool = False

@@ -23,7 +23,14 @@ from flowyard.storage.sqlite import Database, Op
 
 T = TypeVar("T")
 
-ALL_SCOPES = ("jobs:read", "jobs:write", "workflows:read", "workflows:write")
+ALL_SCOPES = (
+    "jobs:read",
+    "jobs:write",
+    "workflows:read",
+    "workflows:write",
+    "webhooks:read",
+    "webhooks:write",
+)
 SCOPES = (*ALL_SCOPES, "*")
 """Every scope a key may hold; ``*`` grants them all."""
 
