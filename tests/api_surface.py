@@ -14,11 +14,15 @@ from typing import Any
 
 import anyio
 import httpx
+import msgspec
 from starlette.routing import Route
 
 from flowyard.http.app import create_app
+from flowyard.ids import new_id
 from flowyard.settings import Settings
 from flowyard.storage.projects import ALL_SCOPES, CreatedKey, create_key_sync
+from flowyard.storage.webhooks import insert_delivery
+from flowyard.webhooks.model import Delivery, DeliveryStatus
 from tests.conftest import Service
 from tests.jobs_support import LATER, PULL, claim, create
 
@@ -215,6 +219,48 @@ async def spare_key(owner: Owner) -> Prepared:
     return Prepared({"id": (await owner.key_for(["jobs:read"])).record.id})
 
 
+WEBHOOK: Json = {"name": "surface", "url": "http://127.0.0.1:9/hook", "topics": ["jobs.*"]}
+
+
+async def webhook(owner: Owner) -> Prepared:
+    created = await _ok(await owner.client.post("/infra/webhooks", json=WEBHOOK))
+    return Prepared({"webhook_id": created["id"]})
+
+
+async def patch_webhook(owner: Owner) -> Prepared:
+    return Prepared((await webhook(owner)).params, {"enabled": False})
+
+
+async def failed_delivery(owner: Owner) -> Prepared:
+    """A webhook with a delivery that used up its attempts (written straight to the file)."""
+    params = (await webhook(owner)).params
+    delivery = Delivery(
+        id=new_id("whd"),
+        webhook_id=params["webhook_id"],
+        project_id=owner.project_id,
+        event_id=new_id("evt"),
+        topic="custom.thing",
+        payload=msgspec.Raw(b"{}"),
+        status=DeliveryStatus.FAILED,
+        attempts=8,
+        created_at=1,
+        updated_at=1,
+    )
+    sql, values = insert_delivery(delivery)
+
+    def insert() -> None:
+        with closing(sqlite3.connect(owner.service.db, timeout=10)) as conn:
+            conn.execute(sql, values)
+            conn.commit()
+
+    await anyio.to_thread.run_sync(insert)
+    return Prepared({**params, "delivery_id": delivery.id}, {})
+
+
+async def delivery_of(owner: Owner) -> Prepared:
+    return Prepared((await failed_delivery(owner)).params)
+
+
 # ------------------------------------------------------------------------------- the table
 
 
@@ -330,6 +376,50 @@ CALLS: list[Call] = [
         "/infra/workflows/executions/{id}/resume",
         "workflows:write",
         paused_execution,
+        names_object=True,
+    ),
+    # webhooks
+    _body("POST", "/infra/webhooks", "webhooks:write", body_of(WEBHOOK), success=201),
+    Call("GET", "/infra/webhooks", "webhooks:read", lists="webhooks"),
+    _body(
+        "POST",
+        "/infra/webhooks/publish",
+        "webhooks:write",
+        body_of({"topic": "orders.placed", "data": {"n": 1}}),
+        success=202,
+    ),
+    Call("GET", "/infra/webhooks/{webhook_id}", "webhooks:read", webhook, names_object=True),
+    _body(
+        "PATCH", "/infra/webhooks/{webhook_id}", "webhooks:write", patch_webhook, names_object=True
+    ),
+    Call("DELETE", "/infra/webhooks/{webhook_id}", "webhooks:write", webhook, names_object=True),
+    _body(
+        "POST",
+        "/infra/webhooks/{webhook_id}/test",
+        "webhooks:write",
+        empty_body(webhook),
+        names_object=True,
+    ),
+    Call(
+        "GET",
+        "/infra/webhooks/{webhook_id}/deliveries",
+        "webhooks:read",
+        webhook,
+        names_object=True,
+        lists="deliveries",
+    ),
+    Call(
+        "GET",
+        "/infra/webhooks/{webhook_id}/deliveries/{delivery_id}",
+        "webhooks:read",
+        delivery_of,
+        names_object=True,
+    ),
+    _body(
+        "POST",
+        "/infra/webhooks/{webhook_id}/deliveries/{delivery_id}/retry",
+        "webhooks:write",
+        failed_delivery,
         names_object=True,
     ),
     # tokens: any valid key

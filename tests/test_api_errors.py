@@ -242,7 +242,11 @@ async def test_odd_path_values_never_cause_a_500(shared: Service, call: Call) ->
     async with new_owner(shared) as owner, caller(owner, call) as client:
         prepared = await call.prepare(owner)
         for value in ODD_VALUES:
+            # One long value in all: two of 60000 characters are over the client's URL limit.
             override = {name: value for name in prepared.params}
+            if len(value) > 5000:
+                override = {name: value[:20] for name in prepared.params}
+                override[next(iter(prepared.params))] = value
             response = await send(client, call, prepared, **override)
             assert response.status_code < 500, (value[:50], response.text)
             if response.status_code == 307:  # "%2F" made an empty segment: a trailing slash

@@ -5,6 +5,7 @@ The dispatcher does the HTTP part only; the engine decides what an outcome means
 
 import logging
 import socket
+import time
 
 import anyio
 import httpx
@@ -17,6 +18,7 @@ from flowyard.signing import signature_header
 log = logging.getLogger("flowyard.push")
 
 MAX_RESULT_BYTES = 256 * 1024
+SNIPPET_BYTES = 1024
 
 
 class Outcome(msgspec.Struct, frozen=True):
@@ -26,6 +28,16 @@ class Outcome(msgspec.Struct, frozen=True):
     handler_status: int | None = None
     result: Raw | None = None
     error: str | None = None
+
+
+class Sent(msgspec.Struct, frozen=True):
+    """What a webhook receiver answered: its status (None when there was no answer), the
+    start of its body, and why the attempt failed if it did not answer."""
+
+    status: int | None
+    snippet: str | None
+    error: str | None
+    duration_ms: int
 
 
 class Dispatcher:
@@ -80,6 +92,46 @@ class Dispatcher:
         except (httpx.InvalidURL, ValueError) as exc:  # e.g. a host that is not valid IDNA
             return Outcome("failed", error=f"invalid_url: {exc}"[:500])
         return _classify(resp.status_code, data)
+
+    async def send(
+        self, url: str, body: bytes, headers: dict[str, str], secret: str, timeout: float
+    ) -> Sent:
+        """POST a webhook delivery signed with ``secret``; the answer's status and snippet."""
+        signed = {
+            **headers,
+            "Content-Type": "application/json",
+            "X-Flowyard-Signature": signature_header(secret, body),
+        }
+        started = time.monotonic()
+        status: int | None = None
+        snippet: str | None = None
+        error: str | None = None
+        try:
+            with anyio.fail_after(timeout):
+                async with self._client.stream("POST", url, content=body, headers=signed) as resp:
+                    status = resp.status_code
+                    data = await _read_snippet(resp, SNIPPET_BYTES)
+                    snippet = data.decode("utf-8", errors="replace")
+        except AddressBlocked as exc:
+            error = f"handler_blocked: {exc}"[:500]
+        except TimeoutError:
+            status, error = None, f"timeout: no answer within {timeout:g}s"
+        except httpx.HTTPError as exc:
+            status, error = None, f"connection_error: {type(exc).__name__}: {exc}"[:500]
+        except (httpx.InvalidURL, ValueError) as exc:
+            error = f"invalid_url: {exc}"[:500]
+        duration = int((time.monotonic() - started) * 1000)
+        return Sent(status, snippet, error, duration)
+
+
+async def _read_snippet(resp: httpx.Response, size: int) -> bytes:
+    """The first ``size`` bytes of the body; the rest is not read."""
+    data = b""
+    async for chunk in resp.aiter_bytes():
+        data += chunk
+        if len(data) >= size:
+            break
+    return data[:size]
 
 
 async def _read_capped(resp: httpx.Response) -> bytes | None:

@@ -6,7 +6,8 @@ same job), written with the group-commit writer, and undone in memory if the wri
 Terminal jobs leave memory; reads of ended jobs go to SQLite.
 """
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import msgspec
 
@@ -20,6 +21,9 @@ replace = msgspec.structs.replace
 Change = tuple[Job | None, Job]
 """A job before (None when new) and after a transition."""
 
+Emit = Callable[[Sequence[Change], Sequence[Run]], tuple[list[Op], list[Any]]]
+"""The outbox rows (events, deliveries) of job changes, committed with them."""
+
 
 class LiveJobs:
     """The live jobs by id, their open runs, and the queues by (project, name)."""
@@ -29,6 +33,8 @@ class LiveJobs:
         self.jobs: dict[str, Job] = {}
         self.runs: dict[str, Run] = {}
         self.queues: dict[tuple[str, str], Queue] = {}
+        self.emit: Emit | None = None
+        self.emitted: Callable[[list[Any]], None] | None = None
 
     def queue(self, project_id: str, name: str) -> Queue:
         """The queue named ``name`` in the project (created on first use)."""
@@ -76,6 +82,8 @@ class LiveJobs:
         """Apply ``changes`` to memory, write them (with ``runs``), undo on failure."""
         for old, new in changes:
             self.index(old, new)
+        runs = list(runs)
+        outbox, deliveries = self.emit(changes, runs) if self.emit is not None else ([], [])
         for run in runs:
             if run.status is RunStatus.RUNNING:
                 self.runs[run.id] = run
@@ -84,7 +92,7 @@ class LiveJobs:
         ops = [store.put_job(new) for _, new in changes]
         ops += [store.put_run(run) for run in runs]
         try:
-            await self.db.commit([*ops, *extra])
+            await self.db.commit([*ops, *extra, *outbox])
         except BaseException:
             for old, new in reversed(changes):
                 if old is None:
@@ -92,3 +100,5 @@ class LiveJobs:
                 else:
                     self.index(new, old)
             raise
+        if deliveries and self.emitted is not None:
+            self.emitted(deliveries)

@@ -20,6 +20,8 @@ from anyio.abc import TaskStatus
 from flowyard.actors.accounts import Accounts
 from flowyard.actors.dispatcher import Dispatcher
 from flowyard.actors.jobs import JobEngine
+from flowyard.actors.outbox import Outbox
+from flowyard.actors.webhooks import Webhooks
 from flowyard.actors.workflows import WorkflowEngine
 from flowyard.clock import SYSTEM_CLOCK, Clock
 from flowyard.errors import Unavailable
@@ -48,6 +50,8 @@ class Supervisor:
         self.accounts = Accounts(self.db, clock)
         self.jobs = JobEngine(self.db, settings, self.dispatcher, self.accounts, clock)
         self.workflows = WorkflowEngine(self.db, self.jobs, settings)
+        self.outbox = Outbox(self.db, settings, self.dispatcher, self.jobs)
+        self.webhooks = Webhooks(self.db, self.outbox, self.accounts)
         self.ready = anyio.Event()
         self.failure: str | None = None  # set when a core service crashed
         # Called once a core service crashed: the server stops itself (``flowyard serve``
@@ -96,6 +100,7 @@ class Supervisor:
         task_status.started()
         async with anyio.create_task_group() as tg:
             await tg.start(self.accounts.run)
+            await tg.start(self.outbox.run)  # subscriptions before any transition emits
             # Executions first: rehydrated jobs may report results to them at once.
             await tg.start(self.workflows.run)
             await tg.start(self.jobs.run)

@@ -16,6 +16,7 @@ from flowyard.http import (
     routes_jobs,
     routes_queues,
     routes_tokens,
+    routes_webhooks,
     routes_whoami,
     routes_workflows,
 )
@@ -40,6 +41,7 @@ def create_app(settings: Settings, supervisor: Supervisor | None = None) -> Star
             *routes_jobs.routes,
             *routes_workflows.routes,
             *routes_queues.routes,
+            *routes_webhooks.routes,
             *routes_tokens.routes,
             *routes_whoami.routes,
             *routes_health.routes,

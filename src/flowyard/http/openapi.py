@@ -25,7 +25,10 @@ from flowyard.http.schemas import (
     CallbackBody,
     ClaimBody,
     HeartbeatBody,
+    PublishBody,
     QueueBody,
+    WebhookBody,
+    WebhookPatch,
 )
 from flowyard.jobs.model import JobStatus, TriggerType
 from flowyard.jobs.spec import JobPatch, JobSpec
@@ -83,6 +86,8 @@ PAGE = (LIMIT, CURSOR)
 
 _J, _W = "jobs:write", "workflows:write"
 _JR, _WR = "jobs:read", "workflows:read"
+_H, _HR = "webhooks:write", "webhooks:read"
+_HOOK = "/infra/webhooks/{webhook_id}"
 _CLIENT = "Client writes and reads cost tokens; the pull and push protocols are free."
 
 # fmt: off
@@ -167,6 +172,35 @@ OPERATIONS: tuple[Operation, ...] = (
               api.Paused, _W, body=NoFields, body_optional=True, errors=(409,), billed=True),
     Operation("POST", "/infra/workflows/executions/{id}/resume", "Resume an execution",
               api.Resumed, _W, body=ResumeBody, body_optional=True, errors=(409,), billed=True),
+    # webhooks
+    Operation("POST", "/infra/webhooks", "Create a webhook", api.Webhook, _H, body=WebhookBody,
+              status=201, billed=True, makes=(_HOOK, "/id"),
+              description="`topics`: exact topics, `*`, or prefixes ending in `.*`. The "
+              "`secret` is generated when omitted."),
+    Operation("GET", "/infra/webhooks", "List webhooks, newest first", api.WebhookList, _HR,
+              query=PAGE, billed=True),
+    Operation("POST", "/infra/webhooks/publish", "Publish a custom event", api.Published, _H,
+              body=PublishBody, status=202, billed=True,
+              description="Topics `[a-z0-9_.-]`, not starting with `jobs.`, `workflows.` or "
+              "`webhooks.`; `deliveries` counts the webhooks it goes to."),
+    Operation("GET", _HOOK, "Read a webhook", api.Webhook, _HR, billed=True),
+    Operation("PATCH", _HOOK, "Change a webhook", api.Webhook, _H, body=WebhookPatch,
+              billed=True),
+    Operation("DELETE", _HOOK, "Delete a webhook and drop its pending deliveries",
+              api.WebhookDeleted, _H, billed=True),
+    Operation("POST", f"{_HOOK}/test", "Send `webhooks.test` now", api.WebhookTest, _H,
+              body=NoFields, body_optional=True, billed=True,
+              description="One attempt, not stored; `status` is null when the receiver did "
+              "not answer (`error` says why)."),
+    Operation("GET", f"{_HOOK}/deliveries", "List a webhook's deliveries, newest first",
+              api.DeliveryList, _HR, billed=True,
+              query=(Param("status", Literal["pending", "succeeded", "failed"],
+                           "only deliveries in this status"), *PAGE)),
+    Operation("GET", f"{_HOOK}/deliveries/{{delivery_id}}", "Read a delivery", api.Delivery,
+              _HR, billed=True),
+    Operation("POST", f"{_HOOK}/deliveries/{{delivery_id}}/retry",
+              "Give a failed delivery another round of attempts", api.Delivery, _H,
+              body=NoFields, body_optional=True, errors=(409,), billed=True),
     # tokens
     Operation("GET", "/core/tokens/balance", "Read the project's token balance",
               api.TokenBalance),

@@ -65,3 +65,32 @@ def error_text(error: Any) -> str | None:
     if error is None or isinstance(error, str):
         return error
     return msgspec.json.encode(error).decode()
+
+
+class WebhookBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``POST /infra/webhooks``: the secret is generated when omitted."""
+
+    name: Annotated[str, Meta(min_length=1, max_length=128)]
+    url: Annotated[str, Meta(min_length=1, max_length=2048)]
+    topics: Annotated[list[str], Meta(min_length=1, max_length=50)]
+    secret: Annotated[str, Meta(min_length=16, max_length=256)] | None = None
+    enabled: bool = True
+
+
+class WebhookPatch(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``PATCH /infra/webhooks/{id}``: any of the fields; the rest stay."""
+
+    name: Annotated[str, Meta(min_length=1, max_length=128)] | msgspec.UnsetType = msgspec.UNSET
+    url: Annotated[str, Meta(min_length=1, max_length=2048)] | msgspec.UnsetType = msgspec.UNSET
+    topics: Annotated[list[str], Meta(min_length=1, max_length=50)] | msgspec.UnsetType = (
+        msgspec.UNSET
+    )
+    secret: Annotated[str, Meta(min_length=16, max_length=256)] | msgspec.UnsetType = msgspec.UNSET
+    enabled: bool | msgspec.UnsetType = msgspec.UNSET
+
+
+class PublishBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``POST /infra/webhooks/publish``: a custom event."""
+
+    topic: Annotated[str, Meta(min_length=1, max_length=128)]
+    data: Raw = msgspec.field(default_factory=null)

@@ -101,6 +101,33 @@ MIGRATIONS: list[str] = [
     UPDATE blueprints SET name = json_extract(CAST(doc AS TEXT), '$.name');
     CREATE INDEX blueprints_by_name ON blueprints(project_id, name, seq);
     """,
+    """
+    CREATE TABLE webhooks (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        project_id TEXT NOT NULL,
+        doc BLOB NOT NULL
+    );
+    CREATE INDEX webhooks_by_project ON webhooks(project_id, seq);
+    CREATE TABLE webhook_events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        project_id TEXT NOT NULL,
+        topic TEXT NOT NULL,
+        doc BLOB NOT NULL
+    );
+    CREATE TABLE webhook_deliveries (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        webhook_id TEXT,
+        project_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        doc BLOB NOT NULL
+    );
+    CREATE INDEX webhook_deliveries_by_webhook ON webhook_deliveries(webhook_id, seq);
+    CREATE INDEX webhook_deliveries_pending ON webhook_deliveries(status)
+        WHERE status = 'pending';
+    """,
 ]
 
 

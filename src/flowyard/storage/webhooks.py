@@ -1,0 +1,108 @@
+"""Webhook, event (the outbox) and delivery rows: the write statements and the reads."""
+
+import msgspec
+
+from flowyard.storage.codec import encode
+from flowyard.storage.pages import chunked, newest_first, page
+from flowyard.storage.sqlite import Database, Op
+from flowyard.webhooks.model import Delivery, Event, Webhook
+
+_webhook = msgspec.json.Decoder(Webhook)
+_delivery = msgspec.json.Decoder(Delivery)
+
+_UPSERT_WEBHOOK = (
+    "INSERT INTO webhooks (id, project_id, doc) VALUES (?, ?, ?)"
+    " ON CONFLICT(id) DO UPDATE SET doc = excluded.doc"
+)
+_DELETE_WEBHOOK = "DELETE FROM webhooks WHERE id = ?"
+_DROP_DELIVERIES = "DELETE FROM webhook_deliveries WHERE webhook_id = ? AND status = 'pending'"
+_INSERT_EVENT = "INSERT INTO webhook_events (id, project_id, topic, doc) VALUES (?, ?, ?, ?)"
+_INSERT_DELIVERY = (
+    "INSERT INTO webhook_deliveries (id, webhook_id, project_id, status, doc)"
+    " VALUES (?, ?, ?, ?, ?)"
+)
+# An update, never an insert: a delivery its webhook's deletion dropped stays dropped.
+_UPDATE_DELIVERY = "UPDATE webhook_deliveries SET status = ?, doc = ? WHERE id = ?"
+
+
+def put_webhook(webhook: Webhook) -> Op:
+    """Insert or update a webhook."""
+    return (_UPSERT_WEBHOOK, (webhook.id, webhook.project_id, encode(webhook)))
+
+
+def delete_webhook(webhook_id: str) -> list[Op]:
+    """Delete a webhook and drop its pending deliveries."""
+    return [(_DELETE_WEBHOOK, (webhook_id,)), (_DROP_DELIVERIES, (webhook_id,))]
+
+
+def insert_event(event: Event) -> Op:
+    """Record an event in the outbox."""
+    return (_INSERT_EVENT, (event.id, event.project_id, event.topic, encode(event)))
+
+
+def insert_delivery(delivery: Delivery) -> Op:
+    """Record a new delivery."""
+    return (
+        _INSERT_DELIVERY,
+        (
+            delivery.id,
+            delivery.webhook_id or "",
+            delivery.project_id,
+            delivery.status.value,
+            encode(delivery),
+        ),
+    )
+
+
+def update_delivery(delivery: Delivery) -> Op:
+    """Record a delivery's progress (nothing if it was dropped meanwhile)."""
+    return (_UPDATE_DELIVERY, (delivery.status.value, encode(delivery), delivery.id))
+
+
+async def get_webhook(db: Database, project_id: str, webhook_id: str) -> Webhook | None:
+    """A webhook of the project, or None."""
+    row = await db.fetchone(
+        "SELECT doc FROM webhooks WHERE id = ? AND project_id = ?", (webhook_id, project_id)
+    )
+    return _webhook.decode(row[0]) if row else None
+
+
+async def list_webhooks(
+    db: Database, project_id: str, *, cursor: str | None, limit: int
+) -> tuple[list[Webhook], str | None]:
+    """A page of the project's webhooks, newest first."""
+    sql, params = newest_first(db.cursor_key, "webhooks", {"project_id": project_id}, cursor, limit)
+    return page(db.cursor_key, "webhooks", await db.fetchall(sql, params), limit, _webhook.decode)
+
+
+async def all_webhooks(db: Database) -> list[Webhook]:
+    """Every webhook (the subscriptions kept in memory)."""
+    return [_webhook.decode(doc) for (doc,) in await db.fetchall("SELECT doc FROM webhooks")]
+
+
+async def get_delivery(db: Database, webhook_id: str, delivery_id: str) -> Delivery | None:
+    """A delivery of the webhook, or None."""
+    row = await db.fetchone(
+        "SELECT doc FROM webhook_deliveries WHERE id = ? AND webhook_id = ?",
+        (delivery_id, webhook_id),
+    )
+    return _delivery.decode(row[0]) if row else None
+
+
+async def list_deliveries(
+    db: Database, webhook_id: str, *, status: str | None, cursor: str | None, limit: int
+) -> tuple[list[Delivery], str | None]:
+    """A page of the webhook's deliveries, newest first."""
+    filters = {"webhook_id": webhook_id, "status": status}
+    scope = "webhook_deliveries"
+    sql, params = newest_first(db.cursor_key, scope, filters, cursor, limit)
+    return page(db.cursor_key, scope, await db.fetchall(sql, params), limit, _delivery.decode)
+
+
+async def pending_deliveries(db: Database) -> list[Delivery]:
+    """Every pending delivery (re-armed on start)."""
+    sql = (
+        "SELECT seq, doc FROM webhook_deliveries WHERE status = 'pending' AND seq > ?"
+        " ORDER BY seq LIMIT ?"
+    )
+    return [_delivery.decode(doc) async for doc in chunked(db, sql, [])]

@@ -1,0 +1,46 @@
+"""Which event a committed job change emits: pure, from the job before and after and the runs
+the change closed."""
+
+from collections.abc import Iterable
+from typing import Any
+
+from flowyard.clock import rfc3339
+from flowyard.jobs.model import Job, JobStatus, Run, RunStatus
+
+
+def job_event(old: Job | None, new: Job, runs: Iterable[Run]) -> tuple[str, dict[str, Any]] | None:
+    """``(topic, data)`` when the change ends an attempt of ``new``, else None.
+
+    An attempt ends when the change closes the job's open run (``old.run_id``) with an
+    outcome; a withdrawal (cancel) or a restart's interruption emits nothing.
+    """
+    if old is None or old.run_id is None or new.status is JobStatus.CANCELLED:
+        return None
+    closed = next((run for run in runs if run.id == old.run_id), None)
+    if closed is None or closed.status is RunStatus.RUNNING:
+        return None
+    data: dict[str, Any] = {
+        "job_id": new.id,
+        "name": new.name,
+        "run_id": closed.id,
+        "attempt": closed.attempt,
+    }
+    if closed.status is RunStatus.COMPLETED:
+        topic = "jobs.completed"
+        data["result"] = new.result
+    elif new.run_at is not None and new.status in (JobStatus.PENDING, JobStatus.SCHEDULED):
+        if new.attempt < closed.attempt:
+            return None  # interrupted by a restart: delivered again, not a failure
+        topic = "jobs.failed"
+        data["error"] = new.error
+        data["retry_at"] = rfc3339(new.run_at)
+    else:
+        topic = "jobs.dead"
+        data["error"] = new.error
+        data["max_attempts"] = new.max_attempts
+    if new.workflow is not None:
+        data["workflow"] = {
+            "execution_id": new.workflow.execution_id,
+            "step_id": new.workflow.step_id,
+        }
+    return topic, data
