@@ -26,11 +26,11 @@ from flowyard.actors.dispatcher import Dispatcher, Sent
 from flowyard.actors.jobs import JobEngine
 from flowyard.errors import Unavailable
 from flowyard.ids import new_id
-from flowyard.jobs.model import Job, Run
+from flowyard.jobs.model import TERMINAL, Job, Run
 from flowyard.settings import Settings
 from flowyard.storage import webhooks as store
 from flowyard.storage.sqlite import RETRY_MS, Database, Op
-from flowyard.webhooks.emission import job_event
+from flowyard.webhooks.emission import execution_events, job_event
 from flowyard.webhooks.model import (
     TIMEOUT_SECONDS,
     Delivery,
@@ -41,6 +41,7 @@ from flowyard.webhooks.model import (
     event_body,
 )
 from flowyard.webhooks.topics import matches_any
+from flowyard.workflows.state import ExecutionState
 
 log = logging.getLogger("flowyard.webhooks")
 
@@ -48,6 +49,9 @@ LANE_CONCURRENCY = 4
 """Attempts in flight at once to one receiver."""
 TOTAL_CONCURRENCY = 256
 """Attempts in flight at once across receivers."""
+
+NOTICE_TOPIC = "jobs.callback"
+"""The topic header of a job's ``callback_url`` notice."""
 
 Emitted = tuple[list[Op], list[Delivery]]
 NOTHING: Emitted = ([], [])
@@ -157,20 +161,66 @@ class Outbox:
     def job_changes(
         self, changes: Sequence[tuple[Job | None, Job]], runs: Sequence[Run]
     ) -> Emitted:
-        """The events of committed-to-be job changes (attempts that ended)."""
-        if not self._enabled:
+        """The events of job changes about to be committed (attempts that ended), and the
+        ``callback_url`` notices of jobs that ended."""
+        enabled = self._enabled
+        ops: list[Op] = []
+        deliveries: list[Delivery] = []
+        for old, new in changes:
+            ended = new.status in TERMINAL and (old is None or old.status not in TERMINAL)
+            if ended and new.callback_url is not None:
+                notice = self._notice(old, new)
+                ops.append(store.insert_delivery(notice))
+                deliveries.append(notice)
+            if new.project_id not in enabled:
+                continue
+            found = job_event(old, new, runs)
+            if found is not None:
+                _, more_ops, more = self.emit(
+                    new.project_id, found[0], found[1], self.clock.now_ms()
+                )
+                ops += more_ops
+                deliveries += more
+        return ops, deliveries
+
+    def _notice(self, old: Job | None, new: Job) -> Delivery:
+        """The delivery of a job's ``callback_url`` notice (signed with the project's secret)."""
+        now = self.clock.now_ms()
+        body = msgspec.json.encode(
+            {
+                "job_id": new.id,
+                "run_id": old.run_id if old is not None else None,
+                "status": new.status,
+                "result": new.result,
+                "error": new.error,
+                "attempt": new.attempt,
+            }
+        )
+        return Delivery(
+            id=new_id("whd"),
+            webhook_id=None,
+            project_id=new.project_id,
+            event_id=new_id("evt"),
+            topic=NOTICE_TOPIC,
+            payload=msgspec.Raw(body),
+            next_attempt_at=now,
+            created_at=now,
+            updated_at=now,
+            callback_url=new.callback_url,
+            job_id=new.id,
+        )
+
+    def execution_change(self, old: ExecutionState, new: ExecutionState) -> Emitted:
+        """The events of an execution change to commit with it (its end, failed steps)."""
+        if new.project_id not in self._enabled:
             return NOTHING
         ops: list[Op] = []
         deliveries: list[Delivery] = []
         now = self.clock.now_ms()
-        for old, new in changes:
-            if new.project_id not in self._enabled:
-                continue
-            found = job_event(old, new, runs)
-            if found is not None:
-                _, more_ops, more = self.emit(new.project_id, found[0], found[1], now)
-                ops += more_ops
-                deliveries += more
+        for topic, data in execution_events(old, new):
+            _, more_ops, more = self.emit(new.project_id, topic, data, now)
+            ops += more_ops
+            deliveries += more
         return ops, deliveries
 
     def enqueue(self, deliveries: Iterable[Delivery]) -> None:
@@ -227,8 +277,9 @@ class Outbox:
             self.pending.pop(delivery_id, None)  # its webhook is gone
             return
         url, secret = target
+        extra = {"X-Flowyard-Job-Id": delivery.job_id} if delivery.job_id else {}
         sent = await self.send(
-            url, delivery.payload, delivery.event_id, delivery.topic, delivery.id, secret
+            url, delivery.payload, delivery.event_id, delivery.topic, delivery.id, secret, extra
         )
         now = self.clock.now_ms()
         new = attempted(
@@ -269,9 +320,11 @@ class Outbox:
         topic: str,
         delivery_id: str,
         secret: str,
+        extra: dict[str, str] | None = None,
     ) -> Sent:
         """One signed POST of an event's body."""
         headers = {
+            **(extra or {}),
             "X-Flowyard-Event-Id": event_id,
             "X-Flowyard-Topic": topic,
             "X-Flowyard-Delivery-Id": delivery_id,

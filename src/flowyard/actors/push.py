@@ -2,7 +2,7 @@
 
 The engine owns the jobs and decides what an outcome means; this class picks ready push jobs,
 starts each attempt (committed before the POST), hands the handler's answer back to the engine,
-and sends signed callback URLs and ``callback_url`` notices.
+and signs callback URLs (``callback_url`` notices go through the webhook outbox).
 """
 
 import hashlib
@@ -22,7 +22,7 @@ from flowyard.actors.queues import Queue
 from flowyard.errors import Conflict, NotFound, Unavailable
 from flowyard.ids import new_id
 from flowyard.jobs.events import DeliveryStarted, HandlerAccepted
-from flowyard.jobs.model import Job, JobStatus, Run
+from flowyard.jobs.model import Job, JobStatus
 from flowyard.jobs.transitions import transition
 from flowyard.settings import Settings
 from flowyard.storage.projects import signing_secret
@@ -208,32 +208,6 @@ class PushDelivery:
     def forget_secret(self, project_id: str) -> None:
         """Drop a cached signing secret (after a rotation)."""
         self._secrets.pop(project_id, None)
-
-    def notify(self, job: Job, run: Run | None) -> None:
-        """Tell the job's ``callback_url`` that it ended (best effort, one try)."""
-        if job.callback_url and self.engine.tg is not None:
-            self.engine.spawn(self._send_notice, job, run.id if run else None)
-
-    async def _send_notice(self, job: Job, run_id: str | None) -> None:
-        body = msgspec.json.encode(
-            {
-                "job_id": job.id,
-                "run_id": run_id,
-                "status": job.status,
-                "result": job.result,
-                "error": job.error,
-                "attempt": job.attempt,
-            }
-        )
-        outcome = await self.dispatcher.post(
-            job.callback_url or "",
-            body,
-            {"X-Flowyard-Job-Id": job.id},
-            await self.secret(job.project_id),
-            30,
-        )
-        if outcome.kind == "failed":
-            log.warning("callback_url notice for %s failed: %s", job.id, outcome.error)
 
 
 class RateWait(msgspec.Struct, frozen=True, gc=False):

@@ -75,7 +75,7 @@ class Scheduler:
             elif type(effect) is CancelTimer:
                 self.timers.cancel(effect.key)
             elif type(effect) is NotifyEnded:
-                self.engine.push.notify(job, runs[0] if runs else None)
+                pass  # the notice was committed with the transition, in the webhook outbox
             else:
                 raise TypeError(f"unexpected effect {effect!r}")
 

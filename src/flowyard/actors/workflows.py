@@ -8,6 +8,7 @@ jobs scheduled, the deadline armed and the asker answered.
 """
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -89,6 +90,10 @@ class WorkflowEngine:
         self._triggering: set[tuple[str, str]] = set()
         self._tg: TaskGroup | None = None
         jobs.workflow_settled = self._job_settled
+        # The outbox's: the events of an execution change, and what to do once committed.
+        self.emit: Callable[[ExecutionState, ExecutionState], tuple[list[Op], list[Any]]] | None
+        self.emit = None
+        self.emitted: Callable[[list[Any]], None] | None = None
         jobs.workflow_starting = self._job_starting
         jobs.timer_hooks[DeadlineTimer] = self._deadline_fired
 
@@ -456,8 +461,11 @@ class WorkflowEngine:
         seq = actor.state.event_seq
         new = replace(new, event_seq=seq + len(events))
         ops = [store.put_execution(new), *store.put_events(new.id, seq + 1, events)]
-        await self.jobs.commit(changes, runs, ops)
+        outbox, deliveries = self.emit(actor.state, new) if self.emit else ([], [])
+        await self.jobs.commit(changes, runs, [*ops, *outbox])
         actor.state = new
+        if deliveries and self.emitted is not None:
+            self.emitted(deliveries)
 
     def _step_job(self, state: ExecutionState, effect: QueueJob, now: int) -> Job:
         step = self._graphs[state.blueprint_id].steps[effect.step_id]

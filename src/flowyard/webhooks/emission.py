@@ -1,11 +1,12 @@
-"""Which event a committed job change emits: pure, from the job before and after and the runs
-the change closed."""
+"""Which events a job or execution change emits: pure, from the record before and after (and,
+for a job, the runs the change closed)."""
 
 from collections.abc import Iterable
 from typing import Any
 
 from flowyard.clock import rfc3339
 from flowyard.jobs.model import Job, JobStatus, Run, RunStatus
+from flowyard.workflows.state import ExecutionState, ExecutionStatus, StepStatus
 
 
 def job_event(old: Job | None, new: Job, runs: Iterable[Run]) -> tuple[str, dict[str, Any]] | None:
@@ -44,3 +45,54 @@ def job_event(old: Job | None, new: Job, runs: Iterable[Run]) -> tuple[str, dict
             "step_id": new.workflow.step_id,
         }
     return topic, data
+
+
+ENDED = frozenset(
+    {
+        ExecutionStatus.COMPLETED,
+        ExecutionStatus.FAILED,
+        ExecutionStatus.COMPENSATED,
+        ExecutionStatus.CANCELLED,
+    }
+)
+"""Execution statuses whose arrival is announced (``workflows.execution.<status>``)."""
+
+
+def execution_events(old: ExecutionState, new: ExecutionState) -> list[tuple[str, dict[str, Any]]]:
+    """``(topic, data)`` of each step that failed for good in the change, then of the
+    execution's end if it ended."""
+    found: list[tuple[str, dict[str, Any]]] = []
+    for step_id, step in new.steps.items():
+        before = old.steps.get(step_id)
+        if step.status is StepStatus.FAILED and (
+            before is None or before.status is not StepStatus.FAILED
+        ):
+            found.append(
+                (
+                    "workflows.step.failed",
+                    {
+                        "execution_id": new.id,
+                        "step_id": step_id,
+                        "attempt": step.attempt,
+                        "error": step.error,
+                    },
+                )
+            )
+    if new.status in ENDED and new.status is not old.status:
+        found.append(
+            (
+                f"workflows.execution.{new.status.value}",
+                {
+                    "execution_id": new.id,
+                    "blueprint_id": new.blueprint_id,
+                    "status": new.status,
+                    "result": {
+                        s.step_id: s.output
+                        for s in new.steps.values()
+                        if s.status is StepStatus.COMPLETED
+                    },
+                    "error": new.error,
+                },
+            )
+        )
+    return found

@@ -71,6 +71,7 @@ class Delivery(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     created_at: int
     updated_at: int
     callback_url: str | None = None
+    job_id: str | None = None  # the job a callback_url notice is about
 
 
 def event_body(event_id: str, project_id: str, topic: str, created_at: int, data: Any) -> Raw:
