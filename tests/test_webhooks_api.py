@@ -6,13 +6,16 @@ from typing import Any
 
 import pytest
 
+from flowyard.billing import JOB_WRITE, READ
 from flowyard.signing import verify
+from tests.accounts_support import balance_of, set_account, tokens
 from tests.api_surface import assert_error
 from tests.conftest import Handler, Service
 from tests.jobs_support import TIMESTAMP
 from tests.webhook_support import create_webhook, deliveries, wait_deliveries
 
 WEBHOOK_ID = re.compile(r"^whk_[0-9A-HJKMNP-TV-Z]{26}$")
+NEW = {"name": "a", "url": "http://x.io/a", "topics": ["*"]}
 FIELDS = {"id", "name", "url", "topics", "secret", "enabled", "created_at", "updated_at"}
 
 
@@ -188,3 +191,18 @@ async def test_delivery_queries_are_checked(service: Service) -> None:
         assert_error(await service.client.get(path, params=query), 400, "bad_request")
     assert_error(await service.client.get(f"{path}/whd_nope"), 404, "not_found")
     assert_error(await service.client.post(f"{path}/whd_nope/retry"), 404, "not_found")
+
+
+async def test_webhook_writes_cost_a_job_write_and_reads_a_read(service: Service) -> None:
+    await set_account(service, balance=JOB_WRITE + READ)
+    created = await create_webhook(service.client, "http://x.io/a")
+    assert await balance_of(service.client) == tokens(READ)
+    assert (await service.client.get(f"/infra/webhooks/{created['id']}")).status_code == 200
+    assert await balance_of(service.client) == "0"
+    refused = await service.client.post("/infra/webhooks/publish", json={"topic": "orders.placed"})
+    assert_error(refused, 402, "insufficient_tokens")
+    refused = await service.client.post("/infra/webhooks", json={**NEW, "name": "b"})
+    assert_error(refused, 402, "insufficient_tokens")
+    await set_account(service, balance=None)
+    listed = (await service.client.get("/infra/webhooks")).json()["webhooks"]
+    assert [w["id"] for w in listed] == [created["id"]]  # the refused one changed nothing

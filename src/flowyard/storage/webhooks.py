@@ -8,7 +8,15 @@ from flowyard.storage.sqlite import Database, Op
 from flowyard.webhooks.model import Delivery, Event, Webhook
 
 _webhook = msgspec.json.Decoder(Webhook)
-_delivery = msgspec.json.Decoder(Delivery)
+_delivery_decoder = msgspec.json.Decoder(Delivery)
+
+
+def _decode_delivery(data: bytes) -> Delivery:
+    """A stored delivery; its ``Raw`` payload copied, so that it does not pin the row's whole
+    buffer (pending deliveries stay in memory)."""
+    delivery = _delivery_decoder.decode(data)
+    return msgspec.structs.replace(delivery, payload=delivery.payload.copy())
+
 
 _UPSERT_WEBHOOK = (
     "INSERT INTO webhooks (id, project_id, doc) VALUES (?, ?, ?)"
@@ -86,7 +94,7 @@ async def get_delivery(db: Database, webhook_id: str, delivery_id: str) -> Deliv
         "SELECT doc FROM webhook_deliveries WHERE id = ? AND webhook_id = ?",
         (delivery_id, webhook_id),
     )
-    return _delivery.decode(row[0]) if row else None
+    return _decode_delivery(row[0]) if row else None
 
 
 async def list_deliveries(
@@ -96,7 +104,7 @@ async def list_deliveries(
     filters = {"webhook_id": webhook_id, "status": status}
     scope = "webhook_deliveries"
     sql, params = newest_first(db.cursor_key, scope, filters, cursor, limit)
-    return page(db.cursor_key, scope, await db.fetchall(sql, params), limit, _delivery.decode)
+    return page(db.cursor_key, scope, await db.fetchall(sql, params), limit, _decode_delivery)
 
 
 async def pending_deliveries(db: Database) -> list[Delivery]:
@@ -105,4 +113,4 @@ async def pending_deliveries(db: Database) -> list[Delivery]:
         "SELECT seq, doc FROM webhook_deliveries WHERE status = 'pending' AND seq > ?"
         " ORDER BY seq LIMIT ?"
     )
-    return [_delivery.decode(doc) async for doc in chunked(db, sql, [])]
+    return [_decode_delivery(doc) async for doc in chunked(db, sql, [])]
