@@ -290,3 +290,31 @@ async def test_callback_url_notices_are_retried(fast: Service, handler: Handler)
     assert second.headers["x-flowyard-job-id"] == job["id"]
     secret = (await fast.client.get("/infra/jobs/signing-secret")).json()["signing_secret"]
     assert verify(secret, second.body, second.headers["x-flowyard-signature"])
+
+
+async def test_a_compensated_execution(fast: Service, handler: Handler) -> None:
+    await create_webhook(fast.client, handler.at("/end"), topics=["workflows.*"])
+    blueprint = {
+        "name": "caught",
+        "steps": [
+            {
+                "id": "ship",
+                "catch": "refund",
+                "job_trigger": {"trigger": {"type": "pull", "queue": "s"}, "max_attempts": 1},
+            },
+            {"id": "refund", "job_trigger": {"trigger": {"type": "pull", "queue": "r"}}},
+        ],
+    }
+    created = await fast.client.post("/infra/workflows/blueprints", json=blueprint)
+    trigger = f"/infra/workflows/blueprints/{created.json()['id']}/trigger"
+    execution_id = (await fast.client.post(trigger, json={"input_data": {}})).json()["execution_id"]
+    [ship] = await claim(fast, "s", wait_seconds=5)
+    await ack(fast, ship, status="failed", error="P.O. box")
+    [refund] = await claim(fast, "r", wait_seconds=5)
+    await ack(fast, refund, status="completed", result={"refunded": True})
+    step_failed, ended = await handler.wait_for("/end", 2)
+    assert step_failed.json()["topic"] == "workflows.step.failed"
+    assert step_failed.json()["data"]["step_id"] == "ship"
+    assert ended.json()["topic"] == "workflows.execution.compensated"
+    assert ended.json()["data"]["execution_id"] == execution_id
+    assert ended.json()["data"]["result"] == {"refund": {"refunded": True}}

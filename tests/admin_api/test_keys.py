@@ -17,7 +17,14 @@ from tests.jobs_support import PULL, assert_invalid, error_of, ms, now_ms
 
 KEY_ID = re.compile(r"^key_[0-9A-HJKMNP-TV-Z]{26}$")
 SECRET = re.compile(r"^sk_live_[0-9A-Za-z]{32,}$")
-ALL_FOUR = ["jobs:read", "jobs:write", "workflows:read", "workflows:write"]
+ALL_SCOPES = [
+    "jobs:read",
+    "jobs:write",
+    "workflows:read",
+    "workflows:write",
+    "webhooks:read",
+    "webhooks:write",
+]
 RECORD = {
     "id",
     "project_id",
@@ -90,7 +97,7 @@ async def test_key_defaults_and_admin_keys(
 ) -> None:
     async with tenant() as t:
         plain = ok(await admin.post("/admin/keys", json={"project_id": t.id}))
-        assert plain["scopes"] == ALL_FOUR
+        assert plain["scopes"] == ALL_SCOPES
         assert plain["name"] == t.name  # like the CLI: the project's name
         repeated = {"project_id": t.id, "scopes": ["*", "jobs:read", "*"], "admin": True}
         made = ok(await admin.post("/admin/keys", json=repeated))

@@ -116,9 +116,16 @@ class WorkflowEngine:
                 failed, events = _failed(state, exc, self.jobs.clock.now_ms())
                 seq = state.event_seq
                 failed = replace(failed, event_seq=seq + len(events))
+                outbox, deliveries = self.emit(state, failed) if self.emit else ([], [])
                 await self.db.commit(
-                    [store.put_execution(failed), *store.put_events(state.id, seq + 1, events)]
+                    [
+                        store.put_execution(failed),
+                        *store.put_events(state.id, seq + 1, events),
+                        *outbox,
+                    ]
                 )
+                if deliveries and self.emitted is not None:
+                    self.emitted(deliveries)
                 continue
             self.actors[state.id] = ExecutionActor(state, graph)
             if state.status in (ExecutionStatus.RUNNING, ExecutionStatus.PAUSED):
