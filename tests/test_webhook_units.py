@@ -1,8 +1,12 @@
 """The pure parts of webhooks: topic patterns, an attempt's outcome, a job change's event."""
 
+import ast
+from pathlib import Path
+
 import msgspec
 import pytest
 
+import flowyard.webhooks
 from flowyard.jobs.model import Immediate, Job, JobStatus, Run, RunStatus, WorkflowRef
 from flowyard.webhooks.emission import job_event
 from flowyard.webhooks.model import Delivery, DeliveryStatus, attempted, retried
@@ -174,3 +178,18 @@ def test_cancels_restarts_and_starts_emit_nothing() -> None:
     started = replace(JOB, run_id="run_2")
     assert job_event(replace(JOB, run_id=None), started, [RUN]) is None
     assert job_event(None, JOB, []) is None
+
+
+def test_the_webhooks_package_is_pure() -> None:
+    """No I/O below the outbox: nothing async, no storage, no HTTP, no actors."""
+    banned = ("anyio", "asyncio", "httpx", "aiosqlite", "sqlite3", "flowyard.storage")
+    banned += ("flowyard.http", "flowyard.actors")
+    for path in Path(flowyard.webhooks.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            for name in names:
+                assert not name.startswith(banned), (path.name, name)
