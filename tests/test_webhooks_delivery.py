@@ -233,10 +233,11 @@ class Gate:
     def __init__(self) -> None:
         self.release = anyio.Event()
         self.held = 0
-        self.url = ""
+        self.arrived = anyio.Event()
 
     async def endpoint(self, request: Request) -> JSONResponse:
         self.held += 1
+        self.arrived.set()
         await self.release.wait()
         return JSONResponse({})
 
@@ -254,7 +255,11 @@ async def test_a_slow_receiver_does_not_delay_another(fast: Service, handler: Ha
             assert response.json()["deliveries"] == 2
         received = await handler.wait_for("/quick", 20)  # while the slow one holds its lane
         assert sorted(d.json()["data"] for d in received) == list(range(20))
-        assert 1 <= gate.held <= 4  # a bounded number in flight to the slow receiver
+        with anyio.fail_after(10):
+            while gate.held < 4:
+                gate.arrived = anyio.Event()
+                await gate.arrived.wait()
+        assert gate.held == 4  # a bounded number in flight to the slow receiver
         gate.release.set()
         await wait_deliveries(
             fast.client,
