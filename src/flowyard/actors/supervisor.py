@@ -1,7 +1,8 @@
 """The supervisor: owns the task group, the database and the engines, and shuts down in order.
 
-Start: open SQLite, start the writer, rehydrate every live job, re-arm every timer, then report
-ready. Stop: stop taking work, cancel the engines, let the writer commit what it holds, close.
+Start: open SQLite, start the writer, load the webhooks and re-arm every pending delivery,
+rehydrate every live execution and job, re-arm every timer, then report ready. Stop: stop
+taking work, cancel the engines, let the writer commit what it holds, close.
 
 A core service (the writer, the accounts, the execution actors' host, the job engine with its
 timers, queues and push delivery) that crashes is not restarted in place: its memory may no
