@@ -156,7 +156,7 @@ def test_old_or_future_timestamp_fails() -> None:
     assert verify(SECRET, BODY, header, now=t + 300)
     assert not verify(SECRET, BODY, header, now=t + 301)
     assert not verify(SECRET, BODY, header, now=t - 301)
-    assert not verify(SECRET, BODY, header, now=t + 10, tolerance_seconds=5)
+    assert not verify(SECRET, BODY, header, now=t + 10, tolerance=5)
     # The default: a header signed ten minutes ago is refused now.
     assert not verify(SECRET, BODY, signature_header(SECRET, BODY, int(time.time()) - 600))
 

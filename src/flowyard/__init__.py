@@ -4,8 +4,8 @@ The public Python API, besides the ``flowyard`` command:
 
 - :mod:`flowyard.client`: ``Client`` and ``AsyncClient`` over the whole HTTP API.
 - :mod:`flowyard.worker`: ``Worker``, pull workers that claim, run and ack jobs.
-- :func:`flowyard.signing.verify` (also ``flowyard.verify``): check a push delivery's
-  ``X-Flowyard-Signature`` in a handler.
+- :func:`flowyard.verify` (from :mod:`flowyard.signing`): check the ``X-Flowyard-Signature``
+  of a webhook delivery or a push delivery in one call, in the receiver.
 """
 
 from flowyard.signing import verify

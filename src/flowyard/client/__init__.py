@@ -7,14 +7,15 @@
                                   "payload": {"to": "ada@example.com"}})
         for failed in client.jobs.iter(status="failed"):
             client.jobs.retry(failed.id)
+        hook = client.webhooks.create("https://example.com/hooks", ["jobs.*"])
 
 ``base_url``, ``api_key`` and ``timeout`` default to ``FLOWYARD_URL``, ``FLOWYARD_API_KEY`` and
 ``FLOWYARD_TIMEOUT``. Request bodies are the msgspec types the server decodes (``JobSpec``,
 ``BlueprintSpec`` ...) or plain dicts; answers are the Structs of ``flowyard.client.models``.
 An error answer raises a :class:`FlowyardAPIError` subclass; 429, 503 and failed connections
 are retried first (see :class:`RetryPolicy`), and a server that stays out of reach raises
-:class:`ConnectionFailed`. Both clients share one description of every
-method (``jobs.py``, ``workflows.py``, ``accounts.py``): a method returns its value on
+:class:`ConnectionFailed`. Both clients share one description of every method (``jobs.py``,
+``workflows.py``, ``webhooks.py``, ``accounts.py``): a method returns its value on
 :class:`Client` and an awaitable of it on :class:`AsyncClient`.
 """
 
@@ -49,6 +50,7 @@ from flowyard.client.errors import (
 )
 from flowyard.client.jobs import Jobs, Queues, job_spec
 from flowyard.client.models import UNSET, Page, WhoAmI
+from flowyard.client.webhooks import Webhooks
 from flowyard.client.workflows import Workflows
 
 __all__ = [
@@ -115,6 +117,7 @@ class Client:
         self.jobs: Jobs[Sync] = Jobs(runner)
         self.queues: Queues[Sync] = Queues(runner)
         self.workflows: Workflows[Sync] = Workflows(runner)
+        self.webhooks: Webhooks[Sync] = Webhooks(runner)
         self.tokens: Tokens[Sync] = Tokens(runner)
         self.admin: Admin[Sync] = Admin(runner)
         self._identity: Identity[Sync] = Identity(runner)
@@ -167,6 +170,7 @@ class AsyncClient:
         self.jobs: Jobs[Async] = Jobs(runner)
         self.queues: Queues[Async] = Queues(runner)
         self.workflows: Workflows[Async] = Workflows(runner)
+        self.webhooks: Webhooks[Async] = Webhooks(runner)
         self.tokens: Tokens[Async] = Tokens(runner)
         self.admin: Admin[Async] = Admin(runner)
         self._identity: Identity[Async] = Identity(runner)
