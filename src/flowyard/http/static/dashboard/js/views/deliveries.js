@@ -64,7 +64,7 @@ export function deliveriesCard({ onFilter }) {
   const row = (d) => [
     h("details", {}, h("summary", {}, h("code", {}, d.id)), jsonBlock(d.payload, `Payload of ${d.id}`)),
     badge(d.status),
-    h("code", {}, d.topic),
+    h("span", { class: "topics" }, h("code", {}, d.topic)),
     numberOr(d.attempts),
     numberOr(d.http_status),
     snippet(d.response_snippet, `Answer to ${d.id}`),

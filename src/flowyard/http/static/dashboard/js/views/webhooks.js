@@ -84,7 +84,7 @@ function listCard({ onDeliveries, onLoaded }) {
   const row = (w) => [
     h("span", { class: "strong" }, w.name),
     h("code", {}, w.url),
-    h("span", {}, (w.topics || []).map((t, i) => [i ? ", " : "", h("code", {}, t)])),
+    h("span", { class: "topics" }, (w.topics || []).map((t, i) => [i ? ", " : "", h("code", {}, t)])),
     badge(w.enabled ? "enabled" : "disabled"),
     h("span", { class: "row-actions" },
       actionButton(w.enabled ? "Disable" : "Enable", toggle(w), {
