@@ -280,3 +280,16 @@ def test_delivery_history_filter_and_retry(page: Page, hooks: Hooks) -> None:
     expect(section(page, "Deliveries").locator("tbody tr")).to_have_count(1)
     no_horizontal_scroll(page)
     assert not console, console
+
+
+def test_a_key_without_webhook_scopes_is_told_which_is_missing(page: Page, hooks: Hooks) -> None:
+    console = console_messages(page)
+    key = create_key_sync(hooks.stack.db, unique("jobs-only"), ["jobs:read", "jobs:write"]).key
+    sign_in(page, hooks.stack.url, key, "/dashboard/webhooks")
+    listing = section(page, "Webhook list")
+    expect(listing.get_by_role("status").filter(has_text="403 forbidden")).to_contain_text(
+        "webhooks:read"
+    )
+    expect(listing).not_to_contain_text("This server has no webhooks API")
+    no_stray_values(page)
+    assert all(FAILED_FETCH.search(m) for m in console), console
