@@ -37,9 +37,13 @@ export function renderWebhooks(main, ctx) {
       deliveries.show(webhook);
       deliveries.querySelector("h2").scrollIntoView({ block: "nearest" });
     },
-    onLoaded: (items) => {
+    // The address names a webhook (a reload, a shared link): open its history, reading it
+    // alone when it is not on the first page; one that is gone is simply not opened.
+    onLoaded: async (items) => {
       const wanted = ctx.query.get("webhook");
-      const chosen = wanted && items.find((w) => w.id === wanted);
+      if (!wanted) return;
+      const chosen = items.find((w) => w.id === wanted)
+        || await api(`/infra/webhooks/${encodeURIComponent(wanted)}`).catch(() => null);
       if (chosen) deliveries.show(chosen, ctx.query.get("status") || "");
     },
   });
