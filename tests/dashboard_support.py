@@ -36,8 +36,10 @@ __all__ = [
     "Stack",
     "Worker",
     "chromium",
+    "console_messages",
     "expect",
     "no_horizontal_scroll",
+    "no_stray_values",
     "node",
     "open_page",
     "running_stack",
@@ -192,12 +194,12 @@ class Stack:
 
 
 @contextmanager
-def running_stack(tmp: Path, queue: str) -> Iterator[Stack]:
-    """``flowyard serve`` on a fresh file in ``tmp``, a key of project ``dash``, and a
-    :class:`Worker` on ``queue``."""
+def running_stack(tmp: Path, queue: str, *options: str) -> Iterator[Stack]:
+    """``flowyard serve`` (with more ``options``) on a fresh file in ``tmp``, a key of project
+    ``dash``, and a :class:`Worker` on ``queue``."""
     db = str(tmp / "flowyard.db")
     key = create_key_sync(db, "dash", list(ALL_SCOPES)).key
-    server = start_server(db, tmp, "--sync", "normal")
+    server = start_server(db, tmp, "--sync", "normal", *options)
     api = Api(server.url, key)
     try:
         with Worker(server.url, key, queue).running() as worker:
@@ -280,6 +282,29 @@ def no_horizontal_scroll(page: Page) -> None:
     """The page fits the viewport's width (tables and graphs scroll inside their boxes)."""
     widths = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
     assert widths[0] <= widths[1], f"page is {widths[0]}px wide in a {widths[1]}px viewport"
+
+
+NO_VALUE = re.compile(r"\b(None|null|undefined|NaN)\b")
+
+
+def no_stray_values(page: Page) -> None:
+    """Nothing on screen reads None, null, undefined or NaN (an empty value is a dash)."""
+    text = page.locator("body").inner_text()
+    found = NO_VALUE.search(text)
+    assert found is None, text[max(0, found.start() - 80) : found.end() + 80]
+
+
+def console_messages(page: Page) -> list[str]:
+    """Every error or warning the page logs from now on (a failed fetch logs one, a 403
+    included)."""
+    messages: list[str] = []
+
+    def keep(message: Any) -> None:
+        if message.type in ("error", "warning"):
+            messages.append(f"{message.type}: {message.text} at {message.location}")
+
+    page.on("console", keep)
+    return messages
 
 
 EXECUTION_URL = re.compile(r"/dashboard/executions/wfexec_[0-9A-Z]+$")

@@ -6,7 +6,6 @@ at the top of its page, and a quiet browser console for a key that is not an adm
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import pytest
 
@@ -16,7 +15,9 @@ from tests.dashboard_support import (
     Page,
     Stack,
     chromium,
+    console_messages,
     expect,
+    no_stray_values,
     open_page,
     running_stack,
     sign_in,
@@ -26,7 +27,6 @@ from tests.dashboard_support import (
 )
 
 QUEUE = "first"
-NO_VALUE = re.compile(r"\b(None|null|undefined|NaN)\b")
 
 
 @pytest.fixture(scope="module")
@@ -49,22 +49,7 @@ def page(browser: Browser) -> Iterator[Page]:
 
 @pytest.fixture
 def console(page: Page) -> list[str]:
-    """Every error or warning the page logs (a failed fetch logs one, a 403 included)."""
-    messages: list[str] = []
-
-    def keep(message: Any) -> None:
-        if message.type in ("error", "warning"):
-            messages.append(f"{message.type}: {message.text} at {message.location}")
-
-    page.on("console", keep)
-    return messages
-
-
-def no_stray_values(page: Page) -> None:
-    """Nothing on screen reads None, null, undefined or NaN (an empty value is a dash)."""
-    text = page.locator("body").inner_text()
-    found = NO_VALUE.search(text)
-    assert found is None, text[max(0, found.start() - 80) : found.end() + 80]
+    return console_messages(page)
 
 
 @dataclass

@@ -9,6 +9,7 @@ import { renderJobs } from "./views/jobs.js";
 import { renderOverview } from "./views/overview.js";
 import { renderQueues } from "./views/queues.js";
 import { renderSignIn } from "./views/signin.js";
+import { renderWebhooks } from "./views/webhooks.js";
 import { renderWorkflows } from "./views/workflows.js";
 
 const BASE = "/dashboard";
@@ -23,6 +24,7 @@ const ROUTES = [
   [/^\/jobs\/?$/, "jobs", renderJobs],
   [/^\/jobs\/([^/]+)\/?$/, "jobs", renderJob],
   [/^\/queues\/?$/, "queues", renderQueues],
+  [/^\/webhooks\/?$/, "webhooks", renderWebhooks],
 ];
 
 /** Who is signed in: {key, projectId, projectName, admin, projects, view}. Only an admin key
