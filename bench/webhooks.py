@@ -101,6 +101,7 @@ class Receiver:
 
 @contextlib.contextmanager
 def running_receiver() -> Iterator[Receiver]:
+    """The receiver process for the length of a block; stopped with SIGTERM whatever happens."""
     receiver = Receiver()
     try:
         yield receiver
