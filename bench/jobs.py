@@ -461,6 +461,10 @@ def throughput_phase(server: Server, key: str, args: argparse.Namespace) -> dict
         "timed_out": timed_out,
         "elapsed_s": round(elapsed, 3),
         "jobs_per_s": round(acked / elapsed, 1) if elapsed == elapsed else None,
+        # The window of jobs_per_s on the wall clock (time.time()), for figures of other
+        # benchmarks measured against it (bench.webhooks: deliveries by the last ack).
+        "first_send_at": round(first_send, 4),
+        "last_ack_at": round(last_ack, 4),
         "claim_to_ack_p50_ms": c2a["p50"],
         "claim_to_ack_p99_ms": c2a["p99"],
         "create_to_claim_p50_ms": c2c["p50"],
