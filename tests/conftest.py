@@ -21,11 +21,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from flowyard.actors.supervisor import Supervisor
+from flowyard.client import AsyncClient, Client
 from flowyard.clock import SYSTEM_CLOCK, Clock
 from flowyard.http.app import create_app
 from flowyard.http.protocol import HttpProtocol
 from flowyard.settings import Settings
 from flowyard.storage.projects import ALL_SCOPES, create_key_sync
+from tests.sdk_support import Api
 
 
 @pytest.fixture
@@ -127,6 +129,20 @@ async def service(tmp_path: Path) -> AsyncIterator[Service]:
     """Flowyard in this process on a real socket, with a fresh SQLite file."""
     async with running_service(tmp_path) as svc:
         yield svc
+
+
+@pytest.fixture(params=["sync", "async"])
+async def api(request: pytest.FixtureRequest, service: Service) -> AsyncIterator[Api]:
+    """The same test body on :class:`Client` (in a thread) and :class:`AsyncClient`."""
+    if request.param == "sync":
+        client = Client(service.url, service.key)
+        try:
+            yield Api(client, sync=True)
+        finally:
+            client.close()
+    else:
+        async with AsyncClient(service.url, service.key) as aclient:
+            yield Api(aclient, sync=False)
 
 
 @pytest.fixture

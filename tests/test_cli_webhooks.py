@@ -56,10 +56,11 @@ def test_create_sends_the_url_topics_and_options(
     assert f"secret:     {WEBHOOK['secret']}" in out
     assert "topics:     jobs.*, workflows.execution.completed" in out
 
-    assert main([*argv, "--secret", "s" * 16, "--json"]) == 0
+    assert main([*argv, "--name", "o", "--secret", "s" * 16, "--json"]) == 0
     assert fake.last[3] == {
         "url": "https://example.com/hooks",
         "topics": ["jobs.*"],
+        "name": "o",
         "secret": "s" * 16,
     }
     assert json.loads(capsys.readouterr().out) == WEBHOOK

@@ -2,7 +2,6 @@
 retries."""
 
 import time
-from collections.abc import AsyncIterator
 from email.utils import formatdate
 from typing import Any
 
@@ -37,20 +36,6 @@ from flowyard.storage.projects import create_key_sync
 from flowyard.workflows.blueprint import BlueprintSpec, Step
 from tests.conftest import Handler, Service, free_port
 from tests.sdk_support import Api, close, counting_api
-
-
-@pytest.fixture(params=["sync", "async"])
-async def api(request: pytest.FixtureRequest, service: Service) -> AsyncIterator[Api]:
-    """The same test body on :class:`Client` (in a thread) and :class:`AsyncClient`."""
-    if request.param == "sync":
-        client = Client(service.url, service.key)
-        try:
-            yield Api(client, sync=True)
-        finally:
-            client.close()
-    else:
-        async with AsyncClient(service.url, service.key) as aclient:
-            yield Api(aclient, sync=False)
 
 
 def pull(queue: str = "q", payload: Any = None, **fields: Any) -> dict[str, Any]:

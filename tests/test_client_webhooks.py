@@ -48,6 +48,7 @@ DELIVERY_VIEW = {
     "attempts": 8,
     "http_status": 500,
     "response_snippet": "oops",
+    "error": "http_500",
     "duration_ms": 12,
     "next_attempt_at": None,
     "created_at": "2026-11-23T10:00:00.000Z",
@@ -110,12 +111,12 @@ def always(status: int, body: Any) -> Callable[[httpx.Request], httpx.Response]:
 
 async def test_create_sends_only_the_fields_given(connect: Any) -> None:
     api, fake = connect(always(201, WEBHOOK))
-    made = await api.webhooks.create("https://example.com/hooks", ("jobs.*",))
+    made = await api.webhooks.create("https://example.com/hooks", ("jobs.*",), name="orders")
     assert fake.last == (
         "POST",
         "/infra/webhooks",
         {},
-        {"url": "https://example.com/hooks", "topics": ["jobs.*"]},
+        {"url": "https://example.com/hooks", "topics": ["jobs.*"], "name": "orders"},
     )
     assert made == msgspec.convert(WEBHOOK, Webhook)
     assert made.secret == WEBHOOK["secret"]
@@ -133,7 +134,7 @@ async def test_create_sends_only_the_fields_given(connect: Any) -> None:
 
 
 async def test_list_and_iter_follow_cursors(connect: Any) -> None:
-    listed = {k: v for k, v in WEBHOOK.items() if k != "secret"}  # a list may leave it out
+    listed = {**WEBHOOK, "id": "whk_01JBSECOND000000000000000"}
 
     def pages(request: httpx.Request) -> httpx.Response:
         if request.url.params.get("cursor") == "c2":
@@ -149,7 +150,7 @@ async def test_list_and_iter_follow_cursors(connect: Any) -> None:
         {"limit": "100"},
         {"limit": "100", "cursor": "c2"},
     ]
-    assert len(every) == 2 and every[1].secret is msgspec.UNSET
+    assert [hook.id for hook in every] == [HOOK, listed["id"]]
 
 
 async def test_get_update_delete(connect: Any) -> None:
@@ -171,9 +172,9 @@ async def test_get_update_delete(connect: Any) -> None:
 
 
 async def test_test_sends_nothing_and_reads_a_connection_error(connect: Any) -> None:
-    answer = {"status": None, "duration_ms": 3, "response_snippet": None}
+    answer = {"status": None, "duration_ms": 3, "response_snippet": None, "error": "refused"}
     api, fake = connect(always(200, answer))
-    assert await api.webhooks.test(HOOK) == WebhookTest(None, 3, None)
+    assert await api.webhooks.test(HOOK) == WebhookTest(None, 3, None, "refused")
     assert fake.last == ("POST", f"/infra/webhooks/{HOOK}/test", {}, None)
 
 

@@ -55,7 +55,7 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
         help="a topic (jobs.completed), * or a prefix ending in .* (jobs.*); repeat it for "
         "more (required)",
     )
-    create.add_argument("--name", help=described("a name to tell it by", "the server's default"))
+    create.add_argument("--name", required=True, help="a name to tell it by, 1..128 (required)")
     create.add_argument(
         "--secret",
         help=described("the signing secret, 16..256 characters", "one the server generates"),
@@ -99,7 +99,7 @@ def create_webhook(client: Client, args: argparse.Namespace) -> int:
     hook = client.webhooks.create(
         args.receiver_url,
         args.topics,
-        name=UNSET if args.name is None else args.name,
+        name=args.name,
         secret=UNSET if args.secret is None else args.secret,
     )
     if args.json:
@@ -112,7 +112,7 @@ def create_webhook(client: Client, args: argparse.Namespace) -> int:
             ("url", hook.url),
             ("topics", ", ".join(hook.topics)),
             ("enabled", hook.enabled),
-            ("secret", None if hook.secret is UNSET else hook.secret),
+            ("secret", hook.secret),
             ("created_at", hook.created_at),
         ],
         uncut=("url", "topics", "secret"),

@@ -58,7 +58,7 @@ class Webhooks(Namespace[Mode]):
         url: str,
         topics: Sequence[str],
         *,
-        name: str | Unset = UNSET,
+        name: str,
         secret: str | Unset = UNSET,
         enabled: bool | Unset = UNSET,
     ) -> Call[Webhook]:
