@@ -184,6 +184,23 @@ async def test_publish_refuses_reserved_and_malformed_topics(
     )
 
 
+async def test_published_data_follows_the_payload_rules(service: Service) -> None:
+    await create_webhook(service.client, "http://x.io/a")
+    big = {"topic": "orders.placed", "data": "x" * (256 * 1024)}
+    assert_error(
+        await service.client.post("/infra/webhooks/publish", json=big), 413, "payload_too_large"
+    )
+    infinite = b'{"topic": "orders.placed", "data": {"n": 1e999}}'
+    headers = {"content-type": "application/json"}
+    refused = await service.client.post(
+        "/infra/webhooks/publish", content=infinite, headers=headers
+    )
+    assert_error(refused, 400, "bad_request")
+    listed = (await service.client.get("/infra/webhooks")).json()["webhooks"]
+    deliveries = await service.client.get(f"/infra/webhooks/{listed[0]['id']}/deliveries")
+    assert deliveries.json()["deliveries"] == []  # nothing was recorded
+
+
 async def test_delivery_queries_are_checked(service: Service) -> None:
     created = await create_webhook(service.client, "http://x.io/a")
     path = f"/infra/webhooks/{created['id']}/deliveries"

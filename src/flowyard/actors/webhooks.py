@@ -14,7 +14,7 @@ from flowyard.actors.outbox import Outbox
 from flowyard.billing import JOB_WRITE
 from flowyard.errors import Conflict, Invalid, NotFound
 from flowyard.ids import base62_token, new_id
-from flowyard.jobs.spec import check_url
+from flowyard.jobs.spec import check_payload, check_url
 from flowyard.storage import webhooks as store
 from flowyard.storage.sqlite import Database
 from flowyard.webhooks.model import (
@@ -114,11 +114,15 @@ class Webhooks:
             webhook.url, body, event_id, TEST_TOPIC, new_id("whd"), webhook.secret
         )
 
-    async def publish(self, project_id: str, topic: str, data: Any) -> tuple[str, int]:
-        """Record a custom event and its deliveries; the event's id and how many."""
+    async def publish(self, project_id: str, topic: str, data: msgspec.Raw) -> tuple[str, int]:
+        """Record a custom event and its deliveries; the event's id and how many.
+
+        ``data`` follows the rules of a job payload: at most 256 KiB (413), finite numbers.
+        """
         why = custom_topic_problem(topic)
         if why is not None:
             raise Invalid(f"$.topic: {why}", [{"path": "$.topic", "message": why}])
+        check_payload(data, "$.data")
         event, ops, deliveries = self.outbox.emit(
             project_id, topic, data, self.clock.now_ms(), force=True
         )
