@@ -7,6 +7,10 @@ middle of a group commit), restarting it on the same file each time. After the l
 load stops producing, the workers drain everything, the server is stopped and the file is
 checked (``bench.chaos_checks``): everything the server acknowledged is there, every execution
 ended as its steps imply, no step attempt has two jobs, and SQLite's integrity check passes.
+A webhook subscribed to ``jobs.*`` and ``workflows.*`` posts to a receiver process that outlives
+the kills; once its deliveries are drained, every final transition in the file must have
+exactly one distinct, correctly signed event, and no event a transition that did not commit
+(``bench.chaos_webhooks``).
 Prints one JSON line; exit status 1 when any invariant is broken.
 """
 
@@ -28,6 +32,7 @@ import httpx
 
 from bench.chaos_checks import Graph, Ledger, Violations, check_all
 from bench.chaos_load import QUEUES, Load, PushHandler, Settings, Target
+from bench.chaos_webhooks import Deliveries, check_webhooks, read_stored, subscribe, wait_delivered
 from bench.common import (
     Server,
     create_key,
@@ -36,6 +41,7 @@ from bench.common import (
     start_server,
     stop_server,
 )
+from bench.webhooks import running_receiver
 
 EARLY_KILLS = 0.2
 """The share of restarts that are killed again before /readyz."""
@@ -106,7 +112,7 @@ def project_of(db: str) -> str:
     return str(project_id)
 
 
-SERVER_ARGS = ["--retry-base-seconds", "0.05"]
+SERVER_ARGS = ["--retry-base-seconds", "0.05", "--webhook-retry-base-seconds", "0.2"]
 
 
 def restart(db: str, settings: Settings, figures: dict[str, Any]) -> Server:
@@ -135,6 +141,7 @@ class Outcome:
     db: str
     project_id: str
     handler_url: str
+    deliveries: Deliveries
 
 
 def soak(settings: Settings) -> Outcome:
@@ -151,7 +158,11 @@ def soak(settings: Settings) -> Outcome:
     load: Load | None = None
     ledger = Ledger()
     try:
-        with PushHandler(ledger, target.lock, settings.seed) as handler:
+        with (
+            PushHandler(ledger, target.lock, settings.seed) as handler,
+            running_receiver() as receiver,
+        ):
+            deliveries = Deliveries(subscribe(server.url, key, receiver.url), project_id)
             with httpx.Client(timeout=30, headers=target.headers()) as client:
                 path = f"{server.url}/infra/workflows/blueprints"
                 made = client.post(path, json=blueprint(handler.url))
@@ -174,8 +185,14 @@ def soak(settings: Settings) -> Outcome:
             figures["quiesced"] = quiesce(db, project_id, settings.quiesce_timeout)
             figures["quiesce_s"] = round(time.monotonic() - began, 2)
             load.stop()
-        figures["final_exit_code"] = stop_server(server)
+            began = time.monotonic()
+            figures["webhooks_drained"] = wait_delivered(db, settings.delivery_timeout)
+            figures["webhooks_drain_s"] = round(time.monotonic() - began, 2)
+            figures["final_exit_code"] = stop_server(server)
+            deliveries.rows = receiver.take()
+        read_stored(db, deliveries)
         violations, snapshot = check_all(db, project_id, GRAPH, ledger, handler.url)
+        figures |= check_webhooks(snapshot, deliveries, violations)
     finally:
         if load is not None:
             load.stop()
@@ -203,7 +220,7 @@ def soak(settings: Settings) -> Outcome:
         "violations": len(violations),
         "violation_kinds": violations.kinds(),
     }
-    return Outcome(figures, violations, ledger, db, project_id, handler.url)
+    return Outcome(figures, violations, ledger, db, project_id, handler.url, deliveries)
 
 
 def report(violations: Violations, limit: int = 20) -> str:
@@ -226,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trigger-threads", type=int, default=2)
     parser.add_argument("--jobs-per-second", type=float, default=5.0)
     parser.add_argument("--quiesce-timeout", type=float, default=90.0)
+    parser.add_argument("--delivery-timeout", type=float, default=30.0)
     parser.add_argument("--sync", choices=["full", "normal"], default="full")
     parser.add_argument("--keep", help="keep the database in this directory")
     args = parser.parse_args(argv)
@@ -242,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         trigger_threads=args.trigger_threads,
         jobs_per_second=args.jobs_per_second,
         quiesce_timeout=args.quiesce_timeout,
+        delivery_timeout=args.delivery_timeout,
         sync=args.sync,
         workdir=workdir,
     )

@@ -40,6 +40,7 @@ class Settings:
     trigger_threads: int = 2
     jobs_per_second: float = 5.0
     quiesce_timeout: float = 90.0
+    delivery_timeout: float = 30.0
     sync: str = "full"
     workdir: Path | None = None
 

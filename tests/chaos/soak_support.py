@@ -1,15 +1,21 @@
 """The short soak the test suite runs, and ways to damage its file so the checks must object."""
 
+import dataclasses
 import json
 import os
 import random
 import shutil
 import sqlite3
+import time
 from pathlib import Path
 
+import orjson
 from bench.chaos import GRAPH, Outcome, report, soak
 from bench.chaos_checks import Violations, check_all
 from bench.chaos_load import Settings
+from bench.chaos_webhooks import Deliveries, check_webhooks, read_stored
+
+from flowyard.signing import signature_header
 
 
 def short_soak(workdir: Path) -> Outcome:
@@ -66,7 +72,34 @@ def damaged_copy(outcome: Outcome, workdir: Path) -> str:
     return db
 
 
-def check_copy(outcome: Outcome, db: str) -> Violations:
-    """The soak's checks run on another file, against the same acknowledgements."""
-    violations, _ = check_all(db, outcome.project_id, GRAPH, outcome.ledger, outcome.handler_url)
+def damaged_deliveries(outcome: Outcome) -> Deliveries:
+    """The receiver's records with three kinds of damage a broken outbox could do.
+
+    One ``jobs.completed`` event never arrived, one execution's end came as a second event of
+    its own, and one delivery's body was altered after it was signed.
+    """
+    rows = [list(row) for row in outcome.deliveries.rows]
+    topics = [row[3] for row in rows]
+    lost = rows[topics.index("jobs.completed")][1]
+    rows = [row for row in rows if row[1] != lost]
+    ended = next(row for row in rows if row[3] == "workflows.execution.completed")
+    body = orjson.loads(ended[5]) | {"id": "evt_second_end"}
+    data = orjson.dumps(body)
+    arrival = time.time()
+    signature = signature_header(outcome.deliveries.secret, data, int(arrival))
+    rows.append([arrival, "evt_second_end", "dlv_second_end", ended[3], signature, data.decode()])
+    altered = rows[0]
+    altered[5] = altered[5].replace('"data":{', '"data":{"altered":true,', 1)
+    return dataclasses.replace(outcome.deliveries, rows=rows)
+
+
+def check_copy(outcome: Outcome, db: str, deliveries: Deliveries | None = None) -> Violations:
+    """The soak's checks run on another file and receiver records, against the same
+    acknowledgements."""
+    violations, snapshot = check_all(
+        db, outcome.project_id, GRAPH, outcome.ledger, outcome.handler_url
+    )
+    deliveries = dataclasses.replace(deliveries or outcome.deliveries)
+    read_stored(db, deliveries)
+    check_webhooks(snapshot, deliveries, violations)
     return violations
