@@ -119,7 +119,7 @@ class Admin(Namespace[Mode]):
         scopes: Sequence[str] | None = None,
         admin: bool = False,
     ) -> Call[CreatedKey]:
-        """Create a key (default scopes: all four); ``CreatedKey.key`` is shown this once."""
+        """Create a key (default scopes: all but `*`); ``CreatedKey.key`` is shown this once."""
         body: dict[str, Any] = {"project_id": project_id, "name": name, "admin": admin}
         if scopes is not None:
             body["scopes"] = scopes
