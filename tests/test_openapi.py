@@ -16,7 +16,8 @@ from starlette.routing import Mount, Route
 
 from flowyard.http import api_types as api
 from flowyard.http.app import create_app
-from flowyard.http.openapi import NOT_API, OPERATIONS, Operation, document, error_statuses
+from flowyard.http.openapi import document, error_statuses
+from flowyard.http.operations import NOT_API, OPERATIONS, Operation
 from flowyard.settings import Settings
 from tests.conftest import Service
 from tests.jobs_support import PULL, create
@@ -41,7 +42,7 @@ def app_routes() -> set[tuple[str, str]]:
 
 def test_every_app_route_has_an_entry_and_every_entry_a_route() -> None:
     routes = {(m, p) for m, p in app_routes() if p not in NOT_API}
-    assert routes - BY_ROUTE.keys() == set(), "add these routes to http/openapi.py"
+    assert routes - BY_ROUTE.keys() == set(), "add these routes to http/operations.py"
     assert BY_ROUTE.keys() - routes == set(), "these entries have no route"
     assert {p for _, p in app_routes()} >= NOT_API
 

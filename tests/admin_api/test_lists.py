@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import msgspec
 
-from flowyard.http.openapi import OPERATIONS
+from flowyard.http.operations import OPERATIONS
 from tests.admin_api.conftest import Tenant, ok, walk
 from tests.jobs_support import LATER, PULL, claim, create, error_of
 from tests.workflow_support import (

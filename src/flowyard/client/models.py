@@ -13,35 +13,35 @@ from typing import Any, Generic, Literal, TypeVar
 
 import msgspec
 
+from flowyard.http.api_admin_types import (
+    CreatedKey,
+    KeyRecord,
+    Project,
+    ProjectJob,
+    ProjectStats,
+    Stats,
+)
 from flowyard.http.api_types import (
     Blueprint,
     BlueprintSummary,
     Cancelled,
     ClaimedJob,
-    CreatedKey,
     Event,
     Execution,
     ExecutionStarted,
     ExecutionStep,
     Job,
-    KeyRecord,
     Paused,
-    Project,
-    ProjectJob,
-    ProjectStats,
     Queue,
     Resumed,
     Run,
-    Stats,
     TokenBalance,
     TokenUsage,
-    Webhook,
-    WebhookDeleted,
-    WebhookTest,
     WhoAmI,
 )
-from flowyard.http.api_types import Delivery as WebhookDelivery
-from flowyard.http.api_types import Published as PublishedEvent
+from flowyard.http.api_webhook_types import Delivery as WebhookDelivery
+from flowyard.http.api_webhook_types import Published as PublishedEvent
+from flowyard.http.api_webhook_types import Webhook, WebhookDeleted, WebhookTest
 from flowyard.workflows.state import ExecutionStatus
 
 T = TypeVar("T")
