@@ -13,7 +13,7 @@ import anyio
 import httpx
 
 from flowyard.client import AsyncClient, Client
-from flowyard.client.core import Namespace
+from flowyard.client.namespace import Namespace
 
 
 class Api:

@@ -22,14 +22,7 @@ are retried first (see :class:`RetryPolicy`), and a server that stays out of rea
 import httpx
 
 from flowyard.client.accounts import Admin, Identity, Tokens
-from flowyard.client.core import (
-    Async,
-    AsyncRunner,
-    Connection,
-    RetryPolicy,
-    Sync,
-    SyncRunner,
-)
+from flowyard.client.core import AsyncRunner, Connection, RetryPolicy, SyncRunner
 from flowyard.client.errors import (
     BadRequest,
     Conflict,
@@ -50,6 +43,7 @@ from flowyard.client.errors import (
 )
 from flowyard.client.jobs import Jobs, Queues, job_spec
 from flowyard.client.models import UNSET, Page, WhoAmI
+from flowyard.client.namespace import Async, Sync
 from flowyard.client.webhooks import Webhooks
 from flowyard.client.workflows import Workflows
 

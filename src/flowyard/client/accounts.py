@@ -4,17 +4,7 @@ usage, projects, keys, stats."""
 from collections.abc import Sequence
 from typing import Any
 
-from flowyard.client.core import (
-    Call,
-    Mode,
-    Namespace,
-    endpoint,
-    paginate,
-    query,
-    returns,
-    returns_page,
-    segment,
-)
+from flowyard.client.core import Call, query, returns, returns_page, segment
 from flowyard.client.models import (
     UNSET,
     CreatedKey,
@@ -32,6 +22,7 @@ from flowyard.client.models import (
     Unset,
     WhoAmI,
 )
+from flowyard.client.namespace import Mode, Namespace, endpoint, paginate
 
 
 class Identity(Namespace[Mode]):

@@ -5,18 +5,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from flowyard.client.core import (
-    Call,
-    Mode,
-    Namespace,
-    endpoint,
-    paginate,
-    query,
-    returns,
-    returns_field,
-    returns_page,
-    segment,
-)
+from flowyard.client.core import Call, query, returns, returns_field, returns_page, segment
 from flowyard.client.models import (
     UNSET,
     Body,
@@ -29,6 +18,7 @@ from flowyard.client.models import (
     TriggerName,
     Unset,
 )
+from flowyard.client.namespace import Mode, Namespace, endpoint, paginate
 from flowyard.http.schemas import AckBody, ClaimBody, HeartbeatBody, QueueBody
 from flowyard.jobs.model import NULL, Trigger
 from flowyard.jobs.spec import JobPatch, JobSpec

@@ -10,17 +10,7 @@ from typing import Any
 
 import msgspec
 
-from flowyard.client.core import (
-    Call,
-    Mode,
-    Namespace,
-    endpoint,
-    paginate,
-    query,
-    returns,
-    returns_page,
-    segment,
-)
+from flowyard.client.core import Call, query, returns, returns_page, segment
 from flowyard.client.models import (
     UNSET,
     DeliveryStatusName,
@@ -32,6 +22,7 @@ from flowyard.client.models import (
     WebhookDelivery,
     WebhookTest,
 )
+from flowyard.client.namespace import Mode, Namespace, endpoint, paginate
 
 ROOT = "/infra/webhooks"
 

@@ -6,19 +6,7 @@ from typing import Any
 import httpx
 import msgspec
 
-from flowyard.client.core import (
-    Call,
-    Mode,
-    Namespace,
-    Wait,
-    endpoint,
-    paginate,
-    poll,
-    query,
-    returns,
-    returns_page,
-    segment,
-)
+from flowyard.client.core import Call, Wait, query, returns, returns_page, segment
 from flowyard.client.models import (
     UNSET,
     Blueprint,
@@ -33,6 +21,7 @@ from flowyard.client.models import (
     Resumed,
     Triggered,
 )
+from flowyard.client.namespace import Mode, Namespace, endpoint, paginate, poll
 from flowyard.workflows.blueprint import BlueprintSpec
 from flowyard.workflows.state import LIVE
 
