@@ -15,6 +15,7 @@ import anyio
 import msgspec
 from anyio.abc import TaskGroup, TaskStatus
 
+from flowyard.actors.blueprints import BlueprintCatalog
 from flowyard.actors.execution import decide
 from flowyard.actors.jobs import Change, JobEngine
 from flowyard.actors.mailbox import Mailbox, reply
@@ -25,7 +26,7 @@ from flowyard.jobs.model import Job, JobStatus, Run, WorkflowRef
 from flowyard.settings import Settings
 from flowyard.storage import workflows as store
 from flowyard.storage.sqlite import RETRY_MS, Database, Op
-from flowyard.workflows.blueprint import BlueprintSpec, Graph, build_graph
+from flowyard.workflows.blueprint import Graph
 from flowyard.workflows.state import (
     LIVE,
     ArmDeadline,
@@ -52,7 +53,6 @@ log = logging.getLogger("flowyard.workflows")
 
 replace = msgspec.structs.replace
 
-BLUEPRINT_CACHE_SIZE = 10_000
 
 Carry = tuple[Change, list[Run]]
 """A job transition to commit together with the execution's own."""
@@ -85,8 +85,7 @@ class WorkflowEngine:
         self.jobs = jobs
         self.settings = settings
         self.actors: dict[str, ExecutionActor] = {}
-        self._graphs: dict[str, Graph] = {}
-        self._blueprints: dict[str, store.Blueprint] = {}
+        self.blueprints = BlueprintCatalog(db, jobs.accounts, jobs.clock)
         self._triggering: set[tuple[str, str]] = set()
         self._tg: TaskGroup | None = None
         jobs.workflow_settled = self._job_settled
@@ -109,7 +108,7 @@ class WorkflowEngine:
         count = 0
         for state in await store.active_executions(self.db):
             try:
-                graph = await self._graph(state.blueprint_id)
+                graph = await self.blueprints.graph(state.blueprint_id)
             except Exception as exc:
                 # One execution that cannot be restored must not keep the others down.
                 log.exception("execution %s cannot be restored", state.id)
@@ -133,68 +132,14 @@ class WorkflowEngine:
             count += 1
         log.info("rehydrated %d executions", count)
 
-    # ----------------------------------------------------------------- blueprints
-
-    async def create_blueprint(self, project_id: str, spec: BlueprintSpec) -> store.Blueprint:
-        """Validate and store a blueprint."""
-        graph = build_graph(spec)
-        blueprint = store.Blueprint(
-            id=new_id("wf"),
-            project_id=project_id,
-            name=spec.name,
-            description=spec.description,
-            steps=list(spec.steps),
-            max_duration_sec=spec.max_duration_sec,
-            created_at=self.jobs.clock.now_ms(),
-        )
-        with self.jobs.accounts.paying(project_id, WORKFLOW_WRITE, "infra/workflows"):
-            await self.db.commit([store.put_blueprint(blueprint)])
-        self._graphs[blueprint.id] = graph
-        return blueprint
-
-    async def archive_blueprint(self, project_id: str, blueprint_id: str) -> store.Blueprint:
-        """Archive a blueprint: it leaves lists and cannot be triggered, while its executions
-        run on. Archiving it again changes nothing and answers the same."""
-        blueprint = await self.blueprint(project_id, blueprint_id)
-        if blueprint.archived_at is not None:
-            self.jobs.accounts.charge(project_id, WORKFLOW_WRITE, "infra/workflows")
-            return blueprint
-        archived = replace(blueprint, archived_at=self.jobs.clock.now_ms())
-        with self.jobs.accounts.paying(project_id, WORKFLOW_WRITE, "infra/workflows"):
-            await self.db.commit([store.archive_blueprint(archived)])
-        self._blueprints[blueprint.id] = archived
-        return archived
-
-    async def blueprint(self, project_id: str, blueprint_id: str) -> store.Blueprint:
-        """A blueprint of the project, or 404 (cached once read: only archiving changes one)."""
-        found = self._blueprints.get(blueprint_id)
-        if found is None:
-            found = await store.get_blueprint_by_id(self.db, blueprint_id)
-            if found is not None:
-                if len(self._blueprints) >= BLUEPRINT_CACHE_SIZE:
-                    self._blueprints.clear()
-                self._blueprints[blueprint_id] = found
-        if found is None or found.project_id != project_id:
-            raise NotFound(f"blueprint {blueprint_id} not found")
-        return found
-
-    async def _graph(self, blueprint_id: str) -> Graph:
-        graph = self._graphs.get(blueprint_id)
-        if graph is None:
-            found = await store.get_blueprint_by_id(self.db, blueprint_id)
-            if found is None:
-                raise NotFound(f"blueprint {blueprint_id} not found")
-            graph = self._graphs[blueprint_id] = build_graph(_spec_of(found))
-        return graph
-
     # ----------------------------------------------------------------- trigger
 
     async def trigger(
         self, project_id: str, blueprint_id: str, input_data: dict[str, Any], key: str | None
     ) -> tuple[ExecutionState, bool]:
         """Start an execution; with a key seen before, the first one (and True)."""
-        blueprint = await self.blueprint(project_id, blueprint_id)
-        graph = await self._graph(blueprint.id)
+        blueprint = await self.blueprints.get(project_id, blueprint_id)
+        graph = await self.blueprints.graph(blueprint.id)
         missing = missing_input_paths(graph.input_placeholders, input_data)
         if missing:
             raise _missing_inputs(missing)
@@ -251,7 +196,7 @@ class WorkflowEngine:
             state = await store.get_execution(self.db, execution_id, project_id)
             if state is None:
                 raise NotFound(f"execution {execution_id} not found")
-            graph = await self._graph(state.blueprint_id)
+            graph = await self.blueprints.graph(state.blueprint_id)
             actor = self.actors.get(execution_id) or ExecutionActor(state, graph)
             self.actors[execution_id] = actor
         if project_id is not None and actor.state.project_id != project_id:
@@ -475,7 +420,7 @@ class WorkflowEngine:
             self.emitted(deliveries)
 
     def _step_job(self, state: ExecutionState, effect: QueueJob, now: int) -> Job:
-        step = self._graphs[state.blueprint_id].steps[effect.step_id]
+        step = self.blueprints.graphs[state.blueprint_id].steps[effect.step_id]
         spec = step.job_trigger.to_spec(effect.payload)
         ref = WorkflowRef(state.id, effect.step_id, effect.attempt)
         return self.jobs.new_job(state.project_id, spec, now, ref)
@@ -520,15 +465,6 @@ def _failed(state: ExecutionState, exc: Exception, now: int) -> tuple[ExecutionS
     error = StepError("internal_error", f"{type(exc).__name__}: {exc}"[:500])
     failed = replace(state, status=ExecutionStatus.FAILED, error=error, completed_at=now)
     return failed, [Event("failed", now, None, {"error": msgspec.to_builtins(error)})]
-
-
-def _spec_of(blueprint: store.Blueprint) -> BlueprintSpec:
-    return BlueprintSpec(
-        name=blueprint.name,
-        description=blueprint.description,
-        steps=blueprint.steps,
-        max_duration_sec=blueprint.max_duration_sec,
-    )
 
 
 def _with_job(state: ExecutionState, step_id: str, job_id: str) -> ExecutionState:

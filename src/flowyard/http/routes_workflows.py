@@ -113,7 +113,7 @@ def event_view(seq: int, event: Event) -> dict[str, Any]:
 async def create_blueprint(request: Request) -> Response:
     runtime, key = await caller(request, "workflows:write")
     spec = await read_json(request, BlueprintSpec)
-    blueprint = await runtime.workflows.create_blueprint(key.project_id, spec)
+    blueprint = await runtime.workflows.blueprints.create(key.project_id, spec)
     return json_response(blueprint_view(blueprint))
 
 
@@ -143,20 +143,22 @@ async def list_blueprints(request: Request) -> Response:
 
 async def get_blueprint(request: Request) -> Response:
     runtime, key = await caller(request, "workflows:read")
-    blueprint = await runtime.workflows.blueprint(key.project_id, request.path_params["id"])
+    blueprint = await runtime.workflows.blueprints.get(key.project_id, request.path_params["id"])
     charge_read(request, runtime, key.project_id)
     return json_response(blueprint_view(blueprint))
 
 
 async def archive_blueprint(request: Request) -> Response:
     runtime, key = await caller(request, "workflows:write")
-    blueprint = await runtime.workflows.archive_blueprint(key.project_id, request.path_params["id"])
+    blueprint = await runtime.workflows.blueprints.archive(
+        key.project_id, request.path_params["id"]
+    )
     return json_response(blueprint_view(blueprint))
 
 
 async def trigger(request: Request) -> Response:
     runtime, key = await caller(request, "workflows:write")
-    blueprint = await runtime.workflows.blueprint(key.project_id, request.path_params["id"])
+    blueprint = await runtime.workflows.blueprints.get(key.project_id, request.path_params["id"])
     body = await read_json(request, TriggerBody, optional=True)
     state, replayed = await runtime.workflows.trigger(
         key.project_id, blueprint.id, body.input_data, body.idempotency_key

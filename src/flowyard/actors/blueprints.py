@@ -1,0 +1,90 @@
+"""The blueprint catalog: blueprints created, archived and read, with their graphs cached.
+
+A blueprint never changes once created but for its ``archived_at``, so a blueprint read once
+and the graph built from it are kept in memory (the blueprints up to
+:data:`BLUEPRINT_CACHE_SIZE`, dropped all at once when full).
+"""
+
+from msgspec.structs import replace
+
+from flowyard.actors.accounts import Accounts
+from flowyard.billing import WORKFLOW_WRITE
+from flowyard.clock import Clock
+from flowyard.errors import NotFound
+from flowyard.ids import new_id
+from flowyard.storage import workflows as store
+from flowyard.storage.sqlite import Database
+from flowyard.workflows.blueprint import BlueprintSpec, Graph, build_graph
+
+BLUEPRINT_CACHE_SIZE = 10_000
+FAMILY = "infra/workflows"
+
+
+class BlueprintCatalog:
+    """A project's blueprints, read through a cache."""
+
+    def __init__(self, db: Database, accounts: Accounts, clock: Clock) -> None:
+        self.db = db
+        self.accounts = accounts
+        self.clock = clock
+        self.graphs: dict[str, Graph] = {}  # blueprint id -> its graph, once built
+        self._blueprints: dict[str, store.Blueprint] = {}
+
+    async def create(self, project_id: str, spec: BlueprintSpec) -> store.Blueprint:
+        """Validate and store a blueprint."""
+        graph = build_graph(spec)
+        blueprint = store.Blueprint(
+            id=new_id("wf"),
+            project_id=project_id,
+            name=spec.name,
+            description=spec.description,
+            steps=list(spec.steps),
+            max_duration_sec=spec.max_duration_sec,
+            created_at=self.clock.now_ms(),
+        )
+        with self.accounts.paying(project_id, WORKFLOW_WRITE, FAMILY):
+            await self.db.commit([store.put_blueprint(blueprint)])
+        self.graphs[blueprint.id] = graph
+        return blueprint
+
+    async def archive(self, project_id: str, blueprint_id: str) -> store.Blueprint:
+        """Archive a blueprint: it leaves lists and cannot be triggered, while its executions
+        run on. Archiving it again changes nothing and answers the same."""
+        blueprint = await self.get(project_id, blueprint_id)
+        if blueprint.archived_at is not None:
+            self.accounts.charge(project_id, WORKFLOW_WRITE, FAMILY)
+            return blueprint
+        archived = replace(blueprint, archived_at=self.clock.now_ms())
+        with self.accounts.paying(project_id, WORKFLOW_WRITE, FAMILY):
+            await self.db.commit([store.archive_blueprint(archived)])
+        self._blueprints[blueprint.id] = archived
+        return archived
+
+    async def get(self, project_id: str, blueprint_id: str) -> store.Blueprint:
+        """A blueprint of the project, or 404."""
+        found = self._blueprints.get(blueprint_id)
+        if found is None:
+            found = await store.get_blueprint_by_id(self.db, blueprint_id)
+            if found is not None:
+                if len(self._blueprints) >= BLUEPRINT_CACHE_SIZE:
+                    self._blueprints.clear()
+                self._blueprints[blueprint_id] = found
+        if found is None or found.project_id != project_id:
+            raise NotFound(f"blueprint {blueprint_id} not found")
+        return found
+
+    async def graph(self, blueprint_id: str) -> Graph:
+        """The graph of a blueprint of any project (404 if there is none)."""
+        graph = self.graphs.get(blueprint_id)
+        if graph is None:
+            found = await store.get_blueprint_by_id(self.db, blueprint_id)
+            if found is None:
+                raise NotFound(f"blueprint {blueprint_id} not found")
+            spec = BlueprintSpec(
+                name=found.name,
+                description=found.description,
+                steps=found.steps,
+                max_duration_sec=found.max_duration_sec,
+            )
+            graph = self.graphs[blueprint_id] = build_graph(spec)
+        return graph
