@@ -184,6 +184,20 @@ async def test_publish_refuses_reserved_and_malformed_topics(
     )
 
 
+async def test_a_project_holds_at_most_100_webhooks(service: Service) -> None:
+    for n in range(100):
+        await create_webhook(service.client, f"http://x.io/{n}")
+    refused = await service.client.post(
+        "/infra/webhooks", json={"name": "one more", "url": "http://x.io/a", "topics": ["*"]}
+    )
+    assert_error(refused, 409, "conflict")
+    listed = await service.client.get("/infra/webhooks", params={"limit": 100})
+    assert len(listed.json()["webhooks"]) == 100 and listed.json()["next_cursor"] is None
+    first = listed.json()["webhooks"][-1]["id"]
+    assert (await service.client.delete(f"/infra/webhooks/{first}")).status_code == 200
+    await create_webhook(service.client, "http://x.io/again")  # room again
+
+
 async def test_published_data_follows_the_payload_rules(service: Service) -> None:
     await create_webhook(service.client, "http://x.io/a")
     big = {"topic": "orders.placed", "data": "x" * (256 * 1024)}

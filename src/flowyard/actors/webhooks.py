@@ -45,6 +45,10 @@ def check_webhook_fields(url: str | None, topics: list[str] | None) -> None:
         raise Invalid("; ".join(f"{p['path']}: {p['message']}" for p in problems), problems)
 
 
+MAX_WEBHOOKS = 100
+"""Webhooks one project may hold: every event is written and sent once per matching one."""
+
+
 class Webhooks:
     """Webhook commands over the outbox and the database."""
 
@@ -71,6 +75,9 @@ class Webhooks:
         enabled: bool,
     ) -> Webhook:
         check_webhook_fields(url, topics)
+        held = sum(hook.project_id == project_id for hook in self.outbox.webhooks.values())
+        if held >= MAX_WEBHOOKS:
+            raise Conflict(f"a project has at most {MAX_WEBHOOKS} webhooks; delete one first")
         now = self.clock.now_ms()
         webhook = Webhook(
             id=new_id("whk"),

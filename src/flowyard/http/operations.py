@@ -170,9 +170,10 @@ OPERATIONS: tuple[Operation, ...] = (
               api.Resumed, _W, body=ResumeBody, body_optional=True, errors=(409,), billed=True),
     # webhooks
     Operation("POST", "/infra/webhooks", "Create a webhook", webhook_api.Webhook, _H,
-              body=WebhookBody, status=201, billed=True, makes=(_HOOK, "/id"),
+              body=WebhookBody, status=201, billed=True, makes=(_HOOK, "/id"), errors=(409,),
               description="`topics`: exact topics, `*`, or prefixes ending in `.*`. The "
-              "`secret` is generated when omitted."),
+              "`secret` is generated when omitted. A project holds at most 100 webhooks "
+              "(409 beyond)."),
     Operation("GET", "/infra/webhooks", "List webhooks, newest first",
               webhook_api.WebhookList, _HR, query=PAGE, billed=True),
     Operation("POST", "/infra/webhooks/publish", "Publish a custom event",
