@@ -6,6 +6,7 @@ address by address; a real ``flowyard serve --handler-network public`` refuses h
 at its own machine, also through the ranges Python 3.11's ``is_global`` lets through.
 """
 
+import asyncio
 import socket
 import ssl
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -16,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpcore
 import httpx
 import msgspec
 import pytest
@@ -27,7 +27,7 @@ from anyio.streams.tls import TLSListener
 
 from flowyard.actors.dispatcher import Dispatcher, Outcome
 from flowyard.egress.addresses import IPAddress, refusal
-from flowyard.egress.pinned import PublicNetwork, public_client
+from flowyard.egress.pinned import PublicNetwork
 from flowyard.storage.projects import ALL_SCOPES, create_key_sync
 from tests.conftest import Handler, ServerProcess
 
@@ -84,18 +84,29 @@ class Rebinding:
         return self.first if len(self.asked) == 1 else self.then
 
 
-class Sockets(httpcore.AsyncMockBackend):
-    """Opens no socket: records where it was asked to connect and answers ``buffer``."""
+class Sockets:
+    """An opener that records where it was asked to connect, and connects there on this
+    machine instead: ``PUBLIC`` goes to ``far`` (127.0.0.3), any other address to itself."""
 
-    def __init__(self, buffer: list[bytes]) -> None:
-        super().__init__(buffer)
+    def __init__(self, far: str = "127.0.0.3") -> None:
+        self.far = far
         self.connected: list[tuple[str, int]] = []
 
-    async def connect_tcp(
-        self, host: str, port: int, *args: Any, **kwargs: Any
-    ) -> httpcore.AsyncNetworkStream:
-        self.connected.append((host, port))
-        return await super().connect_tcp(host, port, *args, **kwargs)
+    async def __call__(
+        self,
+        factory: Callable[[], asyncio.Protocol],
+        address: str,
+        port: int,
+        tls: ssl.SSLContext | None,
+        server_name: str | None,
+    ) -> asyncio.Protocol:
+        self.connected.append((address, port))
+        loop = asyncio.get_running_loop()
+        local = self.far if address == PUBLIC else address
+        _, protocol = await loop.create_connection(
+            factory, local, port, ssl=tls, server_hostname=server_name
+        )
+        return protocol
 
 
 def only(allowed: str) -> Callable[[IPAddress, frozenset[IPAddress]], str | None]:
@@ -114,17 +125,20 @@ async def post(dispatcher: Dispatcher, url: str) -> Outcome:
 
 
 async def test_a_rebinding_name_is_connected_to_at_the_public_address_it_was_checked_at() -> None:
-    async with listening("127.0.0.1") as loopback:
+    async with (
+        listening("127.0.0.3") as far,
+        listening("127.0.0.1", far.port) as loopback,
+    ):
         resolver = Rebinding([PUBLIC])
-        far = b'{"far": true}'
-        sockets = Sockets([b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(far), far)])
-        network = PublicNetwork(resolver=resolver, connect=sockets)
+        sockets = Sockets()
+        network = PublicNetwork(resolver=resolver)
         outcome = await post(
-            Dispatcher(handler_network="public", network=network),
+            Dispatcher(handler_network="public", network=network, opener=sockets),
             f"http://rebind.test:{loopback.port}/handler",
         )
     assert outcome.kind == "completed", outcome.error
-    assert outcome.result is not None and msgspec.json.decode(outcome.result) == {"far": True}
+    assert outcome.result is not None
+    assert msgspec.json.decode(outcome.result) == {"answered_on": "127.0.0.3"}
     assert sockets.connected == [(PUBLIC, loopback.port)]  # the address, never the name
     assert resolver.asked == ["rebind.test"]  # one lookup: none left for the rebinding answer
     assert loopback.heads == []
@@ -188,9 +202,10 @@ async def test_a_pinned_request_reaches_the_checked_address_over_real_sockets() 
 
 
 async def test_every_address_of_a_name_is_checked_before_any_connection() -> None:
-    sockets = Sockets([])
-    network = PublicNetwork(resolver=Rebinding([PUBLIC, "10.0.0.1"]), connect=sockets)
-    outcome = await post(Dispatcher(handler_network="public", network=network), "http://two.test/")
+    sockets = Sockets()
+    network = PublicNetwork(resolver=Rebinding([PUBLIC, "10.0.0.1"]))
+    dispatcher = Dispatcher(handler_network="public", network=network, opener=sockets)
+    outcome = await post(dispatcher, "http://two.test/")
     assert outcome.error == (
         "handler_blocked: two.test resolves to non-public address 10.0.0.1 (private)"
     )
@@ -201,9 +216,10 @@ async def test_the_servers_own_public_address_is_refused() -> None:
     async def resolver(host: str, port: int) -> list[str]:
         return [PUBLIC]  # the handler's name and the server's own name: the same machine
 
-    sockets = Sockets([])
-    network = PublicNetwork(own_hosts=["me.test"], resolver=resolver, connect=sockets)
-    outcome = await post(Dispatcher(handler_network="public", network=network), "http://h.test/")
+    sockets = Sockets()
+    network = PublicNetwork(own_hosts=["me.test"], resolver=resolver)
+    dispatcher = Dispatcher(handler_network="public", network=network, opener=sockets)
+    outcome = await post(dispatcher, "http://h.test/")
     assert outcome.error == (
         f"handler_blocked: h.test resolves to non-public address {PUBLIC}"
         " (the server's own address)"
@@ -215,8 +231,9 @@ async def test_a_name_that_does_not_resolve_is_a_connection_error() -> None:
     async def resolver(host: str, port: int) -> list[str]:
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
-    network = PublicNetwork(resolver=resolver, connect=Sockets([]))
-    outcome = await post(Dispatcher(handler_network="public", network=network), "http://n.test/")
+    network = PublicNetwork(resolver=resolver)
+    dispatcher = Dispatcher(handler_network="public", network=network, opener=Sockets())
+    outcome = await post(dispatcher, "http://n.test/")
     assert outcome.kind == "failed"
     assert outcome.error is not None
     assert outcome.error.startswith("connection_error: ConnectError: cannot resolve n.test")
@@ -234,17 +251,16 @@ async def test_tls_to_a_pinned_address_checks_the_certificate_against_the_url_ho
     names: list[str | None] = []
     server_tls.sni_callback = lambda _sock, name, _ctx: names.append(name)
     network = PublicNetwork(resolver=Rebinding(["127.0.0.2"]), refuse=only("127.0.0.2"))
-    async with (
-        listening("127.0.0.2", tls=server_tls) as server,
-        public_client(network, limits=httpx.Limits(), verify=client_tls) as client,
-    ):
-        url = f"https://handler.test:{server.port}/handler"
+    async with listening("127.0.0.2", tls=server_tls) as server:
+        dispatcher = Dispatcher(handler_network="public", network=network, tls=client_tls)
+        outcome = await post(dispatcher, f"https://handler.test:{server.port}/handler")
         if verified:
-            answer = await client.post(url, content=b"{}")
-            assert answer.json() == {"answered_on": "127.0.0.2"}
+            assert outcome.kind == "completed", outcome.error
+            assert outcome.result is not None
+            assert msgspec.json.decode(outcome.result) == {"answered_on": "127.0.0.2"}
         else:
-            with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
-                await client.post(url, content=b"{}")
+            assert outcome.kind == "failed"
+            assert outcome.error is not None and "CERTIFICATE_VERIFY_FAILED" in outcome.error
     assert names == ["handler.test"]  # the server name sent is the URL's, not the address
 
 

@@ -5,14 +5,15 @@ The dispatcher does the HTTP part only; the engine decides what an outcome means
 
 import logging
 import socket
+import ssl
 import time
+from typing import Any
 
-import anyio
-import httpx
 import msgspec
 from msgspec import Raw
 
-from flowyard.egress.pinned import AddressBlocked, PublicNetwork, public_client
+from flowyard.egress.http1 import Answer, HttpError, Http1Client, InvalidUrl, Opener
+from flowyard.egress.pinned import AddressBlocked, PublicNetwork
 from flowyard.signing import signature_header
 
 log = logging.getLogger("flowyard.push")
@@ -43,9 +44,9 @@ class Sent(msgspec.Struct, frozen=True):
 class Dispatcher:
     """Sends signed POSTs to handler URLs and callback URLs.
 
-    With ``handler_network="public"`` every connection is opened by a :class:`PublicNetwork`
-    (``network``, or one refusing ``own_hosts`` and this machine's name); with ``any`` the
-    client is a plain one, with no DNS lookup of its own.
+    With ``handler_network="public"`` every connection goes to an address a
+    :class:`PublicNetwork` checked (``network``, or one refusing ``own_hosts`` and this
+    machine's name); with ``any`` the event loop resolves the name itself.
     """
 
     def __init__(
@@ -54,95 +55,73 @@ class Dispatcher:
         handler_network: str = "any",
         own_hosts: frozenset[str] = frozenset(),
         network: PublicNetwork | None = None,
+        opener: Opener | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
-        limits = httpx.Limits(max_connections=512, max_keepalive_connections=128)
+        options: dict[str, Any] = {"tls": tls}
+        if opener is not None:
+            options["opener"] = opener
         if handler_network == "public":
             network = network or PublicNetwork(own_hosts=own_hosts | {socket.gethostname()})
-            self._client = public_client(network, limits=limits)
-        else:
-            self._client = httpx.AsyncClient(limits=limits, follow_redirects=False)
+            options["addresses"] = network.checked
+        self._client = Http1Client(**options)
 
     async def aclose(self) -> None:
-        """Close the shared client."""
+        """Close the kept-alive connections."""
         await self._client.aclose()
+
+    async def _post(
+        self,
+        url: str,
+        body: bytes,
+        headers: dict[str, str],
+        secret: str,
+        timeout: float,
+        max_body: int,
+    ) -> Answer | str:
+        """POST ``body`` signed with ``secret``: the answer, or why there is none.
+
+        ``timeout`` covers everything: the DNS lookup of a public network, connecting, and
+        reading the answer.
+        """
+        signed = [
+            *headers.items(),
+            ("Content-Type", "application/json"),
+            ("X-Flowyard-Signature", signature_header(secret, body)),
+        ]
+        try:
+            return await self._client.post(
+                url, body, signed, timeout=timeout, max_body=max_body
+            )
+        except AddressBlocked as exc:
+            return f"handler_blocked: {exc}"[:500]
+        except TimeoutError:
+            return f"timeout: no answer within {timeout:g}s"
+        except HttpError as exc:
+            return f"connection_error: {type(exc).__name__}: {exc}"[:500]
+        except InvalidUrl as exc:
+            return f"invalid_url: {exc}"[:500]
 
     async def post(
         self, url: str, body: bytes, headers: dict[str, str], secret: str, timeout: float
     ) -> Outcome:
-        """POST ``body`` signed with ``secret`` and classify the answer.
-
-        The job's ``timeout`` covers everything: the DNS lookup of a public network, connecting,
-        and reading the answer.
-        """
-        signed = {
-            **headers,
-            "Content-Type": "application/json",
-            "X-Flowyard-Signature": signature_header(secret, body),
-        }
-        try:
-            with anyio.fail_after(timeout):
-                async with self._client.stream("POST", url, content=body, headers=signed) as resp:
-                    data = await _read_capped(resp)
-        except AddressBlocked as exc:
-            return Outcome("failed", error=f"handler_blocked: {exc}"[:500])
-        except TimeoutError:
-            return Outcome("failed", error=f"timeout: no answer within {timeout:g}s")
-        except httpx.HTTPError as exc:
-            return Outcome("failed", error=f"connection_error: {type(exc).__name__}: {exc}"[:500])
-        except (httpx.InvalidURL, ValueError) as exc:  # e.g. a host that is not valid IDNA
-            return Outcome("failed", error=f"invalid_url: {exc}"[:500])
-        return _classify(resp.status_code, data)
+        """POST a job's payload and classify the answer."""
+        answer = await self._post(url, body, headers, secret, timeout, MAX_RESULT_BYTES)
+        if isinstance(answer, str):
+            return Outcome("failed", error=answer)
+        return _classify(answer.status, answer.body if answer.complete else None)
 
     async def send(
         self, url: str, body: bytes, headers: dict[str, str], secret: str, timeout: float
     ) -> Sent:
         """POST a webhook delivery signed with ``secret``; the answer's status and snippet."""
-        signed = {
-            **headers,
-            "Content-Type": "application/json",
-            "X-Flowyard-Signature": signature_header(secret, body),
-        }
         started = time.monotonic()
-        status: int | None = None
-        snippet: str | None = None
-        error: str | None = None
-        try:
-            with anyio.fail_after(timeout):
-                async with self._client.stream("POST", url, content=body, headers=signed) as resp:
-                    status = resp.status_code
-                    data = await _read_snippet(resp, SNIPPET_BYTES)
-                    snippet = data.decode("utf-8", errors="replace")
-        except AddressBlocked as exc:
-            error = f"handler_blocked: {exc}"[:500]
-        except TimeoutError:
-            status, error = None, f"timeout: no answer within {timeout:g}s"
-        except httpx.HTTPError as exc:
-            status, error = None, f"connection_error: {type(exc).__name__}: {exc}"[:500]
-        except (httpx.InvalidURL, ValueError) as exc:
-            error = f"invalid_url: {exc}"[:500]
+        answer = await self._post(url, body, headers, secret, timeout, SNIPPET_BYTES)
         duration = int((time.monotonic() - started) * 1000)
-        return Sent(status, snippet, error, duration)
-
-
-async def _read_snippet(resp: httpx.Response, size: int) -> bytes:
-    """The first ``size`` bytes of the body; the rest is not read."""
-    data = b""
-    async for chunk in resp.aiter_bytes():
-        data += chunk
-        if len(data) >= size:
-            break
-    return data[:size]
-
-
-async def _read_capped(resp: httpx.Response) -> bytes | None:
-    """The body, or None when it is over the result size limit."""
-    chunks, size = [], 0
-    async for chunk in resp.aiter_bytes():
-        size += len(chunk)
-        if size > MAX_RESULT_BYTES:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
+        if isinstance(answer, str):
+            return Sent(None, None, answer, duration)
+        snippet = answer.body.decode("utf-8", errors="replace")
+        return Sent(answer.status, snippet, None, duration)
 
 
 def _classify(status: int, data: bytes | None) -> Outcome:
