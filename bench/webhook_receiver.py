@@ -31,41 +31,52 @@ _BAD = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\
 
 
 class Records:
-    """What the deliveries brought, since the last take."""
+    """What the deliveries brought, since the last take.
+
+    A delivery is kept as it came (arrival, the header dict, the body); the text is decoded
+    only when the counts or the records are asked for, so that a delivery costs the receiver
+    as little CPU as it can (it shares the machine with the server it measures).
+    """
 
     def __init__(self) -> None:
         self.clear()
 
     def clear(self) -> None:
+        self.raw: list[tuple[float, dict[bytes, bytes], bytes]] = []
         self.rows: list[tuple[float, str, str, str, str, str]] = []
-        self.requests = 0
         self.events: set[str] = set()
         self.topics: dict[str, set[str]] = {}
 
     def add(self, arrival: float, headers: dict[bytes, bytes], body: bytes) -> None:
-        event_id = headers.get(b"x-flowyard-event-id", b"").decode("latin-1")
-        topic = headers.get(b"x-flowyard-topic", b"").decode("latin-1")
-        self.requests += 1
-        self.events.add(event_id)
-        self.topics.setdefault(topic, set()).add(event_id)
-        self.rows.append(
-            (
-                arrival,
-                event_id,
-                headers.get(b"x-flowyard-delivery-id", b"").decode("latin-1"),
-                topic,
-                headers.get(b"x-flowyard-signature", b"").decode("latin-1"),
-                body.decode("utf-8", "replace"),
+        self.raw.append((arrival, headers, body))
+
+    def _decode(self) -> None:
+        for arrival, headers, body in self.raw:
+            event_id = headers.get(b"x-flowyard-event-id", b"").decode("latin-1")
+            topic = headers.get(b"x-flowyard-topic", b"").decode("latin-1")
+            self.events.add(event_id)
+            self.topics.setdefault(topic, set()).add(event_id)
+            self.rows.append(
+                (
+                    arrival,
+                    event_id,
+                    headers.get(b"x-flowyard-delivery-id", b"").decode("latin-1"),
+                    topic,
+                    headers.get(b"x-flowyard-signature", b"").decode("latin-1"),
+                    body.decode("utf-8", "replace"),
+                )
             )
-        )
+        self.raw.clear()
 
     def count(self) -> bytes:
+        self._decode()
         topics = {topic: len(ids) for topic, ids in self.topics.items()}
         return orjson.dumps(
-            {"requests": self.requests, "events": len(self.events), "topics": topics}
+            {"requests": len(self.rows), "events": len(self.events), "topics": topics}
         )
 
     def take(self) -> bytes:
+        self._decode()
         out = orjson.dumps({"rows": self.rows})
         self.clear()
         return out

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from flowyard.actors.outbox import LANE_CONCURRENCY
 from flowyard.signing import verify
 from tests.api_surface import assert_error
 from tests.conftest import Handler, Service, serve_app
@@ -253,10 +254,10 @@ async def test_a_slow_receiver_does_not_delay_another(fast: Service, handler: Ha
         received = await handler.wait_for("/quick", 20)  # while the slow one holds its lane
         assert sorted(d.json()["data"] for d in received) == list(range(20))
         with anyio.fail_after(10):
-            while gate.held < 4:
+            while gate.held < LANE_CONCURRENCY:
                 gate.arrived = anyio.Event()
                 await gate.arrived.wait()
-        assert gate.held == 4  # a bounded number in flight to the slow receiver
+        assert gate.held == LANE_CONCURRENCY  # a bounded number in flight to the slow one
         gate.release.set()
         await wait_deliveries(
             fast.client,

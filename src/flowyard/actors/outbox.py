@@ -4,13 +4,16 @@ Emission is in the caller's transaction: :meth:`Outbox.emit` returns the event a
 rows for the caller to commit with its own writes, and :meth:`Outbox.enqueue` is called once
 that commit succeeded. A project without an enabled webhook costs one dict lookup.
 
-Delivery: each pending delivery has a keyed timer (:class:`DeliveryDue`) in the jobs engine's
-timer service. When it fires the delivery joins the lane of its receiver (its webhook, or a
-callback URL's host), and each lane has at most ``LANE_CONCURRENCY`` attempts in flight, so a
-slow receiver holds only its own lane. Every attempt's outcome is committed before the next
-is armed; on start every pending delivery is armed again (at-least-once after a crash).
+Delivery: a pending delivery that is due joins the lane of its receiver (its webhook, or a
+callback URL's host) at once; one due later has a keyed timer (:class:`DeliveryDue`) in the
+jobs engine's timer service. Each lane has at most ``LANE_CONCURRENCY`` senders, so a slow
+receiver holds only its own lane. A sender does not wait for an attempt's outcome to be
+committed: the outcomes of one moment go to the writer together, and the next attempt of a
+delivery is armed only once its outcome is committed. On start every pending delivery is
+queued again (at-least-once after a crash).
 """
 
+import asyncio
 import logging
 import random
 from collections import deque
@@ -45,10 +48,18 @@ from flowyard.workflows.state import ExecutionState
 
 log = logging.getLogger("flowyard.webhooks")
 
-LANE_CONCURRENCY = 4
+LANE_CONCURRENCY = 8
 """Attempts in flight at once to one receiver."""
 TOTAL_CONCURRENCY = 256
 """Attempts in flight at once across receivers."""
+RELEASE_SECONDS = 0.01
+"""Deliveries that became due are released to their lanes together, at most this late: a
+receiver then gets them in bursts, and waking an idle receiver's machine for each event
+costs the sender two to three times the CPU of a request in a burst (``bench/README.md``)."""
+OUTCOME_WRITE_SECONDS = 0.01
+"""Attempt outcomes are gathered for this long and written together (one write request)."""
+SENDER_IDLE_SECONDS = 1.0
+"""How long a sender with nothing to send waits for more before it ends."""
 
 NOTICE_TOPIC = "jobs.callback"
 """The topic header of a job's ``callback_url`` notice."""
@@ -64,11 +75,32 @@ class DeliveryDue(msgspec.Struct, frozen=True, gc=False):
 
 
 class _Lane:
-    __slots__ = ("in_flight", "waiting")
+    """The deliveries due to one receiver, its senders, and those of them waiting for more."""
+
+    __slots__ = ("idle", "senders", "waiting")
 
     def __init__(self) -> None:
         self.waiting: deque[str] = deque()
-        self.in_flight = 0
+        self.senders = 0
+        self.idle: list[asyncio.Future[None]] = []
+
+    async def wait(self, seconds: float) -> None:
+        """Until a delivery joins the lane, or ``seconds`` passed."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self.idle.append(waiter)
+        timer = loop.call_later(seconds, self._expire, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            if waiter in self.idle:
+                self.idle.remove(waiter)
+
+    def _expire(self, waiter: "asyncio.Future[None]") -> None:
+        if not waiter.done():
+            self.idle.remove(waiter)
+            waiter.set_result(None)
 
 
 class Outbox:
@@ -87,6 +119,8 @@ class Outbox:
         self.pending: dict[str, Delivery] = {}
         self._lanes: dict[str, _Lane] = {}
         self._limit = anyio.CapacityLimiter(TOTAL_CONCURRENCY)
+        self._outcomes: list[tuple[Delivery, Delivery]] = []
+        self._releasing: list[Delivery] = []
         self._tg: TaskGroup | None = None
         jobs.timer_hooks[DeliveryDue] = self._due
         jobs.live.emit = self.job_changes
@@ -224,51 +258,72 @@ class Outbox:
         return ops, deliveries
 
     def enqueue(self, deliveries: Iterable[Delivery]) -> None:
-        """After a commit: arm each pending delivery's next attempt."""
+        """After a commit: queue each pending delivery that is due, arm the others' timers."""
+        now = self.clock.now_ms()
         for delivery in deliveries:
             if delivery.status is DeliveryStatus.PENDING:
                 self.pending[delivery.id] = delivery
-                self.jobs.timers.arm(delivery.next_attempt_at or 0, DeliveryDue(delivery.id))
+                due = delivery.next_attempt_at or 0
+                if due <= now:
+                    if not self._releasing:
+                        loop = asyncio.get_running_loop()
+                        loop.call_later(RELEASE_SECONDS, self._release)
+                    self._releasing.append(delivery)
+                else:
+                    self.jobs.timers.arm(due, DeliveryDue(delivery.id))
 
     # ----------------------------------------------------------------- delivery
 
+    def _release(self) -> None:
+        releasing, self._releasing = self._releasing, []
+        for delivery in releasing:
+            if self.pending.get(delivery.id) is delivery:
+                self._queue(delivery)
+
     def _due(self, key: DeliveryDue) -> None:
         delivery = self.pending.get(key.delivery_id)
-        if delivery is None:
-            return
+        if delivery is not None:
+            self._queue(delivery)
+
+    def _queue(self, delivery: Delivery) -> None:
+        """Put the delivery in its receiver's lane, and wake or start a sender for it."""
         lane_key = self._lane_of(delivery)
         lane = self._lanes.get(lane_key)
         if lane is None:
             lane = self._lanes[lane_key] = _Lane()
         lane.waiting.append(delivery.id)
-        self._pump(lane_key, lane)
+        if lane.idle:
+            lane.idle.pop().set_result(None)
+        elif lane.senders < LANE_CONCURRENCY and self._tg is not None:
+            lane.senders += 1
+            self._tg.start_soon(self._sender, lane_key, lane)
 
     def _lane_of(self, delivery: Delivery) -> str:
         if delivery.webhook_id is not None:
             return delivery.webhook_id
         return urlsplit(delivery.callback_url or "").netloc
 
-    def _pump(self, lane_key: str, lane: _Lane) -> None:
-        if self._tg is None:
-            return
-        while lane.waiting and lane.in_flight < LANE_CONCURRENCY:
-            lane.in_flight += 1
-            self._tg.start_soon(self._attempt, lane_key, lane, lane.waiting.popleft())
-
-    async def _attempt(self, lane_key: str, lane: _Lane, delivery_id: str) -> None:
+    async def _sender(self, lane_key: str, lane: _Lane) -> None:
+        """Send the lane's deliveries one after the other; wait a little for more when it has
+        none (a busy receiver keeps its senders instead of starting a task per delivery)."""
         try:
-            async with self._limit:
-                await self._attempt_once(delivery_id)
-        except Exception:
-            log.exception("webhook delivery %s failed", delivery_id)
+            while True:
+                async with self._limit:
+                    while lane.waiting:
+                        delivery_id = lane.waiting.popleft()
+                        try:
+                            await self._attempt(delivery_id)
+                        except Exception:
+                            log.exception("webhook delivery %s failed", delivery_id)
+                await lane.wait(SENDER_IDLE_SECONDS)
+                if not lane.waiting:
+                    return
         finally:
-            lane.in_flight -= 1
-            if lane.waiting:
-                self._pump(lane_key, lane)
-            elif lane.in_flight == 0:
+            lane.senders -= 1
+            if lane.senders == 0 and not lane.waiting:
                 self._lanes.pop(lane_key, None)
 
-    async def _attempt_once(self, delivery_id: str) -> None:
+    async def _attempt(self, delivery_id: str) -> None:
         delivery = self.pending.get(delivery_id)
         if delivery is None:
             return
@@ -281,28 +336,50 @@ class Outbox:
         sent = await self.send(
             url, delivery.payload, delivery.event_id, delivery.topic, delivery.id, secret, extra
         )
-        now = self.clock.now_ms()
         new = attempted(
             delivery,
             status=sent.status,
             snippet=sent.snippet,
             error=sent.error,
             duration_ms=sent.duration_ms,
-            now=now,
+            now=self.clock.now_ms(),
             base_seconds=self.settings.webhook_retry_base_seconds,
             draw=random.random(),
         )
+        self._record(delivery, new)
+
+    def _record(self, old: Delivery, new: Delivery) -> None:
+        """Write an attempt's outcome with the others of these milliseconds, without waiting:
+        the sender goes on with the lane's next delivery meanwhile. The delivery stays in
+        ``pending`` (and in no lane) until the outcome is committed."""
+        if not self._outcomes:
+            asyncio.get_running_loop().call_later(OUTCOME_WRITE_SECONDS, self._write_outcomes)
+        self._outcomes.append((old, new))
+
+    def _write_outcomes(self) -> None:
+        outcomes, self._outcomes = self._outcomes, []
         try:
-            await self.db.commit([store.update_delivery(new)])
+            request = self.db.submit([store.update_delivery(new) for _, new in outcomes])
         except Unavailable:
-            self.jobs.timers.arm(now + RETRY_MS, DeliveryDue(delivery_id))  # attempt again
+            self._written(outcomes, failed=True)
             return
-        if self.pending.get(delivery_id) is not delivery:
-            return  # dropped (its webhook deleted) while the attempt was in flight
-        if new.status is DeliveryStatus.PENDING:
-            self.enqueue([new])
-        else:
-            self.pending.pop(delivery_id, None)
+        request.done.add_done_callback(
+            lambda _: self._written(outcomes, failed=request.error is not None)
+        )
+
+    def _written(self, outcomes: list[tuple[Delivery, Delivery]], *, failed: bool) -> None:
+        """After the outcomes' commit: arm the next attempts, forget the finished deliveries.
+        When the commit failed, each delivery is attempted again a little later."""
+        retry_at = self.clock.now_ms() + RETRY_MS
+        for old, new in outcomes:
+            if self.pending.get(old.id) is not old:
+                continue  # dropped (its webhook deleted) while the attempt was in flight
+            if failed:
+                self.jobs.timers.arm(retry_at, DeliveryDue(old.id))
+            elif new.status is DeliveryStatus.PENDING:
+                self.enqueue([new])
+            else:
+                self.pending.pop(old.id, None)
 
     async def _target(self, delivery: Delivery) -> tuple[str, str] | None:
         """Where to send the delivery and the secret to sign it with."""

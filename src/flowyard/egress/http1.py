@@ -152,22 +152,25 @@ class Http1Client:
         """
         target = self._target(url)
         request = b"".join((target.head, _header_lines(headers, len(body)), body))
-        with anyio.fail_after(timeout):
-            connection = self._reuse(target.origin)
-            if connection is not None:
-                try:
-                    return await self._exchange(connection, request, max_body)
-                except RemoteProtocolError:
-                    if connection.received:
-                        raise
-                    # The origin closed a kept-alive connection as the request was sent: the
-                    # request never reached it, so it goes once more on a new connection.
+        deadline = asyncio.get_running_loop().time() + timeout
+        connection = self._reuse(target.origin)
+        if connection is not None:
+            try:
+                return await self._exchange(connection, request, max_body, deadline)
+            except RemoteProtocolError:
+                if connection.received:
+                    raise
+                # The origin closed a kept-alive connection as the request was sent: the
+                # request never reached it, so it goes once more on a new connection.
+        with anyio.fail_after(deadline - asyncio.get_running_loop().time()):
             connection = await self._connect(target)
-            return await self._exchange(connection, request, max_body)
+        return await self._exchange(connection, request, max_body, deadline)
 
-    async def _exchange(self, connection: "_Connection", request: bytes, max_body: int) -> Answer:
+    async def _exchange(
+        self, connection: "_Connection", request: bytes, max_body: int, deadline: float
+    ) -> Answer:
         try:
-            answer = await connection.exchange(request, max_body)
+            answer = await connection.exchange(request, max_body, deadline)
         except BaseException:
             connection.close()
             raise
@@ -285,15 +288,27 @@ class _Connection(asyncio.Protocol):
 
     # ------------------------------------------------------------------ the exchange
 
-    async def exchange(self, request: bytes, max_body: int) -> Answer:
+    async def exchange(self, request: bytes, max_body: int, deadline: float) -> Answer:
+        """Send ``request``; its answer, or TimeoutError once the loop's clock is past
+        ``deadline`` (a timer handle, cheaper than a cancel scope per request)."""
         if self.closed or self.transport is None:
             raise RemoteProtocolError("the connection is closed")
         loop = asyncio.get_running_loop()
-        self._waiter = loop.create_future()
+        waiter: asyncio.Future[Answer] = loop.create_future()
+        self._waiter = waiter
         self._status, self._body, self._max_body = 0, bytearray(), max_body
         self._framed = self.received = self.reusable = False
+        timer = loop.call_at(deadline, self._expire, waiter)
         self.transport.write(request)
-        return await self._waiter
+        try:
+            return await waiter
+        finally:
+            timer.cancel()
+
+    def _expire(self, waiter: "asyncio.Future[Answer]") -> None:
+        if waiter is self._waiter:
+            self._settle(None, TimeoutError())
+            self.close()
 
     def close(self) -> None:
         self.closed = True
@@ -342,7 +357,9 @@ class _Connection(asyncio.Protocol):
             self._settle(Answer(self._status, bytes(self._body)))
         else:
             reason = f": {exc}" if exc is not None else ""
-            self._settle(None, RemoteProtocolError(f"the connection closed before the answer{reason}"))
+            self._settle(
+                None, RemoteProtocolError(f"the connection closed before the answer{reason}")
+            )
 
     # ------------------------------------------------------------------ httptools callbacks
 
@@ -378,4 +395,3 @@ class _Connection(asyncio.Protocol):
             return
         self.reusable = self.parser.should_keep_alive() and not self.closed
         self._settle(Answer(status, bytes(self._body)))
-
