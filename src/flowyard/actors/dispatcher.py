@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 from msgspec import Raw
 
-from flowyard.egress.http1 import Answer, HttpError, Http1Client, InvalidUrl, Opener
+from flowyard.egress.http1 import Answer, Http1Client, HttpError, InvalidUrl, Opener
 from flowyard.egress.pinned import AddressBlocked, PublicNetwork
 from flowyard.signing import signature_header
 
@@ -90,9 +90,7 @@ class Dispatcher:
             ("X-Flowyard-Signature", signature_header(secret, body)),
         ]
         try:
-            return await self._client.post(
-                url, body, signed, timeout=timeout, max_body=max_body
-            )
+            return await self._client.post(url, body, signed, timeout=timeout, max_body=max_body)
         except AddressBlocked as exc:
             return f"handler_blocked: {exc}"[:500]
         except TimeoutError:

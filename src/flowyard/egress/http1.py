@@ -327,7 +327,10 @@ class _Connection(asyncio.Protocol):
             self._settle(None, RemoteProtocolError("the answer switched protocols"))
             self.close()
         except httptools.HttpParserError as exc:
-            self._settle(None, RemoteProtocolError(f"malformed answer: {exc}"))
+            refused = exc.__context__  # what an ``on_*`` method raised, if one did
+            if not isinstance(refused, RemoteProtocolError):
+                refused = RemoteProtocolError(f"malformed answer: {exc}")
+            self._settle(None, refused)
             self.close()
 
     def eof_received(self) -> bool:
@@ -342,9 +345,17 @@ class _Connection(asyncio.Protocol):
             self._settle(Answer(self._status, bytes(self._body)))
         else:
             reason = f": {exc}" if exc is not None else ""
-            self._settle(None, RemoteProtocolError(f"the connection closed before the answer{reason}"))
+            self._settle(
+                None, RemoteProtocolError(f"the connection closed before the answer{reason}")
+            )
 
     # ------------------------------------------------------------------ httptools callbacks
+
+    def on_message_begin(self) -> None:
+        if self._waiter is None:
+            # An answer after the one asked for, in the same read: nobody asked for it, and
+            # the next request on this connection would be read as its continuation.
+            self.close()
 
     def on_header(self, name: bytes, value: bytes) -> None:
         lowered = name.lower()
@@ -355,6 +366,8 @@ class _Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self._status = self.parser.get_status_code()
+        if self._status < 100:  # llhttp reads any three digits; RFC 9110 §15 starts at 100
+            raise RemoteProtocolError(f"malformed answer: status {self._status:03d}")
         if self._status < 200:
             return
         # No body can follow these answers to a POST: httptools ends them at once.
@@ -378,4 +391,3 @@ class _Connection(asyncio.Protocol):
             return
         self.reusable = self.parser.should_keep_alive() and not self.closed
         self._settle(Answer(status, bytes(self._body)))
-
