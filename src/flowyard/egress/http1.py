@@ -2,13 +2,12 @@
 
 Every job step pushed to a handler and every webhook event is one POST, so the client's cost per
 request is paid per job and per event, on the event loop that also answers the API. httpx (the
-SDK's client) costs about 540 µs of CPU per small POST on the development machine (uvloop,
-keep-alive, 4 in flight), aiohttp about 89 µs, and this client about 8 µs (``bench/README.md``,
-"The push and webhook client"). It does only what a delivery needs: a POST with a body, its
-answer's status and the start of its body, kept-alive connections per origin, TLS, and a
-timeout around the whole exchange. Parsing the answer is httptools' (llhttp, uvicorn's
-parser); ``tests/test_http1_client.py`` holds it to httpx's behaviour over the same byte
-streams.
+SDK's client) costs about twenty times this client's CPU per small POST, aiohttp about three
+times (``python -m bench.http_clients``; figures in ``bench/README.md``, "The push and
+webhook client"). It does only what a delivery needs: a POST with a body, its answer's status
+and the start of its body, kept-alive connections per origin, TLS, and a timeout around the
+whole exchange. Parsing the answer is httptools' (llhttp, uvicorn's parser);
+``tests/test_http1_client.py`` holds it to httpx's reading of the same byte streams.
 
 Redirects are never followed and proxies are never used. Where the connection goes is decided
 by ``addresses`` (the public-network check resolves the name once and returns the addresses
