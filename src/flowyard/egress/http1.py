@@ -2,13 +2,12 @@
 
 Every job step pushed to a handler and every webhook event is one POST, so the client's cost per
 request is paid per job and per event, on the event loop that also answers the API. httpx (the
-SDK's client) costs about 540 µs of CPU per small POST on the development machine (uvloop,
-keep-alive, 4 in flight), aiohttp about 89 µs, and this client about 8 µs (``bench/README.md``,
-"The push and webhook client"). It does only what a delivery needs: a POST with a body, its
-answer's status and the start of its body, kept-alive connections per origin, TLS, and a
-timeout around the whole exchange. Parsing the answer is httptools' (llhttp, uvicorn's
-parser); ``tests/test_http1_client.py`` holds it to httpx's behaviour over the same byte
-streams.
+SDK's client) costs about twenty times this client's CPU per small POST, aiohttp about three
+times (``python -m bench.http_clients``; figures in ``bench/README.md``, "The push and
+webhook client"). It does only what a delivery needs: a POST with a body, its answer's status
+and the start of its body, kept-alive connections per origin, TLS, and a timeout around the
+whole exchange. Parsing the answer is httptools' (llhttp, uvicorn's parser);
+``tests/test_http1_client.py`` holds it to httpx's reading of the same byte streams.
 
 Redirects are never followed and proxies are never used. Where the connection goes is decided
 by ``addresses`` (the public-network check resolves the name once and returns the addresses
@@ -342,7 +341,10 @@ class _Connection(asyncio.Protocol):
             self._settle(None, RemoteProtocolError("the answer switched protocols"))
             self.close()
         except httptools.HttpParserError as exc:
-            self._settle(None, RemoteProtocolError(f"malformed answer: {exc}"))
+            refused = exc.__context__  # what an ``on_*`` method raised, if one did
+            if not isinstance(refused, RemoteProtocolError):
+                refused = RemoteProtocolError(f"malformed answer: {exc}")
+            self._settle(None, refused)
             self.close()
 
     def eof_received(self) -> bool:
@@ -363,6 +365,12 @@ class _Connection(asyncio.Protocol):
 
     # ------------------------------------------------------------------ httptools callbacks
 
+    def on_message_begin(self) -> None:
+        if self._waiter is None:
+            # An answer after the one asked for, in the same read: nobody asked for it, and
+            # the next request on this connection would be read as its continuation.
+            self.close()
+
     def on_header(self, name: bytes, value: bytes) -> None:
         lowered = name.lower()
         if lowered == b"content-length" or (
@@ -372,6 +380,8 @@ class _Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self._status = self.parser.get_status_code()
+        if self._status < 100:  # llhttp reads any three digits; RFC 9110 §15 starts at 100
+            raise RemoteProtocolError(f"malformed answer: status {self._status:03d}")
         if self._status < 200:
             return
         # No body can follow these answers to a POST: httptools ends them at once.
