@@ -87,14 +87,16 @@ def read_stored(db: str, deliveries: Deliveries) -> None:
     try:
         deliveries.stored = dict(
             conn.execute(
-                "SELECT id, topic FROM webhook_events WHERE project_id = ?",
+                "SELECT DISTINCT json_extract(CAST(doc AS TEXT), '$.event_id'),"
+                " json_extract(CAST(doc AS TEXT), '$.topic')"
+                " FROM webhook_deliveries WHERE project_id = ? AND webhook_id != ''",
                 (deliveries.project_id,),
             ).fetchall()
         )
         deliveries.statuses = dict(
             conn.execute(
                 "SELECT status, count(*) FROM webhook_deliveries WHERE project_id = ?"
-                " AND webhook_id IS NOT NULL GROUP BY status",
+                " AND webhook_id != '' GROUP BY status",
                 (deliveries.project_id,),
             ).fetchall()
         )

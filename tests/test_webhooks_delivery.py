@@ -162,7 +162,7 @@ async def test_no_webhook_no_rows(fast: Service, handler: Handler) -> None:
     await create_job(fast, trigger={"type": "pull", "queue": "q"})
     [job] = await claim(fast, "q")
     await ack(fast, job, status="completed")
-    rows = await fast.supervisor.db.fetchall("SELECT id FROM webhook_events")
+    rows = await fast.supervisor.db.fetchall("SELECT id FROM webhook_deliveries")
     assert rows == [] and handler.received == []
 
 

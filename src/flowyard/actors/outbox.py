@@ -1,16 +1,17 @@
 """The webhook outbox: events written with the transitions that cause them, then delivered.
 
-Emission is in the caller's transaction: :meth:`Outbox.emit` returns the event and delivery
-rows for the caller to commit with its own writes, and :meth:`Outbox.enqueue` is called once
-that commit succeeded. A project without an enabled webhook costs one dict lookup.
+Emission is in the caller's transaction: :meth:`Outbox.emit` returns the delivery rows (each
+holds its event's body) for the caller to commit with its own writes, and
+:meth:`Outbox.enqueue` is called once that commit succeeded. A project without an enabled
+webhook costs one dict lookup.
 
-Delivery: a pending delivery that is due joins the lane of its receiver (its webhook, or a
-callback URL's host) at once; one due later has a keyed timer (:class:`DeliveryDue`) in the
-jobs engine's timer service. Each lane has at most ``LANE_CONCURRENCY`` senders, so a slow
-receiver holds only its own lane. A sender does not wait for an attempt's outcome to be
-committed: the outcomes of one moment go to the writer together, and the next attempt of a
-delivery is armed only once its outcome is committed. On start every pending delivery is
-queued again (at-least-once after a crash).
+Delivery: pending deliveries that are due join the lane of their receiver (their webhook, or a
+callback URL's host) together, every ``RELEASE_SECONDS``; one due later has a keyed timer
+(:class:`DeliveryDue`) in the jobs engine's timer service. Each lane has at most
+``LANE_CONCURRENCY`` senders, so a slow receiver holds only its own lane. A sender does not
+wait for an attempt's outcome to be committed: the outcomes of a few milliseconds go to the
+writer together, and the next attempt of a delivery is armed only once its outcome is
+committed. On start every pending delivery is queued again (at-least-once after a crash).
 """
 
 import asyncio
@@ -38,7 +39,6 @@ from flowyard.webhooks.model import (
     TIMEOUT_SECONDS,
     Delivery,
     DeliveryStatus,
-    Event,
     Webhook,
     attempted,
     event_body,
@@ -162,14 +162,16 @@ class Outbox:
     # ----------------------------------------------------------------- emission
 
     def emit(
-        self, project_id: str, topic: str, data: Any, now: int, *, force: bool = False
-    ) -> tuple[Event, list[Op], list[Delivery]]:
-        """The event and its deliveries to every enabled webhook of the project whose topics
-        match (rows to commit, deliveries to :meth:`enqueue` after the commit)."""
+        self, project_id: str, topic: str, data: Any, now: int
+    ) -> tuple[str, list[Op], list[Delivery]]:
+        """A new event's id and its deliveries to every enabled webhook of the project whose
+        topics match (rows to commit, deliveries to :meth:`enqueue` after the commit). The
+        event lives in its deliveries: one that no webhook takes is not stored."""
         event_id = new_id("evt")
-        body = event_body(event_id, project_id, topic, now, data)
-        event = Event(id=event_id, project_id=project_id, topic=topic, created_at=now, body=body)
         targets = [w for w in self._enabled.get(project_id, ()) if matches_any(w.topics, topic)]
+        if not targets:
+            return event_id, [], []
+        body = event_body(event_id, project_id, topic, now, data)
         deliveries = [
             Delivery(
                 id=new_id("whd"),
@@ -184,13 +186,7 @@ class Outbox:
             )
             for w in targets
         ]
-        if not deliveries and not force:
-            return event, [], []
-        return (
-            event,
-            [store.insert_event(event), *map(store.insert_delivery, deliveries)],
-            deliveries,
-        )
+        return event_id, [*map(store.insert_delivery, deliveries)], deliveries
 
     def job_changes(
         self, changes: Sequence[tuple[Job | None, Job]], runs: Sequence[Run]

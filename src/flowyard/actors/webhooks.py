@@ -130,13 +130,11 @@ class Webhooks:
         if why is not None:
             raise Invalid(f"$.topic: {why}", [{"path": "$.topic", "message": why}])
         check_payload(data, "$.data")
-        event, ops, deliveries = self.outbox.emit(
-            project_id, topic, data, self.clock.now_ms(), force=True
-        )
+        event_id, ops, deliveries = self.outbox.emit(project_id, topic, data, self.clock.now_ms())
         with self.accounts.paying(project_id, JOB_WRITE, FAMILY):
             await self.db.commit(ops)
         self.outbox.enqueue(deliveries)
-        return event.id, len(deliveries)
+        return event_id, len(deliveries)
 
     async def delivery(self, webhook: Webhook, delivery_id: str) -> Delivery:
         """A delivery of the webhook, or 404."""

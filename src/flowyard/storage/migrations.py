@@ -128,6 +128,28 @@ MIGRATIONS: list[str] = [
     CREATE INDEX webhook_deliveries_pending ON webhook_deliveries(status)
         WHERE status = 'pending';
     """,
+    # An event lives in its deliveries (each holds the body it POSTs): one row per delivery
+    # instead of two. Deliveries keep their seq without AUTOINCREMENT, which cost every insert
+    # an update of sqlite_sequence.
+    """
+    DROP TABLE webhook_events;
+    CREATE TABLE webhook_deliveries_6 (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        webhook_id TEXT,
+        project_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        doc BLOB NOT NULL
+    );
+    INSERT INTO webhook_deliveries_6 (seq, id, webhook_id, project_id, status, doc)
+        SELECT seq, id, webhook_id, project_id, status, doc FROM webhook_deliveries;
+    DROP TABLE webhook_deliveries;
+    ALTER TABLE webhook_deliveries_6 RENAME TO webhook_deliveries;
+    DELETE FROM sqlite_sequence WHERE name IN ('webhook_events', 'webhook_deliveries');
+    CREATE INDEX webhook_deliveries_by_webhook ON webhook_deliveries(webhook_id, seq);
+    CREATE INDEX webhook_deliveries_pending ON webhook_deliveries(status)
+        WHERE status = 'pending';
+    """,
 ]
 
 

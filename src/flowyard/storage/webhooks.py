@@ -1,11 +1,12 @@
-"""Webhook, event (the outbox) and delivery rows: the write statements and the reads."""
+"""Webhook and delivery rows (the outbox: an event lives in its deliveries): the write
+statements and the reads."""
 
 import msgspec
 
 from flowyard.storage.codec import encode
 from flowyard.storage.pages import chunked, newest_first, page
 from flowyard.storage.sqlite import Database, Op
-from flowyard.webhooks.model import Delivery, Event, Webhook
+from flowyard.webhooks.model import Delivery, Webhook
 
 _webhook = msgspec.json.Decoder(Webhook)
 _delivery_decoder = msgspec.json.Decoder(Delivery)
@@ -24,7 +25,6 @@ _UPSERT_WEBHOOK = (
 )
 _DELETE_WEBHOOK = "DELETE FROM webhooks WHERE id = ?"
 _DROP_DELIVERIES = "DELETE FROM webhook_deliveries WHERE webhook_id = ? AND status = 'pending'"
-_INSERT_EVENT = "INSERT INTO webhook_events (id, project_id, topic, doc) VALUES (?, ?, ?, ?)"
 _INSERT_DELIVERY = (
     "INSERT INTO webhook_deliveries (id, webhook_id, project_id, status, doc)"
     " VALUES (?, ?, ?, ?, ?)"
@@ -41,11 +41,6 @@ def put_webhook(webhook: Webhook) -> Op:
 def delete_webhook(webhook_id: str) -> list[Op]:
     """Delete a webhook and drop its pending deliveries."""
     return [(_DELETE_WEBHOOK, (webhook_id,)), (_DROP_DELIVERIES, (webhook_id,))]
-
-
-def insert_event(event: Event) -> Op:
-    """Record an event in the outbox."""
-    return (_INSERT_EVENT, (event.id, event.project_id, event.topic, encode(event)))
 
 
 def insert_delivery(delivery: Delivery) -> Op:

@@ -41,16 +41,6 @@ class Webhook(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     updated_at: int
 
 
-class Event(msgspec.Struct, frozen=True, kw_only=True, gc=False):
-    """Something that happened; ``body`` is what every delivery of it POSTs."""
-
-    id: str
-    project_id: str
-    topic: str
-    created_at: int
-    body: Raw
-
-
 class Delivery(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One event on its way to one webhook (or, with ``callback_url``, a job's notice)."""
 
