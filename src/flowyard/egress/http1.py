@@ -2,7 +2,7 @@
 
 Every job step pushed to a handler and every webhook event is one POST, so the client's cost per
 request is paid per job and per event, on the event loop that also answers the API. httpx (the
-SDK's client) costs about twenty times this client's CPU per small POST, aiohttp about three
+SDK's client) costs about forty times this client's CPU per small POST, aiohttp about six
 times (``python -m bench.http_clients``; figures in ``bench/README.md``, "The push and
 webhook client"). It does only what a delivery needs: a POST with a body, its answer's status
 and the start of its body, kept-alive connections per origin, TLS, and a timeout around the
