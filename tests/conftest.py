@@ -2,9 +2,10 @@
 
 import os
 import socket
+import ssl
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,8 @@ import httpx
 import msgspec
 import pytest
 import uvicorn
+from anyio.abc import ByteStream, Listener, SocketAttribute
+from anyio.streams.tls import TLSListener
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -46,6 +49,25 @@ def _bound_socket() -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     return sock
+
+
+@asynccontextmanager
+async def serve_tcp(
+    handle: Callable[[ByteStream], Awaitable[None]],
+    host: str = "127.0.0.1",
+    port: int = 0,
+    tls: ssl.SSLContext | None = None,
+) -> AsyncIterator[int]:
+    """Serve raw TCP (over TLS with ``tls``), ``handle`` per connection, while the block runs;
+    yields the port."""
+    tcp = await anyio.create_tcp_listener(local_host=host, local_port=port)
+    listener: Listener[Any] = tcp if tls is None else TLSListener(tcp, tls, False)
+    async with listener, anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, handle)
+        try:
+            yield tcp.extra(SocketAttribute.local_port)
+        finally:
+            tg.cancel_scope.cancel()
 
 
 @asynccontextmanager

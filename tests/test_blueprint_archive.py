@@ -4,11 +4,9 @@ run on, ``?name=`` matches exactly; over HTTP, the SDK and the CLI, and on an ol
 
 import os
 import re
-import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +15,10 @@ import msgspec
 
 from flowyard.client import AsyncClient
 from flowyard.ids import new_id
-from flowyard.storage.migrations import MIGRATIONS
-from flowyard.storage.projects import ALL_SCOPES, create_key_sync, new_key, new_project
+from flowyard.storage.projects import ALL_SCOPES, create_key_sync
 from tests.api_surface import Owner, assert_error, snapshot
 from tests.conftest import ServerProcess, Service, running_service
+from tests.schema_support import older_database
 from tests.workflow_support import (
     ack,
     claim_one,
@@ -150,13 +148,7 @@ def _old_database(path: Path) -> tuple[str, str, str]:
     """A database at the schema before ``archived_at`` and ``name`` existed, with a key and
     one blueprint written as that version wrote them; (path, key, blueprint id)."""
     db = str(path / "old.db")
-    with closing(sqlite3.connect(db)) as conn:
-        for number, script in enumerate(MIGRATIONS[:3], 1):
-            conn.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
-        project, insert = new_project("old")
-        conn.execute(*insert)
-        key, insert = new_key(project.id, list(ALL_SCOPES))
-        conn.execute(*insert)
+    with older_database(db, 3) as (conn, project, key):
         blueprint_id = new_id("wf")
         doc = {
             "id": blueprint_id,
@@ -171,8 +163,7 @@ def _old_database(path: Path) -> tuple[str, str, str]:
             "INSERT INTO blueprints (id, project_id, doc) VALUES (?, ?, ?)",
             (blueprint_id, project.id, msgspec.json.encode(doc)),
         )
-        conn.commit()
-    return db, key.key, blueprint_id
+    return db, key, blueprint_id
 
 
 async def test_blueprints_of_an_older_database_are_live_and_found_by_name(

@@ -21,15 +21,15 @@ import httpx
 import msgspec
 import pytest
 import trustme
-from anyio.abc import ByteStream, Listener, SocketAttribute
+from anyio.abc import ByteStream
 from anyio.streams.buffered import BufferedByteReceiveStream
-from anyio.streams.tls import TLSListener
 
 from flowyard.actors.dispatcher import Dispatcher, Outcome
 from flowyard.egress.addresses import IPAddress, refusal
+from flowyard.egress.http1 import open_connection
 from flowyard.egress.pinned import PublicNetwork
 from flowyard.storage.projects import ALL_SCOPES, create_key_sync
-from tests.conftest import Handler, ServerProcess
+from tests.conftest import Handler, ServerProcess, serve_tcp
 
 PUBLIC = "93.184.215.14"
 
@@ -61,15 +61,9 @@ async def listening(
     host: str, port: int = 0, tls: ssl.SSLContext | None = None
 ) -> AsyncIterator[Recorder]:
     """A :class:`Recorder` serving on ``host`` (over TLS with ``tls``) while the block runs."""
-    tcp = await anyio.create_tcp_listener(local_host=host, local_port=port)
-    heard = Recorder(host, tcp.extra(SocketAttribute.local_port))
-    listener: Listener[Any] = tcp if tls is None else TLSListener(tcp, tls, False)
-    async with listener, anyio.create_task_group() as tg:
-        tg.start_soon(listener.serve, heard.answer)
-        try:
-            yield heard
-        finally:
-            tg.cancel_scope.cancel()
+    heard = Recorder(host, port)
+    async with serve_tcp(heard.answer, host, port, tls) as heard.port:
+        yield heard
 
 
 class Rebinding:
@@ -101,12 +95,8 @@ class Sockets:
         server_name: str | None,
     ) -> asyncio.Protocol:
         self.connected.append((address, port))
-        loop = asyncio.get_running_loop()
         local = self.far if address == PUBLIC else address
-        _, protocol = await loop.create_connection(
-            factory, local, port, ssl=tls, server_hostname=server_name
-        )
-        return protocol
+        return await open_connection(factory, local, port, tls, server_name)
 
 
 def only(allowed: str) -> Callable[[IPAddress, frozenset[IPAddress]], str | None]:

@@ -21,9 +21,8 @@ import anyio
 import httpx
 import pytest
 import trustme
-from anyio.abc import ByteStream, Listener, SocketAttribute
+from anyio.abc import ByteStream
 from anyio.streams.buffered import BufferedByteReceiveStream
-from anyio.streams.tls import TLSListener
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -34,6 +33,7 @@ from flowyard.egress.http1 import (
     InvalidUrl,
     RemoteProtocolError,
 )
+from tests.conftest import serve_tcp
 
 BODY = b'{"id":"evt_1"}'
 HEADERS = [("Content-Type", "application/json"), ("X-Flowyard-Topic", "jobs.completed")]
@@ -126,15 +126,9 @@ class Server:
 
 @asynccontextmanager
 async def serving(*replies: Reply, tls: ssl.SSLContext | None = None) -> AsyncIterator[Server]:
-    tcp = await anyio.create_tcp_listener(local_host="127.0.0.1")
-    server = Server(replies, tcp.extra(SocketAttribute.local_port))
-    listener: Listener[Any] = tcp if tls is None else TLSListener(tcp, tls, False)
-    async with listener, anyio.create_task_group() as tg:
-        tg.start_soon(listener.serve, server.serve)
-        try:
-            yield server
-        finally:
-            tg.cancel_scope.cancel()
+    server = Server(replies)
+    async with serve_tcp(server.serve, tls=tls) as server.port:
+        yield server
 
 
 # --------------------------------------------------------------------- the two clients

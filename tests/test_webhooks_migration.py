@@ -8,10 +8,9 @@ from pathlib import Path
 import msgspec
 
 from flowyard.ids import new_id
-from flowyard.storage.migrations import MIGRATIONS
-from flowyard.storage.projects import ALL_SCOPES, new_key, new_project
 from flowyard.webhooks.model import Delivery, DeliveryStatus, Webhook, event_body
 from tests.conftest import Handler, running_service
+from tests.schema_support import older_database
 from tests.webhook_support import wait_deliveries
 
 
@@ -20,13 +19,7 @@ def _schema5_database(path: Path, url: str) -> tuple[str, str, str, list[str]]:
     its event row, as schema 5 wrote them); (path, key, webhook id, delivery ids oldest first).
     """
     db = str(path / "v5.db")
-    with closing(sqlite3.connect(db)) as conn:
-        for number, script in enumerate(MIGRATIONS[:5], 1):
-            conn.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
-        project, insert = new_project("old")
-        conn.execute(*insert)
-        key, insert = new_key(project.id, list(ALL_SCOPES))
-        conn.execute(*insert)
+    with older_database(db, 5) as (conn, project, key):
         now = 1_700_000_000_000
         webhook = Webhook(
             id=new_id("whk"),
@@ -70,8 +63,7 @@ def _schema5_database(path: Path, url: str) -> tuple[str, str, str, list[str]]:
                 (delivery.id, webhook.id, project.id, status.value, msgspec.json.encode(delivery)),
             )
             ids.append(delivery.id)
-        conn.commit()
-    return db, key.key, webhook.id, ids
+    return db, key, webhook.id, ids
 
 
 async def test_a_schema5_database_delivers_its_pending_delivery_and_keeps_its_history(

@@ -81,13 +81,14 @@ async def _default_addresses(host: str, port: int) -> list[str]:
     return [host]
 
 
-async def _default_opener(
+async def open_connection(
     factory: Callable[[], asyncio.Protocol],
     address: str,
     port: int,
     tls: ssl.SSLContext | None,
     server_name: str | None,
 ) -> asyncio.Protocol:
+    """The default :data:`Opener`: the event loop's connection to ``address``."""
     loop = asyncio.get_running_loop()
     _, protocol = await loop.create_connection(
         factory, address, port, ssl=tls, server_hostname=server_name
@@ -113,7 +114,7 @@ class Http1Client:
         self,
         *,
         addresses: Addresses = _default_addresses,
-        opener: Opener = _default_opener,
+        opener: Opener = open_connection,
         tls: ssl.SSLContext | None = None,
     ) -> None:
         self._addresses = addresses
