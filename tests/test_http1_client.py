@@ -27,12 +27,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flowyard import __version__
-from flowyard.egress.http1 import (
-    ConnectError,
-    Http1Client,
-    InvalidUrl,
-    RemoteProtocolError,
-)
+from flowyard.egress.connection import ConnectError, RemoteProtocolError
+from flowyard.egress.http1 import Http1Client, InvalidUrl
 from tests.conftest import serve_tcp
 
 BODY = b'{"id":"evt_1"}'

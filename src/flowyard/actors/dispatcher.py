@@ -12,7 +12,8 @@ from typing import Any
 import msgspec
 from msgspec import Raw
 
-from flowyard.egress.http1 import Answer, Http1Client, HttpError, InvalidUrl, Opener
+from flowyard.egress.connection import Answer, HttpError
+from flowyard.egress.http1 import Http1Client, InvalidUrl, Opener
 from flowyard.egress.pinned import AddressBlocked, PublicNetwork
 from flowyard.signing import signature_header
 

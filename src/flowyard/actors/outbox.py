@@ -1,25 +1,21 @@
-"""The webhook outbox: events written with the transitions that cause them, then delivered.
+"""The webhook outbox: deliveries committed with the transitions that cause them, then sent.
 
-Emission is in the caller's transaction: :meth:`Outbox.emit` returns the delivery rows (each
-holds its event's body) for the caller to commit with its own writes, and
-:meth:`Outbox.enqueue` is called once that commit succeeded. A project without an enabled
-webhook costs one dict lookup.
-
-Delivery: pending deliveries that are due join the lane of their receiver (their webhook, or a
-callback URL's host) together, every ``RELEASE_SECONDS``; one due later has a keyed timer
-(:class:`DeliveryDue`) in the jobs engine's timer service. Each lane has at most
-``LANE_CONCURRENCY`` senders, so a slow receiver holds only its own lane. A sender does not
-wait for an attempt's outcome to be committed: the outcomes of a few milliseconds go to the
-writer together, and the next attempt of a delivery is armed only once its outcome is
-committed. On start every pending delivery is queued again (at-least-once after a crash).
+What a transition emits is :mod:`flowyard.actors.subscriptions`' part; once the transition
+committed, :meth:`Outbox.enqueue` takes its deliveries. Pending deliveries that are due join
+the lane of their receiver (their webhook, or a callback URL's host) together, every
+``RELEASE_SECONDS``; one due later has a keyed timer (:class:`DeliveryDue`) in the jobs
+engine's timer service. Each lane has at most ``LANE_CONCURRENCY`` senders, so a slow receiver
+holds only its own lane. A sender does not wait for an attempt's outcome to be committed: the
+outcomes of a few milliseconds go to the writer together, and the next attempt of a delivery
+is armed only once its outcome is committed. On start every pending delivery is queued again
+(at-least-once after a crash).
 """
 
 import asyncio
 import logging
 import random
 from collections import deque
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 import anyio
@@ -28,23 +24,18 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from flowyard.actors.dispatcher import Dispatcher, Sent
 from flowyard.actors.jobs import JobEngine
+from flowyard.actors.subscriptions import Subscriptions
 from flowyard.errors import Unavailable
-from flowyard.ids import new_id
-from flowyard.jobs.model import TERMINAL, Job, Run
 from flowyard.settings import Settings
 from flowyard.storage import webhooks as store
-from flowyard.storage.sqlite import RETRY_MS, Database, Op
-from flowyard.webhooks.emission import execution_events, job_event
+from flowyard.storage.sqlite import RETRY_MS, Database
 from flowyard.webhooks.model import (
     TIMEOUT_SECONDS,
     Delivery,
     DeliveryStatus,
     Webhook,
     attempted,
-    event_body,
 )
-from flowyard.webhooks.topics import matches_any
-from flowyard.workflows.state import ExecutionState
 
 log = logging.getLogger("flowyard.webhooks")
 
@@ -60,12 +51,6 @@ OUTCOME_WRITE_SECONDS = 0.01
 """Attempt outcomes are gathered for this long and written together (one write request)."""
 SENDER_IDLE_SECONDS = 1.0
 """How long a sender with nothing to send waits for more before it ends."""
-
-NOTICE_TOPIC = "jobs.callback"
-"""The topic header of a job's ``callback_url`` notice."""
-
-Emitted = tuple[list[Op], list[Delivery]]
-NOTHING: Emitted = ([], [])
 
 
 class DeliveryDue(msgspec.Struct, frozen=True, gc=False):
@@ -114,8 +99,7 @@ class Outbox:
         self.dispatcher = dispatcher
         self.jobs = jobs
         self.clock = jobs.clock
-        self.webhooks: dict[str, Webhook] = {}
-        self._enabled: dict[str, list[Webhook]] = {}  # project -> its enabled webhooks
+        self.subscriptions = Subscriptions(jobs.clock)
         self.pending: dict[str, Delivery] = {}
         self._lanes: dict[str, _Lane] = {}
         self._limit = anyio.CapacityLimiter(TOTAL_CONCURRENCY)
@@ -123,14 +107,12 @@ class Outbox:
         self._releasing: list[Delivery] = []
         self._tg: TaskGroup | None = None
         jobs.timer_hooks[DeliveryDue] = self._due
-        jobs.live.emit = self.job_changes
+        jobs.live.emit = self.subscriptions.job_changes
         jobs.live.emitted = self.enqueue
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Load the webhooks and re-arm every pending delivery, then send until cancelled."""
-        for webhook in await store.all_webhooks(self.db):
-            self.webhooks[webhook.id] = webhook
-        self._index()
+        self.subscriptions.load(await store.all_webhooks(self.db))
         pending = await store.pending_deliveries(self.db)
         async with anyio.create_task_group() as tg:
             self._tg = tg
@@ -142,116 +124,13 @@ class Outbox:
     # ----------------------------------------------------------------- subscriptions
 
     def changed(self, webhook: Webhook | None, webhook_id: str) -> None:
-        """After a commit: a webhook was created, changed (or deleted, ``webhook`` None)."""
+        """After a commit: a webhook was created, changed (or deleted, ``webhook`` None: its
+        pending deliveries are dropped)."""
+        self.subscriptions.changed(webhook, webhook_id)
         if webhook is None:
-            self.webhooks.pop(webhook_id, None)
             for delivery_id in [d.id for d in self.pending.values() if d.webhook_id == webhook_id]:
                 self.pending.pop(delivery_id, None)
                 self.jobs.timers.cancel(DeliveryDue(delivery_id))
-        else:
-            self.webhooks[webhook.id] = webhook
-        self._index()
-
-    def _index(self) -> None:
-        enabled: dict[str, list[Webhook]] = {}
-        for webhook in self.webhooks.values():
-            if webhook.enabled:
-                enabled.setdefault(webhook.project_id, []).append(webhook)
-        self._enabled = enabled
-
-    # ----------------------------------------------------------------- emission
-
-    def emit(
-        self, project_id: str, topic: str, data: Any, now: int
-    ) -> tuple[str, list[Op], list[Delivery]]:
-        """A new event's id and its deliveries to every enabled webhook of the project whose
-        topics match (rows to commit, deliveries to :meth:`enqueue` after the commit). The
-        event lives in its deliveries: one that no webhook takes is not stored."""
-        event_id = new_id("evt")
-        targets = [w for w in self._enabled.get(project_id, ()) if matches_any(w.topics, topic)]
-        if not targets:
-            return event_id, [], []
-        body = event_body(event_id, project_id, topic, now, data)
-        deliveries = [
-            Delivery(
-                id=new_id("whd"),
-                webhook_id=w.id,
-                project_id=project_id,
-                event_id=event_id,
-                topic=topic,
-                payload=body,
-                next_attempt_at=now,
-                created_at=now,
-                updated_at=now,
-            )
-            for w in targets
-        ]
-        return event_id, [*map(store.insert_delivery, deliveries)], deliveries
-
-    def job_changes(
-        self, changes: Sequence[tuple[Job | None, Job]], runs: Sequence[Run]
-    ) -> Emitted:
-        """The events of job changes about to be committed (attempts that ended), and the
-        ``callback_url`` notices of jobs that ended."""
-        enabled = self._enabled
-        ops: list[Op] = []
-        deliveries: list[Delivery] = []
-        for old, new in changes:
-            ended = new.status in TERMINAL and (old is None or old.status not in TERMINAL)
-            if ended and new.callback_url is not None:
-                notice = self._notice(old, new)
-                ops.append(store.insert_delivery(notice))
-                deliveries.append(notice)
-            if new.project_id not in enabled:
-                continue
-            found = job_event(old, new, runs)
-            if found is not None:
-                _, more_ops, more = self.emit(
-                    new.project_id, found[0], found[1], self.clock.now_ms()
-                )
-                ops += more_ops
-                deliveries += more
-        return ops, deliveries
-
-    def _notice(self, old: Job | None, new: Job) -> Delivery:
-        """The delivery of a job's ``callback_url`` notice (signed with the project's secret)."""
-        now = self.clock.now_ms()
-        body = msgspec.json.encode(
-            {
-                "job_id": new.id,
-                "run_id": old.run_id if old is not None else None,
-                "status": new.status,
-                "result": new.result,
-                "error": new.error,
-                "attempt": new.attempt,
-            }
-        )
-        return Delivery(
-            id=new_id("whd"),
-            webhook_id=None,
-            project_id=new.project_id,
-            event_id=new_id("evt"),
-            topic=NOTICE_TOPIC,
-            payload=msgspec.Raw(body),
-            next_attempt_at=now,
-            created_at=now,
-            updated_at=now,
-            callback_url=new.callback_url,
-            job_id=new.id,
-        )
-
-    def execution_change(self, old: ExecutionState, new: ExecutionState) -> Emitted:
-        """The events of an execution change to commit with it (its end, failed steps)."""
-        if new.project_id not in self._enabled:
-            return NOTHING
-        ops: list[Op] = []
-        deliveries: list[Delivery] = []
-        now = self.clock.now_ms()
-        for topic, data in execution_events(old, new):
-            _, more_ops, more = self.emit(new.project_id, topic, data, now)
-            ops += more_ops
-            deliveries += more
-        return ops, deliveries
 
     def enqueue(self, deliveries: Iterable[Delivery]) -> None:
         """After a commit: queue each pending delivery that is due, arm the others' timers."""
@@ -382,7 +261,7 @@ class Outbox:
         if delivery.webhook_id is None:
             secret = await self.jobs.push.secret(delivery.project_id)
             return delivery.callback_url or "", secret
-        webhook = self.webhooks.get(delivery.webhook_id)
+        webhook = self.subscriptions.webhooks.get(delivery.webhook_id)
         return None if webhook is None else (webhook.url, webhook.secret)
 
     async def send(

@@ -53,7 +53,7 @@ class Supervisor:
         self.workflows = WorkflowEngine(self.db, self.jobs, settings)
         self.outbox = Outbox(self.db, settings, self.dispatcher, self.jobs)
         self.webhooks = Webhooks(self.db, self.outbox, self.accounts)
-        self.workflows.emit = self.outbox.execution_change
+        self.workflows.emit = self.outbox.subscriptions.execution_change
         self.workflows.emitted = self.outbox.enqueue
         self.ready = anyio.Event()
         self.failure: str | None = None  # set when a core service crashed

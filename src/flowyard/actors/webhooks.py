@@ -75,7 +75,8 @@ class Webhooks:
         enabled: bool,
     ) -> Webhook:
         check_webhook_fields(url, topics)
-        held = sum(hook.project_id == project_id for hook in self.outbox.webhooks.values())
+        webhooks = self.outbox.subscriptions.webhooks.values()
+        held = sum(hook.project_id == project_id for hook in webhooks)
         if held >= MAX_WEBHOOKS:
             raise Conflict(f"a project has at most {MAX_WEBHOOKS} webhooks; delete one first")
         now = self.clock.now_ms()
@@ -130,7 +131,8 @@ class Webhooks:
         if why is not None:
             raise Invalid(f"$.topic: {why}", [{"path": "$.topic", "message": why}])
         check_payload(data, "$.data")
-        event_id, ops, deliveries = self.outbox.emit(project_id, topic, data, self.clock.now_ms())
+        now = self.clock.now_ms()
+        event_id, ops, deliveries = self.outbox.subscriptions.emit(project_id, topic, data, now)
         with self.accounts.paying(project_id, JOB_WRITE, FAMILY):
             await self.db.commit(ops)
         self.outbox.enqueue(deliveries)

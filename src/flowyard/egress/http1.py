@@ -23,10 +23,16 @@ from urllib.parse import quote, unquote, urlsplit
 
 import anyio
 import certifi
-import httptools
 import msgspec
 
 from flowyard import __version__
+from flowyard.egress.connection import (
+    Answer,
+    ConnectError,
+    Connection,
+    Origin,
+    RemoteProtocolError,
+)
 
 IDLE_SECONDS = 5.0
 """A kept-alive connection unused for this long is closed instead of reused."""
@@ -35,8 +41,6 @@ MAX_IDLE_PER_ORIGIN = 64
 _MAX_TARGETS = 4096
 """Parsed URLs kept (a handler URL is parsed once, not once per request)."""
 
-Origin = tuple[str, str, int]
-"""``(scheme, host, port)``."""
 Addresses = Callable[[str, int], Awaitable[list[str]]]
 """``(host, port)`` to the addresses (or the name) to connect to, in order."""
 Opener = Callable[
@@ -46,29 +50,8 @@ Opener = Callable[
 """``(protocol factory, address, port, TLS context, TLS server name)`` to the connected protocol."""
 
 
-class HttpError(Exception):
-    """No usable answer: the connection could not be made, broke, or the answer is malformed."""
-
-
-class ConnectError(HttpError):
-    """The connection could not be made (the name, the address, or the TLS handshake)."""
-
-
-class RemoteProtocolError(HttpError):
-    """The connection closed before a complete answer, or the answer is not HTTP/1.1."""
-
-
 class InvalidUrl(ValueError):
     """The URL cannot be requested (scheme, host, port or header text)."""
-
-
-class Answer(msgspec.Struct, frozen=True, gc=False):
-    """An answer: its status and up to ``max_body`` bytes of its body (``complete`` False when
-    the body was longer; the rest was not read)."""
-
-    status: int
-    body: bytes
-    complete: bool = True
 
 
 class _Target(msgspec.Struct, frozen=True, gc=False):
@@ -120,7 +103,7 @@ class Http1Client:
         self._addresses = addresses
         self._open = opener
         self._tls = tls
-        self._idle: dict[Origin, list[_Connection]] = {}
+        self._idle: dict[Origin, list[Connection]] = {}
         self._targets: dict[str, _Target] = {}
         self._closed = False
 
@@ -167,7 +150,7 @@ class Http1Client:
         return await self._exchange(connection, request, max_body, deadline)
 
     async def _exchange(
-        self, connection: "_Connection", request: bytes, max_body: int, deadline: float
+        self, connection: Connection, request: bytes, max_body: int, deadline: float
     ) -> Answer:
         try:
             answer = await connection.exchange(request, max_body, deadline)
@@ -183,7 +166,7 @@ class Http1Client:
         connection.close()
         return answer
 
-    def _reuse(self, origin: Origin) -> "_Connection | None":
+    def _reuse(self, origin: Origin) -> Connection | None:
         idle = self._idle.get(origin)
         oldest = time.monotonic() - IDLE_SECONDS
         while idle:
@@ -193,7 +176,7 @@ class Http1Client:
             connection.close()
         return None
 
-    async def _connect(self, target: _Target) -> "_Connection":
+    async def _connect(self, target: _Target) -> Connection:
         scheme, host, port = target.origin
         tls = None
         if scheme == "https":
@@ -203,12 +186,12 @@ class Http1Client:
         for address in await self._addresses(host, port):
             try:
                 protocol = await self._open(
-                    lambda: _Connection(target.origin), address, port, tls, target.tls_name
+                    lambda: Connection(target.origin), address, port, tls, target.tls_name
                 )
             except (OSError, ssl.SSLError) as exc:  # refused, unreachable, certificate
                 failure = exc
                 continue
-            assert isinstance(protocol, _Connection)
+            assert isinstance(protocol, Connection)
             return protocol
         raise ConnectError(f"cannot connect to {host}:{port}: {failure}") from failure
 
@@ -267,142 +250,3 @@ def _ascii(text: str) -> bytes:
         return text.encode("ascii")
     except UnicodeEncodeError as exc:
         raise InvalidUrl(f"not ASCII: {text[exc.start : exc.end]!r}") from exc
-
-
-class _Connection(asyncio.Protocol):
-    """One connection, one exchange at a time; httptools calls the ``on_*`` methods."""
-
-    def __init__(self, origin: Origin) -> None:
-        self.origin = origin
-        self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpResponseParser(self)
-        self.closed = False
-        self.reusable = False
-        self.received = False
-        self.idle_since = 0.0
-        self._waiter: asyncio.Future[Answer] | None = None
-        self._status = 0
-        self._body = bytearray()
-        self._max_body = 0
-        self._framed = False  # Content-Length or chunked: the end is not the connection's
-
-    # ------------------------------------------------------------------ the exchange
-
-    async def exchange(self, request: bytes, max_body: int, deadline: float) -> Answer:
-        """Send ``request``; its answer, or TimeoutError once the loop's clock is past
-        ``deadline`` (a timer handle, cheaper than a cancel scope per request)."""
-        if self.closed or self.transport is None:
-            raise RemoteProtocolError("the connection is closed")
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[Answer] = loop.create_future()
-        self._waiter = waiter
-        self._status, self._body, self._max_body = 0, bytearray(), max_body
-        self._framed = self.received = self.reusable = False
-        timer = loop.call_at(deadline, self._expire, waiter)
-        self.transport.write(request)
-        try:
-            return await waiter
-        finally:
-            timer.cancel()
-
-    def _expire(self, waiter: "asyncio.Future[Answer]") -> None:
-        if waiter is self._waiter:
-            self._settle(None, TimeoutError())
-            self.close()
-
-    def close(self) -> None:
-        self.closed = True
-        self.reusable = False
-        if self.transport is not None:
-            self.transport.close()
-
-    def _settle(self, answer: Answer | None, error: Exception | None = None) -> None:
-        waiter, self._waiter = self._waiter, None
-        if waiter is None or waiter.done():
-            return
-        if answer is not None:
-            waiter.set_result(answer)
-        else:
-            waiter.set_exception(error or RemoteProtocolError("no answer"))
-
-    # ------------------------------------------------------------------ asyncio callbacks
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports do not derive from asyncio's classes; they have the same methods.
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        if self._waiter is None:  # bytes nobody asked for: this connection cannot be trusted
-            self.close()
-            return
-        self.received = True
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._settle(None, RemoteProtocolError("the answer switched protocols"))
-            self.close()
-        except httptools.HttpParserError as exc:
-            refused = exc.__context__  # what an ``on_*`` method raised, if one did
-            if not isinstance(refused, RemoteProtocolError):
-                refused = RemoteProtocolError(f"malformed answer: {exc}")
-            self._settle(None, refused)
-            self.close()
-
-    def eof_received(self) -> bool:
-        return False  # close the transport; connection_lost settles what is waiting
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        self.reusable = False
-        if self._waiter is None:
-            return
-        if self._status and not self._framed:  # the answer's body ends with the connection
-            self._settle(Answer(self._status, bytes(self._body)))
-        else:
-            reason = f": {exc}" if exc is not None else ""
-            self._settle(
-                None, RemoteProtocolError(f"the connection closed before the answer{reason}")
-            )
-
-    # ------------------------------------------------------------------ httptools callbacks
-
-    def on_message_begin(self) -> None:
-        if self._waiter is None:
-            # An answer after the one asked for, in the same read: nobody asked for it, and
-            # the next request on this connection would be read as its continuation.
-            self.close()
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        lowered = name.lower()
-        if lowered == b"content-length" or (
-            lowered == b"transfer-encoding" and b"chunked" in value.lower()
-        ):
-            self._framed = True
-
-    def on_headers_complete(self) -> None:
-        self._status = self.parser.get_status_code()
-        if self._status < 100:  # llhttp reads any three digits; RFC 9110 §15 starts at 100
-            raise RemoteProtocolError(f"malformed answer: status {self._status:03d}")
-        if self._status < 200:
-            return
-        # No body can follow these answers to a POST: httptools ends them at once.
-        if self._status in (204, 304):
-            self._framed = True
-
-    def on_body(self, body: bytes) -> None:
-        room = self._max_body - len(self._body)
-        if len(body) <= room:
-            self._body += body
-            return
-        self._body += body[:room]
-        self._settle(Answer(self._status, bytes(self._body), complete=False))
-        self.close()  # the rest is not read: the connection cannot carry another exchange
-
-    def on_message_complete(self) -> None:
-        status = self._status
-        if 100 <= status < 200:  # an interim answer (100 Continue): the real one follows
-            self._status, self._framed = 0, False
-            self._body.clear()
-            return
-        self.reusable = self.parser.should_keep_alive() and not self.closed
-        self._settle(Answer(status, bytes(self._body)))

@@ -16,7 +16,7 @@ from ipaddress import ip_address
 import anyio
 
 from flowyard.egress.addresses import IPAddress, refusal
-from flowyard.egress.http1 import ConnectError
+from flowyard.egress.connection import ConnectError
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 """``(host, port)`` to the addresses to try, in order, as text."""
