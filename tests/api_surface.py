@@ -21,6 +21,7 @@ from flowyard.http.app import create_app
 from flowyard.ids import new_id
 from flowyard.settings import Settings
 from flowyard.storage.projects import ALL_SCOPES, CreatedKey, create_key_sync
+from flowyard.storage.sqlite_statements import execute
 from flowyard.storage.webhooks import insert_delivery
 from flowyard.webhooks.model import Delivery, DeliveryStatus
 from tests.conftest import Service
@@ -246,11 +247,10 @@ async def failed_delivery(owner: Owner) -> Prepared:
         created_at=1,
         updated_at=1,
     )
-    sql, values = insert_delivery(delivery)
 
     def insert() -> None:
         with closing(sqlite3.connect(owner.service.db, timeout=10)) as conn:
-            conn.execute(sql, values)
+            execute(conn, insert_delivery(delivery))
             conn.commit()
 
     await anyio.to_thread.run_sync(insert)

@@ -6,6 +6,7 @@ from contextlib import closing, contextmanager
 
 from flowyard.storage.migrations import MIGRATIONS
 from flowyard.storage.projects import ALL_SCOPES, Project, new_key, new_project
+from flowyard.storage.sqlite_statements import execute
 
 
 @contextmanager
@@ -16,8 +17,8 @@ def older_database(db: str, version: int) -> Iterator[tuple[sqlite3.Connection, 
         for number, script in enumerate(MIGRATIONS[:version], 1):
             conn.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
         project, insert = new_project("old")
-        conn.execute(*insert)
-        key, insert = new_key(project.id, list(ALL_SCOPES))
-        conn.execute(*insert)
+        execute(conn, insert)
+        key, key_insert = new_key(project.id, list(ALL_SCOPES))
+        execute(conn, key_insert)
         yield conn, project, key.key
         conn.commit()

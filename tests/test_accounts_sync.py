@@ -10,7 +10,7 @@ from typing import Any
 import anyio
 
 from flowyard.actors.accounts import Accounts
-from flowyard.storage.sqlite import Op
+from flowyard.storage.intents import Intent, SetBalance
 
 
 class _HeldStorage:
@@ -21,10 +21,12 @@ class _HeldStorage:
         self.release = anyio.Event()
         self.committing = anyio.Event()
 
-    async def commit(self, ops: list[Op]) -> None:
+    async def commit(self, intents: list[Intent]) -> None:
         self.committing.set()
         await self.release.wait()
-        self.balance = ops[0][1][0]
+        [intent] = intents
+        assert isinstance(intent, SetBalance) and intent.nanos is not None
+        self.balance = intent.nanos
 
     async def fetchall(self, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
         return [("proj_1", self.balance, None)]

@@ -22,6 +22,7 @@ from flowyard.ids import new_id
 from flowyard.jobs.model import Job, PullQueue
 from flowyard.storage import jobs as store
 from flowyard.storage.projects import ALL_SCOPES, create_key_sync
+from flowyard.storage.sqlite_statements import execute
 from tests.conftest import Handler, ServerProcess, free_port
 
 StartServer = Callable[..., ServerProcess]
@@ -318,7 +319,8 @@ def _seed_pull_jobs(db: str, project: str, queue: str, count: int) -> str:
         for _ in range(count)
     ]
     with closing(sqlite3.connect(db)) as conn:
-        conn.executemany(rows[0][0], [params for _, params in rows])
+        for row in rows:
+            execute(conn, row)
         conn.commit()
     return created.key
 

@@ -12,7 +12,10 @@ import pytest
 
 from flowyard.errors import Unavailable
 from flowyard.storage import writer as writer_module
+from flowyard.storage.intents import Intent, PutBlueprint, PutQueue
+from flowyard.storage.jobs import QueueSettings
 from flowyard.storage.sqlite import Database
+from flowyard.storage.workflows import Blueprint
 from flowyard.storage.writer import WIDTH, Writer
 
 PUT = (
@@ -20,6 +23,20 @@ PUT = (
     " ON CONFLICT(key) DO UPDATE SET value = excluded.value"
 )
 APPEND = "UPDATE meta SET value = value || ? WHERE key = ?"
+
+
+def put(name: str, handler: str) -> PutQueue:
+    """A write the service makes, of a row the tests can read back (``queues``)."""
+    return PutQueue("proj_t", name, QueueSettings(handler=handler))
+
+
+BLUEPRINT = Blueprint(id="wf_t", project_id="proj_t", name="t", steps=[])
+
+
+def queues(path: Path) -> dict[str, str]:
+    with sqlite3.connect(path) as conn:
+        sql = "SELECT name, json_extract(CAST(doc AS TEXT), '$.handler') FROM queues"
+        return dict(conn.execute(sql).fetchall())
 
 
 def rows(path: Path) -> dict[str, str]:
@@ -100,26 +117,25 @@ async def test_the_writer_thread_isolates_a_bad_write_from_its_neighbours(tmp_pa
     await db.open()
     async with anyio.create_task_group() as tg:
         await tg.start(db.run_writer)
+        await db.commit([PutBlueprint(BLUEPRINT)])
         outcomes: dict[str, BaseException | None] = {}
 
-        async def commit(name: str, ops: list[tuple[str, tuple[str, ...]]]) -> None:
+        async def commit(name: str, intents: list[Intent]) -> None:
             try:
-                await db.commit(ops)
+                await db.commit(intents)
                 outcomes[name] = None
             except Unavailable as exc:
                 outcomes[name] = exc
 
         async with anyio.create_task_group() as writers:  # queued together: one batch
-            writers.start_soon(commit, "good", [(PUT, ("t1", "a"))])
-            writers.start_soon(
-                commit, "bad", [("INSERT INTO meta (key, value) VALUES (?, ?)", ("t1", "b"))]
-            )
-            writers.start_soon(commit, "also good", [(PUT, ("t2", "c"))])
+            writers.start_soon(commit, "good", [put("t1", "a")])
+            writers.start_soon(commit, "bad", [put("t1", "b"), PutBlueprint(BLUEPRINT)])
+            writers.start_soon(commit, "also good", [put("t2", "c")])
         db.close_writer()
     await db.close()
     assert outcomes["good"] is None and outcomes["also good"] is None
     assert isinstance(outcomes["bad"], Unavailable)
-    assert rows(tmp_path / "w.db") == {"t1": "a", "t2": "c"}
+    assert queues(tmp_path / "w.db") == {"t1": "a", "t2": "c"}
 
 
 async def test_closing_the_writer_commits_what_is_queued_and_refuses_more(tmp_path: Path) -> None:
@@ -127,15 +143,15 @@ async def test_closing_the_writer_commits_what_is_queued_and_refuses_more(tmp_pa
     await db.open()
     async with anyio.create_task_group() as tg:
         await tg.start(db.run_writer)
-        requests = [db.submit([(PUT, (f"t{i}", "v"))]) for i in range(50)]
+        requests = [db.submit([put(f"t{i}", "v")]) for i in range(50)]
         db.close_writer()
         with pytest.raises(Unavailable):
-            db.submit([(PUT, ("late", "v"))])
+            db.submit([put("late", "v")])
     for request in requests:
         await request.done
         assert request.error is None
     await db.close()
-    assert len(rows(tmp_path / "w.db")) == 50
+    assert len(queues(tmp_path / "w.db")) == 50
 
 
 async def test_a_cancelled_caller_still_waits_for_its_queued_write(tmp_path: Path) -> None:
@@ -147,9 +163,9 @@ async def test_a_cancelled_caller_still_waits_for_its_queued_write(tmp_path: Pat
 
         async def commit_then_note() -> None:
             try:
-                await db.commit([(PUT, ("t1", "kept"))])
+                await db.commit([put("t1", "kept")])
             finally:  # cancelled or not, the write was done by the time the wait ended
-                finished_after_commit.append(rows(tmp_path / "w.db") == {"t1": "kept"})
+                finished_after_commit.append(queues(tmp_path / "w.db") == {"t1": "kept"})
 
         async with anyio.create_task_group() as callers:
             callers.start_soon(commit_then_note)

@@ -20,7 +20,8 @@ from flowyard.billing import format_tokens
 from flowyard.clock import SYSTEM_CLOCK, Clock
 from flowyard.errors import InsufficientTokens, Unavailable
 from flowyard.storage import accounts as store
-from flowyard.storage.sqlite import Database, Op
+from flowyard.storage.intents import Intent
+from flowyard.storage.sqlite import Database
 
 log = logging.getLogger("flowyard.accounts")
 
@@ -80,7 +81,7 @@ class Accounts:
 
     async def write_behind(self) -> None:
         """Commit the spending and usage counted since the last call."""
-        ops: list[Op] = []
+        ops: list[Intent] = []
         spent: dict[str, int] = {}
         for project_id, account in self._accounts.items():
             if account.unwritten:
@@ -161,7 +162,7 @@ class Accounts:
         ]
         return headers, retry_after
 
-    def set_rate(self, project_id: str, rate: float | None) -> Op:
+    def set_rate(self, project_id: str, rate: float | None) -> Intent:
         """An admin sets the limit: memory now, and the write to commit before answering."""
         account = self._accounts.setdefault(project_id, Account(None, rate, self.clock.monotonic()))
         account.version += 1
@@ -215,7 +216,7 @@ class Accounts:
         self.charge(project_id, nanos, family)
         return _Paying(self, project_id, nanos, family)
 
-    def set_balance(self, project_id: str, nanos: int | None) -> Op:
+    def set_balance(self, project_id: str, nanos: int | None) -> Intent:
         """An admin sets the balance: memory now, and the write to commit before answering."""
         account = self._accounts.setdefault(project_id, Account(None, None, self.clock.monotonic()))
         account.version += 1
@@ -223,7 +224,7 @@ class Accounts:
         account.unwritten = 0
         return store.set_balance(project_id, nanos)
 
-    async def commit_settings(self, project_id: str, ops: list[Op]) -> None:
+    async def commit_settings(self, project_id: str, ops: list[Intent]) -> None:
         """Commit an admin's :meth:`set_balance` / :meth:`set_rate` writes.
 
         Until they are committed, and once more after (the version moves again), a read-back

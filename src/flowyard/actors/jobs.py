@@ -47,7 +47,8 @@ from flowyard.jobs.spec import (
 from flowyard.jobs.transitions import created, edited, transition
 from flowyard.settings import Settings
 from flowyard.storage import jobs as store
-from flowyard.storage.sqlite import Database, Op
+from flowyard.storage.intents import Intent
+from flowyard.storage.sqlite import Database
 
 __all__ = ["Change", "JobEngine", "JobSettled"]
 
@@ -83,7 +84,7 @@ class JobEngine:
         self.claims = Claims(self)
         self.settling = Settling(self)
         self.workflow_settled: JobSettled | None = None
-        self.workflow_starting: Callable[[Job], list[Op]] | None = None
+        self.workflow_starting: Callable[[Job], list[Intent]] | None = None
         self._creating_keys: set[tuple[str, str]] = set()
         self.push = PushDelivery(self, settings, dispatcher)
         self.tg: TaskGroup | None = None
@@ -128,7 +129,7 @@ class JobEngine:
             for run in await store.get_runs(self.db, [job.run_id for job in live if job.run_id])
         }
         redelivered = 0
-        ops: list[Op] = []
+        ops: list[Intent] = []
         now = self.clock.now_ms()
         for job in live:
             run = open_runs.get(job.run_id) if job.run_id else None
@@ -202,7 +203,7 @@ class JobEngine:
         for job in jobs:
             self.admit_one(job)
 
-    def step_starts(self, jobs: Iterable[Job]) -> list[Op]:
+    def step_starts(self, jobs: Iterable[Job]) -> list[Intent]:
         """The writes that record workflow steps starting with these jobs' attempts.
 
         They go into the same transaction as the jobs' own start.

@@ -14,14 +14,15 @@ import msgspec
 from flowyard.actors.queues import Queue
 from flowyard.jobs.model import TERMINAL, Job, JobStatus, Run, RunStatus
 from flowyard.storage import jobs as store
-from flowyard.storage.sqlite import Database, Op
+from flowyard.storage.intents import Intent
+from flowyard.storage.sqlite import Database
 
 replace = msgspec.structs.replace
 
 Change = tuple[Job | None, Job]
 """A job before (None when new) and after a transition."""
 
-Emit = Callable[[Sequence[Change], Sequence[Run]], tuple[list[Op], list[Any]]]
+Emit = Callable[[Sequence[Change], Sequence[Run]], tuple[list[Intent], list[Any]]]
 """The outbox rows (events, deliveries) of job changes, committed with them."""
 
 
@@ -77,7 +78,7 @@ class LiveJobs:
                 queue.running.add(new.id)
 
     async def commit(
-        self, changes: Sequence[Change], runs: Iterable[Run] = (), extra: Sequence[Op] = ()
+        self, changes: Sequence[Change], runs: Iterable[Run] = (), extra: Sequence[Intent] = ()
     ) -> None:
         """Apply ``changes`` to memory, write them (with ``runs``), undo on failure."""
         for old, new in changes:
@@ -89,7 +90,7 @@ class LiveJobs:
                 self.runs[run.id] = run
             else:
                 self.runs.pop(run.id, None)
-        ops = [store.put_job(new) for _, new in changes]
+        ops: list[Intent] = [store.put_job(new) for _, new in changes]
         ops += [store.put_run(run) for run in runs]
         try:
             await self.db.commit([*ops, *extra, *outbox])

@@ -15,7 +15,7 @@ from flowyard.clock import Clock
 from flowyard.ids import new_id
 from flowyard.jobs.model import TERMINAL, Job, Run
 from flowyard.storage import webhooks as store
-from flowyard.storage.sqlite import Op
+from flowyard.storage.intents import Intent
 from flowyard.webhooks.emission import execution_events, job_event
 from flowyard.webhooks.model import Delivery, Webhook, event_body
 from flowyard.webhooks.topics import matches_any
@@ -24,7 +24,7 @@ from flowyard.workflows.state import ExecutionState
 NOTICE_TOPIC = "jobs.callback"
 """The topic header of a job's ``callback_url`` notice."""
 
-Emitted = tuple[list[Op], list[Delivery]]
+Emitted = tuple[list[Intent], list[Delivery]]
 NOTHING: Emitted = ([], [])
 
 
@@ -58,7 +58,7 @@ class Subscriptions:
 
     def emit(
         self, project_id: str, topic: str, data: Any, now: int
-    ) -> tuple[str, list[Op], list[Delivery]]:
+    ) -> tuple[str, list[Intent], list[Delivery]]:
         """A new event's id and its deliveries to every enabled webhook of the project whose
         topics match (rows to commit, deliveries to :meth:`enqueue` after the commit). The
         event lives in its deliveries: one that no webhook takes is not stored."""
@@ -89,7 +89,7 @@ class Subscriptions:
         """The events of job changes about to be committed (attempts that ended), and the
         ``callback_url`` notices of jobs that ended."""
         enabled = self._enabled
-        ops: list[Op] = []
+        ops: list[Intent] = []
         deliveries: list[Delivery] = []
         for old, new in changes:
             ended = new.status in TERMINAL and (old is None or old.status not in TERMINAL)
@@ -139,7 +139,7 @@ class Subscriptions:
         """The events of an execution change to commit with it (its end, failed steps)."""
         if new.project_id not in self._enabled:
             return NOTHING
-        ops: list[Op] = []
+        ops: list[Intent] = []
         deliveries: list[Delivery] = []
         now = self.clock.now_ms()
         for topic, data in execution_events(old, new):

@@ -108,7 +108,7 @@ class Webhooks:
 
     async def delete(self, webhook: Webhook) -> None:
         with self.accounts.paying(webhook.project_id, JOB_WRITE, FAMILY):
-            await self.db.commit(store.delete_webhook(webhook.id))
+            await self.db.commit([store.delete_webhook(webhook.id)])
         self.outbox.changed(None, webhook.id)
 
     async def test(self, webhook: Webhook) -> Sent:

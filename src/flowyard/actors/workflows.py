@@ -25,7 +25,8 @@ from flowyard.ids import new_id
 from flowyard.jobs.model import Job, JobStatus, Run, WorkflowRef
 from flowyard.settings import Settings
 from flowyard.storage import workflows as store
-from flowyard.storage.sqlite import RETRY_MS, Database, Op
+from flowyard.storage.intents import Intent
+from flowyard.storage.sqlite import RETRY_MS, Database
 from flowyard.workflows.blueprint import Graph
 from flowyard.workflows.state import (
     LIVE,
@@ -90,7 +91,7 @@ class WorkflowEngine:
         self._tg: TaskGroup | None = None
         jobs.workflow_settled = self._job_settled
         # The outbox's: the events of an execution change, and what to do once committed.
-        self.emit: Callable[[ExecutionState, ExecutionState], tuple[list[Op], list[Any]]] | None
+        self.emit: Callable[[ExecutionState, ExecutionState], tuple[list[Intent], list[Any]]] | None
         self.emit = None
         self.emitted: Callable[[list[Any]], None] | None = None
         jobs.workflow_starting = self._job_starting
@@ -119,7 +120,7 @@ class WorkflowEngine:
                 await self.db.commit(
                     [
                         store.put_execution(failed),
-                        *store.put_events(state.id, seq + 1, events),
+                        store.put_events(state.id, seq + 1, events),
                         *outbox,
                     ]
                 )
@@ -225,7 +226,7 @@ class WorkflowEngine:
             return
         await self._ask(actor, message, (change, runs))
 
-    def _job_starting(self, job: Job) -> list[Op]:
+    def _job_starting(self, job: Job) -> list[Intent]:
         ref = job.workflow
         actor = self.actors.get(ref.execution_id) if ref else None
         if ref is None or actor is None:
@@ -243,7 +244,7 @@ class WorkflowEngine:
             log.warning("could not record the start of %s (mailbox full)", job.id)
         return []
 
-    def _record_start(self, actor: ExecutionActor, message: JobStarted) -> list[Op]:
+    def _record_start(self, actor: ExecutionActor, message: JobStarted) -> list[Intent]:
         """An idle actor records a step's start at once; the writes join the job's own start.
 
         Nothing follows from a start (no effects), so the actor need not wait for the commit;
@@ -257,7 +258,7 @@ class WorkflowEngine:
         seq = actor.state.event_seq
         new = replace(new, event_seq=seq + len(events))
         actor.state = new
-        return [store.put_execution(new), *store.put_events(new.id, seq + 1, events)]
+        return [store.put_execution(new), store.put_events(new.id, seq + 1, events)]
 
     def _deadline_fired(self, key: DeadlineTimer) -> None:
         actor = self.actors.get(key.execution_id)
@@ -412,7 +413,7 @@ class WorkflowEngine:
     ) -> None:
         seq = actor.state.event_seq
         new = replace(new, event_seq=seq + len(events))
-        ops = [store.put_execution(new), *store.put_events(new.id, seq + 1, events)]
+        ops: list[Intent] = [store.put_execution(new), store.put_events(new.id, seq + 1, events)]
         outbox, deliveries = self.emit(actor.state, new) if self.emit else ([], [])
         await self.jobs.commit(changes, runs, [*ops, *outbox])
         actor.state = new

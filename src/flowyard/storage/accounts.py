@@ -2,7 +2,8 @@
 
 from typing import NamedTuple
 
-from flowyard.storage.sqlite import Database, Op
+from flowyard.storage.intents import AddUsage, SetBalance, SetRate, Spend
+from flowyard.storage.sqlite import Database
 
 
 class UsageRow(NamedTuple):
@@ -28,33 +29,24 @@ async def project_settings(db: Database, project_id: str) -> tuple[int | None, f
     return (row[0], row[1]) if row else None
 
 
-def spend(project_id: str, nanos: int) -> Op:
+def spend(project_id: str, nanos: int) -> Spend:
     """Take ``nanos`` from a limited balance (never below zero)."""
-    return (
-        "UPDATE projects SET token_balance = MAX(0, token_balance - ?)"
-        " WHERE id = ? AND token_balance IS NOT NULL",
-        (nanos, project_id),
-    )
+    return Spend(project_id, nanos)
 
 
-def set_balance(project_id: str, nanos: int | None) -> Op:
+def set_balance(project_id: str, nanos: int | None) -> SetBalance:
     """Set a balance (None: unlimited)."""
-    return ("UPDATE projects SET token_balance = ? WHERE id = ?", (nanos, project_id))
+    return SetBalance(project_id, nanos)
 
 
-def set_rate(project_id: str, rate: float | None) -> Op:
+def set_rate(project_id: str, rate: float | None) -> SetRate:
     """Set a rate limit in requests per second (None: none)."""
-    return ("UPDATE projects SET rate_limit_rps = ? WHERE id = ?", (rate, project_id))
+    return SetRate(project_id, rate)
 
 
-def add_usage(project_id: str, day: int, family: str, calls: int, nanos: int) -> Op:
+def add_usage(project_id: str, day: int, family: str, calls: int, nanos: int) -> AddUsage:
     """Add calls and tokens to a day's usage."""
-    return (
-        "INSERT INTO usage (project_id, day, family, calls, nanos) VALUES (?, ?, ?, ?, ?)"
-        " ON CONFLICT(project_id, day, family) DO UPDATE SET"
-        " calls = calls + excluded.calls, nanos = nanos + excluded.nanos",
-        (project_id, day, family, calls, nanos),
-    )
+    return AddUsage(project_id, day, family, calls, nanos)
 
 
 async def usage(db: Database, project_id: str) -> list[UsageRow]:

@@ -1,26 +1,12 @@
-"""Job, run and queue rows: the write statements and the reads."""
+"""Job, run and queue rows: the write intents and the reads."""
 
 import msgspec
 
 from flowyard.jobs.model import LIVE, Job, Run
-from flowyard.storage.codec import decode_job, decode_run, encode
+from flowyard.storage.codec import decode_job, decode_run
+from flowyard.storage.intents import PutJob, PutQueue, PutRun
 from flowyard.storage.pages import Sharer, chunked, decode_cursor, newest_first, page
-from flowyard.storage.sqlite import Database, Op
-
-_UPSERT_JOB = (
-    "INSERT INTO jobs (id, project_id, status, trigger_type, queue, idempotency_key, doc)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET"
-    " status = excluded.status, trigger_type = excluded.trigger_type,"
-    " queue = excluded.queue, doc = excluded.doc"
-)
-_UPSERT_RUN = (
-    "INSERT INTO runs (id, job_id, doc) VALUES (?, ?, ?)"
-    " ON CONFLICT(id) DO UPDATE SET doc = excluded.doc"
-)
-_UPSERT_QUEUE = (
-    "INSERT INTO queues (project_id, name, doc) VALUES (?, ?, ?)"
-    " ON CONFLICT(project_id, name) DO UPDATE SET doc = excluded.doc"
-)
+from flowyard.storage.sqlite import Database
 
 
 class QueueSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -32,30 +18,19 @@ class QueueSettings(msgspec.Struct, frozen=True, kw_only=True):
     handler: str | None = None  # where the queue's jobs without a handler of their own go
 
 
-def put_job(job: Job) -> Op:
+def put_job(job: Job) -> PutJob:
     """Insert or update a job row."""
-    return (
-        _UPSERT_JOB,
-        (
-            job.id,
-            job.project_id,
-            job.status.value,
-            job.trigger_type,
-            job.queue,
-            job.idempotency_key,
-            encode(job),
-        ),
-    )
+    return PutJob(job)
 
 
-def put_run(run: Run) -> Op:
+def put_run(run: Run) -> PutRun:
     """Insert or update a run row."""
-    return (_UPSERT_RUN, (run.id, run.job_id, encode(run)))
+    return PutRun(run)
 
 
-def put_queue(project_id: str, name: str, settings: QueueSettings) -> Op:
+def put_queue(project_id: str, name: str, settings: QueueSettings) -> PutQueue:
     """Insert or update a queue's settings."""
-    return (_UPSERT_QUEUE, (project_id, name, encode(settings)))
+    return PutQueue(project_id, name, settings)
 
 
 async def get_job(db: Database, project_id: str, job_id: str) -> Job | None:

@@ -17,9 +17,18 @@ import msgspec
 from flowyard.clock import now_ms
 from flowyard.ids import base62_token, new_id
 from flowyard.storage.files import create_private
+from flowyard.storage.intents import (
+    PutKey,
+    PutProject,
+    RevokeKey,
+    SetServerSecret,
+    SetSigningSecret,
+    TouchKey,
+)
 from flowyard.storage.migrations import migrate_sync
 from flowyard.storage.pages import decode_cursor, page
-from flowyard.storage.sqlite import Database, Op
+from flowyard.storage.sqlite import Database
+from flowyard.storage.sqlite_statements import execute
 
 T = TypeVar("T")
 
@@ -67,15 +76,6 @@ class Project(msgspec.Struct, frozen=True, kw_only=True):
 
 _KEY_COLUMNS = "id, project_id, name, scopes, admin, created_at, last_used_at, revoked_at"
 _PROJECT_COLUMNS = "id, name, rate_limit_rps, token_balance, created_at"
-_INSERT_PROJECT = (
-    "INSERT INTO projects (id, name, signing_secret, created_at) VALUES (?, ?, ?, ?)"
-    " ON CONFLICT(name) DO NOTHING"
-)
-_INSERT_KEY = (
-    "INSERT INTO api_keys (id, project_id, name, key_hash, scopes, admin, created_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
-_REVOKE_KEY = "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL"
 _KEYS_WITH_PROJECT_NAME = (
     "SELECT k.id, k.project_id, k.name, k.scopes, k.admin, k.created_at, k.last_used_at,"
     " k.revoked_at, p.name FROM api_keys k LEFT JOIN projects p ON p.id = k.project_id"
@@ -113,17 +113,17 @@ def _project(row: tuple[Any, ...]) -> Project:
     )
 
 
-def new_project(name: str) -> tuple[Project, Op]:
+def new_project(name: str) -> tuple[Project, PutProject]:
     """A project and the insert that stores it; the insert does nothing if the name is taken."""
     project = Project(
         id=new_id("proj"), name=name, rate_limit_rps=None, token_balance=None, created_at=now_ms()
     )
-    return project, (_INSERT_PROJECT, (project.id, name, new_signing_secret(), project.created_at))
+    return project, PutProject(project, new_signing_secret())
 
 
 def new_key(
     project_id: str, scopes: Sequence[str], *, admin: bool = False, name: str = ""
-) -> tuple[CreatedKey, Op]:
+) -> tuple[CreatedKey, PutKey]:
     """A fresh key of a project and the insert that stores its hash."""
     key = "sk_live_" + base62_token(40)
     record = ApiKey(
@@ -134,29 +134,17 @@ def new_key(
         admin=admin,
         created_at=now_ms(),
     )
-    params = (
-        record.id,
-        project_id,
-        name,
-        hash_key(key),
-        json.dumps(list(scopes)),
-        int(admin),
-        record.created_at,
-    )
-    return CreatedKey(key=key, record=record), (_INSERT_KEY, params)
+    return CreatedKey(key=key, record=record), PutKey(record, hash_key(key))
 
 
-def revoke_key(key_id: str, at: int) -> Op:
+def revoke_key(key_id: str, at: int) -> RevokeKey:
     """Revoke a key now (a key revoked before keeps its first ``revoked_at``)."""
-    return (_REVOKE_KEY, (at, key_id))
+    return RevokeKey(key_id, at)
 
 
-def touch_key(key_id: str, at: int) -> Op:
+def touch_key(key_id: str, at: int) -> TouchKey:
     """Record a use of a key (``last_used_at`` never moves backwards)."""
-    return (
-        "UPDATE api_keys SET last_used_at = MAX(COALESCE(last_used_at, 0), ?) WHERE id = ?",
-        (at, key_id),
-    )
+    return TouchKey(key_id, at)
 
 
 # --------------------------------------------------------------------- on the file (CLI)
@@ -181,11 +169,10 @@ def create_key_sync(
     """
     with _file(db_path) as conn:
         conn.execute("BEGIN IMMEDIATE")
-        _, insert = new_project(project_name)
-        conn.execute(*insert)
+        execute(conn, new_project(project_name)[1])
         row = conn.execute("SELECT id FROM projects WHERE name = ?", (project_name,)).fetchone()
         created, insert = new_key(row[0], scopes, admin=admin, name=name or project_name)
-        conn.execute(*insert)
+        execute(conn, insert)
         conn.execute("COMMIT")
     return created
 
@@ -218,7 +205,7 @@ def revoke_key_sync(db_path: str, key_id: str) -> tuple[ApiKey, str, bool]:
     """
     with _file(db_path) as conn:
         conn.execute("BEGIN IMMEDIATE")
-        changed = conn.execute(*revoke_key(key_id, now_ms())).rowcount
+        changed = execute(conn, revoke_key(key_id, now_ms()))
         row = conn.execute(f"{_KEYS_WITH_PROJECT_NAME} WHERE k.id = ?", (key_id,)).fetchone()
         conn.execute("COMMIT")
     if row is None:
@@ -302,9 +289,9 @@ async def signing_secret(db: Database, project_id: str) -> str | None:
     return str(row[0]) if row else None
 
 
-def set_signing_secret(project_id: str, secret: str) -> Op:
+def set_signing_secret(project_id: str, secret: str) -> SetSigningSecret:
     """Replace a project's push-signing secret."""
-    return ("UPDATE projects SET signing_secret = ? WHERE id = ?", (secret, project_id))
+    return SetSigningSecret(project_id, secret)
 
 
 async def server_secret(db: Database) -> str:
@@ -313,9 +300,7 @@ async def server_secret(db: Database) -> str:
     if row:
         return str(row[0])
     secret = base62_token(48)
-    await db.commit(
-        [("INSERT OR IGNORE INTO meta (key, value) VALUES ('server_secret', ?)", (secret,))]
-    )
+    await db.commit([SetServerSecret(secret)])
     row = await db.fetchone("SELECT value FROM meta WHERE key = 'server_secret'")
     assert row is not None
     return str(row[0])

@@ -29,12 +29,12 @@ from anyio.abc import TaskStatus
 
 from flowyard.clock import now_ms
 from flowyard.errors import MailboxFull, Unavailable
+from flowyard.storage.intents import Intent
+from flowyard.storage.sqlite_statements import Op, all_statements
 from flowyard.storage.writer import PRAGMAS, Writer, synchronous
 
 log = logging.getLogger("flowyard.storage")
 
-Op = tuple[str, Sequence[Any]]
-"""One SQL statement and its parameters."""
 
 RETRY_SECONDS = 1.0
 """While storage is failing: how often the idle writer probes it, and how long work it refused
@@ -253,16 +253,16 @@ class Database:
         if self.failure is not None:
             raise Unavailable(f"storage is failing: {self.failure}")
 
-    async def commit(self, ops: list[Op]) -> None:
-        """Write ``ops`` in one transaction (shared with other callers'), durably.
+    async def commit(self, intents: list[Intent]) -> None:
+        """Write ``intents`` in one transaction (shared with other callers'), durably.
 
         Raises:
             MailboxFull: the writer has too much waiting; the caller should answer 503.
-            Unavailable: the transaction failed; nothing of ``ops`` was written.
+            Unavailable: the transaction failed; nothing of ``intents`` was written.
         """
-        if not ops:
+        if not intents:
             return
-        request = self.submit(ops)
+        request = self.submit(intents)
         try:
             await asyncio.shield(request.done)
         except anyio.get_cancelled_exc_class():
@@ -274,8 +274,8 @@ class Database:
         if request.error is not None:
             raise request.error
 
-    def submit(self, ops: list[Op]) -> _CommitRequest:
-        """Queue ``ops`` for the next group commit without waiting for it.
+    def submit(self, intents: list[Intent]) -> _CommitRequest:
+        """Queue ``intents`` for the next group commit without waiting for it.
 
         For writes nobody waits on: they are committed in submission order, before anything
         submitted later, and a failure is logged by the writer.
@@ -284,7 +284,9 @@ class Database:
             raise Unavailable("shutting down")
         if self._waiting >= MAX_WAITING:
             raise MailboxFull("the writer is overloaded")
-        request = _CommitRequest(ops)
+        # Encoded here, on the event loop, when the records are handed over: an actor's next
+        # state may share parts with this one, and the writer thread must not read them later.
+        request = _CommitRequest(all_statements(intents))
         self._waiting += 1
         self._queue.put(request)
         return request

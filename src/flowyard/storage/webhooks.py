@@ -1,11 +1,11 @@
 """Webhook and delivery rows (the outbox: an event lives in its deliveries): the write
-statements and the reads."""
+intents and the reads."""
 
 import msgspec
 
-from flowyard.storage.codec import encode
+from flowyard.storage.intents import DeleteWebhook, InsertDelivery, PutWebhook, UpdateDelivery
 from flowyard.storage.pages import chunked, newest_first, page
-from flowyard.storage.sqlite import Database, Op
+from flowyard.storage.sqlite import Database
 from flowyard.webhooks.model import Delivery, Webhook
 
 _webhook = msgspec.json.Decoder(Webhook)
@@ -19,47 +19,24 @@ def _decode_delivery(data: bytes) -> Delivery:
     return msgspec.structs.replace(delivery, payload=delivery.payload.copy())
 
 
-_UPSERT_WEBHOOK = (
-    "INSERT INTO webhooks (id, project_id, doc) VALUES (?, ?, ?)"
-    " ON CONFLICT(id) DO UPDATE SET doc = excluded.doc"
-)
-_DELETE_WEBHOOK = "DELETE FROM webhooks WHERE id = ?"
-_DROP_DELIVERIES = "DELETE FROM webhook_deliveries WHERE webhook_id = ? AND status = 'pending'"
-_INSERT_DELIVERY = (
-    "INSERT INTO webhook_deliveries (id, webhook_id, project_id, status, doc)"
-    " VALUES (?, ?, ?, ?, ?)"
-)
-# An update, never an insert: a delivery its webhook's deletion dropped stays dropped.
-_UPDATE_DELIVERY = "UPDATE webhook_deliveries SET status = ?, doc = ? WHERE id = ?"
-
-
-def put_webhook(webhook: Webhook) -> Op:
+def put_webhook(webhook: Webhook) -> PutWebhook:
     """Insert or update a webhook."""
-    return (_UPSERT_WEBHOOK, (webhook.id, webhook.project_id, encode(webhook)))
+    return PutWebhook(webhook)
 
 
-def delete_webhook(webhook_id: str) -> list[Op]:
+def delete_webhook(webhook_id: str) -> DeleteWebhook:
     """Delete a webhook and drop its pending deliveries."""
-    return [(_DELETE_WEBHOOK, (webhook_id,)), (_DROP_DELIVERIES, (webhook_id,))]
+    return DeleteWebhook(webhook_id)
 
 
-def insert_delivery(delivery: Delivery) -> Op:
+def insert_delivery(delivery: Delivery) -> InsertDelivery:
     """Record a new delivery."""
-    return (
-        _INSERT_DELIVERY,
-        (
-            delivery.id,
-            delivery.webhook_id or "",
-            delivery.project_id,
-            delivery.status.value,
-            encode(delivery),
-        ),
-    )
+    return InsertDelivery(delivery)
 
 
-def update_delivery(delivery: Delivery) -> Op:
+def update_delivery(delivery: Delivery) -> UpdateDelivery:
     """Record a delivery's progress (nothing if it was dropped meanwhile)."""
-    return (_UPDATE_DELIVERY, (delivery.status.value, encode(delivery), delivery.id))
+    return UpdateDelivery(delivery)
 
 
 async def get_webhook(db: Database, project_id: str, webhook_id: str) -> Webhook | None:

@@ -1,10 +1,10 @@
-"""Blueprint, execution and event rows: the write statements and the reads."""
+"""Blueprint, execution and event rows: the write intents and the reads."""
 
 import msgspec
 
-from flowyard.storage.codec import encode
+from flowyard.storage.intents import ArchiveBlueprint, PutBlueprint, PutEvents, PutExecution
 from flowyard.storage.pages import Sharer, chunked, decode_cursor, encode_cursor, newest_first, page
-from flowyard.storage.sqlite import Database, Op
+from flowyard.storage.sqlite import Database
 from flowyard.workflows.blueprint import Step
 from flowyard.workflows.state import ACTIVE, LIVE, Event, ExecutionState
 
@@ -28,28 +28,15 @@ _blueprint_decoder = msgspec.json.Decoder(Blueprint)
 _execution_decoder = msgspec.json.Decoder(ExecutionState)
 _event_decoder = msgspec.json.Decoder(Event)
 
-_UPSERT_EXECUTION = (
-    "INSERT INTO executions (id, project_id, blueprint_id, status, active, idempotency_key, doc)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET"
-    " status = excluded.status, active = excluded.active, doc = excluded.doc"
-)
-_INSERT_EVENT = "INSERT OR REPLACE INTO events (execution_id, seq, doc) VALUES (?, ?, ?)"
 
-
-def put_blueprint(blueprint: Blueprint) -> Op:
+def put_blueprint(blueprint: Blueprint) -> PutBlueprint:
     """Insert a blueprint."""
-    return (
-        "INSERT INTO blueprints (id, project_id, name, doc) VALUES (?, ?, ?, ?)",
-        (blueprint.id, blueprint.project_id, blueprint.name, encode(blueprint)),
-    )
+    return PutBlueprint(blueprint)
 
 
-def archive_blueprint(blueprint: Blueprint) -> Op:
+def archive_blueprint(blueprint: Blueprint) -> ArchiveBlueprint:
     """Record that a blueprint was archived (``archived_at`` set): lists leave it out."""
-    return (
-        "UPDATE blueprints SET archived_at = ?, doc = ? WHERE id = ?",
-        (blueprint.archived_at, encode(blueprint), blueprint.id),
-    )
+    return ArchiveBlueprint(blueprint)
 
 
 def is_active(state: ExecutionState) -> bool:
@@ -57,28 +44,14 @@ def is_active(state: ExecutionState) -> bool:
     return state.status in LIVE or any(s.status in ACTIVE for s in state.steps.values())
 
 
-def put_execution(state: ExecutionState) -> Op:
+def put_execution(state: ExecutionState) -> PutExecution:
     """Insert or update an execution row."""
-    return (
-        _UPSERT_EXECUTION,
-        (
-            state.id,
-            state.project_id,
-            state.blueprint_id,
-            state.status.value,
-            int(is_active(state)),
-            state.idempotency_key,
-            encode(state),
-        ),
-    )
+    return PutExecution(state, is_active(state))
 
 
-def put_events(execution_id: str, first_seq: int, events: list[Event]) -> list[Op]:
+def put_events(execution_id: str, first_seq: int, events: list[Event]) -> PutEvents:
     """Append events numbered from ``first_seq``."""
-    return [
-        (_INSERT_EVENT, (execution_id, first_seq + index, encode(event)))
-        for index, event in enumerate(events)
-    ]
+    return PutEvents(execution_id, first_seq, events)
 
 
 async def get_blueprint_by_id(db: Database, blueprint_id: str) -> Blueprint | None:

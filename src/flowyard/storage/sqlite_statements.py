@@ -1,0 +1,274 @@
+"""The SQLite adapter's statements: each write intent as the ``?`` statements that carry it out.
+
+``Database.submit`` turns a caller's intents into statements when they are handed over (the
+records are encoded then), and the writer thread runs every waiting caller's statements as one
+transaction.
+"""
+
+import json
+import sqlite3
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from flowyard.storage.codec import encode
+from flowyard.storage.intents import (
+    AddUsage,
+    ArchiveBlueprint,
+    DeleteWebhook,
+    InsertDelivery,
+    Intent,
+    PutBlueprint,
+    PutEvents,
+    PutExecution,
+    PutJob,
+    PutKey,
+    PutProject,
+    PutQueue,
+    PutRun,
+    PutWebhook,
+    RevokeKey,
+    SetBalance,
+    SetRate,
+    SetServerSecret,
+    SetSigningSecret,
+    Spend,
+    TouchKey,
+    UpdateDelivery,
+)
+
+Op = tuple[str, Sequence[Any]]
+"""One SQL statement and its parameters."""
+
+
+def _put_job(intent: PutJob) -> list[Op]:
+    job = intent.job
+    sql = (
+        "INSERT INTO jobs (id, project_id, status, trigger_type, queue, idempotency_key, doc)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET"
+        " status = excluded.status, trigger_type = excluded.trigger_type,"
+        " queue = excluded.queue, doc = excluded.doc"
+    )
+    params = (
+        job.id,
+        job.project_id,
+        job.status.value,
+        job.trigger_type,
+        job.queue,
+        job.idempotency_key,
+        encode(job),
+    )
+    return [(sql, params)]
+
+
+def _put_run(intent: PutRun) -> list[Op]:
+    sql = (
+        "INSERT INTO runs (id, job_id, doc) VALUES (?, ?, ?)"
+        " ON CONFLICT(id) DO UPDATE SET doc = excluded.doc"
+    )
+    return [(sql, (intent.run.id, intent.run.job_id, encode(intent.run)))]
+
+
+def _put_queue(intent: PutQueue) -> list[Op]:
+    sql = (
+        "INSERT INTO queues (project_id, name, doc) VALUES (?, ?, ?)"
+        " ON CONFLICT(project_id, name) DO UPDATE SET doc = excluded.doc"
+    )
+    return [(sql, (intent.project_id, intent.name, encode(intent.settings)))]
+
+
+def _put_project(intent: PutProject) -> list[Op]:
+    sql = (
+        "INSERT INTO projects (id, name, signing_secret, created_at) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT(name) DO NOTHING"
+    )
+    project = intent.project
+    return [(sql, (project.id, project.name, intent.signing_secret, project.created_at))]
+
+
+def _put_key(intent: PutKey) -> list[Op]:
+    sql = (
+        "INSERT INTO api_keys (id, project_id, name, key_hash, scopes, admin, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)"
+    )
+    key = intent.key
+    params = (
+        key.id,
+        key.project_id,
+        key.name,
+        intent.key_hash,
+        json.dumps(list(key.scopes)),
+        int(key.admin),
+        key.created_at,
+    )
+    return [(sql, params)]
+
+
+def _revoke_key(intent: RevokeKey) -> list[Op]:
+    sql = "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL"
+    return [(sql, (intent.at, intent.key_id))]
+
+
+def _touch_key(intent: TouchKey) -> list[Op]:
+    sql = "UPDATE api_keys SET last_used_at = MAX(COALESCE(last_used_at, 0), ?) WHERE id = ?"
+    return [(sql, (intent.at, intent.key_id))]
+
+
+def _set_signing_secret(intent: SetSigningSecret) -> list[Op]:
+    sql = "UPDATE projects SET signing_secret = ? WHERE id = ?"
+    return [(sql, (intent.secret, intent.project_id))]
+
+
+def _set_server_secret(intent: SetServerSecret) -> list[Op]:
+    sql = "INSERT OR IGNORE INTO meta (key, value) VALUES ('server_secret', ?)"
+    return [(sql, (intent.secret,))]
+
+
+def _spend(intent: Spend) -> list[Op]:
+    sql = (
+        "UPDATE projects SET token_balance = MAX(0, token_balance - ?)"
+        " WHERE id = ? AND token_balance IS NOT NULL"
+    )
+    return [(sql, (intent.nanos, intent.project_id))]
+
+
+def _set_balance(intent: SetBalance) -> list[Op]:
+    sql = "UPDATE projects SET token_balance = ? WHERE id = ?"
+    return [(sql, (intent.nanos, intent.project_id))]
+
+
+def _set_rate(intent: SetRate) -> list[Op]:
+    sql = "UPDATE projects SET rate_limit_rps = ? WHERE id = ?"
+    return [(sql, (intent.rate, intent.project_id))]
+
+
+def _add_usage(intent: AddUsage) -> list[Op]:
+    sql = (
+        "INSERT INTO usage (project_id, day, family, calls, nanos) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT(project_id, day, family) DO UPDATE SET"
+        " calls = calls + excluded.calls, nanos = nanos + excluded.nanos"
+    )
+    return [(sql, (intent.project_id, intent.day, intent.family, intent.calls, intent.nanos))]
+
+
+def _put_blueprint(intent: PutBlueprint) -> list[Op]:
+    blueprint = intent.blueprint
+    sql = "INSERT INTO blueprints (id, project_id, name, doc) VALUES (?, ?, ?, ?)"
+    return [(sql, (blueprint.id, blueprint.project_id, blueprint.name, encode(blueprint)))]
+
+
+def _archive_blueprint(intent: ArchiveBlueprint) -> list[Op]:
+    blueprint = intent.blueprint
+    sql = "UPDATE blueprints SET archived_at = ?, doc = ? WHERE id = ?"
+    return [(sql, (blueprint.archived_at, encode(blueprint), blueprint.id))]
+
+
+def _put_execution(intent: PutExecution) -> list[Op]:
+    state = intent.state
+    sql = (
+        "INSERT INTO executions"
+        " (id, project_id, blueprint_id, status, active, idempotency_key, doc)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET"
+        " status = excluded.status, active = excluded.active, doc = excluded.doc"
+    )
+    params = (
+        state.id,
+        state.project_id,
+        state.blueprint_id,
+        state.status.value,
+        int(intent.active),
+        state.idempotency_key,
+        encode(state),
+    )
+    return [(sql, params)]
+
+
+def _put_events(intent: PutEvents) -> list[Op]:
+    sql = "INSERT OR REPLACE INTO events (execution_id, seq, doc) VALUES (?, ?, ?)"
+    first = intent.first_seq
+    return [
+        (sql, (intent.execution_id, first + index, encode(event)))
+        for index, event in enumerate(intent.events)
+    ]
+
+
+def _put_webhook(intent: PutWebhook) -> list[Op]:
+    webhook = intent.webhook
+    sql = (
+        "INSERT INTO webhooks (id, project_id, doc) VALUES (?, ?, ?)"
+        " ON CONFLICT(id) DO UPDATE SET doc = excluded.doc"
+    )
+    return [(sql, (webhook.id, webhook.project_id, encode(webhook)))]
+
+
+def _delete_webhook(intent: DeleteWebhook) -> list[Op]:
+    return [
+        ("DELETE FROM webhooks WHERE id = ?", (intent.webhook_id,)),
+        (
+            "DELETE FROM webhook_deliveries WHERE webhook_id = ? AND status = 'pending'",
+            (intent.webhook_id,),
+        ),
+    ]
+
+
+def _insert_delivery(intent: InsertDelivery) -> list[Op]:
+    delivery = intent.delivery
+    sql = (
+        "INSERT INTO webhook_deliveries (id, webhook_id, project_id, status, doc)"
+        " VALUES (?, ?, ?, ?, ?)"
+    )
+    params = (
+        delivery.id,
+        delivery.webhook_id or "",
+        delivery.project_id,
+        delivery.status.value,
+        encode(delivery),
+    )
+    return [(sql, params)]
+
+
+def _update_delivery(intent: UpdateDelivery) -> list[Op]:
+    # An update, never an insert: a delivery its webhook's deletion dropped stays dropped.
+    delivery = intent.delivery
+    sql = "UPDATE webhook_deliveries SET status = ?, doc = ? WHERE id = ?"
+    return [(sql, (delivery.status.value, encode(delivery), delivery.id))]
+
+
+_STATEMENTS: dict[type[Any], Callable[[Any], list[Op]]] = {
+    PutJob: _put_job,
+    PutRun: _put_run,
+    PutQueue: _put_queue,
+    PutProject: _put_project,
+    PutKey: _put_key,
+    RevokeKey: _revoke_key,
+    TouchKey: _touch_key,
+    SetSigningSecret: _set_signing_secret,
+    SetServerSecret: _set_server_secret,
+    Spend: _spend,
+    SetBalance: _set_balance,
+    SetRate: _set_rate,
+    AddUsage: _add_usage,
+    PutBlueprint: _put_blueprint,
+    ArchiveBlueprint: _archive_blueprint,
+    PutExecution: _put_execution,
+    PutEvents: _put_events,
+    PutWebhook: _put_webhook,
+    DeleteWebhook: _delete_webhook,
+    InsertDelivery: _insert_delivery,
+    UpdateDelivery: _update_delivery,
+}
+
+
+def statements(intent: Intent) -> list[Op]:
+    """The statements that carry out ``intent`` on SQLite."""
+    return _STATEMENTS[type(intent)](intent)
+
+
+def all_statements(intents: Sequence[Intent]) -> list[Op]:
+    """The statements of ``intents``, in order."""
+    return [op for intent in intents for op in _STATEMENTS[type(intent)](intent)]
+
+
+def execute(conn: sqlite3.Connection, intent: Intent) -> int:
+    """Carry out one intent on a plain ``sqlite3`` connection (``flowyard keys`` works on the
+    file without a server); how many rows it changed."""
+    return sum(conn.execute(sql, params).rowcount for sql, params in statements(intent))
