@@ -40,7 +40,7 @@ Op = tuple[str, Sequence[Any]]
 """One SQL statement and its parameters."""
 
 
-def _put_job(intent: PutJob) -> list[Op]:
+def _put_job(intent: PutJob, out: list[Op]) -> None:
     job = intent.job
     sql = (
         "INSERT INTO jobs (id, project_id, status, trigger_type, queue, idempotency_key, doc)"
@@ -57,35 +57,35 @@ def _put_job(intent: PutJob) -> list[Op]:
         job.idempotency_key,
         encode(job),
     )
-    return [(sql, params)]
+    out.append((sql, params))
 
 
-def _put_run(intent: PutRun) -> list[Op]:
+def _put_run(intent: PutRun, out: list[Op]) -> None:
     sql = (
         "INSERT INTO runs (id, job_id, doc) VALUES (?, ?, ?)"
         " ON CONFLICT(id) DO UPDATE SET doc = excluded.doc"
     )
-    return [(sql, (intent.run.id, intent.run.job_id, encode(intent.run)))]
+    out.append((sql, (intent.run.id, intent.run.job_id, encode(intent.run))))
 
 
-def _put_queue(intent: PutQueue) -> list[Op]:
+def _put_queue(intent: PutQueue, out: list[Op]) -> None:
     sql = (
         "INSERT INTO queues (project_id, name, doc) VALUES (?, ?, ?)"
         " ON CONFLICT(project_id, name) DO UPDATE SET doc = excluded.doc"
     )
-    return [(sql, (intent.project_id, intent.name, encode(intent.settings)))]
+    out.append((sql, (intent.project_id, intent.name, encode(intent.settings))))
 
 
-def _put_project(intent: PutProject) -> list[Op]:
+def _put_project(intent: PutProject, out: list[Op]) -> None:
     sql = (
         "INSERT INTO projects (id, name, signing_secret, created_at) VALUES (?, ?, ?, ?)"
         " ON CONFLICT(name) DO NOTHING"
     )
     project = intent.project
-    return [(sql, (project.id, project.name, intent.signing_secret, project.created_at))]
+    out.append((sql, (project.id, project.name, intent.signing_secret, project.created_at)))
 
 
-def _put_key(intent: PutKey) -> list[Op]:
+def _put_key(intent: PutKey, out: list[Op]) -> None:
     sql = (
         "INSERT INTO api_keys (id, project_id, name, key_hash, scopes, admin, created_at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -100,69 +100,69 @@ def _put_key(intent: PutKey) -> list[Op]:
         int(key.admin),
         key.created_at,
     )
-    return [(sql, params)]
+    out.append((sql, params))
 
 
-def _revoke_key(intent: RevokeKey) -> list[Op]:
+def _revoke_key(intent: RevokeKey, out: list[Op]) -> None:
     sql = "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL"
-    return [(sql, (intent.at, intent.key_id))]
+    out.append((sql, (intent.at, intent.key_id)))
 
 
-def _touch_key(intent: TouchKey) -> list[Op]:
+def _touch_key(intent: TouchKey, out: list[Op]) -> None:
     sql = "UPDATE api_keys SET last_used_at = MAX(COALESCE(last_used_at, 0), ?) WHERE id = ?"
-    return [(sql, (intent.at, intent.key_id))]
+    out.append((sql, (intent.at, intent.key_id)))
 
 
-def _set_signing_secret(intent: SetSigningSecret) -> list[Op]:
+def _set_signing_secret(intent: SetSigningSecret, out: list[Op]) -> None:
     sql = "UPDATE projects SET signing_secret = ? WHERE id = ?"
-    return [(sql, (intent.secret, intent.project_id))]
+    out.append((sql, (intent.secret, intent.project_id)))
 
 
-def _set_server_secret(intent: SetServerSecret) -> list[Op]:
+def _set_server_secret(intent: SetServerSecret, out: list[Op]) -> None:
     sql = "INSERT OR IGNORE INTO meta (key, value) VALUES ('server_secret', ?)"
-    return [(sql, (intent.secret,))]
+    out.append((sql, (intent.secret,)))
 
 
-def _spend(intent: Spend) -> list[Op]:
+def _spend(intent: Spend, out: list[Op]) -> None:
     sql = (
         "UPDATE projects SET token_balance = MAX(0, token_balance - ?)"
         " WHERE id = ? AND token_balance IS NOT NULL"
     )
-    return [(sql, (intent.nanos, intent.project_id))]
+    out.append((sql, (intent.nanos, intent.project_id)))
 
 
-def _set_balance(intent: SetBalance) -> list[Op]:
+def _set_balance(intent: SetBalance, out: list[Op]) -> None:
     sql = "UPDATE projects SET token_balance = ? WHERE id = ?"
-    return [(sql, (intent.nanos, intent.project_id))]
+    out.append((sql, (intent.nanos, intent.project_id)))
 
 
-def _set_rate(intent: SetRate) -> list[Op]:
+def _set_rate(intent: SetRate, out: list[Op]) -> None:
     sql = "UPDATE projects SET rate_limit_rps = ? WHERE id = ?"
-    return [(sql, (intent.rate, intent.project_id))]
+    out.append((sql, (intent.rate, intent.project_id)))
 
 
-def _add_usage(intent: AddUsage) -> list[Op]:
+def _add_usage(intent: AddUsage, out: list[Op]) -> None:
     sql = (
         "INSERT INTO usage (project_id, day, family, calls, nanos) VALUES (?, ?, ?, ?, ?)"
         " ON CONFLICT(project_id, day, family) DO UPDATE SET"
         " calls = calls + excluded.calls, nanos = nanos + excluded.nanos"
     )
-    return [(sql, (intent.project_id, intent.day, intent.family, intent.calls, intent.nanos))]
+    out.append((sql, (intent.project_id, intent.day, intent.family, intent.calls, intent.nanos)))
 
 
-def _put_blueprint(intent: PutBlueprint) -> list[Op]:
+def _put_blueprint(intent: PutBlueprint, out: list[Op]) -> None:
     blueprint = intent.blueprint
     sql = "INSERT INTO blueprints (id, project_id, name, doc) VALUES (?, ?, ?, ?)"
-    return [(sql, (blueprint.id, blueprint.project_id, blueprint.name, encode(blueprint)))]
+    out.append((sql, (blueprint.id, blueprint.project_id, blueprint.name, encode(blueprint))))
 
 
-def _archive_blueprint(intent: ArchiveBlueprint) -> list[Op]:
+def _archive_blueprint(intent: ArchiveBlueprint, out: list[Op]) -> None:
     blueprint = intent.blueprint
     sql = "UPDATE blueprints SET archived_at = ?, doc = ? WHERE id = ?"
-    return [(sql, (blueprint.archived_at, encode(blueprint), blueprint.id))]
+    out.append((sql, (blueprint.archived_at, encode(blueprint), blueprint.id)))
 
 
-def _put_execution(intent: PutExecution) -> list[Op]:
+def _put_execution(intent: PutExecution, out: list[Op]) -> None:
     state = intent.state
     sql = (
         "INSERT INTO executions"
@@ -179,38 +179,34 @@ def _put_execution(intent: PutExecution) -> list[Op]:
         state.idempotency_key,
         encode(state),
     )
-    return [(sql, params)]
+    out.append((sql, params))
 
 
-def _put_events(intent: PutEvents) -> list[Op]:
+def _put_events(intent: PutEvents, out: list[Op]) -> None:
     sql = "INSERT OR REPLACE INTO events (execution_id, seq, doc) VALUES (?, ?, ?)"
     first = intent.first_seq
-    return [
+    out += [
         (sql, (intent.execution_id, first + index, encode(event)))
         for index, event in enumerate(intent.events)
     ]
 
 
-def _put_webhook(intent: PutWebhook) -> list[Op]:
+def _put_webhook(intent: PutWebhook, out: list[Op]) -> None:
     webhook = intent.webhook
     sql = (
         "INSERT INTO webhooks (id, project_id, doc) VALUES (?, ?, ?)"
         " ON CONFLICT(id) DO UPDATE SET doc = excluded.doc"
     )
-    return [(sql, (webhook.id, webhook.project_id, encode(webhook)))]
+    out.append((sql, (webhook.id, webhook.project_id, encode(webhook))))
 
 
-def _delete_webhook(intent: DeleteWebhook) -> list[Op]:
-    return [
-        ("DELETE FROM webhooks WHERE id = ?", (intent.webhook_id,)),
-        (
-            "DELETE FROM webhook_deliveries WHERE webhook_id = ? AND status = 'pending'",
-            (intent.webhook_id,),
-        ),
-    ]
+def _delete_webhook(intent: DeleteWebhook, out: list[Op]) -> None:
+    out.append(("DELETE FROM webhooks WHERE id = ?", (intent.webhook_id,)))
+    sql = "DELETE FROM webhook_deliveries WHERE webhook_id = ? AND status = 'pending'"
+    out.append((sql, (intent.webhook_id,)))
 
 
-def _insert_delivery(intent: InsertDelivery) -> list[Op]:
+def _insert_delivery(intent: InsertDelivery, out: list[Op]) -> None:
     delivery = intent.delivery
     sql = (
         "INSERT INTO webhook_deliveries (id, webhook_id, project_id, status, doc)"
@@ -223,17 +219,17 @@ def _insert_delivery(intent: InsertDelivery) -> list[Op]:
         delivery.status.value,
         encode(delivery),
     )
-    return [(sql, params)]
+    out.append((sql, params))
 
 
-def _update_delivery(intent: UpdateDelivery) -> list[Op]:
+def _update_delivery(intent: UpdateDelivery, out: list[Op]) -> None:
     # An update, never an insert: a delivery its webhook's deletion dropped stays dropped.
     delivery = intent.delivery
     sql = "UPDATE webhook_deliveries SET status = ?, doc = ? WHERE id = ?"
-    return [(sql, (delivery.status.value, encode(delivery), delivery.id))]
+    out.append((sql, (delivery.status.value, encode(delivery), delivery.id)))
 
 
-_STATEMENTS: dict[type[Any], Callable[[Any], list[Op]]] = {
+_STATEMENTS: dict[type[Any], Callable[[Any, list[Op]], None]] = {
     PutJob: _put_job,
     PutRun: _put_run,
     PutQueue: _put_queue,
@@ -258,17 +254,15 @@ _STATEMENTS: dict[type[Any], Callable[[Any], list[Op]]] = {
 }
 
 
-def statements(intent: Intent) -> list[Op]:
-    """The statements that carry out ``intent`` on SQLite."""
-    return _STATEMENTS[type(intent)](intent)
-
-
 def all_statements(intents: Sequence[Intent]) -> list[Op]:
-    """The statements of ``intents``, in order."""
-    return [op for intent in intents for op in _STATEMENTS[type(intent)](intent)]
+    """The statements that carry out ``intents`` on SQLite, in order."""
+    out: list[Op] = []
+    for intent in intents:
+        _STATEMENTS[type(intent)](intent, out)
+    return out
 
 
 def execute(conn: sqlite3.Connection, intent: Intent) -> int:
     """Carry out one intent on a plain ``sqlite3`` connection (``flowyard keys`` works on the
     file without a server); how many rows it changed."""
-    return sum(conn.execute(sql, params).rowcount for sql, params in statements(intent))
+    return sum(conn.execute(sql, params).rowcount for sql, params in all_statements([intent]))
