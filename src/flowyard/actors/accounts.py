@@ -21,7 +21,7 @@ from flowyard.clock import SYSTEM_CLOCK, Clock
 from flowyard.errors import InsufficientTokens, Unavailable
 from flowyard.storage import accounts as store
 from flowyard.storage.intents import Intent
-from flowyard.storage.sqlite import Database
+from flowyard.storage.port import Store
 
 log = logging.getLogger("flowyard.accounts")
 
@@ -51,7 +51,7 @@ class Account:
 class Accounts:
     """Every project's :class:`Account`, and the task that keeps SQLite in step."""
 
-    def __init__(self, db: Database, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(self, db: Store, clock: Clock = SYSTEM_CLOCK) -> None:
         self.db = db
         self.clock = clock
         self._accounts: dict[str, Account] = {}

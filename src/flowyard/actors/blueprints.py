@@ -13,7 +13,7 @@ from flowyard.clock import Clock
 from flowyard.errors import NotFound
 from flowyard.ids import new_id
 from flowyard.storage import workflows as store
-from flowyard.storage.sqlite import Database
+from flowyard.storage.port import Store
 from flowyard.workflows.blueprint import BlueprintSpec, Graph, build_graph
 
 BLUEPRINT_CACHE_SIZE = 10_000
@@ -23,7 +23,7 @@ FAMILY = "infra/workflows"
 class BlueprintCatalog:
     """A project's blueprints, read through a cache."""
 
-    def __init__(self, db: Database, accounts: Accounts, clock: Clock) -> None:
+    def __init__(self, db: Store, accounts: Accounts, clock: Clock) -> None:
         self.db = db
         self.accounts = accounts
         self.clock = clock

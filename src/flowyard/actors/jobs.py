@@ -48,7 +48,7 @@ from flowyard.jobs.transitions import created, edited, transition
 from flowyard.settings import Settings
 from flowyard.storage import jobs as store
 from flowyard.storage.intents import Intent
-from flowyard.storage.sqlite import Database
+from flowyard.storage.port import Store
 
 __all__ = ["Change", "JobEngine", "JobSettled"]
 
@@ -63,7 +63,7 @@ class JobEngine:
 
     def __init__(
         self,
-        db: Database,
+        db: Store,
         settings: Settings,
         dispatcher: Dispatcher,
         accounts: Accounts,

@@ -15,7 +15,7 @@ from flowyard.actors.queues import Queue
 from flowyard.jobs.model import TERMINAL, Job, JobStatus, Run, RunStatus
 from flowyard.storage import jobs as store
 from flowyard.storage.intents import Intent
-from flowyard.storage.sqlite import Database
+from flowyard.storage.port import Store
 
 replace = msgspec.structs.replace
 
@@ -29,7 +29,7 @@ Emit = Callable[[Sequence[Change], Sequence[Run]], tuple[list[Intent], list[Any]
 class LiveJobs:
     """The live jobs by id, their open runs, and the queues by (project, name)."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Store) -> None:
         self.db = db
         self.jobs: dict[str, Job] = {}
         self.runs: dict[str, Run] = {}

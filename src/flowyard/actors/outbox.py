@@ -28,7 +28,8 @@ from flowyard.actors.subscriptions import Subscriptions
 from flowyard.errors import Unavailable
 from flowyard.settings import Settings
 from flowyard.storage import webhooks as store
-from flowyard.storage.sqlite import RETRY_MS, Database
+from flowyard.storage.port import Store
+from flowyard.storage.sqlite import RETRY_MS
 from flowyard.webhooks.model import (
     TIMEOUT_SECONDS,
     Delivery,
@@ -92,7 +93,7 @@ class Outbox:
     """The webhooks in memory, the pending deliveries, and the tasks that send them."""
 
     def __init__(
-        self, db: Database, settings: Settings, dispatcher: Dispatcher, jobs: JobEngine
+        self, db: Store, settings: Settings, dispatcher: Dispatcher, jobs: JobEngine
     ) -> None:
         self.db = db
         self.settings = settings

@@ -16,7 +16,7 @@ from flowyard.errors import Conflict, Invalid, NotFound
 from flowyard.ids import base62_token, new_id
 from flowyard.jobs.spec import check_payload, check_url
 from flowyard.storage import webhooks as store
-from flowyard.storage.sqlite import Database
+from flowyard.storage.port import Store
 from flowyard.webhooks.model import (
     Delivery,
     DeliveryStatus,
@@ -52,7 +52,7 @@ MAX_WEBHOOKS = 100
 class Webhooks:
     """Webhook commands over the outbox and the database."""
 
-    def __init__(self, db: Database, outbox: Outbox, accounts: Accounts) -> None:
+    def __init__(self, db: Store, outbox: Outbox, accounts: Accounts) -> None:
         self.db = db
         self.outbox = outbox
         self.accounts = accounts

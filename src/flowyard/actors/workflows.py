@@ -26,7 +26,8 @@ from flowyard.jobs.model import Job, JobStatus, Run, WorkflowRef
 from flowyard.settings import Settings
 from flowyard.storage import workflows as store
 from flowyard.storage.intents import Intent
-from flowyard.storage.sqlite import RETRY_MS, Database
+from flowyard.storage.port import Store
+from flowyard.storage.sqlite import RETRY_MS
 from flowyard.workflows.blueprint import Graph
 from flowyard.workflows.state import (
     LIVE,
@@ -81,7 +82,7 @@ class ExecutionActor:
 class WorkflowEngine:
     """The registry of execution actors and the entry point of every workflow command."""
 
-    def __init__(self, db: Database, jobs: JobEngine, settings: Settings) -> None:
+    def __init__(self, db: Store, jobs: JobEngine, settings: Settings) -> None:
         self.db = db
         self.jobs = jobs
         self.settings = settings

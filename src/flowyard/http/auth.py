@@ -24,8 +24,8 @@ from starlette.requests import Request
 from flowyard.clock import now_ms
 from flowyard.errors import Unauthorized, Unavailable
 from flowyard.http.headers import header
+from flowyard.storage.port import Store
 from flowyard.storage.projects import ApiKey, hash_key, key_by_hash, touch_key
-from flowyard.storage.sqlite import Database
 
 _V = TypeVar("_V")
 
@@ -41,7 +41,7 @@ TOUCH_MS = 60_000
 class Authenticator:
     """Turns a request's key into the :class:`ApiKey` it names, or raises 401/403."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Store) -> None:
         self.db = db
         self._found: dict[str, tuple[float, ApiKey]] = {}  # digest -> (when, key)
         self._unknown: dict[str, float] = {}  # digest -> when it was not found

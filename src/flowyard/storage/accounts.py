@@ -3,7 +3,7 @@
 from typing import NamedTuple
 
 from flowyard.storage.intents import AddUsage, SetBalance, SetRate, Spend
-from flowyard.storage.sqlite import Database
+from flowyard.storage.port import Store
 
 
 class UsageRow(NamedTuple):
@@ -15,13 +15,13 @@ class UsageRow(NamedTuple):
     nanos: int
 
 
-async def all_settings(db: Database) -> list[tuple[str, int | None, float | None]]:
+async def all_settings(db: Store) -> list[tuple[str, int | None, float | None]]:
     """Every project's (id, token balance in nanotokens, rate limit)."""
     rows = await db.fetchall("SELECT id, token_balance, rate_limit_rps FROM projects")
     return [(str(pid), balance, rate) for pid, balance, rate in rows]
 
 
-async def project_settings(db: Database, project_id: str) -> tuple[int | None, float | None] | None:
+async def project_settings(db: Store, project_id: str) -> tuple[int | None, float | None] | None:
     """One project's (token balance, rate limit), or None if there is no such project."""
     row = await db.fetchone(
         "SELECT token_balance, rate_limit_rps FROM projects WHERE id = ?", (project_id,)
@@ -49,7 +49,7 @@ def add_usage(project_id: str, day: int, family: str, calls: int, nanos: int) ->
     return AddUsage(project_id, day, family, calls, nanos)
 
 
-async def usage(db: Database, project_id: str) -> list[UsageRow]:
+async def usage(db: Store, project_id: str) -> list[UsageRow]:
     """The stored usage of a project, oldest day first."""
     rows = await db.fetchall(
         "SELECT day, family, calls, nanos FROM usage WHERE project_id = ? ORDER BY day, family",

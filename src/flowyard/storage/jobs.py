@@ -6,7 +6,7 @@ from flowyard.jobs.model import LIVE, Job, Run
 from flowyard.storage.codec import decode_job, decode_run
 from flowyard.storage.intents import PutJob, PutQueue, PutRun
 from flowyard.storage.pages import Sharer, chunked, decode_cursor, newest_first, page
-from flowyard.storage.sqlite import Database
+from flowyard.storage.port import Store
 
 
 class QueueSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -33,7 +33,7 @@ def put_queue(project_id: str, name: str, settings: QueueSettings) -> PutQueue:
     return PutQueue(project_id, name, settings)
 
 
-async def get_job(db: Database, project_id: str, job_id: str) -> Job | None:
+async def get_job(db: Store, project_id: str, job_id: str) -> Job | None:
     """A job of the project, or None."""
     row = await db.fetchone(
         "SELECT doc FROM jobs WHERE id = ? AND project_id = ?", (job_id, project_id)
@@ -41,7 +41,7 @@ async def get_job(db: Database, project_id: str, job_id: str) -> Job | None:
     return decode_job(row[0]) if row else None
 
 
-async def find_by_idempotency_key(db: Database, project_id: str, key: str) -> Job | None:
+async def find_by_idempotency_key(db: Store, project_id: str, key: str) -> Job | None:
     """The job created earlier with this idempotency key, or None."""
     row = await db.fetchone(
         "SELECT doc FROM jobs WHERE project_id = ? AND idempotency_key = ?", (project_id, key)
@@ -50,7 +50,7 @@ async def find_by_idempotency_key(db: Database, project_id: str, key: str) -> Jo
 
 
 async def list_jobs(
-    db: Database,
+    db: Store,
     *,
     project_id: str | None,
     status: str | None = None,
@@ -72,7 +72,7 @@ async def list_jobs(
 
 
 async def list_runs(
-    db: Database, job_id: str, *, cursor: str | None = None, limit: int = 25
+    db: Store, job_id: str, *, cursor: str | None = None, limit: int = 25
 ) -> tuple[list[Run], str | None]:
     """A page of a job's runs, newest first."""
     scope = f"runs:{job_id}"
@@ -84,7 +84,7 @@ async def list_runs(
     return page(db.cursor_key, scope, rows, limit, decode_run)
 
 
-async def live_jobs(db: Database) -> list[Job]:
+async def live_jobs(db: Store) -> list[Job]:
     """Every pending, running or scheduled job (for rehydration).
 
     Read in chunks, with the values many jobs repeat shared, to keep memory low.
@@ -109,7 +109,7 @@ async def live_jobs(db: Database) -> list[Job]:
     return jobs
 
 
-async def get_runs(db: Database, run_ids: list[str]) -> list[Run]:
+async def get_runs(db: Store, run_ids: list[str]) -> list[Run]:
     """The runs with these ids."""
     runs: list[Run] = []
     for start in range(0, len(run_ids), 500):
@@ -120,7 +120,7 @@ async def get_runs(db: Database, run_ids: list[str]) -> list[Run]:
     return runs
 
 
-async def all_queue_settings(db: Database) -> list[tuple[str, str, QueueSettings]]:
+async def all_queue_settings(db: Store) -> list[tuple[str, str, QueueSettings]]:
     """Every stored queue: (project_id, name, settings)."""
     rows = await db.fetchall("SELECT project_id, name, doc FROM queues")
     return [(pid, name, msgspec.json.decode(doc, type=QueueSettings)) for pid, name, doc in rows]

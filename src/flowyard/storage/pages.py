@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from typing import Any, TypeVar
 
 from flowyard.errors import invalid_field
-from flowyard.storage.sqlite import Database
+from flowyard.storage.port import Store
 
 T = TypeVar("T")
 
@@ -106,7 +106,7 @@ def newest_first(
 CHUNK_ROWS = 5000
 
 
-async def chunked(db: Database, sql: str, params: list[Any]) -> AsyncIterator[Any]:
+async def chunked(db: Store, sql: str, params: list[Any]) -> AsyncIterator[Any]:
     """The ``doc`` of every row of a ``seq > ? ORDER BY seq LIMIT ?`` query, chunk by chunk."""
     after = 0
     while True:

@@ -2,7 +2,7 @@
 
 The ``*_sync`` functions work straight on the SQLite file with the standard library, whether or
 not a server is running (``flowyard keys ...``); the others go through the server's
-:class:`Database`.
+:class:`Store`.
 """
 
 import hashlib
@@ -27,7 +27,7 @@ from flowyard.storage.intents import (
 )
 from flowyard.storage.migrations import migrate_sync
 from flowyard.storage.pages import decode_cursor, page
-from flowyard.storage.sqlite import Database
+from flowyard.storage.port import Store
 from flowyard.storage.sqlite_statements import execute
 
 T = TypeVar("T")
@@ -76,7 +76,7 @@ class Project(msgspec.Struct, frozen=True, kw_only=True):
 
 _KEY_COLUMNS = "id, project_id, name, scopes, admin, created_at, last_used_at, revoked_at"
 _PROJECT_COLUMNS = "id, name, rate_limit_rps, token_balance, created_at"
-_KEYS_WITH_PROJECT_NAME = (
+KEYS_WITH_PROJECT_NAME = (
     "SELECT k.id, k.project_id, k.name, k.scopes, k.admin, k.created_at, k.last_used_at,"
     " k.revoked_at, p.name FROM api_keys k LEFT JOIN projects p ON p.id = k.project_id"
 )
@@ -92,7 +92,8 @@ def new_signing_secret() -> str:
     return "whsec_" + base62_token(40)
 
 
-def _key(row: tuple[Any, ...]) -> ApiKey:
+def key_from_row(row: tuple[Any, ...]) -> ApiKey:
+    """A key record from the columns of ``KEYS_WITH_PROJECT_NAME`` (without the last)."""
     key_id, project_id, name, scopes, admin, created_at, last_used, revoked = row
     return ApiKey(
         id=key_id,
@@ -185,15 +186,15 @@ def list_keys_sync(db_path: str, project_name: str | None = None) -> list[tuple[
     """
     with _file(db_path) as conn:
         if project_name is None:
-            rows = conn.execute(f"{_KEYS_WITH_PROJECT_NAME} ORDER BY k.rowid DESC").fetchall()
+            rows = conn.execute(f"{KEYS_WITH_PROJECT_NAME} ORDER BY k.rowid DESC").fetchall()
         elif conn.execute("SELECT 1 FROM projects WHERE name = ?", (project_name,)).fetchone():
             rows = conn.execute(
-                f"{_KEYS_WITH_PROJECT_NAME} WHERE p.name = ? ORDER BY k.rowid DESC",
+                f"{KEYS_WITH_PROJECT_NAME} WHERE p.name = ? ORDER BY k.rowid DESC",
                 (project_name,),
             ).fetchall()
         else:
             raise LookupError(f"no project named {project_name!r}")
-    return [(_key(row[:-1]), row[-1] or "") for row in rows]
+    return [(key_from_row(row[:-1]), row[-1] or "") for row in rows]
 
 
 def revoke_key_sync(db_path: str, key_id: str) -> tuple[ApiKey, str, bool]:
@@ -206,44 +207,44 @@ def revoke_key_sync(db_path: str, key_id: str) -> tuple[ApiKey, str, bool]:
     with _file(db_path) as conn:
         conn.execute("BEGIN IMMEDIATE")
         changed = execute(conn, revoke_key(key_id, now_ms()))
-        row = conn.execute(f"{_KEYS_WITH_PROJECT_NAME} WHERE k.id = ?", (key_id,)).fetchone()
+        row = conn.execute(f"{KEYS_WITH_PROJECT_NAME} WHERE k.id = ?", (key_id,)).fetchone()
         conn.execute("COMMIT")
     if row is None:
         raise LookupError(f"no key {key_id}")
-    return _key(row[:-1]), row[-1] or "", not changed
+    return key_from_row(row[:-1]), row[-1] or "", not changed
 
 
 # --------------------------------------------------------------------- in the server
 
 
-async def key_by_hash(db: Database, key_hash: str) -> tuple[str, ApiKey] | None:
+async def key_by_hash(db: Store, key_hash: str) -> tuple[str, ApiKey] | None:
     """The stored hash and the key record for a key hash, or None."""
     row = await db.fetchone(
         f"SELECT key_hash, {_KEY_COLUMNS} FROM api_keys WHERE key_hash = ?", (key_hash,)
     )
-    return (row[0], _key(row[1:])) if row else None
+    return (row[0], key_from_row(row[1:])) if row else None
 
 
-async def get_key(db: Database, key_id: str) -> ApiKey | None:
+async def get_key(db: Store, key_id: str) -> ApiKey | None:
     """A key record by id, or None."""
     row = await db.fetchone(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE id = ?", (key_id,))
-    return _key(row) if row else None
+    return key_from_row(row) if row else None
 
 
 async def list_keys(
-    db: Database, *, project_id: str | None, cursor: str | None, limit: int
+    db: Store, *, project_id: str | None, cursor: str | None, limit: int
 ) -> tuple[list[ApiKey], str | None]:
     """A page of keys (of one project, or of all), newest first."""
-    return await _page(db, "api_keys", _KEY_COLUMNS, project_id, cursor, limit, _key)
+    return await _page(db, "api_keys", _KEY_COLUMNS, project_id, cursor, limit, key_from_row)
 
 
-async def get_project(db: Database, project_id: str) -> Project | None:
+async def get_project(db: Store, project_id: str) -> Project | None:
     """A project by id, or None."""
     row = await db.fetchone(f"SELECT {_PROJECT_COLUMNS} FROM projects WHERE id = ?", (project_id,))
     return _project(row) if row else None
 
 
-async def create_project(db: Database, name: str) -> Project | None:
+async def create_project(db: Store, name: str) -> Project | None:
     """Create a project; None if the name is taken."""
     project, insert = new_project(name)
     await db.commit([insert])
@@ -251,14 +252,14 @@ async def create_project(db: Database, name: str) -> Project | None:
 
 
 async def list_projects(
-    db: Database, *, cursor: str | None, limit: int
+    db: Store, *, cursor: str | None, limit: int
 ) -> tuple[list[Project], str | None]:
     """A page of projects, newest first."""
     return await _page(db, "projects", _PROJECT_COLUMNS, None, cursor, limit, _project)
 
 
 async def _page(
-    db: Database,
+    db: Store,
     table: str,
     columns: str,
     project_id: str | None,
@@ -283,7 +284,7 @@ async def _page(
     return page(db.cursor_key, table, [(row[0], row[1:]) for row in rows], limit, decode)
 
 
-async def signing_secret(db: Database, project_id: str) -> str | None:
+async def signing_secret(db: Store, project_id: str) -> str | None:
     """A project's push-signing secret."""
     row = await db.fetchone("SELECT signing_secret FROM projects WHERE id = ?", (project_id,))
     return str(row[0]) if row else None
@@ -294,7 +295,7 @@ def set_signing_secret(project_id: str, secret: str) -> SetSigningSecret:
     return SetSigningSecret(project_id, secret)
 
 
-async def server_secret(db: Database) -> str:
+async def server_secret(db: Store) -> str:
     """The server's own secret (signs callback URLs), created on first use."""
     row = await db.fetchone("SELECT value FROM meta WHERE key = 'server_secret'")
     if row:

@@ -2,20 +2,20 @@
 
 from typing import Any
 
-from flowyard.storage.sqlite import Database
+from flowyard.storage.port import Store
 
 Counts = dict[str, dict[str, int]]
 """project id -> status -> number of rows."""
 
 
-async def project_ids(db: Database, project_id: str | None = None) -> list[str]:
+async def project_ids(db: Store, project_id: str | None = None) -> list[str]:
     """Every project's id (or just ``project_id`` if it exists), newest first."""
     where, params = ("WHERE id = ?", [project_id]) if project_id is not None else ("", [])
     rows = await db.fetchall(f"SELECT id FROM projects {where} ORDER BY rowid DESC", params)
     return [str(pid) for (pid,) in rows]
 
 
-async def status_counts(db: Database, table: str, project_id: str | None = None) -> Counts:
+async def status_counts(db: Store, table: str, project_id: str | None = None) -> Counts:
     """How many ``jobs`` or ``executions`` each project has in each status.
 
     One ``GROUP BY`` over the table (a scan unless ``project_id`` narrows it to its index):

@@ -5,7 +5,7 @@ import msgspec
 
 from flowyard.storage.intents import DeleteWebhook, InsertDelivery, PutWebhook, UpdateDelivery
 from flowyard.storage.pages import chunked, newest_first, page
-from flowyard.storage.sqlite import Database
+from flowyard.storage.port import Store
 from flowyard.webhooks.model import Delivery, Webhook
 
 _webhook = msgspec.json.Decoder(Webhook)
@@ -39,7 +39,7 @@ def update_delivery(delivery: Delivery) -> UpdateDelivery:
     return UpdateDelivery(delivery)
 
 
-async def get_webhook(db: Database, project_id: str, webhook_id: str) -> Webhook | None:
+async def get_webhook(db: Store, project_id: str, webhook_id: str) -> Webhook | None:
     """A webhook of the project, or None."""
     row = await db.fetchone(
         "SELECT doc FROM webhooks WHERE id = ? AND project_id = ?", (webhook_id, project_id)
@@ -48,19 +48,19 @@ async def get_webhook(db: Database, project_id: str, webhook_id: str) -> Webhook
 
 
 async def list_webhooks(
-    db: Database, project_id: str, *, cursor: str | None, limit: int
+    db: Store, project_id: str, *, cursor: str | None, limit: int
 ) -> tuple[list[Webhook], str | None]:
     """A page of the project's webhooks, newest first."""
     sql, params = newest_first(db.cursor_key, "webhooks", {"project_id": project_id}, cursor, limit)
     return page(db.cursor_key, "webhooks", await db.fetchall(sql, params), limit, _webhook.decode)
 
 
-async def all_webhooks(db: Database) -> list[Webhook]:
+async def all_webhooks(db: Store) -> list[Webhook]:
     """Every webhook (the subscriptions kept in memory)."""
     return [_webhook.decode(doc) for (doc,) in await db.fetchall("SELECT doc FROM webhooks")]
 
 
-async def get_delivery(db: Database, webhook_id: str, delivery_id: str) -> Delivery | None:
+async def get_delivery(db: Store, webhook_id: str, delivery_id: str) -> Delivery | None:
     """A delivery of the webhook, or None."""
     row = await db.fetchone(
         "SELECT doc FROM webhook_deliveries WHERE id = ? AND webhook_id = ?",
@@ -70,7 +70,7 @@ async def get_delivery(db: Database, webhook_id: str, delivery_id: str) -> Deliv
 
 
 async def list_deliveries(
-    db: Database, webhook_id: str, *, status: str | None, cursor: str | None, limit: int
+    db: Store, webhook_id: str, *, status: str | None, cursor: str | None, limit: int
 ) -> tuple[list[Delivery], str | None]:
     """A page of the webhook's deliveries, newest first."""
     filters = {"webhook_id": webhook_id, "status": status}
@@ -79,7 +79,7 @@ async def list_deliveries(
     return page(db.cursor_key, scope, await db.fetchall(sql, params), limit, _decode_delivery)
 
 
-async def pending_deliveries(db: Database) -> list[Delivery]:
+async def pending_deliveries(db: Store) -> list[Delivery]:
     """Every pending delivery (re-armed on start)."""
     sql = (
         "SELECT seq, doc FROM webhook_deliveries WHERE status = 'pending' AND seq > ?"

@@ -4,7 +4,7 @@ import msgspec
 
 from flowyard.storage.intents import ArchiveBlueprint, PutBlueprint, PutEvents, PutExecution
 from flowyard.storage.pages import Sharer, chunked, decode_cursor, encode_cursor, newest_first, page
-from flowyard.storage.sqlite import Database
+from flowyard.storage.port import Store
 from flowyard.workflows.blueprint import Step
 from flowyard.workflows.state import ACTIVE, LIVE, Event, ExecutionState
 
@@ -54,14 +54,14 @@ def put_events(execution_id: str, first_seq: int, events: list[Event]) -> PutEve
     return PutEvents(execution_id, first_seq, events)
 
 
-async def get_blueprint_by_id(db: Database, blueprint_id: str) -> Blueprint | None:
+async def get_blueprint_by_id(db: Store, blueprint_id: str) -> Blueprint | None:
     """A blueprint whatever its project (for rehydration)."""
     row = await db.fetchone("SELECT doc FROM blueprints WHERE id = ?", (blueprint_id,))
     return _blueprint_decoder.decode(row[0]) if row else None
 
 
 async def list_blueprints(
-    db: Database,
+    db: Store,
     project_id: str,
     *,
     name: str | None = None,
@@ -87,7 +87,7 @@ async def list_blueprints(
 
 
 async def get_execution(
-    db: Database, execution_id: str, project_id: str | None = None
+    db: Store, execution_id: str, project_id: str | None = None
 ) -> ExecutionState | None:
     """An execution (of the project, when given), or None."""
     if project_id is None:
@@ -100,7 +100,7 @@ async def get_execution(
     return _execution_decoder.decode(row[0]) if row else None
 
 
-async def find_execution_by_key(db: Database, blueprint_id: str, key: str) -> ExecutionState | None:
+async def find_execution_by_key(db: Store, blueprint_id: str, key: str) -> ExecutionState | None:
     """The execution triggered earlier with this idempotency key, or None."""
     row = await db.fetchone(
         "SELECT doc FROM executions WHERE blueprint_id = ? AND idempotency_key = ?",
@@ -110,7 +110,7 @@ async def find_execution_by_key(db: Database, blueprint_id: str, key: str) -> Ex
 
 
 async def list_executions(
-    db: Database,
+    db: Store,
     *,
     project_id: str | None,
     blueprint_id: str | None = None,
@@ -126,7 +126,7 @@ async def list_executions(
 
 
 async def list_events(
-    db: Database, execution_id: str, *, cursor: str | None, limit: int
+    db: Store, execution_id: str, *, cursor: str | None, limit: int
 ) -> tuple[list[tuple[int, Event]], str | None]:
     """A page of an execution's events, oldest first, with their sequence numbers."""
     scope = f"events:{execution_id}"  # seq counts from 1 in each execution
@@ -142,7 +142,7 @@ async def list_events(
     return items, next_cursor
 
 
-async def active_executions(db: Database) -> list[ExecutionState]:
+async def active_executions(db: Store) -> list[ExecutionState]:
     """Every execution that needs an actor (for rehydration), repeated values shared."""
     sql = "SELECT seq, doc FROM executions WHERE active = 1 AND seq > ? ORDER BY seq LIMIT ?"
     states: list[ExecutionState] = []
