@@ -1,0 +1,316 @@
+"""The PostgreSQL store: one writer task that group-commits, and a pool of readers.
+
+The same contract as the SQLite :class:`~flowyard.storage.sqlite.Database`: every write goes
+through :meth:`PostgresDatabase.commit`; the writer takes every request waiting, writes them in
+one transaction and only after its ``COMMIT`` wakes the callers, so an acknowledged write
+survives ``kill -9`` of the service or of the database server. A failed transaction is tried
+again request by request, so that one bad write cannot fail its neighbours; a database that
+cannot be written (connection lost, disk full, read-only) answers ``Unavailable`` and is probed
+until it takes writes again.
+
+Why a task rather than SQLite's thread: asyncpg is asynchronous, so the writer waits for the
+server on the event loop like any other task and costs no thread or GIL hand-offs; while one
+transaction is in flight the next batch gathers. Statements of one transaction run in order,
+each run of one statement as one ``executemany`` (pipelined by asyncpg), so that a later write
+of a row sees the earlier ones, as on SQLite. Reads take the SQL the storage modules write for
+SQLite (``?`` parameters) and answer the same Python values (tuples, ``doc`` as ``bytes``).
+"""
+
+import asyncio
+import collections
+import logging
+import re
+import secrets
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+import asyncpg
+from anyio.abc import TaskStatus
+
+from flowyard.clock import now_ms
+from flowyard.errors import MailboxFull, Unavailable
+from flowyard.storage.intents import Intent
+from flowyard.storage.postgres_schema import migrate
+from flowyard.storage.postgres_statements import Op, all_statements, runs
+from flowyard.storage.sqlite import MAX_WAITING, RETRY_SECONDS
+
+log = logging.getLogger("flowyard.storage")
+
+_PROBE = (
+    "INSERT INTO meta (key, value) VALUES ('writable_at', $1)"
+    " ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+)
+_PARAMETER = re.compile(r"'[^']*'|\?")  # a string literal (kept as it is) or a parameter
+# SQLSTATE classes that say the database cannot be written, rather than that one write is bad:
+# connection exceptions, insufficient resources (disk full), operator intervention (shutdown),
+# system errors (I/O); and 25006, a read-only transaction (a standby, or read-only by default).
+_FAULT_CLASSES = ("08", "53", "57", "58")
+
+
+def to_dollar(sql: str) -> str:
+    """``sql`` with each ``?`` outside string literals replaced by ``$1``, ``$2``..."""
+    count = 0
+
+    def number(match: re.Match[str]) -> str:
+        nonlocal count
+        if match[0] != "?":
+            return match[0]
+        count += 1
+        return f"${count}"
+
+    return _PARAMETER.sub(number, sql)
+
+
+def _is_storage_fault(exc: BaseException) -> bool:
+    """Whether a failed write says the database cannot be written (not one bad write)."""
+    if isinstance(exc, asyncpg.PostgresError):
+        state = str(exc.sqlstate or "")
+        return state[:2] in _FAULT_CLASSES or state == "25006"
+    # A parameter the driver cannot send is one bad write; anything else on the client's side
+    # (a lost or closed connection, one left in a state it cannot leave) is the connection.
+    return not isinstance(exc, asyncpg.DataError | TypeError | ValueError)
+
+
+class _CommitRequest:
+    """Writes waiting for a group commit, and how they ended once ``done`` is resolved."""
+
+    __slots__ = ("done", "error", "ops")
+
+    def __init__(self, ops: list[Op]) -> None:
+        self.ops = ops
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.error: BaseException | None = None
+
+
+class PostgresDatabase:
+    """A PostgreSQL database: a group-commit writer task on one connection, a reader pool."""
+
+    def __init__(self, url: str, *, readers: int = 4) -> None:
+        self.url = url
+        self._reader_count = readers
+        self._pool: asyncpg.Pool | None = None
+        self._conn: asyncpg.Connection | None = None  # the writer's
+        self._waiting: collections.deque[_CommitRequest] = collections.deque()
+        self._wake: anyio.Event | None = None  # set when a request or the end arrives
+        self._closed = False
+        self._sql: dict[str, str] = {}  # read SQL with ``?`` -> with ``$n``
+        self.failure: str | None = None  # why the last write failed, until one succeeds again
+        # Signs list cursors; ``open`` replaces it with the one stored in the database.
+        self.cursor_key = secrets.token_bytes(32)
+
+    async def open(self) -> None:
+        """Connect the writer (applying migrations), load ``cursor_key``, open the readers."""
+        self._conn = conn = await asyncpg.connect(self.url)
+        await migrate(conn)
+        await conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('cursor_key', $1) ON CONFLICT (key) DO NOTHING",
+            secrets.token_hex(32),
+        )
+        stored = await conn.fetchval("SELECT value FROM meta WHERE key = 'cursor_key'")
+        self.cursor_key = bytes.fromhex(stored)
+        self._pool = await asyncpg.create_pool(self.url, min_size=1, max_size=self._reader_count)
+
+    # ----------------------------------------------------------------- the writer
+
+    async def run_writer(
+        self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Write batches until :meth:`close_writer` and every write queued before it.
+
+        Cancelled (at shutdown), it still writes what is queued, so that every caller hears
+        how its write ended. If the writer itself breaks, every write still waiting is
+        answered ``Unavailable`` and the error goes to the caller.
+        """
+        task_status.started()
+        try:
+            await self._write_loop()
+        finally:
+            self.close_writer()
+            with anyio.CancelScope(shield=True):
+                try:
+                    await self._write_loop()  # after a cancellation: what is still queued
+                finally:
+                    left = list(self._waiting)
+                    self._waiting.clear()
+                    for request in left:
+                        request.error = Unavailable("storage is unavailable: the writer stopped")
+                    self._committed(left, [])
+
+    async def _write_loop(self) -> None:
+        """One transaction per batch of waiting requests, until closed and nothing waits."""
+        failing = False
+        while True:
+            if not self._waiting:
+                if self._closed:
+                    return
+                self._wake = wake = anyio.Event()
+                if not failing:
+                    await wake.wait()
+                    continue
+                with anyio.move_on_after(RETRY_SECONDS):
+                    await wake.wait()
+                if not self._waiting:
+                    failing = await self._probe()
+                    continue
+            batch = list(self._waiting)
+            self._waiting.clear()
+            try:
+                # Shielded: a transaction once begun is finished, and its callers told.
+                with anyio.CancelScope(shield=True):
+                    outcomes = await self._write(batch)
+            except BaseException:  # a bug here: answer the batch, then report it
+                for request in batch:
+                    request.error = Unavailable("storage is unavailable: the writer stopped")
+                self._committed(batch, [])
+                raise
+            self._committed(batch, outcomes)
+            failing = outcomes[-1] is not None and _is_storage_fault(outcomes[-1])
+
+    async def _write(self, batch: list[_CommitRequest]) -> list[Exception | None]:
+        """Commit ``batch`` in one transaction; each attempt's error (None for success).
+
+        If the transaction fails, each request is tried alone, so that one bad write cannot
+        fail its neighbours; unless the database cannot be written at all: then each gets
+        ``Unavailable`` without another try.
+        """
+        try:
+            await self._transaction([op for request in batch for op in request.ops])
+        except Exception as exc:
+            if len(batch) > 1 and not _is_storage_fault(exc):
+                return [outcome for request in batch for outcome in await self._write([request])]
+            for request in batch:
+                request.error = Unavailable(f"storage is unavailable: {exc}")
+            return [exc]
+        return [None]
+
+    async def _transaction(self, ops: list[Op]) -> None:
+        conn = await self._connection()
+        try:
+            async with conn.transaction():
+                for sql, rows in runs(ops):
+                    if len(rows) == 1:
+                        await conn.execute(sql, *rows[0])
+                    else:
+                        await conn.executemany(sql, rows)
+        except Exception as exc:
+            if _is_storage_fault(exc):  # the next write starts on a new connection
+                conn.terminate()
+                self._conn = None
+            raise
+
+    async def _connection(self) -> asyncpg.Connection:
+        """The writer's connection, connected again if it was lost."""
+        if self._conn is None or self._conn.is_closed():
+            self._conn = None
+            self._conn = await asyncpg.connect(self.url)
+        return self._conn
+
+    async def _probe(self) -> bool:
+        """A one-row write that tells whether the database takes writes again; if it fails."""
+        try:
+            await self._transaction([(_PROBE, (str(now_ms()),))])
+        except Exception as exc:
+            self._committed([], [exc])
+            return _is_storage_fault(exc)
+        self._committed([], [None])
+        return False
+
+    def _committed(self, batch: list[_CommitRequest], outcomes: list[Exception | None]) -> None:
+        """Wake the callers of a batch and keep the storage state."""
+        for outcome in outcomes:
+            if outcome is None:
+                self._record_success()
+            else:
+                self._record_failure(outcome)
+        for request in batch:
+            if not request.done.done():
+                request.done.set_result(None)
+
+    def _record_failure(self, exc: Exception) -> None:
+        if not _is_storage_fault(exc):
+            log.error("commit failed", exc_info=exc)
+            return
+        if self.failure is None:
+            log.error("storage is failing; writes answer 503 until it recovers", exc_info=exc)
+        else:
+            log.debug("storage is still failing: %s", exc)
+        self.failure = str(exc) or type(exc).__name__
+
+    def _record_success(self) -> None:
+        if self.failure is not None:
+            log.warning("storage takes writes again (it was failing: %s)", self.failure)
+            self.failure = None
+
+    # ----------------------------------------------------------------- the port
+
+    def check_writable(self) -> None:
+        """Raise ``Unavailable`` while the last write failed for want of a writable database."""
+        if self.failure is not None:
+            raise Unavailable(f"storage is failing: {self.failure}")
+
+    async def commit(self, intents: list[Intent]) -> None:
+        """Write ``intents`` in one transaction (shared with other callers'), durably.
+
+        Raises:
+            MailboxFull: the writer has too much waiting; the caller should answer 503.
+            Unavailable: the transaction failed; nothing of ``intents`` was written.
+        """
+        if not intents:
+            return
+        request = self.submit(intents)
+        try:
+            await asyncio.shield(request.done)
+        except anyio.get_cancelled_exc_class():
+            # Once queued, the write happens: let the cancellation through only once it has.
+            with anyio.CancelScope(shield=True):
+                await asyncio.shield(request.done)
+            raise
+        if request.error is not None:
+            raise request.error
+
+    def submit(self, intents: list[Intent]) -> _CommitRequest:
+        """Queue ``intents`` for the next group commit without waiting for it.
+
+        Committed in submission order, before anything submitted later; a failure is logged
+        by the writer.
+        """
+        if self._closed:
+            raise Unavailable("shutting down")
+        if len(self._waiting) >= MAX_WAITING:
+            raise MailboxFull("the writer is overloaded")
+        # Encoded now: an actor's next state may share parts with this one.
+        request = _CommitRequest(all_statements(intents))
+        self._waiting.append(request)
+        if self._wake is not None:
+            self._wake.set()
+        return request
+
+    def close_writer(self) -> None:
+        """Stop taking writes; the writer finishes what is queued, then stops."""
+        self._closed = True
+        if self._wake is not None:
+            self._wake.set()
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run a read (``?`` parameters) on a reader connection; its rows as tuples."""
+        assert self._pool is not None, "open() first"
+        query = self._sql.get(sql)
+        if query is None:
+            query = self._sql[sql] = to_dollar(sql)
+        rows = await self._pool.fetch(query, *params)
+        return [tuple(row) for row in rows]
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        """The first row of a read, or None."""
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
+
+    async def close(self) -> None:
+        """Close every connection (call after the writer has stopped)."""
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
