@@ -30,7 +30,7 @@ from flowyard.storage.intents import Intent, PutBlueprint, PutJob
 from flowyard.storage.port import Store
 from flowyard.storage.postgres import PostgresDatabase, to_dollar
 from flowyard.storage.postgres_schema import MIGRATIONS, migrate
-from flowyard.storage.postgres_statements import _STATEMENTS
+from flowyard.storage.postgres_statements import _STATEMENTS, all_statements, plan
 from flowyard.storage.sqlite import Database
 from flowyard.webhooks.model import Delivery, DeliveryStatus, Webhook
 from flowyard.workflows.state import Event, ExecutionState, ExecutionStatus
@@ -94,6 +94,27 @@ def job(project_id: str, n: int, **changes: Any) -> Job:
 
 def test_every_intent_has_postgres_statements() -> None:
     assert set(get_args(Intent)) == set(_STATEMENTS)
+
+
+def test_the_upserts_of_a_transition_are_one_statement_ahead_of_the_rest() -> None:
+    first = job("p", 1)
+    later = msgspec.structs.replace(first, attempt=2)
+    events = [Event(type="a", at=1), Event(type="b", at=2)]
+    intents: list[Intent] = [
+        PutJob(first),
+        accounts.spend("p", 1),
+        workflows.put_events("exe_1", 1, events),
+        PutJob(job("p", 2)),
+        accounts.spend("p", 2),
+        PutJob(later),
+        workflows.put_events("exe_1", 2, events[1:]),  # the same row again
+    ]
+    (combined, [arrays]), *rest = plan(all_statements(intents))
+    assert combined.startswith("WITH w0 AS (INSERT INTO jobs") and combined.count("unnest") == 2
+    ids, *_, docs = arrays[:7]
+    assert ids == ["job_1", "job_2"] and msgspec.json.decode(docs[0], type=Job) == later
+    assert arrays[7:9] == [["exe_1", "exe_1"], [1, 2]]
+    assert [(sql.split()[0], len(rows)) for sql, rows in rest] == [("UPDATE", 2)]
 
 
 def test_parameters_outside_string_literals_are_numbered() -> None:
@@ -292,8 +313,10 @@ async def test_writes_of_one_row_in_one_group_commit_apply_in_order(new_store: N
             await db.commit([insert])
             first = job(project.id, 1)
             # Submitted together, so that they share one transaction.
+            second = job(project.id, 2)
             requests = [
                 db.submit([jobs.put_job(first)]),
+                db.submit([jobs.put_job(second)]),
                 db.submit([jobs.put_job(msgspec.structs.replace(first, attempt=1))]),
                 db.submit([accounts.set_balance(project.id, 100), accounts.spend(project.id, 30)]),
                 db.submit([accounts.spend(project.id, 20)]),
@@ -302,8 +325,9 @@ async def test_writes_of_one_row_in_one_group_commit_apply_in_order(new_store: N
             for request in requests:
                 await request.done
                 assert request.error is None
-            stored = await jobs.get_job(db, project.id, first.id)
-            assert stored is not None and stored.attempt == 2
+            page, _ = await jobs.list_jobs(db, project_id=project.id)
+            # The row keeps the place of its first write and the values of its last.
+            assert page == [second, msgspec.structs.replace(first, attempt=2)]
             assert await accounts.project_settings(db, project.id) == (50, None)
 
 
@@ -322,13 +346,14 @@ async def test_one_bad_write_does_not_fail_its_neighbours(new_store: NewStore) -
                     outcomes[n] = exc
 
             async with anyio.create_task_group() as tg:
-                tg.start_soon(write, 1, [PutJob(job("p", 1))])
+                tg.start_soon(write, 1, [PutJob(job("p", 1, idempotency_key="k"))])
                 tg.start_soon(write, 2, [PutJob(job("p", 2)), PutBlueprint(blueprint)])  # again
                 tg.start_soon(write, 3, [PutJob(job("p", 3))])
+                tg.start_soon(write, 4, [PutJob(job("p", 4, idempotency_key="k"))])  # taken
             assert outcomes[1] is None and outcomes[3] is None
-            assert isinstance(outcomes[2], Unavailable)
+            assert isinstance(outcomes[2], Unavailable) and isinstance(outcomes[4], Unavailable)
             page, _ = await jobs.list_jobs(db, project_id="p")
-            assert [j.id for j in page] == ["job_3", "job_1"]  # nothing of the bad one
+            assert [j.id for j in page] == ["job_3", "job_1"]  # nothing of the bad ones
             assert db.failure is None  # one bad write, not a failing database
             db.check_writable()
 

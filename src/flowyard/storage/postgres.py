@@ -32,7 +32,7 @@ from flowyard.clock import now_ms
 from flowyard.errors import MailboxFull, Unavailable
 from flowyard.storage.intents import Intent
 from flowyard.storage.postgres_schema import migrate
-from flowyard.storage.postgres_statements import Op, all_statements, runs
+from flowyard.storage.postgres_statements import Op, all_statements, plan
 from flowyard.storage.sqlite import MAX_WAITING, RETRY_SECONDS
 
 log = logging.getLogger("flowyard.storage")
@@ -186,9 +186,14 @@ class PostgresDatabase:
 
     async def _transaction(self, ops: list[Op]) -> None:
         conn = await self._connection()
+        steps = plan(ops)
         try:
+            if len(steps) == 1 and len(steps[0][1]) == 1:
+                sql, (params,) = steps[0]
+                await conn.execute(sql, *params)  # one statement: a transaction of its own
+                return
             async with conn.transaction():
-                for sql, rows in runs(ops):
+                for sql, rows in steps:
                     if len(rows) == 1:
                         await conn.execute(sql, *rows[0])
                     else:

@@ -2,12 +2,14 @@
 
 The mirror of :mod:`flowyard.storage.sqlite_statements`: ``GREATEST`` for SQLite's
 two-argument ``MAX``, ``ON CONFLICT ... DO NOTHING / DO UPDATE`` for ``INSERT OR IGNORE / OR
-REPLACE``, docs as ``bytea``. :func:`runs` groups a transaction's statements into runs of the
-same statement, each sent with one ``executemany``, in order, so that later writes see earlier
-ones as on SQLite.
+REPLACE``, docs as ``bytea``. :func:`plan` turns a transaction's statements into as few as it
+can: the upserts every transition makes as one statement over ``unnest`` arrays, the rest as
+runs of one statement, each sent with one ``executemany``, in order, so that later writes see
+earlier ones as on SQLite.
 """
 
 import json
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -275,12 +277,77 @@ def all_statements(intents: Sequence[Intent]) -> list[Op]:
     return out
 
 
-def runs(ops: Sequence[Op]) -> list[tuple[str, list[Sequence[Any]]]]:
+Step = tuple[str, list[Sequence[Any]]]
+"""A statement and the parameters of each of its executions (one ``executemany``)."""
+
+
+def runs(ops: Sequence[Op]) -> list[Step]:
     """``ops`` as runs of one statement each, in order: one ``executemany`` per run."""
-    out: list[tuple[str, list[Sequence[Any]]]] = []
+    out: list[Step] = []
     for sql, params in ops:
         if out and out[-1][0] == sql:
             out[-1][1].append(params)
         else:
             out.append((sql, [params]))
     return out
+
+
+# ------------------------------------------------------------------ the hot rows, folded
+
+_FOLDED: dict[str, tuple[int, tuple[str, ...]]] = {
+    _PUT_JOB: (1, ("text", "text", "text", "text", "text", "text", "bytea")),
+    _PUT_RUN: (1, ("text", "text", "bytea")),
+    _PUT_EXECUTION: (1, ("text", "text", "text", "text", "integer", "text", "bytea")),
+    _PUT_EVENT: (2, ("text", "bigint", "bytea")),
+}
+"""The upserts of every transition (jobs, runs, executions, events): how many leading
+parameters are the row's key, and each column's type."""
+_VALUES = re.compile(r"VALUES \(\$1(?:, \$\d+)*\)")
+_combined: dict[tuple[str, ...], str] = {}
+
+
+def _from_arrays(sql: str, first: int) -> str:
+    """The upsert ``sql`` of one row as one of a row per array element, from ``$first``."""
+    types = _FOLDED[sql][1]
+    arrays = ", ".join(f"${first + index}::{kind}[]" for index, kind in enumerate(types))
+    return _VALUES.sub(f"SELECT * FROM unnest({arrays})", sql)
+
+
+def _combine(present: tuple[str, ...]) -> str:
+    """One statement doing the upserts ``present``: all but the last as data-modifying CTEs."""
+    sql = _combined.get(present)
+    if sql is None:
+        parts, first = [], 1
+        for statement in present:
+            parts.append(_from_arrays(statement, first))
+            first += len(_FOLDED[statement][1])
+        ctes = ", ".join(f"w{index} AS ({part})" for index, part in enumerate(parts[:-1]))
+        sql = _combined[present] = f"WITH {ctes} {parts[-1]}" if ctes else parts[-1]
+    return sql
+
+
+def plan(ops: Sequence[Op]) -> list[Step]:
+    """The steps of one transaction that does ``ops``: fewer statements, the same rows.
+
+    The upserts of ``jobs``, ``runs``, ``executions`` and ``events`` become one statement
+    over ``unnest`` arrays, ahead of the rest (no other write touches those tables, so they
+    commute with it). In one statement every part sees the tables as they were before it, so
+    writes of one row are folded first: the row keeps the place of its first write and the
+    values of its last, which is what upserts of it one after the other leave. The other
+    statements follow in order, as :func:`runs`.
+    """
+    folded: dict[str, dict[tuple[Any, ...], Sequence[Any]]] = {}
+    rest: list[Op] = []
+    for sql, params in ops:
+        shape = _FOLDED.get(sql)
+        if shape is None:
+            rest.append((sql, params))
+        else:
+            folded.setdefault(sql, {})[tuple(params[: shape[0]])] = params
+    if not folded:
+        return runs(rest)
+    present = tuple(sql for sql in _FOLDED if sql in folded)
+    arrays: list[Any] = []
+    for sql in present:
+        arrays += [list(column) for column in zip(*folded[sql].values(), strict=True)]
+    return [(_combine(present), [arrays]), *runs(rest)]
