@@ -436,3 +436,20 @@ async def test_a_lost_connection_answers_unavailable_and_the_next_write_reconnec
             assert db.failure is None
             page, _ = await jobs.list_jobs(db, project_id="p")
             assert [j.id for j in page] == ["job_3", "job_1"]
+
+
+async def test_while_failing_the_writer_probes_until_the_database_takes_writes(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pg_store, "RETRY_SECONDS", 0.05)
+    async with running(PostgresDatabase(pg_url)) as db:
+        with anyio.fail_after(30):
+            await db.commit([PutJob(job("p", 1))])
+            await db.fetchone("SELECT pg_terminate_backend(?)", (db._conn.get_server_pid(),))
+            with pytest.raises(Unavailable):
+                await db.commit([PutJob(job("p", 2))])
+            assert db.failure is not None
+            while db.failure is not None:  # no write of ours: only the probe can clear it
+                await anyio.sleep(0.01)
+            probed = await db.fetchone("SELECT value FROM meta WHERE key = 'writable_at'")
+            assert probed is not None and int(probed[0]) > 0

@@ -92,6 +92,7 @@ class PostgresDatabase:
         self._pool: asyncpg.Pool | None = None
         self._conn: asyncpg.Connection | None = None  # the writer's
         self._waiting: collections.deque[_CommitRequest] = collections.deque()
+        self._unanswered = 0  # requests submitted and not yet answered
         self._wake: anyio.Event | None = None  # set when a request or the end arrives
         self._closed = False
         self._sql: dict[str, str] = {}  # read SQL with ``?`` -> with ``$n``
@@ -228,6 +229,7 @@ class PostgresDatabase:
                 self._record_success()
             else:
                 self._record_failure(outcome)
+        self._unanswered -= len(batch)
         for request in batch:
             if not request.done.done():
                 request.done.set_result(None)
@@ -282,11 +284,12 @@ class PostgresDatabase:
         """
         if self._closed:
             raise Unavailable("shutting down")
-        if len(self._waiting) >= MAX_WAITING:
+        if self._unanswered >= MAX_WAITING:
             raise MailboxFull("the writer is overloaded")
         # Encoded now: an actor's next state may share parts with this one.
         request = _CommitRequest(all_statements(intents))
         self._waiting.append(request)
+        self._unanswered += 1
         if self._wake is not None:
             self._wake.set()
         return request
