@@ -453,3 +453,21 @@ async def test_while_failing_the_writer_probes_until_the_database_takes_writes(
                 await anyio.sleep(0.01)
             probed = await db.fetchone("SELECT value FROM meta WHERE key = 'writable_at'")
             assert probed is not None and int(probed[0]) > 0
+
+
+async def test_a_cancelled_writer_still_writes_what_was_queued(new_store: NewStore) -> None:
+    db = new_store()
+    await db.open()
+    try:
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                await tg.start(db.run_writer)
+                requests = [db.submit([PutJob(job("p", n))]) for n in range(5)]
+                tg.cancel_scope.cancel()
+            for request in requests:
+                await request.done
+                assert request.error is None
+            page, _ = await jobs.list_jobs(db, project_id="p")
+            assert len(page) == 5
+    finally:
+        await db.close()

@@ -152,7 +152,8 @@ class PostgresDatabase:
                 with anyio.move_on_after(RETRY_SECONDS):
                     await wake.wait()
                 if not self._waiting:
-                    failing = await self._probe()
+                    with anyio.CancelScope(shield=True):
+                        failing = await self._probe()
                     continue
             batch = list(self._waiting)
             self._waiting.clear()
