@@ -403,7 +403,7 @@ async def test_migrations_are_idempotent(pg_url: str) -> None:
     assert [tuple(row) for row in rows] == [("kept", "yes"), ("schema_version", "1")]
 
 
-async def test_concurrent_commits_share_transactions_and_all_last(pg_url: str) -> None:
+async def test_concurrent_commits_share_transactions_and_are_all_kept(pg_url: str) -> None:
     async with running(PostgresDatabase(pg_url)) as db:
         with anyio.fail_after(60):
             async with anyio.create_task_group() as tg:
