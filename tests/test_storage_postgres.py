@@ -21,6 +21,7 @@ from flowyard.storage import (
     jobs,
     projects,
     stats,
+    store_keys,
     webhooks,
     workflows,
 )
@@ -471,3 +472,22 @@ async def test_a_cancelled_writer_still_writes_what_was_queued(new_store: NewSto
             assert len(page) == 5
     finally:
         await db.close()
+
+
+async def test_keys_commands_work_through_the_postgres_store(pg_url: str) -> None:
+    async def work(store: Store) -> None:
+        first = await store_keys.create_key(store, "shop", ["jobs:read"])
+        second = await store_keys.create_key(store, "shop", list(projects.ALL_SCOPES), admin=True)
+        keys = await store_keys.list_keys(store, None)
+        assert [(key.id, name) for key, name in keys] == [
+            (second.record.id, "shop"),
+            (first.record.id, "shop"),
+        ]
+        key, project, already = await store_keys.revoke(store, first.record.id)
+        assert (project, already) == ("shop", False) and key.revoked_at is not None
+        assert (await store_keys.revoke(store, first.record.id))[2] is True
+        with pytest.raises(LookupError):
+            await store_keys.list_keys(store, "nobody")
+
+    with anyio.fail_after(30):
+        await store_keys.with_store(PostgresDatabase(pg_url), work)
