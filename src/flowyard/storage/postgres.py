@@ -10,10 +10,13 @@ until it takes writes again.
 
 Why a task rather than SQLite's thread: asyncpg is asynchronous, so the writer waits for the
 server on the event loop like any other task and costs no thread or GIL hand-offs; while one
-transaction is in flight the next batch gathers. Statements of one transaction run in order,
-each run of one statement as one ``executemany`` (pipelined by asyncpg), so that a later write
-of a row sees the earlier ones, as on SQLite. Reads take the SQL the storage modules write for
-SQLite (``?`` parameters) and answer the same Python values (tuples, ``doc`` as ``bytes``).
+transaction is in flight the next batch gathers. A batch is as few statements as
+:func:`~flowyard.storage.postgres_statements.plan` can make of it (every transition's upserts
+as one statement over ``unnest`` arrays, folded per row; the rest in order, one
+``executemany`` per run of one statement), because each statement is a round trip: a batch
+of 64 transitions as one statement costs a tenth of the CPU of sending its statements one
+by one (``bench/README.md``). Reads take the SQL the storage modules write for SQLite (``?``
+parameters) and answer the same Python values (tuples, ``doc`` as ``bytes``).
 """
 
 import asyncio
