@@ -12,7 +12,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Everything that changes how ``flowyard serve`` behaves.
 
     Attributes:
-        db: path of the SQLite file (created on first start).
+        db: path of the SQLite file (created on first start), or a ``postgresql://`` URL.
         sync: SQLite ``synchronous`` mode; ``full`` fsyncs every commit.
         retry_base_seconds: base of the retry backoff formulas.
         handler_network: ``public`` refuses handler URLs that resolve to non-public addresses.

@@ -28,7 +28,7 @@ from flowyard.clock import SYSTEM_CLOCK, Clock
 from flowyard.errors import Unavailable
 from flowyard.settings import Settings
 from flowyard.storage.projects import server_secret
-from flowyard.storage.sqlite import Database
+from flowyard.storage.stores import store_for
 
 log = logging.getLogger("flowyard")
 
@@ -41,7 +41,7 @@ class Supervisor:
     def __init__(self, settings: Settings, clock: Clock = SYSTEM_CLOCK) -> None:
         self.settings = settings
         self.clock = clock  # the one clock of timers, leases, cron, backoff and accounts
-        self.db = Database(settings.db, sync=settings.sync)
+        self.db = store_for(settings.db, sync=settings.sync)
         own = {settings.host, "127.0.0.1", "::1", "0.0.0.0"}
         if settings.public_url and (public := urlsplit(settings.public_url).hostname):
             own.add(public)  # this server as handlers reach it

@@ -8,6 +8,7 @@ from typing import Any
 
 from flowyard.cli.common import DEFAULTS, described, env, fail, print_table
 from flowyard.clock import rfc3339
+from flowyard.errors import Unavailable
 from flowyard.storage.files import create_private
 from flowyard.storage.projects import (
     ALL_SCOPES,
@@ -17,6 +18,7 @@ from flowyard.storage.projects import (
     list_keys_sync,
     revoke_key_sync,
 )
+from flowyard.storage.stores import is_postgres, shown
 
 
 def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -59,7 +61,9 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
 
 def _add_db(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--db", default=env("db", DEFAULTS.db), help=described("the SQLite file", DEFAULTS.db, "db")
+        "--db",
+        default=env("db", DEFAULTS.db),
+        help=described("the SQLite file, or a postgresql:// URL", DEFAULTS.db, "db"),
     )
 
 
@@ -71,13 +75,13 @@ def create_key(args: argparse.Namespace) -> int:
     """``flowyard keys create``: the key alone is the last line on stdout; stderr names the
     file it went to, with a warning when that file is new (a key in the wrong folder's new
     database would be refused by the server)."""
-    where = os.path.abspath(args.db)
+    where = shown(args.db)
     try:
         new_file = create_private(args.db)
         created = create_key_sync(
             args.db, args.project, args.scopes or list(ALL_SCOPES), admin=args.admin, name=args.name
         )
-    except (OSError, sqlite3.Error) as exc:
+    except (OSError, sqlite3.Error, Unavailable) as exc:
         fail(f"cannot use the database {where}: {getattr(exc, 'strerror', None) or exc}")
         return 1
     if new_file:
@@ -134,7 +138,7 @@ def _print_keys(records: list[dict[str, Any]], as_json: bool) -> None:
 
 
 def _no_database(db: str) -> bool:
-    if os.path.exists(db):
+    if is_postgres(db) or os.path.exists(db):
         return False
     fail(f"no database at {db}")
     return True

@@ -93,7 +93,10 @@ def add_settings(parser: argparse.ArgumentParser) -> None:
         "--db",
         default=env("db", d.db),
         help=described(
-            "the SQLite file, created (0600) if missing; one server per file", d.db, "db"
+            "the SQLite file, created (0600) if missing, one server per file; or a"
+            " postgresql://user@host:port/db URL",
+            d.db,
+            "db",
         ),
     )
     parser.add_argument(

@@ -29,6 +29,7 @@ from flowyard.storage.migrations import migrate_sync
 from flowyard.storage.pages import decode_cursor, page
 from flowyard.storage.port import Store
 from flowyard.storage.sqlite_statements import execute
+from flowyard.storage.stores import is_postgres
 
 T = TypeVar("T")
 
@@ -167,7 +168,17 @@ def create_key_sync(
     """Create the project if needed, then a key for it, straight in the SQLite file.
 
     This is what ``flowyard keys create`` runs; it works whether or not a server is running.
+    A PostgreSQL URL goes through the storage port instead (:mod:`store_keys`).
     """
+    if is_postgres(db_path):
+        from flowyard.storage import store_keys
+
+        return store_keys.blocking(
+            db_path,
+            lambda store: store_keys.create_key(
+                store, project_name, scopes, admin=admin, name=name
+            ),
+        )
     with _file(db_path) as conn:
         conn.execute("BEGIN IMMEDIATE")
         execute(conn, new_project(project_name)[1])
@@ -184,6 +195,10 @@ def list_keys_sync(db_path: str, project_name: str | None = None) -> list[tuple[
     Raises:
         LookupError: there is no project of that name.
     """
+    if is_postgres(db_path):
+        from flowyard.storage import store_keys
+
+        return store_keys.blocking(db_path, lambda store: store_keys.list_keys(store, project_name))
     with _file(db_path) as conn:
         if project_name is None:
             rows = conn.execute(f"{KEYS_WITH_PROJECT_NAME} ORDER BY k.rowid DESC").fetchall()
@@ -204,6 +219,10 @@ def revoke_key_sync(db_path: str, key_id: str) -> tuple[ApiKey, str, bool]:
     Raises:
         LookupError: there is no key with that id.
     """
+    if is_postgres(db_path):
+        from flowyard.storage import store_keys
+
+        return store_keys.blocking(db_path, lambda store: store_keys.revoke(store, key_id))
     with _file(db_path) as conn:
         conn.execute("BEGIN IMMEDIATE")
         changed = execute(conn, revoke_key(key_id, now_ms()))

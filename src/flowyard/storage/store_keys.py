@@ -5,7 +5,9 @@ standard library; these do the same through any :class:`Store`, opened for the o
 the same intents and reads, so both stores hold the same rows.
 """
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 import anyio
@@ -21,6 +23,7 @@ from flowyard.storage.projects import (
     new_project,
     revoke_key,
 )
+from flowyard.storage.stores import store_for
 
 T = TypeVar("T")
 
@@ -38,6 +41,21 @@ async def with_store(store: Store, work: Callable[[Store], Awaitable[T]]) -> T:
     finally:
         await store.close()
     return result
+
+
+def blocking(db: str, work: Callable[[Store], Awaitable[T]]) -> T:
+    """Run ``work`` on the store ``db`` names, from synchronous code (the CLI, a test): in a
+    thread of its own when this thread already runs an event loop."""
+
+    def run() -> T:
+        return asyncio.run(with_store(store_for(db), work))
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return run()
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(run).result()
 
 
 async def create_key(
