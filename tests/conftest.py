@@ -18,6 +18,7 @@ import pytest
 import uvicorn
 from anyio.abc import ByteStream, Listener, SocketAttribute
 from anyio.streams.tls import TLSListener
+from bench import postgres
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -36,6 +37,39 @@ from tests.sdk_support import Api
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--store",
+        choices=("sqlite", "postgresql"),
+        default=os.environ.get("FLOWYARD_TEST_STORE", "sqlite"),
+        help="the store of the services the tests start (env FLOWYARD_TEST_STORE; sqlite)",
+    )
+
+
+_CLUSTER: list[str] = []
+"""With ``--store postgresql``: the URL of this test process's throwaway cluster."""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _store_cluster(request: pytest.FixtureRequest) -> Iterator[None]:
+    """With ``--store postgresql``, one throwaway PostgreSQL cluster per test process."""
+    if request.config.getoption("--store") != "postgresql":
+        yield
+        return
+    with postgres.postgres_cluster() as url:
+        _CLUSTER.append(url)
+        yield
+        _CLUSTER.clear()
+
+
+def fresh_db(tmp_path: Path, name: str = "flowyard.db") -> str:
+    """A new, empty database for a test: a file in ``tmp_path``, or with ``--store
+    postgresql`` a new database in the test process's cluster."""
+    if _CLUSTER:
+        return str(postgres.create_database(_CLUSTER[0]))
+    return str(tmp_path / name)
 
 
 def free_port() -> int:
@@ -103,7 +137,7 @@ class Service:
     supervisor: Supervisor
 
     def new_key(self, project: str = "other", scopes: list[str] | None = None, **kw: Any) -> str:
-        """Another key, in this or another project, straight in the SQLite file."""
+        """Another key, in this or another project, straight in the database."""
         return create_key_sync(self.db, project, scopes or list(ALL_SCOPES), **kw).key
 
     def client_for(self, key: str | None) -> httpx.AsyncClient:
@@ -116,7 +150,7 @@ async def running_service(
     tmp_path: Path, clock: Clock = SYSTEM_CLOCK, **overrides: Any
 ) -> AsyncIterator[Service]:
     """The service on a free port; ``clock`` (e.g. a ``FakeClock``) drives its timers."""
-    db = str(tmp_path / "flowyard.db")
+    db = fresh_db(tmp_path)
     port = free_port()
     values: dict[str, Any] = {"db": db, "port": port, "retry_base_seconds": 0.05, **overrides}
     settings = Settings(**values)

@@ -141,3 +141,17 @@ def test_a_password_is_never_printed(database: str) -> None:
     made = cli("keys", "create", "--db", with_password, "--project", "p")
     assert made.returncode == 0, made.stderr  # trust auth: the password is not checked
     assert "s3cret" not in made.stderr + made.stdout
+
+
+async def test_a_second_server_on_one_database_exits_1(
+    server_process: StartServer, database: str
+) -> None:
+    first = await start(server_process, database)
+    command = [sys.executable, "-m", "flowyard", "serve", "--db", database, "--port", "0"]
+    with anyio.fail_after(60):
+        second = await anyio.run_process(command, check=False)
+    stderr = second.stderr.decode()
+    assert second.returncode == 1, stderr
+    assert "is in use by another flowyard process" in stderr and "Traceback" not in stderr
+    assert (await anyio.to_thread.run_sync(httpx.get, f"{first.url}/readyz")).status_code == 200
+    assert first.terminate() == 0

@@ -41,7 +41,7 @@ class Supervisor:
     def __init__(self, settings: Settings, clock: Clock = SYSTEM_CLOCK) -> None:
         self.settings = settings
         self.clock = clock  # the one clock of timers, leases, cron, backoff and accounts
-        self.db = store_for(settings.db, sync=settings.sync)
+        self.db = store_for(settings.db, sync=settings.sync, serving=True)
         own = {settings.host, "127.0.0.1", "::1", "0.0.0.0"}
         if settings.public_url and (public := urlsplit(settings.public_url).hostname):
             own.add(public)  # this server as handlers reach it
@@ -56,6 +56,7 @@ class Supervisor:
         self.workflows.emit = self.outbox.subscriptions.execution_change
         self.workflows.emitted = self.outbox.enqueue
         self.ready = anyio.Event()
+        self._store_open = False
         self.failure: str | None = None  # set when a core service crashed
         # Called once a core service crashed: the server stops itself (``flowyard serve``
         # then exits non-zero). Without it the process stays up, answering 503.
@@ -78,10 +79,21 @@ class Supervisor:
         self.check_ready()
         self.db.check_writable()
 
+    async def open_store(self) -> None:
+        """Open the store (once): ``flowyard serve`` does it before it starts serving, so that
+        a database another server holds stops it at once.
+
+        Raises:
+            DatabaseInUse: another server holds the (PostgreSQL) database.
+        """
+        if not self._store_open:
+            await self.db.open()
+            self._store_open = True
+
     @asynccontextmanager
     async def running(self) -> AsyncIterator["Supervisor"]:
         """Run the runtime for the duration of the block."""
-        await self.db.open()
+        await self.open_store()
         try:
             async with anyio.create_task_group() as outer:
                 await outer.start(self._contained, "the writer", self.db.run_writer)

@@ -293,6 +293,13 @@ class _Server(uvicorn.Server):
         supervisor.on_failure = lambda: setattr(self, "should_exit", True)
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        try:
+            await self._supervisor.open_store()
+        except DatabaseInUse as exc:  # a PostgreSQL database (a file is locked before this)
+            fail(str(exc))
+            self._supervisor.failure = str(exc)
+            self.should_exit = True
+            return
         await super().startup(sockets)
         gc.freeze()  # what start-up loaded (and rehydrated) stays: the collector skips it
         print(f"flowyard listening on {self._url}", file=sys.stderr, flush=True)

@@ -33,13 +33,17 @@ from anyio.abc import TaskStatus
 
 from flowyard.clock import now_ms
 from flowyard.errors import MailboxFull, Unavailable
+from flowyard.storage.files import DatabaseInUse
 from flowyard.storage.intents import Intent
 from flowyard.storage.postgres_schema import migrate
 from flowyard.storage.postgres_statements import Op, all_statements, plan
 from flowyard.storage.sqlite import MAX_WAITING, RETRY_SECONDS
+from flowyard.storage.stores import shown
 
 log = logging.getLogger("flowyard.storage")
 
+SERVER_LOCK = 0x666C6F79
+"""The advisory lock the serving process's writer session holds ("floy")."""
 _PROBE = (
     "INSERT INTO meta (key, value) VALUES ('writable_at', $1)"
     " ON CONFLICT (key) DO UPDATE SET value = excluded.value"
@@ -89,8 +93,9 @@ class _CommitRequest:
 class PostgresDatabase:
     """A PostgreSQL database: a group-commit writer task on one connection, a reader pool."""
 
-    def __init__(self, url: str, *, readers: int = 4) -> None:
+    def __init__(self, url: str, *, readers: int = 4, serving: bool = False) -> None:
         self.url = url
+        self.serving = serving  # a server's store: one per database (see ``open``)
         self._reader_count = readers
         self._pool: asyncpg.Pool | None = None
         self._conn: asyncpg.Connection | None = None  # the writer's
@@ -106,6 +111,11 @@ class PostgresDatabase:
     async def open(self) -> None:
         """Connect the writer (applying migrations), load ``cursor_key``, open the readers."""
         self._conn = conn = await asyncpg.connect(self.url)
+        # One server per database until shards are leased (the cluster): the writer's session
+        # holds this lock for the server's life, as a SQLite file's server lock does.
+        if self.serving and not await conn.fetchval("SELECT pg_try_advisory_lock($1)", SERVER_LOCK):
+            await conn.close()
+            raise DatabaseInUse(f"database {shown(self.url)} is in use by another flowyard process")
         await migrate(conn)
         await conn.execute(
             "INSERT INTO meta (key, value) VALUES ('cursor_key', $1) ON CONFLICT (key) DO NOTHING",

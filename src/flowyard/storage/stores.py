@@ -26,12 +26,14 @@ def shown(db: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}{netloc}"))
 
 
-def store_for(db: str, *, sync: str = "full") -> Store:
+def store_for(db: str, *, sync: str = "full", serving: bool = False) -> Store:
     """The store ``db`` names, not opened yet. ``sync`` is SQLite's durability; PostgreSQL
-    keeps its own (``synchronous_commit`` of the server)."""
+    keeps its own (``synchronous_commit`` of the server). A ``serving`` store on PostgreSQL
+    refuses to open while another server's is open (a SQLite file's server lock is taken by
+    ``flowyard serve`` itself, before it binds)."""
     if is_postgres(db):
         # Imported here: asyncpg is needed only by those who use PostgreSQL.
         from flowyard.storage.postgres import PostgresDatabase
 
-        return PostgresDatabase(db)
+        return PostgresDatabase(db, serving=serving)
     return Database(db, sync=sync)
