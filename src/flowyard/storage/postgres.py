@@ -36,7 +36,7 @@ from flowyard.errors import MailboxFull, Unavailable
 from flowyard.storage.intents import Intent
 from flowyard.storage.postgres_schema import migrate
 from flowyard.storage.postgres_statements import Op, all_statements, plan
-from flowyard.storage.sqlite import MAX_WAITING, RETRY_SECONDS
+from flowyard.storage.sqlite import MAX_WAITING, RETRY_SECONDS, identifier
 
 log = logging.getLogger("flowyard.storage")
 
@@ -304,6 +304,41 @@ class PostgresDatabase:
         if self._wake is not None:
             self._wake.set()
 
+    async def insert_rows(
+        self,
+        table: str,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        *,
+        replace: bool = False,
+    ) -> None:
+        """Load ``rows`` into ``table`` as they are (ids, ``seq`` and ``rowid`` included) with
+        ``COPY``, in one transaction; ``replace``: a row replaces the one whose first column
+        (the key) is the same.
+
+        An identity column given its values keeps its sequence where it was: it is moved past
+        the largest value, so that the next row the service inserts follows the copied ones.
+        For ``flowyard db copy``: it writes on the writer's connection, so only while the
+        writer is not running (after :meth:`open`, without :meth:`run_writer`).
+        """
+        conn = await self._connection()
+        name = identifier(table)
+        names = [identifier(column) for column in columns]
+        async with conn.transaction():
+            if replace:
+                keys = [row[0] for row in rows]
+                await conn.execute(f"DELETE FROM {name} WHERE {names[0]} = ANY($1)", keys)
+            await conn.copy_records_to_table(name, records=rows, columns=names)
+            for column in ("seq", "rowid"):
+                if column in names:  # not an identity column (events.seq): setval(NULL) is NULL
+                    await conn.execute(
+                        f"SELECT setval(pg_get_serial_sequence($1, $2), top)"
+                        f" FROM (SELECT max({column}) AS top FROM {name}) AS t"
+                        f" WHERE top IS NOT NULL",
+                        name,
+                        column,
+                    )
+
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a read (``?`` parameters) on a reader connection; its rows as tuples."""
         assert self._pool is not None, "open() first"
@@ -326,3 +361,19 @@ class PostgresDatabase:
         if self._conn is not None:
             await self._conn.close()
             self._conn = None
+
+
+async def other_sessions(url: str) -> int:
+    """How many other connections ``pg_stat_activity`` shows on the database of ``url``.
+
+    Which of them is a server is not told apart: ``flowyard db copy`` wants none at all.
+    """
+    conn = await asyncpg.connect(url)
+    try:
+        count = await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await conn.close()
+    return int(count)
