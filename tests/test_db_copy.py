@@ -18,8 +18,11 @@ import httpx
 import pytest
 from bench import postgres
 
+from flowyard.storage import copy
 from flowyard.storage.migrations import MIGRATIONS
+from flowyard.storage.port import Store
 from flowyard.storage.projects import ALL_SCOPES, create_key_sync
+from flowyard.storage.sqlite import Database
 from tests.conftest import Handler
 from tests.schema_support import older_database
 from tests.test_crash import StartServer, ack, claim, client, create, start
@@ -155,8 +158,8 @@ async def test_a_database_copied_to_postgres_and_back_answers_the_same(
         assert there[table][0] > 0, table
     assert there["webhook_deliveries"][0] > 0 and there["meta"][0] >= 2  # the secrets
 
-    for copy in (database, back):
-        server = await start(server_process, copy)
+    for copied in (database, back):
+        server = await start(server_process, copied)
         async with client(server.url, key) as api:
             for path in paths:
                 await same_pages(api, path, pages[path])
@@ -239,3 +242,70 @@ def test_migrate_a_fresh_postgres_database(cluster: str) -> None:
     assert done.stdout.strip().endswith("schema version 0 -> 1")
     again = cli("db", "migrate", "--db", database)
     assert again.stdout.strip().endswith("schema version 1, nothing to apply")
+
+
+async def _filled(path: str) -> Database:
+    """An open SQLite store with rows out of key order in tables of one and of several keys."""
+    db = Database(path)
+    await db.open()
+    events = [(execution, seq, b"{}") for execution in ("x2", "x1") for seq in (3, 1, 2)]
+    await db.insert_rows("events", ("execution_id", "seq", "doc"), events)
+    usage = [("p", day, family, 1, 2) for day in (2, 1) for family in ("b", "a", "c")]
+    await db.insert_rows("usage", ("project_id", "day", "family", "calls", "nanos"), usage)
+    runs = [(seq, f"run_{seq}", "job", b"{}") for seq in (12, 5, 9, 30, 7)]
+    await db.insert_rows("runs", ("seq", "id", "job_id", "doc"), runs)
+    return db
+
+
+async def _same_tables(one: Store, other: Store) -> None:
+    for table in copy.TABLES:
+        columns, order = ", ".join(table.columns), ", ".join(table.key)
+        read = f"SELECT {columns} FROM {table.name} ORDER BY {order}"
+        assert await one.fetchall(read) == await other.fetchall(read), table.name
+
+
+async def test_tables_are_copied_a_chunk_at_a_time_in_key_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(copy, "CHUNK", 2)
+    source = await _filled(str(tmp_path / "a.db"))
+    target = Database(str(tmp_path / "b.db"))
+    await target.open()
+    try:
+        found = await copy.copy_store(source, target)
+        assert copy.differ(found) is None
+        assert {c.table: c.target for c in found if c.target} == {
+            "events": 6,
+            "usage": 6,
+            "runs": 5,
+            "meta": 1,
+        }
+        await _same_tables(source, target)
+        with pytest.raises(copy.CopyRefused, match="not empty"):
+            await copy.copy_store(source, target)
+    finally:
+        await source.close()
+        await target.close()
+
+
+async def test_chunks_through_postgres_and_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cluster: str
+) -> None:
+    from flowyard.storage.postgres import PostgresDatabase
+
+    monkeypatch.setattr(copy, "CHUNK", 2)
+    source = await _filled(str(tmp_path / "a.db"))
+    middle = PostgresDatabase(await anyio.to_thread.run_sync(postgres.create_database, cluster))
+    back = Database(str(tmp_path / "c.db"))
+    await middle.open()
+    await back.open()
+    try:
+        assert copy.differ(await copy.copy_store(source, middle)) is None
+        assert copy.differ(await copy.copy_store(middle, back)) is None
+        await _same_tables(source, middle)
+        await _same_tables(source, back)
+        next_seq = await middle.fetchone("SELECT nextval(pg_get_serial_sequence('runs', 'seq'))")
+        assert next_seq == (31,)
+    finally:
+        for store in (source, middle, back):
+            await store.close()
