@@ -146,8 +146,8 @@ async def copy_table(source: Store, target: Target, table: Table) -> None:
 
 
 async def copy_meta(source: Store, target: Target) -> int:
-    """The source's ``meta`` rows over the target's (but the rows of :data:`OWN_META`)."""
-    rows = [row for row in await source.fetchall("SELECT key, value FROM meta ORDER BY key")]
+    """The source's ``meta`` rows over the target's (except :data:`OWN_META`); how many."""
+    rows = await source.fetchall("SELECT key, value FROM meta ORDER BY key")
     rows = [row for row in rows if row[0] not in OWN_META]
     if rows:
         await target.insert_rows(META, ("key", "value"), rows, replace=True)
@@ -186,7 +186,8 @@ def differ(counts: Sequence[Count]) -> str | None:
 
 
 async def copy_store(source: Store, target: Target) -> list[Count]:
-    """Copy every table of ``source`` into the empty ``target``; the verified counts.
+    """Copy every table of ``source`` into the empty ``target``; the counts of both sides,
+    read again after the copy (:func:`differ` says what differs).
 
     Both stores must be open, and neither used by anyone else meanwhile.
 

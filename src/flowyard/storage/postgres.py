@@ -364,15 +364,16 @@ class PostgresDatabase:
 
 
 async def other_sessions(url: str) -> int:
-    """How many other connections ``pg_stat_activity`` shows on the database of ``url``.
+    """How many other client connections ``pg_stat_activity`` shows on ``url``'s database.
 
     Which of them is a server is not told apart: ``flowyard db copy`` wants none at all.
+    PostgreSQL's own workers (autovacuum) are not clients and do not count.
     """
     conn = await asyncpg.connect(url)
     try:
         count = await conn.fetchval(
-            "SELECT count(*) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
         )
     finally:
         await conn.close()
