@@ -37,7 +37,7 @@ from flowyard.storage.files import DatabaseInUse
 from flowyard.storage.intents import Intent
 from flowyard.storage.postgres_schema import migrate
 from flowyard.storage.postgres_statements import Op, all_statements, plan
-from flowyard.storage.sqlite import MAX_WAITING, RETRY_SECONDS
+from flowyard.storage.sqlite import MAX_WAITING, RETRY_SECONDS, identifier
 from flowyard.storage.stores import shown
 
 log = logging.getLogger("flowyard.storage")
@@ -314,6 +314,41 @@ class PostgresDatabase:
         if self._wake is not None:
             self._wake.set()
 
+    async def insert_rows(
+        self,
+        table: str,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        *,
+        replace: bool = False,
+    ) -> None:
+        """Load ``rows`` into ``table`` as they are (ids, ``seq`` and ``rowid`` included) with
+        ``COPY``, in one transaction; ``replace``: a row replaces the one whose first column
+        (the key) is the same.
+
+        An identity column given its values keeps its sequence where it was: it is moved past
+        the largest value, so that the next row the service inserts follows the copied ones.
+        For ``flowyard db copy``: it writes on the writer's connection, so only while the
+        writer is not running (after :meth:`open`, without :meth:`run_writer`).
+        """
+        conn = await self._connection()
+        name = identifier(table)
+        names = [identifier(column) for column in columns]
+        async with conn.transaction():
+            if replace:
+                keys = [row[0] for row in rows]
+                await conn.execute(f"DELETE FROM {name} WHERE {names[0]} = ANY($1)", keys)
+            await conn.copy_records_to_table(name, records=rows, columns=names)
+            for column in ("seq", "rowid"):
+                if column in names:  # not an identity column (events.seq): setval(NULL) is NULL
+                    await conn.execute(
+                        f"SELECT setval(pg_get_serial_sequence($1, $2), top)"
+                        f" FROM (SELECT max({column}) AS top FROM {name}) AS t"
+                        f" WHERE top IS NOT NULL",
+                        name,
+                        column,
+                    )
+
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a read (``?`` parameters) on a reader connection; its rows as tuples."""
         assert self._pool is not None, "open() first"
@@ -336,3 +371,20 @@ class PostgresDatabase:
         if self._conn is not None:
             await self._conn.close()
             self._conn = None
+
+
+async def other_sessions(url: str) -> int:
+    """How many other client connections ``pg_stat_activity`` shows on ``url``'s database.
+
+    Which of them is a server is not told apart: ``flowyard db copy`` wants none at all.
+    PostgreSQL's own workers (autovacuum) are not clients and do not count.
+    """
+    conn = await asyncpg.connect(url)
+    try:
+        count = await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+        )
+    finally:
+        await conn.close()
+    return int(count)

@@ -127,6 +127,14 @@ MIGRATIONS: list[str] = [
 _LOCK = 0x666C6F77  # an advisory lock id of our own ("flow"): one migrating server at a time
 
 
+async def schema_version(conn: asyncpg.Connection) -> int:
+    """The schema version of the database (0: no Flowyard tables yet)."""
+    if not await conn.fetchval("SELECT to_regclass('meta') IS NOT NULL"):
+        return 0
+    stored = await conn.fetchval("SELECT value FROM meta WHERE key = 'schema_version'")
+    return int(stored or 0)
+
+
 async def migrate(conn: asyncpg.Connection) -> int:
     """Bring the database up to the latest schema, in one transaction; its version after.
 
@@ -134,10 +142,7 @@ async def migrate(conn: asyncpg.Connection) -> int:
     """
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
-        version = 0
-        if await conn.fetchval("SELECT to_regclass('meta') IS NOT NULL"):
-            stored = await conn.fetchval("SELECT value FROM meta WHERE key = 'schema_version'")
-            version = int(stored or 0)
+        version = await schema_version(conn)
         for script in MIGRATIONS[version:]:
             await conn.execute(script)
         if version < len(MIGRATIONS):

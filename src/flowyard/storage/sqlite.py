@@ -17,6 +17,7 @@ import contextlib
 import itertools
 import logging
 import queue
+import re
 import secrets
 import sqlite3
 import threading
@@ -45,6 +46,14 @@ MAX_WAITING = 100_000
 """Writes queued for the writer beyond which :meth:`Database.submit` refuses more."""
 
 _PROBE = "INSERT OR REPLACE INTO meta (key, value) VALUES ('writable_at', ?)"
+_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*")
+
+
+def identifier(name: str) -> str:
+    """``name`` if it is a plain lower-case table or column name (spliced into SQL as is)."""
+    if not _IDENTIFIER.fullmatch(name):
+        raise ValueError(f"not a plain SQL name: {name!r}")
+    return name
 
 
 class _CommitRequest:
@@ -296,6 +305,39 @@ class Database:
         if not self._closed:
             self._closed = True
             self._queue.put(None)
+
+    async def insert_rows(
+        self,
+        table: str,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        *,
+        replace: bool = False,
+    ) -> None:
+        """Load ``rows`` into ``table`` as they are (ids, ``seq`` and ``rowid`` included), in
+        one transaction; ``replace``: a row replaces the one with the same key.
+
+        For ``flowyard db copy``: it writes on the writer's connection, so only while the
+        writer is not running (after :meth:`open`, without :meth:`run_writer`).
+        """
+        writer = self._writer
+        assert writer is not None, "open() first"
+        names = ", ".join(identifier(column) for column in columns)
+        verb = "INSERT OR REPLACE" if replace else "INSERT"
+        marks = ", ".join("?" * len(columns))
+        sql = f"{verb} INTO {identifier(table)} ({names}) VALUES ({marks})"
+
+        def load() -> None:
+            conn = writer.conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(sql, rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+        await anyio.to_thread.run_sync(load)
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a read on a reader connection (never queued behind the writer)."""
