@@ -7,17 +7,17 @@ waits for that by watching the server's in-memory account, so that waiting adds 
 the project's usage and takes nothing from its rate bucket.
 """
 
-import sqlite3
 import time
-from contextlib import closing
 from decimal import Decimal
 from typing import Any
 
 import anyio
 import httpx
 
+from flowyard.storage.intents import SetBalance, SetRate
 from flowyard.storage.projects import ALL_SCOPES, create_key_sync
 from tests.conftest import Service
+from tests.store_support import read, write
 
 JOB_WRITE = 1_800
 """DESIGN §2 prices in 1e-9 tokens: a job create is 0.0000018 tokens ..."""
@@ -37,17 +37,8 @@ def tokens(nanos: int) -> str:
 
 
 def _stored_balance(db: str, project_id: str) -> int | None:
-    with closing(sqlite3.connect(db, timeout=10)) as conn:
-        row = conn.execute(
-            "SELECT token_balance FROM projects WHERE id = ?", (project_id,)
-        ).fetchone()
-    return None if row[0] is None else int(row[0])
-
-
-def _write(db: str, project_id: str, column: str, value: object) -> None:
-    with closing(sqlite3.connect(db, timeout=10)) as conn:
-        conn.execute(f"UPDATE projects SET {column} = ? WHERE id = ?", (value, project_id))
-        conn.commit()
+    [(stored,)] = read(db, "SELECT token_balance FROM projects WHERE id = ?", project_id)
+    return None if stored is None else int(stored)
 
 
 async def written_behind(service: Service, project_id: str, timeout: float = 5) -> None:
@@ -122,9 +113,9 @@ async def set_in_sql(
     accounts = service.supervisor.accounts
     if balance is not _UNSET:
         await written_behind(service, project_id)
-        await anyio.to_thread.run_sync(_write, service.db, project_id, "token_balance", balance)
+        await anyio.to_thread.run_sync(write, service.db, SetBalance(project_id, balance))
     if rps is not _UNSET:
-        await anyio.to_thread.run_sync(_write, service.db, project_id, "rate_limit_rps", rps)
+        await anyio.to_thread.run_sync(write, service.db, SetRate(project_id, rps))
     with anyio.fail_after(5):
         while (balance is not _UNSET and accounts.balance(project_id) != balance) or (
             rps is not _UNSET and accounts.rate(project_id) != rps

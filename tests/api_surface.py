@@ -6,9 +6,8 @@ exist (yet) are left out of the parametrization by :func:`present`.
 """
 
 import itertools
-import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager, closing
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,12 +19,13 @@ from starlette.routing import Route
 from flowyard.http.app import create_app
 from flowyard.ids import new_id
 from flowyard.settings import Settings
+from flowyard.storage.intents import RevokeKey
 from flowyard.storage.projects import ALL_SCOPES, CreatedKey, create_key_sync
-from flowyard.storage.sqlite_statements import execute
 from flowyard.storage.webhooks import insert_delivery
 from flowyard.webhooks.model import Delivery, DeliveryStatus
 from tests.conftest import Service
 from tests.jobs_support import LATER, PULL, claim, create
+from tests.store_support import write
 
 Json = dict[str, Any]
 
@@ -75,12 +75,7 @@ async def revoked_key(service: Service, project: str, scopes: list[str] | None =
     """A key that was revoked before it was ever used."""
     created = await make_key(service, project, scopes)
 
-    def revoke() -> None:
-        with closing(sqlite3.connect(service.db, timeout=10)) as conn:
-            conn.execute("UPDATE api_keys SET revoked_at = 1 WHERE id = ?", (created.record.id,))
-            conn.commit()
-
-    await anyio.to_thread.run_sync(revoke)
+    await anyio.to_thread.run_sync(write, service.db, RevokeKey(created.record.id, 1))
     return created.key
 
 
@@ -248,12 +243,7 @@ async def failed_delivery(owner: Owner) -> Prepared:
         updated_at=1,
     )
 
-    def insert() -> None:
-        with closing(sqlite3.connect(owner.service.db, timeout=10)) as conn:
-            execute(conn, insert_delivery(delivery))
-            conn.commit()
-
-    await anyio.to_thread.run_sync(insert)
+    await anyio.to_thread.run_sync(write, owner.service.db, insert_delivery(delivery))
     return Prepared({**params, "delivery_id": delivery.id}, {})
 
 

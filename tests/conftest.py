@@ -149,8 +149,9 @@ class Service:
 async def running_service(
     tmp_path: Path, clock: Clock = SYSTEM_CLOCK, **overrides: Any
 ) -> AsyncIterator[Service]:
-    """The service on a free port; ``clock`` (e.g. a ``FakeClock``) drives its timers."""
-    db = fresh_db(tmp_path)
+    """The service on a free port; ``clock`` (e.g. a ``FakeClock``) drives its timers; on a
+    fresh database unless ``db`` is given (start one twice on the same ``db`` to restart it)."""
+    db = overrides.pop("db", None) or fresh_db(tmp_path)
     port = free_port()
     values: dict[str, Any] = {"db": db, "port": port, "retry_base_seconds": 0.05, **overrides}
     settings = Settings(**values)

@@ -2,13 +2,12 @@
 written before this was so as well (the log itself keeps epoch milliseconds)."""
 
 import re
-import sqlite3
-from contextlib import closing
 
 import anyio
 import msgspec
 
 from tests.conftest import Service
+from tests.store_support import read
 from tests.workflow_support import events, execution, pull_step, start, wait_status
 
 RFC3339 = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"
@@ -16,10 +15,7 @@ RFC3339 = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"
 
 def stored_data(db: str, execution_id: str, kind: str) -> list[dict[str, object]]:
     """The ``data`` of every stored event of ``kind``, as the log holds it."""
-    with closing(sqlite3.connect(db)) as conn:
-        rows = conn.execute(
-            "SELECT doc FROM events WHERE execution_id = ? ORDER BY seq", (execution_id,)
-        ).fetchall()
+    rows = read(db, "SELECT doc FROM events WHERE execution_id = ? ORDER BY seq", execution_id)
     docs = [msgspec.json.decode(row[0]) for row in rows]
     return [doc.get("data", {}) for doc in docs if doc["type"] == kind]
 

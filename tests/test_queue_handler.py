@@ -7,7 +7,7 @@ from typing import Any
 
 import anyio
 
-from tests.conftest import Handler, Service, running_service
+from tests.conftest import Handler, Service, fresh_db, running_service
 from tests.job_helpers import create_job, get_job, list_runs, wait_job
 from tests.jobs_support import assert_invalid
 from tests.workflow_support import create_blueprint, execution, step_of, trigger, wait_status
@@ -127,10 +127,11 @@ async def test_jobs_created_while_the_queue_has_a_handler_go_straight_to_it(
 
 async def test_the_queue_handler_survives_a_restart(tmp_path: Path, handler: Handler) -> None:
     url = handler.script("/later", (200, {"ok": 1}, 0))
-    async with running_service(tmp_path) as service:
+    db = fresh_db(tmp_path)
+    async with running_service(tmp_path, db=db) as service:
         await put_queue(service, "later", handler=url, paused=True)
         job = await create_job(service, **queued("later"))
-    async with running_service(tmp_path) as service:
+    async with running_service(tmp_path, db=db) as service:
         assert (await queue_view(service, "later"))["handler"] == url
         await put_queue(service, "later", paused=False)
         await handler.wait_for("/later")

@@ -25,6 +25,7 @@ from tests.accounts_support import (
 )
 from tests.conftest import ServerProcess, Service
 from tests.jobs_support import LATER, PULL, error_of, new_key
+from tests.store_support import read
 from tests.workflow_support import (
     Json,
     ack,
@@ -622,11 +623,9 @@ async def test_usage_counts_refused_calls(service: Service) -> None:
 
 
 def _stored_usage_calls(db: str, project_id: str) -> int:
-    with closing(sqlite3.connect(db, timeout=10)) as conn:
-        row = conn.execute(
-            "SELECT COALESCE(SUM(calls), 0) FROM usage WHERE project_id = ?", (project_id,)
-        ).fetchone()
-    return int(row[0])
+    sql = "SELECT COALESCE(SUM(calls), 0) FROM usage WHERE project_id = ?"
+    [(calls,)] = read(db, sql, project_id)
+    return int(calls)
 
 
 async def wait_usage_stored(db: str, project_id: str, calls: int, timeout: float = 5) -> None:

@@ -69,6 +69,51 @@ def to_dollar(sql: str) -> str:
     return _PARAMETER.sub(number, sql)
 
 
+_NUL, _MARK = "\x00", "\uffff"
+
+
+def _escape(text: str) -> str:
+    return text.replace(_MARK, _MARK + _MARK).replace(_NUL, _MARK + "0")
+
+
+_ESCAPE = re.compile("\uffff(.)", re.S)
+
+
+def _unescape(text: str) -> str:
+    return _ESCAPE.sub(lambda found: _NUL if found.group(1) == "0" else found.group(1), text)
+
+
+def _needs_escape(value: Any) -> bool:
+    if isinstance(value, str):
+        return _NUL in value or _MARK in value
+    return isinstance(value, list) and any(map(_needs_escape, value))
+
+
+def escaped(params: Sequence[Any]) -> Sequence[Any]:
+    """``params`` with every text made storable: PostgreSQL's text holds no NUL character,
+    which SQLite's does (an id or a name may hold one, and must still match itself). A NUL is
+    written as U+FFFF ``0`` and U+FFFF as itself twice; :func:`unescaped` undoes it. Texts
+    without either character, nearly all of them, pass as they are."""
+    if not any(map(_needs_escape, params)):
+        return params
+    return [_escaped_value(value) for value in params]
+
+
+def _escaped_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return _escape(value)
+    if isinstance(value, list):
+        return [_escaped_value(item) for item in value]
+    return value
+
+
+def unescaped(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A row read back, with the texts :func:`escaped` changed restored."""
+    if not any(isinstance(value, str) and _MARK in value for value in row):
+        return row
+    return tuple(_unescape(value) if isinstance(value, str) else value for value in row)
+
+
 def _is_storage_fault(exc: BaseException) -> bool:
     """Whether a failed write says the database cannot be written (not one bad write)."""
     if isinstance(exc, asyncpg.PostgresError):
@@ -201,7 +246,7 @@ class PostgresDatabase:
 
     async def _transaction(self, ops: list[Op]) -> None:
         conn = await self._connection()
-        steps = plan(ops)
+        steps = [(sql, [escaped(params) for params in rows]) for sql, rows in plan(ops)]
         try:
             if len(steps) == 1 and len(steps[0][1]) == 1:
                 sql, (params,) = steps[0]
@@ -355,8 +400,8 @@ class PostgresDatabase:
         query = self._sql.get(sql)
         if query is None:
             query = self._sql[sql] = to_dollar(sql)
-        rows = await self._pool.fetch(query, *params)
-        return [tuple(row) for row in rows]
+        rows = await self._pool.fetch(query, *escaped(params))
+        return [unescaped(tuple(row)) for row in rows]
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
         """The first row of a read, or None."""
