@@ -155,3 +155,23 @@ async def test_a_second_server_on_one_database_exits_1(
     assert "is in use by another flowyard process" in stderr and "Traceback" not in stderr
     assert (await anyio.to_thread.run_sync(httpx.get, f"{first.url}/readyz")).status_code == 200
     assert first.terminate() == 0
+
+
+async def test_texts_with_nul_are_kept_and_matched_on_postgres(
+    server_process: StartServer, database: str
+) -> None:
+    """PostgreSQL's text holds no NUL: such an id or name is stored escaped, still matched."""
+    key = await anyio.to_thread.run_sync(key_for, database)
+    server = await start(server_process, database)
+    async with client(server.url, key) as api:
+        odd = "a\x00b\uffff0"
+        job = await create(api, trigger={"type": "pull", "queue": odd}, name=odd)
+        assert (await get(api, job["id"]))["name"] == odd
+        [claimed] = await claim(api, odd)
+        assert claimed["id"] == job["id"] and claimed["trigger"]["queue"] == odd
+        assert await claim(api, "a") == [] and await claim(api, "a\x00b") == []
+        missing = await api.get("/infra/jobs/job_%00")
+        assert missing.status_code == 404, missing.text
+        queues = (await api.get("/infra/queues")).json()["queues"]
+        assert odd in {queue["name"] for queue in queues}
+    assert server.terminate() == 0
