@@ -710,7 +710,7 @@ async def test_written_behind_balance_matches_memory(service: Service) -> None:
         await ok(client.post("/infra/jobs", json={**PULL, "name": f"w{index}"}), 202)
     await written_behind(service, service.project_id)
     stored = await anyio.to_thread.run_sync(
-        _sql, service.db, "SELECT token_balance FROM projects WHERE id = ?", service.project_id
+        read, service.db, "SELECT token_balance FROM projects WHERE id = ?", service.project_id
     )
     assert stored == [(TOKEN - 5 * JOB_WRITE,)]
     assert await balance_of(client) == tokens(TOKEN - 5 * JOB_WRITE)

@@ -2,9 +2,8 @@
 
 import hashlib
 import re
-import sqlite3
 from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager, closing
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import anyio
@@ -14,6 +13,7 @@ import pytest
 from tests.admin_api.conftest import Tenant, ok, walk
 from tests.conftest import Service
 from tests.jobs_support import PULL, assert_invalid, error_of, ms, now_ms
+from tests.store_support import read
 
 KEY_ID = re.compile(r"^key_[0-9A-HJKMNP-TV-Z]{26}$")
 SECRET = re.compile(r"^sk_live_[0-9A-Za-z]{32,}$")
@@ -41,11 +41,8 @@ MakeTenant = Callable[..., AbstractAsyncContextManager[Tenant]]
 
 
 def stored_last_used(db: str, key_id: str) -> int | None:
-    with closing(sqlite3.connect(db, timeout=10)) as conn:
-        value: int | None = conn.execute(
-            "SELECT last_used_at FROM api_keys WHERE id = ?", (key_id,)
-        ).fetchone()[0]
-    return value
+    [(value,)] = read(db, "SELECT last_used_at FROM api_keys WHERE id = ?", key_id)
+    return None if value is None else int(value)
 
 
 async def keys_of(admin: httpx.AsyncClient, project_id: str) -> list[dict[str, Any]]:
@@ -68,10 +65,9 @@ async def test_create_a_key_shows_it_once(
         assert created["scopes"] == ["jobs:read"]
         assert before <= ms(created["created_at"]) <= now_ms()
         # Only the hash is stored, and lists never show either.
-        with closing(sqlite3.connect(shared.db)) as conn:
-            [(digest,)] = conn.execute(
-                "SELECT key_hash FROM api_keys WHERE id = ?", (created["id"],)
-            ).fetchall()
+        [(digest,)] = await anyio.to_thread.run_sync(
+            read, shared.db, "SELECT key_hash FROM api_keys WHERE id = ?", created["id"]
+        )
         assert digest == hashlib.sha256(created["key"].encode()).hexdigest()
         listed = await admin.get(f"/admin/keys?project_id={t.id}")
         assert created["key"] not in listed.text and digest not in listed.text

@@ -1,10 +1,9 @@
 """``/admin/projects``: who may call the admin API, projects, their rate limits and balances."""
 
 import re
-import sqlite3
 import time
 from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager, closing
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import httpx
@@ -13,6 +12,7 @@ import pytest
 from tests.admin_api.conftest import Tenant, ok, walk
 from tests.conftest import Service
 from tests.jobs_support import PULL, assert_invalid, error_of, ms, new_key, now_ms
+from tests.store_support import read
 
 PROJECT_ID = re.compile(r"^proj_[0-9A-HJKMNP-TV-Z]{26}$")
 TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
@@ -38,8 +38,7 @@ CALLS: list[tuple[str, str, Any]] = [
 
 
 def stored(db: str, sql: str, *params: Any) -> Any:
-    with closing(sqlite3.connect(db, timeout=10)) as conn:
-        return conn.execute(sql, params).fetchall()
+    return read(db, sql, *params)
 
 
 # ------------------------------------------------------------------------------ who may call
