@@ -175,3 +175,11 @@ async def test_texts_with_nul_are_kept_and_matched_on_postgres(
         queues = (await api.get("/infra/queues")).json()["queues"]
         assert odd in {queue["name"] for queue in queues}
     assert server.terminate() == 0
+
+
+async def test_the_demo_runs_on_postgres(database: str) -> None:
+    command = [sys.executable, "-m", "flowyard", "demo", "--executions", "5", "--exit"]
+    with anyio.fail_after(240):
+        done = await anyio.run_process([*command, "--port", "0", "--db", database], check=False)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert "all 5 orders ended as planned" in done.stdout.decode()

@@ -17,6 +17,7 @@ from flowyard.cli.common import DEFAULTS, described, env
 from flowyard.demo.server import ServerChild, ServerFailed
 from flowyard.demo.session import Session, say
 from flowyard.storage.projects import ALL_SCOPES, create_key_sync
+from flowyard.storage.stores import shown
 
 PROJECT = "demo"
 
@@ -32,7 +33,9 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
         help=described("port of the server; 0 picks a free one", DEFAULTS.port, "port"),
     )
     demo.add_argument(
-        "--db", default=env("db", DEFAULTS.db), help=described("the SQLite file", DEFAULTS.db, "db")
+        "--db",
+        default=env("db", DEFAULTS.db),
+        help=described("the SQLite file, or a postgresql:// URL", DEFAULTS.db, "db"),
     )
     demo.add_argument(
         "--executions",
@@ -73,14 +76,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         key = create_key_sync(args.db, PROJECT, list(ALL_SCOPES), name="demo")
     except sqlite3.Error as exc:
-        print(f"flowyard demo: cannot use the database {args.db}: {exc}", file=sys.stderr)
+        print(f"flowyard demo: cannot use the database {shown(args.db)}: {exc}", file=sys.stderr)
         return 1
     try:
         server = ServerChild.start(args.db, args.port)
     except ServerFailed as exc:
         print(f"flowyard demo: {exc}", file=sys.stderr)
         return 1
-    say(f"server pid {server.pid} listening on {server.url} (database {args.db})")
+    say(f"server pid {server.pid} listening on {server.url} (database {shown(args.db)})")
     say(f"project {PROJECT}, key {key.record.id}")
     session = Session(server.url, key.key, args.executions, args.exit, args.timeout)
     try:
