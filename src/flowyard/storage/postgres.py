@@ -19,7 +19,6 @@ by one (``bench/README.md``). Reads take the SQL the storage modules write for S
 parameters) and answer the same Python values (tuples, ``doc`` as ``bytes``).
 """
 
-import asyncio
 import collections
 import logging
 import re
@@ -32,12 +31,13 @@ import asyncpg
 from anyio.abc import TaskStatus
 
 from flowyard.clock import now_ms
-from flowyard.errors import MailboxFull, Unavailable
+from flowyard.errors import Unavailable
+from flowyard.storage.commits import CommitRequest, Committer
 from flowyard.storage.files import DatabaseInUse
 from flowyard.storage.intents import Intent
 from flowyard.storage.postgres_schema import migrate
 from flowyard.storage.postgres_statements import Op, all_statements, plan
-from flowyard.storage.sqlite import MAX_WAITING, RETRY_SECONDS, identifier
+from flowyard.storage.sqlite import RETRY_SECONDS, identifier
 from flowyard.storage.stores import shown
 
 log = logging.getLogger("flowyard.storage")
@@ -124,32 +124,19 @@ def _is_storage_fault(exc: BaseException) -> bool:
     return not isinstance(exc, asyncpg.DataError | TypeError | ValueError)
 
 
-class _CommitRequest:
-    """Writes waiting for a group commit, and how they ended once ``done`` is resolved."""
-
-    __slots__ = ("done", "error", "ops")
-
-    def __init__(self, ops: list[Op]) -> None:
-        self.ops = ops
-        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.error: BaseException | None = None
-
-
-class PostgresDatabase:
+class PostgresDatabase(Committer):
     """A PostgreSQL database: a group-commit writer task on one connection, a reader pool."""
 
     def __init__(self, url: str, *, readers: int = 4, serving: bool = False) -> None:
+        super().__init__()
         self.url = url
         self.serving = serving  # a server's store: one per database (see ``open``)
         self._reader_count = readers
         self._pool: asyncpg.Pool | None = None
         self._conn: asyncpg.Connection | None = None  # the writer's
-        self._waiting: collections.deque[_CommitRequest] = collections.deque()
-        self._unanswered = 0  # requests submitted and not yet answered
+        self._waiting: collections.deque[CommitRequest] = collections.deque()
         self._wake: anyio.Event | None = None  # set when a request or the end arrives
-        self._closed = False
         self._sql: dict[str, str] = {}  # read SQL with ``?`` -> with ``$n``
-        self.failure: str | None = None  # why the last write failed, until one succeeds again
         # Signs list cursors; ``open`` replaces it with the one stored in the database.
         self.cursor_key = secrets.token_bytes(32)
 
@@ -227,7 +214,7 @@ class PostgresDatabase:
             self._committed(batch, outcomes)
             failing = outcomes[-1] is not None and _is_storage_fault(outcomes[-1])
 
-    async def _write(self, batch: list[_CommitRequest]) -> list[Exception | None]:
+    async def _write(self, batch: list[CommitRequest]) -> list[Exception | None]:
         """Commit ``batch`` in one transaction; each attempt's error (None for success).
 
         If the transaction fails, each request is tried alone, so that one bad write cannot
@@ -281,77 +268,18 @@ class PostgresDatabase:
         self._committed([], [None])
         return False
 
-    def _committed(self, batch: list[_CommitRequest], outcomes: list[Exception | None]) -> None:
-        """Wake the callers of a batch and keep the storage state."""
-        for outcome in outcomes:
-            if outcome is None:
-                self._record_success()
-            else:
-                self._record_failure(outcome)
-        self._unanswered -= len(batch)
-        for request in batch:
-            if not request.done.done():
-                request.done.set_result(None)
-
-    def _record_failure(self, exc: Exception) -> None:
-        if not _is_storage_fault(exc):
-            log.error("commit failed", exc_info=exc)
-            return
-        if self.failure is None:
-            log.error("storage is failing; writes answer 503 until it recovers", exc_info=exc)
-        else:
-            log.debug("storage is still failing: %s", exc)
-        self.failure = str(exc) or type(exc).__name__
-
-    def _record_success(self) -> None:
-        if self.failure is not None:
-            log.warning("storage takes writes again (it was failing: %s)", self.failure)
-            self.failure = None
-
     # ----------------------------------------------------------------- the port
 
-    def check_writable(self) -> None:
-        """Raise ``Unavailable`` while the last write failed for want of a writable database."""
-        if self.failure is not None:
-            raise Unavailable(f"storage is failing: {self.failure}")
+    def _statements(self, intents: list[Intent]) -> list[Op]:
+        return all_statements(intents)
 
-    async def commit(self, intents: list[Intent]) -> None:
-        """Write ``intents`` in one transaction (shared with other callers'), durably.
-
-        Raises:
-            MailboxFull: the writer has too much waiting; the caller should answer 503.
-            Unavailable: the transaction failed; nothing of ``intents`` was written.
-        """
-        if not intents:
-            return
-        request = self.submit(intents)
-        try:
-            await asyncio.shield(request.done)
-        except anyio.get_cancelled_exc_class():
-            # Once queued, the write happens: let the cancellation through only once it has.
-            with anyio.CancelScope(shield=True):
-                await asyncio.shield(request.done)
-            raise
-        if request.error is not None:
-            raise request.error
-
-    def submit(self, intents: list[Intent]) -> _CommitRequest:
-        """Queue ``intents`` for the next group commit without waiting for it.
-
-        Committed in submission order, before anything submitted later; a failure is logged
-        by the writer.
-        """
-        if self._closed:
-            raise Unavailable("shutting down")
-        if self._unanswered >= MAX_WAITING:
-            raise MailboxFull("the writer is overloaded")
-        # Encoded now: an actor's next state may share parts with this one.
-        request = _CommitRequest(all_statements(intents))
+    def _enqueue(self, request: CommitRequest) -> None:
         self._waiting.append(request)
-        self._unanswered += 1
         if self._wake is not None:
             self._wake.set()
-        return request
+
+    def _is_storage_fault(self, exc: BaseException) -> bool:
+        return _is_storage_fault(exc)
 
     def close_writer(self) -> None:
         """Stop taking writes; the writer finishes what is queued, then stops."""

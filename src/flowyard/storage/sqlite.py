@@ -29,7 +29,8 @@ import anyio
 from anyio.abc import TaskStatus
 
 from flowyard.clock import now_ms
-from flowyard.errors import MailboxFull, Unavailable
+from flowyard.errors import Unavailable
+from flowyard.storage.commits import CommitRequest, Committer
 from flowyard.storage.intents import Intent
 from flowyard.storage.sqlite_statements import Op, all_statements
 from flowyard.storage.writer import PRAGMAS, Writer, synchronous
@@ -42,9 +43,6 @@ RETRY_SECONDS = 1.0
 (a delivery's start, a lease expiry, a deadline) waits before it is tried again."""
 RETRY_MS = int(RETRY_SECONDS * 1000)
 
-MAX_WAITING = 100_000
-"""Writes queued for the writer beyond which :meth:`Database.submit` refuses more."""
-
 _PROBE = "INSERT OR REPLACE INTO meta (key, value) VALUES ('writable_at', ?)"
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*")
 
@@ -54,19 +52,6 @@ def identifier(name: str) -> str:
     if not _IDENTIFIER.fullmatch(name):
         raise ValueError(f"not a plain SQL name: {name!r}")
     return name
-
-
-class _CommitRequest:
-    """Writes waiting for a group commit, and how they ended once ``done`` is resolved."""
-
-    __slots__ = ("done", "error", "ops")
-
-    def __init__(self, ops: list[Op]) -> None:
-        self.ops = ops
-        # A plain future, resolved from the writer thread through the loop: the cheapest
-        # thing to wait on, once per request.
-        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.error: BaseException | None = None
 
 
 async def _connect(path: str, sync: str) -> aiosqlite.Connection:
@@ -85,7 +70,7 @@ def _is_storage_fault(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.OperationalError)
 
 
-class Database:
+class Database(Committer):
     """The SQLite file: a group-commit writer thread and a small pool of readers."""
 
     def __init__(self, path: str, *, sync: str = "full", readers: int = 2) -> None:
@@ -96,11 +81,9 @@ class Database:
         self._readers: list[aiosqlite.Connection] = []
         self._next_reader = itertools.cycle(range(readers))
         # Requests for the writer thread, and None once no more will come.
-        self._queue: queue.SimpleQueue[_CommitRequest | None] = queue.SimpleQueue()
-        self._waiting = 0  # requests submitted and not yet answered
-        self._closed = False
+        super().__init__()
+        self._queue: queue.SimpleQueue[CommitRequest | None] = queue.SimpleQueue()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.failure: str | None = None  # why the last write failed, until one succeeds again
         # Signs list cursors; ``open`` replaces it with the one stored in the file, so that
         # cursors stay valid across restarts.
         self.cursor_key = secrets.token_bytes(32)
@@ -142,7 +125,7 @@ class Database:
             with anyio.CancelScope(shield=True):
                 await stopped.wait()
             # Only after a crash can writes be left: the thread stopped before their turn.
-            left: list[_CommitRequest] = []
+            left: list[CommitRequest] = []
             self._take_waiting(left)
             for request in left:
                 request.error = Unavailable("storage is unavailable: the writer has stopped")
@@ -154,7 +137,7 @@ class Database:
 
     def _write_loop(self, stopped: anyio.Event, crash: list[BaseException]) -> None:
         """The writer thread: one transaction per batch of waiting requests, until None."""
-        batch: list[_CommitRequest] = []
+        batch: list[CommitRequest] = []
         failing = False
         try:
             while True:
@@ -182,7 +165,7 @@ class Database:
         finally:
             self._post(stopped.set)
 
-    def _take_waiting(self, batch: list[_CommitRequest]) -> bool:
+    def _take_waiting(self, batch: list[CommitRequest]) -> bool:
         """Add every request waiting now to ``batch``; whether the end (None) came too."""
         while True:
             try:
@@ -193,7 +176,7 @@ class Database:
                 return True
             batch.append(request)
 
-    def _write(self, batch: list[_CommitRequest]) -> list[Exception | None]:
+    def _write(self, batch: list[CommitRequest]) -> list[Exception | None]:
         """Commit ``batch`` in one transaction; each attempt's error (None for success).
 
         If the transaction fails, each request is tried alone, so that one bad write
@@ -230,75 +213,14 @@ class Database:
 
     # ----------------------------------------------------------------- on the event loop
 
-    def _committed(self, batch: list[_CommitRequest], outcomes: list[Exception | None]) -> None:
-        """Wake the callers of a batch and keep the storage state (on the event loop)."""
-        for outcome in outcomes:
-            if outcome is None:
-                self._record_success()
-            else:
-                self._record_failure(outcome)
-        self._waiting -= len(batch)
-        for request in batch:
-            if not request.done.done():
-                request.done.set_result(None)
+    def _statements(self, intents: list[Intent]) -> list[Op]:
+        return all_statements(intents)
 
-    def _record_failure(self, exc: Exception) -> None:
-        if not _is_storage_fault(exc):
-            log.error("commit failed", exc_info=exc)
-            return
-        if self.failure is None:
-            log.error("storage is failing; writes answer 503 until it recovers", exc_info=exc)
-        else:
-            log.debug("storage is still failing: %s", exc)
-        self.failure = str(exc)
-
-    def _record_success(self) -> None:
-        if self.failure is not None:
-            log.warning("storage takes writes again (it was failing: %s)", self.failure)
-            self.failure = None
-
-    def check_writable(self) -> None:
-        """Raise ``Unavailable`` while the last write failed for want of a writable file."""
-        if self.failure is not None:
-            raise Unavailable(f"storage is failing: {self.failure}")
-
-    async def commit(self, intents: list[Intent]) -> None:
-        """Write ``intents`` in one transaction (shared with other callers'), durably.
-
-        Raises:
-            MailboxFull: the writer has too much waiting; the caller should answer 503.
-            Unavailable: the transaction failed; nothing of ``intents`` was written.
-        """
-        if not intents:
-            return
-        request = self.submit(intents)
-        try:
-            await asyncio.shield(request.done)
-        except anyio.get_cancelled_exc_class():
-            # Once queued, the write happens: let the cancellation through only once it has,
-            # so that memory and disk never disagree about what was committed.
-            with anyio.CancelScope(shield=True):
-                await asyncio.shield(request.done)
-            raise
-        if request.error is not None:
-            raise request.error
-
-    def submit(self, intents: list[Intent]) -> _CommitRequest:
-        """Queue ``intents`` for the next group commit without waiting for it.
-
-        For writes nobody waits on: they are committed in submission order, before anything
-        submitted later, and a failure is logged by the writer.
-        """
-        if self._closed:
-            raise Unavailable("shutting down")
-        if self._waiting >= MAX_WAITING:
-            raise MailboxFull("the writer is overloaded")
-        # Encoded here, on the event loop, when the records are handed over: an actor's next
-        # state may share parts with this one, and the writer thread must not read them later.
-        request = _CommitRequest(all_statements(intents))
-        self._waiting += 1
+    def _enqueue(self, request: CommitRequest) -> None:
         self._queue.put(request)
-        return request
+
+    def _is_storage_fault(self, exc: BaseException) -> bool:
+        return _is_storage_fault(exc)
 
     def close_writer(self) -> None:
         """Stop taking writes; the writer finishes what is queued, then stops."""
