@@ -39,6 +39,7 @@ from bench.common import (
     add_server_options,
     begin,
     create_key,
+    databases,
     log,
     machine_busy_seconds,
     running_server,
@@ -702,9 +703,12 @@ def main(argv: list[str] | None = None) -> int:
         gen_concurrency=args.gen_concurrency,
         max_backlog=args.max_backlog,
     )
-    with running_server(
-        sync=args.sync, extra_args=args.server_arg, cpus=server_cpus(args)
-    ) as server:
+    with (
+        databases(args) as fresh_database,
+        running_server(
+            sync=args.sync, extra_args=args.server_arg, cpus=server_cpus(args), db=fresh_database()
+        ) as server,
+    ):
         if args.pin and client_cpus(args):
             os.sched_setaffinity(0, client_cpus(args) or ())
         key = create_key(server.db, "bench")

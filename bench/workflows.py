@@ -44,6 +44,7 @@ from bench.common import (
     add_server_options,
     begin,
     create_key,
+    databases,
     log,
     machine_busy_seconds,
     running_server,
@@ -572,7 +573,10 @@ def main(argv: list[str] | None = None) -> int:
         trigger_threads=args.trigger_threads,
     )
     inputs: dict[str, int] = {}
-    with running_server(sync=args.sync, extra_args=args.server_arg) as server:
+    with (
+        databases(args) as fresh_database,
+        running_server(sync=args.sync, extra_args=args.server_arg, db=fresh_database()) as server,
+    ):
         key = create_key(server.db, "bench")
         blueprint_id = create_diamond(server.url, key)
         rate = args.rate
