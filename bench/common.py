@@ -405,8 +405,47 @@ def postgres_url(value: str) -> str:
     return value
 
 
+@dataclass(frozen=True)
+class Databases:
+    """A maker of fresh databases (call it), and the throwaway cluster's postmaster if any."""
+
+    make: Callable[[], str | None]
+    postmaster: int | None = None
+
+    def __call__(self) -> str | None:
+        return self.make()
+
+    def cluster_cpu_seconds(self) -> float | None:
+        """CPU seconds the throwaway cluster has used so far (None without one).
+
+        The postmaster's own and its reaped children's (``cutime``, ``cstime``: backends that
+        have exited), plus those of its children still running (backends, WAL writer...).
+        """
+        if self.postmaster is None:
+            return None
+        total = _proc_times(self.postmaster, children=True)
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                text = stat.read_text()
+                if int(text[text.rindex(")") + 2 :].split()[1]) == self.postmaster:
+                    total += _proc_times(int(stat.parent.name), children=False)
+        return total
+
+
+def _proc_times(pid: int, *, children: bool) -> float:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0  # it has exited meanwhile (its times are in its parent's cutime)
+    fields = text[text.rindex(")") + 2 :].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime
+    if children:
+        ticks += int(fields[13]) + int(fields[14])  # cutime, cstime
+    return ticks / _CLK_TCK
+
+
 @contextlib.contextmanager
-def databases(args: argparse.Namespace) -> Iterator[Callable[[], str | None]]:
+def databases(args: argparse.Namespace) -> Iterator[Databases]:
     """A maker of fresh databases for the run of ``add_server_options``'s ``args``.
 
     Each call gives a database no server has used: None (``spawn_server`` then makes a fresh
@@ -416,12 +455,12 @@ def databases(args: argparse.Namespace) -> Iterator[Callable[[], str | None]]:
     if args.postgres:
         with running_cluster() as cluster:
             log(f"PostgreSQL cluster on port {cluster.port} (pid {cluster.pid})")
-            yield cluster.create_database
+            yield Databases(cluster.create_database, cluster.pid)
     elif args.db:
         url: str = args.db
-        yield lambda: create_database(url)
+        yield Databases(lambda: create_database(url))
     else:
-        yield lambda: None
+        yield Databases(lambda: None)
 
 
 def store_name(args: argparse.Namespace) -> str:

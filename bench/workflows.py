@@ -618,6 +618,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         result["server_peak_rss_mb"] = round(server.peak_rss_mb(), 1)
         result["server_cpu_s_total"] = round(server.cpu_seconds(), 2)
+        if (cluster_cpu := fresh_database.cluster_cpu_seconds()) is not None:
+            result["cluster_cpu_s_total"] = round(cluster_cpu, 2)
     result["server_exit_code"] = server.exit_code
     result["bench_wall_s"] = round(time.monotonic() - started, 1)
     sys.stdout.write(orjson.dumps(result).decode() + "\n")

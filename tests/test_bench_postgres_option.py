@@ -40,6 +40,7 @@ def test_without_an_option_each_server_makes_its_own_sqlite_file() -> None:
     assert store_name(args) == "sqlite"
     with databases(args) as fresh_database:
         assert fresh_database() is None
+        assert fresh_database.cluster_cpu_seconds() is None
 
 
 def test_db_takes_only_a_postgresql_url(capsys: pytest.CaptureFixture[str]) -> None:
@@ -77,6 +78,8 @@ def test_postgres_starts_a_cluster_for_the_run_and_stops_it() -> None:
         assert first.endswith(f"/{name}")
         (settings,) = fetch(second, "SELECT current_setting('fsync'), $1::text", "x")
         assert settings == ("on", "x")
+        cpu = fresh_database.cluster_cpu_seconds()
+        assert cpu is not None and cpu > 0
         # --db with that cluster's URL: a fresh database in it, not the one named.
         with databases(parse("--db", first)) as in_cluster:
             third = in_cluster()
