@@ -102,6 +102,8 @@ class Server:
     log_path: Path
     workdir: Path | None = None
     exit_code: int | None = field(default=None, init=False)
+    databases: Databases | None = field(default=None, init=False)
+    """Where its database came from (``databases``): set it to have ``cluster_cpu_seconds``."""
 
     @property
     def url(self) -> str:
@@ -114,6 +116,10 @@ class Server:
     def cpu_seconds(self) -> float:
         """User + system CPU seconds the server process has used so far."""
         return proc_cpu_seconds(self.pid)
+
+    def cluster_cpu_seconds(self) -> float | None:
+        """CPU seconds of the throwaway PostgreSQL cluster so far (None without one)."""
+        return None if self.databases is None else self.databases.cluster_cpu_seconds()
 
     def peak_rss_mb(self) -> float:
         """The server's peak resident set size (VmHWM) in MiB."""

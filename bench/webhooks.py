@@ -24,7 +24,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -34,6 +34,7 @@ from bench import jobs
 from bench.common import (
     HOST,
     REPO,
+    Databases,
     Server,
     add_server_options,
     begin,
@@ -164,11 +165,12 @@ def phase(
     args: argparse.Namespace,
     receiver: Receiver,
     with_webhook: bool,
-    fresh_database: Callable[[], str | None],
+    fresh_database: Databases,
 ) -> tuple[dict[str, Any], bool]:
     """One phase on a fresh server and database; its figures and whether it has webhooks."""
     log("phase B (jobs.* webhook)" if with_webhook else "phase A (no webhook)")
     with running_server(sync=args.sync, extra_args=args.server_arg, db=fresh_database()) as server:
+        server.databases = fresh_database
         key = create_key(server.db, "bench", scopes=["*"])
         with httpx.Client(base_url=server.url, headers=auth_headers(key), timeout=30.0) as client:
             available = webhooks_available(client)
