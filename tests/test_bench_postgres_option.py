@@ -7,7 +7,6 @@ the reason, where PostgreSQL is not installed.
 import argparse
 import socket
 import sqlite3
-import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -29,10 +28,6 @@ def _listening(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(2)
         return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _clusters() -> set[Path]:
-    return set(Path(tempfile.gettempdir()).glob("flowyard-pg-*"))
 
 
 def test_without_an_option_each_server_makes_its_own_sqlite_file() -> None:
@@ -66,14 +61,14 @@ def test_postgres_starts_a_cluster_for_the_run_and_stops_it() -> None:
         postgres.find_binaries()
     except postgres.PostgresUnavailable as exc:
         pytest.skip(str(exc))
-    before = _clusters()
     args = parse("--postgres")
     assert store_name(args) == "postgresql"
     with databases(args) as fresh_database:
         first, second = fresh_database(), fresh_database()
         assert first and second and first != second
         port = urlsplit(first).port
-        assert port and _listening(port)
+        postmaster = fresh_database.postmaster
+        assert port and _listening(port) and postmaster and postgres.is_running(postmaster)
         (name,) = fetch_one(first, "SELECT current_database()")
         assert first.endswith(f"/{name}")
         (settings,) = fetch(second, "SELECT current_setting('fsync'), $1::text", "x")
@@ -84,5 +79,4 @@ def test_postgres_starts_a_cluster_for_the_run_and_stops_it() -> None:
         with databases(parse("--db", first)) as in_cluster:
             third = in_cluster()
         assert third and third not in (first, second) and urlsplit(third).port == port
-    assert not _listening(port)
-    assert _clusters() <= before
+    assert not _listening(port) and not postgres.is_running(postmaster)
