@@ -489,7 +489,7 @@ def throughput_phase(server: Server, key: str, args: argparse.Namespace) -> dict
         # CPU the rest of the machine used meanwhile (other load skews the figures).
         "other_cpu_s": round(max(0.0, busy - own_cpu), 2),
         "machine_busy_pct": round(100 * busy / (phase_wall * (os.cpu_count() or 1)), 1),
-        # CPU of server + workers + generator per job, and the rate that would give on
+        # CPU of server (and cluster) + workers + generator per job, and the rate that would give on
         # every CPU of this machine if nothing else ran (an upper bound, not a measurement).
         "bench_cpu_ms_per_job": round(own_cpu / acked * 1000, 3) if acked else None,
         "cpu_bound_jobs_per_s": round(acked * (os.cpu_count() or 1) / own_cpu) if acked else None,

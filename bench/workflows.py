@@ -422,7 +422,7 @@ def run_phase(
         ),
         p + "workers_cpu_ms_per_step": round(workers_cpu / steps * 1000, 3) if steps else None,
         p + "generator_cpu_s": round(gen_cpu, 2),
-        # The rate if server + workers + generator had every CPU of this machine to
+        # The rate if server (and cluster) + workers + generator had every CPU of this machine to
         # themselves (an upper bound, not a measurement).
         p + "cpu_bound_executions_per_s": (
             round(finished * (os.cpu_count() or 1) / own_cpu) if own_cpu else None
