@@ -44,6 +44,7 @@ from bench.common import (
     add_server_options,
     begin,
     create_key,
+    databases,
     log,
     machine_busy_seconds,
     proc_rss_mb,
@@ -124,8 +125,10 @@ async def measure(attack: Attack, target: Target, settle: float) -> Figures:
     }
 
 
-def run_attack(attack: Attack, args: argparse.Namespace, options: set[str]) -> Figures:
-    """One attack on a fresh server, always stopped at the end; its figures and ``ok``."""
+def run_attack(
+    attack: Attack, args: argparse.Namespace, options: set[str], db: str | None
+) -> Figures:
+    """One attack on a fresh server (on ``db``), always stopped at the end; its figures, ``ok``."""
     extra = attack.server_args(options)
     read_timeout = None
     if "--read-timeout" in extra:
@@ -133,7 +136,7 @@ def run_attack(attack: Attack, args: argparse.Namespace, options: set[str]) -> F
     log(f"attack {attack.item} {attack.name}: server {' '.join(extra) or '(defaults)'}")
     figures: Figures = {"item": attack.item, "server_args": extra}
     try:
-        server = start_server(sync=args.sync, extra_args=[*args.server_arg, *extra])
+        server = start_server(sync=args.sync, extra_args=[*args.server_arg, *extra], db=db)
     except (RuntimeError, OSError) as exc:
         log(f"attack {attack.name}: the server did not start: {exc!r}")
         return figures | {"error": repr(exc)[:500], "ok": False}
@@ -198,9 +201,10 @@ def main(argv: list[str] | None = None) -> int:
     options = serve_options()
     result["read_timeout_option"] = "--read-timeout" in options
     attacks: dict[str, Any] = {}
-    for attack in ATTACKS:
-        if args.only is None or attack.name in args.only:
-            attacks[attack.name] = run_attack(attack, args, options)
+    with databases(args) as fresh_database:
+        for attack in ATTACKS:
+            if args.only is None or attack.name in args.only:
+                attacks[attack.name] = run_attack(attack, args, options, fresh_database())
     result["attacks"] = attacks
     result["ok"] = all(figures["ok"] for figures in attacks.values())
     result["duration_s"] = round(time.monotonic() - began, 1)

@@ -1,14 +1,15 @@
 """Crash soak: the real server under steady load, killed with SIGKILL at random moments.
 
-``python -m bench.chaos --cycles 30`` starts ``flowyard serve`` on a fresh SQLite file, keeps a
-trigger client, a job creator, pull workers and a push handler busy against it over HTTP on
-127.0.0.1, and kills the server at a random moment of every cycle (so some kills land in the
-middle of a group commit), restarting it on the same file each time. After the last cycle the
-load stops producing, the workers drain everything, the server is stopped and the file is
-checked (``bench.chaos_checks``): everything the server acknowledged is there, every execution
-ended as its steps imply, no step attempt has two jobs, and SQLite's integrity check passes.
+``python -m bench.chaos --cycles 30`` starts ``flowyard serve`` on a fresh database (a SQLite
+file; ``--postgres`` or ``--db URL``: a fresh PostgreSQL database), keeps a trigger client, a
+job creator, pull workers and a push handler busy against it over HTTP on 127.0.0.1, and kills
+the server at a random moment of every cycle (so some kills land in the middle of a group
+commit), restarting it on the same database each time. After the last cycle the load stops
+producing, the workers drain everything, the server is stopped and the database is checked
+(``bench.chaos_checks``): everything the server acknowledged is there, every execution ended
+as its steps imply, no step attempt has two jobs, and SQLite's integrity check passes.
 A webhook subscribed to ``jobs.*`` and ``workflows.*`` posts to a receiver process that outlives
-the kills; once its deliveries are drained, every final transition in the file must have
+the kills; once its deliveries are drained, every final transition in the database must have
 exactly one distinct, correctly signed event, and no event a transition that did not commit
 (``bench.chaos_webhooks``).
 Prints one JSON line; exit status 1 when any invariant is broken.
@@ -20,7 +21,6 @@ import argparse
 import json
 import random
 import shutil
-import sqlite3
 import sys
 import tempfile
 import time
@@ -35,12 +35,17 @@ from bench.chaos_load import QUEUES, Load, PushHandler, Settings, Target
 from bench.chaos_webhooks import Deliveries, check_webhooks, read_stored, subscribe, wait_delivered
 from bench.common import (
     Server,
+    add_server_options,
     create_key,
+    databases,
     log,
     spawn_server,
     start_server,
     stop_server,
+    store_name,
+    wait_for_idle,
 )
+from bench.db_reads import fetch_one
 from bench.webhooks import running_receiver
 
 EARLY_KILLS = 0.2
@@ -84,16 +89,13 @@ def quiesce(db: str, project_id: str, timeout: float) -> bool:
     """Wait until no execution is active and no job is live; False when ``timeout`` ran out."""
     deadline = time.monotonic() + timeout
     while True:
-        conn = sqlite3.connect(db, timeout=30)
-        try:
-            (left,) = conn.execute(
-                "SELECT (SELECT count(*) FROM executions WHERE project_id = ? AND active = 1)"
-                " + (SELECT count(*) FROM jobs WHERE project_id = ?"
-                " AND status IN ('pending', 'running', 'scheduled'))",
-                (project_id, project_id),
-            ).fetchone()
-        finally:
-            conn.close()
+        (left,) = fetch_one(
+            db,
+            "SELECT (SELECT count(*) FROM executions WHERE project_id = $1 AND active = 1)"
+            " + (SELECT count(*) FROM jobs WHERE project_id = $1"
+            " AND status IN ('pending', 'running', 'scheduled'))",
+            project_id,
+        )
         if left == 0:
             return True
         if time.monotonic() > deadline:
@@ -104,28 +106,34 @@ def quiesce(db: str, project_id: str, timeout: float) -> bool:
 
 def project_of(db: str) -> str:
     """The one project's id (the soak creates exactly one)."""
-    conn = sqlite3.connect(db, timeout=30)
-    try:
-        (project_id,) = conn.execute("SELECT id FROM projects").fetchone()
-    finally:
-        conn.close()
+    (project_id,) = fetch_one(db, "SELECT id FROM projects")
     return str(project_id)
 
 
 SERVER_ARGS = ["--retry-base-seconds", "0.05", "--webhook-retry-base-seconds", "0.2"]
 
 
-def restart(db: str, settings: Settings, figures: dict[str, Any]) -> Server:
-    """Start the server on ``db`` and wait for /readyz; the restart time goes in ``figures``."""
+def restart(db: str, settings: Settings, figures: dict[str, Any], log_dir: Path) -> Server:
+    """Start the server on ``db`` and wait for /readyz; the restart time goes in ``figures``.
+
+    The server's log goes in ``log_dir`` when ``db`` is a URL (next to a SQLite file else).
+    """
     began = time.monotonic()
-    server = start_server(sync=settings.sync, extra_args=SERVER_ARGS, db=db, ready_timeout=120)
+    server = start_server(
+        sync=settings.sync,
+        extra_args=[*SERVER_ARGS, *settings.server_args],
+        db=db,
+        ready_timeout=120,
+        log_dir=log_dir,
+    )
     figures["ready_s_max"] = max(figures.get("ready_s_max", 0.0), time.monotonic() - began)
     return server
 
 
-def kill_while_starting(db: str, settings: Settings, rng: random.Random) -> None:
+def kill_while_starting(db: str, settings: Settings, rng: random.Random, log_dir: Path) -> None:
     """Start the server and kill it within its first second: during start-up or rehydration."""
-    server = spawn_server(sync=settings.sync, extra_args=SERVER_ARGS, db=db)
+    args = [*SERVER_ARGS, *settings.server_args]
+    server = spawn_server(sync=settings.sync, extra_args=args, db=db, log_dir=log_dir)
     time.sleep(rng.uniform(0.05, 1.0))
     server.proc.kill()
     server.proc.wait(30)
@@ -145,15 +153,15 @@ class Outcome:
 
 
 def soak(settings: Settings) -> Outcome:
-    """Run the whole soak and check the file; the database is removed unless ``workdir``."""
+    """Run the whole soak and check the database; a SQLite file is removed unless ``workdir``."""
     started = time.monotonic()
     workdir = settings.workdir or Path(tempfile.mkdtemp(prefix="flowyard-chaos-"))
-    db = str(workdir / "chaos.db")
+    db = settings.db or str(workdir / "chaos.db")
     key = create_key(db, "chaos")
     project_id = project_of(db)
     rng = random.Random(settings.seed)
     figures: dict[str, Any] = {"seed": settings.seed, "cycles": settings.cycles}
-    server = restart(db, settings, figures)
+    server = restart(db, settings, figures, workdir)
     target = Target(server.url, key)
     load: Load | None = None
     ledger = Ledger()
@@ -175,10 +183,10 @@ def soak(settings: Settings) -> Outcome:
                 server.proc.wait(30)
                 log(f"cycle {cycle + 1}/{settings.cycles}: killed; {len(ledger.triggers)} triggers")
                 if rng.random() < EARLY_KILLS:
-                    kill_while_starting(db, settings, rng)
+                    kill_while_starting(db, settings, rng, workdir)
                     with target.lock:
                         ledger.counts["kills_while_starting"] += 1
-                server = restart(db, settings, figures)
+                server = restart(db, settings, figures, workdir)
                 target.url = server.url
             load.stop_producing()
             began = time.monotonic()
@@ -244,30 +252,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs-per-second", type=float, default=5.0)
     parser.add_argument("--quiesce-timeout", type=float, default=90.0)
     parser.add_argument("--delivery-timeout", type=float, default=30.0)
-    parser.add_argument("--sync", choices=["full", "normal"], default="full")
-    parser.add_argument("--keep", help="keep the database in this directory")
+    add_server_options(parser)
+    parser.add_argument("--keep", help="keep the database (a SQLite file) in this directory")
     args = parser.parse_args(argv)
+    if args.wait_idle > 0:
+        wait_for_idle(args.wait_idle)
     seed = args.seed if args.seed is not None else random.randrange(2**31)
     workdir = None
     if args.keep:
         workdir = Path(args.keep)
         workdir.mkdir(parents=True, exist_ok=True)
-    settings = Settings(
-        cycles=args.cycles,
-        seconds_per_cycle=args.seconds_per_cycle,
-        seed=seed,
-        triggers_per_second=args.triggers_per_second,
-        trigger_threads=args.trigger_threads,
-        jobs_per_second=args.jobs_per_second,
-        quiesce_timeout=args.quiesce_timeout,
-        delivery_timeout=args.delivery_timeout,
-        sync=args.sync,
-        workdir=workdir,
-    )
-    outcome = soak(settings)
+    with databases(args) as fresh_database:
+        settings = Settings(
+            cycles=args.cycles,
+            seconds_per_cycle=args.seconds_per_cycle,
+            seed=seed,
+            triggers_per_second=args.triggers_per_second,
+            trigger_threads=args.trigger_threads,
+            jobs_per_second=args.jobs_per_second,
+            quiesce_timeout=args.quiesce_timeout,
+            delivery_timeout=args.delivery_timeout,
+            sync=args.sync,
+            workdir=workdir,
+            db=fresh_database(),
+            server_args=tuple(args.server_arg),
+        )
+        outcome = soak(settings)
     if outcome.violations.found:
         print(report(outcome.violations), file=sys.stderr)
-    print(json.dumps({"bench": "chaos", **outcome.figures}), flush=True)
+    figures = {"bench": "chaos", "store": store_name(args), **outcome.figures}
+    print(json.dumps(figures), flush=True)
     return 1 if outcome.violations.found else 0
 
 

@@ -1,4 +1,4 @@
-"""The invariants a crash soak checks, read straight from the SQLite file after the server stops.
+"""The invariants a crash soak checks, read straight from the database after the server stops.
 
 Every check counts its violations instead of stopping at the first, so one report shows every
 kind of damage a run did. The expected outcome of an execution is computed here from its step
@@ -7,11 +7,11 @@ statuses and the blueprint's graph (DESIGN section 4), independently of the engi
 
 from __future__ import annotations
 
-import json
-import sqlite3
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
+
+from bench.db_reads import document, fetch, integrity
 
 Doc = dict[str, Any]
 TERMINAL_STEP = frozenset({"completed", "failed", "skipped", "cancelled"})
@@ -105,54 +105,48 @@ class Snapshot:
 
 
 def read_snapshot(db: str, project_id: str) -> Snapshot:
-    """Read the project's executions and jobs and run ``PRAGMA integrity_check``."""
-    conn = sqlite3.connect(db, timeout=30)
-    try:
-        executions = {
-            eid: json.loads(doc)
-            for eid, doc in conn.execute(
-                "SELECT id, doc FROM executions WHERE project_id = ?", (project_id,)
+    """Read the project's executions, jobs, events and runs; check the file's integrity."""
+    executions: dict[str, Doc] = {}
+    jobs: dict[str, Doc] = {}
+    columns: list[str] = []
+    for eid, status, active, raw in fetch(
+        db, "SELECT id, status, active, doc FROM executions WHERE project_id = $1", project_id
+    ):
+        doc = executions[eid] = document(raw)
+        if status != doc.get("status") or active != 0:
+            columns.append(
+                f"execution {eid}: column status {status!r}, document {doc.get('status')!r},"
+                f" active {active}"
             )
-        }
-        jobs = {
-            jid: json.loads(doc)
-            for jid, doc in conn.execute(
-                "SELECT id, doc FROM jobs WHERE project_id = ?", (project_id,)
+    for jid, status, raw in fetch(
+        db, "SELECT id, status, doc FROM jobs WHERE project_id = $1", project_id
+    ):
+        doc = jobs[jid] = document(raw)
+        if status != doc.get("status"):
+            columns.append(
+                f"job {jid}: column status {status!r}, document {doc.get('status')!r}, active 0"
             )
-        }
-        integrity = "; ".join(row[0] for row in conn.execute("PRAGMA integrity_check"))
-        columns = [
-            f"{table} {rid}: column status {status!r}, document {doc_status!r}, active {active}"
-            for table, rid, status, doc_status, active in conn.execute(
-                "SELECT 'execution', id, status, json_extract(doc, '$.status'), active"
-                " FROM executions WHERE project_id = ?1"
-                " AND (status IS NOT json_extract(doc, '$.status') OR active != 0)"
-                " UNION ALL SELECT 'job', id, status, json_extract(doc, '$.status'), 0"
-                " FROM jobs WHERE project_id = ?1 AND status IS NOT json_extract(doc, '$.status')",
-                (project_id,),
-            )
-        ]
-        events = {
-            eid: (count, top, json.loads(last)["type"] if last else None)
-            for eid, count, top, last in conn.execute(
-                "SELECT e.execution_id, count(*), max(e.seq),"
-                " (SELECT doc FROM events WHERE execution_id = e.execution_id"
-                "  ORDER BY seq DESC LIMIT 1)"
-                " FROM events e JOIN executions x ON x.id = e.execution_id"
-                " WHERE x.project_id = ? GROUP BY e.execution_id",
-                (project_id,),
-            )
-        }
-        open_runs = list(
-            conn.execute(
-                "SELECT r.id, r.job_id FROM runs r JOIN jobs j ON j.id = r.job_id"
-                " WHERE j.project_id = ? AND json_extract(r.doc, '$.status') = 'running'",
-                (project_id,),
-            )
+    last: dict[str, tuple[int, int, str | None]] = {}
+    for eid, seq, raw in fetch(
+        db,
+        "SELECT e.execution_id, e.seq, e.doc FROM events e"
+        " JOIN executions x ON x.id = e.execution_id WHERE x.project_id = $1"
+        " ORDER BY e.execution_id, e.seq",
+        project_id,
+    ):
+        count = last[eid][0] if eid in last else 0
+        last[eid] = (count + 1, seq, document(raw)["type"] if raw is not None else None)
+    open_runs = [
+        (rid, jid)
+        for rid, jid, raw in fetch(
+            db,
+            "SELECT r.id, r.job_id, r.doc FROM runs r JOIN jobs j ON j.id = r.job_id"
+            " WHERE j.project_id = $1",
+            project_id,
         )
-    finally:
-        conn.close()
-    return Snapshot(executions, jobs, integrity, columns, events, open_runs)
+        if document(raw).get("status") == "running"
+    ]
+    return Snapshot(executions, jobs, integrity(db), columns, last, open_runs)
 
 
 def expected_status(steps: dict[str, Doc]) -> str:

@@ -43,6 +43,9 @@ class Settings:
     delivery_timeout: float = 30.0
     sync: str = "full"
     workdir: Path | None = None
+    db: str | None = None
+    """A PostgreSQL URL of a fresh database (default: a SQLite file in ``workdir``)."""
+    server_args: tuple[str, ...] = ()
 
 
 @dataclass

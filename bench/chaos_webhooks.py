@@ -11,7 +11,6 @@ every delivery is signed with the webhook's secret; every event the server store
 from __future__ import annotations
 
 import secrets
-import sqlite3
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
@@ -22,6 +21,7 @@ import httpx
 import orjson
 
 import flowyard
+from bench.db_reads import document, fetch, fetch_one
 
 if TYPE_CHECKING:
     from bench.chaos_checks import Snapshot, Violations
@@ -61,13 +61,7 @@ def subscribe(url: str, key: str, receiver_url: str) -> str:
 
 def pending_deliveries(db: str) -> int:
     """How many deliveries the server still has to send."""
-    conn = sqlite3.connect(db, timeout=30)
-    try:
-        (left,) = conn.execute(
-            "SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'"
-        ).fetchone()
-    finally:
-        conn.close()
+    (left,) = fetch_one(db, "SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'")
     return int(left)
 
 
@@ -82,26 +76,14 @@ def wait_delivered(db: str, timeout: float) -> bool:
 
 
 def read_stored(db: str, deliveries: Deliveries) -> None:
-    """Fill in the events and delivery statuses the stopped server's file holds."""
-    conn = sqlite3.connect(db, timeout=30)
-    try:
-        deliveries.stored = dict(
-            conn.execute(
-                "SELECT DISTINCT json_extract(CAST(doc AS TEXT), '$.event_id'),"
-                " json_extract(CAST(doc AS TEXT), '$.topic')"
-                " FROM webhook_deliveries WHERE project_id = ? AND webhook_id != ''",
-                (deliveries.project_id,),
-            ).fetchall()
-        )
-        deliveries.statuses = dict(
-            conn.execute(
-                "SELECT status, count(*) FROM webhook_deliveries WHERE project_id = ?"
-                " AND webhook_id != '' GROUP BY status",
-                (deliveries.project_id,),
-            ).fetchall()
-        )
-    finally:
-        conn.close()
+    """Fill in the events and delivery statuses the stopped server's database holds."""
+    mine = "FROM webhook_deliveries WHERE project_id = $1 AND webhook_id != ''"
+    for (raw,) in fetch(db, f"SELECT doc {mine}", deliveries.project_id):
+        doc = document(raw)
+        deliveries.stored[doc.get("event_id")] = doc.get("topic")
+    deliveries.statuses = dict(
+        fetch(db, f"SELECT status, count(*) {mine} GROUP BY status", deliveries.project_id)
+    )
 
 
 def check_webhooks(snapshot: Snapshot, deliveries: Deliveries, out: Violations) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """Shared helpers for the load benchmarks: the server as a child process, keys, /proc figures.
 
 Every benchmark starts the real server (``python -m flowyard serve``) on 127.0.0.1 with a
-fresh SQLite file in a temporary directory, talks to it over HTTP only, and stops it with
-SIGTERM at the end. Nothing here sends traffic anywhere but 127.0.0.1.
+fresh database, talks to it over HTTP only, and stops it with SIGTERM at the end. The database
+is a SQLite file in a temporary directory, or with ``--db URL`` / ``--postgres`` a fresh
+PostgreSQL database (see :func:`databases`). Nothing here sends traffic anywhere but 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -19,12 +20,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from bench.db_reads import is_postgres
+from bench.postgres import create_database, running_cluster
 
 HOST = "127.0.0.1"
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -98,6 +102,8 @@ class Server:
     log_path: Path
     workdir: Path | None = None
     exit_code: int | None = field(default=None, init=False)
+    databases: Databases | None = field(default=None, init=False)
+    """Where its database came from (``databases``): set it to have ``cluster_cpu_seconds``."""
 
     @property
     def url(self) -> str:
@@ -110,6 +116,10 @@ class Server:
     def cpu_seconds(self) -> float:
         """User + system CPU seconds the server process has used so far."""
         return proc_cpu_seconds(self.pid)
+
+    def cluster_cpu_seconds(self) -> float | None:
+        """CPU seconds of the throwaway PostgreSQL cluster so far (None without one)."""
+        return None if self.databases is None else self.databases.cluster_cpu_seconds()
 
     def peak_rss_mb(self) -> float:
         """The server's peak resident set size (VmHWM) in MiB."""
@@ -132,15 +142,20 @@ def start_server(
     ready_timeout: float = 30.0,
     cpus: set[int] | None = None,
     prefix: Sequence[str] = (),
+    log_dir: Path | None = None,
 ) -> Server:
     """Start ``python -m flowyard serve`` on a free port with a fresh database; wait for /readyz.
 
     The database goes in a new temporary directory (on the same disk as /tmp, so fsync is real)
-    unless ``db`` is given. Server stderr goes to ``server.log`` next to the database.
+    unless ``db`` is given (a file's path or a PostgreSQL URL). Server stderr goes to
+    ``server.log`` next to a SQLite file; for a URL, in ``log_dir`` (default: a new temporary
+    directory).
     ``cpus`` pins the server (every thread of it) to those CPUs; ``prefix`` runs it under
     another program (``valgrind ...``).
     """
-    server = spawn_server(sync=sync, extra_args=extra_args, db=db, cpus=cpus, prefix=prefix)
+    server = spawn_server(
+        sync=sync, extra_args=extra_args, db=db, cpus=cpus, prefix=prefix, log_dir=log_dir
+    )
     deadline = time.monotonic() + ready_timeout
     with httpx.Client(timeout=2.0) as client:
         while True:
@@ -166,17 +181,26 @@ def spawn_server(
     cpus: set[int] | None = None,
     workdir: Path | None = None,
     prefix: Sequence[str] = (),
+    log_dir: Path | None = None,
 ) -> Server:
     """Start the server process (a fresh database unless ``db``) without waiting for it.
 
     With ``db`` given, the server's log is appended to (a restart keeps the earlier log) and
-    ``workdir`` (if any) is the directory ``stop_server`` removes at the end.
+    ``workdir`` (if any) is the directory ``stop_server`` removes at the end. For a PostgreSQL
+    URL the log goes in ``log_dir``, else in ``workdir`` (a new temporary directory if None).
     """
     fresh = db is None
     if db is None:
         workdir = Path(tempfile.mkdtemp(prefix="flowyard-bench-"))
         db = str(workdir / "bench.db")
-    log_path = Path(db).with_name("server.log")
+    if is_postgres(db):
+        if log_dir is None:
+            if workdir is None:
+                workdir = Path(tempfile.mkdtemp(prefix="flowyard-bench-"))
+            log_dir = workdir
+        log_path = log_dir / "server.log"
+    else:
+        log_path = Path(db).with_name("server.log")
     port = free_port()
     cmd = [
         *prefix,
@@ -345,8 +369,27 @@ def proc_rss_mb(pid: int) -> float:
 
 
 def add_server_options(parser: argparse.ArgumentParser) -> None:
-    """The options every benchmark takes: durability, a quiet machine, extra server flags."""
-    parser.add_argument("--sync", choices=["full", "normal"], default="full")
+    """The options every benchmark takes: the store, durability, a quiet machine, server flags."""
+    store = parser.add_mutually_exclusive_group()
+    store.add_argument(
+        "--db",
+        metavar="URL",
+        type=postgres_url,
+        help="a postgresql:// URL: each server gets a fresh database in that cluster"
+        " (default: a fresh SQLite file)",
+    )
+    store.add_argument(
+        "--postgres",
+        action="store_true",
+        help="start a throwaway PostgreSQL cluster (bench/postgres.py) for the run and give"
+        " each server a fresh database in it",
+    )
+    parser.add_argument(
+        "--sync",
+        choices=["full", "normal"],
+        default="full",
+        help="SQLite's durability (PostgreSQL keeps its own: fsync and synchronous_commit on)",
+    )
     parser.add_argument(
         "--wait-idle",
         type=float,
@@ -361,12 +404,83 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def postgres_url(value: str) -> str:
+    """``--db``'s type: a PostgreSQL URL."""
+    if not is_postgres(value):
+        raise argparse.ArgumentTypeError(f"not a postgresql:// URL: {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Databases:
+    """A maker of fresh databases (call it), and the throwaway cluster's postmaster if any."""
+
+    make: Callable[[], str | None]
+    postmaster: int | None = None
+
+    def __call__(self) -> str | None:
+        return self.make()
+
+    def cluster_cpu_seconds(self) -> float | None:
+        """CPU seconds the throwaway cluster has used so far (None without one).
+
+        The postmaster's own and its reaped children's (``cutime``, ``cstime``: backends that
+        have exited), plus those of its children still running (backends, WAL writer...).
+        """
+        if self.postmaster is None:
+            return None
+        total = _proc_times(self.postmaster, children=True)
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                text = stat.read_text()
+                if int(text[text.rindex(")") + 2 :].split()[1]) == self.postmaster:
+                    total += _proc_times(int(stat.parent.name), children=False)
+        return total
+
+
+def _proc_times(pid: int, *, children: bool) -> float:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0  # it has exited meanwhile (its times are in its parent's cutime)
+    fields = text[text.rindex(")") + 2 :].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime
+    if children:
+        ticks += int(fields[13]) + int(fields[14])  # cutime, cstime
+    return ticks / _CLK_TCK
+
+
+@contextlib.contextmanager
+def databases(args: argparse.Namespace) -> Iterator[Databases]:
+    """A maker of fresh databases for the run of ``add_server_options``'s ``args``.
+
+    Each call gives a database no server has used: None (``spawn_server`` then makes a fresh
+    SQLite file), a new database in the cluster of ``--db``, or one in the throwaway cluster
+    that ``--postgres`` starts here and stops (and removes) when the block ends.
+    """
+    if args.postgres:
+        with running_cluster() as cluster:
+            log(f"PostgreSQL cluster on port {cluster.port} (pid {cluster.pid})")
+            yield Databases(cluster.create_database, cluster.pid)
+    elif args.db:
+        url: str = args.db
+        yield Databases(lambda: create_database(url))
+    else:
+        yield Databases(lambda: None)
+
+
+def store_name(args: argparse.Namespace) -> str:
+    """``"postgresql"`` or ``"sqlite"``: the store a run of ``args`` measures."""
+    return "postgresql" if args.postgres or args.db else "sqlite"
+
+
 def begin(args: argparse.Namespace, bench: str, **config: object) -> tuple[float, dict[str, Any]]:
     """Wait for a quiet machine if asked; the start time and the JSON line's first fields."""
     if args.wait_idle > 0:
         wait_for_idle(args.wait_idle)
     result: dict[str, Any] = {
         "bench": bench,
+        "store": store_name(args),
         "sync": args.sync,
         **config,
         "cpus": os.cpu_count(),

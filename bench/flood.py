@@ -36,6 +36,7 @@ from bench.common import (
     add_server_options,
     begin,
     create_key,
+    databases,
     log,
     machine_busy_seconds,
     proc_peak_rss_mb,
@@ -252,12 +253,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     _, result = begin(args, "flood", connections=args.connections, seconds=args.seconds)
     result["server_args"] = args.server_arg
-    server = start_server(sync=args.sync, extra_args=args.server_arg)
-    try:
-        key = create_key(server.db, "bench")
-        result |= anyio.run(run, args, server, key)
-    finally:
-        result["server_exit"] = stop_server(server)
+    with databases(args) as fresh_database:
+        server = start_server(sync=args.sync, extra_args=args.server_arg, db=fresh_database())
+        try:
+            key = create_key(server.db, "bench")
+            result |= anyio.run(run, args, server, key)
+        finally:
+            result["server_exit"] = stop_server(server)
     print(orjson.dumps(result).decode(), flush=True)
     return 0
 

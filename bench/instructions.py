@@ -32,7 +32,14 @@ from pathlib import Path
 
 import orjson
 
-from bench.common import add_server_options, begin, create_key, log, running_server
+from bench.common import (
+    add_server_options,
+    begin,
+    create_key,
+    databases,
+    log,
+    running_server,
+)
 from bench.workers import Poster, auth_headers, trigger_executions
 from bench.workflows import QUEUE, create_diamond, step_value
 
@@ -167,9 +174,16 @@ def main() -> int:
     out = workdir / "callgrind.out"
     prefix = ["valgrind", "--tool=callgrind", "--separate-threads=yes"]
     prefix.append(f"--callgrind-out-file={out}")
-    with running_server(
-        sync=args.sync, extra_args=args.server_arg, prefix=prefix, ready_timeout=READY_TIMEOUT_S
-    ) as server:
+    with (
+        databases(args) as fresh_database,
+        running_server(
+            sync=args.sync,
+            extra_args=args.server_arg,
+            prefix=prefix,
+            ready_timeout=READY_TIMEOUT_S,
+            db=fresh_database(),
+        ) as server,
+    ):
         key = create_key(server.db)
         runners = {"diamond": _diamond, "jobs": _jobs_workload}
         run, stop = runners[args.workload](server.url, key, args)

@@ -39,6 +39,7 @@ from bench.common import (
     add_server_options,
     begin,
     create_key,
+    databases,
     log,
     machine_busy_seconds,
     running_server,
@@ -402,6 +403,7 @@ def throughput_phase(server: Server, key: str, args: argparse.Namespace) -> dict
     )
     profiler = start_profiler(server, args.py_spy, args.py_spy_seconds) if args.py_spy else None
     cpu_before = server.cpu_seconds()
+    cluster_before = server.cluster_cpu_seconds()
     gen_before = self_cpu_seconds()
     busy_before = machine_busy_seconds()
     wall_before = time.monotonic()
@@ -427,6 +429,7 @@ def throughput_phase(server: Server, key: str, args: argparse.Namespace) -> dict
                 log(f"acked {pool.acked_count()} of {len(created_at)}")
         timed_out = pool.acked_count() < args.jobs
         cpu_after = server.cpu_seconds()
+        cluster_after = server.cluster_cpu_seconds() or 0.0
         gen_cpu = self_cpu_seconds() - gen_before
         busy = machine_busy_seconds() - busy_before
         phase_wall = time.monotonic() - wall_before
@@ -454,7 +457,9 @@ def throughput_phase(server: Server, key: str, args: argparse.Namespace) -> dict
     c2a, c2c, s2c = summary_ms(claim_to_ack), summary_ms(create_to_claim), summary_ms(send_to_claim)
     server_cpu = cpu_after - cpu_before
     workers_cpu = sum(r["cpu_s"] for r in results)
-    own_cpu = server_cpu + workers_cpu + gen_cpu
+    # The throwaway cluster's CPU (--postgres) is the store's work: counted with the server's.
+    cluster_cpu = 0.0 if cluster_before is None else cluster_after - cluster_before
+    own_cpu = server_cpu + cluster_cpu + workers_cpu + gen_cpu
     figures = {
         "jobs_created": len(created_at),
         "jobs_acked": acked,
@@ -474,13 +479,17 @@ def throughput_phase(server: Server, key: str, args: argparse.Namespace) -> dict
         "create_to_claim_negative": sum(1 for x in create_to_claim if x < 0),
         "server_cpu_s": round(server_cpu, 2),
         "server_cpu_s_per_1000_jobs": round(server_cpu / acked * 1000, 3) if acked else None,
+        "cluster_cpu_s": round(cluster_cpu, 2) if cluster_before is not None else None,
+        "cluster_cpu_s_per_1000_jobs": (
+            round(cluster_cpu / acked * 1000, 3) if acked and cluster_before is not None else None
+        ),
         "workers_cpu_s": round(workers_cpu, 2),
         "workers_cpu_ms_per_job": round(workers_cpu / acked * 1000, 3) if acked else None,
         "generator_cpu_s": round(gen_cpu, 2),
         # CPU the rest of the machine used meanwhile (other load skews the figures).
-        "other_cpu_s": round(max(0.0, busy - server_cpu - workers_cpu - gen_cpu), 2),
+        "other_cpu_s": round(max(0.0, busy - own_cpu), 2),
         "machine_busy_pct": round(100 * busy / (phase_wall * (os.cpu_count() or 1)), 1),
-        # CPU of server + workers + generator per job, and the rate that would give on
+        # CPU of server (and cluster) + workers + generator per job, and the rate that would give on
         # every CPU of this machine if nothing else ran (an upper bound, not a measurement).
         "bench_cpu_ms_per_job": round(own_cpu / acked * 1000, 3) if acked else None,
         "cpu_bound_jobs_per_s": round(acked * (os.cpu_count() or 1) / own_cpu) if acked else None,
@@ -702,11 +711,15 @@ def main(argv: list[str] | None = None) -> int:
         gen_concurrency=args.gen_concurrency,
         max_backlog=args.max_backlog,
     )
-    with running_server(
-        sync=args.sync, extra_args=args.server_arg, cpus=server_cpus(args)
-    ) as server:
+    with (
+        databases(args) as fresh_database,
+        running_server(
+            sync=args.sync, extra_args=args.server_arg, cpus=server_cpus(args), db=fresh_database()
+        ) as server,
+    ):
         if args.pin and client_cpus(args):
             os.sched_setaffinity(0, client_cpus(args) or ())
+        server.databases = fresh_database
         key = create_key(server.db, "bench")
         if not args.skip_throughput:
             result.update(throughput_phase(server, key, args))
@@ -714,6 +727,8 @@ def main(argv: list[str] | None = None) -> int:
             result.update(waiting_worker_phase(server, key, args))
         result["server_peak_rss_mb"] = round(server.peak_rss_mb(), 1)
         result["server_cpu_s_total"] = round(server.cpu_seconds(), 2)
+        if (cluster_cpu := server.cluster_cpu_seconds()) is not None:
+            result["cluster_cpu_s_total"] = round(cluster_cpu, 2)
     result["server_exit_code"] = server.exit_code
     result["bench_wall_s"] = round(time.monotonic() - started, 1)
     sys.stdout.write(orjson.dumps(result).decode() + "\n")

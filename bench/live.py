@@ -35,6 +35,7 @@ from bench.common import (
     add_server_options,
     begin,
     create_key,
+    databases,
     log,
     machine_busy_seconds,
     proc_rss_mb,
@@ -44,6 +45,7 @@ from bench.common import (
     stop_server,
     summary_ms,
 )
+from bench.db_reads import fetch_one, is_postgres
 from bench.workers import Poster, auth_headers, trigger_executions
 
 QUEUE = "nobody"
@@ -75,7 +77,7 @@ def settle_rss(server: Server, seconds: float = 2.0) -> float:
 def restart(
     server: Server, key: str, args: argparse.Namespace, live: int
 ) -> tuple[Server, dict[str, Any]]:
-    """SIGKILL the server, start it on the same file; time /readyz and the first claim."""
+    """SIGKILL the server, start it on the same database; time /readyz and the first claim."""
     os.kill(server.pid, signal.SIGKILL)
     server.proc.wait()
     log(f"server pid {server.pid} killed with SIGKILL (exit {server.proc.returncode})")
@@ -175,6 +177,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    with databases(args) as fresh_database:
+        return run(args, fresh_database())
+
+
+def database_mb(db: str) -> float:
+    """The database's size on disk in MiB: the SQLite file with its WAL, or PostgreSQL's own."""
+    if is_postgres(db):
+        (size,) = fetch_one(db, "SELECT pg_database_size(current_database())")
+        return round(int(size) / 2**20, 1)
+    files = [db + suffix for suffix in ("", "-wal", "-shm") if os.path.exists(db + suffix)]
+    return round(sum(os.path.getsize(path) for path in files) / 2**20, 1)
+
+
+def run(args: argparse.Namespace, db: str | None) -> int:
+    """The benchmark on a fresh server (on ``db``: see ``bench.common.spawn_server``)."""
     started, result = begin(
         args,
         "live",
@@ -182,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         warmup=args.warmup,
         trigger_threads=args.trigger_threads,
     )
-    server = start_server(sync=args.sync, extra_args=args.server_arg)
+    server = start_server(sync=args.sync, extra_args=args.server_arg, db=db)
     try:
         key = create_key(server.db, "bench")
         blueprint = {
@@ -258,15 +275,7 @@ def main(argv: list[str] | None = None) -> int:
                 "server_rss_after_mb": round(rss_after, 1),
                 "rss_bytes_per_live_execution": round(per_execution) if per_execution else None,
                 "server_peak_rss_mb": round(server.peak_rss_mb(), 1),
-                "db_mb": round(
-                    sum(
-                        os.path.getsize(server.db + suffix)
-                        for suffix in ("", "-wal", "-shm")
-                        if os.path.exists(server.db + suffix)
-                    )
-                    / 2**20,
-                    1,
-                ),
+                "db_mb": database_mb(server.db),
             }
         )
         log(

@@ -34,10 +34,12 @@ from bench import jobs
 from bench.common import (
     HOST,
     REPO,
+    Databases,
     Server,
     add_server_options,
     begin,
     create_key,
+    databases,
     free_port,
     log,
     proc_cpu_seconds,
@@ -160,11 +162,15 @@ def listed(client: httpx.Client, path: str, things: str, params: dict[str, Any])
 
 
 def phase(
-    args: argparse.Namespace, receiver: Receiver, with_webhook: bool
+    args: argparse.Namespace,
+    receiver: Receiver,
+    with_webhook: bool,
+    fresh_database: Databases,
 ) -> tuple[dict[str, Any], bool]:
-    """One phase on a fresh server; its figures and whether the server has webhooks."""
+    """One phase on a fresh server and database; its figures and whether it has webhooks."""
     log("phase B (jobs.* webhook)" if with_webhook else "phase A (no webhook)")
-    with running_server(sync=args.sync, extra_args=args.server_arg) as server:
+    with running_server(sync=args.sync, extra_args=args.server_arg, db=fresh_database()) as server:
+        server.databases = fresh_database
         key = create_key(server.db, "bench", scopes=["*"])
         with httpx.Client(base_url=server.url, headers=auth_headers(key), timeout=30.0) as client:
             available = webhooks_available(client)
@@ -310,15 +316,15 @@ def main(argv: list[str] | None = None) -> int:
     without: list[dict[str, Any]] = []
     with_: list[dict[str, Any]] = []
     available = True
-    with running_receiver() as receiver:
+    with running_receiver() as receiver, databases(args) as fresh_database:
         for _ in range(args.rounds):
-            figures, available = phase(args, receiver, with_webhook=False)
+            figures, available = phase(args, receiver, False, fresh_database)
             without.append(figures)
             if not available:
                 log("the server has no /infra/webhooks: phase A only")
                 break
             try:
-                with_.append(phase(args, receiver, with_webhook=True)[0])
+                with_.append(phase(args, receiver, True, fresh_database)[0])
             except (RuntimeError, httpx.HTTPError) as exc:
                 log(f"phase B failed: {exc}")
                 with_.append({"error": str(exc)})

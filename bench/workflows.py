@@ -44,6 +44,7 @@ from bench.common import (
     add_server_options,
     begin,
     create_key,
+    databases,
     log,
     machine_busy_seconds,
     running_server,
@@ -317,6 +318,7 @@ def run_phase(
     )
     profiler = start_profiler(server, args.py_spy, args.py_spy_seconds) if profile else None
     cpu_before = server.cpu_seconds()
+    cluster_before = server.cluster_cpu_seconds()
     gen_before = self_cpu_seconds()
     busy_before = machine_busy_seconds()
     wall_before = time.monotonic()
@@ -352,6 +354,7 @@ def run_phase(
             progress(len(triggered.executions))
         timed_out = pool.count(1) < executions
         cpu_after = server.cpu_seconds()
+        cluster_after = server.cluster_cpu_seconds() or 0.0
         gen_cpu = self_cpu_seconds() - gen_before
         busy = machine_busy_seconds() - busy_before
         phase_wall = time.monotonic() - wall_before
@@ -381,7 +384,9 @@ def run_phase(
     )
     server_cpu = cpu_after - cpu_before
     workers_cpu = sum(r["cpu_s"] for r in results)
-    own_cpu = server_cpu + workers_cpu + gen_cpu
+    # The throwaway cluster's CPU (--postgres) is the store's work: counted with the server's.
+    cluster_cpu = 0.0 if cluster_before is None else cluster_after - cluster_before
+    own_cpu = server_cpu + cluster_cpu + workers_cpu + gen_cpu
     p = label + "_"
     figures: dict[str, Any] = {
         p + "executions_triggered": len(triggered.executions),
@@ -411,14 +416,18 @@ def run_phase(
         p + "trigger_request_p99_ms": trigger_rtt["p99"],
         p + "server_cpu_s": round(server_cpu, 2),
         p + "server_cpu_s_per_1000_steps": round(server_cpu / steps * 1000, 3) if steps else None,
+        p + "cluster_cpu_s": round(cluster_cpu, 2) if cluster_before is not None else None,
+        p + "cluster_cpu_s_per_1000_steps": (
+            round(cluster_cpu / steps * 1000, 3) if steps and cluster_before is not None else None
+        ),
         p + "workers_cpu_ms_per_step": round(workers_cpu / steps * 1000, 3) if steps else None,
         p + "generator_cpu_s": round(gen_cpu, 2),
-        # The rate if server + workers + generator had every CPU of this machine to
+        # The rate if server (and cluster) + workers + generator had every CPU of this machine to
         # themselves (an upper bound, not a measurement).
         p + "cpu_bound_executions_per_s": (
             round(finished * (os.cpu_count() or 1) / own_cpu) if own_cpu else None
         ),
-        p + "other_cpu_s": round(max(0.0, busy - server_cpu - workers_cpu - gen_cpu), 2),
+        p + "other_cpu_s": round(max(0.0, busy - own_cpu), 2),
         p + "machine_busy_pct": round(100 * busy / (phase_wall * (os.cpu_count() or 1)), 1),
         p + "claims": sum(r["claims"] for r in results),
         p + "empty_claims": sum(r["empty_claims"] for r in results),
@@ -572,7 +581,11 @@ def main(argv: list[str] | None = None) -> int:
         trigger_threads=args.trigger_threads,
     )
     inputs: dict[str, int] = {}
-    with running_server(sync=args.sync, extra_args=args.server_arg) as server:
+    with (
+        databases(args) as fresh_database,
+        running_server(sync=args.sync, extra_args=args.server_arg, db=fresh_database()) as server,
+    ):
+        server.databases = fresh_database
         key = create_key(server.db, "bench")
         blueprint_id = create_diamond(server.url, key)
         rate = args.rate
@@ -614,6 +627,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         result["server_peak_rss_mb"] = round(server.peak_rss_mb(), 1)
         result["server_cpu_s_total"] = round(server.cpu_seconds(), 2)
+        if (cluster_cpu := server.cluster_cpu_seconds()) is not None:
+            result["cluster_cpu_s_total"] = round(cluster_cpu, 2)
     result["server_exit_code"] = server.exit_code
     result["bench_wall_s"] = round(time.monotonic() - started, 1)
     sys.stdout.write(orjson.dumps(result).decode() + "\n")
