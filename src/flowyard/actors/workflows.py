@@ -15,22 +15,30 @@ import anyio
 import msgspec
 from anyio.abc import TaskGroup, TaskStatus
 
+from flowyard.actors.actor_host import ActorHost
 from flowyard.actors.blueprints import BlueprintCatalog
 from flowyard.actors.execution import decide
+from flowyard.actors.execution_records import (
+    Carry,
+    DeadlineTimer,
+    ExecutionActor,
+    failed_execution,
+    missing_inputs,
+    new_execution,
+    tag_queued,
+    with_job,
+)
 from flowyard.actors.jobs import Change, JobEngine
-from flowyard.actors.mailbox import Mailbox, reply
+from flowyard.actors.mailbox import reply
 from flowyard.billing import JOB_WRITE, WORKFLOW_WRITE
-from flowyard.errors import Conflict, FlowyardError, Invalid, NotFound, Unavailable
-from flowyard.ids import new_id
+from flowyard.errors import Conflict, FlowyardError, NotFound, Unavailable
 from flowyard.jobs.model import Job, JobStatus, Run, WorkflowRef
 from flowyard.settings import Settings
 from flowyard.storage import workflows as store
 from flowyard.storage.intents import Intent
 from flowyard.storage.port import Store
 from flowyard.storage.sqlite import RETRY_MS
-from flowyard.workflows.blueprint import Graph
 from flowyard.workflows.state import (
-    LIVE,
     ArmDeadline,
     CancelExecution,
     DeadlinePassed,
@@ -45,8 +53,6 @@ from flowyard.workflows.state import (
     QueueJob,
     ResumeExecution,
     Start,
-    StepError,
-    StepState,
     WithdrawJob,
 )
 from flowyard.workflows.templates import missing_input_paths
@@ -56,30 +62,7 @@ log = logging.getLogger("flowyard.workflows")
 replace = msgspec.structs.replace
 
 
-Carry = tuple[Change, list[Run]]
-"""A job transition to commit together with the execution's own."""
-
-
-class DeadlineTimer(msgspec.Struct, frozen=True, gc=False):
-    """A timer key: the execution's ``max_duration_sec`` window ends at ``at``."""
-
-    execution_id: str
-    at: int
-
-
-class ExecutionActor:
-    """One execution: its state, its graph, and a mailbox while it has messages."""
-
-    __slots__ = ("busy", "graph", "mailbox", "state")
-
-    def __init__(self, state: ExecutionState, graph: Graph) -> None:
-        self.state = state
-        self.graph = graph
-        self.mailbox: Mailbox[tuple[Message, Carry | None]] | None = None
-        self.busy = False
-
-
-class WorkflowEngine:
+class WorkflowEngine(ActorHost):
     """The registry of execution actors and the entry point of every workflow command."""
 
     def __init__(self, db: Store, jobs: JobEngine, settings: Settings) -> None:
@@ -114,19 +97,8 @@ class WorkflowEngine:
             except Exception as exc:
                 # One execution that cannot be restored must not keep the others down.
                 log.exception("execution %s cannot be restored", state.id)
-                failed, events = _failed(state, exc, self.jobs.clock.now_ms())
-                seq = state.event_seq
-                failed = replace(failed, event_seq=seq + len(events))
-                outbox, deliveries = self.emit(state, failed) if self.emit else ([], [])
-                await self.db.commit(
-                    [
-                        store.put_execution(failed),
-                        store.put_events(state.id, seq + 1, events),
-                        *outbox,
-                    ]
-                )
-                if deliveries and self.emitted is not None:
-                    self.emitted(deliveries)
+                failed, events = failed_execution(state, exc, self.jobs.clock.now_ms())
+                await self._record(state, failed, events, [], [])
                 continue
             self.actors[state.id] = ExecutionActor(state, graph)
             if state.status in (ExecutionStatus.RUNNING, ExecutionStatus.PAUSED):
@@ -144,7 +116,7 @@ class WorkflowEngine:
         graph = await self.blueprints.graph(blueprint.id)
         missing = missing_input_paths(graph.input_placeholders, input_data)
         if missing:
-            raise _missing_inputs(missing)
+            raise missing_inputs(missing)
         if blueprint.archived_at is not None:
             raise Conflict(f"blueprint {blueprint.id} is archived: it starts no executions")
         guard = (blueprint.id, key) if key else None
@@ -160,19 +132,7 @@ class WorkflowEngine:
                         raise Conflict("idempotency_key was used with different input_data")
                     self.jobs.accounts.charge(project_id, WORKFLOW_WRITE, "infra/workflows")
                     return existing, True
-            now = self.jobs.clock.now_ms()
-            max_ms = blueprint.max_duration_sec * 1000
-            state = ExecutionState(
-                id=new_id("wfexec"),
-                project_id=project_id,
-                blueprint_id=blueprint.id,
-                input_data=input_data,
-                idempotency_key=key,
-                started_at=now,
-                deadline_at=now + max_ms,
-                max_duration_ms=max_ms,
-                steps={step.id: StepState(step_id=step.id) for step in blueprint.steps},
-            )
+            state = new_execution(blueprint, input_data, key, self.jobs.clock.now_ms())
             actor = self.actors[state.id] = ExecutionActor(state, graph)
             try:
                 started: ExecutionState = await self._ask(actor, Start())
@@ -272,39 +232,6 @@ class WorkflowEngine:
 
     # ----------------------------------------------------------------- the actor loop
 
-    def _mailbox(self, actor: ExecutionActor) -> Mailbox[tuple[Message, Carry | None]]:
-        if actor.mailbox is None:
-            actor.mailbox = Mailbox(self.settings.mailbox_size)
-        if not actor.busy:
-            self._start_drain(actor)
-        return actor.mailbox
-
-    def _start_drain(self, actor: ExecutionActor) -> None:
-        if self._tg is None:
-            raise Unavailable("starting")
-        actor.busy = True
-        self._tg.start_soon(self._drain, actor)
-
-    def _tell(self, actor: ExecutionActor, message: Message) -> None:
-        self._mailbox(actor).tell((message, None))
-
-    async def _ask(
-        self, actor: ExecutionActor, message: Message, carry: Carry | None = None
-    ) -> Any:
-        if actor.busy:
-            return await self._mailbox(actor).ask((message, carry))
-        # An idle actor handles the message in the asker's task (no mailbox, task or reply
-        # stream to create). A transition cannot be cut by a cancellation: its only wait is
-        # the commit, which is shielded, and nothing after the commit awaits.
-        actor.busy = True
-        try:
-            outcome = await self._process(actor, message, carry)
-        finally:
-            self._rest(actor)
-        if isinstance(outcome, BaseException):
-            raise outcome
-        return outcome
-
     async def _drain(self, actor: ExecutionActor) -> None:
         mailbox = actor.mailbox
         assert mailbox is not None
@@ -388,8 +315,8 @@ class WorkflowEngine:
                 case QueueJob():
                     job = self._step_job(new, effect, now)
                     created.append(job)
-                    new = _with_job(new, effect.step_id, job.id)
-                    events = _tag_queued(events, effect.step_id, job.id)
+                    new = with_job(new, effect.step_id, job.id)
+                    events = tag_queued(events, effect.step_id, job.id)
                 case WithdrawJob():
                     live = self.jobs.jobs.get(effect.job_id)
                     if live is not None:
@@ -412,14 +339,26 @@ class WorkflowEngine:
         changes: list[Change],
         runs: list[Run],
     ) -> None:
-        seq = actor.state.event_seq
+        actor.state = await self._record(actor.state, new, events, changes, runs)
+
+    async def _record(
+        self,
+        old: ExecutionState,
+        new: ExecutionState,
+        events: list[Event],
+        changes: list[Change],
+        runs: list[Run],
+    ) -> ExecutionState:
+        """Commit ``new`` with its events, the job changes it carries and what it emits to
+        webhooks; the state as stored."""
+        seq = old.event_seq
         new = replace(new, event_seq=seq + len(events))
         ops: list[Intent] = [store.put_execution(new), store.put_events(new.id, seq + 1, events)]
-        outbox, deliveries = self.emit(actor.state, new) if self.emit else ([], [])
+        outbox, deliveries = self.emit(old, new) if self.emit else ([], [])
         await self.jobs.commit(changes, runs, [*ops, *outbox])
-        actor.state = new
         if deliveries and self.emitted is not None:
             self.emitted(deliveries)
+        return new
 
     def _step_job(self, state: ExecutionState, effect: QueueJob, now: int) -> Job:
         step = self.blueprints.graphs[state.blueprint_id].steps[effect.step_id]
@@ -434,7 +373,7 @@ class WorkflowEngine:
         sender is answered as if all went well; a command's sender gets 503. An execution that
         had already ended (not running or paused) keeps its status.
         """
-        failed, events = _failed(actor.state, exc, self.jobs.clock.now_ms())
+        failed, events = failed_execution(actor.state, exc, self.jobs.clock.now_ms())
         try:
             await self._store(
                 actor, failed, events, [carry[0]] if carry else [], carry[1] if carry else []
@@ -458,32 +397,3 @@ def _price(message: Message, effects: list[Effect]) -> int:
     """What a transition costs: the call for a command, and every job it creates."""
     jobs = JOB_WRITE * sum(isinstance(effect, QueueJob) for effect in effects)
     return WORKFLOW_WRITE + jobs if isinstance(message, COMMANDS) else jobs
-
-
-def _failed(state: ExecutionState, exc: Exception, now: int) -> tuple[ExecutionState, list[Event]]:
-    """A live execution failed with ``internal_error`` (an ended one as it is), and its event."""
-    if state.status not in LIVE:
-        return state, []
-    error = StepError("internal_error", f"{type(exc).__name__}: {exc}"[:500])
-    failed = replace(state, status=ExecutionStatus.FAILED, error=error, completed_at=now)
-    return failed, [Event("failed", now, None, {"error": msgspec.to_builtins(error)})]
-
-
-def _with_job(state: ExecutionState, step_id: str, job_id: str) -> ExecutionState:
-    steps = dict(state.steps)
-    steps[step_id] = replace(steps[step_id], job_id=job_id)
-    return replace(state, steps=steps)
-
-
-def _tag_queued(events: list[Event], step_id: str, job_id: str) -> list[Event]:
-    return [
-        replace(e, data={**e.data, "job_id": job_id})
-        if e.type == "step_queued" and e.step_id == step_id
-        else e
-        for e in events
-    ]
-
-
-def _missing_inputs(paths: list[str]) -> FlowyardError:
-    details = [{"path": f"$.input_data{p[len('input') :]}", "message": "missing"} for p in paths]
-    return Invalid(f"input_data lacks {', '.join(paths)}", details)

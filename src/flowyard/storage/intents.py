@@ -10,7 +10,9 @@ so an adapter can encode them when and how it writes them.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, get_args
 
 import msgspec
 
@@ -190,3 +192,24 @@ Intent = (
     | UpdateDelivery
 )
 """Every write the service makes."""
+
+
+Writer = Callable[[Any, list[Any]], None]
+"""An adapter's way to write one intent: it appends the intent's statements to a list."""
+
+
+def writers(namespace: Mapping[str, Any]) -> dict[type, Writer]:
+    """Every intent's writer in an adapter module: the function named after it
+    (``PutJob`` -> ``_put_job``). A module missing one fails when it is imported."""
+    return {
+        kind: namespace["_" + re.sub(r"(?<!^)(?=[A-Z])", "_", kind.__name__).lower()]
+        for kind in get_args(Intent)
+    }
+
+
+def statements_of(table: Mapping[type, Writer], intents: Sequence[Intent]) -> list[Any]:
+    """The statements that carry out ``intents``, in order, by the writers of ``table``."""
+    out: list[Any] = []
+    for intent in intents:
+        table[type(intent)](intent, out)
+    return out

@@ -7,7 +7,7 @@ transaction.
 
 import json
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from flowyard.storage.codec import encode
@@ -34,6 +34,8 @@ from flowyard.storage.intents import (
     Spend,
     TouchKey,
     UpdateDelivery,
+    statements_of,
+    writers,
 )
 
 Op = tuple[str, Sequence[Any]]
@@ -229,37 +231,12 @@ def _update_delivery(intent: UpdateDelivery, out: list[Op]) -> None:
     out.append((sql, (delivery.status.value, encode(delivery), delivery.id)))
 
 
-_STATEMENTS: dict[type[Any], Callable[[Any, list[Op]], None]] = {
-    PutJob: _put_job,
-    PutRun: _put_run,
-    PutQueue: _put_queue,
-    PutProject: _put_project,
-    PutKey: _put_key,
-    RevokeKey: _revoke_key,
-    TouchKey: _touch_key,
-    SetSigningSecret: _set_signing_secret,
-    SetServerSecret: _set_server_secret,
-    Spend: _spend,
-    SetBalance: _set_balance,
-    SetRate: _set_rate,
-    AddUsage: _add_usage,
-    PutBlueprint: _put_blueprint,
-    ArchiveBlueprint: _archive_blueprint,
-    PutExecution: _put_execution,
-    PutEvents: _put_events,
-    PutWebhook: _put_webhook,
-    DeleteWebhook: _delete_webhook,
-    InsertDelivery: _insert_delivery,
-    UpdateDelivery: _update_delivery,
-}
+_STATEMENTS = writers(globals())
 
 
 def all_statements(intents: Sequence[Intent]) -> list[Op]:
     """The statements that carry out ``intents`` on SQLite, in order."""
-    out: list[Op] = []
-    for intent in intents:
-        _STATEMENTS[type(intent)](intent, out)
-    return out
+    return statements_of(_STATEMENTS, intents)
 
 
 def execute(conn: sqlite3.Connection, intent: Intent) -> int:

@@ -4,8 +4,7 @@ Pure: ``build_graph`` checks every rule of a blueprint at create time and return
 that is built once per blueprint and read by every execution.
 """
 
-import heapq
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -15,6 +14,7 @@ from msgspec import Meta
 from flowyard.errors import Invalid
 from flowyard.jobs.model import Immediate, Scheduled
 from flowyard.jobs.spec import JobOptions, spec_problems
+from flowyard.workflows import dag
 from flowyard.workflows.templates import Placeholder, scan
 
 StepId = Annotated[str, Meta(min_length=1, max_length=128, pattern="^[A-Za-z0-9_-]+$")]
@@ -110,7 +110,7 @@ class _Builder:
         deps, dep_at = self._depends_on()
         catch_of = self._catch_targets(steps)
         dependents = {s: tuple(d for d in steps if s in deps[d]) for s in steps}
-        descendants = {s: _reach(s, lambda x: dependents[x]) for s in steps}
+        descendants = {s: dag.reach(s, lambda x: dependents[x]) for s in steps}
         routers = {c: tuple(s for s in steps if catch_of[s] == c) for c in steps}
         catch_steps = frozenset(c for c in steps if routers[c])
         branch = {c: descendants[c] | {c} for c in catch_steps}
@@ -124,7 +124,7 @@ class _Builder:
 
         waits = {s: [*deps[s], *routers[s]] for s in steps}
         # Name depends_on cycles first; only a graph without them can cycle through a catch.
-        cycles = _cycles(list(steps), {s: list(deps[s]) for s in steps}) or _cycles(
+        cycles = dag.cycles(list(steps), {s: list(deps[s]) for s in steps}) or dag.cycles(
             list(steps), waits
         )
         order: tuple[str, ...] = ()
@@ -132,8 +132,8 @@ class _Builder:
         if cycles:
             self._report_cycles(cycles, deps, dep_at, catch_of)
         else:
-            order = _topological(list(steps), waits)
-            ancestors = _ancestors(order, deps, routers)
+            order = dag.topological(list(steps), waits)
+            ancestors = dag.ancestors(order, deps, routers)
         for i, step in enumerate(self.spec.steps):
             if self.index[step.id] == i:
                 known = ancestors.get(step.id)  # None when a cycle left them undefined
@@ -306,99 +306,3 @@ def _distinct_inputs(groups: Iterable[list[Placeholder]]) -> list[Placeholder]:
 
 def _problem_key(item: tuple[int, int, Problem]) -> tuple[int, int]:
     return item[0], item[1]
-
-
-def _reach(start: str, nexts: Callable[[str], Iterable[str]]) -> frozenset[str]:
-    """Every node reachable from ``start`` (not ``start`` itself unless on a cycle)."""
-    seen: set[str] = set()
-    stack = list(nexts(start))
-    while stack:
-        node = stack.pop()
-        if node not in seen:
-            seen.add(node)
-            stack.extend(nexts(node))
-    return frozenset(seen)
-
-
-def _cycles(nodes: list[str], edges: dict[str, list[str]]) -> list[list[str]]:
-    """One cycle per strongly connected component of more than one node, in node order.
-
-    Each cycle starts at its component's earliest node and follows edges in their listed order
-    (the shortest way back, by breadth-first search).
-    """
-    position = {node: n for n, node in enumerate(nodes)}
-    reach = {node: _reach(node, edges.__getitem__) for node in nodes}
-    component: dict[str, int] = {}
-    for node in nodes:
-        if node not in component:
-            for member in {m for m in reach[node] if node in reach[m]} | {node}:
-                component[member] = position[node]
-    groups: dict[int, list[str]] = {}
-    for node in nodes:
-        groups.setdefault(component[node], []).append(node)
-    cycles: list[list[str]] = []
-    for members in groups.values():
-        if len(members) < 2:
-            continue
-        start = min(members, key=position.__getitem__)
-        inside = set(members)
-        back: dict[str, str] = {}
-        frontier = [start]
-        found: str | None = None
-        while frontier and found is None:
-            following: list[str] = []
-            for node in frontier:
-                for nxt in edges[node]:
-                    if nxt == start:
-                        found = node
-                        break
-                    if nxt in inside and nxt not in back:
-                        back[nxt] = node
-                        following.append(nxt)
-                if found is not None:
-                    break
-            frontier = following
-        assert found is not None
-        path = [found]
-        while path[-1] != start:
-            path.append(back[path[-1]])
-        cycles.append(path[::-1])
-    return cycles
-
-
-def _topological(nodes: list[str], waits: dict[str, list[str]]) -> tuple[str, ...]:
-    """Nodes after everything they wait for; ties keep blueprint order (the graph is acyclic)."""
-    position = {node: n for n, node in enumerate(nodes)}
-    blocking = {node: len(set(waits[node])) for node in nodes}
-    unblocks: dict[str, list[str]] = {node: [] for node in nodes}
-    for node in nodes:
-        for before in set(waits[node]):
-            unblocks[before].append(node)
-    ready = [(position[node], node) for node in nodes if blocking[node] == 0]
-    heapq.heapify(ready)
-    order: list[str] = []
-    while ready:
-        _, node = heapq.heappop(ready)
-        order.append(node)
-        for after in unblocks[node]:
-            blocking[after] -= 1
-            if blocking[after] == 0:
-                heapq.heappush(ready, (position[after], after))
-    return tuple(order)
-
-
-def _ancestors(
-    order: tuple[str, ...],
-    deps: dict[str, tuple[str, ...]],
-    routers: dict[str, tuple[str, ...]],
-) -> dict[str, frozenset[str]]:
-    """Steps whose outputs exist whenever each step runs (see DESIGN §4)."""
-    ancestors: dict[str, frozenset[str]] = {}
-    for s in order:
-        found: set[str] = set()
-        if routers[s]:
-            found = set.intersection(*(set(ancestors[r]) for r in routers[s]))
-        for d in deps[s]:
-            found |= ancestors[d] | {d}
-        ancestors[s] = frozenset(found)
-    return ancestors

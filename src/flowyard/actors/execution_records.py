@@ -1,0 +1,100 @@
+"""An execution actor's record, and the pure changes the workflow engine makes to a state
+outside ``decide``: a failure it contains, a job id it learns, an input it lacks."""
+
+from typing import Any
+
+import msgspec
+
+from flowyard.actors.jobs import Change
+from flowyard.actors.mailbox import Mailbox
+from flowyard.errors import FlowyardError, Invalid
+from flowyard.ids import new_id
+from flowyard.jobs.model import Run
+from flowyard.storage.workflows import Blueprint
+from flowyard.workflows.blueprint import Graph
+from flowyard.workflows.state import (
+    LIVE,
+    Event,
+    ExecutionState,
+    ExecutionStatus,
+    Message,
+    StepError,
+    StepState,
+)
+
+replace = msgspec.structs.replace
+
+
+Carry = tuple[Change, list[Run]]
+"""A job transition to commit together with the execution's own."""
+
+
+class DeadlineTimer(msgspec.Struct, frozen=True, gc=False):
+    """A timer key: the execution's ``max_duration_sec`` window ends at ``at``."""
+
+    execution_id: str
+    at: int
+
+
+class ExecutionActor:
+    """One execution: its state, its graph, and a mailbox while it has messages."""
+
+    __slots__ = ("busy", "graph", "mailbox", "state")
+
+    def __init__(self, state: ExecutionState, graph: Graph) -> None:
+        self.state = state
+        self.graph = graph
+        self.mailbox: Mailbox[tuple[Message, Carry | None]] | None = None
+        self.busy = False
+
+
+def failed_execution(
+    state: ExecutionState, exc: Exception, now: int
+) -> tuple[ExecutionState, list[Event]]:
+    """A live execution failed with ``internal_error`` (an ended one as it is), and its event."""
+    if state.status not in LIVE:
+        return state, []
+    error = StepError("internal_error", f"{type(exc).__name__}: {exc}"[:500])
+    failed = replace(state, status=ExecutionStatus.FAILED, error=error, completed_at=now)
+    return failed, [Event("failed", now, None, {"error": msgspec.to_builtins(error)})]
+
+
+def new_execution(
+    blueprint: Blueprint, input_data: dict[str, Any], key: str | None, now: int
+) -> ExecutionState:
+    """A new execution of ``blueprint``, every step pending, its deadline set."""
+    max_ms = blueprint.max_duration_sec * 1000
+    return ExecutionState(
+        id=new_id("wfexec"),
+        project_id=blueprint.project_id,
+        blueprint_id=blueprint.id,
+        input_data=input_data,
+        idempotency_key=key,
+        started_at=now,
+        deadline_at=now + max_ms,
+        max_duration_ms=max_ms,
+        steps={step.id: StepState(step_id=step.id) for step in blueprint.steps},
+    )
+
+
+def with_job(state: ExecutionState, step_id: str, job_id: str) -> ExecutionState:
+    """The state with the job of a step's attempt known."""
+    steps = dict(state.steps)
+    steps[step_id] = replace(steps[step_id], job_id=job_id)
+    return replace(state, steps=steps)
+
+
+def tag_queued(events: list[Event], step_id: str, job_id: str) -> list[Event]:
+    """The events with the job id added to the step's ``step_queued``."""
+    return [
+        replace(e, data={**e.data, "job_id": job_id})
+        if e.type == "step_queued" and e.step_id == step_id
+        else e
+        for e in events
+    ]
+
+
+def missing_inputs(paths: list[str]) -> FlowyardError:
+    """The 400 of a trigger whose ``input_data`` lacks what the templates read."""
+    details = [{"path": f"$.input_data{p[len('input') :]}", "message": "missing"} for p in paths]
+    return Invalid(f"input_data lacks {', '.join(paths)}", details)
