@@ -12,9 +12,11 @@ import msgspec
 from flowyard.errors import Conflict, Invalid
 from flowyard.jobs.spec import MAX_PAYLOAD_BYTES
 from flowyard.workflows.blueprint import Graph
+from flowyard.workflows.conditions import ConditionError
 from flowyard.workflows.state import (
     ACTIVE,
     CANCELLABLE,
+    CONDITION_FALSE,
     FINISHED,
     LIVE,
     ArmDeadline,
@@ -116,7 +118,7 @@ class _Draft:
             return False
         if step_id in self.graph.catch_steps:
             return step.failure is not None
-        return all(self.steps[d].status is StepStatus.COMPLETED for d in self.graph.deps[step_id])
+        return all(self.steps[d].done for d in self.graph.deps[step_id])
 
     def schedule(self) -> None:
         """Queue every eligible step (a template failure may make more eligible)."""
@@ -130,6 +132,8 @@ class _Draft:
 
     def queue(self, step_id: str) -> None:
         step = self.steps[step_id]
+        if step_id in self.graph.conditions and not self.condition_holds(step_id):
+            return
         try:
             payload = render(self.graph.steps[step_id].payload_template, self.context(step_id))
             encoded = msgspec.json.encode(payload)
@@ -159,8 +163,37 @@ class _Draft:
         self.effects.append(QueueJob(step_id, attempt, msgspec.Raw(encoded)))
         self.event("step_queued", step_id, {"attempt": attempt})
 
+    def condition_holds(self, step_id: str) -> bool:
+        """Evaluate the step's ``when``; false skips it, an error or non-boolean fails it."""
+        ancestors = self.graph.ancestors[step_id]
+        variables = {
+            "input": self.state.input_data,
+            "steps": {
+                sid: {"output": s.output, "status": s.status.value}
+                for sid, s in self.steps.items()
+                if sid in ancestors
+            },
+            "execution": {"id": self.state.id, "blueprint_id": self.state.blueprint_id},
+        }
+        try:
+            holds = self.graph.conditions[step_id].evaluate(variables)
+        except ConditionError as exc:
+            step = self.steps[step_id]
+            self.fail(step_id, StepError("condition_error", exc.message), None, step.attempt)
+            return False
+        if not holds:
+            self.set_step(
+                step_id,
+                status=StepStatus.SKIPPED,
+                skip_reason=CONDITION_FALSE,
+                output=None,
+                completed_at=self.now,
+            )
+            self.event("step_skipped", step_id, {"reason": CONDITION_FALSE})
+        return holds
+
     def context(self, step_id: str) -> dict[str, Any]:
-        steps = {sid: s.output for sid, s in self.steps.items() if s.status is StepStatus.COMPLETED}
+        steps = {sid: s.output for sid, s in self.steps.items() if s.done}
         context: dict[str, Any] = {
             "input": self.state.input_data,
             "steps": steps,
@@ -215,8 +248,8 @@ class _Draft:
             if step.status is StepStatus.FAILED and step.caught_by is not None:
                 held |= self.graph.descendants[sid]
         for descendant in self.below(step_id, StepStatus.SKIPPED):
-            if descendant in held:
-                continue
+            if descendant in held or self.steps[descendant].done:
+                continue  # held by another failure, or skipped by its own when: final
             self.set_step(descendant, status=StepStatus.PENDING)
             self.event("step_pending", descendant, {"reason": f"{step_id} resumed"})
 

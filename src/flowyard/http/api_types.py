@@ -219,6 +219,7 @@ class ExecutionStep(View, frozen=True):
     started_at: Timestamp | None
     completed_at: Timestamp | None
     caught_by: str | None
+    skip_reason: str | None = None  # "condition_false": its when was false
 
 
 class Execution(View, frozen=True):

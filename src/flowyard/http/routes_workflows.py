@@ -87,6 +87,7 @@ def execution_view(state: ExecutionState) -> dict[str, Any]:
                 "started_at": rfc3339(s.started_at),
                 "completed_at": rfc3339(s.completed_at),
                 "caught_by": s.caught_by,
+                "skip_reason": s.skip_reason,
             }
             for s in state.steps.values()
         ],

@@ -5,7 +5,7 @@ that is built once per blueprint and read by every execution.
 """
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import msgspec
@@ -15,6 +15,13 @@ from flowyard.errors import Invalid
 from flowyard.jobs.model import Immediate, Scheduled
 from flowyard.jobs.spec import JobOptions, spec_problems
 from flowyard.workflows import dag
+from flowyard.workflows.conditions import (
+    MAX_WHEN_CHARS,
+    Condition,
+    ConditionError,
+    compile_condition,
+    step_references,
+)
 from flowyard.workflows.templates import Placeholder, scan
 
 StepId = Annotated[str, Meta(min_length=1, max_length=128, pattern="^[A-Za-z0-9_-]+$")]
@@ -33,6 +40,7 @@ class Step(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
     payload_template: Any = None
     depends_on: list[str] = []
     catch: str | None = None
+    when: Annotated[str, Meta(min_length=1, max_length=MAX_WHEN_CHARS)] | None = None
 
 
 class BlueprintSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -52,7 +60,7 @@ class Graph:
     routes to it. ``ancestors`` are the steps whose outputs exist whenever a step runs (for a
     catch step: the ancestors shared by every step routing to it, inherited below it).
     ``descendants`` follow depends_on only. ``branch[c]`` is catch step ``c`` and its
-    descendants.
+    descendants. ``conditions`` holds the compiled ``when`` of each step that has one.
     """
 
     steps: dict[str, Step]
@@ -68,6 +76,7 @@ class Graph:
     ancestors: dict[str, frozenset[str]]
     descendants: dict[str, frozenset[str]]
     input_placeholders: list[Placeholder]
+    conditions: dict[str, Condition] = field(default_factory=dict)
 
 
 def build_graph(spec: BlueprintSpec) -> Graph:
@@ -107,6 +116,7 @@ class _Builder:
     def build(self) -> tuple[Graph, list[Problem]]:
         steps = self._ids()
         placeholders = [self._step_local(i, step) for i, step in enumerate(self.spec.steps)]
+        conditions = self._conditions(steps)
         deps, dep_at = self._depends_on()
         catch_of = self._catch_targets(steps)
         dependents = {s: tuple(d for d in steps if s in deps[d]) for s in steps}
@@ -138,6 +148,7 @@ class _Builder:
             if self.index[step.id] == i:
                 known = ancestors.get(step.id)  # None when a cycle left them undefined
                 self._references(i, step, placeholders[i], known, in_branch)
+                self._when_references(i, step, conditions, known)
         graph = Graph(
             steps=steps,
             order=order,
@@ -152,6 +163,7 @@ class _Builder:
             ancestors=ancestors,
             descendants=descendants,
             input_placeholders=_distinct_inputs(placeholders[self.index[s]] for s in steps),
+            conditions=conditions,
         )
         return graph, [problem for _, _, problem in sorted(self.problems, key=_problem_key)]
 
@@ -185,6 +197,43 @@ class _Builder:
         for problem in problems:
             self.add(i, problem["path"], problem["message"])
         return found
+
+    def _conditions(self, steps: dict[str, Step]) -> dict[str, Condition]:
+        """Each ``when`` compiled; one that does not compile is a problem at its path."""
+        conditions: dict[str, Condition] = {}
+        for s, step in steps.items():
+            if step.when is None:
+                continue
+            i = self.index[s]
+            try:
+                conditions[s] = compile_condition(step.when)
+            except ConditionError as exc:
+                self.add(i, f"$.steps[{i}].when", f"not a CEL expression: {exc.message}")
+        return conditions
+
+    def _when_references(
+        self,
+        i: int,
+        step: Step,
+        conditions: dict[str, Condition],
+        ancestors: frozenset[str] | None,
+    ) -> None:
+        """Steps a compiled ``when`` names must be ancestors (``None``: a cycle, unknown)."""
+        if step.id not in conditions:
+            return
+        path = f"$.steps[{i}].when"
+        source = conditions[step.id].source
+        for other in step_references(source):
+            if other not in self.index:
+                hint = ' (write steps["a-b"] for an id with "-")' if "-" in source else ""
+                self.add(i, path, f"unknown step {other!r}{hint}")
+            elif ancestors is not None and other not in ancestors:
+                self.add(
+                    i,
+                    path,
+                    f"{other!r} is not an ancestor of {step.id!r}, so it may not have run"
+                    " when the condition is evaluated",
+                )
 
     def _depends_on(self) -> tuple[dict[str, tuple[str, ...]], dict[tuple[str, str], int]]:
         deps: dict[str, tuple[str, ...]] = {}

@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 
 from flowyard.workflows.state import (
+    CONDITION_FALSE,
     Event,
     ExecutionState,
     ExecutionStatus,
@@ -81,6 +82,13 @@ def replay(start: ExecutionState, events: Iterable[Event]) -> ExecutionState:
                 if catch.failure is None and catch.status is StepStatus.PENDING:
                     failure = msgspec.convert(data["failure"], Failure)
                     steps[catch_id] = replace(catch, failure=failure)
+            case "step_skipped" if data.get("reason") == CONDITION_FALSE:
+                step_changes = {
+                    "status": StepStatus.SKIPPED,
+                    "skip_reason": CONDITION_FALSE,
+                    "output": None,
+                    "completed_at": at,
+                }
             case "step_skipped":
                 step_changes = {"status": StepStatus.SKIPPED}
             case "step_pending":

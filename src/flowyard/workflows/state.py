@@ -42,6 +42,9 @@ class StepStatus(StrEnum):
 ACTIVE = frozenset({StepStatus.QUEUED, StepStatus.RUNNING})
 """Steps whose job is out: queued or running."""
 
+CONDITION_FALSE = "condition_false"
+"""The ``skip_reason`` of a step whose ``when`` was false: it counts as done for its dependents."""
+
 
 # gc=False: these records never take part in reference cycles; leaving them out of the
 # cyclic collector saves memory and collector time with many live jobs and executions.
@@ -75,6 +78,14 @@ class StepState(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     completed_at: int | None = None
     caught_by: str | None = None
     failure: Failure | None = None
+    skip_reason: str | None = None
+
+    @property
+    def done(self) -> bool:
+        """Completed, or skipped because its ``when`` was false: its dependents may run."""
+        if self.status is StepStatus.SKIPPED:
+            return self.skip_reason == CONDITION_FALSE
+        return self.status is StepStatus.COMPLETED
 
 
 class ExecutionState(msgspec.Struct, frozen=True, gc=False, kw_only=True):
