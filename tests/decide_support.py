@@ -32,7 +32,9 @@ MAX_MS = 60_000
 HANDLER = "https://handlers.example/run"
 
 
-def step(id: str, *deps: str, catch: str | None = None, template: Any = None) -> dict[str, Any]:
+def step(
+    id: str, *deps: str, catch: str | None = None, template: Any = None, when: str | None = None
+) -> dict[str, Any]:
     """A blueprint step body (a push-queue job)."""
     body: dict[str, Any] = {
         "id": id,
@@ -44,6 +46,8 @@ def step(id: str, *deps: str, catch: str | None = None, template: Any = None) ->
         body["catch"] = catch
     if template is not None:
         body["payload_template"] = template
+    if when is not None:
+        body["when"] = when
     return body
 
 
