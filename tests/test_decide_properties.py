@@ -1,4 +1,5 @@
-"""Property test of ``decide``: random DAGs with catch steps, driven by random messages.
+"""Property test of ``decide``: random DAGs with catch steps and ``when`` conditions, driven
+by random messages.
 
 It checks the scheduling, attempt and quiescence rules of DESIGN §4 after every transition,
 and that replaying the event log always rebuilds the same state.
@@ -16,6 +17,7 @@ from flowyard.workflows.blueprint import BlueprintSpec, Graph, check_blueprint
 from flowyard.workflows.state import (
     ACTIVE,
     CANCELLABLE,
+    CONDITION_FALSE,
     FINISHED,
     CancelExecution,
     DeadlinePassed,
@@ -38,6 +40,9 @@ from tests.decide_support import Sim, job_id, step
 TIMED_OUT = StepError("timed_out", "the execution ran past its max_duration_sec")
 OUTPUTS = [{"v": 1}, {"v": "x"}, {}, 3, None]
 """Step outputs; ``{}``, ``3`` and ``None`` make ``{{steps.X.output.v}}`` a template_error."""
+INPUT = {"go": True, "stop": False}
+WHENS = ["true", "false", "input.go", "input.stop", "input.missing", "'not a boolean'"]
+"""``when`` of any step; ones naming a dependency are added per step (see ``blueprints``)."""
 
 
 # ----------------------------------------------------------------------------- blueprints
@@ -69,6 +74,16 @@ def blueprints(draw: st.DrawFn) -> list[dict[str, Any]]:
         elif body.get("depends_on") and draw(st.booleans()):
             dep = body["depends_on"][0]
             body["payload_template"] = {"v": f"{{{{steps.{dep}.output.v}}}}", "i": i}
+        if draw(st.integers(0, 2)) == 0:
+            named = [
+                w
+                for dep in body.get("depends_on", [])[:1]
+                for w in (
+                    f"steps.{dep}.output.v == 1",  # {"v": 1}: true, {"v": "x"}: false, else error
+                    f"steps.{dep}.status == 'completed'",  # false after a condition skip
+                )
+            ]
+            body["when"] = draw(st.sampled_from(WHENS + named))
     return bodies
 
 
@@ -143,7 +158,7 @@ class Checker:
             if isinstance(effect, QueueJob):
                 sid = effect.step_id
                 assert state.status is ExecutionStatus.RUNNING
-                assert all(state.steps[d].status is StepStatus.COMPLETED for d in g.deps[sid])
+                assert all(state.steps[d].done for d in g.deps[sid])
                 if sid in g.catch_steps:
                     failure = state.steps[sid].failure
                     assert failure is not None and failure.step_id in g.routers[sid]
@@ -159,6 +174,13 @@ class Checker:
                 assert effect.job_id == was.job_id == job_id(effect.step_id, was.attempt)
         for sid, s in state.steps.items():
             assert s.attempt == (self.attempts[sid][-1] if self.attempts[sid] else 0)
+            if s.skip_reason is not None:  # only a when skips with a reason, and for good
+                assert s.skip_reason == CONDITION_FALSE and sid in g.conditions
+                assert s.status is StepStatus.SKIPPED and s.output is None
+                assert all(state.steps[d].done for d in g.deps[sid])
+                assert before_steps[sid].skip_reason in (None, CONDITION_FALSE)
+            if s.error is not None and s.error.code == "condition_error":
+                assert sid in g.conditions
             if s.caught_by is not None:
                 assert s.status is StepStatus.FAILED and s.caught_by == g.catch_of[sid]
                 # a caught failure cuts its descendants off until it is retried or overridden
@@ -185,7 +207,7 @@ class Checker:
             assert not uncaught
             assert all(st_ in ("completed", "failed", "skipped") for st_ in status.values())
             outside = [sid for sid in g.steps if sid not in g.in_catch_branch]
-            every_outside_completed = all(status[sid] == "completed" for sid in outside)
+            every_outside_completed = all(steps[sid].done for sid in outside)
             if state.status is ExecutionStatus.COMPLETED:
                 assert every_outside_completed and not caught
             else:
@@ -311,10 +333,15 @@ def test_random_executions_follow_the_rules_and_replay(
     bodies: list[dict[str, Any]], script: list[tuple[Any, ...]], ending: list[str]
 ) -> None:
     g = build(bodies)
-    checker = Checker(Sim(g, check_replay=False))
+    checker = Checker(Sim(g, input_data=INPUT, check_replay=False))
     assert checker.send(Start())
-    queued = {sid for sid, s in checker.sim.state.steps.items() if s.status is StepStatus.QUEUED}
-    assert queued == set(g.starts) == {s for s in g.order if not g.deps[s]} - g.catch_steps
+    started = checker.sim.state.steps
+    assert set(g.starts) == {s for s in g.order if not g.deps[s]} - g.catch_steps
+    for sid in g.starts:  # queued, or decided by its when at once
+        if sid not in g.conditions:
+            assert started[sid].status is StepStatus.QUEUED
+        else:
+            assert started[sid].status is not StepStatus.PENDING
     for action in script:
         checker.act(action)
         checker.sim.assert_replays()
