@@ -181,3 +181,12 @@ async def test_openapi_and_docs_need_no_key(service: Service) -> None:
             assert expected in answer.headers["content-type"], (url, answer.headers)
         for name in ("LICENSE", "NOTICE"):
             assert (await anonymous.get(f"/docs/assets/{name}")).status_code == 200
+
+
+def test_step_conditions_are_documented() -> None:
+    schemas = document()["components"]["schemas"]
+    when = schemas["Step"]["properties"]["when"]
+    assert when["anyOf"][0]["maxLength"] == 4096
+    assert "CEL" in when["anyOf"][0]["description"]
+    assert "skip_reason" in schemas["ExecutionStep"]["required"]
+    assert "condition_false" in str(schemas["ExecutionStep"]["properties"]["skip_reason"])

@@ -4,8 +4,10 @@ create. Every job is done by a real pull worker (claim and ack over HTTP)."""
 
 from typing import Any
 
+import msgspec
 import pytest
 
+from flowyard.http import api_types as api
 from flowyard.workflows.replay import initial, replay
 from flowyard.workflows.state import Event, ExecutionState, StepState
 from tests.conftest import Service
@@ -79,6 +81,9 @@ async def test_if_else_branches_join(service: Service, amount: int, taken: str, 
     assert (skip["step_id"], skip["data"]) == (other, {"reason": "condition_false"})
     assert log[-1]["type"] == "completed"
     assert_replays(state, log)
+    answer = await client.get(f"/infra/workflows/executions/{execution_id}")
+    decoded = msgspec.json.decode(answer.content, type=api.Execution)  # the documented type
+    assert {s.step_id: s.skip_reason for s in decoded.steps}[other] == "condition_false"
 
 
 async def test_a_condition_error_is_caught_by_the_catch_step(service: Service) -> None:

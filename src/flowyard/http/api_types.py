@@ -219,7 +219,10 @@ class ExecutionStep(View, frozen=True):
     started_at: Timestamp | None
     completed_at: Timestamp | None
     caught_by: str | None
-    skip_reason: str | None = None  # "condition_false": its when was false
+    skip_reason: Annotated[
+        str | None,
+        Meta(description="condition_false when its when was false (it counts as done); else null"),
+    ]
 
 
 class Execution(View, frozen=True):

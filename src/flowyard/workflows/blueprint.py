@@ -40,7 +40,21 @@ class Step(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
     payload_template: Any = None
     depends_on: list[str] = []
     catch: str | None = None
-    when: Annotated[str, Meta(min_length=1, max_length=MAX_WHEN_CHARS)] | None = None
+    when: (
+        Annotated[
+            str,
+            Meta(
+                min_length=1,
+                max_length=MAX_WHEN_CHARS,
+                description="a CEL expression over input, steps (ancestors: output, status) and"
+                " execution (id, blueprint_id), evaluated when the step's dependencies are done;"
+                " false skips the step (skip_reason condition_false), an error or a non-boolean"
+                " fails it (condition_error)",
+                examples=["steps.check.output.amount > 100.0"],
+            ),
+        ]
+        | None
+    ) = None
 
 
 class BlueprintSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
