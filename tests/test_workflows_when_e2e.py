@@ -12,13 +12,17 @@ from flowyard.workflows.replay import initial, replay
 from flowyard.workflows.state import Event, ExecutionState, StepState
 from tests.conftest import Service
 from tests.workflow_support import (
+    ack,
+    claim_one,
     events,
+    execution,
     pull_step,
     queue_jobs,
     start,
     statuses,
     step_of,
     wait_status,
+    wait_step,
     workers,
 )
 
@@ -195,3 +199,20 @@ def assert_replays(state: dict[str, Any], log: list[dict[str, Any]]) -> None:
         )
         assert (step.error.code if step.error else None) == (shown["error"] or {}).get("code")
     assert rebuilt.status == state["status"]
+
+
+async def test_a_condition_skip_survives_a_restart(service_with: Any) -> None:
+    async with service_with() as first:
+        execution_id = await start(first.client, routed(None), {"amount": 40})
+        job = await claim_one(first.client, "w-check")
+        await ack(first.client, job, {"amount": 40})
+        await wait_step(first.client, execution_id, "auto", "queued")
+        db = first.db
+    async with service_with(db=db) as second:
+        state = await execution(second.client, execution_id)
+        assert step_of(state, "manual")["skip_reason"] == "condition_false"
+        fns = {"w-auto": lambda job: {"by": "auto"}, "w-record": lambda job: {"ok": True}}
+        async with workers(second.client, fns):
+            state = await wait_status(second.client, execution_id, "completed")
+    assert statuses(state)["manual"] == "skipped"
+    assert step_of(state, "manual")["skip_reason"] == "condition_false"
