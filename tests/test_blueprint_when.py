@@ -65,6 +65,10 @@ def test_valid_conditions(when: str) -> None:
         ("1 +", "not a CEL expression: Failed to parse expression '1 +'"),
         ("steps.a.output.x ==", "not a CEL expression"),
         ("steps.`a`", "not a CEL expression"),
+        (
+            "steps.a.output.all(k, steps.a.output[k].exists(v, v))",
+            "comprehensions may not nest (.exists() inside another)",
+        ),
     ],
 )
 def test_a_condition_that_does_not_compile(when: str, message: str) -> None:

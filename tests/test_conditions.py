@@ -11,6 +11,7 @@ from flowyard.workflows.conditions import (
     MAX_ERROR_CHARS,
     ConditionError,
     compile_condition,
+    nested_comprehension,
     step_references,
 )
 
@@ -150,3 +151,28 @@ def test_the_engine_loads_the_core_without_the_packages_command_line() -> None:
 )
 def test_step_references(expr: str, named: list[str]) -> None:
     assert step_references(expr) == named
+
+
+@pytest.mark.parametrize(
+    ("expr", "nested"),
+    [
+        ("[1, 2].all(a, [3].exists(b, a < b))", ".exists()"),
+        ("input.l.map(x, x.filter(y, y > 0))", ".filter()"),
+        ("input.l.exists(x, size(x.map(y, y)) > 0)", ".map()"),
+        ("input.l.exists(x, x > 0) && input.m.all(k, k != '')", None),
+        ("input.l.exists(x, x == '.map(') || input.f(1).map(x, x)", None),
+        ("input.l.exists(x, (x + 1) > 0) && [1].map(y, y)", None),
+    ],
+)
+def test_nested_comprehensions(expr: str, nested: str | None) -> None:
+    assert nested_comprehension(expr) == nested
+    if nested is not None:
+        with pytest.raises(ConditionError, match="comprehensions may not nest"):
+            compile_condition(expr)
+
+
+def test_only_the_variables_it_reads_are_converted() -> None:
+    condition = compile_condition("input.a == 1 && [2].exists(x, x == 2)")
+    assert condition.names == {"input", "x"}
+    # steps is not converted at all: a value cel cannot take there changes nothing
+    assert condition.evaluate({"input": {"a": 1}, "steps": {"s": object()}}) is True

@@ -222,7 +222,7 @@ class _Builder:
             try:
                 conditions[s] = compile_condition(step.when)
             except ConditionError as exc:
-                self.add(i, f"$.steps[{i}].when", f"not a CEL expression: {exc.message}")
+                self.add(i, f"$.steps[{i}].when", exc.message)
         return conditions
 
     def _when_references(

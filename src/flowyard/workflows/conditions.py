@@ -63,7 +63,8 @@ class Condition:
     """One compiled ``when``."""
 
     source: str
-    program: Any  # cel.Program: the package ships no type stubs
+    program: Any  # cel.Program (loaded by file name above, so untyped here)
+    names: frozenset[str]  # the variables it reads: only those are converted for it
 
     def evaluate(self, variables: dict[str, Any]) -> bool:
         """The expression's value over ``variables`` (decoded JSON under each name).
@@ -72,10 +73,11 @@ class Condition:
             ConditionError: evaluation failed (a missing key, an index out of range, no such
                 overload, ...) or the value is not a boolean.
         """
-        context = cel.Context()
-        for name, value in variables.items():
-            context.add_variable(name, value)
         try:
+            context = cel.Context()
+            for name, value in variables.items():
+                if name in self.names:  # converting a large input costs ~5 µs per item
+                    context.add_variable(name, value)
             value = self.program.execute(context)
         except Exception as exc:  # the package raises KeyError, TypeError, RuntimeError, ...
             raise ConditionError(_error_text(exc)) from None
@@ -89,13 +91,21 @@ def compile_condition(source: str) -> Condition:
     """The compiled expression.
 
     Raises:
-        ConditionError: the text is not CEL (the package's parse error, first line).
+        ConditionError: the text is not CEL (the package's parse error, on one line), or it
+            nests comprehensions (see :func:`nested_comprehension`).
     """
     try:
         program = cel.compile(source)
+        names = frozenset(program.variables())
     except Exception as exc:  # a ValueError with the parser's report
-        raise ConditionError(_error_text(exc)) from None
-    return Condition(source, program)
+        raise ConditionError(f"not a CEL expression: {_error_text(exc)}") from None
+    nested = nested_comprehension(source)
+    if nested is not None:
+        raise ConditionError(
+            f"comprehensions may not nest ({nested} inside another): each level multiplies"
+            " the work, and a condition is evaluated on the engine's own loop"
+        )
+    return Condition(source, program, names)
 
 
 def _error_text(exc: Exception) -> str:
@@ -135,6 +145,33 @@ def step_references(source: str) -> list[str]:
         if selected or (indexed and after[2][1] == "]"):
             found.append(after[1][1])
     return list(dict.fromkeys(found))
+
+
+COMPREHENSIONS = frozenset({"all", "exists", "exists_one", "map", "filter"})
+"""CEL's macros that loop over a list or a map."""
+
+
+def nested_comprehension(source: str) -> str | None:
+    """The first comprehension macro called inside another one's arguments, if any.
+
+    ``[..].all(a, [..].all(b, ...))`` costs the product of the list sizes, which 4096
+    characters can make astronomical; one level over a list is linear in its size.
+    """
+    tokens = list(_tokens(source))
+    opened: list[bool] = []  # per open parenthesis: is it a comprehension's?
+    for n, token in enumerate(tokens):
+        if token.kind != "punct":
+            continue
+        if token.text == "(":
+            before = [(t.kind, t.text) for t in tokens[max(n - 2, 0) : n]]
+            macro = len(before) == 2 and before[0] == ("punct", ".") and before[1][0] == "id"
+            macro = macro and before[1][1] in COMPREHENSIONS
+            if macro and any(opened):
+                return f".{before[1][1]}()"
+            opened.append(macro)
+        elif token.text == ")" and opened:
+            opened.pop()
+    return None
 
 
 def _tokens(source: str) -> Any:
