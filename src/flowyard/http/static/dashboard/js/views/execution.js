@@ -77,6 +77,7 @@ export function renderExecution(main, ctx) {
         ["Started", when(step.started_at)],
         ["Completed", when(step.completed_at)],
         ["Caught by", step.caught_by || "—"],
+        ...(step.skip_reason === "condition_false" ? [["Skipped", "its when was false"]] : []),
       ]),
       h("h4", {}, "Payload"), job ? jsonBlock(job.payload, "Payload") : h("p", { class: "muted" }, step.job_id ? "Loading…" : "No job yet."),
       h("h4", {}, "Output"), jsonBlock(step.output, "Output"),
