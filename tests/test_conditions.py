@@ -176,3 +176,27 @@ def test_only_the_variables_it_reads_are_converted() -> None:
     assert condition.names == {"input", "x"}
     # steps is not converted at all: a value cel cannot take there changes nothing
     assert condition.evaluate({"input": {"a": 1}, "steps": {"s": object()}}) is True
+
+
+def test_a_panic_in_the_package_is_a_condition_error() -> None:
+    class PanicException(BaseException):  # what pyo3 turns a Rust panic into
+        pass
+
+    class Panicking:
+        def execute(self, context: Any) -> Any:
+            raise PanicException("index out of range")
+
+    condition = compile_condition("true")
+    broken = type(condition)(condition.source, Panicking(), condition.names)
+    with pytest.raises(ConditionError, match="index out of range"):
+        broken.evaluate({})
+
+
+def test_an_interrupt_is_not_a_condition_error() -> None:
+    class Interrupted:
+        def execute(self, context: Any) -> Any:
+            raise KeyboardInterrupt
+
+    condition = compile_condition("true")
+    with pytest.raises(KeyboardInterrupt):
+        type(condition)(condition.source, Interrupted(), condition.names).evaluate({})

@@ -79,8 +79,8 @@ class Condition:
                 if name in self.names:  # converting a large input costs ~5 µs per item
                     context.add_variable(name, value)
             value = self.program.execute(context)
-        except Exception as exc:  # the package raises KeyError, TypeError, RuntimeError, ...
-            raise ConditionError(_error_text(exc)) from None
+        except BaseException as exc:  # KeyError, TypeError, RuntimeError, ... or a panic
+            raise ConditionError(_error_text(_ours(exc))) from None
         if type(value) is not bool:
             shown = repr(value) if len(repr(value)) <= 80 else f"a {type(value).__name__}"
             raise ConditionError(f"when must give a boolean, it gave {shown}")
@@ -97,8 +97,8 @@ def compile_condition(source: str) -> Condition:
     try:
         program = cel.compile(source)
         names = frozenset(program.variables())
-    except Exception as exc:  # a ValueError with the parser's report
-        raise ConditionError(f"not a CEL expression: {_error_text(exc)}") from None
+    except BaseException as exc:  # a ValueError with the parser's report
+        raise ConditionError(f"not a CEL expression: {_error_text(_ours(exc))}") from None
     nested = nested_comprehension(source)
     if nested is not None:
         raise ConditionError(
@@ -108,7 +108,16 @@ def compile_condition(source: str) -> Condition:
     return Condition(source, program, names)
 
 
-def _error_text(exc: Exception) -> str:
+def _ours(exc: BaseException) -> BaseException:
+    """``exc`` if it is the package's to report: an ``Exception``, or the ``PanicException``
+    a Rust panic becomes (a ``BaseException``, so that it would otherwise take the execution's
+    actor down). Anything else (``KeyboardInterrupt``, ``SystemExit``) is raised again."""
+    if isinstance(exc, Exception) or type(exc).__name__ == "PanicException":
+        return exc
+    raise exc
+
+
+def _error_text(exc: BaseException) -> str:
     if isinstance(exc, KeyError) and exc.args:
         text = f"no such key: {exc.args[0]}"
     else:
