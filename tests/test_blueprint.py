@@ -535,7 +535,15 @@ DECODE_ERRORS = [
     ({"name": "n", "steps": [step("a b")]}, "$.steps[0].id"),
     ({"name": "n", "steps": [step("")]}, "$.steps[0].id"),
     ({"name": "n", "steps": [step("x" * 129)]}, "$.steps[0].id"),
-    ({"name": "n", "steps": [{"id": "a"}]}, "`job_trigger`"),
+    (
+        {"name": "n", "steps": [{"id": "a", "wait_for_signal": {"name": ""}}]},
+        "$.steps[0].wait_for_signal.name",
+    ),
+    (
+        {"name": "n", "steps": [{"id": "a", "wait_for_signal": {"name": "s", "timeout_sec": 0}}]},
+        "$.steps[0].wait_for_signal.timeout_sec",
+    ),
+    ({"name": "n", "steps": [{"id": "a", "sub_workflow": {}}]}, "`blueprint_id`"),
     (
         {"name": "n", "steps": [step("a", trigger={"type": "weekly"})]},
         "$.steps[0].job_trigger.trigger",
@@ -547,6 +555,44 @@ DECODE_ERRORS = [
     ({"name": "n", "steps": [{**step("a"), "depends_on": "b"}]}, "$.steps[0].depends_on"),
     ({"name": "n", "steps": [{**step("a"), "catch": ["b"]}]}, "$.steps[0].catch"),
 ]
+
+
+SIGNAL = {"name": "approval"}
+CHILD = {"blueprint_id": "wf_child", "input": {"order": "{{input.order_id}}"}}
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"id": "a"}, "it has none"),
+        ({**step("a"), "wait_for_signal": SIGNAL}, "it has job_trigger, wait_for_signal"),
+        ({"id": "a", "wait_for_signal": SIGNAL, "sub_workflow": CHILD}, "wait_for_signal, sub"),
+    ],
+)
+def test_a_step_has_exactly_one_kind(body: Body, message: str) -> None:
+    found = problems(body)
+    assert [p["path"] for p in found] == ["$.steps[0]"]
+    assert "exactly one of job_trigger, wait_for_signal, sub_workflow" in found[0]["message"]
+    assert message in found[0]["message"]
+
+
+def test_only_a_job_step_has_a_payload() -> None:
+    body = {"id": "a", "wait_for_signal": SIGNAL, "payload_template": {"x": 1}}
+    assert problems(body) == [
+        {"path": "$.steps[0].payload_template", "message": "only a job_trigger step has a payload"}
+    ]
+
+
+def test_a_child_input_is_a_checked_template() -> None:
+    bad = {
+        "id": "b",
+        "sub_workflow": {"blueprint_id": "wf_x", "input": {"a": "{{steps.c.output}}"}},
+    }
+    found = problems(step("c"), bad)
+    assert [p["path"] for p in found] == ["$.steps[1].sub_workflow.input.a"]
+    assert "'c' is not an ancestor of 'b'" in found[0]["message"]
+    graph = check_blueprint(spec({"id": "a", "sub_workflow": CHILD}))[0]
+    assert [p.text for p in graph.input_placeholders] == ["input.order_id"]
 
 
 @pytest.mark.parametrize(("body", "where"), DECODE_ERRORS)

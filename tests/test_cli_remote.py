@@ -150,7 +150,7 @@ def test_blueprints_create_list_and_show(cli: Cli, tmp_path: Path) -> None:
     blueprint_id = fields["id:"]
     assert fields["name:"] == "orders" and fields["max_duration_sec:"] == "86400"
     steps = [line.split() for line in lines[lines.index("") + 1 :]]
-    assert steps[0] == ["id", "trigger", "handler", "depends_on", "catch", "payload_template"]
+    assert steps[0] == ["id", "trigger", "handler", "depends_on", "catch", "template"]
     assert steps[1] == ["charge", "pull:pay", "-", "-", "refund", '{"order":"{{input.order}}"}']
     assert steps[2][:5] == ["ship", "pull:ship", "-", "charge", "-"]
     # From stdin, as JSON: exactly the API's object.

@@ -11,7 +11,7 @@ import msgspec
 
 from flowyard.errors import Conflict, Invalid
 from flowyard.jobs.spec import MAX_PAYLOAD_BYTES
-from flowyard.workflows.blueprint import Graph
+from flowyard.workflows.blueprint import Graph, StepKind
 from flowyard.workflows.conditions import ConditionError
 from flowyard.workflows.state import (
     ACTIVE,
@@ -131,9 +131,25 @@ class _Draft:
                     self.queue(step_id)
 
     def queue(self, step_id: str) -> None:
-        step = self.steps[step_id]
+        """Start an eligible step the way its kind says, if its ``when`` holds."""
         if step_id in self.graph.conditions and not self.condition_holds(step_id):
             return
+        match self.graph.steps[step_id].kind:
+            case StepKind.JOB:
+                self.queue_job(step_id)
+            case StepKind.SIGNAL:
+                self.wait_for_signal(step_id)
+            case StepKind.SUB_WORKFLOW:
+                self.start_child(step_id)
+
+    def wait_for_signal(self, step_id: str) -> None:
+        raise NotImplementedError
+
+    def start_child(self, step_id: str) -> None:
+        raise NotImplementedError
+
+    def queue_job(self, step_id: str) -> None:
+        step = self.steps[step_id]
         try:
             payload = render(self.graph.steps[step_id].payload_template, self.context(step_id))
             encoded = msgspec.json.encode(payload)

@@ -362,6 +362,7 @@ class WorkflowEngine(ActorHost):
 
     def _step_job(self, state: ExecutionState, effect: QueueJob, now: int) -> Job:
         step = self.blueprints.graphs[state.blueprint_id].steps[effect.step_id]
+        assert step.job_trigger is not None  # only job steps queue jobs
         spec = step.job_trigger.to_spec(effect.payload)
         ref = WorkflowRef(state.id, effect.step_id, effect.attempt)
         return self.jobs.new_job(state.project_id, spec, now, ref)

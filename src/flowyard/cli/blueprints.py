@@ -19,9 +19,10 @@ from flowyard.cli.executions import print_execution
 from flowyard.cli.remote import add_paging, fetch, print_page, remote, remote_options
 from flowyard.client import Client
 from flowyard.client.models import Blueprint, BlueprintSummary
+from flowyard.workflows.blueprint import Step
 
 LIST_COLUMNS = ("id", "name", "description", "created_at")
-STEP_COLUMNS = ("id", "trigger", "handler", "depends_on", "catch", "payload_template")
+STEP_COLUMNS = ("id", "trigger", "handler", "depends_on", "catch", "template")
 
 
 def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -185,13 +186,23 @@ def _show(args: argparse.Namespace, blueprint: Blueprint) -> int:
     rows = [
         [
             step.id,
-            trigger_text(step.job_trigger.trigger),
-            cell(step.job_trigger.handler),
+            _kind_text(step),
+            cell(step.job_trigger.handler if step.job_trigger else None),
             ",".join(step.depends_on),
             step.catch,
-            cell(step.payload_template),
+            cell(step.template),
         ]
         for step in blueprint.steps
     ]
     print_table(STEP_COLUMNS, rows)
     return 0
+
+
+def _kind_text(step: Step) -> str:
+    """What a step does, in a table cell: its job's trigger, the signal, or the child."""
+    if step.wait_for_signal is not None:
+        return f"signal {step.wait_for_signal.name}"
+    if step.sub_workflow is not None:
+        return f"child {step.sub_workflow.blueprint_id}"
+    assert step.job_trigger is not None
+    return trigger_text(step.job_trigger.trigger)

@@ -6,6 +6,7 @@ that is built once per blueprint and read by every execution.
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Annotated, Any
 
 import msgspec
@@ -32,11 +33,36 @@ StepJob = JobOptions
 """A step's ``job_trigger``: the job create body without payload and idempotency_key."""
 
 
+class WaitForSignal(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A step that waits until a signal of this name is sent to its execution (§8)."""
+
+    name: Annotated[str, Meta(min_length=1, max_length=128)]
+    timeout_sec: Annotated[int, Meta(ge=1, le=2_592_000)] | None = None
+
+
+class SubWorkflow(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A step that runs a child execution of another blueprint (§8)."""
+
+    blueprint_id: Annotated[str, Meta(min_length=1, max_length=128)]
+    input: Any = None
+    """A template rendered into the child's ``input_data``."""
+
+
+class StepKind(StrEnum):
+    """What a step does: exactly one of these fields is set on it."""
+
+    JOB = "job_trigger"
+    SIGNAL = "wait_for_signal"
+    SUB_WORKFLOW = "sub_workflow"
+
+
 class Step(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """One step of a blueprint."""
+    """One step of a blueprint: a job, a wait for a signal or a child execution."""
 
     id: StepId
-    job_trigger: StepJob
+    job_trigger: StepJob | None = None
+    wait_for_signal: WaitForSignal | None = None
+    sub_workflow: SubWorkflow | None = None
     payload_template: Any = None
     depends_on: list[str] = []
     catch: str | None = None
@@ -55,6 +81,21 @@ class Step(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
         ]
         | None
     ) = None
+
+    @property
+    def kinds(self) -> list[StepKind]:
+        """The kinds whose field is set (exactly one in a valid blueprint)."""
+        return [kind for kind in StepKind if getattr(self, kind.value) is not None]
+
+    @property
+    def kind(self) -> StepKind:
+        """What the step does (a validated step has exactly one kind)."""
+        return self.kinds[0]
+
+    @property
+    def template(self) -> Any:
+        """The template rendered when the step starts: its payload, or its child's input."""
+        return self.sub_workflow.input if self.sub_workflow is not None else self.payload_template
 
 
 class BlueprintSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -195,9 +236,24 @@ class _Builder:
         return steps
 
     def _step_local(self, i: int, step: Step) -> list[Placeholder]:
-        """Job trigger and template syntax: the checks that need no other step."""
+        """Kind, job trigger and template syntax: the checks that need no other step."""
+        kinds = step.kinds
+        if len(kinds) != 1:
+            names = ", ".join(kind.value for kind in StepKind)
+            has = f"it has {', '.join(k.value for k in kinds)}" if kinds else "it has none"
+            self.add(i, f"$.steps[{i}]", f"a step needs exactly one of {names}: {has}")
+        if step.job_trigger is not None:
+            self._job_trigger(i, step.job_trigger)
+        elif step.payload_template is not None:
+            self.add(i, f"$.steps[{i}].payload_template", "only a job_trigger step has a payload")
+        found, problems = scan(step.template, f"$.steps[{i}].{_template_field(step)}")
+        for problem in problems:
+            self.add(i, problem["path"], problem["message"])
+        return found
+
+    def _job_trigger(self, i: int, job_trigger: StepJob) -> None:
         path = f"$.steps[{i}].job_trigger"
-        spec = step.job_trigger.to_spec()
+        spec = job_trigger.to_spec()
         if isinstance(spec.trigger, Scheduled):
             self.add(
                 i,
@@ -207,10 +263,6 @@ class _Builder:
             spec = msgspec.structs.replace(spec, trigger=Immediate())
         for problem in spec_problems(spec, path):
             self.add(i, problem["path"], problem["message"])
-        found, problems = scan(step.payload_template, f"$.steps[{i}].payload_template")
-        for problem in problems:
-            self.add(i, problem["path"], problem["message"])
-        return found
 
     def _conditions(self, steps: dict[str, Step]) -> dict[str, Condition]:
         """Each ``when`` compiled; one that does not compile is a problem at its path."""
@@ -335,7 +387,7 @@ class _Builder:
         in_branch: frozenset[str],
     ) -> None:
         """Placeholders that name other steps or the failure; ``ancestors`` None skips them."""
-        base = f"$.steps[{i}].payload_template"
+        base = f"$.steps[{i}].{_template_field(step)}"
         for placeholder in placeholders:
             path = base + placeholder.location[1:]
             other = placeholder.step_id
@@ -355,6 +407,11 @@ class _Builder:
                     f"{{{{{placeholder.text}}}}}: failure.* is only bound in a catch branch,"
                     f" and {step.id!r} is not in one",
                 )
+
+
+def _template_field(step: Step) -> str:
+    """Where a step's template is, as a JSON path from the step."""
+    return "sub_workflow.input" if step.sub_workflow is not None else "payload_template"
 
 
 def _distinct_inputs(groups: Iterable[list[Placeholder]]) -> list[Placeholder]:
