@@ -260,7 +260,7 @@ class Schedules:
                     "schedule %s disabled: its blueprint %s is archived", schedule.id, blueprint.id
                 )
                 return replace(schedule, enabled=False, next_fire_at=None)
-            state, _ = await self.workflows.trigger(
+            state, replayed = await self.workflows.trigger(
                 schedule.project_id,
                 schedule.blueprint_id,
                 schedule.input_data,
@@ -274,7 +274,8 @@ class Schedules:
         except Exception:
             log.exception("schedule %s failed to fire %s", schedule.id, when)
             return moved
-        log.info("schedule %s fired %s: execution %s", schedule.id, when, state.id)
+        again = " (fired before: the same execution)" if replayed else ""
+        log.info("schedule %s fired %s: execution %s%s", schedule.id, when, state.id, again)
         return replace(moved, last_fire_at=slot, last_execution_id=state.id)
 
     async def _live_execution(self, schedule: Schedule) -> ExecutionState | None:
