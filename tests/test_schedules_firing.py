@@ -8,6 +8,9 @@ from typing import Any
 import anyio
 
 from flowyard.actors.schedules import ScheduleDue
+from flowyard.errors import Unavailable
+from flowyard.storage.intents import PutSchedule
+from flowyard.storage.sqlite import RETRY_MS
 from tests.conftest import Service, fresh_db, running_service
 from tests.fake_clock import FakeClock
 from tests.schedule_support import (
@@ -224,3 +227,42 @@ async def test_no_tokens_at_fire_time_skips_the_fire(service_with: Any) -> None:
         state = await execution(service.client, fired["last_execution_id"])
         assert state["status"] == "running"
         assert (await get_schedule(service.client, schedule["id"]))["enabled"] is True
+
+
+async def test_a_fire_refused_by_storage_is_made_again_with_the_same_key(
+    service_with: Any, monkeypatch: Any
+) -> None:
+    """The trigger commits but the schedule's own write is refused: the slot is fired again a
+    moment later, and its key answers the execution the first try started."""
+    clock = FakeClock()
+    async with service_with(clock=clock) as service:
+        blueprint = await scheduled_blueprint(service.client)
+        schedule = await create_schedule(service.client, blueprint["id"], overlap="allow")
+        due = await _armed(service, schedule)
+        db = service.supervisor.db
+        commit = db.commit
+        refused: list[int] = []
+
+        async def failing(intents: list[Any]) -> None:
+            if any(isinstance(i, PutSchedule) for i in intents) and not refused:
+                refused.append(clock.now_ms())
+                raise Unavailable("the disk is full")
+            await commit(intents)
+
+        monkeypatch.setattr(db, "commit", failing)
+        clock.advance(ms=due - clock.now_ms())
+        with anyio.fail_after(10):
+            while not refused:
+                await anyio.sleep(0.01)
+        [first] = await executions_of(service.client, blueprint["id"])
+        retry = ScheduleDue(schedule["id"], due)
+        with anyio.fail_after(10):
+            while service.supervisor.jobs.timers.due(retry) != due + RETRY_MS:
+                await anyio.sleep(0.01)
+        clock.advance(ms=RETRY_MS)
+        fired = await _fired(service, schedule["id"], due)
+        assert fired["last_execution_id"] == first["id"]
+        assert ms(fired["last_fire_at"]) == due
+        assert [e["id"] for e in await executions_of(service.client, blueprint["id"])] == [
+            first["id"]
+        ]

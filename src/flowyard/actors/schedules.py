@@ -9,6 +9,7 @@ the execution the first fire started: a slot never starts two executions. Fires 
 of one schedule take its lock, so a fire never writes back a schedule deleted meanwhile.
 """
 
+import contextlib
 import logging
 from typing import Any
 
@@ -213,7 +214,9 @@ class Schedules:
 
     def _due(self, key: ScheduleDue) -> None:
         schedule = self.schedules.get(key.schedule_id)
-        if schedule is not None and schedule.next_fire_at == key.at and self._tg is not None:
+        if schedule is None or schedule.next_fire_at != key.at or self._tg is None:
+            return
+        with contextlib.suppress(RuntimeError):  # shutting down: the next start fires it
             self._tg.start_soon(self._fire, key)
 
     async def _fire(self, key: ScheduleDue) -> None:
@@ -231,9 +234,16 @@ class Schedules:
                 await self.db.commit([store.put_schedule(new)])
             except Unavailable as exc:
                 # Storage refused it: the same slot again soon (its key keeps it to one).
-                log.warning("schedule %s: fire of %s again soon (%s)", schedule.id, slot, exc)
+                log.warning(
+                    "schedule %s: fire of %s again soon (%s)", schedule.id, fire_time(slot), exc
+                )
                 self.jobs.timers.arm(now + RETRY_MS, key)
                 return
+            except Exception:
+                # A bug must not stop the other schedules: on to the next slot, in memory only
+                # (the store keeps the old next_fire_at, so a restart fires this one late).
+                log.exception("schedule %s: fire of %s failed", schedule.id, fire_time(slot))
+                new = replace(schedule, next_fire_at=next_fire_at(schedule, now))
             self.schedules[new.id] = new
             self._arm(new)
 
