@@ -118,7 +118,7 @@ def test_create_toggle_fire_and_follow_the_last_execution(page: Page, stack: Sta
     fired = stack.api.call("GET", f"/infra/workflows/schedules/{made['id']}")
     execution_id = fired["last_execution_id"]
     assert execution_id is not None
-    expect(row.locator('td[data-label="Last execution"]')).to_have_text(execution_id)
+    expect(row.locator('td[data-label="Last execution"] a')).to_have_text(execution_id)
     page.get_by_role("button", name=f"Enable {made['id']}").click()
     expect(row).to_contain_text("enabled")
     expect(row.locator('td[data-label="Next fire"] time')).to_be_visible()

@@ -17,15 +17,16 @@ export function renderSchedules(main, ctx) {
         `(viewing ${ctx.viewLabel}).`));
     return null;
   }
-  const list = listCard(ctx);
+  const names = new Map(); // blueprint id -> name, from the create form's list
+  const list = listCard(names);
   fill(main, heading, h("div", { class: "split forms-left" },
-    h("div", { class: "column side" }, createCard(() => list.reload())),
+    h("div", { class: "column side" }, createCard(names, () => list.reload())),
     h("div", { class: "column" }, list)));
   list.reload();
   return null;
 }
 
-function listCard(ctx) {
+function listCard(names) {
   const list = h("div");
   const problem = outcome();
   const answer = outcome();
@@ -59,13 +60,16 @@ function listCard(ctx) {
   };
 
   const row = (s) => [
-    h("span", {}, h("code", {}, s.id), h("br"), h("span", { class: "muted" }, s.blueprint_id)),
-    h("code", {}, s.schedule),
-    s.timezone,
+    h("span", {}, h("code", { class: "nowrap" }, s.schedule), h("br"),
+      h("span", { class: "muted" }, s.timezone), h("br"), h("code", { class: "muted small-id nowrap" }, s.id)),
+    h("span", { title: s.blueprint_id }, names.get(s.blueprint_id) || h("code", { class: "small-id" }, s.blueprint_id)),
     when(s.next_fire_at),
-    when(s.last_fire_at),
-    s.last_execution_id ? link(`/dashboard/executions/${encodeURIComponent(s.last_execution_id)}`, s.last_execution_id) : "—",
-    h("span", {}, badge(s.enabled ? "enabled" : "disabled"), " ", s.overlap === "allow" ? "overlap allowed" : "skips overlaps"),
+    s.last_execution_id
+      ? h("span", {}, link(`/dashboard/executions/${encodeURIComponent(s.last_execution_id)}`, s.last_execution_id), h("br"),
+        h("span", { class: "muted" }, when(s.last_fire_at)))
+      : "—",
+    h("span", {}, badge(s.enabled ? "enabled" : "disabled"), h("br"),
+      h("span", { class: "muted" }, s.overlap === "allow" ? "overlap allowed" : "skips overlaps")),
     h("span", { class: "row-actions" },
       actionButton(s.enabled ? "Disable" : "Enable", toggle(s), {
         class: "small secondary", "aria-label": `${s.enabled ? "Disable" : "Enable"} ${s.id}`,
@@ -86,7 +90,7 @@ function listCard(ctx) {
     if (fromStart) loaded.length = 0;
     loaded.push(...page.schedules);
     cursor = page.next_cursor;
-    const columns = ["Schedule", "Cron", "Timezone", "Next fire", "Last fire", "Last execution", "State", ""];
+    const columns = ["Schedule", "Blueprint", "Next fire", "Last execution", "State", ""];
     fill(list, table(columns, loaded.map(row), "No schedules yet."));
     more.hidden = !cursor;
   }
@@ -97,7 +101,7 @@ function listCard(ctx) {
   return section;
 }
 
-function createCard(onCreated) {
+function createCard(names, onCreated) {
   const blueprint = field("Blueprint", h("select", { name: "blueprint_id", required: true }),
     "The blueprint to trigger at every fire.");
   const schedule = field("Cron schedule", h("input", { type: "text", name: "schedule", required: true, value: "*/15 * * * *", class: "code", spellcheck: "false" }), CRON_HINT);
@@ -117,8 +121,10 @@ function createCard(onCreated) {
     blueprint, schedule, timezone, input, overlap, enabled, submit, summary);
 
   api("/infra/workflows/blueprints", { params: { limit: 100 } }).then((page) => {
+    for (const b of page.blueprints) names.set(b.id, b.name);
     fill(blueprint.control, page.blueprints.map((b) => h("option", { value: b.id }, `${b.name} · ${b.id}`)));
     if (!page.blueprints.length) fieldProblem(blueprint, "No blueprints yet: create one first.");
+    else onCreated(null); // the list again, with the blueprints' names
   }).catch((error) => summary.fail(error));
 
   form.addEventListener("submit", async (event) => {
