@@ -128,6 +128,11 @@ async def test_delete_removes_it(service: Service) -> None:
         assert answer.status_code == 404, answer.text
         assert answer.json()["code"] == "not_found"
     assert (await service.client.get(SCHEDULES)).json()["schedules"] == []
+    # Unknown ids leave nothing behind in the server's memory.
+    assert made["id"] not in service.supervisor.schedules._locks
+    for n in range(20):
+        await service.client.patch(f"{SCHEDULES}/wfsch_{n}", json={"enabled": False})
+    assert service.supervisor.schedules._locks == {}
 
 
 async def test_trigger_fires_now_even_when_disabled(service: Service) -> None:

@@ -119,6 +119,7 @@ class Schedules:
     async def update(self, project_id: str, schedule_id: str, changes: dict[str, Any]) -> Schedule:
         """Change any of schedule, timezone, input_data, enabled, overlap; ``next_fire_at``
         is computed again from now."""
+        self.require(project_id, schedule_id)  # 404 before a lock exists for the id
         async with self._lock(schedule_id):
             old = self.require(project_id, schedule_id)
             problems = await self._problems(project_id, old.blueprint_id, changes)
@@ -142,6 +143,7 @@ class Schedules:
 
     async def delete(self, project_id: str, schedule_id: str) -> Schedule:
         """Delete a schedule; its executions run on."""
+        self.require(project_id, schedule_id)
         async with self._lock(schedule_id):
             schedule = self.require(project_id, schedule_id)
             with self.accounts.paying(project_id, WORKFLOW_WRITE, FAMILY):
@@ -157,6 +159,7 @@ class Schedules:
         The key is the time of the call with its milliseconds (:func:`manual_key`);
         ``next_fire_at`` stays as it was.
         """
+        self.require(project_id, schedule_id)
         async with self._lock(schedule_id):
             schedule = self.require(project_id, schedule_id)
             now = self.clock.now_ms()
@@ -200,6 +203,8 @@ class Schedules:
     # ----------------------------------------------------------------- fires
 
     def _lock(self, schedule_id: str) -> anyio.Lock:
+        """The schedule's lock; only ever asked for a schedule that exists, so that unknown
+        ids sent by clients leave nothing behind."""
         return self._locks.setdefault(schedule_id, anyio.Lock())
 
     def _arm(self, schedule: Schedule) -> None:
