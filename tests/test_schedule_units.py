@@ -2,6 +2,8 @@
 
 from datetime import UTC, datetime
 
+from flowyard.jobs.cron import ever_fires
+from flowyard.jobs.spec import check_schedule, check_timezone
 from flowyard.workflows.schedules import (
     Overlap,
     Schedule,
@@ -88,3 +90,15 @@ def test_view_has_the_contract_fields() -> None:
     assert view["overlap"] == "allow" and view["timezone"] == "UTC"
     assert view["input_data"] == {} and view["last_fire_at"] is None
     assert "project_id" not in view
+
+
+def test_a_schedule_that_never_fires_and_a_timezone_folder_are_refused() -> None:
+    assert check_schedule("0 0 31 2 *", "$.schedule") == [
+        {"path": "$.schedule", "message": "names no date that ever comes"}
+    ]
+    assert check_schedule("0 0 29 2 *", "$.schedule") == []  # leap years
+    assert not ever_fires("0 0 30 2 *") and ever_fires("* * * * *")
+    # A folder of the timezone database is no timezone (reading it fails with an OSError).
+    assert check_timezone("America", "$.timezone") == [
+        {"path": "$.timezone", "message": "unknown timezone 'America'"}
+    ]

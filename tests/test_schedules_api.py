@@ -181,7 +181,7 @@ async def test_create_names_every_problem(service: Service) -> None:
     }
     paths = _paths(await service.client.post(SCHEDULES, json=body))
     assert paths == ["$.schedule", "$.timezone", "$.input_data.who"]
-    for schedule in ("* * * *", "* * * * * *", "nonsense", "0 0 30 2 * extra"):
+    for schedule in ("* * * *", "* * * * * *", "nonsense", "0 0 30 2 * extra", "0 0 31 2 *"):
         paths = _paths(await service.client.post(SCHEDULES, json={**body, "schedule": schedule}))
         assert "$.schedule" in paths
     unknown = {**body, "blueprint_id": "wf_01J00000000000000000000000"}
@@ -192,6 +192,8 @@ async def test_create_names_every_problem(service: Service) -> None:
     ]
     fields = {**body, "cron": "x", "tz": "UTC"}
     assert _paths(await service.client.post(SCHEDULES, json=fields)) == ["$.cron", "$.tz"]
+    folder = {**body, "schedule": YEARLY, "timezone": "America", "input_data": {"who": 1}}
+    assert _paths(await service.client.post(SCHEDULES, json=folder)) == ["$.timezone"]
     wrong = {"blueprint_id": blueprint["id"], "schedule": "* * * * *", "overlap": "queue"}
     assert _paths(await service.client.post(SCHEDULES, json=wrong)) == ["$.overlap"]
     assert _paths(await service.client.post(SCHEDULES, json={"schedule": "* * * * *"})) == [
