@@ -18,7 +18,7 @@ import httpx
 import pytest
 from bench import postgres
 
-from flowyard.storage import copy
+from flowyard.storage import copy, postgres_schema
 from flowyard.storage.migrations import MIGRATIONS
 from flowyard.storage.port import Store
 from flowyard.storage.projects import ALL_SCOPES, create_key_sync
@@ -66,7 +66,8 @@ def counts(done: subprocess.CompletedProcess[str]) -> dict[str, tuple[int, int]]
 
 
 async def fill(api: httpx.AsyncClient, handler: Handler) -> list[str]:
-    """Jobs (done and pending), a finished workflow, a webhook's deliveries; the list paths."""
+    """Jobs (done and pending), a finished workflow, a webhook's deliveries, workflow
+    schedules; the list paths."""
     hook = await create_webhook(api, handler.at("/hook"))
     for n in range(5):
         await create(api, trigger={"type": "pull", "queue": "solo"}, payload={"n": n})
@@ -75,6 +76,10 @@ async def fill(api: httpx.AsyncClient, handler: Handler) -> list[str]:
     created = await api.post("/infra/workflows/blueprints", json=DIAMOND)
     assert created.status_code == 200, created.text
     blueprint_id = created.json()["id"]
+    for schedule in ("0 0 1 1 *", "0 9 * * 1", "30 5 * * *"):
+        body = {"blueprint_id": blueprint_id, "schedule": schedule, "timezone": "Asia/Tokyo"}
+        made = await api.post("/infra/workflows/schedules", json=body)
+        assert made.status_code == 200, made.text
     started = await api.post(
         f"/infra/workflows/blueprints/{blueprint_id}/trigger", json={"input_data": {}}
     )
@@ -98,6 +103,7 @@ async def fill(api: httpx.AsyncClient, handler: Handler) -> list[str]:
         "/infra/workflows/executions",
         f"/infra/workflows/executions/{execution_id}/events",
         f"/infra/webhooks/{hook['id']}/deliveries",
+        "/infra/workflows/schedules",
     ]
 
 
@@ -154,6 +160,7 @@ async def test_a_database_copied_to_postgres_and_back_answers_the_same(
     assert there == again
     assert all(source_rows == target_rows for source_rows, target_rows in there.values())
     assert there["jobs"][0] == 9 and there["api_keys"][0] == 2 and there["projects"][0] == 2
+    assert there["workflow_schedules"][0] == 3
     for table in ("runs", "blueprints", "executions", "events", "usage", "webhooks"):
         assert there[table][0] > 0, table
     assert there["webhook_deliveries"][0] > 0 and there["meta"][0] >= 2  # the secrets
@@ -239,9 +246,10 @@ def test_migrate_a_fresh_postgres_database(cluster: str) -> None:
     database = postgres.create_database(cluster)
     done = cli("db", "migrate", "--db", database)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().endswith("schema version 0 -> 1")
+    latest = len(postgres_schema.MIGRATIONS)
+    assert done.stdout.strip().endswith(f"schema version 0 -> {latest}")
     again = cli("db", "migrate", "--db", database)
-    assert again.stdout.strip().endswith("schema version 1, nothing to apply")
+    assert again.stdout.strip().endswith(f"schema version {latest}, nothing to apply")
 
 
 async def _filled(path: str) -> Database:

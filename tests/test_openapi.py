@@ -136,6 +136,32 @@ async def test_answers_decode_into_the_documented_types(service: Service) -> Non
         await call("GET", path)
 
 
+async def test_schedule_answers_decode_into_the_documented_types(service: Service) -> None:
+    call = Checker(service.client)
+    step = {"id": "a", "job_trigger": {"trigger": {"type": "pull", "queue": "sched"}}}
+    blueprint = await call("POST", "/infra/workflows/blueprints", {"name": "b", "steps": [step]})
+    body = {"blueprint_id": blueprint.id, "schedule": "0 0 1 1 *", "timezone": "Asia/Tokyo"}
+    schedule = await call("POST", "/infra/workflows/schedules", body)
+    one = {"id": schedule.id}
+    await call("GET", "/infra/workflows/schedules")
+    await call("GET", "/infra/workflows/schedules/{id}", **one)
+    await call("PATCH", "/infra/workflows/schedules/{id}", {"enabled": False}, **one)
+    await call("POST", "/infra/workflows/schedules/{id}/trigger", **one)
+    fired = await call("GET", "/infra/workflows/schedules/{id}", **one)
+    assert fired.last_execution_id is not None and fired.next_fire_at is None
+    await call("DELETE", "/infra/workflows/schedules/{id}", **one)
+    paths = document()["paths"]
+    assert paths["/infra/workflows/schedules"]["post"]["tags"] == ["schedules"]
+    assert set(paths["/infra/workflows/schedules/{id}"]["patch"]["responses"]) >= {
+        "200",
+        "400",
+        "402",
+        "403",
+        "404",
+        "409",
+    }
+
+
 async def test_admin_answers_decode_into_the_documented_types(service: Service) -> None:
     admin_key = await anyio.to_thread.run_sync(lambda: service.new_key("ops", admin=True))
     async with service.client_for(admin_key) as client:

@@ -21,6 +21,7 @@ from flowyard.http.api_admin_types import (
     ProjectStats,
     Stats,
 )
+from flowyard.http.api_schedule_types import Schedule, ScheduleDeleted
 from flowyard.http.api_types import (
     Blueprint,
     BlueprintSummary,
@@ -79,6 +80,8 @@ __all__ = [
     "Queue",
     "Resumed",
     "Run",
+    "Schedule",
+    "ScheduleDeleted",
     "Stats",
     "TokenBalance",
     "TokenUsage",

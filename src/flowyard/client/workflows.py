@@ -6,7 +6,7 @@ from typing import Any
 import httpx
 import msgspec
 
-from flowyard.client.core import Call, Wait, query, returns, returns_page, segment
+from flowyard.client.core import Call, Runner, Wait, query, returns, returns_page, segment
 from flowyard.client.models import (
     UNSET,
     Blueprint,
@@ -22,6 +22,7 @@ from flowyard.client.models import (
     Triggered,
 )
 from flowyard.client.namespace import Mode, Namespace, endpoint, paginate, poll
+from flowyard.client.schedules import Schedules
 from flowyard.workflows.blueprint import BlueprintSpec
 from flowyard.workflows.state import LIVE
 
@@ -30,7 +31,12 @@ POLL_INTERVAL = 0.5
 
 
 class Workflows(Namespace[Mode]):
-    """``/infra/workflows``: blueprints, executions, their events and controls."""
+    """``/infra/workflows``: blueprints, executions, their events and controls; ``schedules``
+    (``/infra/workflows/schedules``)."""
+
+    def __init__(self, runner: Runner) -> None:
+        super().__init__(runner)
+        self.schedules: Schedules[Mode] = Schedules(runner)
 
     @endpoint
     def create_blueprint(self, blueprint: BlueprintSpec | Body) -> Call[Blueprint]:

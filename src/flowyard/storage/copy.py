@@ -67,6 +67,7 @@ TABLES: tuple[Table, ...] = (
     ),
     Table("webhooks", ("seq", "id", "project_id", "doc")),
     Table("webhook_deliveries", ("seq", "id", "webhook_id", "project_id", "status", "doc")),
+    Table("workflow_schedules", ("seq", "id", "project_id", "blueprint_id", "doc")),
 )
 
 META = "meta"

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from flowyard.storage.projects import ApiKey, Project
     from flowyard.storage.workflows import Blueprint
     from flowyard.webhooks.model import Delivery, Webhook
+    from flowyard.workflows.schedules import Schedule
     from flowyard.workflows.state import Event, ExecutionState
 
 
@@ -168,6 +169,18 @@ class UpdateDelivery(msgspec.Struct, frozen=True, gc=False):
     delivery: Delivery
 
 
+class PutSchedule(msgspec.Struct, frozen=True, gc=False):
+    """Insert or update a workflow schedule."""
+
+    schedule: Schedule
+
+
+class DeleteSchedule(msgspec.Struct, frozen=True, gc=False):
+    """Delete a workflow schedule."""
+
+    schedule_id: str
+
+
 Intent = (
     PutJob
     | PutRun
@@ -190,6 +203,8 @@ Intent = (
     | DeleteWebhook
     | InsertDelivery
     | UpdateDelivery
+    | PutSchedule
+    | DeleteSchedule
 )
 """Every write the service makes."""
 

@@ -150,6 +150,19 @@ MIGRATIONS: list[str] = [
     CREATE INDEX webhook_deliveries_pending ON webhook_deliveries(status)
         WHERE status = 'pending';
     """,
+    # Version 9 (7 and 8 come from other changes; the merge puts this one after them):
+    # workflow schedules, one row each, listed by project or by blueprint.
+    """
+    CREATE TABLE workflow_schedules (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        project_id TEXT NOT NULL,
+        blueprint_id TEXT NOT NULL,
+        doc BLOB NOT NULL
+    );
+    CREATE INDEX workflow_schedules_by_project ON workflow_schedules(project_id, seq);
+    CREATE INDEX workflow_schedules_by_blueprint ON workflow_schedules(blueprint_id, seq);
+    """,
 ]
 
 

@@ -17,6 +17,7 @@ from flowyard.storage.codec import encode
 from flowyard.storage.intents import (
     AddUsage,
     ArchiveBlueprint,
+    DeleteSchedule,
     DeleteWebhook,
     InsertDelivery,
     Intent,
@@ -28,6 +29,7 @@ from flowyard.storage.intents import (
     PutProject,
     PutQueue,
     PutRun,
+    PutSchedule,
     PutWebhook,
     RevokeKey,
     SetBalance,
@@ -109,6 +111,11 @@ _INSERT_DELIVERY = (
 )
 # An update, never an insert: a delivery its webhook's deletion dropped stays dropped.
 _UPDATE_DELIVERY = "UPDATE webhook_deliveries SET status = $1, doc = $2 WHERE id = $3"
+_PUT_SCHEDULE = (
+    "INSERT INTO workflow_schedules (id, project_id, blueprint_id, doc) VALUES ($1, $2, $3, $4)"
+    " ON CONFLICT (id) DO UPDATE SET doc = excluded.doc"
+)
+_DELETE_SCHEDULE = "DELETE FROM workflow_schedules WHERE id = $1"
 
 
 def _put_job(intent: PutJob, out: list[Op]) -> None:
@@ -244,6 +251,16 @@ def _insert_delivery(intent: InsertDelivery, out: list[Op]) -> None:
 def _update_delivery(intent: UpdateDelivery, out: list[Op]) -> None:
     delivery = intent.delivery
     out.append((_UPDATE_DELIVERY, (delivery.status.value, encode(delivery), delivery.id)))
+
+
+def _put_schedule(intent: PutSchedule, out: list[Op]) -> None:
+    schedule = intent.schedule
+    params = (schedule.id, schedule.project_id, schedule.blueprint_id, encode(schedule))
+    out.append((_PUT_SCHEDULE, params))
+
+
+def _delete_schedule(intent: DeleteSchedule, out: list[Op]) -> None:
+    out.append((_DELETE_SCHEDULE, (intent.schedule_id,)))
 
 
 _STATEMENTS = writers(globals())

@@ -14,6 +14,7 @@ from flowyard.storage.codec import encode
 from flowyard.storage.intents import (
     AddUsage,
     ArchiveBlueprint,
+    DeleteSchedule,
     DeleteWebhook,
     InsertDelivery,
     Intent,
@@ -25,6 +26,7 @@ from flowyard.storage.intents import (
     PutProject,
     PutQueue,
     PutRun,
+    PutSchedule,
     PutWebhook,
     RevokeKey,
     SetBalance,
@@ -229,6 +231,19 @@ def _update_delivery(intent: UpdateDelivery, out: list[Op]) -> None:
     delivery = intent.delivery
     sql = "UPDATE webhook_deliveries SET status = ?, doc = ? WHERE id = ?"
     out.append((sql, (delivery.status.value, encode(delivery), delivery.id)))
+
+
+def _put_schedule(intent: PutSchedule, out: list[Op]) -> None:
+    schedule = intent.schedule
+    sql = (
+        "INSERT INTO workflow_schedules (id, project_id, blueprint_id, doc) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT(id) DO UPDATE SET doc = excluded.doc"
+    )
+    out.append((sql, (schedule.id, schedule.project_id, schedule.blueprint_id, encode(schedule))))
+
+
+def _delete_schedule(intent: DeleteSchedule, out: list[Op]) -> None:
+    out.append(("DELETE FROM workflow_schedules WHERE id = ?", (intent.schedule_id,)))
 
 
 _STATEMENTS = writers(globals())
