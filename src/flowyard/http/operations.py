@@ -16,7 +16,7 @@ from flowyard.http import api_types as api
 from flowyard.http import api_webhook_types as webhook_api
 from flowyard.http.body import NoFields
 from flowyard.http.routes_admin import KeyBody, ProjectBody, ProjectPatch
-from flowyard.http.routes_workflows import ResumeBody, TriggerBody
+from flowyard.http.routes_workflows import ResumeBody, SignalBody, TriggerBody
 from flowyard.http.schemas import (
     AckBody,
     BatchBody,
@@ -168,6 +168,14 @@ OPERATIONS: tuple[Operation, ...] = (
               api.Paused, _W, body=NoFields, body_optional=True, errors=(409,), billed=True),
     Operation("POST", "/infra/workflows/executions/{id}/resume", "Resume an execution",
               api.Resumed, _W, body=ResumeBody, body_optional=True, errors=(409,), billed=True),
+    Operation("POST", "/infra/workflows/executions/{id}/signals", "Send a signal to an execution",
+              api.SignalSent, _W, body=SignalBody, errors=(409,), billed=True,
+              description="It completes the oldest step waiting for `name` with `data` (at "
+              "most 256 KiB as JSON) as its output, or is kept for the next step that waits "
+              "for it (`consumed_by` null; an execution keeps at most 1000, 409 beyond). 409 "
+              "once the execution has ended (completed, failed, compensated, cancelled); the "
+              "same `idempotency_key` again answers the first answer, with another name or "
+              "data 409."),
     # webhooks
     Operation("POST", "/infra/webhooks", "Create a webhook", webhook_api.Webhook, _H,
               body=WebhookBody, status=201, billed=True, makes=(_HOOK, "/id"), errors=(409,),
