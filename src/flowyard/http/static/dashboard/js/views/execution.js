@@ -85,7 +85,7 @@ export function renderExecution(main, ctx) {
         ["Caught by", step.caught_by || "—"],
         ...(step.signal ? [["Signal", step.signal_id ? `${step.signal} (${step.signal_id})` : `${step.signal} (waiting)`]] : []),
       ]),
-      h("h4", {}, "Payload"), job ? jsonBlock(job.payload, "Payload") : h("p", { class: "muted" }, step.job_id ? "Loading…" : "No job yet."),
+      h("h4", {}, "Payload"), job ? jsonBlock(job.payload, "Payload") : h("p", { class: "muted" }, step.job_id ? "Loading…" : step.signal ? "No job: the step waits for a signal." : "No job yet."),
       h("h4", {}, "Output"), jsonBlock(step.output, "Output"),
       h("h4", {}, "Error"), step.error ? h("p", { class: "bad-text" }, `${step.error.code}: ${step.error.message}`) : h("p", { class: "muted" }, "—"));
     render();
