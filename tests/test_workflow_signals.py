@@ -277,3 +277,19 @@ async def test_waiting_steps_kept_signals_and_timeouts_survive_a_restart(tmp_pat
         assert step_of(state, "later")["signal_id"] == kept["signal_id"]
         state = await wait_status(client, execution_id, "failed")
         assert step_of(state, "timer")["error"]["code"] == "signal_timeout"
+
+
+async def test_the_deadline_cancels_a_waiting_step_and_a_stale_timeout_does_nothing(
+    service: Service,
+) -> None:
+    client = service.client
+    steps = [wait_step("early", "go", timeout=1), wait_step("never", "nope")]
+    execution_id = await start(client, steps, max_duration_sec=2)
+    assert (await send(client, execution_id, "go", "in time"))["consumed_by"] == "early"
+    state = await wait_status(client, execution_id, "failed", timeout=10)
+    assert state["error"]["code"] == "timed_out"
+    assert step_of(state, "never")["status"] == "cancelled"
+    # The timeout of "early" came after it had its signal: it changed nothing.
+    early = step_of(state, "early")
+    assert early["status"] == "completed" and early["output"] == "in time"
+    assert not [e for e in await events(client, execution_id) if e["type"] == "step_failed"]
