@@ -194,6 +194,11 @@ async def paused_execution(owner: Owner) -> Prepared:
     return Prepared(prepared.params, {})
 
 
+async def signal_body(owner: Owner) -> Prepared:
+    prepared = await execution(owner)
+    return Prepared(prepared.params, {"name": "go", "data": {"n": 1}})
+
+
 async def own_project(owner: Owner) -> Prepared:
     return Prepared({"id": owner.project_id})
 
@@ -385,6 +390,13 @@ CALLS: list[Call] = [
         "/infra/workflows/executions/{id}/resume",
         "workflows:write",
         paused_execution,
+        names_object=True,
+    ),
+    _body(
+        "POST",
+        "/infra/workflows/executions/{id}/signals",
+        "workflows:write",
+        signal_body,
         names_object=True,
     ),
     # workflow schedules

@@ -51,6 +51,21 @@ def step(
     return body
 
 
+def waits(
+    id: str, *deps: str, name: str = "go", timeout: int | None = None, catch: str | None = None
+) -> dict[str, Any]:
+    """A blueprint step body that waits for the signal ``name``."""
+    wait: dict[str, Any] = {"name": name}
+    if timeout is not None:
+        wait["timeout_sec"] = timeout
+    body: dict[str, Any] = {"id": id, "wait_for_signal": wait}
+    if deps:
+        body["depends_on"] = list(deps)
+    if catch is not None:
+        body["catch"] = catch
+    return body
+
+
 def graph(*steps: dict[str, Any]) -> Graph:
     """The validated graph of a blueprint made of ``steps``."""
     spec = msgspec.convert(

@@ -265,6 +265,12 @@ async def _filled(path: str) -> Database:
         (seq, f"run_{seq}", "job\x00x" if seq == 9 else "job", b"{}") for seq in (12, 5, 9, 30, 7)
     ]
     await db.insert_rows("runs", ("seq", "id", "job_id", "doc"), runs)
+    signals = [
+        ("x1", seq, f"wfsig_{seq}", "go", f"k{seq}" if seq > 1 else None, b"[1]", taker, 0, 5)
+        for seq, taker in ((2, None), (1, "w"))
+    ]
+    columns = next(t.columns for t in copy.TABLES if t.name == "signals")
+    await db.insert_rows("signals", columns, signals)
     return db
 
 
@@ -289,6 +295,7 @@ async def test_tables_are_copied_a_chunk_at_a_time_in_key_order(
             "events": 6,
             "usage": 6,
             "runs": 5,
+            "signals": 2,
             "meta": 1,
         }
         await _same_tables(source, target)

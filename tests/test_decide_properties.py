@@ -19,6 +19,7 @@ from flowyard.workflows.state import (
     CANCELLABLE,
     CONDITION_FALSE,
     FINISHED,
+    OPEN,
     CancelExecution,
     DeadlinePassed,
     Effect,
@@ -30,12 +31,14 @@ from flowyard.workflows.state import (
     PauseExecution,
     QueueJob,
     ResumeExecution,
+    SendSignal,
+    SignalTimedOut,
     Start,
     StepError,
     StepStatus,
     WithdrawJob,
 )
-from tests.decide_support import Sim, job_id, step
+from tests.decide_support import Sim, job_id, step, waits
 
 TIMED_OUT = StepError("timed_out", "the execution ran past its max_duration_sec")
 OUTPUTS = [{"v": 1}, {"v": "x"}, {}, 3, None]
@@ -43,6 +46,8 @@ OUTPUTS = [{"v": 1}, {"v": "x"}, {}, 3, None]
 INPUT = {"go": True, "stop": False}
 WHENS = ["true", "false", "input.go", "input.stop", "input.missing", "'not a boolean'"]
 """``when`` of any step; ones naming a dependency are added per step (see ``blueprints``)."""
+SIGNALS = ["x", "y"]
+"""The signal names wait_for_signal steps wait for."""
 
 
 # ----------------------------------------------------------------------------- blueprints
@@ -69,7 +74,14 @@ def blueprints(draw: st.DrawFn) -> list[dict[str, Any]]:
         bodies.append(step(sid, *deps, catch=catch))
     targets = {b["catch"] for b in bodies if "catch" in b}
     for i, body in enumerate(bodies):
-        if body["id"] in targets:
+        if body["id"] not in targets and draw(st.integers(0, 3)) == 0:
+            name = draw(st.sampled_from(SIGNALS))
+            timeout = draw(st.sampled_from([None, 30]))
+            deps = body.get("depends_on", [])
+            bodies[i] = waits(
+                body["id"], *deps, name=name, timeout=timeout, catch=body.get("catch")
+            )
+        elif body["id"] in targets:
             body["payload_template"] = {"f": "{{failure.step_id}}", "n": "{{failure.attempt}}"}
         elif body.get("depends_on") and draw(st.booleans()):
             dep = body["depends_on"][0]
@@ -114,6 +126,8 @@ actions = st.lists(
         resumes,
         resumes,
         st.tuples(st.just("started"), st.integers(0, 7)),
+        st.tuples(st.just("signal"), st.sampled_from(SIGNALS), st.integers(0, len(OUTPUTS) - 1)),
+        st.tuples(st.just("timeout"), st.integers(0, 7), st.booleans()),
         st.tuples(st.just("stale"), st.integers(0, 7), st.sampled_from(["completed", "failed"])),
         st.one_of(
             st.tuples(st.just("cancel")),
@@ -149,6 +163,27 @@ class Checker:
         self.check(before_steps=dict(before.steps), effects=effects, events=events)
         return True
 
+    def signal(self, name: str, data: Any) -> bool:
+        """Send a signal; it goes to the oldest step waiting for ``name``, or is kept."""
+        state = self.sim.state
+        waiting = [
+            (state.steps[sid].started_at, i, sid)
+            for i, sid in enumerate(self.graph.order)
+            if state.steps[sid].status is StepStatus.WAITING and state.steps[sid].signal == name
+        ]
+        signal_id = f"sig_{state.signal_seq + 1}"
+        ok = self.send(SendSignal(signal_id, name, data))
+        assert ok == (state.status in (ExecutionStatus.RUNNING, ExecutionStatus.PAUSED))
+        if ok:
+            after = self.sim.state
+            if waiting:
+                taker = min(waiting)[2]  # type: ignore[type-var]
+                assert after.steps[taker].signal_id == signal_id
+                assert after.steps[taker].output == data
+            else:
+                assert after.signals[-1].id == signal_id
+        return ok
+
     def check(
         self, *, before_steps: dict[str, Any], effects: list[Effect], events: list[Event]
     ) -> None:
@@ -172,6 +207,12 @@ class Checker:
                 was = before_steps[effect.step_id]
                 assert was.status in ACTIVE
                 assert effect.job_id == was.job_id == job_id(effect.step_id, was.attempt)
+        for event in events:
+            if event.type == "step_waiting":
+                assert event.step_id is not None
+                seen = self.attempts[event.step_id]
+                assert event.data["attempt"] == (seen[-1] if seen else 0) + 1
+                seen.append(event.data["attempt"])
         for sid, s in state.steps.items():
             assert s.attempt == (self.attempts[sid][-1] if self.attempts[sid] else 0)
             if s.skip_reason is not None:  # only a when skips with a reason, and for good
@@ -189,8 +230,11 @@ class Checker:
                 below = {state.steps[d].status for d in g.descendants[sid]}
                 assert below <= {StepStatus.PENDING, StepStatus.SKIPPED}
         if state.status is ExecutionStatus.RUNNING:
-            # a running execution with nothing out has settled
-            assert any(s.status in ACTIVE for s in state.steps.values())
+            # a running execution with nothing out and nothing waiting has settled
+            assert any(s.status in OPEN for s in state.steps.values())
+        # a kept signal is one that no waiting step could take
+        waiting_for = {s.signal for s in state.steps.values() if s.status is StepStatus.WAITING}
+        assert not waiting_for & {signal.name for signal in state.signals}
         self.check_status()
 
     def check_status(self) -> None:
@@ -223,7 +267,7 @@ class Checker:
             # failed at quiescence: by the first uncaught failure
             assert uncaught
             assert state.error == steps[uncaught[0]].error
-            assert not any(s.status in ACTIVE for s in steps.values())
+            assert not any(s.status in OPEN for s in steps.values())
         if state.status is not ExecutionStatus.RUNNING:
             assert not any(s.status is StepStatus.QUEUED for s in steps.values()) or (
                 state.status is ExecutionStatus.PAUSED
@@ -253,6 +297,20 @@ class Checker:
                             attempts=1 + n % 3,
                         )
                     )
+            case ("signal", name, out):
+                self.signal(name, OUTPUTS[out])
+            case ("timeout", n, stale):
+                sid = self.pick({StepStatus.WAITING}, n)
+                if sid is not None:
+                    s = state.steps[sid]
+                    attempt = s.attempt - 1 if stale else s.attempt
+                    self.send(SignalTimedOut(sid, attempt))
+                    if stale:
+                        assert self.sim.state == state
+                    else:
+                        after = self.sim.state.steps[sid]
+                        assert after.status is StepStatus.FAILED
+                        assert after.error is not None and after.error.code == "signal_timeout"
             case ("started", n):
                 sid = self.pick({StepStatus.QUEUED}, n)
                 if sid is not None:
@@ -276,7 +334,7 @@ class Checker:
             case ("resume", n, override, out):
                 allowed = {StepStatus.FAILED, StepStatus.CANCELLED}
                 if override:
-                    allowed |= ACTIVE
+                    allowed |= OPEN
                 sid = self.pick(allowed, n) if n < 8 else None
                 sid = sid or self.graph.order[n % len(self.graph.order)]
                 resume = ResumeExecution(step_id=sid, override=override, output=OUTPUTS[out])
@@ -310,21 +368,25 @@ class Checker:
             state = self.sim.state
             if state.status in FINISHED:
                 return
-            if not any(s.status in ACTIVE for s in state.steps.values()):
+            if not any(s.status in OPEN for s in state.steps.values()):
                 assert state.status is not ExecutionStatus.RUNNING
                 # alternate: retry one failed or cancelled step, then resume everything
                 retry = self.pick({StepStatus.FAILED, StepStatus.CANCELLED}, 0)
                 step_id = retry if turn % 2 == 0 else None
                 assert self.send(ResumeExecution(step_id=step_id, reason="drain"))
             for _ in range(4 * len(self.graph.order)):
-                sid = self.pick(ACTIVE, 0)
+                sid = self.pick(OPEN, 0)
                 if sid is None:
                     break
                 s = self.sim.state.steps[sid]
+                if s.status is StepStatus.WAITING:
+                    assert s.signal is not None
+                    assert self.signal(s.signal, {"v": 2})
+                    continue
                 outcome = outcomes.pop(0) if outcomes else "completed"
                 output = {"v": 2} if outcome == "completed" else None
                 self.send(JobFinished(sid, s.attempt, job_id(sid, s.attempt), outcome, output))
-            assert not any(s.status in ACTIVE for s in self.sim.state.steps.values())
+            assert not any(s.status in OPEN for s in self.sim.state.steps.values())
 
 
 @settings(max_examples=200, deadline=None, derandomize=True)
@@ -337,9 +399,9 @@ def test_random_executions_follow_the_rules_and_replay(
     assert checker.send(Start())
     started = checker.sim.state.steps
     assert set(g.starts) == {s for s in g.order if not g.deps[s]} - g.catch_steps
-    for sid in g.starts:  # queued, or decided by its when at once
+    for sid in g.starts:  # queued or waiting, or decided by its when at once
         if sid not in g.conditions:
-            assert started[sid].status is StepStatus.QUEUED
+            assert started[sid].status in (StepStatus.QUEUED, StepStatus.WAITING)
         else:
             assert started[sid].status is not StepStatus.PENDING
     for action in script:
@@ -347,8 +409,8 @@ def test_random_executions_follow_the_rules_and_replay(
         checker.sim.assert_replays()
     checker.drain(ending)
     state = checker.sim.state
-    # quiescent: nothing out, and only a failed execution leaves steps waiting
-    assert not any(s.status in ACTIVE for s in state.steps.values())
+    # quiescent: nothing out, and only a failed execution leaves steps pending
+    assert not any(s.status in OPEN for s in state.steps.values())
     assert state.status is not ExecutionStatus.RUNNING
     if state.status is not ExecutionStatus.FAILED:
         assert state.status in FINISHED

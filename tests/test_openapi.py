@@ -127,6 +127,8 @@ async def test_answers_decode_into_the_documented_types(service: Service) -> Non
     await call("GET", "/infra/workflows/executions/{id}", **execution)
     await call("POST", "/infra/workflows/executions/{id}/pause", **execution)
     await call("POST", "/infra/workflows/executions/{id}/resume", {}, **execution)
+    signal = {"name": "go", "data": {"n": 1}, "idempotency_key": "k"}
+    await call("POST", "/infra/workflows/executions/{id}/signals", signal, **execution)
     await call("POST", "/infra/workflows/executions/{id}/cancel", **execution)
     await call("GET", "/infra/workflows/executions/{id}/events", **execution)
 

@@ -90,7 +90,6 @@ async def _refused_blueprint(owner: Owner, blueprint: Json) -> httpx.Response:
     [
         ("when", "input.amount > 10"),
         ("for_each", "{{input.items}}"),
-        ("wait_for_signal", {"name": "approved"}),
         ("sub_workflow", {"blueprint_id": "wf_x"}),
         ("dependsOn", ["b"]),
     ],

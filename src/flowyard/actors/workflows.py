@@ -30,6 +30,7 @@ from flowyard.actors.execution_records import (
 )
 from flowyard.actors.jobs import Change, JobEngine
 from flowyard.actors.mailbox import reply
+from flowyard.actors.signals import Sent, Signals, SignalTimer
 from flowyard.billing import JOB_WRITE, WORKFLOW_WRITE
 from flowyard.errors import Conflict, FlowyardError, NotFound, Unavailable
 from flowyard.jobs.model import Job, JobStatus, Run, WorkflowRef
@@ -37,6 +38,7 @@ from flowyard.settings import Settings
 from flowyard.storage import workflows as store
 from flowyard.storage.intents import Intent
 from flowyard.storage.port import Store
+from flowyard.storage.signals import with_kept_signals
 from flowyard.storage.sqlite import RETRY_MS
 from flowyard.workflows.state import (
     ArmDeadline,
@@ -52,6 +54,8 @@ from flowyard.workflows.state import (
     PauseExecution,
     QueueJob,
     ResumeExecution,
+    SendSignal,
+    SignalTimedOut,
     Start,
     WithdrawJob,
 )
@@ -80,6 +84,8 @@ class WorkflowEngine(ActorHost):
         self.emitted: Callable[[list[Any]], None] | None = None
         jobs.workflow_starting = self._job_starting
         jobs.timer_hooks[DeadlineTimer] = self._deadline_fired
+        self.signals = Signals(db, jobs.timers, self._charge_call)
+        jobs.timer_hooks[SignalTimer] = self._signal_timer_fired
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Rehydrate every active execution, then host the actors' tasks until cancelled."""
@@ -100,9 +106,11 @@ class WorkflowEngine(ActorHost):
                 failed, events = failed_execution(state, exc, self.jobs.clock.now_ms())
                 await self._record(state, failed, events, [], [])
                 continue
+            state = await with_kept_signals(self.db, state)
             self.actors[state.id] = ExecutionActor(state, graph)
             if state.status in (ExecutionStatus.RUNNING, ExecutionStatus.PAUSED):
                 self.jobs.timers.arm(state.deadline_at, DeadlineTimer(state.id, state.deadline_at))
+            self.signals.rearm(state, graph)
             count += 1
         log.info("rehydrated %d executions", count)
 
@@ -159,11 +167,26 @@ class WorkflowEngine(ActorHost):
             if state is None:
                 raise NotFound(f"execution {execution_id} not found")
             graph = await self.blueprints.graph(state.blueprint_id)
+            state = await with_kept_signals(self.db, state)
             actor = self.actors.get(execution_id) or ExecutionActor(state, graph)
             self.actors[execution_id] = actor
         if project_id is not None and actor.state.project_id != project_id:
             raise NotFound(f"execution {execution_id} not found")
         return actor
+
+    async def signal(
+        self, project_id: str, execution_id: str, name: str, data: Any, key: str | None
+    ) -> tuple[Sent, bool]:
+        """Send a signal to an execution (see :meth:`Signals.send`)."""
+        actor = await self._actor(execution_id, project_id)
+        return await self.signals.send(actor, self._ask, name, data, key)
+
+    def _charge_call(self, project_id: str) -> None:
+        self.jobs.accounts.charge(project_id, WORKFLOW_WRITE, "infra/workflows")
+
+    def _signal_timer_fired(self, key: SignalTimer) -> None:
+        actor = self.actors.get(key.execution_id)
+        self.signals.fired(actor, key, self._tell, self.jobs.clock.now_ms())
 
     # ----------------------------------------------------------------- job events
 
@@ -247,6 +270,10 @@ class WorkflowEngine(ActorHost):
                 log.warning("deadline of %s not recorded (%s); again soon", actor.state.id, outcome)
                 key = DeadlineTimer(actor.state.id, message.deadline_at)
                 self.jobs.timers.arm(self.jobs.clock.now_ms() + RETRY_MS, key)
+            elif isinstance(message, SignalTimedOut) and isinstance(outcome, Unavailable):
+                at = self.jobs.clock.now_ms() + RETRY_MS  # likewise for a signal's timeout
+                timer = SignalTimer(actor.state.id, message.step_id, message.attempt, at)
+                self.jobs.timers.arm(at, timer)
             reply(envelope, outcome)
         self._rest(actor)
 
@@ -325,10 +352,13 @@ class WorkflowEngine(ActorHost):
                         runs += closed
                 case ArmDeadline():
                     deadlines.append(effect.deadline_at)
-        await self._store(actor, new, events, [*changes, *((None, j) for j in created)], runs)
+        jobs = [*changes, *((None, j) for j in created)]
+        signal_rows = self.signals.writes(new.id, effects, now)
+        await self._store(actor, new, events, jobs, runs, signal_rows)
         self.jobs.admit(created)
         for at in deadlines:
             self.jobs.timers.arm(at, DeadlineTimer(new.id, at))
+        self.signals.arm(new.id, effects)
         return actor.state
 
     async def _store(
@@ -338,8 +368,9 @@ class WorkflowEngine(ActorHost):
         events: list[Event],
         changes: list[Change],
         runs: list[Run],
+        more: list[Intent] | None = None,
     ) -> None:
-        actor.state = await self._record(actor.state, new, events, changes, runs)
+        actor.state = await self._record(actor.state, new, events, changes, runs, more)
 
     async def _record(
         self,
@@ -348,12 +379,14 @@ class WorkflowEngine(ActorHost):
         events: list[Event],
         changes: list[Change],
         runs: list[Run],
+        more: list[Intent] | None = None,
     ) -> ExecutionState:
-        """Commit ``new`` with its events, the job changes it carries and what it emits to
-        webhooks; the state as stored."""
+        """Commit ``new`` with its events, the job changes it carries, ``more`` rows of its
+        own and what it emits to webhooks; the state as stored."""
         seq = old.event_seq
         new = replace(new, event_seq=seq + len(events))
         ops: list[Intent] = [store.put_execution(new), store.put_events(new.id, seq + 1, events)]
+        ops += more or []
         outbox, deliveries = self.emit(old, new) if self.emit else ([], [])
         await self.jobs.commit(changes, runs, [*ops, *outbox])
         if deliveries and self.emitted is not None:
@@ -389,7 +422,7 @@ class WorkflowEngine(ActorHost):
         return Unavailable("internal error while handling the execution")
 
 
-COMMANDS = (Start, CancelExecution, PauseExecution, ResumeExecution)
+COMMANDS = (Start, CancelExecution, PauseExecution, ResumeExecution, SendSignal)
 """Messages a client sends: each pays for the call; the others are the engine's own."""
 NO_TOKENS = "insufficient_tokens"
 

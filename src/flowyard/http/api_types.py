@@ -223,6 +223,8 @@ class ExecutionStep(View, frozen=True):
         str | None,
         Meta(description="condition_false when its when was false (it counts as done); else null"),
     ]
+    signal: str | None
+    signal_id: str | None
 
 
 class Execution(View, frozen=True):
@@ -292,6 +294,16 @@ class Resumed(View, frozen=True):
     id: str
     status: ExecutionStatus
     resumed_at: Timestamp | None
+
+
+class SignalSent(View, frozen=True):
+    """The answer to a signal: the step it completed, or null when it was kept
+    (header `Idempotent-Replayed: true` on a replay)."""
+
+    signal_id: str
+    execution_id: str
+    name: str
+    consumed_by: str | None
 
 
 # ---------------------------------------------------------------------------- tokens

@@ -17,7 +17,7 @@ from flowyard.http import api_types as api
 from flowyard.http import api_webhook_types as webhook_api
 from flowyard.http.body import NoFields
 from flowyard.http.routes_admin import KeyBody, ProjectBody, ProjectPatch
-from flowyard.http.routes_workflows import ResumeBody, TriggerBody
+from flowyard.http.routes_workflows import ResumeBody, SignalBody, TriggerBody
 from flowyard.http.schemas import (
     AckBody,
     BatchBody,
@@ -198,6 +198,14 @@ OPERATIONS: tuple[Operation, ...] = (
               makes=("/infra/workflows/executions/{id}", "/execution_id"),
               description="Enabled or not, whatever `overlap` says; answers as a trigger of "
               "the blueprint. `next_fire_at` does not move."),
+    Operation("POST", "/infra/workflows/executions/{id}/signals", "Send a signal to an execution",
+              api.SignalSent, _W, body=SignalBody, errors=(409,), billed=True,
+              description="It completes the oldest step waiting for `name` with `data` (at "
+              "most 256 KiB as JSON) as its output, or is kept for the next step that waits "
+              "for it (`consumed_by` null; an execution keeps at most 1000, 409 beyond). 409 "
+              "once the execution has ended (completed, failed, compensated, cancelled); the "
+              "same `idempotency_key` again answers the first answer, with another name or "
+              "data 409."),
     # webhooks
     Operation("POST", "/infra/webhooks", "Create a webhook", webhook_api.Webhook, _H,
               body=WebhookBody, status=201, billed=True, makes=(_HOOK, "/id"), errors=(409,),

@@ -58,6 +58,21 @@ TABLES: tuple[Table, ...] = (
     ),
     Table("events", ("execution_id", "seq", "doc"), ("execution_id", "seq")),
     Table(
+        "signals",
+        (
+            "execution_id",
+            "seq",
+            "id",
+            "name",
+            "idempotency_key",
+            "data",
+            "consumed_by",
+            "buffered",
+            "created_at",
+        ),
+        ("execution_id", "seq"),
+    ),
+    Table(
         "jobs",
         ("seq", "id", "project_id", "status", "trigger_type", "queue", "idempotency_key", "doc"),
     ),

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from flowyard.jobs.model import Job, Run
     from flowyard.storage.jobs import QueueSettings
     from flowyard.storage.projects import ApiKey, Project
+    from flowyard.storage.signals import Signal
     from flowyard.storage.workflows import Blueprint
     from flowyard.webhooks.model import Delivery, Webhook
     from flowyard.workflows.schedules import Schedule
@@ -145,6 +146,20 @@ class PutEvents(msgspec.Struct, frozen=True, gc=False):
     events: list[Event]
 
 
+class InsertSignal(msgspec.Struct, frozen=True, gc=False):
+    """Record a signal an execution accepted."""
+
+    signal: Signal
+
+
+class TakeSignal(msgspec.Struct, frozen=True, gc=False):
+    """Record that a kept signal was taken by a step."""
+
+    execution_id: str
+    signal_id: str
+    step_id: str
+
+
 class PutWebhook(msgspec.Struct, frozen=True, gc=False):
     """Insert or update a webhook."""
 
@@ -199,6 +214,8 @@ Intent = (
     | ArchiveBlueprint
     | PutExecution
     | PutEvents
+    | InsertSignal
+    | TakeSignal
     | PutWebhook
     | DeleteWebhook
     | InsertDelivery

@@ -122,6 +122,23 @@ MIGRATIONS: list[str] = [
     CREATE INDEX webhook_deliveries_pending ON webhook_deliveries (status)
         WHERE status = 'pending';
     """,
+    # Version 2: SQLite's user_version 7, the signals sent to executions.
+    """
+    CREATE TABLE signals (
+        execution_id TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        id TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        idempotency_key TEXT,
+        data BYTEA NOT NULL,
+        consumed_by TEXT,
+        buffered BIGINT NOT NULL,
+        created_at BIGINT NOT NULL,
+        PRIMARY KEY (execution_id, seq)
+    );
+    CREATE UNIQUE INDEX signals_by_idempotency_key ON signals (execution_id, idempotency_key)
+        WHERE idempotency_key IS NOT NULL;
+    """,
     # Version 4 (2 and 3 come from other changes; the merge puts this one after them):
     # SQLite's user_version 9, workflow schedules.
     """

@@ -20,6 +20,7 @@ from flowyard.storage.intents import (
     DeleteSchedule,
     DeleteWebhook,
     InsertDelivery,
+    InsertSignal,
     Intent,
     PutBlueprint,
     PutEvents,
@@ -37,6 +38,7 @@ from flowyard.storage.intents import (
     SetServerSecret,
     SetSigningSecret,
     Spend,
+    TakeSignal,
     TouchKey,
     UpdateDelivery,
     statements_of,
@@ -224,6 +226,29 @@ def _put_events(intent: PutEvents, out: list[Op]) -> None:
         (_PUT_EVENT, (intent.execution_id, first + index, encode(event)))
         for index, event in enumerate(intent.events)
     ]
+
+
+def _insert_signal(intent: InsertSignal, out: list[Op]) -> None:
+    # ``buffered`` is a literal of the statement: a write statement has 8 parameters at most.
+    signal = intent.signal
+    head = (signal.execution_id, signal.seq, signal.id, signal.name, signal.idempotency_key)
+    data = bytes(signal.data)
+    if signal.buffered:
+        params: tuple[Any, ...] = (*head, data, signal.created_at)
+        values = "$1, $2, $3, $4, $5, $6, NULL, 1, $7"
+    else:
+        params = (*head, data, signal.consumed_by, signal.created_at)
+        values = "$1, $2, $3, $4, $5, $6, $7, 0, $8"
+    sql = (
+        "INSERT INTO signals (execution_id, seq, id, name, idempotency_key, data, consumed_by,"
+        f" buffered, created_at) VALUES ({values})"
+    )
+    out.append((sql, params))
+
+
+def _take_signal(intent: TakeSignal, out: list[Op]) -> None:
+    sql = "UPDATE signals SET consumed_by = $1 WHERE execution_id = $2 AND id = $3"
+    out.append((sql, (intent.step_id, intent.execution_id, intent.signal_id)))
 
 
 def _put_webhook(intent: PutWebhook, out: list[Op]) -> None:

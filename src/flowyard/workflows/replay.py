@@ -11,6 +11,7 @@ import msgspec
 
 from flowyard.workflows.state import (
     CONDITION_FALSE,
+    BufferedSignal,
     Event,
     ExecutionState,
     ExecutionStatus,
@@ -37,6 +38,8 @@ def initial(state: ExecutionState) -> ExecutionState:
         deadline_at=state.started_at + state.max_duration_ms,
         steps=steps,
         event_seq=0,
+        signals=[],
+        signal_seq=0,
     )
 
 
@@ -71,6 +74,28 @@ def replay(start: ExecutionState, events: Iterable[Event]) -> ExecutionState:
                     "completed_at": at,
                     "started_at": steps[sid].started_at or at,
                 }
+                if "signal_id" in data:  # a waiting step took a signal
+                    step_changes["signal_id"] = data["signal_id"]
+                    kept = [s for s in state.signals if s.id != data["signal_id"]]
+                    state = replace(state, signals=kept)
+            case "step_waiting":
+                step_changes = {
+                    "status": StepStatus.WAITING,
+                    "attempt": data["attempt"],
+                    "job_id": None,
+                    "error": None,
+                    "output": None,
+                    "started_at": at,
+                    "completed_at": None,
+                    "signal": data["signal"],
+                    "signal_id": None,
+                }
+            case "signal_received":
+                seq = state.signal_seq + 1
+                state = replace(state, signal_seq=seq)
+                if data["consumed_by"] is None:
+                    kept_signal = BufferedSignal(data["signal_id"], seq, data["name"], data["data"])
+                    state = replace(state, signals=[*state.signals, kept_signal])
             case "step_failed":
                 error = msgspec.convert(data["error"], StepError)
                 step_changes = {"status": StepStatus.FAILED, "error": error, "completed_at": at}
