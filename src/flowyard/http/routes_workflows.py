@@ -76,6 +76,7 @@ def execution_view(state: ExecutionState) -> dict[str, Any]:
         "pause_reason": state.pause_reason,
         "resumed_at": rfc3339(state.resumed_at),
         "deadline_at": rfc3339(state.deadline_at),
+        "parent": parent_view(state),
         "steps": [
             {
                 "step_id": s.step_id,
@@ -87,10 +88,17 @@ def execution_view(state: ExecutionState) -> dict[str, Any]:
                 "started_at": rfc3339(s.started_at),
                 "completed_at": rfc3339(s.completed_at),
                 "caught_by": s.caught_by,
+                "child_execution_id": s.child_execution_id,
             }
             for s in state.steps.values()
         ],
     }
+
+
+def parent_view(state: ExecutionState) -> dict[str, str] | None:
+    """The step whose child the execution is, or None."""
+    ref = state.parent
+    return {"execution_id": ref.execution_id, "step_id": ref.step_id} if ref else None
 
 
 def event_view(seq: int, event: Event) -> dict[str, Any]:
@@ -179,6 +187,7 @@ async def list_executions(request: Request) -> Response:
         project_id=key.project_id,
         blueprint_id=query_str(request, "blueprint_id", 256),
         status=query_choice(request, "status", STATUSES),
+        parent_execution_id=query_str(request, "parent_execution_id", 256),
         cursor=query_str(request, "cursor", 512),
         limit=query_int(request, "limit", 25, 1, 100),
     )

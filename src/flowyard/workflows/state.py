@@ -76,6 +76,15 @@ class StepState(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     completed_at: int | None = None
     caught_by: str | None = None
     failure: Failure | None = None
+    child_execution_id: str | None = None
+
+
+class ParentRef(msgspec.Struct, frozen=True, gc=False):
+    """The sub_workflow step attempt that started a child execution."""
+
+    execution_id: str
+    step_id: str
+    attempt: int
 
 
 class ExecutionState(msgspec.Struct, frozen=True, gc=False, kw_only=True):
@@ -98,6 +107,9 @@ class ExecutionState(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     max_duration_ms: int = 86_400_000
     steps: dict[str, StepState] = {}
     event_seq: int = 0
+    parent: ParentRef | None = None
+    depth: int = 0
+    """0 for an execution triggered by a client; a child's is its parent's plus one."""
 
     def step(self, step_id: str) -> StepState:
         """The state of one step."""
@@ -156,6 +168,26 @@ class DeadlinePassed(msgspec.Struct, frozen=True, tag="deadline"):
     deadline_at: int
 
 
+class ChildStarted(msgspec.Struct, frozen=True, tag="child_started"):
+    """The child execution of a sub_workflow step attempt exists (started, or found again)."""
+
+    step_id: str
+    attempt: int
+    child_execution_id: str
+
+
+class ChildFinished(msgspec.Struct, frozen=True, tag="child_finished"):
+    """A sub_workflow step attempt's child ended (``status``: the child's final status), or
+    could not start (``status`` ``not_started``, ``child_execution_id`` None)."""
+
+    step_id: str
+    attempt: int
+    child_execution_id: str | None
+    status: str
+    output: Any = None
+    error: StepError | None = None
+
+
 Message = (
     Start
     | JobStarted
@@ -164,6 +196,8 @@ Message = (
     | PauseExecution
     | ResumeExecution
     | DeadlinePassed
+    | ChildStarted
+    | ChildFinished
 )
 
 
@@ -192,7 +226,25 @@ class ArmDeadline(msgspec.Struct, frozen=True, tag="arm_deadline"):
     deadline_at: int
 
 
-Effect = QueueJob | WithdrawJob | ArmDeadline
+class StartChild(msgspec.Struct, frozen=True, tag="start_child"):
+    """Start (or find again) the child execution of one sub_workflow step attempt."""
+
+    step_id: str
+    attempt: int
+    blueprint_id: str
+    input_data: dict[str, Any]
+
+
+class CancelChild(msgspec.Struct, frozen=True, tag="cancel_child"):
+    """Cancel the child of a sub_workflow step attempt (``child_execution_id`` None: the one
+    its start made or will make)."""
+
+    step_id: str
+    attempt: int
+    child_execution_id: str | None
+
+
+Effect = QueueJob | WithdrawJob | ArmDeadline | StartChild | CancelChild
 
 
 class Event(msgspec.Struct, frozen=True, gc=False):
