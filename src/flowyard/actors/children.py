@@ -104,8 +104,21 @@ class Children:
     async def started(self, actor: ExecutionActor, effect: StartChild) -> None:
         """Start a child and give the parent the outcome at once (the parent's actor is the
         caller: nothing else of the parent runs meanwhile)."""
-        message = await self.start(actor.state, effect)
-        await self.engine._transition(actor, message, None)
+        try:
+            message = await self.start(actor.state, effect)
+        except Exception:
+            # The step stays running without a child; the next start of the server starts it.
+            log.exception("execution %s: the child of %s not started", actor.state.id, effect)
+            return
+        try:
+            await self.engine._transition(actor, message, None)
+        except Exception:
+            log.exception("execution %s: %r not recorded; sent again", actor.state.id, message)
+            try:
+                self.engine._tell(actor, message)
+            except FlowyardError:
+                return  # the next start of the server reconciles it
+            return
         await self._drop_if_stale(actor.state, message)
 
     async def _drop_if_stale(
@@ -160,8 +173,11 @@ class Children:
             self.engine._tell(actor, finished(child))
         except NotFound:
             return
-        except FlowyardError:
-            # The parent's mailbox is full: try again soon (a restart reconciles it too).
+        except Exception as exc:
+            # The parent's mailbox is full, or storage failed: try again soon (a restart
+            # reconciles it too).
+            if not isinstance(exc, FlowyardError):
+                log.exception("execution %s: its parent not told of its end", child.id)
             at = self.engine.jobs.clock.now_ms() + RETRY_NOTICE_MS
             self.engine.jobs.timers.arm(at, ChildNotice(child.id))
 
