@@ -80,7 +80,7 @@ export function renderExecution(main, ctx) {
         ["Completed", when(step.completed_at)],
         ["Caught by", step.caught_by || "—"],
       ]),
-      h("h4", {}, "Payload"), job ? jsonBlock(job.payload, "Payload") : h("p", { class: "muted" }, step.job_id ? "Loading…" : "No job yet."),
+      h("h4", {}, "Payload"), job ? jsonBlock(job.payload, "Payload") : h("p", { class: "muted" }, step.job_id ? "Loading…" : step.child_execution_id ? "None: the step runs a child execution." : "No job yet."),
       h("h4", {}, "Output"), jsonBlock(step.output, "Output"),
       h("h4", {}, "Error"), step.error ? h("p", { class: "bad-text" }, `${step.error.code}: ${step.error.message}`) : h("p", { class: "muted" }, "—"));
     render();
