@@ -6,6 +6,7 @@ from typing import Any
 
 import httpx
 
+from tests.accounts_support import admin_client
 from tests.conftest import Service
 from tests.workflow_support import (
     WorkFailed,
@@ -325,3 +326,29 @@ async def test_pause_of_the_parent_leaves_children_running(service: Service) -> 
     assert response.status_code == 200, response.text
     async with workers(client, {"sw-next": lambda job: "done"}):
         await wait_status(client, parent_id, "completed")
+
+
+async def test_a_child_the_balance_cannot_pay_for_fails_the_step(service: Service) -> None:
+    client = service.client
+    child_bp = await leaf(client, "sw-tokens")
+    parent_bp = await create_blueprint(
+        client, [sub_step("child", child_bp["id"], {"n": 1})], name="parent"
+    )
+    async with await admin_client(service) as admin:
+        # exactly the parent's trigger: nothing is left for the child's
+        response = await admin.patch(
+            f"/admin/projects/{service.project_id}", json={"token_balance": "0.0000053"}
+        )
+        assert response.status_code == 200, response.text
+        parent_id = (await trigger(client, parent_bp["id"]))["execution_id"]
+        # the child's start was refused within the trigger; reads cost tokens too
+        unlimited = {"token_balance": None}
+        assert (
+            await admin.patch(f"/admin/projects/{service.project_id}", json=unlimited)
+        ).is_success
+    state = await wait_status(client, parent_id, "failed")
+    error = step_of(state, "child")["error"]
+    assert error["code"] == "sub_workflow_not_started"
+    assert "tokens" in error["message"]
+    assert step_of(state, "child")["child_execution_id"] is None
+    assert await children(client, parent_id) == []

@@ -93,7 +93,9 @@ class Children:
                     depth=parent.depth + 1,
                 )
             except FlowyardError as exc:
-                error = not_started(f"child of blueprint {effect.blueprint_id}: {exc}")
+                error = not_started(
+                    f"cannot start a child of blueprint {effect.blueprint_id}: {exc}"
+                )
                 return ChildFinished(effect.step_id, effect.attempt, None, NOT_STARTED, None, error)
         else:
             child = await self.state(child.id) or child
