@@ -147,9 +147,7 @@ async def _until_settled(client: AsyncClient, execution_id: str) -> Execution:
     with anyio.fail_after(60):
         while True:
             execution = await client.workflows.get_execution(execution_id)
-            if execution.status != "running" or any(
-                s.status == "waiting" for s in execution.steps
-            ):
+            if execution.status != "running" or any(s.status == "waiting" for s in execution.steps):
                 return execution
             await anyio.sleep(0.1)
 

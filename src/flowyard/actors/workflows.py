@@ -17,6 +17,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from flowyard.actors.actor_host import ActorHost
 from flowyard.actors.blueprints import BlueprintCatalog
+from flowyard.actors.children import Children
 from flowyard.actors.execution import decide
 from flowyard.actors.execution_records import (
     Carry,
@@ -42,6 +43,7 @@ from flowyard.storage.signals import with_kept_signals
 from flowyard.storage.sqlite import RETRY_MS
 from flowyard.workflows.state import (
     ArmDeadline,
+    CancelChild,
     CancelExecution,
     DeadlinePassed,
     Effect,
@@ -51,12 +53,14 @@ from flowyard.workflows.state import (
     JobFinished,
     JobStarted,
     Message,
+    ParentRef,
     PauseExecution,
     QueueJob,
     ResumeExecution,
     SendSignal,
     SignalTimedOut,
     Start,
+    StartChild,
     WithdrawJob,
 )
 from flowyard.workflows.templates import missing_input_paths
@@ -86,6 +90,7 @@ class WorkflowEngine(ActorHost):
         jobs.timer_hooks[DeadlineTimer] = self._deadline_fired
         self.signals = Signals(db, jobs.timers, self._charge_call)
         jobs.timer_hooks[SignalTimer] = self._signal_timer_fired
+        self.children = Children(self)
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Rehydrate every active execution, then host the actors' tasks until cancelled."""
@@ -97,6 +102,7 @@ class WorkflowEngine(ActorHost):
 
     async def _rehydrate(self) -> None:
         count = 0
+        restored: list[ExecutionActor] = []
         for state in await store.active_executions(self.db):
             try:
                 graph = await self.blueprints.graph(state.blueprint_id)
@@ -107,19 +113,29 @@ class WorkflowEngine(ActorHost):
                 await self._record(state, failed, events, [], [])
                 continue
             state = await with_kept_signals(self.db, state)
-            self.actors[state.id] = ExecutionActor(state, graph)
+            actor = self.actors[state.id] = ExecutionActor(state, graph)
+            restored.append(actor)
             if state.status in (ExecutionStatus.RUNNING, ExecutionStatus.PAUSED):
                 self.jobs.timers.arm(state.deadline_at, DeadlineTimer(state.id, state.deadline_at))
             self.signals.rearm(state, graph)
             count += 1
         log.info("rehydrated %d executions", count)
+        await self.children.reconcile(restored)
 
     # ----------------------------------------------------------------- trigger
 
     async def trigger(
-        self, project_id: str, blueprint_id: str, input_data: dict[str, Any], key: str | None
+        self,
+        project_id: str,
+        blueprint_id: str,
+        input_data: dict[str, Any],
+        key: str | None,
+        *,
+        parent: ParentRef | None = None,
+        depth: int = 0,
     ) -> tuple[ExecutionState, bool]:
-        """Start an execution; with a key seen before, the first one (and True)."""
+        """Start an execution (a child, with ``parent`` and its ``depth``); with a key seen
+        before, the first one (and True)."""
         blueprint = await self.blueprints.get(project_id, blueprint_id)
         graph = await self.blueprints.graph(blueprint.id)
         missing = missing_input_paths(graph.input_placeholders, input_data)
@@ -140,7 +156,8 @@ class WorkflowEngine(ActorHost):
                         raise Conflict("idempotency_key was used with different input_data")
                     self.jobs.accounts.charge(project_id, WORKFLOW_WRITE, "infra/workflows")
                     return existing, True
-            state = new_execution(blueprint, input_data, key, self.jobs.clock.now_ms())
+            now = self.jobs.clock.now_ms()
+            state = new_execution(blueprint, input_data, key, now, parent=parent, depth=depth)
             actor = self.actors[state.id] = ExecutionActor(state, graph)
             try:
                 started: ExecutionState = await self._ask(actor, Start())
@@ -337,6 +354,8 @@ class WorkflowEngine(ActorHost):
         runs: list[Run] = list(carry[1]) if carry else []
         created: list[Job] = []
         deadlines: list[int] = []
+        starts: list[StartChild] = []
+        cancels: list[CancelChild] = []
         for effect in effects:
             match effect:
                 case QueueJob():
@@ -352,6 +371,10 @@ class WorkflowEngine(ActorHost):
                         runs += closed
                 case ArmDeadline():
                     deadlines.append(effect.deadline_at)
+                case StartChild():
+                    starts.append(effect)
+                case CancelChild():
+                    cancels.append(effect)
         jobs = [*changes, *((None, j) for j in created)]
         signal_rows = self.signals.writes(new.id, effects, now)
         await self._store(actor, new, events, jobs, runs, signal_rows)
@@ -359,6 +382,10 @@ class WorkflowEngine(ActorHost):
         for at in deadlines:
             self.jobs.timers.arm(at, DeadlineTimer(new.id, at))
         self.signals.arm(new.id, effects)
+        for cancel in cancels:
+            await self.children.cancel(actor.state, cancel)
+        for start in starts:
+            await self.children.started(actor, start)
         return actor.state
 
     async def _store(
@@ -391,6 +418,7 @@ class WorkflowEngine(ActorHost):
         await self.jobs.commit(changes, runs, [*ops, *outbox])
         if deliveries and self.emitted is not None:
             self.emitted(deliveries)
+        await self.children.ended(old, new)
         return new
 
     def _step_job(self, state: ExecutionState, effect: QueueJob, now: int) -> Job:

@@ -225,6 +225,16 @@ class ExecutionStep(View, frozen=True):
     ]
     signal: str | None
     signal_id: str | None
+    child_execution_id: Annotated[
+        str | None, Meta(description="a sub_workflow step's child execution (latest attempt)")
+    ]
+
+
+class ParentStep(View, frozen=True):
+    """The sub_workflow step whose child an execution is."""
+
+    execution_id: str
+    step_id: str
 
 
 class Execution(View, frozen=True):
@@ -245,6 +255,9 @@ class Execution(View, frozen=True):
     pause_reason: str | None
     resumed_at: Timestamp | None
     deadline_at: Timestamp
+    parent: Annotated[
+        ParentStep | None, Meta(description="the step that started it; null: a client did")
+    ]
     steps: list[ExecutionStep]
 
 

@@ -76,7 +76,8 @@ function clip(text, max) {
  * The graph as an <svg>.
  * @param {object[]} steps blueprint steps
  * @param {Map<string, string>} statuses step id -> status
- * @param {{selected?: string, onSelect?: (id: string) => void}} options
+ * @param {{selected?: string, onSelect?: (id: string) => void, children?: Map<string, string>}} options
+ *   children: step id -> the child execution its sub_workflow runs (the node is marked)
  */
 export function renderGraph(steps, statuses, options = {}) {
   const rows = layers(steps);
@@ -109,8 +110,9 @@ export function renderGraph(steps, statuses, options = {}) {
     const { x, y } = at.get(step.id);
     const status = statuses.get(step.id) || "pending";
     const selected = options.selected === step.id;
+    const child = options.children ? options.children.get(step.id) : undefined;
     const node = s("g", {
-      class: `node st-${status}${selected ? " selected" : ""}`,
+      class: `node st-${status}${selected ? " selected" : ""}${child ? " has-child" : ""}`,
       transform: `translate(${x},${y})`,
       tabindex: 0,
       role: "button",
@@ -118,11 +120,12 @@ export function renderGraph(steps, statuses, options = {}) {
       "aria-label": `Step ${step.id}: ${status}`,
       "data-step": step.id,
       "data-status": status,
+      ...(child ? { "data-child": child } : {}),
     },
-    s("title", {}, `${step.id}: ${status}`),
+    s("title", {}, child ? `${step.id}: ${status} (child execution ${child})` : `${step.id}: ${status}`),
     s("rect", { width: NODE_W, height: NODE_H, rx: 8, ry: 8 }),
     s("text", { x: NODE_W / 2, y: 19, class: "node-id" }, clip(step.id, 20)),
-    s("text", { x: NODE_W / 2, y: 36, class: "node-status" }, status));
+    s("text", { x: NODE_W / 2, y: 36, class: "node-status" }, child ? `${status} ⤷ child` : status));
     if (options.onSelect) {
       node.addEventListener("click", () => options.onSelect(step.id));
       node.addEventListener("keydown", (event) => {
