@@ -18,7 +18,7 @@ import httpx
 import pytest
 from bench import postgres
 
-from flowyard.storage import copy
+from flowyard.storage import copy, postgres_schema
 from flowyard.storage.migrations import MIGRATIONS
 from flowyard.storage.port import Store
 from flowyard.storage.projects import ALL_SCOPES, create_key_sync
@@ -239,9 +239,11 @@ def test_migrate_a_fresh_postgres_database(cluster: str) -> None:
     database = postgres.create_database(cluster)
     done = cli("db", "migrate", "--db", database)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().endswith("schema version 0 -> 1")
+    assert done.stdout.strip().endswith(f"schema version 0 -> {len(postgres_schema.MIGRATIONS)}")
     again = cli("db", "migrate", "--db", database)
-    assert again.stdout.strip().endswith("schema version 1, nothing to apply")
+    assert again.stdout.strip().endswith(
+        f"schema version {len(postgres_schema.MIGRATIONS)}, nothing to apply"
+    )
 
 
 async def _filled(path: str) -> Database:

@@ -26,6 +26,7 @@ from flowyard.actors.execution_records import (
     missing_inputs,
     new_execution,
     tag_queued,
+    with_item_jobs,
     with_job,
 )
 from flowyard.actors.jobs import Change, JobEngine
@@ -50,6 +51,7 @@ from flowyard.workflows.state import (
     JobStarted,
     Message,
     PauseExecution,
+    PutItems,
     QueueJob,
     ResumeExecution,
     Start,
@@ -100,7 +102,8 @@ class WorkflowEngine(ActorHost):
                 failed, events = failed_execution(state, exc, self.jobs.clock.now_ms())
                 await self._record(state, failed, events, [], [])
                 continue
-            self.actors[state.id] = ExecutionActor(state, graph)
+            items = await store.execution_items(self.db, state)
+            self.actors[state.id] = ExecutionActor(state, graph, items)
             if state.status in (ExecutionStatus.RUNNING, ExecutionStatus.PAUSED):
                 self.jobs.timers.arm(state.deadline_at, DeadlineTimer(state.id, state.deadline_at))
             count += 1
@@ -159,7 +162,8 @@ class WorkflowEngine(ActorHost):
             if state is None:
                 raise NotFound(f"execution {execution_id} not found")
             graph = await self.blueprints.graph(state.blueprint_id)
-            actor = self.actors.get(execution_id) or ExecutionActor(state, graph)
+            items = await store.execution_items(self.db, state)
+            actor = self.actors.get(execution_id) or ExecutionActor(state, graph, items)
             self.actors[execution_id] = actor
         if project_id is not None and actor.state.project_id != project_id:
             raise NotFound(f"execution {execution_id} not found")
@@ -176,7 +180,14 @@ class WorkflowEngine(ActorHost):
         )
         output = msgspec.json.decode(bytes(job.result)) if outcome == "completed" else None
         message = JobFinished(
-            ref.step_id, ref.attempt, job.id, outcome, output, job.error, max(job.attempt, 1)
+            ref.step_id,
+            ref.attempt,
+            job.id,
+            outcome,
+            output,
+            job.error,
+            max(job.attempt, 1),
+            ref.item,
         )
         try:
             actor = await self._actor(ref.execution_id)
@@ -192,7 +203,7 @@ class WorkflowEngine(ActorHost):
         actor = self.actors.get(ref.execution_id) if ref else None
         if ref is None or actor is None:
             return []
-        message = JobStarted(ref.step_id, ref.attempt, job.id)
+        message = JobStarted(ref.step_id, ref.attempt, job.id, ref.item)
         if not actor.busy:
             try:
                 return self._record_start(actor, message)
@@ -212,14 +223,20 @@ class WorkflowEngine(ActorHost):
         the writes are queued before any later write of the execution, so the order of the
         execution's rows and events holds.
         """
-        new, effects, events = decide(actor.state, message, self.jobs.clock.now_ms(), actor.graph)
+        now = self.jobs.clock.now_ms()
+        new, effects, events = decide(actor.state, message, now, actor.graph, actor.items)
         if not events:
             return []
-        assert not effects
+        changes = [e for e in effects if isinstance(e, PutItems)]
+        assert len(changes) == len(effects)  # a start changes an item at most
         seq = actor.state.event_seq
         new = replace(new, event_seq=seq + len(events))
         actor.state = new
-        return [store.put_execution(new), store.put_events(new.id, seq + 1, events)]
+        actor.keep_items(changes)
+        ops: list[Intent] = [store.put_execution(new), store.put_events(new.id, seq + 1, events)]
+        for change in changes:
+            ops += store.put_items(new.id, change.step_id, change.items)
+        return ops
 
     def _deadline_fired(self, key: DeadlineTimer) -> None:
         actor = self.actors.get(key.execution_id)
@@ -279,7 +296,7 @@ class WorkflowEngine(ActorHost):
     ) -> ExecutionState:
         now = self.jobs.clock.now_ms()
         try:
-            new, effects, events = decide(actor.state, message, now, actor.graph)
+            new, effects, events = decide(actor.state, message, now, actor.graph, actor.items)
         except FlowyardError:
             if carry is not None:
                 await self.jobs.commit([carry[0]], carry[1])
@@ -289,9 +306,9 @@ class WorkflowEngine(ActorHost):
         if not isinstance(message, COMMANDS) and not self.jobs.accounts.can_pay(project_id, price):
             # Steps that cannot be paid for are not lost: the execution pauses before them.
             paused, _, pausing = decide(
-                actor.state, PauseExecution(reason=NO_TOKENS), now, actor.graph
+                actor.state, PauseExecution(reason=NO_TOKENS), now, actor.graph, actor.items
             )
-            new, effects, events = decide(paused, message, now, actor.graph)
+            new, effects, events = decide(paused, message, now, actor.graph, actor.items)
             events = pausing + events
             price = 0
         with self.jobs.accounts.paying(project_id, price, "infra/workflows"):
@@ -310,13 +327,21 @@ class WorkflowEngine(ActorHost):
         runs: list[Run] = list(carry[1]) if carry else []
         created: list[Job] = []
         deadlines: list[int] = []
+        item_jobs: dict[tuple[str, int], str] = {}
+        item_changes: list[PutItems] = []
         for effect in effects:
             match effect:
-                case QueueJob():
+                case QueueJob(item_index=None):
                     job = self._step_job(new, effect, now)
                     created.append(job)
                     new = with_job(new, effect.step_id, job.id)
                     events = tag_queued(events, effect.step_id, job.id)
+                case QueueJob(item_index=int(index)):
+                    job = self._step_job(new, effect, now)
+                    created.append(job)
+                    item_jobs[effect.step_id, index] = job.id
+                case PutItems():
+                    item_changes.append(effect)
                 case WithdrawJob():
                     live = self.jobs.jobs.get(effect.job_id)
                     if live is not None:
@@ -325,7 +350,15 @@ class WorkflowEngine(ActorHost):
                         runs += closed
                 case ArmDeadline():
                     deadlines.append(effect.deadline_at)
-        await self._store(actor, new, events, [*changes, *((None, j) for j in created)], runs)
+        if item_jobs:
+            events = tag_item_jobs(events, item_jobs)
+            item_changes = [with_item_jobs(change, item_jobs) for change in item_changes]
+        items: list[Intent] = [
+            i for c in item_changes for i in store.put_items(new.id, c.step_id, c.items)
+        ]
+        jobs = [*changes, *((None, j) for j in created)]
+        await self._store(actor, new, events, jobs, runs, items)
+        actor.keep_items(item_changes)
         self.jobs.admit(created)
         for at in deadlines:
             self.jobs.timers.arm(at, DeadlineTimer(new.id, at))
@@ -338,8 +371,9 @@ class WorkflowEngine(ActorHost):
         events: list[Event],
         changes: list[Change],
         runs: list[Run],
+        items: list[Intent] | None = None,
     ) -> None:
-        actor.state = await self._record(actor.state, new, events, changes, runs)
+        actor.state = await self._record(actor.state, new, events, changes, runs, items)
 
     async def _record(
         self,
@@ -348,12 +382,14 @@ class WorkflowEngine(ActorHost):
         events: list[Event],
         changes: list[Change],
         runs: list[Run],
+        items: list[Intent] | None = None,
     ) -> ExecutionState:
-        """Commit ``new`` with its events, the job changes it carries and what it emits to
-        webhooks; the state as stored."""
+        """Commit ``new`` with its events, its item rows, the job changes it carries and what
+        it emits to webhooks; the state as stored."""
         seq = old.event_seq
         new = replace(new, event_seq=seq + len(events))
         ops: list[Intent] = [store.put_execution(new), store.put_events(new.id, seq + 1, events)]
+        ops += items or []
         outbox, deliveries = self.emit(old, new) if self.emit else ([], [])
         await self.jobs.commit(changes, runs, [*ops, *outbox])
         if deliveries and self.emitted is not None:
@@ -364,7 +400,7 @@ class WorkflowEngine(ActorHost):
         step = self.blueprints.graphs[state.blueprint_id].steps[effect.step_id]
         assert step.job_trigger is not None  # only job steps queue jobs
         spec = step.job_trigger.to_spec(effect.payload)
-        ref = WorkflowRef(state.id, effect.step_id, effect.attempt)
+        ref = WorkflowRef(state.id, effect.step_id, effect.attempt, effect.item_index)
         return self.jobs.new_job(state.project_id, spec, now, ref)
 
     async def _contain(self, actor: ExecutionActor, carry: Carry | None, exc: Exception) -> Any:
@@ -392,6 +428,18 @@ class WorkflowEngine(ActorHost):
 COMMANDS = (Start, CancelExecution, PauseExecution, ResumeExecution)
 """Messages a client sends: each pays for the call; the others are the engine's own."""
 NO_TOKENS = "insufficient_tokens"
+
+
+def tag_item_jobs(events: list[Event], jobs: dict[tuple[str, int], str]) -> list[Event]:
+    """The events with each ``item_queued`` given the id of the job created for it."""
+    out = []
+    for event in events:
+        if event.type == "item_queued" and event.step_id is not None:
+            job_id = jobs.get((event.step_id, event.data["index"]))
+            if job_id is not None:
+                event = replace(event, data={**event.data, "job_id": job_id})
+        out.append(event)
+    return out
 
 
 def _price(message: Message, effects: list[Effect]) -> int:

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from flowyard.storage.projects import ApiKey, Project
     from flowyard.storage.workflows import Blueprint
     from flowyard.webhooks.model import Delivery, Webhook
-    from flowyard.workflows.state import Event, ExecutionState
+    from flowyard.workflows.state import Event, ExecutionState, ItemState
 
 
 class PutJob(msgspec.Struct, frozen=True, gc=False):
@@ -144,6 +144,14 @@ class PutEvents(msgspec.Struct, frozen=True, gc=False):
     events: list[Event]
 
 
+class PutItem(msgspec.Struct, frozen=True, gc=False):
+    """Insert or update one item of a for_each step."""
+
+    execution_id: str
+    step_id: str
+    item: ItemState
+
+
 class PutWebhook(msgspec.Struct, frozen=True, gc=False):
     """Insert or update a webhook."""
 
@@ -186,6 +194,7 @@ Intent = (
     | ArchiveBlueprint
     | PutExecution
     | PutEvents
+    | PutItem
     | PutWebhook
     | DeleteWebhook
     | InsertDelivery

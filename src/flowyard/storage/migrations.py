@@ -150,6 +150,16 @@ MIGRATIONS: list[str] = [
     CREATE INDEX webhook_deliveries_pending ON webhook_deliveries(status)
         WHERE status = 'pending';
     """,
+    # Version 8: the items of for_each steps, a row each (one item's transition writes one).
+    """
+    CREATE TABLE map_items (
+        execution_id TEXT NOT NULL,
+        step_id TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        doc BLOB NOT NULL,
+        PRIMARY KEY (execution_id, step_id, idx)
+    ) WITHOUT ROWID;
+    """,
 ]
 
 

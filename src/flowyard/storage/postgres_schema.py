@@ -122,6 +122,16 @@ MIGRATIONS: list[str] = [
     CREATE INDEX webhook_deliveries_pending ON webhook_deliveries (status)
         WHERE status = 'pending';
     """,
+    # Version 3: the items of for_each steps, a row each (one item's transition writes one).
+    """
+    CREATE TABLE map_items (
+        execution_id TEXT NOT NULL,
+        step_id TEXT NOT NULL,
+        idx BIGINT NOT NULL,
+        doc BYTEA NOT NULL,
+        PRIMARY KEY (execution_id, step_id, idx)
+    );
+    """,
 ]
 
 _LOCK = 0x666C6F77  # an advisory lock id of our own ("flow"): one migrating server at a time

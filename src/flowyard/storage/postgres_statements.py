@@ -23,6 +23,7 @@ from flowyard.storage.intents import (
     PutBlueprint,
     PutEvents,
     PutExecution,
+    PutItem,
     PutJob,
     PutKey,
     PutProject,
@@ -96,6 +97,10 @@ _PUT_EXECUTION = (
 _PUT_EVENT = (
     "INSERT INTO events (execution_id, seq, doc) VALUES ($1, $2, $3)"
     " ON CONFLICT (execution_id, seq) DO UPDATE SET doc = excluded.doc"
+)
+_PUT_ITEM = (
+    "INSERT INTO map_items (execution_id, step_id, idx, doc) VALUES ($1, $2, $3, $4)"
+    " ON CONFLICT (execution_id, step_id, idx) DO UPDATE SET doc = excluded.doc"
 )
 _PUT_WEBHOOK = (
     "INSERT INTO webhooks (id, project_id, doc) VALUES ($1, $2, $3)"
@@ -219,6 +224,11 @@ def _put_events(intent: PutEvents, out: list[Op]) -> None:
     ]
 
 
+def _put_item(intent: PutItem, out: list[Op]) -> None:
+    item = intent.item
+    out.append((_PUT_ITEM, (intent.execution_id, intent.step_id, item.index, encode(item))))
+
+
 def _put_webhook(intent: PutWebhook, out: list[Op]) -> None:
     webhook = intent.webhook
     out.append((_PUT_WEBHOOK, (webhook.id, webhook.project_id, encode(webhook))))
@@ -276,8 +286,9 @@ _FOLDED: dict[str, tuple[int, tuple[str, ...]]] = {
     _PUT_RUN: (1, ("text", "text", "bytea")),
     _PUT_EXECUTION: (1, ("text", "text", "text", "text", "integer", "text", "bytea")),
     _PUT_EVENT: (2, ("text", "bigint", "bytea")),
+    _PUT_ITEM: (3, ("text", "text", "bigint", "bytea")),
 }
-"""The upserts of every transition (jobs, runs, executions, events): how many leading
+"""The upserts of every transition (jobs, runs, executions, events, map items): how many leading
 parameters are the row's key, and each column's type."""
 _VALUES = re.compile(r"VALUES \(\$1(?:, \$\d+)*\)")
 _combined: dict[tuple[str, ...], str] = {}
