@@ -4,6 +4,7 @@ It checks the scheduling, attempt and quiescence rules of DESIGN §4 after every
 and that replaying the event log always rebuilds the same state.
 """
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,11 +18,15 @@ from flowyard.workflows.state import (
     ACTIVE,
     CANCELLABLE,
     FINISHED,
+    ITEM_ACTIVE,
     CancelExecution,
     DeadlinePassed,
     Effect,
     Event,
+    ExecutionState,
     ExecutionStatus,
+    ItemState,
+    ItemStatus,
     JobFinished,
     JobStarted,
     Message,
@@ -33,7 +38,7 @@ from flowyard.workflows.state import (
     StepStatus,
     WithdrawJob,
 )
-from tests.decide_support import Sim, job_id, step
+from tests.decide_support import Sim, item_job_id, job_id, step
 
 TIMED_OUT = StepError("timed_out", "the execution ran past its max_duration_sec")
 OUTPUTS = [{"v": 1}, {"v": "x"}, {}, 3, None]
@@ -64,8 +69,17 @@ def blueprints(draw: st.DrawFn) -> list[dict[str, Any]]:
         bodies.append(step(sid, *deps, catch=catch))
     targets = {b["catch"] for b in bodies if "catch" in b}
     for i, body in enumerate(bodies):
-        if body["id"] in targets:
-            body["payload_template"] = {"f": "{{failure.step_id}}", "n": "{{failure.attempt}}"}
+        if body["id"] not in targets and draw(st.integers(0, 3)) == 0:
+            # a for_each step over the input's list (0-4 items), 1-3 at once
+            body["for_each"] = "{{input.xs}}"
+            body["max_concurrency"] = draw(st.integers(1, 3))
+            body["payload_template"] = {"x": "{{item}}", "i": "{{item_index}}"}
+        elif body["id"] in targets:
+            body["payload_template"] = {
+                "f": "{{failure.step_id}}",
+                "n": "{{failure.attempt}}",
+                "i": "{{failure.item_index}}",
+            }
         elif body.get("depends_on") and draw(st.booleans()):
             dep = body["depends_on"][0]
             body["payload_template"] = {"v": f"{{{{steps.{dep}.output.v}}}}", "i": i}
@@ -113,6 +127,15 @@ actions = st.lists(
 # ----------------------------------------------------------------------------- the model
 
 
+def out(state: ExecutionState) -> list[str]:
+    """Steps with a job out: a queued or running step, or a map with items out."""
+    return [
+        sid
+        for sid, s in state.steps.items()
+        if (s.items.active if s.items is not None else s.status in ACTIVE)
+    ]
+
+
 @dataclass
 class Checker:
     """Drives one execution and checks the rules after every transition."""
@@ -122,17 +145,52 @@ class Checker:
     def __post_init__(self) -> None:
         self.graph = self.sim.graph
         self.attempts: dict[str, list[int]] = {s: [] for s in self.graph.steps}
+        self.item_jobs: set[tuple[str, int, int]] = set()
 
     def send(self, message: Message) -> bool:
         """Apply ``message``; False when it was refused (and then nothing changed)."""
         before = self.sim.state
+        items = {sid: list(items) for sid, items in self.sim.items.items()}
         try:
             effects, events = self.sim.send(message)
         except (Conflict, Invalid):
             assert self.sim.state is before
             return False
+        self.check_items(items, effects)
         self.check(before_steps=dict(before.steps), effects=effects, events=events)
         return True
+
+    def check_items(self, before: dict[str, list[ItemState]], effects: list[Effect]) -> None:
+        """Item jobs: one per item attempt, only for a running map, never more than its
+        max_concurrency out; counts match the items; a completed map's output is theirs."""
+        state = self.sim.state
+        for effect in effects:
+            if isinstance(effect, QueueJob) and effect.item_index is not None:
+                key = (effect.step_id, effect.item_index, effect.attempt)
+                assert key not in self.item_jobs
+                self.item_jobs.add(key)
+                assert state.status is ExecutionStatus.RUNNING
+            elif isinstance(effect, WithdrawJob) and effect.item_index is not None:
+                was = before[effect.step_id][effect.item_index]
+                assert was.status in ITEM_ACTIVE and was.job_id == effect.job_id
+        for sid, items in self.sim.items.items():
+            s = state.steps[sid]
+            progress = s.items
+            assert progress is not None and progress.total == len(items)
+            by_status = Counter(i.status for i in items)
+            assert progress.completed == by_status[ItemStatus.COMPLETED]
+            assert progress.failed == by_status[ItemStatus.FAILED]
+            assert progress.running == by_status[ItemStatus.RUNNING]
+            assert progress.queued == by_status[ItemStatus.QUEUED]
+            assert progress.cancelled == by_status[ItemStatus.CANCELLED]
+            assert progress.active <= self.graph.steps[sid].concurrency
+            if progress.active:
+                assert s.status is StepStatus.RUNNING
+            if s.status is StepStatus.COMPLETED and progress.completed == progress.total:
+                overridden = any(
+                    e.type == "output_overridden" and e.step_id == sid for e in self.sim.log
+                )
+                assert overridden or s.output == [i.output for i in items]
 
     def check(
         self, *, before_steps: dict[str, Any], effects: list[Effect], events: list[Event]
@@ -140,7 +198,7 @@ class Checker:
         state = self.sim.state
         g = self.graph
         for effect in effects:
-            if isinstance(effect, QueueJob):
+            if isinstance(effect, QueueJob) and effect.item_index is None:
                 sid = effect.step_id
                 assert state.status is ExecutionStatus.RUNNING
                 assert all(state.steps[d].status is StepStatus.COMPLETED for d in g.deps[sid])
@@ -153,12 +211,13 @@ class Checker:
                 seen = self.attempts[sid]
                 assert effect.attempt == (seen[-1] if seen else 0) + 1
                 seen.append(effect.attempt)
-            elif isinstance(effect, WithdrawJob):
+            elif isinstance(effect, WithdrawJob) and effect.item_index is None:
                 was = before_steps[effect.step_id]
                 assert was.status in ACTIVE
                 assert effect.job_id == was.job_id == job_id(effect.step_id, was.attempt)
         for sid, s in state.steps.items():
-            assert s.attempt == (self.attempts[sid][-1] if self.attempts[sid] else 0)
+            if g.steps[sid].for_each is None:
+                assert s.attempt == (self.attempts[sid][-1] if self.attempts[sid] else 0)
             if s.caught_by is not None:
                 assert s.status is StepStatus.FAILED and s.caught_by == g.catch_of[sid]
                 # a caught failure cuts its descendants off until it is retried or overridden
@@ -168,7 +227,7 @@ class Checker:
                 assert below <= {StepStatus.PENDING, StepStatus.SKIPPED}
         if state.status is ExecutionStatus.RUNNING:
             # a running execution with nothing out has settled
-            assert any(s.status in ACTIVE for s in state.steps.values())
+            assert out(state)
         self.check_status()
 
     def check_status(self) -> None:
@@ -218,7 +277,9 @@ class Checker:
         match action:
             case ("finish", n, outcome, out):
                 sid = self.pick(ACTIVE, n)
-                if sid is not None:
+                if sid is not None and self.graph.steps[sid].for_each is not None:
+                    self.finish_item(sid, n, outcome, OUTPUTS[out])
+                elif sid is not None:
                     s = state.steps[sid]
                     self.send(
                         JobFinished(
@@ -232,6 +293,14 @@ class Checker:
                         )
                     )
             case ("started", n):
+                sid = self.pick({StepStatus.QUEUED, StepStatus.RUNNING}, n)
+                if sid is not None and self.graph.steps[sid].for_each is not None:
+                    queued = [i for i in self.sim.items[sid] if i.status is ItemStatus.QUEUED]
+                    if queued:
+                        item = queued[n % len(queued)]
+                        message = JobStarted(sid, item.attempt, item.job_id or "", item.index)
+                        assert self.send(message)
+                    return
                 sid = self.pick({StepStatus.QUEUED}, n)
                 if sid is not None:
                     s = state.steps[sid]
@@ -239,6 +308,15 @@ class Checker:
             case ("stale", n, outcome):
                 sid = self.graph.order[n % len(self.graph.order)]
                 s = state.steps[sid]
+                if self.graph.steps[sid].for_each is not None:
+                    for item in self.sim.items.get(sid, []):
+                        jid = item_job_id(sid, item.index, item.attempt)
+                        late = JobFinished(
+                            sid, item.attempt - 1, jid, outcome, 0, "x", 1, item.index
+                        )
+                        assert self.sim.send(late) == ([], [])
+                    assert self.sim.state == state
+                    return
                 attempt = s.attempt if s.status not in ACTIVE else s.attempt - 1
                 message = JobFinished(sid, attempt, job_id(sid, attempt), outcome, {"v": 0}, "x")
                 assert self.sim.send(message) == ([], [])
@@ -278,6 +356,19 @@ class Checker:
             case _:
                 raise AssertionError(action)
 
+    def finish_item(self, sid: str, n: int, outcome: str, output: Any) -> bool:
+        """An active item of map ``sid`` ends; False when it has none out."""
+        out = [i for i in self.sim.items.get(sid, []) if i.status in ITEM_ACTIVE]
+        if not out:
+            return False
+        item = out[n % len(out)]
+        jid = item_job_id(sid, item.index, item.attempt)
+        error = None if outcome == "completed" else f"{outcome} #{item.attempt}"
+        value = output if outcome == "completed" else None
+        message = JobFinished(sid, item.attempt, jid, outcome, value, error, 1 + n % 3, item.index)
+        assert self.send(message)
+        return True
+
     def drain(self, outcomes: list[str]) -> None:
         """Resume if needed and finish every job until the execution is quiescent.
 
@@ -288,33 +379,45 @@ class Checker:
             state = self.sim.state
             if state.status in FINISHED:
                 return
-            if not any(s.status in ACTIVE for s in state.steps.values()):
+            if not out(state):
                 assert state.status is not ExecutionStatus.RUNNING
                 # alternate: retry one failed or cancelled step, then resume everything
                 retry = self.pick({StepStatus.FAILED, StepStatus.CANCELLED}, 0)
                 step_id = retry if turn % 2 == 0 else None
                 assert self.send(ResumeExecution(step_id=step_id, reason="drain"))
-            for _ in range(4 * len(self.graph.order)):
-                sid = self.pick(ACTIVE, 0)
+            for _ in range(12 * len(self.graph.order)):
+                sid = next(iter(out(self.sim.state)), None)
                 if sid is None:
                     break
                 s = self.sim.state.steps[sid]
                 outcome = outcomes.pop(0) if outcomes else "completed"
                 output = {"v": 2} if outcome == "completed" else None
+                if self.graph.steps[sid].for_each is not None:
+                    assert self.finish_item(sid, 0, outcome, output)
+                    continue
                 self.send(JobFinished(sid, s.attempt, job_id(sid, s.attempt), outcome, output))
-            assert not any(s.status in ACTIVE for s in self.sim.state.steps.values())
+            assert not out(self.sim.state)
 
 
 @settings(max_examples=200, deadline=None, derandomize=True)
-@given(bodies=blueprints(), script=actions, ending=st.lists(outcomes, max_size=8))
+@given(
+    bodies=blueprints(),
+    script=actions,
+    ending=st.lists(outcomes, max_size=8),
+    xs=st.lists(st.integers(0, 9), max_size=4),
+)
 def test_random_executions_follow_the_rules_and_replay(
-    bodies: list[dict[str, Any]], script: list[tuple[Any, ...]], ending: list[str]
+    bodies: list[dict[str, Any]], script: list[tuple[Any, ...]], ending: list[str], xs: list[int]
 ) -> None:
     g = build(bodies)
-    checker = Checker(Sim(g, check_replay=False))
+    checker = Checker(Sim(g, input_data={"xs": xs}, check_replay=False))
     assert checker.send(Start())
-    queued = {sid for sid, s in checker.sim.state.steps.items() if s.status is StepStatus.QUEUED}
-    assert queued == set(g.starts) == {s for s in g.order if not g.deps[s]} - g.catch_steps
+    state = checker.sim.state
+    started = {e.step_id for e in checker.sim.log if e.type in ("step_queued", "map_started")}
+    assert set(g.starts) == {s for s in g.order if not g.deps[s]} - g.catch_steps
+    assert set(g.starts) <= started
+    for sid in started - set(g.starts):  # below a map of no items, which completed at once
+        assert all(state.steps[d].status is StepStatus.COMPLETED for d in g.deps[sid])
     for action in script:
         checker.act(action)
         checker.sim.assert_replays()

@@ -159,12 +159,13 @@ class ItemReplay:
                     completed_at=None,
                 )
                 if not data.get("rerun"):
-                    self.items[sid] = []
+                    if data["values"]:
+                        self.items[sid] = []
                     step = replace(step, items=MapProgress(total=data["total"]))
                     for index, value in enumerate(data["values"]):
                         step = self.put(step, ItemState(index=index, value=value))
                     return step
-                for item in list(self.items[sid]):
+                for item in list(self.items.get(sid, [])):
                     if item.status in (ItemStatus.FAILED, ItemStatus.CANCELLED):
                         step = self.put(step, rerun(item))
                 assert step.items is not None
@@ -192,7 +193,7 @@ class ItemReplay:
                     step = replace(step, items=replace(step.items, failure=failure))
                 return step
             case "items_withdrawn":
-                for item in list(self.items[sid]):
+                for item in list(self.items.get(sid, [])):
                     if withdrawn(item, bool(data.get("running"))):
                         step = self.put(step, cancelled(item, at))
                 return step
