@@ -58,13 +58,18 @@ class ExecutionActor:
 
     def keep_items(self, changes: list[PutItems]) -> None:
         """Apply committed item changes to the actor's copy."""
-        for change in changes:
-            items = self.items.setdefault(change.step_id, [])
-            for item in change.items:
-                if item.index < len(items):
-                    items[item.index] = item
-                else:
-                    items.append(item)
+        keep_items(self.items, changes)
+
+
+def keep_items(items: dict[str, list[ItemState]], changes: list[PutItems]) -> None:
+    """Apply item changes to ``items`` (step id -> items in index order)."""
+    for change in changes:
+        found = items.setdefault(change.step_id, [])
+        for item in change.items:
+            if item.index < len(found):
+                found[item.index] = item
+            else:
+                found.append(item)
 
 
 def failed_execution(

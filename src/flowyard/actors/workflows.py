@@ -9,6 +9,7 @@ jobs scheduled, the deadline armed and the asker answered.
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -23,6 +24,7 @@ from flowyard.actors.execution_records import (
     DeadlineTimer,
     ExecutionActor,
     failed_execution,
+    keep_items,
     missing_inputs,
     new_execution,
     tag_queued,
@@ -30,7 +32,7 @@ from flowyard.actors.execution_records import (
     with_job,
 )
 from flowyard.actors.jobs import Change, JobEngine
-from flowyard.actors.mailbox import reply
+from flowyard.actors.mailbox import Envelope, reply
 from flowyard.billing import JOB_WRITE, WORKFLOW_WRITE
 from flowyard.errors import Conflict, FlowyardError, NotFound, Unavailable
 from flowyard.jobs.model import Job, JobStatus, Run, WorkflowRef
@@ -252,11 +254,26 @@ class WorkflowEngine(ActorHost):
     async def _drain(self, actor: ExecutionActor) -> None:
         mailbox = actor.mailbox
         assert mailbox is not None
+        waiting: list[Envelope[tuple[Message, Carry | None]]] = []
         while True:
-            try:
-                envelope = mailbox.receive.receive_nowait()
-            except anyio.WouldBlock:
+            while len(waiting) < BATCH:
+                try:
+                    waiting.append(mailbox.receive.receive_nowait())
+                except anyio.WouldBlock:
+                    break
+            if not waiting:
                 break
+            run = 0
+            while run < len(waiting) and isinstance(waiting[run].message[0], JOB_MESSAGES):
+                run += 1
+            if run > 1:
+                outcomes, done = await self._results(actor, [e.message for e in waiting[:run]])
+                for envelope, outcome in zip(waiting[:done], outcomes, strict=True):
+                    reply(envelope, outcome)
+                if done:
+                    del waiting[:done]
+                    continue
+            envelope = waiting.pop(0)
             message, carry = envelope.message
             outcome = await self._process(actor, message, carry)
             if isinstance(message, DeadlinePassed) and isinstance(outcome, Unavailable):
@@ -323,46 +340,124 @@ class WorkflowEngine(ActorHost):
         carry: Carry | None,
         now: int,
     ) -> ExecutionState:
-        changes: list[Change] = [carry[0]] if carry else []
-        runs: list[Run] = list(carry[1]) if carry else []
-        created: list[Job] = []
-        deadlines: list[int] = []
+        prepared = Prepared.of(carry)
+        new, events = self._prepare(new, effects, events, now, prepared)
+        await self._commit(actor, new, events, prepared)
+        actor.keep_items(prepared.item_changes)
+        self._after(new, prepared)
+        return actor.state
+
+    def _prepare(
+        self,
+        new: ExecutionState,
+        effects: list[Effect],
+        events: list[Event],
+        now: int,
+        prepared: "Prepared",
+        batch_jobs: frozenset[str] = frozenset(),
+    ) -> tuple[ExecutionState, list[Event]]:
+        """Turn effects into job records, job changes and item rows (nothing stored yet);
+        the state and events with the new jobs' ids.
+
+        Raises:
+            SplitBatch: an effect withdraws a job of ``batch_jobs`` (created by a transition
+                of the same batch, not yet stored): that transition must wait for the commit.
+        """
         item_jobs: dict[tuple[str, int], str] = {}
         item_changes: list[PutItems] = []
         for effect in effects:
             match effect:
                 case QueueJob(item_index=None):
                     job = self._step_job(new, effect, now)
-                    created.append(job)
+                    prepared.created.append(job)
                     new = with_job(new, effect.step_id, job.id)
                     events = tag_queued(events, effect.step_id, job.id)
                 case QueueJob(item_index=int(index)):
                     job = self._step_job(new, effect, now)
-                    created.append(job)
+                    prepared.created.append(job)
                     item_jobs[effect.step_id, index] = job.id
                 case PutItems():
                     item_changes.append(effect)
                 case WithdrawJob():
+                    if effect.job_id in batch_jobs:
+                        raise SplitBatch
                     live = self.jobs.jobs.get(effect.job_id)
                     if live is not None:
                         change, closed = self.jobs.withdrawal(live, "withdrawn by the workflow")
-                        changes.append(change)
-                        runs += closed
+                        prepared.changes.append(change)
+                        prepared.runs += closed
                 case ArmDeadline():
-                    deadlines.append(effect.deadline_at)
+                    prepared.deadlines.append(effect.deadline_at)
         if item_jobs:
             events = tag_item_jobs(events, item_jobs)
             item_changes = [with_item_jobs(change, item_jobs) for change in item_changes]
+        prepared.item_changes += item_changes
+        return new, events
+
+    async def _commit(
+        self,
+        actor: ExecutionActor,
+        new: ExecutionState,
+        events: list[Event],
+        prepared: "Prepared",
+    ) -> None:
         items: list[Intent] = [
-            i for c in item_changes for i in store.put_items(new.id, c.step_id, c.items)
+            i for c in prepared.item_changes for i in store.put_items(new.id, c.step_id, c.items)
         ]
-        jobs = [*changes, *((None, j) for j in created)]
-        await self._store(actor, new, events, jobs, runs, items)
-        actor.keep_items(item_changes)
-        self.jobs.admit(created)
-        for at in deadlines:
+        jobs = [*prepared.changes, *((None, j) for j in prepared.created)]
+        await self._store(actor, new, events, jobs, prepared.runs, items)
+
+    def _after(self, new: ExecutionState, prepared: "Prepared") -> None:
+        """Once committed: the new jobs enter their queues, deadlines are armed."""
+        self.jobs.admit(prepared.created)
+        for at in prepared.deadlines:
             self.jobs.timers.arm(at, DeadlineTimer(new.id, at))
-        return actor.state
+
+    async def _results(
+        self, actor: ExecutionActor, messages: list[tuple[Message, Carry | None]]
+    ) -> tuple[list[Any], int]:
+        """Job starts and results that waited in the mailbox, as one commit: each goes
+        through ``decide`` in turn (the next one sees what the previous one did), and their
+        writes share one transaction, so a busy map does not take one commit per item.
+
+        Returns the outcomes of the messages handled and how many were (a withdrawal of a
+        job created in the same batch ends the batch before its transition). Anything
+        unusual (a refusal, an execution that cannot pay, an error) is left to the one by one
+        path: nothing is stored before the commit, so handling the messages again is safe.
+        """
+        now = self.jobs.clock.now_ms()
+        state, events = actor.state, list[Event]()
+        items = {sid: list(found) for sid, found in actor.items.items()}
+        total = Prepared([], [], [], [], [])
+        price, done = 0, 0
+        try:
+            for message, carry in messages:
+                new, effects, more = decide(state, message, now, actor.graph, items)
+                prepared = Prepared.of(carry)
+                batch_jobs = frozenset(j.id for j in total.created)
+                new, more = self._prepare(new, effects, more, now, prepared, batch_jobs)
+                price += _price(message, effects)
+                state, events = new, events + more
+                total.merge(prepared)
+                keep_items(items, prepared.item_changes)
+                done += 1
+        except SplitBatch:
+            pass
+        except Exception:
+            return [], 0
+        if not done or not self.jobs.accounts.can_pay(actor.state.project_id, price):
+            return [], 0
+        try:
+            with self.jobs.accounts.paying(actor.state.project_id, price, "infra/workflows"):
+                await self._commit(actor, state, events, total)
+        except FlowyardError as exc:
+            return [exc] * done, done
+        except Exception:
+            log.exception("execution %s: a batch of job results failed; one by one", state.id)
+            return [], 0
+        actor.items = items
+        self._after(state, total)
+        return [actor.state] * done, done
 
     async def _store(
         self,
@@ -425,6 +520,37 @@ class WorkflowEngine(ActorHost):
         return Unavailable("internal error while handling the execution")
 
 
+class SplitBatch(Exception):
+    """A transition of a batch withdraws a job the batch itself created: it waits."""
+
+
+@dataclass
+class Prepared:
+    """What a transition's effects come to before the commit: job changes and the runs they
+    close, new jobs, deadlines to arm, item rows."""
+
+    changes: list[Change]
+    runs: list[Run]
+    created: list[Job]
+    deadlines: list[int]
+    item_changes: list[PutItems]
+
+    @classmethod
+    def of(cls, carry: Carry | None) -> "Prepared":
+        """Starting from the job transition a message carries, if any."""
+        return cls([carry[0]] if carry else [], list(carry[1]) if carry else [], [], [], [])
+
+    def merge(self, other: "Prepared") -> None:
+        self.changes += other.changes
+        self.runs += other.runs
+        self.created += other.created
+        self.deadlines += other.deadlines
+        self.item_changes += other.item_changes
+
+
+BATCH = 64
+"""Job messages of one actor committed together at most."""
+JOB_MESSAGES = (JobStarted, JobFinished)
 COMMANDS = (Start, CancelExecution, PauseExecution, ResumeExecution)
 """Messages a client sends: each pays for the call; the others are the engine's own."""
 NO_TOKENS = "insufficient_tokens"
