@@ -76,7 +76,8 @@ function clip(text, max) {
  * The graph as an <svg>.
  * @param {object[]} steps blueprint steps
  * @param {Map<string, string>} statuses step id -> status
- * @param {{selected?: string, onSelect?: (id: string) => void}} options
+ * @param {{selected?: string, onSelect?: (id: string) => void, progress?: Map<string, string>}} options
+ *   `progress`: step id -> a for_each step's "done/total", shown under its status
  */
 export function renderGraph(steps, statuses, options = {}) {
   const rows = layers(steps);
@@ -109,20 +110,23 @@ export function renderGraph(steps, statuses, options = {}) {
     const { x, y } = at.get(step.id);
     const status = statuses.get(step.id) || "pending";
     const selected = options.selected === step.id;
+    const progress = options.progress ? options.progress.get(step.id) : undefined;
+    const shown = progress ? `${status} · ${progress}` : status;
     const node = s("g", {
       class: `node st-${status}${selected ? " selected" : ""}`,
       transform: `translate(${x},${y})`,
       tabindex: 0,
       role: "button",
       "aria-pressed": selected ? "true" : "false",
-      "aria-label": `Step ${step.id}: ${status}`,
+      "aria-label": `Step ${step.id}: ${status}${progress ? `, ${progress} items done` : ""}`,
       "data-step": step.id,
       "data-status": status,
+      ...(progress ? { "data-progress": progress } : {}),
     },
-    s("title", {}, `${step.id}: ${status}`),
+    s("title", {}, `${step.id}: ${shown}`),
     s("rect", { width: NODE_W, height: NODE_H, rx: 8, ry: 8 }),
     s("text", { x: NODE_W / 2, y: 19, class: "node-id" }, clip(step.id, 20)),
-    s("text", { x: NODE_W / 2, y: 36, class: "node-status" }, status));
+    s("text", { x: NODE_W / 2, y: 36, class: "node-status" }, shown));
     if (options.onSelect) {
       node.addEventListener("click", () => options.onSelect(step.id));
       node.addEventListener("keydown", (event) => {

@@ -7,6 +7,7 @@ import {
   outcome, parseJson, when,
 } from "../dom.js";
 import { renderGraph } from "../graph.js";
+import { itemsSection, progressText } from "./items.js";
 
 const POLL_MS = 1000;
 
@@ -51,13 +52,14 @@ export function renderExecution(main, ctx) {
     const focused = active && active.dataset && active.dataset.step ? active.dataset.step : null;
     const where = focused && (graphBox.contains(active) ? graphBox : stepList.contains(active) ? stepList : null);
     const statuses = new Map(execution.steps.map((st) => [st.step_id, st.status]));
+    const progress = new Map(execution.steps.filter((st) => st.items).map((st) => [st.step_id, progressText(st.items)]));
     const steps = blueprint ? blueprint.steps : execution.steps.map((st) => ({ id: st.step_id }));
-    fill(graphBox, renderGraph(steps, statuses, { selected: state.selected, onSelect: select }));
+    fill(graphBox, renderGraph(steps, statuses, { selected: state.selected, onSelect: select, progress }));
     fill(stepList, h("ul", { class: "chips", "aria-label": "Steps" }, execution.steps.map((st) => h("li", {},
       h("button", {
         type: "button", class: `chip st-${st.status}`, "aria-pressed": st.step_id === state.selected ? "true" : "false",
         "data-step": st.step_id, onclick: () => select(st.step_id),
-      }, st.step_id, " · ", st.status)))));
+      }, st.step_id, " · ", st.status, st.items ? ` · ${progressText(st.items)}` : "")))));
     if (where) {
       const again = where.querySelector(`[data-step="${CSS.escape(focused)}"]`);
       if (again) again.focus();
@@ -78,9 +80,10 @@ export function renderExecution(main, ctx) {
         ["Completed", when(step.completed_at)],
         ["Caught by", step.caught_by || "—"],
       ]),
-      h("h4", {}, "Payload"), job ? jsonBlock(job.payload, "Payload") : h("p", { class: "muted" }, step.job_id ? "Loading…" : "No job yet."),
+      step.items ? null : [h("h4", {}, "Payload"), job ? jsonBlock(job.payload, "Payload") : h("p", { class: "muted" }, step.job_id ? "Loading…" : "No job yet.")],
       h("h4", {}, "Output"), jsonBlock(step.output, "Output"),
-      h("h4", {}, "Error"), step.error ? h("p", { class: "bad-text" }, `${step.error.code}: ${step.error.message}`) : h("p", { class: "muted" }, "—"));
+      h("h4", {}, "Error"), step.error ? h("p", { class: "bad-text" }, `${step.error.code}: ${step.error.message}`) : h("p", { class: "muted" }, "—"),
+      step.items ? itemsSection(base, step) : null);
     render();
     if (step.job_id && (!job || job.status !== "completed")) {
       try {
