@@ -286,3 +286,20 @@ async def test_failing_workers_fail_items_like_steps(service: Service) -> None:
     async with workers(client, {"map-w": work}):
         state = await wait_status(client, execution_id, "failed")
     assert state["error"] == {"code": "job_failed", "message": "nope"}
+
+
+async def test_a_map_of_1000_items_keeps_only_counts_in_the_execution(service: Service) -> None:
+    client = service.client
+    steps = [map_step("m", "map-big", max_concurrency=100, template={"v": "{{item}}"})]
+    xs = [f"item-{n:04d}-" + "x" * 90 for n in range(1000)]  # about 100 KB of items
+    execution_id = await start(client, steps, {"xs": xs})
+    await wait_step(client, execution_id, "m", "running")
+    response = await client.get(f"/infra/workflows/executions/{execution_id}")
+    # the input is in it once; the items (and their values) are not
+    assert len(response.content) < len(str(xs)) + 5_000
+    async with workers(client, {"map-big": lambda job: len(job["payload"]["v"])}):
+        state = await wait_status(client, execution_id, "completed", timeout=60)
+    assert step_of(state, "m")["output"] == [100] * 1000
+    assert step_of(state, "m")["items"]["completed"] == 1000
+    page = await items(client, execution_id, "m", limit=100)
+    assert [i["index"] for i in page["items"]] == list(range(100)) and page["next_cursor"]
