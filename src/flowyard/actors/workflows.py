@@ -4,12 +4,12 @@ Each live execution is an :class:`ExecutionActor`: its state, its blueprint's gr
 it has messages, a bounded mailbox drained by one task. A message goes through the pure
 ``decide``; the new state, its events, the jobs it creates or withdraws, and (for a job
 result) the job's own final transition are committed in one transaction; only then are the
-jobs scheduled, the deadline armed and the asker answered.
+jobs scheduled, the deadline armed and the asker answered. Job starts and results that wait
+in a busy actor's mailbox are committed together (``workflow_commits.py``).
 """
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -24,16 +24,13 @@ from flowyard.actors.execution_records import (
     DeadlineTimer,
     ExecutionActor,
     failed_execution,
-    keep_items,
     missing_inputs,
     new_execution,
-    tag_queued,
-    with_item_jobs,
-    with_job,
 )
 from flowyard.actors.jobs import Change, JobEngine
 from flowyard.actors.mailbox import Envelope, reply
-from flowyard.billing import JOB_WRITE, WORKFLOW_WRITE
+from flowyard.actors.workflow_commits import BATCH, COMMANDS, JOB_MESSAGES, Commits, price_of
+from flowyard.billing import WORKFLOW_WRITE
 from flowyard.errors import Conflict, FlowyardError, NotFound, Unavailable
 from flowyard.jobs.model import Job, JobStatus, Run, WorkflowRef
 from flowyard.settings import Settings
@@ -42,10 +39,7 @@ from flowyard.storage.intents import Intent
 from flowyard.storage.port import Store
 from flowyard.storage.sqlite import RETRY_MS
 from flowyard.workflows.state import (
-    ArmDeadline,
-    CancelExecution,
     DeadlinePassed,
-    Effect,
     Event,
     ExecutionState,
     ExecutionStatus,
@@ -55,9 +49,7 @@ from flowyard.workflows.state import (
     PauseExecution,
     PutItems,
     QueueJob,
-    ResumeExecution,
     Start,
-    WithdrawJob,
 )
 from flowyard.workflows.templates import missing_input_paths
 
@@ -66,7 +58,7 @@ log = logging.getLogger("flowyard.workflows")
 replace = msgspec.structs.replace
 
 
-class WorkflowEngine(ActorHost):
+class WorkflowEngine(Commits, ActorHost):
     """The registry of execution actors and the entry point of every workflow command."""
 
     def __init__(self, db: Store, jobs: JobEngine, settings: Settings) -> None:
@@ -318,7 +310,7 @@ class WorkflowEngine(ActorHost):
             if carry is not None:
                 await self.jobs.commit([carry[0]], carry[1])
             raise
-        price = _price(message, effects)
+        price = price_of(message, effects)
         project_id = actor.state.project_id
         if not isinstance(message, COMMANDS) and not self.jobs.accounts.can_pay(project_id, price):
             # Steps that cannot be paid for are not lost: the execution pauses before them.
@@ -330,134 +322,6 @@ class WorkflowEngine(ActorHost):
             price = 0
         with self.jobs.accounts.paying(project_id, price, "infra/workflows"):
             return await self._apply(actor, new, effects, events, carry, now)
-
-    async def _apply(
-        self,
-        actor: ExecutionActor,
-        new: ExecutionState,
-        effects: list[Effect],
-        events: list[Event],
-        carry: Carry | None,
-        now: int,
-    ) -> ExecutionState:
-        prepared = Prepared.of(carry)
-        new, events = self._prepare(new, effects, events, now, prepared)
-        await self._commit(actor, new, events, prepared)
-        actor.keep_items(prepared.item_changes)
-        self._after(new, prepared)
-        return actor.state
-
-    def _prepare(
-        self,
-        new: ExecutionState,
-        effects: list[Effect],
-        events: list[Event],
-        now: int,
-        prepared: "Prepared",
-        batch_jobs: frozenset[str] = frozenset(),
-    ) -> tuple[ExecutionState, list[Event]]:
-        """Turn effects into job records, job changes and item rows (nothing stored yet);
-        the state and events with the new jobs' ids.
-
-        Raises:
-            SplitBatch: an effect withdraws a job of ``batch_jobs`` (created by a transition
-                of the same batch, not yet stored): that transition must wait for the commit.
-        """
-        item_jobs: dict[tuple[str, int], str] = {}
-        item_changes: list[PutItems] = []
-        for effect in effects:
-            match effect:
-                case QueueJob(item_index=None):
-                    job = self._step_job(new, effect, now)
-                    prepared.created.append(job)
-                    new = with_job(new, effect.step_id, job.id)
-                    events = tag_queued(events, effect.step_id, job.id)
-                case QueueJob(item_index=int(index)):
-                    job = self._step_job(new, effect, now)
-                    prepared.created.append(job)
-                    item_jobs[effect.step_id, index] = job.id
-                case PutItems():
-                    item_changes.append(effect)
-                case WithdrawJob():
-                    if effect.job_id in batch_jobs:
-                        raise SplitBatch
-                    live = self.jobs.jobs.get(effect.job_id)
-                    if live is not None:
-                        change, closed = self.jobs.withdrawal(live, "withdrawn by the workflow")
-                        prepared.changes.append(change)
-                        prepared.runs += closed
-                case ArmDeadline():
-                    prepared.deadlines.append(effect.deadline_at)
-        if item_jobs:
-            events = tag_item_jobs(events, item_jobs)
-            item_changes = [with_item_jobs(change, item_jobs) for change in item_changes]
-        prepared.item_changes += item_changes
-        return new, events
-
-    async def _commit(
-        self,
-        actor: ExecutionActor,
-        new: ExecutionState,
-        events: list[Event],
-        prepared: "Prepared",
-    ) -> None:
-        items: list[Intent] = [
-            i for c in prepared.item_changes for i in store.put_items(new.id, c.step_id, c.items)
-        ]
-        jobs = [*prepared.changes, *((None, j) for j in prepared.created)]
-        await self._store(actor, new, events, jobs, prepared.runs, items)
-
-    def _after(self, new: ExecutionState, prepared: "Prepared") -> None:
-        """Once committed: the new jobs enter their queues, deadlines are armed."""
-        self.jobs.admit(prepared.created)
-        for at in prepared.deadlines:
-            self.jobs.timers.arm(at, DeadlineTimer(new.id, at))
-
-    async def _results(
-        self, actor: ExecutionActor, messages: list[tuple[Message, Carry | None]]
-    ) -> tuple[list[Any], int]:
-        """Job starts and results that waited in the mailbox, as one commit: each goes
-        through ``decide`` in turn (the next one sees what the previous one did), and their
-        writes share one transaction, so a busy map does not take one commit per item.
-
-        Returns the outcomes of the messages handled and how many were (a withdrawal of a
-        job created in the same batch ends the batch before its transition). Anything
-        unusual (a refusal, an execution that cannot pay, an error) is left to the one by one
-        path: nothing is stored before the commit, so handling the messages again is safe.
-        """
-        now = self.jobs.clock.now_ms()
-        state, events = actor.state, list[Event]()
-        items = {sid: list(found) for sid, found in actor.items.items()}
-        total = Prepared([], [], [], [], [])
-        price, done = 0, 0
-        try:
-            for message, carry in messages:
-                new, effects, more = decide(state, message, now, actor.graph, items)
-                prepared = Prepared.of(carry)
-                batch_jobs = frozenset(j.id for j in total.created)
-                new, more = self._prepare(new, effects, more, now, prepared, batch_jobs)
-                price += _price(message, effects)
-                state, events = new, events + more
-                total.merge(prepared)
-                keep_items(items, prepared.item_changes)
-                done += 1
-        except SplitBatch:
-            pass
-        except Exception:
-            return [], 0
-        if not done or not self.jobs.accounts.can_pay(actor.state.project_id, price):
-            return [], 0
-        try:
-            with self.jobs.accounts.paying(actor.state.project_id, price, "infra/workflows"):
-                await self._commit(actor, state, events, total)
-        except FlowyardError as exc:
-            return [exc] * done, done
-        except Exception:
-            log.exception("execution %s: a batch of job results failed; one by one", state.id)
-            return [], 0
-        actor.items = items
-        self._after(state, total)
-        return [actor.state] * done, done
 
     async def _store(
         self,
@@ -520,55 +384,4 @@ class WorkflowEngine(ActorHost):
         return Unavailable("internal error while handling the execution")
 
 
-class SplitBatch(Exception):
-    """A transition of a batch withdraws a job the batch itself created: it waits."""
-
-
-@dataclass
-class Prepared:
-    """What a transition's effects come to before the commit: job changes and the runs they
-    close, new jobs, deadlines to arm, item rows."""
-
-    changes: list[Change]
-    runs: list[Run]
-    created: list[Job]
-    deadlines: list[int]
-    item_changes: list[PutItems]
-
-    @classmethod
-    def of(cls, carry: Carry | None) -> "Prepared":
-        """Starting from the job transition a message carries, if any."""
-        return cls([carry[0]] if carry else [], list(carry[1]) if carry else [], [], [], [])
-
-    def merge(self, other: "Prepared") -> None:
-        self.changes += other.changes
-        self.runs += other.runs
-        self.created += other.created
-        self.deadlines += other.deadlines
-        self.item_changes += other.item_changes
-
-
-BATCH = 64
-"""Job messages of one actor committed together at most."""
-JOB_MESSAGES = (JobStarted, JobFinished)
-COMMANDS = (Start, CancelExecution, PauseExecution, ResumeExecution)
-"""Messages a client sends: each pays for the call; the others are the engine's own."""
 NO_TOKENS = "insufficient_tokens"
-
-
-def tag_item_jobs(events: list[Event], jobs: dict[tuple[str, int], str]) -> list[Event]:
-    """The events with each ``item_queued`` given the id of the job created for it."""
-    out = []
-    for event in events:
-        if event.type == "item_queued" and event.step_id is not None:
-            job_id = jobs.get((event.step_id, event.data["index"]))
-            if job_id is not None:
-                event = replace(event, data={**event.data, "job_id": job_id})
-        out.append(event)
-    return out
-
-
-def _price(message: Message, effects: list[Effect]) -> int:
-    """What a transition costs: the call for a command, and every job it creates."""
-    jobs = JOB_WRITE * sum(isinstance(effect, QueueJob) for effect in effects)
-    return WORKFLOW_WRITE + jobs if isinstance(message, COMMANDS) else jobs
