@@ -4,7 +4,10 @@ max_concurrency at once, outputs in item order, failures, withdrawals, resume, t
 from typing import Any
 
 import httpx
+import msgspec
 
+from flowyard.storage import workflows as store
+from flowyard.workflows.replay import initial, replay
 from tests.conftest import Service
 from tests.workflow_support import (
     WorkFailed,
@@ -113,6 +116,7 @@ async def test_a_map_runs_every_item_at_most_max_concurrency_at_once(service: Se
     assert kinds[0] == "map_started" and kinds[-1] == "step_completed"
     assert kinds.count("item_queued") == kinds.count("item_started") == 7
     assert kinds.count("item_completed") == 7
+    await assert_replays(service, execution_id)
 
 
 async def test_an_empty_array_completes_at_once_and_a_non_array_fails(service: Service) -> None:
@@ -232,6 +236,25 @@ async def test_a_failed_item_withdraws_the_rest_fails_the_step_and_resume_reruns
     for job in jobs:
         per_item[job["workflow"]["item_index"]] = per_item.get(job["workflow"]["item_index"], 0) + 1
     assert per_item == {0: 1, 1: 2, 2: 2, 3: 1, 4: 1}
+    await assert_replays(service, execution_id)
+
+
+async def assert_replays(service: Service, execution_id: str) -> None:
+    """The stored events rebuild the stored execution and its stored items."""
+    db = service.supervisor.db
+    state = await store.get_execution(db, execution_id)
+    assert state is not None
+    log, cursor = [], None
+    while True:
+        page, cursor = await store.list_events(db, execution_id, cursor=cursor, limit=100)
+        log += [event for _, event in page]
+        if cursor is None:
+            break
+    rebuilt: dict[str, list[Any]] = {}
+    replayed = replay(initial(state), log, rebuilt)
+    assert msgspec.to_builtins(replayed) == msgspec.to_builtins(state)
+    stored = await store.execution_items(db, state)
+    assert msgspec.to_builtins(rebuilt) == msgspec.to_builtins(stored)
 
 
 async def test_cancel_withdraws_queued_items_and_running_ones_are_recorded(
