@@ -326,3 +326,42 @@ async def test_a_map_of_1000_items_keeps_only_counts_in_the_execution(service: S
     assert step_of(state, "m")["items"]["completed"] == 1000
     page = await items(client, execution_id, "m", limit=100)
     assert [i["index"] for i in page["items"]] == list(range(100)) and page["next_cursor"]
+
+
+async def test_pause_holds_new_items_and_the_deadline_withdraws_queued_ones(
+    service: Service,
+) -> None:
+    client = service.client
+    steps = [map_step("m", "map-pause", max_concurrency=1)]
+    blueprint = await create_blueprint(client, steps, max_duration_sec=3)
+    execution_id = (await trigger(client, blueprint["id"], {"xs": [0, 1, 2]}))["execution_id"]
+    job = await claim_one(client, "map-pause")
+    base = f"/infra/workflows/executions/{execution_id}"
+    assert (await client.post(f"{base}/pause")).status_code == 200
+    await ack(client, job, "zero")
+    state = await wait_execution(
+        client, execution_id, lambda s: step_of(s, "m")["items"]["completed"] == 1
+    )
+    assert state["status"] == "paused" and step_of(state, "m")["status"] == "running"
+    assert await claim(client, "map-pause", wait=0.2) == []  # nothing new while paused
+    assert (await client.post(f"{base}/resume", json={})).status_code == 200
+    queued = await wait_execution(
+        client, execution_id, lambda s: step_of(s, "m")["items"]["queued"] == 1
+    )
+    assert queued["status"] == "running"
+    # nobody claims item 1: past max_duration_sec it is withdrawn and the map is cancelled
+    state = await wait_status(client, execution_id, "failed", timeout=10)
+    assert state["error"]["code"] == "timed_out"
+    assert step_of(state, "m")["status"] == "cancelled"
+    listed = await all_items(client, execution_id, "m")
+    assert [i["status"] for i in listed] == ["completed", "cancelled", "cancelled"]
+    assert (await get_job(client, listed[1]["job_id"]))["status"] == "cancelled"
+
+
+def test_a_job_stored_before_items_existed_still_decodes() -> None:
+    from flowyard.jobs.model import WorkflowRef
+
+    old = msgspec.json.decode(
+        b'{"execution_id": "e", "step_id": "s", "attempt": 2}', type=WorkflowRef
+    )
+    assert (old.item, old.attempt) == (None, 2)
