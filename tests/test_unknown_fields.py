@@ -88,14 +88,12 @@ async def _refused_blueprint(owner: Owner, blueprint: Json) -> httpx.Response:
 @pytest.mark.parametrize(
     "field, value",
     [
-        ("when", "input.amount > 10"),
-        ("for_each", "{{input.items}}"),
-        ("wait_for_signal", {"name": "approved"}),
-        ("sub_workflow", {"blueprint_id": "wf_x"}),
+        ("if", "input.amount > 10"),
+        ("loop", "{{input.items}}"),
         ("dependsOn", ["b"]),
     ],
 )
-async def test_a_step_field_not_supported_yet_is_400(
+async def test_an_unknown_step_field_is_400(
     shared: Service, field: str, value: Any
 ) -> None:
     async with new_owner(shared) as owner:
@@ -112,7 +110,7 @@ async def test_every_unknown_field_of_a_blueprint_is_named_at_every_depth(
             "name": "many",
             "colour": "blue",
             "steps": [
-                {**STEP, "when": "x", "for_each": "y"},
+                {**STEP, "if": "x", "loop": "y"},
                 {
                     "id": "b",
                     "depends_on": ["a"],
@@ -127,8 +125,8 @@ async def test_every_unknown_field_of_a_blueprint_is_named_at_every_depth(
         response = await _refused_blueprint(owner, blueprint)
         assert paths(response) == [
             "$.colour",
-            "$.steps[0].when",
-            "$.steps[0].for_each",
+            "$.steps[0].if",
+            "$.steps[0].loop",
             "$.steps[1].job_trigger.trigger.concurrency",
             "$.steps[1].job_trigger.retries",
         ]
@@ -149,10 +147,10 @@ async def test_unknown_fields_come_with_the_type_error_that_stopped_decoding(
     shared: Service,
 ) -> None:
     async with new_owner(shared) as owner:
-        steps = [{**STEP, "id": 7, "when": "x"}]
+        steps = [{**STEP, "id": 7, "if": "x"}]
         response = await _refused_blueprint(owner, {**BLUEPRINT, "steps": steps})
         body = assert_error(response, 400, "bad_request")
-        assert {"path": "$.steps[0].when", "message": "unknown field"} in body["details"]
+        assert {"path": "$.steps[0].if", "message": "unknown field"} in body["details"]
         assert any(d["path"] == "$.steps[0].id" for d in body["details"])
 
 
