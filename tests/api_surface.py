@@ -198,6 +198,11 @@ async def paused_execution(owner: Owner) -> Prepared:
     return Prepared(prepared.params, {})
 
 
+async def signal_body(owner: Owner) -> Prepared:
+    prepared = await execution(owner)
+    return Prepared(prepared.params, {"name": "go", "data": {"n": 1}})
+
+
 async def own_project(owner: Owner) -> Prepared:
     return Prepared({"id": owner.project_id})
 
@@ -217,6 +222,22 @@ async def new_admin_key(owner: Owner) -> Prepared:
 
 async def spare_key(owner: Owner) -> Prepared:
     return Prepared({"id": (await owner.key_for(["jobs:read"])).record.id})
+
+
+async def schedule_body(owner: Owner) -> Prepared:
+    """A schedule of a new blueprint that fires once a year (never while a test runs)."""
+    bp_id = (await blueprint(owner)).params["id"]
+    return Prepared(body={"blueprint_id": bp_id, "schedule": "0 0 1 1 *"})
+
+
+async def schedule(owner: Owner) -> Prepared:
+    body = (await schedule_body(owner)).body
+    created = await _ok(await owner.client.post("/infra/workflows/schedules", json=body))
+    return Prepared({"id": created["id"]})
+
+
+async def patch_schedule(owner: Owner) -> Prepared:
+    return Prepared((await schedule(owner)).params, {"enabled": False})
 
 
 WEBHOOK: Json = {"name": "surface", "url": "http://127.0.0.1:9/hook", "topics": ["jobs.*"]}
@@ -263,7 +284,9 @@ class Call:
     """One route: what it needs and how to call it successfully.
 
     ``names_object`` is true when a path parameter names an object of the caller's project
-    (another project's key gets 404); ``lists`` when the answer is the caller's own list.
+    (another project's key gets 404); ``body_names_object`` when the body does (another
+    project's key gets 400 naming the field); ``lists`` when the answer is the caller's own
+    list.
     """
 
     method: str
@@ -272,6 +295,7 @@ class Call:
     prepare: Prepare = nothing
     success: int = 200
     names_object: bool = False
+    body_names_object: bool = False
     lists: str | None = None
     takes_body: bool = False
 
@@ -378,6 +402,40 @@ CALLS: list[Call] = [
         "/infra/workflows/executions/{id}/resume",
         "workflows:write",
         paused_execution,
+        names_object=True,
+    ),
+    _body(
+        "POST",
+        "/infra/workflows/executions/{id}/signals",
+        "workflows:write",
+        signal_body,
+        names_object=True,
+    ),
+    # workflow schedules
+    _body(
+        "POST",
+        "/infra/workflows/schedules",
+        "workflows:write",
+        schedule_body,
+        body_names_object=True,
+    ),
+    Call("GET", "/infra/workflows/schedules", "workflows:read", lists="schedules"),
+    Call("GET", "/infra/workflows/schedules/{id}", "workflows:read", schedule, names_object=True),
+    _body(
+        "PATCH",
+        "/infra/workflows/schedules/{id}",
+        "workflows:write",
+        patch_schedule,
+        names_object=True,
+    ),
+    Call(
+        "DELETE", "/infra/workflows/schedules/{id}", "workflows:write", schedule, names_object=True
+    ),
+    _body(
+        "POST",
+        "/infra/workflows/schedules/{id}/trigger",
+        "workflows:write",
+        empty_body(schedule),
         names_object=True,
     ),
     # webhooks

@@ -34,7 +34,9 @@ MAX_MS = 60_000
 HANDLER = "https://handlers.example/run"
 
 
-def step(id: str, *deps: str, catch: str | None = None, template: Any = None) -> dict[str, Any]:
+def step(
+    id: str, *deps: str, catch: str | None = None, template: Any = None, when: str | None = None
+) -> dict[str, Any]:
     """A blueprint step body (a push-queue job)."""
     body: dict[str, Any] = {
         "id": id,
@@ -46,6 +48,23 @@ def step(id: str, *deps: str, catch: str | None = None, template: Any = None) ->
         body["catch"] = catch
     if template is not None:
         body["payload_template"] = template
+    if when is not None:
+        body["when"] = when
+    return body
+
+
+def waits(
+    id: str, *deps: str, name: str = "go", timeout: int | None = None, catch: str | None = None
+) -> dict[str, Any]:
+    """A blueprint step body that waits for the signal ``name``."""
+    wait: dict[str, Any] = {"name": name}
+    if timeout is not None:
+        wait["timeout_sec"] = timeout
+    body: dict[str, Any] = {"id": id, "wait_for_signal": wait}
+    if deps:
+        body["depends_on"] = list(deps)
+    if catch is not None:
+        body["catch"] = catch
     return body
 
 

@@ -146,6 +146,9 @@ async def test_another_projects_key_sees_404_or_its_own_project(
         if call.names_object:
             body = assert_error(response, 404, "not_found")
             assert owner.project_id not in body["message"]
+        elif call.body_names_object:
+            body = assert_error(response, 400, "bad_request")
+            assert owner.project_id not in response.text
         else:
             assert response.status_code == call.success, response.text
             # The stranger's own view: nothing of the owner's project shows through.

@@ -319,6 +319,26 @@ def test_executions_pause_resume_with_override_and_cancel(cli: Cli) -> None:
     assert twice.stderr.startswith("flowyard: conflict: ")
 
 
+def test_executions_signal(cli: Cli) -> None:
+    steps = [{"id": "approve", "wait_for_signal": {"name": "approval"}}]
+    with cli.client() as client:
+        blueprint = client.workflows.create_blueprint({"name": "approval", "steps": steps})
+        execution_id = client.workflows.trigger(blueprint.id).execution_id
+    kept = cli.json("executions", "signal", execution_id, "other", "--idempotency-key", "k1")
+    assert kept["consumed_by"] is None and kept["replayed"] is False
+    again = cli.json("executions", "signal", execution_id, "other", "--idempotency-key", "k1")
+    assert again == {**kept, "replayed": True}
+    table = cli.table("executions", "signal", execution_id, "approval", "--data", '{"by": "ann"}')
+    assert table[0] == ["signal_id", "execution_id", "name", "consumed_by", "replayed"]
+    assert table[1][1:] == [execution_id, "approval", "approve", "false"]
+    state = cli.json("executions", "show", execution_id)
+    assert state["status"] == "completed" and state["result"] == {"approve": {"by": "ann"}}
+    ended = cli("executions", "signal", execution_id, "approval")
+    assert ended.returncode == 1 and ended.stderr.startswith("flowyard: conflict: ")
+    not_json = cli("executions", "signal", execution_id, "approval", "--data", "{oops")
+    assert not_json.returncode == 2 and "not valid JSON" in not_json.stderr
+
+
 # ------------------------------------------------------------------------------------ jobs
 
 

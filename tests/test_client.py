@@ -278,6 +278,29 @@ async def test_resume_without_step_and_with_null_override(api: Api) -> None:
         await api.workflows.resume(started.execution_id, override_output=1)
 
 
+async def test_signal_completes_a_waiting_step_and_replays_by_key(api: Api) -> None:
+    waits = {"id": "w", "wait_for_signal": {"name": "approval"}}
+    blueprint = await api.workflows.create_blueprint({"name": "wait", "steps": [waits]})
+    started = await api.workflows.trigger(blueprint.id)
+    early = await api.workflows.signal(started.execution_id, "other", [1], idempotency_key="k")
+    assert early.consumed_by is None and not early.replayed
+    again = await api.workflows.signal(started.execution_id, "other", [1], idempotency_key="k")
+    assert again.replayed and again.signal_id == early.signal_id
+    sent = await api.workflows.signal(started.execution_id, "approval", {"ok": True})
+    assert (sent.execution_id, sent.name, sent.consumed_by) == (
+        started.execution_id,
+        "approval",
+        "w",
+    )
+    done = await api.workflows.wait_for_execution(started.execution_id, timeout=5)
+    assert done.status == "completed" and done.result == {"w": {"ok": True}}
+    assert done.steps[0].signal_id == sent.signal_id
+    with pytest.raises(Conflict):
+        await api.workflows.signal(started.execution_id, "approval")
+    with pytest.raises(BadRequest):
+        await api.workflows.signal(started.execution_id, "")
+
+
 # ---------------------------------------------------------------------- pagination
 
 

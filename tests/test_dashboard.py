@@ -457,3 +457,24 @@ def test_main_pages_at_desktop_and_phone_width(page: Page, stack: Stack) -> None
     expect(first).to_be_visible()
     box = first.bounding_box()
     assert box is not None and box["width"] <= PHONE["width"]
+
+
+def test_a_step_skipped_by_its_when(page: Page, stack: Stack) -> None:
+    blueprint = stack.api.blueprint(
+        unique("branch"),
+        [
+            step("check", QUEUE, {"amount": "{{input.amount}}"}),
+            step("manual", QUEUE, None, ["check"], when="input.amount > 100.0"),
+            step("auto", QUEUE, None, ["check"], when="!(input.amount > 100.0)"),
+        ],
+    )
+    execution_id = stack.api.trigger(blueprint["id"], {"amount": 12})
+    sign_in(page, stack.url, stack.key, f"/dashboard/executions/{execution_id}")
+    expect(status_of(page)).to_have_attribute("data-status", "completed")
+    expect(node(page, "manual")).to_have_attribute("data-status", "skipped")
+    expect(node(page, "auto")).to_have_attribute("data-status", "completed")
+    node(page, "manual").focus()
+    page.keyboard.press("Enter")
+    panel = page.locator("section", has=page.get_by_role("heading", name="Step", exact=True))
+    expect(panel).to_contain_text("its when was false")
+    expect(page.locator("ol.timeline")).to_contain_text("condition_false")

@@ -66,7 +66,8 @@ def counts(done: subprocess.CompletedProcess[str]) -> dict[str, tuple[int, int]]
 
 
 async def fill(api: httpx.AsyncClient, handler: Handler) -> list[str]:
-    """Jobs (done and pending), a finished workflow, a webhook's deliveries; the list paths."""
+    """Jobs (done and pending), a finished workflow, a webhook's deliveries, workflow
+    schedules; the list paths."""
     hook = await create_webhook(api, handler.at("/hook"))
     for n in range(5):
         await create(api, trigger={"type": "pull", "queue": "solo"}, payload={"n": n})
@@ -75,6 +76,10 @@ async def fill(api: httpx.AsyncClient, handler: Handler) -> list[str]:
     created = await api.post("/infra/workflows/blueprints", json=DIAMOND)
     assert created.status_code == 200, created.text
     blueprint_id = created.json()["id"]
+    for schedule in ("0 0 1 1 *", "0 9 * * 1", "30 5 * * *"):
+        body = {"blueprint_id": blueprint_id, "schedule": schedule, "timezone": "Asia/Tokyo"}
+        made = await api.post("/infra/workflows/schedules", json=body)
+        assert made.status_code == 200, made.text
     started = await api.post(
         f"/infra/workflows/blueprints/{blueprint_id}/trigger", json={"input_data": {}}
     )
@@ -98,6 +103,7 @@ async def fill(api: httpx.AsyncClient, handler: Handler) -> list[str]:
         "/infra/workflows/executions",
         f"/infra/workflows/executions/{execution_id}/events",
         f"/infra/webhooks/{hook['id']}/deliveries",
+        "/infra/workflows/schedules",
     ]
 
 
@@ -154,6 +160,7 @@ async def test_a_database_copied_to_postgres_and_back_answers_the_same(
     assert there == again
     assert all(source_rows == target_rows for source_rows, target_rows in there.values())
     assert there["jobs"][0] == 9 and there["api_keys"][0] == 2 and there["projects"][0] == 2
+    assert there["workflow_schedules"][0] == 3
     for table in ("runs", "blueprints", "executions", "events", "usage", "webhooks"):
         assert there[table][0] > 0, table
     assert there["webhook_deliveries"][0] > 0 and there["meta"][0] >= 2  # the secrets
@@ -239,11 +246,10 @@ def test_migrate_a_fresh_postgres_database(cluster: str) -> None:
     database = postgres.create_database(cluster)
     done = cli("db", "migrate", "--db", database)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().endswith(f"schema version 0 -> {len(postgres_schema.MIGRATIONS)}")
+    latest = len(postgres_schema.MIGRATIONS)
+    assert done.stdout.strip().endswith(f"schema version 0 -> {latest}")
     again = cli("db", "migrate", "--db", database)
-    assert again.stdout.strip().endswith(
-        f"schema version {len(postgres_schema.MIGRATIONS)}, nothing to apply"
-    )
+    assert again.stdout.strip().endswith(f"schema version {latest}, nothing to apply")
 
 
 async def _filled(path: str) -> Database:
@@ -259,6 +265,12 @@ async def _filled(path: str) -> Database:
         (seq, f"run_{seq}", "job\x00x" if seq == 9 else "job", b"{}") for seq in (12, 5, 9, 30, 7)
     ]
     await db.insert_rows("runs", ("seq", "id", "job_id", "doc"), runs)
+    signals = [
+        ("x1", seq, f"wfsig_{seq}", "go", f"k{seq}" if seq > 1 else None, b"[1]", taker, 0, 5)
+        for seq, taker in ((2, None), (1, "w"))
+    ]
+    columns = next(t.columns for t in copy.TABLES if t.name == "signals")
+    await db.insert_rows("signals", columns, signals)
     return db
 
 
@@ -283,6 +295,7 @@ async def test_tables_are_copied_a_chunk_at_a_time_in_key_order(
             "events": 6,
             "usage": 6,
             "runs": 5,
+            "signals": 2,
             "meta": 1,
         }
         await _same_tables(source, target)

@@ -1,4 +1,5 @@
-"""Property test of ``decide``: random DAGs with catch steps, driven by random messages.
+"""Property test of ``decide``: random DAGs with catch steps and ``when`` conditions, driven
+by random messages.
 
 It checks the scheduling, attempt and quiescence rules of DESIGN §4 after every transition,
 and that replaying the event log always rebuilds the same state.
@@ -17,8 +18,10 @@ from flowyard.workflows.blueprint import BlueprintSpec, Graph, check_blueprint
 from flowyard.workflows.state import (
     ACTIVE,
     CANCELLABLE,
+    CONDITION_FALSE,
     FINISHED,
     ITEM_ACTIVE,
+    OPEN,
     CancelExecution,
     DeadlinePassed,
     Effect,
@@ -33,16 +36,23 @@ from flowyard.workflows.state import (
     PauseExecution,
     QueueJob,
     ResumeExecution,
+    SendSignal,
+    SignalTimedOut,
     Start,
     StepError,
     StepStatus,
     WithdrawJob,
 )
-from tests.decide_support import Sim, item_job_id, job_id, step
+from tests.decide_support import Sim, item_job_id, job_id, step, waits
 
 TIMED_OUT = StepError("timed_out", "the execution ran past its max_duration_sec")
 OUTPUTS = [{"v": 1}, {"v": "x"}, {}, 3, None]
 """Step outputs; ``{}``, ``3`` and ``None`` make ``{{steps.X.output.v}}`` a template_error."""
+INPUT = {"go": True, "stop": False}
+WHENS = ["true", "false", "input.go", "input.stop", "input.missing", "'not a boolean'"]
+"""``when`` of any step; ones naming a dependency are added per step (see ``blueprints``)."""
+SIGNALS = ["x", "y"]
+"""The signal names wait_for_signal steps wait for."""
 
 
 # ----------------------------------------------------------------------------- blueprints
@@ -69,7 +79,15 @@ def blueprints(draw: st.DrawFn) -> list[dict[str, Any]]:
         bodies.append(step(sid, *deps, catch=catch))
     targets = {b["catch"] for b in bodies if "catch" in b}
     for i, body in enumerate(bodies):
-        if body["id"] not in targets and draw(st.integers(0, 3)) == 0:
+        kind = draw(st.integers(0, 5)) if body["id"] not in targets else -1
+        if kind == 0:
+            name = draw(st.sampled_from(SIGNALS))
+            timeout = draw(st.sampled_from([None, 30]))
+            deps = body.get("depends_on", [])
+            bodies[i] = waits(
+                body["id"], *deps, name=name, timeout=timeout, catch=body.get("catch")
+            )
+        elif kind == 1:
             # a for_each step over the input's list (0-4 items), 1-3 at once
             body["for_each"] = "{{input.xs}}"
             body["max_concurrency"] = draw(st.integers(1, 3))
@@ -83,6 +101,16 @@ def blueprints(draw: st.DrawFn) -> list[dict[str, Any]]:
         elif body.get("depends_on") and draw(st.booleans()):
             dep = body["depends_on"][0]
             body["payload_template"] = {"v": f"{{{{steps.{dep}.output.v}}}}", "i": i}
+        if draw(st.integers(0, 2)) == 0:
+            named = [
+                w
+                for dep in body.get("depends_on", [])[:1]
+                for w in (
+                    f"steps.{dep}.output.v == 1",  # {"v": 1}: true, {"v": "x"}: false, else error
+                    f"steps.{dep}.status == 'completed'",  # false after a condition skip
+                )
+            ]
+            body["when"] = draw(st.sampled_from(WHENS + named))
     return bodies
 
 
@@ -113,6 +141,8 @@ actions = st.lists(
         resumes,
         resumes,
         st.tuples(st.just("started"), st.integers(0, 7)),
+        st.tuples(st.just("signal"), st.sampled_from(SIGNALS), st.integers(0, len(OUTPUTS) - 1)),
+        st.tuples(st.just("timeout"), st.integers(0, 7), st.booleans()),
         st.tuples(st.just("stale"), st.integers(0, 7), st.sampled_from(["completed", "failed"])),
         st.one_of(
             st.tuples(st.just("cancel")),
@@ -128,11 +158,11 @@ actions = st.lists(
 
 
 def out(state: ExecutionState) -> list[str]:
-    """Steps with a job out: a queued or running step, or a map with items out."""
+    """Steps with something out: a queued, running or waiting step, or a map with items out."""
     return [
         sid
         for sid, s in state.steps.items()
-        if (s.items.active if s.items is not None else s.status in ACTIVE)
+        if (s.items.active if s.items is not None else s.status in OPEN)
     ]
 
 
@@ -192,6 +222,27 @@ class Checker:
                 )
                 assert overridden or s.output == [i.output for i in items]
 
+    def signal(self, name: str, data: Any) -> bool:
+        """Send a signal; it goes to the oldest step waiting for ``name``, or is kept."""
+        state = self.sim.state
+        waiting = [
+            (state.steps[sid].started_at, i, sid)
+            for i, sid in enumerate(self.graph.order)
+            if state.steps[sid].status is StepStatus.WAITING and state.steps[sid].signal == name
+        ]
+        signal_id = f"sig_{state.signal_seq + 1}"
+        ok = self.send(SendSignal(signal_id, name, data))
+        assert ok == (state.status in (ExecutionStatus.RUNNING, ExecutionStatus.PAUSED))
+        if ok:
+            after = self.sim.state
+            if waiting:
+                taker = min(waiting)[2]  # type: ignore[type-var]
+                assert after.steps[taker].signal_id == signal_id
+                assert after.steps[taker].output == data
+            else:
+                assert after.signals[-1].id == signal_id
+        return ok
+
     def check(
         self, *, before_steps: dict[str, Any], effects: list[Effect], events: list[Event]
     ) -> None:
@@ -201,7 +252,7 @@ class Checker:
             if isinstance(effect, QueueJob) and effect.item_index is None:
                 sid = effect.step_id
                 assert state.status is ExecutionStatus.RUNNING
-                assert all(state.steps[d].status is StepStatus.COMPLETED for d in g.deps[sid])
+                assert all(state.steps[d].done for d in g.deps[sid])
                 if sid in g.catch_steps:
                     failure = state.steps[sid].failure
                     assert failure is not None and failure.step_id in g.routers[sid]
@@ -215,9 +266,22 @@ class Checker:
                 was = before_steps[effect.step_id]
                 assert was.status in ACTIVE
                 assert effect.job_id == was.job_id == job_id(effect.step_id, was.attempt)
+        for event in events:
+            if event.type == "step_waiting":
+                assert event.step_id is not None
+                seen = self.attempts[event.step_id]
+                assert event.data["attempt"] == (seen[-1] if seen else 0) + 1
+                seen.append(event.data["attempt"])
         for sid, s in state.steps.items():
             if g.steps[sid].for_each is None:
                 assert s.attempt == (self.attempts[sid][-1] if self.attempts[sid] else 0)
+            if s.skip_reason is not None:  # only a when skips with a reason, and for good
+                assert s.skip_reason == CONDITION_FALSE and sid in g.conditions
+                assert s.status is StepStatus.SKIPPED and s.output is None
+                assert all(state.steps[d].done for d in g.deps[sid])
+                assert before_steps[sid].skip_reason in (None, CONDITION_FALSE)
+            if s.error is not None and s.error.code == "condition_error":
+                assert sid in g.conditions
             if s.caught_by is not None:
                 assert s.status is StepStatus.FAILED and s.caught_by == g.catch_of[sid]
                 # a caught failure cuts its descendants off until it is retried or overridden
@@ -226,8 +290,11 @@ class Checker:
                 below = {state.steps[d].status for d in g.descendants[sid]}
                 assert below <= {StepStatus.PENDING, StepStatus.SKIPPED}
         if state.status is ExecutionStatus.RUNNING:
-            # a running execution with nothing out has settled
+            # a running execution with nothing out and nothing waiting has settled
             assert out(state)
+        # a kept signal is one that no waiting step could take
+        waiting_for = {s.signal for s in state.steps.values() if s.status is StepStatus.WAITING}
+        assert not waiting_for & {signal.name for signal in state.signals}
         self.check_status()
 
     def check_status(self) -> None:
@@ -244,7 +311,7 @@ class Checker:
             assert not uncaught
             assert all(st_ in ("completed", "failed", "skipped") for st_ in status.values())
             outside = [sid for sid in g.steps if sid not in g.in_catch_branch]
-            every_outside_completed = all(status[sid] == "completed" for sid in outside)
+            every_outside_completed = all(steps[sid].done for sid in outside)
             if state.status is ExecutionStatus.COMPLETED:
                 assert every_outside_completed and not caught
             else:
@@ -260,7 +327,7 @@ class Checker:
             # failed at quiescence: by the first uncaught failure
             assert uncaught
             assert state.error == steps[uncaught[0]].error
-            assert not any(s.status in ACTIVE for s in steps.values())
+            assert not any(s.status in OPEN for s in steps.values())
         if state.status is not ExecutionStatus.RUNNING:
             assert not any(s.status is StepStatus.QUEUED for s in steps.values()) or (
                 state.status is ExecutionStatus.PAUSED
@@ -292,6 +359,20 @@ class Checker:
                             attempts=1 + n % 3,
                         )
                     )
+            case ("signal", name, out):
+                self.signal(name, OUTPUTS[out])
+            case ("timeout", n, stale):
+                sid = self.pick({StepStatus.WAITING}, n)
+                if sid is not None:
+                    s = state.steps[sid]
+                    attempt = s.attempt - 1 if stale else s.attempt
+                    self.send(SignalTimedOut(sid, attempt))
+                    if stale:
+                        assert self.sim.state == state
+                    else:
+                        after = self.sim.state.steps[sid]
+                        assert after.status is StepStatus.FAILED
+                        assert after.error is not None and after.error.code == "signal_timeout"
             case ("started", n):
                 sid = self.pick({StepStatus.QUEUED, StepStatus.RUNNING}, n)
                 if sid is not None and self.graph.steps[sid].for_each is not None:
@@ -332,7 +413,7 @@ class Checker:
             case ("resume", n, override, out):
                 allowed = {StepStatus.FAILED, StepStatus.CANCELLED}
                 if override:
-                    allowed |= ACTIVE
+                    allowed |= OPEN
                 sid = self.pick(allowed, n) if n < 8 else None
                 sid = sid or self.graph.order[n % len(self.graph.order)]
                 resume = ResumeExecution(step_id=sid, override=override, output=OUTPUTS[out])
@@ -390,6 +471,10 @@ class Checker:
                 if sid is None:
                     break
                 s = self.sim.state.steps[sid]
+                if s.status is StepStatus.WAITING:
+                    assert s.signal is not None
+                    assert self.signal(s.signal, {"v": 2})
+                    continue
                 outcome = outcomes.pop(0) if outcomes else "completed"
                 output = {"v": 2} if outcome == "completed" else None
                 if self.graph.steps[sid].for_each is not None:
@@ -410,21 +495,22 @@ def test_random_executions_follow_the_rules_and_replay(
     bodies: list[dict[str, Any]], script: list[tuple[Any, ...]], ending: list[str], xs: list[int]
 ) -> None:
     g = build(bodies)
-    checker = Checker(Sim(g, input_data={"xs": xs}, check_replay=False))
+    checker = Checker(Sim(g, input_data={**INPUT, "xs": xs}, check_replay=False))
     assert checker.send(Start())
-    state = checker.sim.state
-    started = {e.step_id for e in checker.sim.log if e.type in ("step_queued", "map_started")}
+    started = checker.sim.state.steps
     assert set(g.starts) == {s for s in g.order if not g.deps[s]} - g.catch_steps
-    assert set(g.starts) <= started
-    for sid in started - set(g.starts):  # below a map of no items, which completed at once
-        assert all(state.steps[d].status is StepStatus.COMPLETED for d in g.deps[sid])
+    for sid in g.starts:  # queued, waiting or mapping, or decided by its when at once
+        if sid in g.conditions or g.steps[sid].for_each is not None:
+            assert started[sid].status is not StepStatus.PENDING
+        else:
+            assert started[sid].status in (StepStatus.QUEUED, StepStatus.WAITING)
     for action in script:
         checker.act(action)
         checker.sim.assert_replays()
     checker.drain(ending)
     state = checker.sim.state
-    # quiescent: nothing out, and only a failed execution leaves steps waiting
-    assert not any(s.status in ACTIVE for s in state.steps.values())
+    # quiescent: nothing out, and only a failed execution leaves steps pending
+    assert not any(s.status in OPEN for s in state.steps.values())
     assert state.status is not ExecutionStatus.RUNNING
     if state.status is not ExecutionStatus.FAILED:
         assert state.status in FINISHED

@@ -127,6 +127,8 @@ async def test_answers_decode_into_the_documented_types(service: Service) -> Non
     await call("GET", "/infra/workflows/executions/{id}", **execution)
     await call("POST", "/infra/workflows/executions/{id}/pause", **execution)
     await call("POST", "/infra/workflows/executions/{id}/resume", {}, **execution)
+    signal = {"name": "go", "data": {"n": 1}, "idempotency_key": "k"}
+    await call("POST", "/infra/workflows/executions/{id}/signals", signal, **execution)
     await call("POST", "/infra/workflows/executions/{id}/cancel", **execution)
     await call("GET", "/infra/workflows/executions/{id}/events", **execution)
     await call(
@@ -158,6 +160,32 @@ async def test_answers_decode_into_the_documented_types(service: Service) -> Non
     await call("GET", "/core/tokens/usage")
     for path in ("/livez", "/readyz", "/healthz", "/openapi.json"):
         await call("GET", path)
+
+
+async def test_schedule_answers_decode_into_the_documented_types(service: Service) -> None:
+    call = Checker(service.client)
+    step = {"id": "a", "job_trigger": {"trigger": {"type": "pull", "queue": "sched"}}}
+    blueprint = await call("POST", "/infra/workflows/blueprints", {"name": "b", "steps": [step]})
+    body = {"blueprint_id": blueprint.id, "schedule": "0 0 1 1 *", "timezone": "Asia/Tokyo"}
+    schedule = await call("POST", "/infra/workflows/schedules", body)
+    one = {"id": schedule.id}
+    await call("GET", "/infra/workflows/schedules")
+    await call("GET", "/infra/workflows/schedules/{id}", **one)
+    await call("PATCH", "/infra/workflows/schedules/{id}", {"enabled": False}, **one)
+    await call("POST", "/infra/workflows/schedules/{id}/trigger", **one)
+    fired = await call("GET", "/infra/workflows/schedules/{id}", **one)
+    assert fired.last_execution_id is not None and fired.next_fire_at is None
+    await call("DELETE", "/infra/workflows/schedules/{id}", **one)
+    paths = document()["paths"]
+    assert paths["/infra/workflows/schedules"]["post"]["tags"] == ["schedules"]
+    assert set(paths["/infra/workflows/schedules/{id}"]["patch"]["responses"]) >= {
+        "200",
+        "400",
+        "402",
+        "403",
+        "404",
+        "409",
+    }
 
 
 async def test_admin_answers_decode_into_the_documented_types(service: Service) -> None:
@@ -205,3 +233,12 @@ async def test_openapi_and_docs_need_no_key(service: Service) -> None:
             assert expected in answer.headers["content-type"], (url, answer.headers)
         for name in ("LICENSE", "NOTICE"):
             assert (await anonymous.get(f"/docs/assets/{name}")).status_code == 200
+
+
+def test_step_conditions_are_documented() -> None:
+    schemas = document()["components"]["schemas"]
+    when = schemas["Step"]["properties"]["when"]
+    assert when["anyOf"][0]["maxLength"] == 4096
+    assert "CEL" in when["anyOf"][0]["description"]
+    assert "skip_reason" in schemas["ExecutionStep"]["required"]
+    assert "condition_false" in str(schemas["ExecutionStep"]["properties"]["skip_reason"])

@@ -21,6 +21,7 @@ from flowyard.storage import (
     commits,
     jobs,
     projects,
+    schedules,
     stats,
     store_keys,
     webhooks,
@@ -34,6 +35,7 @@ from flowyard.storage.postgres_schema import MIGRATIONS, migrate
 from flowyard.storage.postgres_statements import _STATEMENTS, all_statements, plan
 from flowyard.storage.sqlite import Database
 from flowyard.webhooks.model import Delivery, DeliveryStatus, Webhook
+from flowyard.workflows.schedules import Schedule
 from flowyard.workflows.state import Event, ExecutionState, ExecutionStatus
 
 asyncpg = pytest.importorskip("asyncpg")
@@ -130,6 +132,7 @@ async def test_every_intent_is_read_back_through_the_service_reads(new_store: Ne
             await _jobs_runs_and_queues(db)
             await _blueprints_executions_and_events(db)
             await _webhooks_and_deliveries(db)
+            await _workflow_schedules(db)
 
 
 async def _accounts_and_keys(db: Store) -> None:
@@ -307,6 +310,41 @@ async def _webhooks_and_deliveries(db: Store) -> None:
     assert await webhooks.get_delivery(db, "wh_1", "dlv_0") == delivered
 
 
+async def _workflow_schedules(db: Store) -> None:
+    made = [
+        Schedule(
+            id=f"wfsch_{n}",
+            project_id="proj_s",
+            blueprint_id=f"wf_{n % 2}",
+            schedule="* * * * *",
+            input_data={"n": n},
+            next_fire_at=60_000,
+            created_at=n,
+            updated_at=n,
+        )
+        for n in range(3)
+    ]
+    await db.commit([schedules.put_schedule(s) for s in made])
+    fired = msgspec.structs.replace(made[0], last_fire_at=60_000, last_execution_id="exe_1")
+    await db.commit([schedules.put_schedule(fired), schedules.delete_schedule("wfsch_2")])
+    assert await schedules.get_schedule(db, "proj_s", "wfsch_0") == fired
+    assert await schedules.get_schedule(db, "proj_other", "wfsch_0") is None
+    assert await schedules.get_schedule(db, "proj_s", "wfsch_2") is None
+    page, cursor = await schedules.list_schedules(
+        db, "proj_s", blueprint_id=None, cursor=None, limit=1
+    )
+    assert page == [made[1]] and cursor is not None
+    page, cursor = await schedules.list_schedules(
+        db, "proj_s", blueprint_id=None, cursor=cursor, limit=1
+    )
+    assert page == [fired] and cursor is None
+    only, _ = await schedules.list_schedules(
+        db, "proj_s", blueprint_id="wf_0", cursor=None, limit=5
+    )
+    assert only == [fired]
+    assert await schedules.all_schedules(db) == [fired, made[1]]
+
+
 async def test_writes_of_one_row_in_one_group_commit_apply_in_order(new_store: NewStore) -> None:
     async with running(new_store()) as db:
         with anyio.fail_after(30):
@@ -400,10 +438,8 @@ async def test_migrations_are_idempotent(pg_url: str) -> None:
             rows = await conn.fetch("SELECT key, value FROM meta ORDER BY key")
         finally:
             await conn.close()
-    assert [tuple(row) for row in rows] == [
-        ("kept", "yes"),
-        ("schema_version", str(len(MIGRATIONS))),
-    ]
+    latest = str(len(MIGRATIONS))
+    assert [tuple(row) for row in rows] == [("kept", "yes"), ("schema_version", latest)]
 
 
 async def test_concurrent_commits_share_transactions_and_are_all_kept(pg_url: str) -> None:

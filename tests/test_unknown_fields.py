@@ -93,9 +93,7 @@ async def _refused_blueprint(owner: Owner, blueprint: Json) -> httpx.Response:
         ("dependsOn", ["b"]),
     ],
 )
-async def test_an_unknown_step_field_is_400(
-    shared: Service, field: str, value: Any
-) -> None:
+async def test_an_unknown_step_field_is_400(shared: Service, field: str, value: Any) -> None:
     async with new_owner(shared) as owner:
         steps = [{**STEP, field: value}]
         response = await _refused_blueprint(owner, {**BLUEPRINT, "steps": steps})

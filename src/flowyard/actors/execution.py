@@ -13,14 +13,27 @@ from flowyard.actors.execution_maps import MapRunner
 from flowyard.errors import Conflict, Invalid
 from flowyard.jobs.spec import MAX_PAYLOAD_BYTES
 from flowyard.workflows.blueprint import Graph, StepKind
+from flowyard.workflows.conditions import ConditionError
 from flowyard.workflows.maps import NO_ITEMS, Items
+from flowyard.workflows.signals import (
+    MAX_BUFFERED,
+    SIGNAL_TIMEOUT,
+    first_kept,
+    oldest_waiting,
+    without,
+)
 from flowyard.workflows.state import (
     ACTIVE,
     CANCELLABLE,
+    CONDITION_FALSE,
     FINISHED,
     LIVE,
+    OPEN,
     ArmDeadline,
+    ArmSignalTimeout,
+    BufferedSignal,
     CancelExecution,
+    ConsumeSignal,
     DeadlinePassed,
     Effect,
     Event,
@@ -32,7 +45,10 @@ from flowyard.workflows.state import (
     Message,
     PauseExecution,
     QueueJob,
+    RecordSignal,
     ResumeExecution,
+    SendSignal,
+    SignalTimedOut,
     Start,
     StepError,
     StepState,
@@ -76,6 +92,10 @@ def decide(
             draft.resume(message)
         case DeadlinePassed():
             draft.deadline(message)
+        case SendSignal():
+            draft.signal(message)
+        case SignalTimedOut():
+            draft.signal_timed_out(message)
         case _:
             raise TypeError(f"unexpected message {message!r}")
     draft.settle()
@@ -125,7 +145,7 @@ class _Draft:
             return False
         if step_id in self.graph.catch_steps:
             return step.failure is not None
-        return all(self.steps[d].status is StepStatus.COMPLETED for d in self.graph.deps[step_id])
+        return all(self.steps[d].done for d in self.graph.deps[step_id])
 
     def schedule(self) -> None:
         """Queue every eligible step (a template failure may make more eligible)."""
@@ -139,7 +159,9 @@ class _Draft:
                     self.queue(step_id)
 
     def queue(self, step_id: str) -> None:
-        """Start an eligible step the way its kind says."""
+        """Start an eligible step the way its kind says, if its ``when`` holds."""
+        if step_id in self.graph.conditions and not self.condition_holds(step_id):
+            return
         if self.graph.steps[step_id].for_each is not None:
             self.maps.start(step_id)
             return
@@ -152,7 +174,45 @@ class _Draft:
                 self.start_child(step_id)
 
     def wait_for_signal(self, step_id: str) -> None:
-        raise NotImplementedError
+        """The step waits for its signal, or takes the oldest one kept for its name."""
+        wait = self.graph.steps[step_id].wait_for_signal
+        assert wait is not None
+        attempt = self.steps[step_id].attempt + 1
+        self.set_step(
+            step_id,
+            status=StepStatus.WAITING,
+            attempt=attempt,
+            job_id=None,
+            error=None,
+            output=None,
+            started_at=self.now,
+            completed_at=None,
+            signal=wait.name,
+            signal_id=None,
+        )
+        data: dict[str, Any] = {"attempt": attempt, "signal": wait.name}
+        timeout_at = None if wait.timeout_sec is None else self.now + wait.timeout_sec * 1000
+        if timeout_at is not None:
+            data["timeout_at"] = timeout_at
+        self.event("step_waiting", step_id, data)
+        kept = first_kept(self.state.signals, wait.name)
+        if kept is not None:
+            self.update(signals=without(self.state.signals, kept.id))
+            self.effects.append(ConsumeSignal(kept.id, step_id))
+            self.take_signal(step_id, kept.id, kept.data)
+        elif timeout_at is not None:
+            self.effects.append(ArmSignalTimeout(step_id, attempt, timeout_at))
+
+    def take_signal(self, step_id: str, signal_id: str, data: Any) -> None:
+        self.set_step(
+            step_id,
+            status=StepStatus.COMPLETED,
+            output=data,
+            error=None,
+            completed_at=self.now,
+            signal_id=signal_id,
+        )
+        self.event("step_completed", step_id, {"signal_id": signal_id, "output": data})
 
     def start_child(self, step_id: str) -> None:
         raise NotImplementedError
@@ -188,8 +248,37 @@ class _Draft:
         self.effects.append(QueueJob(step_id, attempt, msgspec.Raw(encoded)))
         self.event("step_queued", step_id, {"attempt": attempt})
 
+    def condition_holds(self, step_id: str) -> bool:
+        """Evaluate the step's ``when``; false skips it, an error or non-boolean fails it."""
+        ancestors = self.graph.ancestors[step_id]
+        variables = {
+            "input": self.state.input_data,
+            "steps": {
+                sid: {"output": s.output, "status": s.status.value}
+                for sid, s in self.steps.items()
+                if sid in ancestors
+            },
+            "execution": {"id": self.state.id, "blueprint_id": self.state.blueprint_id},
+        }
+        try:
+            holds = self.graph.conditions[step_id].evaluate(variables)
+        except ConditionError as exc:
+            step = self.steps[step_id]
+            self.fail(step_id, StepError("condition_error", exc.message), None, step.attempt)
+            return False
+        if not holds:
+            self.set_step(
+                step_id,
+                status=StepStatus.SKIPPED,
+                skip_reason=CONDITION_FALSE,
+                output=None,
+                completed_at=self.now,
+            )
+            self.event("step_skipped", step_id, {"reason": CONDITION_FALSE})
+        return holds
+
     def context(self, step_id: str) -> dict[str, Any]:
-        steps = {sid: s.output for sid, s in self.steps.items() if s.status is StepStatus.COMPLETED}
+        steps = {sid: s.output for sid, s in self.steps.items() if s.done}
         context: dict[str, Any] = {
             "input": self.state.input_data,
             "steps": steps,
@@ -254,8 +343,8 @@ class _Draft:
             if step.status is StepStatus.FAILED and step.caught_by is not None:
                 held |= self.graph.descendants[sid]
         for descendant in self.below(step_id, StepStatus.SKIPPED):
-            if descendant in held:
-                continue
+            if descendant in held or self.steps[descendant].done:
+                continue  # held by another failure, or skipped by its own when: final
             self.set_step(descendant, status=StepStatus.PENDING)
             self.event("step_pending", descendant, {"reason": f"{step_id} resumed"})
 
@@ -303,6 +392,53 @@ class _Draft:
             self.fail(message.step_id, error, message.job_id, message.attempts)
         self.schedule()
 
+    def signal(self, message: SendSignal) -> None:
+        if self.status not in LIVE:
+            raise Conflict(f"cannot signal an execution that is {self.status}")
+        target = oldest_waiting(self.steps, self.graph.order, message.name)
+        if target is None and len(self.state.signals) >= MAX_BUFFERED:
+            raise Conflict(
+                f"the execution already keeps {MAX_BUFFERED} signals that no step has taken"
+            )
+        seq = self.state.signal_seq + 1
+        self.update(signal_seq=seq)
+        self.event(
+            "signal_received",
+            target,
+            {
+                "signal_id": message.signal_id,
+                "name": message.name,
+                "data": message.data,
+                "consumed_by": target,
+            },
+        )
+        self.effects.append(
+            RecordSignal(
+                message.signal_id,
+                seq,
+                message.name,
+                message.data,
+                message.idempotency_key,
+                target,
+            )
+        )
+        if target is None:
+            kept = BufferedSignal(message.signal_id, seq, message.name, message.data)
+            self.update(signals=[*self.state.signals, kept])
+            return
+        self.take_signal(target, message.signal_id, message.data)
+        self.schedule()
+
+    def signal_timed_out(self, message: SignalTimedOut) -> None:
+        step = self.steps.get(message.step_id)
+        if step is None or step.status is not StepStatus.WAITING or step.attempt != message.attempt:
+            return  # it took a signal, was cancelled, overridden or waits again meanwhile
+        wait = self.graph.steps[message.step_id].wait_for_signal
+        seconds = wait.timeout_sec if wait is not None else None
+        error = StepError(SIGNAL_TIMEOUT, f"no signal {step.signal!r} within {seconds} s")
+        self.fail(message.step_id, error, None, step.attempt)
+        self.schedule()
+
     def cancel(self) -> None:
         if self.status not in CANCELLABLE:
             raise Conflict(f"cannot cancel an execution that is {self.status}")
@@ -314,7 +450,7 @@ class _Draft:
         self.maps.withdraw_live()
         for step_id in self.graph.order:
             step = self.steps[step_id]
-            if step.status is StepStatus.QUEUED:
+            if step.status in (StepStatus.QUEUED, StepStatus.WAITING):
                 self.set_step(step_id, status=StepStatus.CANCELLED, completed_at=self.now)
                 if step.job_id is not None:
                     self.effects.append(WithdrawJob(step_id, step.job_id))
@@ -374,7 +510,13 @@ class _Draft:
 
     def override(self, step_id: str, output: Any, reason: str | None) -> None:
         step = self.steps[step_id]
-        allowed = (StepStatus.FAILED, StepStatus.CANCELLED, StepStatus.QUEUED, StepStatus.RUNNING)
+        allowed = (
+            StepStatus.FAILED,
+            StepStatus.CANCELLED,
+            StepStatus.QUEUED,
+            StepStatus.RUNNING,
+            StepStatus.WAITING,
+        )
         if step.status not in allowed:
             raise Conflict(f"cannot override step {step_id!r} while it is {step.status}")
         if step.status in ACTIVE and step.job_id is not None:
@@ -406,7 +548,7 @@ class _Draft:
         """A running execution with nothing queued, running or eligible has ended."""
         if self.status is not ExecutionStatus.RUNNING:
             return
-        if any(s.status in ACTIVE for s in self.steps.values()):
+        if any(s.status in OPEN for s in self.steps.values()):
             return
         if any(self.eligible(s) for s in self.graph.order):
             return

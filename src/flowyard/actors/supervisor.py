@@ -1,8 +1,9 @@
 """The supervisor: owns the task group, the database and the engines, and shuts down in order.
 
 Start: open SQLite, start the writer, load the webhooks and re-arm every pending delivery,
-rehydrate every live execution and job, re-arm every timer, then report ready. Stop: stop
-taking work, cancel the engines, let the writer commit what it holds, close.
+rehydrate every live execution and job, re-arm every timer (workflow schedules' fires too),
+then report ready. Stop: stop taking work, cancel the engines, let the writer commit what it
+holds, close.
 
 A core service (the writer, the accounts, the execution actors' host, the job engine with its
 timers, queues and push delivery) that crashes is not restarted in place: its memory may no
@@ -22,6 +23,7 @@ from flowyard.actors.accounts import Accounts
 from flowyard.actors.dispatcher import Dispatcher
 from flowyard.actors.jobs import JobEngine
 from flowyard.actors.outbox import Outbox
+from flowyard.actors.schedules import Schedules
 from flowyard.actors.webhooks import Webhooks
 from flowyard.actors.workflows import WorkflowEngine
 from flowyard.clock import SYSTEM_CLOCK, Clock
@@ -51,6 +53,7 @@ class Supervisor:
         self.accounts = Accounts(self.db, clock)
         self.jobs = JobEngine(self.db, settings, self.dispatcher, self.accounts, clock)
         self.workflows = WorkflowEngine(self.db, self.jobs, settings)
+        self.schedules = Schedules(self.workflows)
         self.outbox = Outbox(self.db, settings, self.dispatcher, self.jobs)
         self.webhooks = Webhooks(self.db, self.outbox, self.accounts)
         self.workflows.emit = self.outbox.subscriptions.execution_change
@@ -119,6 +122,7 @@ class Supervisor:
             # Executions first: rehydrated jobs may report results to them at once.
             await tg.start(self.workflows.run)
             await tg.start(self.jobs.run)
+            await tg.start(self.schedules.run)  # missed fires fire once the rest is up
             self.ready.set()
             log.info("ready")
 

@@ -23,6 +23,7 @@ from flowyard.actors.execution_records import (
     with_job,
 )
 from flowyard.actors.jobs import Change, JobEngine
+from flowyard.actors.signals import Signals
 from flowyard.billing import JOB_WRITE, WORKFLOW_WRITE
 from flowyard.errors import FlowyardError
 from flowyard.jobs.model import Job, Run
@@ -41,6 +42,7 @@ from flowyard.workflows.state import (
     PutItems,
     QueueJob,
     ResumeExecution,
+    SendSignal,
     Start,
     WithdrawJob,
 )
@@ -52,7 +54,7 @@ replace = msgspec.structs.replace
 BATCH = 64
 """Job messages of one actor committed together at most."""
 JOB_MESSAGES = (JobStarted, JobFinished)
-COMMANDS = (Start, CancelExecution, PauseExecution, ResumeExecution)
+COMMANDS = (Start, CancelExecution, PauseExecution, ResumeExecution, SendSignal)
 """Messages a client sends: each pays for the call; the others are the engine's own."""
 
 
@@ -70,11 +72,16 @@ class Prepared:
     created: list[Job]
     deadlines: list[int]
     item_changes: list[PutItems]
+    more: list[Intent]
+    """Rows of other records the transition writes (signals)."""
+    effects: list[Effect]
+    """Every effect, for what is carried out after the commit (signal timeouts)."""
 
     @classmethod
     def of(cls, carry: Carry | None) -> "Prepared":
         """Starting from the job transition a message carries, if any."""
-        return cls([carry[0]] if carry else [], list(carry[1]) if carry else [], [], [], [])
+        changes = [carry[0]] if carry else []
+        return cls(changes, list(carry[1]) if carry else [], [], [], [], [], [])
 
     def merge(self, other: "Prepared") -> None:
         self.changes += other.changes
@@ -82,6 +89,8 @@ class Prepared:
         self.created += other.created
         self.deadlines += other.deadlines
         self.item_changes += other.item_changes
+        self.more += other.more
+        self.effects += other.effects
 
 
 BATCH = 64
@@ -93,6 +102,7 @@ class Commits:
     """The write side of :class:`~flowyard.actors.workflows.WorkflowEngine`."""
 
     jobs: JobEngine
+    signals: Signals
 
     def _step_job(self, state: ExecutionState, effect: QueueJob, now: int) -> Job:
         raise NotImplementedError
@@ -104,7 +114,7 @@ class Commits:
         events: list[Event],
         changes: list[Change],
         runs: list[Run],
-        items: list[Intent] | None = None,
+        more: list[Intent] | None = None,
     ) -> None:
         raise NotImplementedError
 
@@ -169,6 +179,8 @@ class Commits:
             events = tag_item_jobs(events, item_jobs)
             item_changes = [with_item_jobs(change, item_jobs) for change in item_changes]
         prepared.item_changes += item_changes
+        prepared.more += self.signals.writes(new.id, effects, now)
+        prepared.effects += effects
         return new, events
 
     async def _commit(
@@ -182,13 +194,15 @@ class Commits:
             i for c in prepared.item_changes for i in store.put_items(new.id, c.step_id, c.items)
         ]
         jobs = [*prepared.changes, *((None, j) for j in prepared.created)]
-        await self._store(actor, new, events, jobs, prepared.runs, items)
+        await self._store(actor, new, events, jobs, prepared.runs, [*items, *prepared.more])
 
     def _after(self, new: ExecutionState, prepared: "Prepared") -> None:
-        """Once committed: the new jobs enter their queues, deadlines are armed."""
+        """Once committed: the new jobs enter their queues, deadlines and signal timeouts are
+        armed."""
         self.jobs.admit(prepared.created)
         for at in prepared.deadlines:
             self.jobs.timers.arm(at, DeadlineTimer(new.id, at))
+        self.signals.arm(new.id, prepared.effects)
 
     async def _results(
         self, actor: ExecutionActor, messages: list[tuple[Message, Carry | None]]
@@ -205,7 +219,7 @@ class Commits:
         now = self.jobs.clock.now_ms()
         state, events = actor.state, list[Event]()
         items = {sid: list(found) for sid, found in actor.items.items()}
-        total = Prepared([], [], [], [], [])
+        total = Prepared.of(None)
         price, done = 0, 0
         try:
             for message, carry in messages:

@@ -29,6 +29,7 @@ from flowyard.actors.execution_records import (
 )
 from flowyard.actors.jobs import Change, JobEngine
 from flowyard.actors.mailbox import Envelope, reply
+from flowyard.actors.signals import Sent, Signals, SignalTimer
 from flowyard.actors.workflow_commits import BATCH, COMMANDS, JOB_MESSAGES, Commits, price_of
 from flowyard.billing import WORKFLOW_WRITE
 from flowyard.errors import Conflict, FlowyardError, NotFound, Unavailable
@@ -37,6 +38,7 @@ from flowyard.settings import Settings
 from flowyard.storage import workflows as store
 from flowyard.storage.intents import Intent
 from flowyard.storage.port import Store
+from flowyard.storage.signals import with_kept_signals
 from flowyard.storage.sqlite import RETRY_MS
 from flowyard.workflows.state import (
     DeadlinePassed,
@@ -49,6 +51,7 @@ from flowyard.workflows.state import (
     PauseExecution,
     PutItems,
     QueueJob,
+    SignalTimedOut,
     Start,
 )
 from flowyard.workflows.templates import missing_input_paths
@@ -76,6 +79,8 @@ class WorkflowEngine(Commits, ActorHost):
         self.emitted: Callable[[list[Any]], None] | None = None
         jobs.workflow_starting = self._job_starting
         jobs.timer_hooks[DeadlineTimer] = self._deadline_fired
+        self.signals = Signals(db, jobs.timers, self._charge_call)
+        jobs.timer_hooks[SignalTimer] = self._signal_timer_fired
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Rehydrate every active execution, then host the actors' tasks until cancelled."""
@@ -96,10 +101,12 @@ class WorkflowEngine(Commits, ActorHost):
                 failed, events = failed_execution(state, exc, self.jobs.clock.now_ms())
                 await self._record(state, failed, events, [], [])
                 continue
+            state = await with_kept_signals(self.db, state)
             items = await store.execution_items(self.db, state)
             self.actors[state.id] = ExecutionActor(state, graph, items)
             if state.status in (ExecutionStatus.RUNNING, ExecutionStatus.PAUSED):
                 self.jobs.timers.arm(state.deadline_at, DeadlineTimer(state.id, state.deadline_at))
+            self.signals.rearm(state, graph)
             count += 1
         log.info("rehydrated %d executions", count)
 
@@ -156,12 +163,27 @@ class WorkflowEngine(Commits, ActorHost):
             if state is None:
                 raise NotFound(f"execution {execution_id} not found")
             graph = await self.blueprints.graph(state.blueprint_id)
+            state = await with_kept_signals(self.db, state)
             items = await store.execution_items(self.db, state)
             actor = self.actors.get(execution_id) or ExecutionActor(state, graph, items)
             self.actors[execution_id] = actor
         if project_id is not None and actor.state.project_id != project_id:
             raise NotFound(f"execution {execution_id} not found")
         return actor
+
+    async def signal(
+        self, project_id: str, execution_id: str, name: str, data: Any, key: str | None
+    ) -> tuple[Sent, bool]:
+        """Send a signal to an execution (see :meth:`Signals.send`)."""
+        actor = await self._actor(execution_id, project_id)
+        return await self.signals.send(actor, self._ask, name, data, key)
+
+    def _charge_call(self, project_id: str) -> None:
+        self.jobs.accounts.charge(project_id, WORKFLOW_WRITE, "infra/workflows")
+
+    def _signal_timer_fired(self, key: SignalTimer) -> None:
+        actor = self.actors.get(key.execution_id)
+        self.signals.fired(actor, key, self._tell, self.jobs.clock.now_ms())
 
     # ----------------------------------------------------------------- job events
 
@@ -273,6 +295,10 @@ class WorkflowEngine(Commits, ActorHost):
                 log.warning("deadline of %s not recorded (%s); again soon", actor.state.id, outcome)
                 key = DeadlineTimer(actor.state.id, message.deadline_at)
                 self.jobs.timers.arm(self.jobs.clock.now_ms() + RETRY_MS, key)
+            elif isinstance(message, SignalTimedOut) and isinstance(outcome, Unavailable):
+                at = self.jobs.clock.now_ms() + RETRY_MS  # likewise for a signal's timeout
+                timer = SignalTimer(actor.state.id, message.step_id, message.attempt, at)
+                self.jobs.timers.arm(at, timer)
             reply(envelope, outcome)
         self._rest(actor)
 
@@ -330,9 +356,9 @@ class WorkflowEngine(Commits, ActorHost):
         events: list[Event],
         changes: list[Change],
         runs: list[Run],
-        items: list[Intent] | None = None,
+        more: list[Intent] | None = None,
     ) -> None:
-        actor.state = await self._record(actor.state, new, events, changes, runs, items)
+        actor.state = await self._record(actor.state, new, events, changes, runs, more)
 
     async def _record(
         self,
@@ -341,14 +367,14 @@ class WorkflowEngine(Commits, ActorHost):
         events: list[Event],
         changes: list[Change],
         runs: list[Run],
-        items: list[Intent] | None = None,
+        more: list[Intent] | None = None,
     ) -> ExecutionState:
-        """Commit ``new`` with its events, its item rows, the job changes it carries and what
-        it emits to webhooks; the state as stored."""
+        """Commit ``new`` with its events, the job changes it carries, ``more`` rows of its
+        own and what it emits to webhooks; the state as stored."""
         seq = old.event_seq
         new = replace(new, event_seq=seq + len(events))
         ops: list[Intent] = [store.put_execution(new), store.put_events(new.id, seq + 1, events)]
-        ops += items or []
+        ops += more or []
         outbox, deliveries = self.emit(old, new) if self.emit else ([], [])
         await self.jobs.commit(changes, runs, [*ops, *outbox])
         if deliveries and self.emitted is not None:

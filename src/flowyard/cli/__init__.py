@@ -8,7 +8,18 @@ import sys
 from collections.abc import Sequence
 
 from flowyard import __version__
-from flowyard.cli import blueprints, db, demo, executions, jobs, keys, serve, webhooks, worker
+from flowyard.cli import (
+    blueprints,
+    db,
+    demo,
+    executions,
+    jobs,
+    keys,
+    schedules,
+    serve,
+    webhooks,
+    worker,
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -17,7 +28,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"flowyard {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    for module in (serve, keys, db, executions, blueprints, jobs, webhooks, worker, demo):
+    for module in (
+        serve,
+        keys,
+        db,
+        executions,
+        blueprints,
+        schedules,
+        jobs,
+        webhooks,
+        worker,
+        demo,
+    ):
         module.register(commands)
     return parser
 

@@ -1,4 +1,4 @@
-"""``flowyard executions list|show|items|cancel|pause|resume``: workflow executions on a
+"""``flowyard executions list|show|items|cancel|pause|resume|signal``: workflow executions on a
 server."""
 
 import argparse
@@ -86,6 +86,26 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
     )
     resume_parser.add_argument("--reason", help=described("kept in the event log", "no reason"))
     resume_parser.set_defaults(run=remote(resume))
+
+    signal_parser = sub.add_parser(
+        "signal",
+        parents=[options],
+        help="send a signal: it completes the oldest step waiting for NAME, or is kept",
+    )
+    signal_parser.add_argument("execution_id", metavar="ID", help="the execution's id")
+    signal_parser.add_argument("name", metavar="NAME", help="the signal's name (1 to 128 chars)")
+    signal_parser.add_argument(
+        "--data",
+        type=json_value,
+        default=None,
+        metavar="JSON",
+        help=described("the output of the step that takes it (a JSON value)", "null"),
+    )
+    signal_parser.add_argument(
+        "--idempotency-key",
+        help=described("sending it again with this key answers the first answer", "none"),
+    )
+    signal_parser.set_defaults(run=remote(signal))
 
 
 def _row(execution: Execution) -> list[object]:
@@ -232,6 +252,15 @@ def resume(client: Client, args: argparse.Namespace) -> int:
         step_id=args.step,
         override_output=args.override_output,
         reason=args.reason,
+    )
+    return _answer(args, answer)
+
+
+def signal(client: Client, args: argparse.Namespace) -> int:
+    """``flowyard executions signal``: the answer ``{signal_id, execution_id, name,
+    consumed_by, replayed}``."""
+    answer = client.workflows.signal(
+        args.execution_id, args.name, args.data, idempotency_key=args.idempotency_key
     )
     return _answer(args, answer)
 

@@ -4,7 +4,7 @@ Every object is the response Struct the server's OpenAPI document is generated f
 (``flowyard.http.api_types``), so the client and the documented schema cannot drift apart.
 They decode exactly (an unknown field is an error), so use a client of the same Flowyard
 version as the server. This module adds what only the client needs: ``Page``, the trigger
-answer with its replay flag, and the type names of request arguments.
+and signal answers with their replay flag, and the type names of request arguments.
 """
 
 import functools
@@ -21,6 +21,7 @@ from flowyard.http.api_admin_types import (
     ProjectStats,
     Stats,
 )
+from flowyard.http.api_schedule_types import Schedule, ScheduleDeleted
 from flowyard.http.api_types import (
     Blueprint,
     BlueprintSummary,
@@ -82,6 +83,9 @@ __all__ = [
     "Queue",
     "Resumed",
     "Run",
+    "Schedule",
+    "ScheduleDeleted",
+    "Signalled",
     "Stats",
     "StepItem",
     "TokenBalance",
@@ -109,6 +113,17 @@ class Triggered(msgspec.Struct, frozen=True, kw_only=True):
     blueprint_id: str
     status: ExecutionStatus
     started_at: str
+    replayed: bool = False
+
+
+class Signalled(msgspec.Struct, frozen=True, kw_only=True):
+    """The answer to a signal (``consumed_by``: the step it completed, None when it was kept);
+    ``replayed`` when an idempotency key matched."""
+
+    signal_id: str
+    execution_id: str
+    name: str
+    consumed_by: str | None
     replayed: bool = False
 
 

@@ -6,7 +6,7 @@ from typing import Any
 import httpx
 import msgspec
 
-from flowyard.client.core import Call, Wait, query, returns, returns_page, segment
+from flowyard.client.core import Call, Runner, Wait, query, returns, returns_page, segment
 from flowyard.client.models import (
     UNSET,
     Blueprint,
@@ -19,10 +19,13 @@ from flowyard.client.models import (
     Page,
     Paused,
     Resumed,
+    Signalled,
     StepItem,
     Triggered,
 )
 from flowyard.client.namespace import Mode, Namespace, endpoint, paginate, poll
+from flowyard.client.schedules import Schedules
+from flowyard.http.api_types import SignalSent
 from flowyard.workflows.blueprint import BlueprintSpec
 from flowyard.workflows.state import LIVE
 
@@ -31,7 +34,12 @@ POLL_INTERVAL = 0.5
 
 
 class Workflows(Namespace[Mode]):
-    """``/infra/workflows``: blueprints, executions, their events and controls."""
+    """``/infra/workflows``: blueprints, executions, their events and controls; ``schedules``
+    (``/infra/workflows/schedules``)."""
+
+    def __init__(self, runner: Runner) -> None:
+        super().__init__(runner)
+        self.schedules: Schedules[Mode] = Schedules(runner)
 
     @endpoint
     def create_blueprint(self, blueprint: BlueprintSpec | Body) -> Call[Blueprint]:
@@ -174,6 +182,23 @@ class Workflows(Namespace[Mode]):
         path = f"/infra/workflows/executions/{segment(execution_id)}/resume"
         return Call("POST", path, returns(Resumed), body=body)
 
+    @endpoint
+    def signal(
+        self,
+        execution_id: str,
+        name: str,
+        data: Any = None,
+        idempotency_key: str | None = None,
+    ) -> Call[Signalled]:
+        """Send a signal: it completes the oldest step waiting for ``name`` with ``data`` as
+        its output, or is kept for the next one (``consumed_by`` None). The same
+        ``idempotency_key`` again answers the first answer (``replayed``)."""
+        body: dict[str, Any] = {"name": name, "data": data}
+        if idempotency_key is not None:
+            body["idempotency_key"] = idempotency_key
+        path = f"/infra/workflows/executions/{segment(execution_id)}/signals"
+        return Call("POST", path, _signalled, body=body)
+
 
 def _ended(execution: Execution) -> bool:
     return execution.status not in LIVE
@@ -183,3 +208,9 @@ def _triggered(response: httpx.Response) -> Triggered:
     started = returns(Triggered)(response)
     replayed = response.headers.get("idempotent-replayed", "").lower() == "true"
     return msgspec.structs.replace(started, replayed=replayed)
+
+
+def _signalled(response: httpx.Response) -> Signalled:
+    sent = returns(SignalSent)(response)
+    replayed = response.headers.get("idempotent-replayed", "").lower() == "true"
+    return Signalled(**msgspec.structs.asdict(sent), replayed=replayed)

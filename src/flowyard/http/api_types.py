@@ -232,6 +232,12 @@ class ExecutionStep(View, frozen=True):
     started_at: Timestamp | None
     completed_at: Timestamp | None
     caught_by: str | None
+    skip_reason: Annotated[
+        str | None,
+        Meta(description="condition_false when its when was false (it counts as done); else null"),
+    ]
+    signal: str | None
+    signal_id: str | None
     items: ItemCounts | None
 
 
@@ -322,6 +328,16 @@ class Resumed(View, frozen=True):
     id: str
     status: ExecutionStatus
     resumed_at: Timestamp | None
+
+
+class SignalSent(View, frozen=True):
+    """The answer to a signal: the step it completed, or null when it was kept
+    (header `Idempotent-Replayed: true` on a replay)."""
+
+    signal_id: str
+    execution_id: str
+    name: str
+    consumed_by: str | None
 
 
 # ---------------------------------------------------------------------------- tokens

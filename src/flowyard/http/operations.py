@@ -12,11 +12,12 @@ from typing import Annotated, Any, Literal
 from msgspec import Meta
 
 from flowyard.http import api_admin_types as admin_api
+from flowyard.http import api_schedule_types as schedule_api
 from flowyard.http import api_types as api
 from flowyard.http import api_webhook_types as webhook_api
 from flowyard.http.body import NoFields
 from flowyard.http.routes_admin import KeyBody, ProjectBody, ProjectPatch
-from flowyard.http.routes_workflows import ResumeBody, TriggerBody
+from flowyard.http.routes_workflows import ResumeBody, SignalBody, TriggerBody
 from flowyard.http.schemas import (
     AckBody,
     BatchBody,
@@ -25,6 +26,8 @@ from flowyard.http.schemas import (
     HeartbeatBody,
     PublishBody,
     QueueBody,
+    ScheduleBody,
+    SchedulePatch,
     WebhookBody,
     WebhookPatch,
 )
@@ -85,6 +88,7 @@ _J, _W = "jobs:write", "workflows:write"
 _JR, _WR = "jobs:read", "workflows:read"
 _H, _HR = "webhooks:write", "webhooks:read"
 _HOOK = "/infra/webhooks/{webhook_id}"
+_SCHED = "/infra/workflows/schedules/{id}"
 
 # fmt: off
 OPERATIONS: tuple[Operation, ...] = (
@@ -173,6 +177,40 @@ OPERATIONS: tuple[Operation, ...] = (
               api.Paused, _W, body=NoFields, body_optional=True, errors=(409,), billed=True),
     Operation("POST", "/infra/workflows/executions/{id}/resume", "Resume an execution",
               api.Resumed, _W, body=ResumeBody, body_optional=True, errors=(409,), billed=True),
+    # workflow schedules
+    Operation("POST", "/infra/workflows/schedules", "Schedule a blueprint",
+              schedule_api.Schedule, _W, body=ScheduleBody, billed=True, errors=(409,),
+              makes=(_SCHED, "/id"),
+              description="`schedule`: 5-field cron, read in `timezone` (IANA). Each fire "
+              "triggers the blueprint with `input_data` and the idempotency key "
+              "`schedule:<id>:<fire time>` (e.g. `2026-12-06T20:30:00Z`). `overlap: skip` skips "
+              "a fire while the previous execution is running or paused. An archived blueprint "
+              "is 409."),
+    Operation("GET", "/infra/workflows/schedules", "List schedules, newest first",
+              schedule_api.ScheduleList, _WR, billed=True,
+              query=(Param("blueprint_id", _text(1, 256), "only schedules of this blueprint"),
+                     *PAGE)),
+    Operation("GET", _SCHED, "Read a schedule", schedule_api.Schedule, _WR, billed=True),
+    Operation("PATCH", _SCHED, "Change a schedule", schedule_api.Schedule, _W,
+              body=SchedulePatch, billed=True, errors=(409,),
+              description="Any of `schedule`, `timezone`, `input_data`, `enabled`, `overlap`; "
+              "`next_fire_at` is computed again. Enabling the schedule of an archived "
+              "blueprint is 409."),
+    Operation("DELETE", _SCHED, "Delete a schedule", schedule_api.ScheduleDeleted, _W,
+              billed=True, description="Its executions run on."),
+    Operation("POST", f"{_SCHED}/trigger", "Fire a schedule now", api.ExecutionStarted, _W,
+              body=NoFields, body_optional=True, errors=(409,), billed=True,
+              makes=("/infra/workflows/executions/{id}", "/execution_id"),
+              description="Enabled or not, whatever `overlap` says; answers as a trigger of "
+              "the blueprint. `next_fire_at` does not move."),
+    Operation("POST", "/infra/workflows/executions/{id}/signals", "Send a signal to an execution",
+              api.SignalSent, _W, body=SignalBody, errors=(409,), billed=True,
+              description="It completes the oldest step waiting for `name` with `data` (at "
+              "most 256 KiB as JSON) as its output, or is kept for the next step that waits "
+              "for it (`consumed_by` null; an execution keeps at most 1000, 409 beyond). 409 "
+              "once the execution has ended (completed, failed, compensated, cancelled); the "
+              "same `idempotency_key` again answers the first answer, with another name or "
+              "data 409."),
     # webhooks
     Operation("POST", "/infra/webhooks", "Create a webhook", webhook_api.Webhook, _H,
               body=WebhookBody, status=201, billed=True, makes=(_HOOK, "/id"), errors=(409,),

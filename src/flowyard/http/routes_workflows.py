@@ -9,13 +9,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from flowyard.clock import rfc3339
-from flowyard.errors import NotFound
+from flowyard.errors import Invalid, NotFound
 from flowyard.http.body import query_choice, query_int, query_str, read_json, read_no_fields
 from flowyard.http.context import caller, charge_read
 from flowyard.http.respond import json_response
 from flowyard.storage import workflows as store
 from flowyard.storage.workflows import Blueprint
 from flowyard.workflows.blueprint import BlueprintSpec
+from flowyard.workflows.signals import MAX_DATA_BYTES
 from flowyard.workflows.state import (
     CancelExecution,
     Event,
@@ -44,6 +45,14 @@ class ResumeBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     step_id: Annotated[str, Meta(min_length=1, max_length=128)] | None = None
     override_output: Any | msgspec.UnsetType = msgspec.UNSET
     reason: Annotated[str, Meta(max_length=1000)] | None = None
+
+
+class SignalBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``POST /infra/workflows/executions/{id}/signals``."""
+
+    name: Annotated[str, Meta(min_length=1, max_length=128)]
+    data: Any = None
+    idempotency_key: Annotated[str, Meta(min_length=1, max_length=128)] | None = None
 
 
 def blueprint_view(blueprint: Blueprint) -> dict[str, Any]:
@@ -89,6 +98,9 @@ def execution_view(state: ExecutionState) -> dict[str, Any]:
                 "started_at": rfc3339(s.started_at),
                 "completed_at": rfc3339(s.completed_at),
                 "caught_by": s.caught_by,
+                "skip_reason": s.skip_reason,
+                "signal": s.signal,
+                "signal_id": s.signal_id,
                 "items": item_counts(s.items),
             }
             for s in state.steps.values()
@@ -129,9 +141,9 @@ def event_view(seq: int, event: Event) -> dict[str, Any]:
     back), so the ``deadline_at`` of ``resumed`` and ``timed_out`` is shown here in RFC 3339,
     like every other time of the API, whenever the event was written."""
     data = event.data
-    deadline = data.get("deadline_at")
-    if isinstance(deadline, int):
-        data = {**data, "deadline_at": rfc3339(deadline)}
+    for field in ("deadline_at", "timeout_at"):
+        if isinstance(data.get(field), int):
+            data = {**data, field: rfc3339(data[field])}
     return {
         "seq": seq,
         "at": rfc3339(event.at),
@@ -299,6 +311,19 @@ async def resume(request: Request) -> Response:
     )
 
 
+async def signal(request: Request) -> Response:
+    runtime, state = await _execution(request, "workflows:write")
+    body = await read_json(request, SignalBody)
+    if len(msgspec.json.encode(body.data)) > MAX_DATA_BYTES:
+        message = f"over {MAX_DATA_BYTES} bytes as JSON"
+        raise Invalid(f"data is {message}", [{"path": "$.data", "message": message}])
+    sent, replayed = await runtime.workflows.signal(
+        state.project_id, state.id, body.name, body.data, body.idempotency_key
+    )
+    headers = {"Idempotent-Replayed": "true"} if replayed else None
+    return json_response(msgspec.to_builtins(sent), headers=headers)
+
+
 routes = [
     Route("/infra/workflows/blueprints", create_blueprint, methods=["POST"]),
     Route("/infra/workflows/blueprints", list_blueprints, methods=["GET"]),
@@ -312,4 +337,5 @@ routes = [
     Route("/infra/workflows/executions/{id}/cancel", cancel, methods=["POST"]),
     Route("/infra/workflows/executions/{id}/pause", pause, methods=["POST"]),
     Route("/infra/workflows/executions/{id}/resume", resume, methods=["POST"]),
+    Route("/infra/workflows/executions/{id}/signals", signal, methods=["POST"]),
 ]

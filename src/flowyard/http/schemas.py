@@ -94,3 +94,24 @@ class PublishBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
 
     topic: Annotated[str, Meta(min_length=1, max_length=128)]
     data: Raw = msgspec.field(default_factory=null)
+
+
+class ScheduleBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``POST /infra/workflows/schedules``."""
+
+    blueprint_id: Annotated[str, Meta(min_length=1, max_length=256)]
+    schedule: Annotated[str, Meta(min_length=1, max_length=256)]
+    timezone: Annotated[str, Meta(min_length=1, max_length=64)] = "UTC"
+    input_data: dict[str, Any] = {}
+    enabled: bool = True
+    overlap: Literal["skip", "allow"] = "skip"
+
+
+class SchedulePatch(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``PATCH /infra/workflows/schedules/{id}``: any of the fields; the rest stay."""
+
+    schedule: Annotated[str, Meta(min_length=1, max_length=256)] | msgspec.UnsetType = msgspec.UNSET
+    timezone: Annotated[str, Meta(min_length=1, max_length=64)] | msgspec.UnsetType = msgspec.UNSET
+    input_data: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
+    enabled: bool | msgspec.UnsetType = msgspec.UNSET
+    overlap: Literal["skip", "allow"] | msgspec.UnsetType = msgspec.UNSET

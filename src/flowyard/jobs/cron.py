@@ -3,12 +3,22 @@
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 
 def is_valid_schedule(schedule: str) -> bool:
     """Whether ``schedule`` is a valid 5-field cron expression."""
     return len(schedule.split()) == 5 and bool(croniter.is_valid(schedule))
+
+
+def ever_fires(schedule: str) -> bool:
+    """Whether a valid ``schedule`` names a time that comes: ``0 0 31 2 *`` is well formed but
+    names no day, and croniter gives up looking for its next fire."""
+    try:
+        croniter(schedule, datetime(2000, 1, 1, tzinfo=UTC)).get_next(datetime)
+    except CroniterBadDateError:
+        return False
+    return True
 
 
 def next_fire_ms(schedule: str, timezone: str, after_ms: int) -> int:

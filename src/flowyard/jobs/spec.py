@@ -9,7 +9,7 @@ import msgspec
 from msgspec import Meta, Raw
 
 from flowyard.errors import Invalid, PayloadTooLarge, invalid_field
-from flowyard.jobs.cron import is_valid_schedule
+from flowyard.jobs.cron import ever_fires, is_valid_schedule
 from flowyard.jobs.model import NULL, QUEUE_TRIGGERS, Backoff, Scheduled, Trigger, null
 
 MAX_PAYLOAD_BYTES = 256 * 1024
@@ -79,7 +79,7 @@ def check_timezone(name: str, path: str) -> list[dict[str, str]]:
     """Problems with an IANA timezone name."""
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # "America" is a directory
         return [{"path": path, "message": f"unknown timezone {name!r}"}]
     return []
 
@@ -88,6 +88,8 @@ def check_schedule(schedule: str, path: str) -> list[dict[str, str]]:
     """Problems with a 5-field cron expression."""
     if not is_valid_schedule(schedule):
         return [{"path": path, "message": "must be a 5-field cron expression"}]
+    if not ever_fires(schedule):
+        return [{"path": path, "message": "names no date that ever comes"}]
     return []
 
 

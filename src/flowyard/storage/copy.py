@@ -58,6 +58,21 @@ TABLES: tuple[Table, ...] = (
     ),
     Table("events", ("execution_id", "seq", "doc"), ("execution_id", "seq")),
     Table(
+        "signals",
+        (
+            "execution_id",
+            "seq",
+            "id",
+            "name",
+            "idempotency_key",
+            "data",
+            "consumed_by",
+            "buffered",
+            "created_at",
+        ),
+        ("execution_id", "seq"),
+    ),
+    Table(
         "map_items", ("execution_id", "step_id", "idx", "doc"), ("execution_id", "step_id", "idx")
     ),
     Table(
@@ -70,6 +85,7 @@ TABLES: tuple[Table, ...] = (
     ),
     Table("webhooks", ("seq", "id", "project_id", "doc")),
     Table("webhook_deliveries", ("seq", "id", "webhook_id", "project_id", "status", "doc")),
+    Table("workflow_schedules", ("seq", "id", "project_id", "blueprint_id", "doc")),
 )
 
 META = "meta"

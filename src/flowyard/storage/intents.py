@@ -20,8 +20,10 @@ if TYPE_CHECKING:
     from flowyard.jobs.model import Job, Run
     from flowyard.storage.jobs import QueueSettings
     from flowyard.storage.projects import ApiKey, Project
+    from flowyard.storage.signals import Signal
     from flowyard.storage.workflows import Blueprint
     from flowyard.webhooks.model import Delivery, Webhook
+    from flowyard.workflows.schedules import Schedule
     from flowyard.workflows.state import Event, ExecutionState, ItemState
 
 
@@ -152,6 +154,20 @@ class PutItem(msgspec.Struct, frozen=True, gc=False):
     item: ItemState
 
 
+class InsertSignal(msgspec.Struct, frozen=True, gc=False):
+    """Record a signal an execution accepted."""
+
+    signal: Signal
+
+
+class TakeSignal(msgspec.Struct, frozen=True, gc=False):
+    """Record that a kept signal was taken by a step."""
+
+    execution_id: str
+    signal_id: str
+    step_id: str
+
+
 class PutWebhook(msgspec.Struct, frozen=True, gc=False):
     """Insert or update a webhook."""
 
@@ -176,6 +192,18 @@ class UpdateDelivery(msgspec.Struct, frozen=True, gc=False):
     delivery: Delivery
 
 
+class PutSchedule(msgspec.Struct, frozen=True, gc=False):
+    """Insert or update a workflow schedule."""
+
+    schedule: Schedule
+
+
+class DeleteSchedule(msgspec.Struct, frozen=True, gc=False):
+    """Delete a workflow schedule."""
+
+    schedule_id: str
+
+
 Intent = (
     PutJob
     | PutRun
@@ -195,10 +223,14 @@ Intent = (
     | PutExecution
     | PutEvents
     | PutItem
+    | InsertSignal
+    | TakeSignal
     | PutWebhook
     | DeleteWebhook
     | InsertDelivery
     | UpdateDelivery
+    | PutSchedule
+    | DeleteSchedule
 )
 """Every write the service makes."""
 

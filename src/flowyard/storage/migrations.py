@@ -150,6 +150,23 @@ MIGRATIONS: list[str] = [
     CREATE INDEX webhook_deliveries_pending ON webhook_deliveries(status)
         WHERE status = 'pending';
     """,
+    # Version 7: the signals sent to executions (wait_for_signal steps).
+    """
+    CREATE TABLE signals (
+        execution_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        id TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        idempotency_key TEXT,
+        data BLOB NOT NULL,
+        consumed_by TEXT,
+        buffered INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (execution_id, seq)
+    );
+    CREATE UNIQUE INDEX signals_by_idempotency_key ON signals(execution_id, idempotency_key)
+        WHERE idempotency_key IS NOT NULL;
+    """,
     # Version 8: the items of for_each steps, a row each (one item's transition writes one).
     """
     CREATE TABLE map_items (
@@ -159,6 +176,19 @@ MIGRATIONS: list[str] = [
         doc BLOB NOT NULL,
         PRIMARY KEY (execution_id, step_id, idx)
     ) WITHOUT ROWID;
+    """,
+    # Version 9 (7 and 8 come from other changes; the merge puts this one after them):
+    # workflow schedules, one row each, listed by project or by blueprint.
+    """
+    CREATE TABLE workflow_schedules (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        project_id TEXT NOT NULL,
+        blueprint_id TEXT NOT NULL,
+        doc BLOB NOT NULL
+    );
+    CREATE INDEX workflow_schedules_by_project ON workflow_schedules(project_id, seq);
+    CREATE INDEX workflow_schedules_by_blueprint ON workflow_schedules(blueprint_id, seq);
     """,
 ]
 

@@ -17,8 +17,10 @@ from flowyard.storage.codec import encode
 from flowyard.storage.intents import (
     AddUsage,
     ArchiveBlueprint,
+    DeleteSchedule,
     DeleteWebhook,
     InsertDelivery,
+    InsertSignal,
     Intent,
     PutBlueprint,
     PutEvents,
@@ -29,6 +31,7 @@ from flowyard.storage.intents import (
     PutProject,
     PutQueue,
     PutRun,
+    PutSchedule,
     PutWebhook,
     RevokeKey,
     SetBalance,
@@ -36,6 +39,7 @@ from flowyard.storage.intents import (
     SetServerSecret,
     SetSigningSecret,
     Spend,
+    TakeSignal,
     TouchKey,
     UpdateDelivery,
     statements_of,
@@ -114,6 +118,11 @@ _INSERT_DELIVERY = (
 )
 # An update, never an insert: a delivery its webhook's deletion dropped stays dropped.
 _UPDATE_DELIVERY = "UPDATE webhook_deliveries SET status = $1, doc = $2 WHERE id = $3"
+_PUT_SCHEDULE = (
+    "INSERT INTO workflow_schedules (id, project_id, blueprint_id, doc) VALUES ($1, $2, $3, $4)"
+    " ON CONFLICT (id) DO UPDATE SET doc = excluded.doc"
+)
+_DELETE_SCHEDULE = "DELETE FROM workflow_schedules WHERE id = $1"
 
 
 def _put_job(intent: PutJob, out: list[Op]) -> None:
@@ -229,6 +238,29 @@ def _put_item(intent: PutItem, out: list[Op]) -> None:
     out.append((_PUT_ITEM, (intent.execution_id, intent.step_id, item.index, encode(item))))
 
 
+def _insert_signal(intent: InsertSignal, out: list[Op]) -> None:
+    # ``buffered`` is a literal of the statement: a write statement has 8 parameters at most.
+    signal = intent.signal
+    head = (signal.execution_id, signal.seq, signal.id, signal.name, signal.idempotency_key)
+    data = bytes(signal.data)
+    if signal.buffered:
+        params: tuple[Any, ...] = (*head, data, signal.created_at)
+        values = "$1, $2, $3, $4, $5, $6, NULL, 1, $7"
+    else:
+        params = (*head, data, signal.consumed_by, signal.created_at)
+        values = "$1, $2, $3, $4, $5, $6, $7, 0, $8"
+    sql = (
+        "INSERT INTO signals (execution_id, seq, id, name, idempotency_key, data, consumed_by,"
+        f" buffered, created_at) VALUES ({values})"
+    )
+    out.append((sql, params))
+
+
+def _take_signal(intent: TakeSignal, out: list[Op]) -> None:
+    sql = "UPDATE signals SET consumed_by = $1 WHERE execution_id = $2 AND id = $3"
+    out.append((sql, (intent.step_id, intent.execution_id, intent.signal_id)))
+
+
 def _put_webhook(intent: PutWebhook, out: list[Op]) -> None:
     webhook = intent.webhook
     out.append((_PUT_WEBHOOK, (webhook.id, webhook.project_id, encode(webhook))))
@@ -254,6 +286,16 @@ def _insert_delivery(intent: InsertDelivery, out: list[Op]) -> None:
 def _update_delivery(intent: UpdateDelivery, out: list[Op]) -> None:
     delivery = intent.delivery
     out.append((_UPDATE_DELIVERY, (delivery.status.value, encode(delivery), delivery.id)))
+
+
+def _put_schedule(intent: PutSchedule, out: list[Op]) -> None:
+    schedule = intent.schedule
+    params = (schedule.id, schedule.project_id, schedule.blueprint_id, encode(schedule))
+    out.append((_PUT_SCHEDULE, params))
+
+
+def _delete_schedule(intent: DeleteSchedule, out: list[Op]) -> None:
+    out.append((_DELETE_SCHEDULE, (intent.schedule_id,)))
 
 
 _STATEMENTS = writers(globals())

@@ -14,8 +14,10 @@ from flowyard.storage.codec import encode
 from flowyard.storage.intents import (
     AddUsage,
     ArchiveBlueprint,
+    DeleteSchedule,
     DeleteWebhook,
     InsertDelivery,
+    InsertSignal,
     Intent,
     PutBlueprint,
     PutEvents,
@@ -26,6 +28,7 @@ from flowyard.storage.intents import (
     PutProject,
     PutQueue,
     PutRun,
+    PutSchedule,
     PutWebhook,
     RevokeKey,
     SetBalance,
@@ -33,6 +36,7 @@ from flowyard.storage.intents import (
     SetServerSecret,
     SetSigningSecret,
     Spend,
+    TakeSignal,
     TouchKey,
     UpdateDelivery,
     statements_of,
@@ -200,6 +204,29 @@ def _put_item(intent: PutItem, out: list[Op]) -> None:
     out.append((sql, (intent.execution_id, intent.step_id, item.index, encode(item))))
 
 
+def _insert_signal(intent: InsertSignal, out: list[Op]) -> None:
+    # ``buffered`` is a literal of the statement: a write statement has 8 parameters at most.
+    signal = intent.signal
+    head = (signal.execution_id, signal.seq, signal.id, signal.name, signal.idempotency_key)
+    data = bytes(signal.data)
+    if signal.buffered:
+        params: tuple[Any, ...] = (*head, data, signal.created_at)
+        values = "?, ?, ?, ?, ?, ?, NULL, 1, ?"
+    else:
+        params = (*head, data, signal.consumed_by, signal.created_at)
+        values = "?, ?, ?, ?, ?, ?, ?, 0, ?"
+    sql = (
+        "INSERT INTO signals (execution_id, seq, id, name, idempotency_key, data, consumed_by,"
+        f" buffered, created_at) VALUES ({values})"
+    )
+    out.append((sql, params))
+
+
+def _take_signal(intent: TakeSignal, out: list[Op]) -> None:
+    sql = "UPDATE signals SET consumed_by = ? WHERE execution_id = ? AND id = ?"
+    out.append((sql, (intent.step_id, intent.execution_id, intent.signal_id)))
+
+
 def _put_webhook(intent: PutWebhook, out: list[Op]) -> None:
     webhook = intent.webhook
     sql = (
@@ -236,6 +263,19 @@ def _update_delivery(intent: UpdateDelivery, out: list[Op]) -> None:
     delivery = intent.delivery
     sql = "UPDATE webhook_deliveries SET status = ?, doc = ? WHERE id = ?"
     out.append((sql, (delivery.status.value, encode(delivery), delivery.id)))
+
+
+def _put_schedule(intent: PutSchedule, out: list[Op]) -> None:
+    schedule = intent.schedule
+    sql = (
+        "INSERT INTO workflow_schedules (id, project_id, blueprint_id, doc) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT(id) DO UPDATE SET doc = excluded.doc"
+    )
+    out.append((sql, (schedule.id, schedule.project_id, schedule.blueprint_id, encode(schedule))))
+
+
+def _delete_schedule(intent: DeleteSchedule, out: list[Op]) -> None:
+    out.append(("DELETE FROM workflow_schedules WHERE id = ?", (intent.schedule_id,)))
 
 
 _STATEMENTS = writers(globals())

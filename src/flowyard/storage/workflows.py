@@ -14,7 +14,7 @@ from flowyard.storage.intents import (
 from flowyard.storage.pages import Sharer, chunked, decode_cursor, encode_cursor, newest_first, page
 from flowyard.storage.port import Store
 from flowyard.workflows.blueprint import Step
-from flowyard.workflows.state import ACTIVE, LIVE, Event, ExecutionState, ItemState
+from flowyard.workflows.state import LIVE, OPEN, Event, ExecutionState, ItemState
 
 replace = msgspec.structs.replace
 
@@ -49,13 +49,14 @@ def archive_blueprint(blueprint: Blueprint) -> ArchiveBlueprint:
 
 
 def is_active(state: ExecutionState) -> bool:
-    """Whether the execution needs an actor after a restart: live, or a job still out."""
-    return state.status in LIVE or any(s.status in ACTIVE for s in state.steps.values())
+    """Whether the execution needs an actor after a restart: live, or a step still open."""
+    return state.status in LIVE or any(s.status in OPEN for s in state.steps.values())
 
 
 def put_execution(state: ExecutionState) -> PutExecution:
-    """Insert or update an execution row."""
-    return PutExecution(state, is_active(state))
+    """Insert or update an execution row (without its kept signals: their rows hold them)."""
+    stored = replace(state, signals=[]) if state.signals else state
+    return PutExecution(stored, is_active(state))
 
 
 def put_events(execution_id: str, first_seq: int, events: list[Event]) -> PutEvents:

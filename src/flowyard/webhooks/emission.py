@@ -56,11 +56,18 @@ ENDED = frozenset(
 
 
 def execution_events(old: ExecutionState, new: ExecutionState) -> list[tuple[str, dict[str, Any]]]:
-    """``(topic, data)`` of each step that failed for good in the change, then of the
-    execution's end if it ended."""
+    """``(topic, data)`` of each step that started waiting for a signal or failed for good in
+    the change, then of the execution's end if it ended."""
     found: list[tuple[str, dict[str, Any]]] = []
     for step_id, step in new.steps.items():
         before = old.steps.get(step_id)
+        if step.status is StepStatus.WAITING and (
+            before is None
+            or before.status is not StepStatus.WAITING
+            or before.attempt != step.attempt
+        ):
+            data = {"execution_id": new.id, "step_id": step_id, "signal": step.signal}
+            found.append(("workflows.step.waiting", data))
         if step.status is StepStatus.FAILED and (
             before is None or before.status is not StepStatus.FAILED
         ):

@@ -15,6 +15,7 @@ WORKFLOW_TOPICS = (
     "workflows.execution.compensated",
     "workflows.execution.cancelled",
     "workflows.step.failed",
+    "workflows.step.waiting",
 )
 TEST_TOPIC = "webhooks.test"
 

@@ -5,7 +5,7 @@ that is built once per blueprint and read by every execution.
 """
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -16,6 +16,13 @@ from flowyard.errors import Invalid
 from flowyard.jobs.model import Immediate, Scheduled
 from flowyard.jobs.spec import JobOptions, spec_problems
 from flowyard.workflows import dag
+from flowyard.workflows.conditions import (
+    MAX_WHEN_CHARS,
+    Condition,
+    ConditionError,
+    compile_condition,
+    step_references,
+)
 from flowyard.workflows.maps import for_each_placeholder, item_problems
 from flowyard.workflows.templates import Placeholder, scan
 
@@ -64,6 +71,21 @@ class Step(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
     payload_template: Any = None
     depends_on: list[str] = []
     catch: str | None = None
+    when: (
+        Annotated[
+            str,
+            Meta(
+                min_length=1,
+                max_length=MAX_WHEN_CHARS,
+                description="a CEL expression over input, steps (ancestors: output, status) and"
+                " execution (id, blueprint_id), evaluated when the step's dependencies are done;"
+                " false skips the step (skip_reason condition_false), an error or a non-boolean"
+                " fails it (condition_error)",
+                examples=["steps.check.output.amount > 100.0"],
+            ),
+        ]
+        | None
+    ) = None
     for_each: str | None = None
     """``"{{<path>}}"``: run the step once per element of that array (§8)."""
     max_concurrency: Annotated[int, Meta(ge=1, le=100)] | None = None
@@ -107,7 +129,7 @@ class Graph:
     routes to it. ``ancestors`` are the steps whose outputs exist whenever a step runs (for a
     catch step: the ancestors shared by every step routing to it, inherited below it).
     ``descendants`` follow depends_on only. ``branch[c]`` is catch step ``c`` and its
-    descendants.
+    descendants. ``conditions`` holds the compiled ``when`` of each step that has one.
     """
 
     steps: dict[str, Step]
@@ -123,6 +145,7 @@ class Graph:
     ancestors: dict[str, frozenset[str]]
     descendants: dict[str, frozenset[str]]
     input_placeholders: list[Placeholder]
+    conditions: dict[str, Condition] = field(default_factory=dict)
 
 
 def build_graph(spec: BlueprintSpec) -> Graph:
@@ -163,6 +186,7 @@ class _Builder:
     def build(self) -> tuple[Graph, list[Problem]]:
         steps = self._ids()
         placeholders = [self._step_local(i, step) for i, step in enumerate(self.spec.steps)]
+        conditions = self._conditions(steps)
         deps, dep_at = self._depends_on()
         catch_of = self._catch_targets(steps)
         dependents = {s: tuple(d for d in steps if s in deps[d]) for s in steps}
@@ -194,6 +218,7 @@ class _Builder:
             if self.index[step.id] == i:
                 known = ancestors.get(step.id)  # None when a cycle left them undefined
                 self._references(i, step, placeholders[i], known, in_branch)
+                self._when_references(i, step, conditions, known)
                 for_each = self.for_each.get(i, [])
                 self._references(i, step, for_each, known, in_branch, f"$.steps[{i}].for_each")
         graph = Graph(
@@ -212,6 +237,7 @@ class _Builder:
             input_placeholders=_distinct_inputs(
                 [*placeholders[self.index[s]], *self.for_each.get(self.index[s], [])] for s in steps
             ),
+            conditions=conditions,
         )
         return graph, [problem for _, _, problem in sorted(self.problems, key=_problem_key)]
 
@@ -264,6 +290,43 @@ class _Builder:
             spec = msgspec.structs.replace(spec, trigger=Immediate())
         for problem in spec_problems(spec, path):
             self.add(i, problem["path"], problem["message"])
+
+    def _conditions(self, steps: dict[str, Step]) -> dict[str, Condition]:
+        """Each ``when`` compiled; one that does not compile is a problem at its path."""
+        conditions: dict[str, Condition] = {}
+        for s, step in steps.items():
+            if step.when is None:
+                continue
+            i = self.index[s]
+            try:
+                conditions[s] = compile_condition(step.when)
+            except ConditionError as exc:
+                self.add(i, f"$.steps[{i}].when", exc.message)
+        return conditions
+
+    def _when_references(
+        self,
+        i: int,
+        step: Step,
+        conditions: dict[str, Condition],
+        ancestors: frozenset[str] | None,
+    ) -> None:
+        """Steps a compiled ``when`` names must be ancestors (``None``: a cycle, unknown)."""
+        if step.id not in conditions:
+            return
+        path = f"$.steps[{i}].when"
+        source = conditions[step.id].source
+        for other in step_references(source):
+            if other not in self.index:
+                hint = ' (write steps["a-b"] for an id with "-")' if "-" in source else ""
+                self.add(i, path, f"unknown step {other!r}{hint}")
+            elif ancestors is not None and other not in ancestors:
+                self.add(
+                    i,
+                    path,
+                    f"{other!r} is not an ancestor of {step.id!r}, so it may not have run"
+                    " when the condition is evaluated",
+                )
 
     def _depends_on(self) -> tuple[dict[str, tuple[str, ...]], dict[tuple[str, str], int]]:
         deps: dict[str, tuple[str, ...]] = {}

@@ -11,6 +11,8 @@ import msgspec
 
 from flowyard.workflows.maps import MAP_EVENTS, ItemReplay
 from flowyard.workflows.state import (
+    CONDITION_FALSE,
+    BufferedSignal,
     Event,
     ExecutionState,
     ExecutionStatus,
@@ -38,6 +40,8 @@ def initial(state: ExecutionState) -> ExecutionState:
         deadline_at=state.started_at + state.max_duration_ms,
         steps=steps,
         event_seq=0,
+        signals=[],
+        signal_seq=0,
     )
 
 
@@ -82,6 +86,28 @@ def replay(
                     "completed_at": at,
                     "started_at": steps[sid].started_at or at,
                 }
+                if "signal_id" in data:  # a waiting step took a signal
+                    step_changes["signal_id"] = data["signal_id"]
+                    kept = [s for s in state.signals if s.id != data["signal_id"]]
+                    state = replace(state, signals=kept)
+            case "step_waiting":
+                step_changes = {
+                    "status": StepStatus.WAITING,
+                    "attempt": data["attempt"],
+                    "job_id": None,
+                    "error": None,
+                    "output": None,
+                    "started_at": at,
+                    "completed_at": None,
+                    "signal": data["signal"],
+                    "signal_id": None,
+                }
+            case "signal_received":
+                seq = state.signal_seq + 1
+                state = replace(state, signal_seq=seq)
+                if data["consumed_by"] is None:
+                    kept_signal = BufferedSignal(data["signal_id"], seq, data["name"], data["data"])
+                    state = replace(state, signals=[*state.signals, kept_signal])
             case "step_failed":
                 error = msgspec.convert(data["error"], StepError)
                 step_changes = {"status": StepStatus.FAILED, "error": error, "completed_at": at}
@@ -93,6 +119,13 @@ def replay(
                 if catch.failure is None and catch.status is StepStatus.PENDING:
                     failure = msgspec.convert(data["failure"], Failure)
                     steps[catch_id] = replace(catch, failure=failure)
+            case "step_skipped" if data.get("reason") == CONDITION_FALSE:
+                step_changes = {
+                    "status": StepStatus.SKIPPED,
+                    "skip_reason": CONDITION_FALSE,
+                    "output": None,
+                    "completed_at": at,
+                }
             case "step_skipped":
                 step_changes = {"status": StepStatus.SKIPPED}
             case "step_pending":

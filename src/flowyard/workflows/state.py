@@ -42,6 +42,11 @@ class StepStatus(StrEnum):
 
 ACTIVE = frozenset({StepStatus.QUEUED, StepStatus.RUNNING})
 """Steps whose job is out: queued or running."""
+OPEN = ACTIVE | {StepStatus.WAITING}
+"""Steps that keep an execution from settling: a job out, or a signal awaited."""
+
+CONDITION_FALSE = "condition_false"
+"""The ``skip_reason`` of a step whose ``when`` was false: it counts as done for its dependents."""
 
 
 # gc=False: these records never take part in reference cycles; leaving them out of the
@@ -130,7 +135,26 @@ class StepState(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     completed_at: int | None = None
     caught_by: str | None = None
     failure: Failure | None = None
+    skip_reason: str | None = None
+    signal: str | None = None  # the signal name a wait_for_signal step waits for (or took)
+    signal_id: str | None = None  # the signal it took
     items: MapProgress | None = None
+
+    @property
+    def done(self) -> bool:
+        """Completed, or skipped because its ``when`` was false: its dependents may run."""
+        if self.status is StepStatus.SKIPPED:
+            return self.skip_reason == CONDITION_FALSE
+        return self.status is StepStatus.COMPLETED
+
+
+class BufferedSignal(msgspec.Struct, frozen=True, gc=False):
+    """A signal that arrived while no step waited for its name, kept for the next one."""
+
+    id: str
+    seq: int
+    name: str
+    data: Any = None
 
 
 class ExecutionState(msgspec.Struct, frozen=True, gc=False, kw_only=True):
@@ -153,6 +177,10 @@ class ExecutionState(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     max_duration_ms: int = 86_400_000
     steps: dict[str, StepState] = {}
     event_seq: int = 0
+    # Signals kept for steps that do not wait yet, oldest first. Not stored with the state:
+    # they are read back from the signals table (``consumed_by`` null) when it is loaded.
+    signals: list[BufferedSignal] = []
+    signal_seq: int = 0  # signals accepted so far (the ``seq`` of the last one)
 
     def step(self, step_id: str) -> StepState:
         """The state of one step."""
@@ -213,6 +241,22 @@ class DeadlinePassed(msgspec.Struct, frozen=True, tag="deadline"):
     deadline_at: int
 
 
+class SendSignal(msgspec.Struct, frozen=True, tag="signal"):
+    """A signal sent to the execution (its id given by the shell)."""
+
+    signal_id: str
+    name: str
+    data: Any = None
+    idempotency_key: str | None = None
+
+
+class SignalTimedOut(msgspec.Struct, frozen=True, tag="signal_timeout"):
+    """A waiting step's ``timeout_sec`` passed (stale unless it still waits in ``attempt``)."""
+
+    step_id: str
+    attempt: int
+
+
 Message = (
     Start
     | JobStarted
@@ -221,6 +265,8 @@ Message = (
     | PauseExecution
     | ResumeExecution
     | DeadlinePassed
+    | SendSignal
+    | SignalTimedOut
 )
 
 
@@ -252,6 +298,32 @@ class ArmDeadline(msgspec.Struct, frozen=True, tag="arm_deadline"):
     deadline_at: int
 
 
+class RecordSignal(msgspec.Struct, frozen=True, tag="record_signal"):
+    """Store a signal the execution accepted (taken by ``consumed_by``, or kept)."""
+
+    signal_id: str
+    seq: int
+    name: str
+    data: Any
+    idempotency_key: str | None
+    consumed_by: str | None
+
+
+class ConsumeSignal(msgspec.Struct, frozen=True, tag="consume_signal"):
+    """A kept signal was taken by a step that started waiting."""
+
+    signal_id: str
+    step_id: str
+
+
+class ArmSignalTimeout(msgspec.Struct, frozen=True, tag="arm_signal_timeout"):
+    """Send :class:`SignalTimedOut` at ``at`` unless the step stopped waiting."""
+
+    step_id: str
+    attempt: int
+    at: int
+
+
 class PutItems(msgspec.Struct, frozen=True, tag="put_items"):
     """Store these items of a for_each step (each in its own row), with the transition."""
 
@@ -259,7 +331,15 @@ class PutItems(msgspec.Struct, frozen=True, tag="put_items"):
     items: tuple[ItemState, ...]
 
 
-Effect = QueueJob | WithdrawJob | ArmDeadline | PutItems
+Effect = (
+    QueueJob
+    | WithdrawJob
+    | ArmDeadline
+    | RecordSignal
+    | ConsumeSignal
+    | ArmSignalTimeout
+    | PutItems
+)
 
 
 class Event(msgspec.Struct, frozen=True, gc=False):

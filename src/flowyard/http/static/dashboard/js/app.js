@@ -8,6 +8,7 @@ import { renderJob } from "./views/job.js";
 import { renderJobs } from "./views/jobs.js";
 import { renderOverview } from "./views/overview.js";
 import { renderQueues } from "./views/queues.js";
+import { renderSchedules } from "./views/schedules.js";
 import { renderSignIn } from "./views/signin.js";
 import { renderWebhooks } from "./views/webhooks.js";
 import { renderWorkflows } from "./views/workflows.js";
@@ -24,6 +25,7 @@ const ROUTES = [
   [/^\/jobs\/?$/, "jobs", renderJobs],
   [/^\/jobs\/([^/]+)\/?$/, "jobs", renderJob],
   [/^\/queues\/?$/, "queues", renderQueues],
+  [/^\/schedules\/?$/, "schedules", renderSchedules],
   [/^\/webhooks\/?$/, "webhooks", renderWebhooks],
 ];
 

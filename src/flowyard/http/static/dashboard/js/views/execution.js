@@ -1,5 +1,6 @@
 // One execution: why it failed (at the top), its DAG coloured by step status (live while it
-// runs), each step's job, the event timeline, and the cancel, pause and resume controls.
+// runs), each step's job, the event timeline, the cancel, pause and resume controls, and a
+// form that sends a signal to its waiting steps.
 
 import { api } from "../api.js";
 import {
@@ -8,6 +9,7 @@ import {
 } from "../dom.js";
 import { renderGraph } from "../graph.js";
 import { itemsSection, progressText } from "./items.js";
+import { signalCard } from "./signal_form.js";
 
 const POLL_MS = 1000;
 
@@ -30,13 +32,17 @@ export function renderExecution(main, ctx) {
     state.fingerprint = "";
     poll();
   });
+  const signals = signalCard(base, () => {
+    state.fingerprint = "";
+    poll();
+  });
 
   fill(main,
     h("p", {}, link("/dashboard/workflows", "← Workflows")),
     title, reason, summary, live,
     h("div", { class: "split exec" },
       h("div", { class: "column" }, card("Graph", graphBox, legend(), stepList), card("Events", timeline)),
-      h("div", { class: "column side" }, controls, card("Step", stepBox))));
+      h("div", { class: "column side" }, controls, signals, card("Step", stepBox))));
 
   function select(stepId) {
     state.selected = stepId;
@@ -79,8 +85,10 @@ export function renderExecution(main, ctx) {
         ["Started", when(step.started_at)],
         ["Completed", when(step.completed_at)],
         ["Caught by", step.caught_by || "—"],
+        ...(step.skip_reason === "condition_false" ? [["Skipped", "its when was false"]] : []),
+        ...(step.signal ? [["Signal", step.signal_id ? `${step.signal} (${step.signal_id})` : `${step.signal} (waiting)`]] : []),
       ]),
-      step.items ? null : [h("h4", {}, "Payload"), job ? jsonBlock(job.payload, "Payload") : h("p", { class: "muted" }, step.job_id ? "Loading…" : "No job yet.")],
+      step.items ? null : [h("h4", {}, "Payload"), job ? jsonBlock(job.payload, "Payload") : h("p", { class: "muted" }, step.job_id ? "Loading…" : step.signal ? "No job: the step waits for a signal." : "No job yet.")],
       h("h4", {}, "Output"), jsonBlock(step.output, "Output"),
       h("h4", {}, "Error"), step.error ? h("p", { class: "bad-text" }, `${step.error.code}: ${step.error.message}`) : h("p", { class: "muted" }, "—"),
       step.items ? itemsSection(base, step) : null);
@@ -151,6 +159,7 @@ export function renderExecution(main, ctx) {
         drawSummary();
         drawGraph();
         controls.update(execution);
+        signals.update(execution);
         drawStep();
         await drawEvents();
       }
