@@ -104,7 +104,9 @@ def as_data(state: ExecutionState) -> Any:
 class Sim:
     """One execution driven through ``decide``, with a fake shell and a clock."""
 
-    def __init__(self, g: Graph, *, input_data: Any = None, check_replay: bool = True) -> None:
+    def __init__(
+        self, g: Graph, *, input_data: Any = None, check_replay: bool = True, depth: int = 0
+    ) -> None:
         self.graph = g
         self.start = ExecutionState(
             id="wfexec_1",
@@ -115,6 +117,7 @@ class Sim:
             deadline_at=T0 + MAX_MS,
             max_duration_ms=MAX_MS,
             steps={sid: StepState(step_id=sid) for sid in g.steps},
+            depth=depth,
         )
         self.state = self.start
         self.items: dict[str, list[ItemState]] = {}

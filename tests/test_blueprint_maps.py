@@ -72,6 +72,12 @@ def test_max_concurrency_needs_for_each_and_a_wait_cannot_map() -> None:
     [problem] = problems(wait)
     assert problem["path"] == "$.steps[0].for_each"
     assert problem["message"] == "a wait_for_signal step cannot have for_each"
+    child = {"id": "c", "sub_workflow": {"blueprint_id": "wf_x"}, "for_each": "{{input.xs}}"}
+    found = problems(child)
+    assert {
+        "path": "$.steps[0].for_each",
+        "message": ("for_each runs job_trigger steps only (not sub_workflow, yet)"),
+    } in found
 
 
 @pytest.mark.parametrize("value", [0, 101])

@@ -14,7 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flowyard.errors import Conflict, Invalid
-from flowyard.workflows.blueprint import BlueprintSpec, Graph, check_blueprint
+from flowyard.workflows.blueprint import BlueprintSpec, Graph, StepKind, check_blueprint
+from flowyard.workflows.children import MAX_DEPTH
 from flowyard.workflows.state import (
     ACTIVE,
     CANCELLABLE,
@@ -22,7 +23,10 @@ from flowyard.workflows.state import (
     FINISHED,
     ITEM_ACTIVE,
     OPEN,
+    CancelChild,
     CancelExecution,
+    ChildFinished,
+    ChildStarted,
     DeadlinePassed,
     Effect,
     Event,
@@ -39,7 +43,9 @@ from flowyard.workflows.state import (
     SendSignal,
     SignalTimedOut,
     Start,
+    StartChild,
     StepError,
+    StepState,
     StepStatus,
     WithdrawJob,
 )
@@ -111,6 +117,11 @@ def blueprints(draw: st.DrawFn) -> list[dict[str, Any]]:
                 )
             ]
             body["when"] = draw(st.sampled_from(WHENS + named))
+        if "job_trigger" in body and "for_each" not in body and draw(st.integers(0, 3)) == 0:
+            # a sub_workflow step: its template is the input
+            template = body.pop("payload_template", None)
+            del body["job_trigger"]
+            body["sub_workflow"] = {"blueprint_id": "wf_child", "input": template}
     return bodies
 
 
@@ -143,6 +154,7 @@ actions = st.lists(
         st.tuples(st.just("started"), st.integers(0, 7)),
         st.tuples(st.just("signal"), st.sampled_from(SIGNALS), st.integers(0, len(OUTPUTS) - 1)),
         st.tuples(st.just("timeout"), st.integers(0, 7), st.booleans()),
+        st.tuples(st.just("child_started"), st.integers(0, 7)),
         st.tuples(st.just("stale"), st.integers(0, 7), st.sampled_from(["completed", "failed"])),
         st.one_of(
             st.tuples(st.just("cancel")),
@@ -176,6 +188,22 @@ class Checker:
         self.graph = self.sim.graph
         self.attempts: dict[str, list[int]] = {s: [] for s in self.graph.steps}
         self.item_jobs: set[tuple[str, int, int]] = set()
+
+    def is_child(self, sid: str) -> bool:
+        return self.graph.steps[sid].kind is StepKind.SUB_WORKFLOW
+
+    def ended(
+        self, sid: str, s: StepState, outcome: str, output: Any, error: str | None, attempts: int
+    ) -> Message:
+        """The end of a step's current attempt: its job's, or its child's."""
+        if not self.is_child(sid):
+            return JobFinished(
+                sid, s.attempt, job_id(sid, s.attempt), outcome, output, error, attempts
+            )
+        child = s.child_execution_id or f"wfexec_{sid}_{s.attempt}"
+        status = "completed" if outcome == "completed" else outcome
+        failure = None if error is None else StepError("x", error)
+        return ChildFinished(sid, s.attempt, child, status, output, failure)
 
     def send(self, message: Message) -> bool:
         """Apply ``message``; False when it was refused (and then nothing changed)."""
@@ -249,8 +277,12 @@ class Checker:
         state = self.sim.state
         g = self.graph
         for effect in effects:
-            if isinstance(effect, QueueJob) and effect.item_index is None:
+            if isinstance(effect, StartChild) or (
+                isinstance(effect, QueueJob) and effect.item_index is None
+            ):
                 sid = effect.step_id
+                assert isinstance(effect, StartChild) == self.is_child(sid)
+                assert state.depth < MAX_DEPTH or not self.is_child(sid)
                 assert state.status is ExecutionStatus.RUNNING
                 assert all(state.steps[d].done for d in g.deps[sid])
                 if sid in g.catch_steps:
@@ -262,6 +294,11 @@ class Checker:
                 seen = self.attempts[sid]
                 assert effect.attempt == (seen[-1] if seen else 0) + 1
                 seen.append(effect.attempt)
+            elif isinstance(effect, CancelChild):
+                was = before_steps[effect.step_id]
+                assert self.is_child(effect.step_id) and was.status is StepStatus.RUNNING
+                assert effect.attempt == was.attempt
+                assert effect.child_execution_id == was.child_execution_id
             elif isinstance(effect, WithdrawJob) and effect.item_index is None:
                 was = before_steps[effect.step_id]
                 assert was.status in ACTIVE
@@ -282,6 +319,14 @@ class Checker:
                 assert before_steps[sid].skip_reason in (None, CONDITION_FALSE)
             if s.error is not None and s.error.code == "condition_error":
                 assert sid in g.conditions
+            if self.is_child(sid):
+                assert s.job_id is None and s.status is not StepStatus.QUEUED
+                if s.status is StepStatus.FAILED and state.depth >= MAX_DEPTH:
+                    # its when is evaluated first: an error there fails it before the depth does
+                    assert s.error is not None
+                    assert s.error.code in ("sub_workflow_depth", "condition_error")
+            else:
+                assert s.child_execution_id is None
             if s.caught_by is not None:
                 assert s.status is StepStatus.FAILED and s.caught_by == g.catch_of[sid]
                 # a caught failure cuts its descendants off until it is retried or overridden
@@ -348,17 +393,16 @@ class Checker:
                     self.finish_item(sid, n, outcome, OUTPUTS[out])
                 elif sid is not None:
                     s = state.steps[sid]
-                    self.send(
-                        JobFinished(
-                            sid,
-                            s.attempt,
-                            job_id(sid, s.attempt),
-                            outcome,
-                            OUTPUTS[out] if outcome == "completed" else None,
-                            None if outcome == "completed" else f"{outcome} #{s.attempt}",
-                            attempts=1 + n % 3,
-                        )
-                    )
+                    output = OUTPUTS[out] if outcome == "completed" else None
+                    error = None if outcome == "completed" else f"{outcome} #{s.attempt}"
+                    self.send(self.ended(sid, s, outcome, output, error, 1 + n % 3))
+            case ("child_started", n):
+                sid = self.pick({StepStatus.RUNNING}, n)
+                if sid is not None and self.is_child(sid):
+                    s = state.steps[sid]
+                    child = f"wfexec_{sid}_{s.attempt}"
+                    assert self.send(ChildStarted(sid, s.attempt, child))
+                    assert self.sim.state.steps[sid].child_execution_id == child
             case ("signal", name, out):
                 self.signal(name, OUTPUTS[out])
             case ("timeout", n, stale):
@@ -399,8 +443,12 @@ class Checker:
                     assert self.sim.state == state
                     return
                 attempt = s.attempt if s.status not in ACTIVE else s.attempt - 1
-                message = JobFinished(sid, attempt, job_id(sid, attempt), outcome, {"v": 0}, "x")
-                assert self.sim.send(message) == ([], [])
+                stale: Message = JobFinished(
+                    sid, attempt, job_id(sid, attempt), outcome, {"v": 0}, "x"
+                )
+                if self.is_child(sid):
+                    stale = ChildFinished(sid, attempt, "wfexec_old", outcome, {"v": 0})
+                assert self.sim.send(stale) == ([], [])
                 assert self.sim.state == state
             case ("cancel",):
                 assert self.send(CancelExecution()) == (state.status in CANCELLABLE)
@@ -480,7 +528,7 @@ class Checker:
                 if self.graph.steps[sid].for_each is not None:
                     assert self.finish_item(sid, 0, outcome, output)
                     continue
-                self.send(JobFinished(sid, s.attempt, job_id(sid, s.attempt), outcome, output))
+                self.send(self.ended(sid, s, outcome, output, None, 1))
             assert not out(self.sim.state)
 
 
@@ -490,20 +538,27 @@ class Checker:
     script=actions,
     ending=st.lists(outcomes, max_size=8),
     xs=st.lists(st.integers(0, 9), max_size=4),
+    depth=st.sampled_from([0, 0, 0, MAX_DEPTH]),
 )
 def test_random_executions_follow_the_rules_and_replay(
-    bodies: list[dict[str, Any]], script: list[tuple[Any, ...]], ending: list[str], xs: list[int]
+    bodies: list[dict[str, Any]],
+    script: list[tuple[Any, ...]],
+    ending: list[str],
+    xs: list[int],
+    depth: int,
 ) -> None:
     g = build(bodies)
-    checker = Checker(Sim(g, input_data={**INPUT, "xs": xs}, check_replay=False))
+    sim = Sim(g, input_data={**INPUT, "xs": xs}, check_replay=False, depth=depth)
+    checker = Checker(sim)
     assert checker.send(Start())
     started = checker.sim.state.steps
     assert set(g.starts) == {s for s in g.order if not g.deps[s]} - g.catch_steps
-    for sid in g.starts:  # queued, waiting or mapping, or decided by its when at once
-        if sid in g.conditions or g.steps[sid].for_each is not None:
-            assert started[sid].status is not StepStatus.PENDING
-        else:
-            assert started[sid].status in (StepStatus.QUEUED, StepStatus.WAITING)
+    if depth < MAX_DEPTH:  # every root started (a child of depth 5 fails without starting)
+        for sid in g.starts:  # or was decided by its when at once
+            if sid not in g.conditions:
+                assert started[sid].attempt == 1
+            else:
+                assert started[sid].status is not StepStatus.PENDING
     for action in script:
         checker.act(action)
         checker.sim.assert_replays()

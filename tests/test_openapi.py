@@ -188,6 +188,30 @@ async def test_schedule_answers_decode_into_the_documented_types(service: Servic
     }
 
 
+async def test_parent_and_child_executions_decode_into_the_documented_types(
+    service: Service,
+) -> None:
+    call = Checker(service.client)
+    step = {"id": "a", "job_trigger": {"trigger": {"type": "pull", "queue": "wf-child"}}}
+    child = await call("POST", "/infra/workflows/blueprints", {"name": "c", "steps": [step]})
+    sub = {"id": "s", "sub_workflow": {"blueprint_id": child.id, "input": {}}}
+    parent = await call("POST", "/infra/workflows/blueprints", {"name": "p", "steps": [sub]})
+    started = await call("POST", "/infra/workflows/blueprints/{id}/trigger", {}, id=parent.id)
+    state = await call("GET", "/infra/workflows/executions/{id}", id=started.execution_id)
+    assert state.parent is None
+    child_id = state.steps[0].child_execution_id
+    assert child_id is not None
+    kid = await call("GET", "/infra/workflows/executions/{id}", id=child_id)
+    assert kid.parent == api.ParentStep(started.execution_id, "s")
+    spec = document()["paths"]["/infra/workflows/executions"]["get"]["parameters"]
+    assert "parent_execution_id" in {p["name"] for p in spec}
+    listed = await service.client.get(
+        f"/infra/workflows/executions?parent_execution_id={started.execution_id}"
+    )
+    page = msgspec.json.decode(listed.content, type=api.ExecutionList, strict=True)
+    assert [e.id for e in page.executions] == [child_id]
+
+
 async def test_admin_answers_decode_into_the_documented_types(service: Service) -> None:
     admin_key = await anyio.to_thread.run_sync(lambda: service.new_key("ops", admin=True))
     async with service.client_for(admin_key) as client:

@@ -10,7 +10,7 @@ from msgspec.structs import replace
 from flowyard.actors.accounts import Accounts
 from flowyard.billing import WORKFLOW_WRITE
 from flowyard.clock import Clock
-from flowyard.errors import NotFound
+from flowyard.errors import Invalid, NotFound
 from flowyard.ids import new_id
 from flowyard.storage import workflows as store
 from flowyard.storage.port import Store
@@ -33,6 +33,7 @@ class BlueprintCatalog:
     async def create(self, project_id: str, spec: BlueprintSpec) -> store.Blueprint:
         """Validate and store a blueprint."""
         graph = build_graph(spec)
+        await self._check_children(project_id, spec)
         blueprint = store.Blueprint(
             id=new_id("wf"),
             project_id=project_id,
@@ -46,6 +47,33 @@ class BlueprintCatalog:
             await self.db.commit([store.put_blueprint(blueprint)])
         self.graphs[blueprint.id] = graph
         return blueprint
+
+    async def _check_children(self, project_id: str, spec: BlueprintSpec) -> None:
+        """Every sub_workflow names a blueprint of the project that can still be triggered
+        (a blueprint never names itself: its id does not exist yet, so children never loop).
+
+        Raises:
+            Invalid: 400 at ``$.steps[i].sub_workflow.blueprint_id`` for each that does not.
+        """
+        problems: list[dict[str, str]] = []
+        for i, step in enumerate(spec.steps):
+            if step.sub_workflow is None:
+                continue
+            child_id = step.sub_workflow.blueprint_id
+            path = f"$.steps[{i}].sub_workflow.blueprint_id"
+            try:
+                child = await self.get(project_id, child_id)
+            except NotFound:
+                problems.append(
+                    {"path": path, "message": f"no blueprint {child_id!r} in this project"}
+                )
+                continue
+            if child.archived_at is not None:
+                problems.append({"path": path, "message": f"blueprint {child_id!r} is archived"})
+        if problems:
+            more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+            first = problems[0]
+            raise Invalid(f"invalid blueprint: {first['path']}: {first['message']}{more}", problems)
 
     async def archive(self, project_id: str, blueprint_id: str) -> store.Blueprint:
         """Archive a blueprint: it leaves lists and cannot be triggered, while its executions

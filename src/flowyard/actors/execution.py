@@ -13,6 +13,7 @@ from flowyard.actors.execution_maps import MapRunner
 from flowyard.errors import Conflict, Invalid
 from flowyard.jobs.spec import MAX_PAYLOAD_BYTES
 from flowyard.workflows.blueprint import Graph, StepKind
+from flowyard.workflows.child_steps import ChildSteps
 from flowyard.workflows.conditions import ConditionError
 from flowyard.workflows.maps import NO_ITEMS, Items
 from flowyard.workflows.signals import (
@@ -32,7 +33,10 @@ from flowyard.workflows.state import (
     ArmDeadline,
     ArmSignalTimeout,
     BufferedSignal,
+    CancelChild,
     CancelExecution,
+    ChildFinished,
+    ChildStarted,
     ConsumeSignal,
     DeadlinePassed,
     Effect,
@@ -96,16 +100,30 @@ def decide(
             draft.signal(message)
         case SignalTimedOut():
             draft.signal_timed_out(message)
+        case ChildStarted():
+            draft.child_started(message.step_id, message.attempt, message.child_execution_id)
+        case ChildFinished():
+            draft.child_finished(message)
         case _:
             raise TypeError(f"unexpected message {message!r}")
     draft.settle()
     return draft.result()
 
 
-class _Draft:
-    """A mutable working copy of one transition."""
+def render_child_input(
+    state: ExecutionState, graph: Graph, step_id: str
+) -> dict[str, Any] | StepError:
+    """A running sub_workflow step's child input, rendered again (after a restart lost the
+    start): its templates read only ancestors' outputs, which have not changed since."""
+    return _Draft(state, graph, 0).child_input(step_id)
 
-    def __init__(self, state: ExecutionState, graph: Graph, now: int, items: Items) -> None:
+
+class _Draft(ChildSteps):
+    """A mutable working copy of one transition (its sub_workflow steps: ``ChildSteps``)."""
+
+    def __init__(
+        self, state: ExecutionState, graph: Graph, now: int, items: Items = NO_ITEMS
+    ) -> None:
         self.state = state
         self.graph = graph
         self.now = now
@@ -213,9 +231,6 @@ class _Draft:
             signal_id=signal_id,
         )
         self.event("step_completed", step_id, {"signal_id": signal_id, "output": data})
-
-    def start_child(self, step_id: str) -> None:
-        raise NotImplementedError
 
     def queue_job(self, step_id: str) -> None:
         step = self.steps[step_id]
@@ -443,6 +458,7 @@ class _Draft:
         if self.status not in CANCELLABLE:
             raise Conflict(f"cannot cancel an execution that is {self.status}")
         self.withdraw_queued()
+        self.cancel_children()
         self.update(status=ExecutionStatus.CANCELLED, cancelled_at=self.now)
         self.event("cancelled")
 
@@ -523,6 +539,8 @@ class _Draft:
             self.effects.append(WithdrawJob(step_id, step.job_id))
         if step.status in ACTIVE and step.items is not None:
             self.maps.withdraw(step_id, running=True)
+        if self.is_child_running(step_id):
+            self.effects.append(CancelChild(step_id, step.attempt, step.child_execution_id))
         self.set_step(
             step_id,
             status=StepStatus.COMPLETED,

@@ -19,6 +19,7 @@ from flowyard.workflows.state import (
     ExecutionStatus,
     ItemState,
     Message,
+    ParentRef,
     PutItems,
     StepError,
     StepState,
@@ -84,7 +85,13 @@ def failed_execution(
 
 
 def new_execution(
-    blueprint: Blueprint, input_data: dict[str, Any], key: str | None, now: int
+    blueprint: Blueprint,
+    input_data: dict[str, Any],
+    key: str | None,
+    now: int,
+    *,
+    parent: ParentRef | None = None,
+    depth: int = 0,
 ) -> ExecutionState:
     """A new execution of ``blueprint``, every step pending, its deadline set."""
     max_ms = blueprint.max_duration_sec * 1000
@@ -98,6 +105,8 @@ def new_execution(
         deadline_at=now + max_ms,
         max_duration_ms=max_ms,
         steps={step.id: StepState(step_id=step.id) for step in blueprint.steps},
+        parent=parent,
+        depth=depth,
     )
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import msgspec
 
+from flowyard.actors.children import Children
 from flowyard.actors.execution import decide
 from flowyard.actors.execution_records import (
     Carry,
@@ -31,6 +32,7 @@ from flowyard.storage import workflows as store
 from flowyard.storage.intents import Intent
 from flowyard.workflows.state import (
     ArmDeadline,
+    CancelChild,
     CancelExecution,
     Effect,
     Event,
@@ -44,6 +46,7 @@ from flowyard.workflows.state import (
     ResumeExecution,
     SendSignal,
     Start,
+    StartChild,
     WithdrawJob,
 )
 
@@ -75,7 +78,7 @@ class Prepared:
     more: list[Intent]
     """Rows of other records the transition writes (signals)."""
     effects: list[Effect]
-    """Every effect, for what is carried out after the commit (signal timeouts)."""
+    """Every effect, for what is carried out after the commit (signal timeouts, children)."""
 
     @classmethod
     def of(cls, carry: Carry | None) -> "Prepared":
@@ -103,6 +106,7 @@ class Commits:
 
     jobs: JobEngine
     signals: Signals
+    children: Children
 
     def _step_job(self, state: ExecutionState, effect: QueueJob, now: int) -> Job:
         raise NotImplementedError
@@ -131,7 +135,7 @@ class Commits:
         new, events = self._prepare(new, effects, events, now, prepared)
         await self._commit(actor, new, events, prepared)
         actor.keep_items(prepared.item_changes)
-        self._after(new, prepared)
+        await self._after(actor, new, prepared)
         return actor.state
 
     def _prepare(
@@ -196,13 +200,21 @@ class Commits:
         jobs = [*prepared.changes, *((None, j) for j in prepared.created)]
         await self._store(actor, new, events, jobs, prepared.runs, [*items, *prepared.more])
 
-    def _after(self, new: ExecutionState, prepared: "Prepared") -> None:
+    async def _after(
+        self, actor: ExecutionActor, new: ExecutionState, prepared: "Prepared"
+    ) -> None:
         """Once committed: the new jobs enter their queues, deadlines and signal timeouts are
-        armed."""
+        armed, children are cancelled and started."""
         self.jobs.admit(prepared.created)
         for at in prepared.deadlines:
             self.jobs.timers.arm(at, DeadlineTimer(new.id, at))
         self.signals.arm(new.id, prepared.effects)
+        for effect in prepared.effects:
+            if isinstance(effect, CancelChild):
+                await self.children.cancel(actor.state, effect)
+        for effect in prepared.effects:
+            if isinstance(effect, StartChild):
+                await self.children.started(actor, effect)
 
     async def _results(
         self, actor: ExecutionActor, messages: list[tuple[Message, Carry | None]]
@@ -247,7 +259,7 @@ class Commits:
             log.exception("execution %s: a batch of job results failed; one by one", state.id)
             return [], 0
         actor.items = items
-        self._after(state, total)
+        await self._after(actor, state, total)
         return [actor.state] * done, done
 
 

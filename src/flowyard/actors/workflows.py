@@ -18,6 +18,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from flowyard.actors.actor_host import ActorHost
 from flowyard.actors.blueprints import BlueprintCatalog
+from flowyard.actors.children import Children
 from flowyard.actors.execution import decide
 from flowyard.actors.execution_records import (
     Carry,
@@ -48,6 +49,7 @@ from flowyard.workflows.state import (
     JobFinished,
     JobStarted,
     Message,
+    ParentRef,
     PauseExecution,
     PutItems,
     QueueJob,
@@ -81,6 +83,7 @@ class WorkflowEngine(Commits, ActorHost):
         jobs.timer_hooks[DeadlineTimer] = self._deadline_fired
         self.signals = Signals(db, jobs.timers, self._charge_call)
         jobs.timer_hooks[SignalTimer] = self._signal_timer_fired
+        self.children = Children(self)
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Rehydrate every active execution, then host the actors' tasks until cancelled."""
@@ -92,6 +95,7 @@ class WorkflowEngine(Commits, ActorHost):
 
     async def _rehydrate(self) -> None:
         count = 0
+        restored: list[ExecutionActor] = []
         for state in await store.active_executions(self.db):
             try:
                 graph = await self.blueprints.graph(state.blueprint_id)
@@ -103,19 +107,29 @@ class WorkflowEngine(Commits, ActorHost):
                 continue
             state = await with_kept_signals(self.db, state)
             items = await store.execution_items(self.db, state)
-            self.actors[state.id] = ExecutionActor(state, graph, items)
+            actor = self.actors[state.id] = ExecutionActor(state, graph, items)
+            restored.append(actor)
             if state.status in (ExecutionStatus.RUNNING, ExecutionStatus.PAUSED):
                 self.jobs.timers.arm(state.deadline_at, DeadlineTimer(state.id, state.deadline_at))
             self.signals.rearm(state, graph)
             count += 1
         log.info("rehydrated %d executions", count)
+        await self.children.reconcile(restored)
 
     # ----------------------------------------------------------------- trigger
 
     async def trigger(
-        self, project_id: str, blueprint_id: str, input_data: dict[str, Any], key: str | None
+        self,
+        project_id: str,
+        blueprint_id: str,
+        input_data: dict[str, Any],
+        key: str | None,
+        *,
+        parent: ParentRef | None = None,
+        depth: int = 0,
     ) -> tuple[ExecutionState, bool]:
-        """Start an execution; with a key seen before, the first one (and True)."""
+        """Start an execution (a child, with ``parent`` and its ``depth``); with a key seen
+        before, the first one (and True)."""
         blueprint = await self.blueprints.get(project_id, blueprint_id)
         graph = await self.blueprints.graph(blueprint.id)
         missing = missing_input_paths(graph.input_placeholders, input_data)
@@ -136,7 +150,8 @@ class WorkflowEngine(Commits, ActorHost):
                         raise Conflict("idempotency_key was used with different input_data")
                     self.jobs.accounts.charge(project_id, WORKFLOW_WRITE, "infra/workflows")
                     return existing, True
-            state = new_execution(blueprint, input_data, key, self.jobs.clock.now_ms())
+            now = self.jobs.clock.now_ms()
+            state = new_execution(blueprint, input_data, key, now, parent=parent, depth=depth)
             actor = self.actors[state.id] = ExecutionActor(state, graph)
             try:
                 started: ExecutionState = await self._ask(actor, Start())
@@ -379,6 +394,7 @@ class WorkflowEngine(Commits, ActorHost):
         await self.jobs.commit(changes, runs, [*ops, *outbox])
         if deliveries and self.emitted is not None:
             self.emitted(deliveries)
+        await self.children.ended(old, new)
         return new
 
     def _step_job(self, state: ExecutionState, effect: QueueJob, now: int) -> Job:

@@ -35,6 +35,10 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
         "--blueprint-id", help=described("only this blueprint's executions", "every blueprint")
     )
     listing.add_argument(
+        "--parent-execution-id",
+        help=described("only the children this execution's sub_workflow steps started", "any"),
+    )
+    listing.add_argument(
         "--status",
         choices=get_args(ExecutionStatusName),
         help=described("only executions in this status", "any status"),
@@ -129,6 +133,7 @@ def list_executions(client: Client, args: argparse.Namespace) -> int:
         client.workflows.iter_executions,
         blueprint_id=args.blueprint_id,
         status=args.status,
+        parent_execution_id=args.parent_execution_id,
     )
     print_page(args, "executions", page, LIST_COLUMNS, _row)
     return 0
@@ -162,6 +167,7 @@ def print_execution(args: argparse.Namespace, execution: Execution) -> None:
         [
             ("id", execution.id),
             ("blueprint_id", execution.blueprint_id),
+            ("parent", parent_text(execution)),
             ("status", execution.status),
             ("error", error_text(execution.error, None)),
             ("input_data", execution.input_data),
@@ -232,7 +238,15 @@ def step_details(execution: Execution) -> list[list[object]]:
             rows.append([step.step_id, "output", shown])
         if step.error is not None:
             rows.append([step.step_id, "error", error_text(step.error, None)])
+        if step.child_execution_id is not None:
+            rows.append([step.step_id, "child_execution_id", step.child_execution_id])
     return rows
+
+
+def parent_text(execution: Execution) -> str | None:
+    """``<execution id> step <step id>`` for a child execution; None for a client's own."""
+    parent = execution.parent
+    return f"{parent.execution_id} step {parent.step_id}" if parent is not None else None
 
 
 def cancel(client: Client, args: argparse.Namespace) -> int:

@@ -120,11 +120,19 @@ class Workflows(Namespace[Mode]):
         *,
         blueprint_id: str | None = None,
         status: ExecutionStatusName | None = None,
+        parent_execution_id: str | None = None,
         limit: int = 25,
         cursor: str | None = None,
     ) -> Call[Page[Execution]]:
-        """One page of executions, newest first."""
-        params = query(blueprint_id=blueprint_id, status=status, limit=limit, cursor=cursor)
+        """One page of executions, newest first (``parent_execution_id``: only the children
+        that execution's sub_workflow steps started)."""
+        params = query(
+            blueprint_id=blueprint_id,
+            status=status,
+            parent_execution_id=parent_execution_id,
+            limit=limit,
+            cursor=cursor,
+        )
         parse = returns_page("executions", Execution)
         return Call("GET", "/infra/workflows/executions", parse, params)
 

@@ -238,6 +238,9 @@ class ExecutionStep(View, frozen=True):
     ]
     signal: str | None
     signal_id: str | None
+    child_execution_id: Annotated[
+        str | None, Meta(description="a sub_workflow step's child execution (latest attempt)")
+    ]
     items: ItemCounts | None
 
 
@@ -261,6 +264,13 @@ class StepItemList(View, frozen=True):
     next_cursor: str | None
 
 
+class ParentStep(View, frozen=True):
+    """The sub_workflow step whose child an execution is."""
+
+    execution_id: str
+    step_id: str
+
+
 class Execution(View, frozen=True):
     """An execution (`execution_view`); `result` maps step ids to completed outputs."""
 
@@ -279,6 +289,9 @@ class Execution(View, frozen=True):
     pause_reason: str | None
     resumed_at: Timestamp | None
     deadline_at: Timestamp
+    parent: Annotated[
+        ParentStep | None, Meta(description="the step that started it; null: a client did")
+    ]
     steps: list[ExecutionStep]
 
 

@@ -87,6 +87,7 @@ def execution_view(state: ExecutionState) -> dict[str, Any]:
         "pause_reason": state.pause_reason,
         "resumed_at": rfc3339(state.resumed_at),
         "deadline_at": rfc3339(state.deadline_at),
+        "parent": parent_view(state),
         "steps": [
             {
                 "step_id": s.step_id,
@@ -101,6 +102,7 @@ def execution_view(state: ExecutionState) -> dict[str, Any]:
                 "skip_reason": s.skip_reason,
                 "signal": s.signal,
                 "signal_id": s.signal_id,
+                "child_execution_id": s.child_execution_id,
                 "items": item_counts(s.items),
             }
             for s in state.steps.values()
@@ -134,6 +136,12 @@ def item_view(item: ItemState) -> dict[str, Any]:
         "started_at": rfc3339(item.started_at),
         "completed_at": rfc3339(item.completed_at),
     }
+
+
+def parent_view(state: ExecutionState) -> dict[str, str] | None:
+    """The step whose child the execution is, or None."""
+    ref = state.parent
+    return {"execution_id": ref.execution_id, "step_id": ref.step_id} if ref else None
 
 
 def event_view(seq: int, event: Event) -> dict[str, Any]:
@@ -222,6 +230,7 @@ async def list_executions(request: Request) -> Response:
         project_id=key.project_id,
         blueprint_id=query_str(request, "blueprint_id", 256),
         status=query_choice(request, "status", STATUSES),
+        parent_execution_id=query_str(request, "parent_execution_id", 256),
         cursor=query_str(request, "cursor", 512),
         limit=query_int(request, "limit", 25, 1, 100),
     )

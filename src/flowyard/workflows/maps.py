@@ -93,6 +93,15 @@ def item_problems(step: "Step", i: int, found: list[Placeholder]) -> list[dict[s
                 "message": "a wait_for_signal step cannot have for_each",
             }
         )
+    elif step.sub_workflow is not None:
+        # The item runner starts an item the way its step's kind says; child executions per
+        # item are not wired to it yet.
+        problems.append(
+            {
+                "path": f"$.steps[{i}].for_each",
+                "message": "for_each runs job_trigger steps only (not sub_workflow, yet)",
+            }
+        )
     return problems
 
 

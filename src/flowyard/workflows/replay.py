@@ -75,6 +75,19 @@ def replay(
                     "started_at": None,
                     "completed_at": None,
                 }
+            case "child_starting":
+                step_changes = {
+                    "status": StepStatus.RUNNING,
+                    "attempt": data["attempt"],
+                    "job_id": None,
+                    "child_execution_id": None,
+                    "error": None,
+                    "output": None,
+                    "started_at": at,
+                    "completed_at": None,
+                }
+            case "child_started":
+                step_changes = {"child_execution_id": data["child_execution_id"]}
             case "step_started":
                 step_changes = {"status": StepStatus.RUNNING, "started_at": at}
             case "step_completed":

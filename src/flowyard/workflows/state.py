@@ -138,6 +138,7 @@ class StepState(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     skip_reason: str | None = None
     signal: str | None = None  # the signal name a wait_for_signal step waits for (or took)
     signal_id: str | None = None  # the signal it took
+    child_execution_id: str | None = None
     items: MapProgress | None = None
 
     @property
@@ -155,6 +156,14 @@ class BufferedSignal(msgspec.Struct, frozen=True, gc=False):
     seq: int
     name: str
     data: Any = None
+
+
+class ParentRef(msgspec.Struct, frozen=True, gc=False):
+    """The sub_workflow step attempt that started a child execution."""
+
+    execution_id: str
+    step_id: str
+    attempt: int
 
 
 class ExecutionState(msgspec.Struct, frozen=True, gc=False, kw_only=True):
@@ -181,6 +190,9 @@ class ExecutionState(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     # they are read back from the signals table (``consumed_by`` null) when it is loaded.
     signals: list[BufferedSignal] = []
     signal_seq: int = 0  # signals accepted so far (the ``seq`` of the last one)
+    parent: ParentRef | None = None
+    depth: int = 0
+    """0 for an execution triggered by a client; a child's is its parent's plus one."""
 
     def step(self, step_id: str) -> StepState:
         """The state of one step."""
@@ -257,6 +269,26 @@ class SignalTimedOut(msgspec.Struct, frozen=True, tag="signal_timeout"):
     attempt: int
 
 
+class ChildStarted(msgspec.Struct, frozen=True, tag="child_started"):
+    """The child execution of a sub_workflow step attempt exists (started, or found again)."""
+
+    step_id: str
+    attempt: int
+    child_execution_id: str
+
+
+class ChildFinished(msgspec.Struct, frozen=True, tag="child_finished"):
+    """A sub_workflow step attempt's child ended (``status``: the child's final status), or
+    could not start (``status`` ``not_started``, ``child_execution_id`` None)."""
+
+    step_id: str
+    attempt: int
+    child_execution_id: str | None
+    status: str
+    output: Any = None
+    error: StepError | None = None
+
+
 Message = (
     Start
     | JobStarted
@@ -267,6 +299,8 @@ Message = (
     | DeadlinePassed
     | SendSignal
     | SignalTimedOut
+    | ChildStarted
+    | ChildFinished
 )
 
 
@@ -324,6 +358,24 @@ class ArmSignalTimeout(msgspec.Struct, frozen=True, tag="arm_signal_timeout"):
     at: int
 
 
+class StartChild(msgspec.Struct, frozen=True, tag="start_child"):
+    """Start (or find again) the child execution of one sub_workflow step attempt."""
+
+    step_id: str
+    attempt: int
+    blueprint_id: str
+    input_data: dict[str, Any]
+
+
+class CancelChild(msgspec.Struct, frozen=True, tag="cancel_child"):
+    """Cancel the child of a sub_workflow step attempt (``child_execution_id`` None: the one
+    its start made or will make)."""
+
+    step_id: str
+    attempt: int
+    child_execution_id: str | None
+
+
 class PutItems(msgspec.Struct, frozen=True, tag="put_items"):
     """Store these items of a for_each step (each in its own row), with the transition."""
 
@@ -339,6 +391,8 @@ Effect = (
     | ConsumeSignal
     | ArmSignalTimeout
     | PutItems
+    | StartChild
+    | CancelChild
 )
 
 

@@ -76,7 +76,8 @@ function clip(text, max) {
  * The graph as an <svg>.
  * @param {object[]} steps blueprint steps
  * @param {Map<string, string>} statuses step id -> status
- * @param {{selected?: string, onSelect?: (id: string) => void, progress?: Map<string, string>}} options
+ * @param {{selected?: string, onSelect?: (id: string) => void, children?: Map<string, string>, progress?: Map<string, string>}} options
+ *   children: step id -> the child execution its sub_workflow runs (the node is marked)
  *   `progress`: step id -> a for_each step's "done/total", shown under its status
  */
 export function renderGraph(steps, statuses, options = {}) {
@@ -110,10 +111,11 @@ export function renderGraph(steps, statuses, options = {}) {
     const { x, y } = at.get(step.id);
     const status = statuses.get(step.id) || "pending";
     const selected = options.selected === step.id;
+    const child = options.children ? options.children.get(step.id) : undefined;
     const progress = options.progress ? options.progress.get(step.id) : undefined;
-    const shown = progress ? `${status} · ${progress}` : status;
+    const shown = `${child ? `${status} ⤷ child` : status}${progress ? ` · ${progress}` : ""}`;
     const node = s("g", {
-      class: `node st-${status}${selected ? " selected" : ""}`,
+      class: `node st-${status}${selected ? " selected" : ""}${child ? " has-child" : ""}`,
       transform: `translate(${x},${y})`,
       tabindex: 0,
       role: "button",
@@ -121,9 +123,10 @@ export function renderGraph(steps, statuses, options = {}) {
       "aria-label": `Step ${step.id}: ${status}${progress ? `, ${progress} items done` : ""}`,
       "data-step": step.id,
       "data-status": status,
+      ...(child ? { "data-child": child } : {}),
       ...(progress ? { "data-progress": progress } : {}),
     },
-    s("title", {}, `${step.id}: ${shown}`),
+    s("title", {}, child ? `${step.id}: ${status} (child execution ${child})` : `${step.id}: ${shown}`),
     s("rect", { width: NODE_W, height: NODE_H, rx: 8, ry: 8 }),
     s("text", { x: NODE_W / 2, y: 19, class: "node-id" }, clip(step.id, 20)),
     s("text", { x: NODE_W / 2, y: 36, class: "node-status" }, shown));

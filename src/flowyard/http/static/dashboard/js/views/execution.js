@@ -60,7 +60,8 @@ export function renderExecution(main, ctx) {
     const statuses = new Map(execution.steps.map((st) => [st.step_id, st.status]));
     const progress = new Map(execution.steps.filter((st) => st.items).map((st) => [st.step_id, progressText(st.items)]));
     const steps = blueprint ? blueprint.steps : execution.steps.map((st) => ({ id: st.step_id }));
-    fill(graphBox, renderGraph(steps, statuses, { selected: state.selected, onSelect: select, progress }));
+    const children = new Map(execution.steps.filter((st) => st.child_execution_id).map((st) => [st.step_id, st.child_execution_id]));
+    fill(graphBox, renderGraph(steps, statuses, { selected: state.selected, onSelect: select, children, progress }));
     fill(stepList, h("ul", { class: "chips", "aria-label": "Steps" }, execution.steps.map((st) => h("li", {},
       h("button", {
         type: "button", class: `chip st-${st.status}`, "aria-pressed": st.step_id === state.selected ? "true" : "false",
@@ -80,6 +81,7 @@ export function renderExecution(main, ctx) {
       h("h3", {}, step.step_id, " ", badge(step.status)),
       facts([
         ["Job", step.job_id ? link(`/dashboard/jobs/${encodeURIComponent(step.job_id)}`, step.job_id) : "—"],
+        ...(step.child_execution_id ? [["Child execution", executionLink(step.child_execution_id)]] : []),
         ["Attempt", String(step.attempt ?? "—")],
         ["Job attempts", job ? `${job.attempt} of ${job.max_attempts}` : "—"],
         ["Started", when(step.started_at)],
@@ -88,7 +90,7 @@ export function renderExecution(main, ctx) {
         ...(step.skip_reason === "condition_false" ? [["Skipped", "its when was false"]] : []),
         ...(step.signal ? [["Signal", step.signal_id ? `${step.signal} (${step.signal_id})` : `${step.signal} (waiting)`]] : []),
       ]),
-      step.items ? null : [h("h4", {}, "Payload"), job ? jsonBlock(job.payload, "Payload") : h("p", { class: "muted" }, step.job_id ? "Loading…" : step.signal ? "No job: the step waits for a signal." : "No job yet.")],
+      step.items ? null : [h("h4", {}, "Payload"), job ? jsonBlock(job.payload, "Payload") : h("p", { class: "muted" }, step.job_id ? "Loading…" : step.signal ? "No job: the step waits for a signal." : step.child_execution_id ? "None: the step runs a child execution." : "No job yet.")],
       h("h4", {}, "Output"), jsonBlock(step.output, "Output"),
       h("h4", {}, "Error"), step.error ? h("p", { class: "bad-text" }, `${step.error.code}: ${step.error.message}`) : h("p", { class: "muted" }, "—"),
       step.items ? itemsSection(base, step) : null);
@@ -125,6 +127,7 @@ export function renderExecution(main, ctx) {
     fill(summary, facts([
       ["Status", badge(e.status)],
       ["Blueprint", state.blueprint ? `${state.blueprint.name} (${e.blueprint_id})` : e.blueprint_id],
+      ...(e.parent ? [["Parent", h("span", {}, executionLink(e.parent.execution_id), " step ", h("code", {}, e.parent.step_id))]] : []),
       ["Started", when(e.started_at)],
       ["Completed", when(e.completed_at)],
       ["Deadline", when(e.deadline_at)],
@@ -206,6 +209,11 @@ function failureLines(execution) {
     lines.push(`${errorText(own)}.`);
   }
   return lines.length ? lines : [execution.status === "failed" ? "no failed step was recorded." : "a catch step ran."];
+}
+
+/** A link to another execution's page (a parent's or a child's). */
+function executionLink(executionId) {
+  return link(`/dashboard/executions/${encodeURIComponent(executionId)}`, executionId);
 }
 
 function errorText(error) {
