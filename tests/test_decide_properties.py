@@ -322,7 +322,7 @@ class Checker:
             if self.is_child(sid):
                 assert s.job_id is None and s.status is not StepStatus.QUEUED
                 if s.status is StepStatus.FAILED and state.depth >= MAX_DEPTH:
-                    # its when is evaluated first: an error there fails it before the depth does
+                    # it never starts: unless its when failed first, it fails for the depth
                     assert s.error is not None
                     assert s.error.code in ("sub_workflow_depth", "condition_error")
             else:
