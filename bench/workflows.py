@@ -63,6 +63,7 @@ from bench.workers import (
     run_lanes,
     trigger_executions,
 )
+from bench.workflow_maps import add_map_options, run_map_shape
 
 QUEUE = "flow"
 # (step, upstream steps) for every step that has a hand-off
@@ -508,6 +509,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.workflows", description=__doc__.split("\n\n")[0]
     )
+    parser.add_argument(
+        "--shape",
+        choices=("diamond", "map"),
+        default="diamond",
+        help="diamond executions, or for_each items against plain steps (bench/workflow_maps.py)",
+    )
+    add_map_options(parser)
     parser.add_argument("--executions", type=int, default=5000, help="phase 1 executions")
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
     parser.add_argument(
@@ -569,6 +577,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.shape == "map":
+        return run_map_shape(args)
     started, result = begin(
         args,
         "workflows",

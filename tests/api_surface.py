@@ -187,6 +187,10 @@ async def execution(owner: Owner) -> Prepared:
     return Prepared({"id": triggered["execution_id"]})
 
 
+async def execution_step(owner: Owner) -> Prepared:
+    return Prepared({**(await execution(owner)).params, "step_id": "a"})
+
+
 async def paused_execution(owner: Owner) -> Prepared:
     prepared = await execution(owner)
     path = f"/infra/workflows/executions/{prepared.params['id']}/pause"
@@ -370,6 +374,14 @@ CALLS: list[Call] = [
         execution,
         names_object=True,
         lists="events",
+    ),
+    Call(
+        "GET",
+        "/infra/workflows/executions/{id}/steps/{step_id}/items",
+        "workflows:read",
+        execution_step,
+        names_object=True,
+        lists="items",
     ),
     _body(
         "POST",

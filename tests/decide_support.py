@@ -17,9 +17,11 @@ from flowyard.workflows.state import (
     Event,
     ExecutionState,
     ExecutionStatus,
+    ItemState,
     JobFinished,
     JobStarted,
     Message,
+    PutItems,
     QueueJob,
     StepState,
     StepStatus,
@@ -79,6 +81,11 @@ def job_id(step_id: str, attempt: int) -> str:
     return f"job_{step_id}_{attempt}"
 
 
+def item_job_id(step_id: str, index: int, attempt: int) -> str:
+    """The fake job id the harness gives to one attempt of a for_each item."""
+    return f"job_{step_id}_{index}_{attempt}"
+
+
 def queued(step_id: str, attempt: int, payload: Any) -> QueueJob:
     """The effect that queues a step's job with this rendered payload."""
     return QueueJob(step_id, attempt, msgspec.Raw(msgspec.json.encode(payload)))
@@ -113,6 +120,7 @@ class Sim:
             depth=depth,
         )
         self.state = self.start
+        self.items: dict[str, list[ItemState]] = {}
         self.log: list[Event] = []
         self.now = T0
         self.check_replay = check_replay
@@ -122,9 +130,29 @@ class Sim:
     def send(self, message: Message, *, dt: int = 1) -> tuple[list[Effect], list[Event]]:
         """Apply one message (exceptions leave the state as it was)."""
         self.now += dt
-        new, effects, events = decide(self.state, message, self.now, self.graph)
+        new, effects, events = decide(self.state, message, self.now, self.graph, self.items)
+        item_jobs = {
+            (e.step_id, e.item_index): item_job_id(e.step_id, e.item_index, e.attempt)
+            for e in effects
+            if isinstance(e, QueueJob) and e.item_index is not None
+        }
+        events = [
+            replace(e, data={**e.data, "job_id": item_jobs[e.step_id, e.data["index"]]})
+            if e.type == "item_queued" and (e.step_id, e.data["index"]) in item_jobs
+            else e
+            for e in events
+        ]
         for effect in effects:
-            if isinstance(effect, QueueJob):
+            if isinstance(effect, PutItems):
+                items = self.items.setdefault(effect.step_id, [])
+                for item in effect.items:
+                    jid = item_jobs.get((effect.step_id, item.index))
+                    item = replace(item, job_id=jid) if jid else item
+                    if item.index < len(items):
+                        items[item.index] = item
+                    else:
+                        items.append(item)
+            if isinstance(effect, QueueJob) and effect.item_index is None:
                 jid = job_id(effect.step_id, effect.attempt)
                 steps = dict(new.steps)
                 steps[effect.step_id] = replace(steps[effect.step_id], job_id=jid)
@@ -175,6 +203,31 @@ class Sim:
     def status(self) -> ExecutionStatus:
         return self.state.status
 
+    def item(self, step_id: str, index: int) -> ItemState:
+        return self.items[step_id][index]
+
+    def item_started(self, step_id: str, index: int) -> tuple[list[Effect], list[Event]]:
+        """The current job of an item was claimed."""
+        item = self.item(step_id, index)
+        return self.send(JobStarted(step_id, item.attempt, item.job_id or "job_none", index))
+
+    def item_finished(
+        self,
+        step_id: str,
+        index: int,
+        outcome: str = "completed",
+        output: Any = None,
+        error: str | None = None,
+        *,
+        attempt: int | None = None,
+    ) -> tuple[list[Effect], list[Event]]:
+        """The job of an item (current attempt unless given) ended with ``outcome``."""
+        n = self.item(step_id, index).attempt if attempt is None else attempt
+        jid = item_job_id(step_id, index, n)
+        return self.send(JobFinished(step_id, n, jid, outcome, output, error, 1, index))
+
     def assert_replays(self) -> None:
-        replayed = replay(initial(self.start), self.log)
+        items: dict[str, list[ItemState]] = {}
+        replayed = replay(initial(self.start), self.log, items)
         assert as_data(replayed) == as_data(self.state)
+        assert msgspec.to_builtins(items) == msgspec.to_builtins(self.items)

@@ -26,7 +26,7 @@ from tests.conftest import ServerProcess, free_port, start_server
 from tests.workflow_support import pull_step
 
 JOB_COLUMNS = ["id", "name", "trigger", "status", "attempt", "created_at", "run_at", "error"]
-STEP_COLUMNS = ["step_id", "status", "attempt", "job_id", "caught_by"]
+STEP_COLUMNS = ["step_id", "status", "attempt", "job_id", "caught_by", "items"]
 TIMEOUT = 30.0
 
 
@@ -240,8 +240,8 @@ def test_executions_list_and_show(cli: Cli) -> None:
     assert steps[0] == STEP_COLUMNS
     charge, ship, refund = steps[1:]
     assert charge[:3] == ["charge", "failed", "1"] and charge[3].startswith("job_")
-    assert charge[4:] == ["refund"]
-    assert ship == ["ship", "skipped", "0", "-", "-"]
+    assert charge[4:] == ["refund", "-"]
+    assert ship == ["ship", "skipped", "0", "-", "-", "-"]
     assert refund[:3] == ["refund", "queued", "1"]
     details = [line.split(None, 2) for line in below[below.index("") + 1 :]]
     assert details == [

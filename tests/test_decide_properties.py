@@ -5,6 +5,7 @@ It checks the scheduling, attempt and quiescence rules of DESIGN §4 after every
 and that replaying the event log always rebuilds the same state.
 """
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ from flowyard.workflows.state import (
     CANCELLABLE,
     CONDITION_FALSE,
     FINISHED,
+    ITEM_ACTIVE,
     OPEN,
     CancelChild,
     CancelExecution,
@@ -28,7 +30,10 @@ from flowyard.workflows.state import (
     DeadlinePassed,
     Effect,
     Event,
+    ExecutionState,
     ExecutionStatus,
+    ItemState,
+    ItemStatus,
     JobFinished,
     JobStarted,
     Message,
@@ -44,7 +49,7 @@ from flowyard.workflows.state import (
     StepStatus,
     WithdrawJob,
 )
-from tests.decide_support import Sim, job_id, step, waits
+from tests.decide_support import Sim, item_job_id, job_id, step, waits
 
 TIMED_OUT = StepError("timed_out", "the execution ran past its max_duration_sec")
 OUTPUTS = [{"v": 1}, {"v": "x"}, {}, 3, None]
@@ -80,15 +85,25 @@ def blueprints(draw: st.DrawFn) -> list[dict[str, Any]]:
         bodies.append(step(sid, *deps, catch=catch))
     targets = {b["catch"] for b in bodies if "catch" in b}
     for i, body in enumerate(bodies):
-        if body["id"] not in targets and draw(st.integers(0, 3)) == 0:
+        kind = draw(st.integers(0, 5)) if body["id"] not in targets else -1
+        if kind == 0:
             name = draw(st.sampled_from(SIGNALS))
             timeout = draw(st.sampled_from([None, 30]))
             deps = body.get("depends_on", [])
             bodies[i] = waits(
                 body["id"], *deps, name=name, timeout=timeout, catch=body.get("catch")
             )
+        elif kind == 1:
+            # a for_each step over the input's list (0-4 items), 1-3 at once
+            body["for_each"] = "{{input.xs}}"
+            body["max_concurrency"] = draw(st.integers(1, 3))
+            body["payload_template"] = {"x": "{{item}}", "i": "{{item_index}}"}
         elif body["id"] in targets:
-            body["payload_template"] = {"f": "{{failure.step_id}}", "n": "{{failure.attempt}}"}
+            body["payload_template"] = {
+                "f": "{{failure.step_id}}",
+                "n": "{{failure.attempt}}",
+                "i": "{{failure.item_index}}",
+            }
         elif body.get("depends_on") and draw(st.booleans()):
             dep = body["depends_on"][0]
             body["payload_template"] = {"v": f"{{{{steps.{dep}.output.v}}}}", "i": i}
@@ -102,7 +117,7 @@ def blueprints(draw: st.DrawFn) -> list[dict[str, Any]]:
                 )
             ]
             body["when"] = draw(st.sampled_from(WHENS + named))
-        if "job_trigger" in body and draw(st.integers(0, 3)) == 0:
+        if "job_trigger" in body and "for_each" not in body and draw(st.integers(0, 3)) == 0:
             # a sub_workflow step: its template is the input
             template = body.pop("payload_template", None)
             del body["job_trigger"]
@@ -154,6 +169,15 @@ actions = st.lists(
 # ----------------------------------------------------------------------------- the model
 
 
+def out(state: ExecutionState) -> list[str]:
+    """Steps with something out: a queued, running or waiting step, or a map with items out."""
+    return [
+        sid
+        for sid, s in state.steps.items()
+        if (s.items.active if s.items is not None else s.status in OPEN)
+    ]
+
+
 @dataclass
 class Checker:
     """Drives one execution and checks the rules after every transition."""
@@ -163,6 +187,7 @@ class Checker:
     def __post_init__(self) -> None:
         self.graph = self.sim.graph
         self.attempts: dict[str, list[int]] = {s: [] for s in self.graph.steps}
+        self.item_jobs: set[tuple[str, int, int]] = set()
 
     def is_child(self, sid: str) -> bool:
         return self.graph.steps[sid].kind is StepKind.SUB_WORKFLOW
@@ -183,13 +208,47 @@ class Checker:
     def send(self, message: Message) -> bool:
         """Apply ``message``; False when it was refused (and then nothing changed)."""
         before = self.sim.state
+        items = {sid: list(items) for sid, items in self.sim.items.items()}
         try:
             effects, events = self.sim.send(message)
         except (Conflict, Invalid):
             assert self.sim.state is before
             return False
+        self.check_items(items, effects)
         self.check(before_steps=dict(before.steps), effects=effects, events=events)
         return True
+
+    def check_items(self, before: dict[str, list[ItemState]], effects: list[Effect]) -> None:
+        """Item jobs: one per item attempt, only for a running map, never more than its
+        max_concurrency out; counts match the items; a completed map's output is theirs."""
+        state = self.sim.state
+        for effect in effects:
+            if isinstance(effect, QueueJob) and effect.item_index is not None:
+                key = (effect.step_id, effect.item_index, effect.attempt)
+                assert key not in self.item_jobs
+                self.item_jobs.add(key)
+                assert state.status is ExecutionStatus.RUNNING
+            elif isinstance(effect, WithdrawJob) and effect.item_index is not None:
+                was = before[effect.step_id][effect.item_index]
+                assert was.status in ITEM_ACTIVE and was.job_id == effect.job_id
+        for sid, items in self.sim.items.items():
+            s = state.steps[sid]
+            progress = s.items
+            assert progress is not None and progress.total == len(items)
+            by_status = Counter(i.status for i in items)
+            assert progress.completed == by_status[ItemStatus.COMPLETED]
+            assert progress.failed == by_status[ItemStatus.FAILED]
+            assert progress.running == by_status[ItemStatus.RUNNING]
+            assert progress.queued == by_status[ItemStatus.QUEUED]
+            assert progress.cancelled == by_status[ItemStatus.CANCELLED]
+            assert progress.active <= self.graph.steps[sid].concurrency
+            if progress.active:
+                assert s.status is StepStatus.RUNNING
+            if s.status is StepStatus.COMPLETED and progress.completed == progress.total:
+                overridden = any(
+                    e.type == "output_overridden" and e.step_id == sid for e in self.sim.log
+                )
+                assert overridden or s.output == [i.output for i in items]
 
     def signal(self, name: str, data: Any) -> bool:
         """Send a signal; it goes to the oldest step waiting for ``name``, or is kept."""
@@ -218,7 +277,9 @@ class Checker:
         state = self.sim.state
         g = self.graph
         for effect in effects:
-            if isinstance(effect, QueueJob | StartChild):
+            if isinstance(effect, StartChild) or (
+                isinstance(effect, QueueJob) and effect.item_index is None
+            ):
                 sid = effect.step_id
                 assert isinstance(effect, StartChild) == self.is_child(sid)
                 assert state.depth < MAX_DEPTH or not self.is_child(sid)
@@ -238,7 +299,7 @@ class Checker:
                 assert self.is_child(effect.step_id) and was.status is StepStatus.RUNNING
                 assert effect.attempt == was.attempt
                 assert effect.child_execution_id == was.child_execution_id
-            elif isinstance(effect, WithdrawJob):
+            elif isinstance(effect, WithdrawJob) and effect.item_index is None:
                 was = before_steps[effect.step_id]
                 assert was.status in ACTIVE
                 assert effect.job_id == was.job_id == job_id(effect.step_id, was.attempt)
@@ -249,7 +310,8 @@ class Checker:
                 assert event.data["attempt"] == (seen[-1] if seen else 0) + 1
                 seen.append(event.data["attempt"])
         for sid, s in state.steps.items():
-            assert s.attempt == (self.attempts[sid][-1] if self.attempts[sid] else 0)
+            if g.steps[sid].for_each is None:
+                assert s.attempt == (self.attempts[sid][-1] if self.attempts[sid] else 0)
             if s.skip_reason is not None:  # only a when skips with a reason, and for good
                 assert s.skip_reason == CONDITION_FALSE and sid in g.conditions
                 assert s.status is StepStatus.SKIPPED and s.output is None
@@ -274,7 +336,7 @@ class Checker:
                 assert below <= {StepStatus.PENDING, StepStatus.SKIPPED}
         if state.status is ExecutionStatus.RUNNING:
             # a running execution with nothing out and nothing waiting has settled
-            assert any(s.status in OPEN for s in state.steps.values())
+            assert out(state)
         # a kept signal is one that no waiting step could take
         waiting_for = {s.signal for s in state.steps.values() if s.status is StepStatus.WAITING}
         assert not waiting_for & {signal.name for signal in state.signals}
@@ -327,7 +389,9 @@ class Checker:
         match action:
             case ("finish", n, outcome, out):
                 sid = self.pick(ACTIVE, n)
-                if sid is not None:
+                if sid is not None and self.graph.steps[sid].for_each is not None:
+                    self.finish_item(sid, n, outcome, OUTPUTS[out])
+                elif sid is not None:
                     s = state.steps[sid]
                     output = OUTPUTS[out] if outcome == "completed" else None
                     error = None if outcome == "completed" else f"{outcome} #{s.attempt}"
@@ -354,6 +418,14 @@ class Checker:
                         assert after.status is StepStatus.FAILED
                         assert after.error is not None and after.error.code == "signal_timeout"
             case ("started", n):
+                sid = self.pick({StepStatus.QUEUED, StepStatus.RUNNING}, n)
+                if sid is not None and self.graph.steps[sid].for_each is not None:
+                    queued = [i for i in self.sim.items[sid] if i.status is ItemStatus.QUEUED]
+                    if queued:
+                        item = queued[n % len(queued)]
+                        message = JobStarted(sid, item.attempt, item.job_id or "", item.index)
+                        assert self.send(message)
+                    return
                 sid = self.pick({StepStatus.QUEUED}, n)
                 if sid is not None:
                     s = state.steps[sid]
@@ -361,6 +433,15 @@ class Checker:
             case ("stale", n, outcome):
                 sid = self.graph.order[n % len(self.graph.order)]
                 s = state.steps[sid]
+                if self.graph.steps[sid].for_each is not None:
+                    for item in self.sim.items.get(sid, []):
+                        jid = item_job_id(sid, item.index, item.attempt)
+                        late = JobFinished(
+                            sid, item.attempt - 1, jid, outcome, 0, "x", 1, item.index
+                        )
+                        assert self.sim.send(late) == ([], [])
+                    assert self.sim.state == state
+                    return
                 attempt = s.attempt if s.status not in ACTIVE else s.attempt - 1
                 stale: Message = JobFinished(
                     sid, attempt, job_id(sid, attempt), outcome, {"v": 0}, "x"
@@ -404,6 +485,19 @@ class Checker:
             case _:
                 raise AssertionError(action)
 
+    def finish_item(self, sid: str, n: int, outcome: str, output: Any) -> bool:
+        """An active item of map ``sid`` ends; False when it has none out."""
+        out = [i for i in self.sim.items.get(sid, []) if i.status in ITEM_ACTIVE]
+        if not out:
+            return False
+        item = out[n % len(out)]
+        jid = item_job_id(sid, item.index, item.attempt)
+        error = None if outcome == "completed" else f"{outcome} #{item.attempt}"
+        value = output if outcome == "completed" else None
+        message = JobFinished(sid, item.attempt, jid, outcome, value, error, 1 + n % 3, item.index)
+        assert self.send(message)
+        return True
+
     def drain(self, outcomes: list[str]) -> None:
         """Resume if needed and finish every job until the execution is quiescent.
 
@@ -414,14 +508,14 @@ class Checker:
             state = self.sim.state
             if state.status in FINISHED:
                 return
-            if not any(s.status in OPEN for s in state.steps.values()):
+            if not out(state):
                 assert state.status is not ExecutionStatus.RUNNING
                 # alternate: retry one failed or cancelled step, then resume everything
                 retry = self.pick({StepStatus.FAILED, StepStatus.CANCELLED}, 0)
                 step_id = retry if turn % 2 == 0 else None
                 assert self.send(ResumeExecution(step_id=step_id, reason="drain"))
-            for _ in range(4 * len(self.graph.order)):
-                sid = self.pick(OPEN, 0)
+            for _ in range(12 * len(self.graph.order)):
+                sid = next(iter(out(self.sim.state)), None)
                 if sid is None:
                     break
                 s = self.sim.state.steps[sid]
@@ -431,8 +525,11 @@ class Checker:
                     continue
                 outcome = outcomes.pop(0) if outcomes else "completed"
                 output = {"v": 2} if outcome == "completed" else None
+                if self.graph.steps[sid].for_each is not None:
+                    assert self.finish_item(sid, 0, outcome, output)
+                    continue
                 self.send(self.ended(sid, s, outcome, output, None, 1))
-            assert not any(s.status in OPEN for s in self.sim.state.steps.values())
+            assert not out(self.sim.state)
 
 
 @settings(max_examples=200, deadline=None, derandomize=True)
@@ -440,13 +537,18 @@ class Checker:
     bodies=blueprints(),
     script=actions,
     ending=st.lists(outcomes, max_size=8),
+    xs=st.lists(st.integers(0, 9), max_size=4),
     depth=st.sampled_from([0, 0, 0, MAX_DEPTH]),
 )
 def test_random_executions_follow_the_rules_and_replay(
-    bodies: list[dict[str, Any]], script: list[tuple[Any, ...]], ending: list[str], depth: int
+    bodies: list[dict[str, Any]],
+    script: list[tuple[Any, ...]],
+    ending: list[str],
+    xs: list[int],
+    depth: int,
 ) -> None:
     g = build(bodies)
-    sim = Sim(g, input_data=INPUT, check_replay=False, depth=depth)
+    sim = Sim(g, input_data={**INPUT, "xs": xs}, check_replay=False, depth=depth)
     checker = Checker(sim)
     assert checker.send(Start())
     started = checker.sim.state.steps

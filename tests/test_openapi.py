@@ -131,6 +131,30 @@ async def test_answers_decode_into_the_documented_types(service: Service) -> Non
     await call("POST", "/infra/workflows/executions/{id}/signals", signal, **execution)
     await call("POST", "/infra/workflows/executions/{id}/cancel", **execution)
     await call("GET", "/infra/workflows/executions/{id}/events", **execution)
+    await call(
+        "GET", "/infra/workflows/executions/{id}/steps/{step_id}/items", **execution, step_id="a"
+    )
+    mapped = {
+        **step,
+        "id": "m",
+        "for_each": "{{input.xs}}",
+        "max_concurrency": 2,
+        "payload_template": {"x": "{{item}}", "i": "{{item_index}}"},
+    }
+    blueprint = await call("POST", "/infra/workflows/blueprints", {"name": "m", "steps": [mapped]})
+    started = await call(
+        "POST",
+        "/infra/workflows/blueprints/{id}/trigger",
+        {"input_data": {"xs": [1, 2, 3]}},
+        id=blueprint.id,
+    )
+    execution = {"id": started.execution_id}
+    await call("GET", "/infra/workflows/executions/{id}", **execution)
+    await call(
+        "GET", "/infra/workflows/executions/{id}/steps/{step_id}/items", **execution, step_id="m"
+    )
+    items = await call("POST", "/infra/jobs/claim", {"queue": "wf", "count": 5})
+    assert [j.workflow.item_index for j in items] == [0, 1]
 
     await call("GET", "/core/tokens/balance")
     await call("GET", "/core/tokens/usage")

@@ -134,7 +134,8 @@ def test_malformed_placeholders_are_problems(text: str, message: str) -> None:
 def test_every_malformed_placeholder_in_a_string_is_reported() -> None:
     problems = template_problems("{{foo}} and {{input.a}} and {{}}")
     assert [p["message"] for p in problems] == [
-        "unknown placeholder root 'foo' (expected input, steps, execution or failure)",
+        "unknown placeholder root 'foo'"
+        " (expected input, steps, execution, failure, item or item_index)",
         "malformed placeholder: empty path",
     ]
     assert [p["path"] for p in problems] == ["$", "$"]

@@ -9,11 +9,13 @@ from typing import Any
 
 import msgspec
 
+from flowyard.actors.execution_maps import MapRunner
 from flowyard.errors import Conflict, Invalid
 from flowyard.jobs.spec import MAX_PAYLOAD_BYTES
 from flowyard.workflows.blueprint import Graph, StepKind
 from flowyard.workflows.child_steps import ChildSteps
 from flowyard.workflows.conditions import ConditionError
+from flowyard.workflows.maps import NO_ITEMS, Items
 from flowyard.workflows.signals import (
     MAX_BUFFERED,
     SIGNAL_TIMEOUT,
@@ -64,14 +66,19 @@ replace = msgspec.structs.replace
 Decision = tuple[ExecutionState, list[Effect], list[Event]]
 
 
-def decide(state: ExecutionState, message: Message, now: int, graph: Graph) -> Decision:
+def decide(
+    state: ExecutionState, message: Message, now: int, graph: Graph, items: Items = NO_ITEMS
+) -> Decision:
     """The transition for ``message``.
+
+    ``items`` are the items of the execution's for_each steps (read only); the items the
+    transition changes come back as ``PutItems`` effects.
 
     Raises:
         Conflict: the execution's or the step's status does not allow the command (409).
         Invalid: the command names an unknown step, or overrides without a step (400).
     """
-    draft = _Draft(state, graph, now)
+    draft = _Draft(state, graph, now, items)
     match message:
         case Start():
             draft.event("triggered")
@@ -114,13 +121,16 @@ def render_child_input(
 class _Draft(ChildSteps):
     """A mutable working copy of one transition (its sub_workflow steps: ``ChildSteps``)."""
 
-    def __init__(self, state: ExecutionState, graph: Graph, now: int) -> None:
+    def __init__(
+        self, state: ExecutionState, graph: Graph, now: int, items: Items = NO_ITEMS
+    ) -> None:
         self.state = state
         self.graph = graph
         self.now = now
         self.steps = dict(state.steps)
         self.effects: list[Effect] = []
         self.events: list[Event] = []
+        self.maps = MapRunner(self, items)
 
     # --------------------------------------------------------------- helpers
 
@@ -138,7 +148,8 @@ class _Draft(ChildSteps):
         self.state = replace(self.state, **changes)
 
     def result(self) -> Decision:
-        return replace(self.state, steps=self.steps), self.effects, self.events
+        effects = [*self.effects, *self.maps.effects()]
+        return replace(self.state, steps=self.steps), effects, self.events
 
     @property
     def status(self) -> ExecutionStatus:
@@ -156,6 +167,7 @@ class _Draft(ChildSteps):
 
     def schedule(self) -> None:
         """Queue every eligible step (a template failure may make more eligible)."""
+        self.maps.fill_all()
         while self.status is ExecutionStatus.RUNNING:
             ready = [s for s in self.graph.order if self.eligible(s)]
             if not ready:
@@ -167,6 +179,9 @@ class _Draft(ChildSteps):
     def queue(self, step_id: str) -> None:
         """Start an eligible step the way its kind says, if its ``when`` holds."""
         if step_id in self.graph.conditions and not self.condition_holds(step_id):
+            return
+        if self.graph.steps[step_id].for_each is not None:
+            self.maps.start(step_id)
             return
         match self.graph.steps[step_id].kind:
             case StepKind.JOB:
@@ -286,7 +301,7 @@ class _Draft(ChildSteps):
         }
         failure = self.failure_for(step_id)
         if failure is not None:
-            context["failure"] = msgspec.to_builtins(failure)
+            context["failure"] = {"item_index": None, **msgspec.to_builtins(failure)}
         return context
 
     def failure_for(self, step_id: str) -> Failure | None:
@@ -302,18 +317,28 @@ class _Draft(ChildSteps):
 
     # --------------------------------------------------------------- failures
 
-    def fail(self, step_id: str, error: StepError, job_id: str | None, attempts: int) -> None:
+    def fail(
+        self,
+        step_id: str,
+        error: StepError,
+        job_id: str | None,
+        attempts: int,
+        item_index: int | None = None,
+    ) -> None:
         """A step failed for good: record it and route it to its catch step, if any."""
         self.set_step(step_id, status=StepStatus.FAILED, error=error, completed_at=self.now)
-        self.event(
-            "step_failed",
-            step_id,
-            {"error": msgspec.to_builtins(error), "job_id": job_id, "attempt": attempts},
-        )
+        data: dict[str, Any] = {
+            "error": msgspec.to_builtins(error),
+            "job_id": job_id,
+            "attempt": attempts,
+        }
+        if item_index is not None:
+            data["item_index"] = item_index
+        self.event("step_failed", step_id, data)
         catch_id = self.graph.catch_of.get(step_id)
         if catch_id is None or self.status not in LIVE:
             return
-        failure = Failure(step_id, error.code, error.message, job_id, max(attempts, 1))
+        failure = Failure(step_id, error.code, error.message, job_id, max(attempts, 1), item_index)
         self.set_step(step_id, caught_by=catch_id)
         self.event("caught", step_id, {"catch": catch_id, "failure": msgspec.to_builtins(failure)})
         for descendant in self.below(step_id, StepStatus.PENDING):
@@ -346,6 +371,9 @@ class _Draft(ChildSteps):
     # --------------------------------------------------------------- messages
 
     def job_started(self, message: JobStarted) -> None:
+        if message.item_index is not None:
+            self.maps.job_started(message)
+            return
         step = self.steps.get(message.step_id)
         if step is None or step.attempt != message.attempt or step.status is not StepStatus.QUEUED:
             return
@@ -353,6 +381,9 @@ class _Draft(ChildSteps):
         self.event("step_started", message.step_id, {"job_id": message.job_id})
 
     def job_finished(self, message: JobFinished) -> None:
+        if message.item_index is not None:
+            self.maps.job_finished(message)
+            return
         step = self.steps.get(message.step_id)
         if step is None or step.attempt != message.attempt or step.status not in ACTIVE:
             return  # a superseded attempt (retried, overridden or withdrawn): changes nothing
@@ -432,6 +463,7 @@ class _Draft(ChildSteps):
         self.event("cancelled")
 
     def withdraw_queued(self) -> None:
+        self.maps.withdraw_live()
         for step_id in self.graph.order:
             step = self.steps[step_id]
             if step.status in (StepStatus.QUEUED, StepStatus.WAITING):
@@ -505,6 +537,8 @@ class _Draft(ChildSteps):
             raise Conflict(f"cannot override step {step_id!r} while it is {step.status}")
         if step.status in ACTIVE and step.job_id is not None:
             self.effects.append(WithdrawJob(step_id, step.job_id))
+        if step.status in ACTIVE and step.items is not None:
+            self.maps.withdraw(step_id, running=True)
         if self.is_child_running(step_id):
             self.effects.append(CancelChild(step_id, step.attempt, step.child_execution_id))
         self.set_step(

@@ -17,8 +17,10 @@ from flowyard.workflows.state import (
     Event,
     ExecutionState,
     ExecutionStatus,
+    ItemState,
     Message,
     ParentRef,
+    PutItems,
     StepError,
     StepState,
 )
@@ -40,13 +42,35 @@ class DeadlineTimer(msgspec.Struct, frozen=True, gc=False):
 class ExecutionActor:
     """One execution: its state, its graph, and a mailbox while it has messages."""
 
-    __slots__ = ("busy", "graph", "mailbox", "state")
+    __slots__ = ("busy", "graph", "items", "mailbox", "state")
 
-    def __init__(self, state: ExecutionState, graph: Graph) -> None:
+    def __init__(
+        self,
+        state: ExecutionState,
+        graph: Graph,
+        items: dict[str, list[ItemState]] | None = None,
+    ) -> None:
         self.state = state
         self.graph = graph
+        self.items: dict[str, list[ItemState]] = items or {}
+        """The items of its for_each steps, as committed (``decide`` reads them)."""
         self.mailbox: Mailbox[tuple[Message, Carry | None]] | None = None
         self.busy = False
+
+    def keep_items(self, changes: list[PutItems]) -> None:
+        """Apply committed item changes to the actor's copy."""
+        keep_items(self.items, changes)
+
+
+def keep_items(items: dict[str, list[ItemState]], changes: list[PutItems]) -> None:
+    """Apply item changes to ``items`` (step id -> items in index order)."""
+    for change in changes:
+        found = items.setdefault(change.step_id, [])
+        for item in change.items:
+            if item.index < len(found):
+                found[item.index] = item
+            else:
+                found.append(item)
 
 
 def failed_execution(
@@ -101,6 +125,19 @@ def tag_queued(events: list[Event], step_id: str, job_id: str) -> list[Event]:
         else e
         for e in events
     ]
+
+
+def with_item_jobs(change: PutItems, jobs: dict[tuple[str, int], str]) -> PutItems:
+    """Item changes with the ids of the jobs created for them filled in."""
+    if not jobs:
+        return change
+    items = tuple(
+        replace(item, job_id=jobs[change.step_id, item.index])
+        if (change.step_id, item.index) in jobs
+        else item
+        for item in change.items
+    )
+    return replace(change, items=items)
 
 
 def missing_inputs(paths: list[str]) -> FlowyardError:

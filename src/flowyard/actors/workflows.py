@@ -4,7 +4,8 @@ Each live execution is an :class:`ExecutionActor`: its state, its blueprint's gr
 it has messages, a bounded mailbox drained by one task. A message goes through the pure
 ``decide``; the new state, its events, the jobs it creates or withdraws, and (for a job
 result) the job's own final transition are committed in one transaction; only then are the
-jobs scheduled, the deadline armed and the asker answered.
+jobs scheduled, the deadline armed and the asker answered. Job starts and results that wait
+in a busy actor's mailbox are committed together (``workflow_commits.py``).
 """
 
 import logging
@@ -26,13 +27,12 @@ from flowyard.actors.execution_records import (
     failed_execution,
     missing_inputs,
     new_execution,
-    tag_queued,
-    with_job,
 )
 from flowyard.actors.jobs import Change, JobEngine
-from flowyard.actors.mailbox import reply
+from flowyard.actors.mailbox import Envelope, reply
 from flowyard.actors.signals import Sent, Signals, SignalTimer
-from flowyard.billing import JOB_WRITE, WORKFLOW_WRITE
+from flowyard.actors.workflow_commits import BATCH, COMMANDS, JOB_MESSAGES, Commits, price_of
+from flowyard.billing import WORKFLOW_WRITE
 from flowyard.errors import Conflict, FlowyardError, NotFound, Unavailable
 from flowyard.jobs.model import Job, JobStatus, Run, WorkflowRef
 from flowyard.settings import Settings
@@ -42,11 +42,7 @@ from flowyard.storage.port import Store
 from flowyard.storage.signals import with_kept_signals
 from flowyard.storage.sqlite import RETRY_MS
 from flowyard.workflows.state import (
-    ArmDeadline,
-    CancelChild,
-    CancelExecution,
     DeadlinePassed,
-    Effect,
     Event,
     ExecutionState,
     ExecutionStatus,
@@ -55,13 +51,10 @@ from flowyard.workflows.state import (
     Message,
     ParentRef,
     PauseExecution,
+    PutItems,
     QueueJob,
-    ResumeExecution,
-    SendSignal,
     SignalTimedOut,
     Start,
-    StartChild,
-    WithdrawJob,
 )
 from flowyard.workflows.templates import missing_input_paths
 
@@ -70,7 +63,7 @@ log = logging.getLogger("flowyard.workflows")
 replace = msgspec.structs.replace
 
 
-class WorkflowEngine(ActorHost):
+class WorkflowEngine(Commits, ActorHost):
     """The registry of execution actors and the entry point of every workflow command."""
 
     def __init__(self, db: Store, jobs: JobEngine, settings: Settings) -> None:
@@ -113,7 +106,8 @@ class WorkflowEngine(ActorHost):
                 await self._record(state, failed, events, [], [])
                 continue
             state = await with_kept_signals(self.db, state)
-            actor = self.actors[state.id] = ExecutionActor(state, graph)
+            items = await store.execution_items(self.db, state)
+            actor = self.actors[state.id] = ExecutionActor(state, graph, items)
             restored.append(actor)
             if state.status in (ExecutionStatus.RUNNING, ExecutionStatus.PAUSED):
                 self.jobs.timers.arm(state.deadline_at, DeadlineTimer(state.id, state.deadline_at))
@@ -185,7 +179,8 @@ class WorkflowEngine(ActorHost):
                 raise NotFound(f"execution {execution_id} not found")
             graph = await self.blueprints.graph(state.blueprint_id)
             state = await with_kept_signals(self.db, state)
-            actor = self.actors.get(execution_id) or ExecutionActor(state, graph)
+            items = await store.execution_items(self.db, state)
+            actor = self.actors.get(execution_id) or ExecutionActor(state, graph, items)
             self.actors[execution_id] = actor
         if project_id is not None and actor.state.project_id != project_id:
             raise NotFound(f"execution {execution_id} not found")
@@ -216,7 +211,14 @@ class WorkflowEngine(ActorHost):
         )
         output = msgspec.json.decode(bytes(job.result)) if outcome == "completed" else None
         message = JobFinished(
-            ref.step_id, ref.attempt, job.id, outcome, output, job.error, max(job.attempt, 1)
+            ref.step_id,
+            ref.attempt,
+            job.id,
+            outcome,
+            output,
+            job.error,
+            max(job.attempt, 1),
+            ref.item,
         )
         try:
             actor = await self._actor(ref.execution_id)
@@ -232,7 +234,7 @@ class WorkflowEngine(ActorHost):
         actor = self.actors.get(ref.execution_id) if ref else None
         if ref is None or actor is None:
             return []
-        message = JobStarted(ref.step_id, ref.attempt, job.id)
+        message = JobStarted(ref.step_id, ref.attempt, job.id, ref.item)
         if not actor.busy:
             try:
                 return self._record_start(actor, message)
@@ -252,14 +254,20 @@ class WorkflowEngine(ActorHost):
         the writes are queued before any later write of the execution, so the order of the
         execution's rows and events holds.
         """
-        new, effects, events = decide(actor.state, message, self.jobs.clock.now_ms(), actor.graph)
+        now = self.jobs.clock.now_ms()
+        new, effects, events = decide(actor.state, message, now, actor.graph, actor.items)
         if not events:
             return []
-        assert not effects
+        changes = [e for e in effects if isinstance(e, PutItems)]
+        assert len(changes) == len(effects)  # a start changes an item at most
         seq = actor.state.event_seq
         new = replace(new, event_seq=seq + len(events))
         actor.state = new
-        return [store.put_execution(new), store.put_events(new.id, seq + 1, events)]
+        actor.keep_items(changes)
+        ops: list[Intent] = [store.put_execution(new), store.put_events(new.id, seq + 1, events)]
+        for change in changes:
+            ops += store.put_items(new.id, change.step_id, change.items)
+        return ops
 
     def _deadline_fired(self, key: DeadlineTimer) -> None:
         actor = self.actors.get(key.execution_id)
@@ -275,11 +283,26 @@ class WorkflowEngine(ActorHost):
     async def _drain(self, actor: ExecutionActor) -> None:
         mailbox = actor.mailbox
         assert mailbox is not None
+        waiting: list[Envelope[tuple[Message, Carry | None]]] = []
         while True:
-            try:
-                envelope = mailbox.receive.receive_nowait()
-            except anyio.WouldBlock:
+            while len(waiting) < BATCH:
+                try:
+                    waiting.append(mailbox.receive.receive_nowait())
+                except anyio.WouldBlock:
+                    break
+            if not waiting:
                 break
+            run = 0
+            while run < len(waiting) and isinstance(waiting[run].message[0], JOB_MESSAGES):
+                run += 1
+            if run > 1:
+                outcomes, done = await self._results(actor, [e.message for e in waiting[:run]])
+                for envelope, outcome in zip(waiting[:done], outcomes, strict=True):
+                    reply(envelope, outcome)
+                if done:
+                    del waiting[:done]
+                    continue
+            envelope = waiting.pop(0)
             message, carry = envelope.message
             outcome = await self._process(actor, message, carry)
             if isinstance(message, DeadlinePassed) and isinstance(outcome, Unavailable):
@@ -323,70 +346,23 @@ class WorkflowEngine(ActorHost):
     ) -> ExecutionState:
         now = self.jobs.clock.now_ms()
         try:
-            new, effects, events = decide(actor.state, message, now, actor.graph)
+            new, effects, events = decide(actor.state, message, now, actor.graph, actor.items)
         except FlowyardError:
             if carry is not None:
                 await self.jobs.commit([carry[0]], carry[1])
             raise
-        price = _price(message, effects)
+        price = price_of(message, effects)
         project_id = actor.state.project_id
         if not isinstance(message, COMMANDS) and not self.jobs.accounts.can_pay(project_id, price):
             # Steps that cannot be paid for are not lost: the execution pauses before them.
             paused, _, pausing = decide(
-                actor.state, PauseExecution(reason=NO_TOKENS), now, actor.graph
+                actor.state, PauseExecution(reason=NO_TOKENS), now, actor.graph, actor.items
             )
-            new, effects, events = decide(paused, message, now, actor.graph)
+            new, effects, events = decide(paused, message, now, actor.graph, actor.items)
             events = pausing + events
             price = 0
         with self.jobs.accounts.paying(project_id, price, "infra/workflows"):
             return await self._apply(actor, new, effects, events, carry, now)
-
-    async def _apply(
-        self,
-        actor: ExecutionActor,
-        new: ExecutionState,
-        effects: list[Effect],
-        events: list[Event],
-        carry: Carry | None,
-        now: int,
-    ) -> ExecutionState:
-        changes: list[Change] = [carry[0]] if carry else []
-        runs: list[Run] = list(carry[1]) if carry else []
-        created: list[Job] = []
-        deadlines: list[int] = []
-        starts: list[StartChild] = []
-        cancels: list[CancelChild] = []
-        for effect in effects:
-            match effect:
-                case QueueJob():
-                    job = self._step_job(new, effect, now)
-                    created.append(job)
-                    new = with_job(new, effect.step_id, job.id)
-                    events = tag_queued(events, effect.step_id, job.id)
-                case WithdrawJob():
-                    live = self.jobs.jobs.get(effect.job_id)
-                    if live is not None:
-                        change, closed = self.jobs.withdrawal(live, "withdrawn by the workflow")
-                        changes.append(change)
-                        runs += closed
-                case ArmDeadline():
-                    deadlines.append(effect.deadline_at)
-                case StartChild():
-                    starts.append(effect)
-                case CancelChild():
-                    cancels.append(effect)
-        jobs = [*changes, *((None, j) for j in created)]
-        signal_rows = self.signals.writes(new.id, effects, now)
-        await self._store(actor, new, events, jobs, runs, signal_rows)
-        self.jobs.admit(created)
-        for at in deadlines:
-            self.jobs.timers.arm(at, DeadlineTimer(new.id, at))
-        self.signals.arm(new.id, effects)
-        for cancel in cancels:
-            await self.children.cancel(actor.state, cancel)
-        for start in starts:
-            await self.children.started(actor, start)
-        return actor.state
 
     async def _store(
         self,
@@ -425,7 +401,7 @@ class WorkflowEngine(ActorHost):
         step = self.blueprints.graphs[state.blueprint_id].steps[effect.step_id]
         assert step.job_trigger is not None  # only job steps queue jobs
         spec = step.job_trigger.to_spec(effect.payload)
-        ref = WorkflowRef(state.id, effect.step_id, effect.attempt)
+        ref = WorkflowRef(state.id, effect.step_id, effect.attempt, effect.item_index)
         return self.jobs.new_job(state.project_id, spec, now, ref)
 
     async def _contain(self, actor: ExecutionActor, carry: Carry | None, exc: Exception) -> Any:
@@ -450,12 +426,4 @@ class WorkflowEngine(ActorHost):
         return Unavailable("internal error while handling the execution")
 
 
-COMMANDS = (Start, CancelExecution, PauseExecution, ResumeExecution, SendSignal)
-"""Messages a client sends: each pays for the call; the others are the engine's own."""
 NO_TOKENS = "insufficient_tokens"
-
-
-def _price(message: Message, effects: list[Effect]) -> int:
-    """What a transition costs: the call for a command, and every job it creates."""
-    jobs = JOB_WRITE * sum(isinstance(effect, QueueJob) for effect in effects)
-    return WORKFLOW_WRITE + jobs if isinstance(message, COMMANDS) else jobs

@@ -1,4 +1,4 @@
-"""``flowyard executions list|show|cancel|pause|resume|signal``: workflow executions on a
+"""``flowyard executions list|show|items|cancel|pause|resume|signal``: workflow executions on a
 server."""
 
 import argparse
@@ -16,10 +16,11 @@ from flowyard.cli.display import (
 )
 from flowyard.cli.remote import add_paging, fetch, print_page, remote, remote_options
 from flowyard.client import UNSET, Client
-from flowyard.client.models import Execution, ExecutionStatusName
+from flowyard.client.models import Execution, ExecutionStatusName, ExecutionStep, StepItem
 
 LIST_COLUMNS = ("id", "blueprint_id", "status", "steps", "started_at", "completed_at", "error")
-STEP_COLUMNS = ("step_id", "status", "attempt", "job_id", "caught_by")
+STEP_COLUMNS = ("step_id", "status", "attempt", "job_id", "caught_by", "items")
+ITEM_COLUMNS = ("index", "status", "attempt", "job_id", "output", "error")
 DETAIL_COLUMNS = ("step_id", "field", "value")
 EVENT_COLUMNS = ("seq", "at", "type", "step_id", "data")
 
@@ -51,6 +52,14 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
         "--events", action="store_true", help=described("also print its event log", "off")
     )
     show.set_defaults(run=remote(show_execution))
+
+    items = sub.add_parser(
+        "items", parents=[options], help="the items of a for_each step, in item order"
+    )
+    items.add_argument("execution_id", metavar="ID", help="the execution's id (wfexec_...)")
+    items.add_argument("step_id", metavar="STEP", help="the for_each step's id")
+    add_paging(items)
+    items.set_defaults(run=remote(list_items))
 
     for name, command, what in (
         ("cancel", cancel, "cancel an execution (running, paused or failed)"),
@@ -174,7 +183,7 @@ def print_execution(args: argparse.Namespace, execution: Execution) -> None:
     )
     print()
     rows = [
-        [step.step_id, step.status, step.attempt, step.job_id, step.caught_by]
+        [step.step_id, step.status, step.attempt, step.job_id, step.caught_by, progress(step)]
         for step in execution.steps
     ]
     print_table(STEP_COLUMNS, rows)
@@ -182,6 +191,41 @@ def print_execution(args: argparse.Namespace, execution: Execution) -> None:
     if details:
         print()
         print_table(DETAIL_COLUMNS, details)
+
+
+def progress(step: ExecutionStep) -> str | None:
+    """A for_each step's progress: ``done/total``, and what failed or is out."""
+    counts = step.items
+    if counts is None:
+        return None
+    text = f"{counts.completed}/{counts.total}"
+    extra = [
+        f"{n} {name}"
+        for n, name in (
+            (counts.running, "running"),
+            (counts.queued, "queued"),
+            (counts.failed, "failed"),
+            (counts.cancelled, "cancelled"),
+        )
+        if n
+    ]
+    return f"{text} ({', '.join(extra)})" if extra else text
+
+
+def list_items(client: Client, args: argparse.Namespace) -> int:
+    """``flowyard executions items ID STEP``: a for_each step's items, in item order."""
+    page = fetch(
+        args,
+        lambda **kw: client.workflows.items(args.execution_id, args.step_id, **kw),
+        lambda **kw: client.workflows.iter_items(args.execution_id, args.step_id, **kw),
+    )
+    print_page(args, "items", page, ITEM_COLUMNS, _item_row)
+    return 0
+
+
+def _item_row(item: StepItem) -> list[object]:
+    output = None if item.output is None else cell(item.output, OUTPUT_WIDTH)
+    return [item.index, item.status, item.attempt, item.job_id, output, error_text(item.error)]
 
 
 def step_details(execution: Execution) -> list[list[object]]:

@@ -20,6 +20,7 @@ from flowyard.client.models import (
     Paused,
     Resumed,
     Signalled,
+    StepItem,
     Triggered,
 )
 from flowyard.client.namespace import Mode, Namespace, endpoint, paginate, poll
@@ -148,6 +149,18 @@ class Workflows(Namespace[Mode]):
 
     iter_events = paginate(events)
     """Every event of an execution, oldest first."""
+
+    @endpoint
+    def items(
+        self, execution_id: str, step_id: str, *, limit: int = 25, cursor: str | None = None
+    ) -> Call[Page[StepItem]]:
+        """One page of a for_each step's items, in item order (a step without for_each has
+        none)."""
+        path = f"/infra/workflows/executions/{segment(execution_id)}/steps/{segment(step_id)}/items"
+        return Call("GET", path, returns_page("items", StepItem), query(limit=limit, cursor=cursor))
+
+    iter_items = paginate(items)
+    """Every item of a for_each step, in item order."""
 
     @endpoint
     def cancel(self, execution_id: str) -> Call[Cancelled]:

@@ -13,7 +13,7 @@ from msgspec import Meta
 
 from flowyard.jobs.model import Backoff, JobStatus, RunStatus, Trigger
 from flowyard.workflows.blueprint import Step
-from flowyard.workflows.state import ExecutionStatus, StepError, StepStatus
+from flowyard.workflows.state import ExecutionStatus, ItemStatus, StepError, StepStatus
 
 Timestamp = Annotated[
     str, Meta(description="RFC 3339 UTC with milliseconds", examples=["2026-11-23T10:00:00.000Z"])
@@ -64,10 +64,12 @@ class Health(View, frozen=True):
 
 
 class WorkflowStepRef(View, frozen=True):
-    """The workflow step a job runs for."""
+    """The workflow step a job runs for; `item_index` is there for an item of a for_each
+    step."""
 
     execution_id: str
     step_id: str
+    item_index: int | msgspec.UnsetType = msgspec.UNSET
 
 
 class Job(View, frozen=True):
@@ -207,6 +209,17 @@ class ExecutionStarted(View, frozen=True):
     started_at: Timestamp
 
 
+class ItemCounts(View, frozen=True):
+    """The items of a for_each step, by where they are."""
+
+    total: int
+    completed: int
+    failed: int
+    running: int
+    queued: int
+    cancelled: int
+
+
 class ExecutionStep(View, frozen=True):
     """One step of an execution."""
 
@@ -228,6 +241,27 @@ class ExecutionStep(View, frozen=True):
     child_execution_id: Annotated[
         str | None, Meta(description="a sub_workflow step's child execution (latest attempt)")
     ]
+    items: ItemCounts | None
+
+
+class StepItem(View, frozen=True):
+    """One item of a for_each step (`GET .../steps/{step_id}/items`)."""
+
+    index: int
+    status: ItemStatus
+    job_id: str | None
+    attempt: int
+    output: Any
+    error: StepError | None
+    started_at: Timestamp | None
+    completed_at: Timestamp | None
+
+
+class StepItemList(View, frozen=True):
+    """A page of a for_each step's items, in item order."""
+
+    items: list[StepItem]
+    next_cursor: str | None
 
 
 class ParentStep(View, frozen=True):

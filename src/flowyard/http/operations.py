@@ -169,6 +169,11 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/infra/workflows/executions/{id}/events",
               "List an execution's events, oldest first", api.EventList, _WR, billed=True,
               query=(replace(LIMIT, default=100), CURSOR)),
+    Operation("GET", "/infra/workflows/executions/{id}/steps/{step_id}/items",
+              "List a for_each step's items, in item order", api.StepItemList, _WR, billed=True,
+              query=PAGE,
+              description="A step without for_each has no items: its list is empty. An unknown "
+              "execution or step is 404."),
     Operation("POST", "/infra/workflows/executions/{id}/cancel", "Cancel an execution",
               api.Cancelled, _W, body=NoFields, body_optional=True, errors=(409,), billed=True),
     Operation("POST", "/infra/workflows/executions/{id}/pause", "Pause an execution",

@@ -22,6 +22,8 @@ from flowyard.workflows.state import (
     Event,
     ExecutionState,
     ExecutionStatus,
+    ItemState,
+    MapProgress,
     PauseExecution,
     ResumeExecution,
 )
@@ -101,9 +103,38 @@ def execution_view(state: ExecutionState) -> dict[str, Any]:
                 "signal": s.signal,
                 "signal_id": s.signal_id,
                 "child_execution_id": s.child_execution_id,
+                "items": item_counts(s.items),
             }
             for s in state.steps.values()
         ],
+    }
+
+
+def item_counts(progress: MapProgress | None) -> dict[str, int] | None:
+    """A for_each step's item counts as the API shows them (None for other steps)."""
+    if progress is None:
+        return None
+    return {
+        "total": progress.total,
+        "completed": progress.completed,
+        "failed": progress.failed,
+        "running": progress.running,
+        "queued": progress.queued,
+        "cancelled": progress.cancelled,
+    }
+
+
+def item_view(item: ItemState) -> dict[str, Any]:
+    """One item of a for_each step."""
+    return {
+        "index": item.index,
+        "status": item.status,
+        "job_id": item.job_id,
+        "attempt": item.attempt,
+        "output": item.output,
+        "error": item.error,
+        "started_at": rfc3339(item.started_at),
+        "completed_at": rfc3339(item.completed_at),
     }
 
 
@@ -241,6 +272,22 @@ async def list_events(request: Request) -> Response:
     )
 
 
+async def list_items(request: Request) -> Response:
+    runtime, state = await _execution(request, "workflows:read")
+    step_id = request.path_params["step_id"]
+    if step_id not in state.steps:
+        raise NotFound(f"execution {state.id} has no step {step_id!r}")
+    items, next_cursor = await store.list_items(
+        runtime.db,
+        state.id,
+        step_id,
+        cursor=query_str(request, "cursor", 512),
+        limit=query_int(request, "limit", 25, 1, 100),
+    )
+    charge_read(request, runtime, state.project_id)
+    return json_response({"items": [item_view(i) for i in items], "next_cursor": next_cursor})
+
+
 async def cancel(request: Request) -> Response:
     runtime, state = await _execution(request, "workflows:write")
     await read_no_fields(request)
@@ -295,6 +342,7 @@ routes = [
     Route("/infra/workflows/executions", list_executions, methods=["GET"]),
     Route("/infra/workflows/executions/{id}", get_execution, methods=["GET"]),
     Route("/infra/workflows/executions/{id}/events", list_events, methods=["GET"]),
+    Route("/infra/workflows/executions/{id}/steps/{step_id}/items", list_items, methods=["GET"]),
     Route("/infra/workflows/executions/{id}/cancel", cancel, methods=["POST"]),
     Route("/infra/workflows/executions/{id}/pause", pause, methods=["POST"]),
     Route("/infra/workflows/executions/{id}/resume", resume, methods=["POST"]),

@@ -100,6 +100,16 @@ class WorkflowRef(msgspec.Struct, frozen=True, gc=False):
     execution_id: str
     step_id: str
     attempt: int = 1
+    item: int | None = None
+    """The for_each item the job runs (``attempt`` is then the item's); None for a step."""
+
+
+def workflow_view(ref: WorkflowRef) -> dict[str, Any]:
+    """The step a job runs for, as the API shows it (``item_index`` only for an item)."""
+    view: dict[str, Any] = {"execution_id": ref.execution_id, "step_id": ref.step_id}
+    if ref.item is not None:
+        view["item_index"] = ref.item
+    return view
 
 
 class Job(msgspec.Struct, frozen=True, gc=False, kw_only=True):
@@ -190,11 +200,7 @@ def job_view(job: Job, *, claim_token: bool = False) -> dict[str, Any]:
         "claimed_until": rfc3339(job.claimed_until),
         "completed_at": rfc3339(job.completed_at),
         "callback_url": job.callback_url,
-        "workflow": (
-            {"execution_id": job.workflow.execution_id, "step_id": job.workflow.step_id}
-            if job.workflow
-            else None
-        ),
+        "workflow": workflow_view(job.workflow) if job.workflow else None,
     }
     if claim_token:
         view["claim_token"] = job.claim_token

@@ -73,6 +73,9 @@ TABLES: tuple[Table, ...] = (
         ("execution_id", "seq"),
     ),
     Table(
+        "map_items", ("execution_id", "step_id", "idx", "doc"), ("execution_id", "step_id", "idx")
+    ),
+    Table(
         "jobs",
         ("seq", "id", "project_id", "status", "trigger_type", "queue", "idempotency_key", "doc"),
     ),

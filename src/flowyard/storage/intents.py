@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from flowyard.storage.workflows import Blueprint
     from flowyard.webhooks.model import Delivery, Webhook
     from flowyard.workflows.schedules import Schedule
-    from flowyard.workflows.state import Event, ExecutionState
+    from flowyard.workflows.state import Event, ExecutionState, ItemState
 
 
 class PutJob(msgspec.Struct, frozen=True, gc=False):
@@ -146,6 +146,14 @@ class PutEvents(msgspec.Struct, frozen=True, gc=False):
     events: list[Event]
 
 
+class PutItem(msgspec.Struct, frozen=True, gc=False):
+    """Insert or update one item of a for_each step."""
+
+    execution_id: str
+    step_id: str
+    item: ItemState
+
+
 class InsertSignal(msgspec.Struct, frozen=True, gc=False):
     """Record a signal an execution accepted."""
 
@@ -214,6 +222,7 @@ Intent = (
     | ArchiveBlueprint
     | PutExecution
     | PutEvents
+    | PutItem
     | InsertSignal
     | TakeSignal
     | PutWebhook

@@ -167,6 +167,16 @@ MIGRATIONS: list[str] = [
     CREATE UNIQUE INDEX signals_by_idempotency_key ON signals(execution_id, idempotency_key)
         WHERE idempotency_key IS NOT NULL;
     """,
+    # Version 8: the items of for_each steps, a row each (one item's transition writes one).
+    """
+    CREATE TABLE map_items (
+        execution_id TEXT NOT NULL,
+        step_id TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        doc BLOB NOT NULL,
+        PRIMARY KEY (execution_id, step_id, idx)
+    ) WITHOUT ROWID;
+    """,
     # Version 9 (7 and 8 come from other changes; the merge puts this one after them):
     # workflow schedules, one row each, listed by project or by blueprint.
     """

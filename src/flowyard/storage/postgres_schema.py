@@ -139,6 +139,16 @@ MIGRATIONS: list[str] = [
     CREATE UNIQUE INDEX signals_by_idempotency_key ON signals (execution_id, idempotency_key)
         WHERE idempotency_key IS NOT NULL;
     """,
+    # Version 3: SQLite's user_version 8, the items of for_each steps, a row each.
+    """
+    CREATE TABLE map_items (
+        execution_id TEXT NOT NULL,
+        step_id TEXT NOT NULL,
+        idx BIGINT NOT NULL,
+        doc BYTEA NOT NULL,
+        PRIMARY KEY (execution_id, step_id, idx)
+    );
+    """,
     # Version 4 (2 and 3 come from other changes; the merge puts this one after them):
     # SQLite's user_version 9, workflow schedules.
     """

@@ -25,6 +25,7 @@ from flowyard.storage.intents import (
     PutBlueprint,
     PutEvents,
     PutExecution,
+    PutItem,
     PutJob,
     PutKey,
     PutProject,
@@ -100,6 +101,10 @@ _PUT_EXECUTION = (
 _PUT_EVENT = (
     "INSERT INTO events (execution_id, seq, doc) VALUES ($1, $2, $3)"
     " ON CONFLICT (execution_id, seq) DO UPDATE SET doc = excluded.doc"
+)
+_PUT_ITEM = (
+    "INSERT INTO map_items (execution_id, step_id, idx, doc) VALUES ($1, $2, $3, $4)"
+    " ON CONFLICT (execution_id, step_id, idx) DO UPDATE SET doc = excluded.doc"
 )
 _PUT_WEBHOOK = (
     "INSERT INTO webhooks (id, project_id, doc) VALUES ($1, $2, $3)"
@@ -228,6 +233,11 @@ def _put_events(intent: PutEvents, out: list[Op]) -> None:
     ]
 
 
+def _put_item(intent: PutItem, out: list[Op]) -> None:
+    item = intent.item
+    out.append((_PUT_ITEM, (intent.execution_id, intent.step_id, item.index, encode(item))))
+
+
 def _insert_signal(intent: InsertSignal, out: list[Op]) -> None:
     # ``buffered`` is a literal of the statement: a write statement has 8 parameters at most.
     signal = intent.signal
@@ -318,8 +328,9 @@ _FOLDED: dict[str, tuple[int, tuple[str, ...]]] = {
     _PUT_RUN: (1, ("text", "text", "bytea")),
     _PUT_EXECUTION: (1, ("text", "text", "text", "text", "integer", "text", "bytea")),
     _PUT_EVENT: (2, ("text", "bigint", "bytea")),
+    _PUT_ITEM: (3, ("text", "text", "bigint", "bytea")),
 }
-"""The upserts of every transition (jobs, runs, executions, events): how many leading
+"""The upserts of every transition (jobs, runs, executions, events, map items): how many leading
 parameters are the row's key, and each column's type."""
 _VALUES = re.compile(r"VALUES \(\$1(?:, \$\d+)*\)")
 _combined: dict[tuple[str, ...], str] = {}

@@ -22,6 +22,7 @@ from flowyard.storage.intents import (
     PutBlueprint,
     PutEvents,
     PutExecution,
+    PutItem,
     PutJob,
     PutKey,
     PutProject,
@@ -195,6 +196,12 @@ def _put_events(intent: PutEvents, out: list[Op]) -> None:
         (sql, (intent.execution_id, first + index, encode(event)))
         for index, event in enumerate(intent.events)
     ]
+
+
+def _put_item(intent: PutItem, out: list[Op]) -> None:
+    sql = "INSERT OR REPLACE INTO map_items (execution_id, step_id, idx, doc) VALUES (?, ?, ?, ?)"
+    item = intent.item
+    out.append((sql, (intent.execution_id, intent.step_id, item.index, encode(item))))
 
 
 def _insert_signal(intent: InsertSignal, out: list[Op]) -> None:

@@ -1,13 +1,21 @@
 """Blueprint, execution and event rows: the write intents and the reads."""
 
+from collections.abc import Iterable
+
 import msgspec
 
-from flowyard.storage.intents import ArchiveBlueprint, PutBlueprint, PutEvents, PutExecution
+from flowyard.storage.intents import (
+    ArchiveBlueprint,
+    PutBlueprint,
+    PutEvents,
+    PutExecution,
+    PutItem,
+)
 from flowyard.storage.pages import Sharer, chunked, decode_cursor, encode_cursor, newest_first, page
 from flowyard.storage.port import Store
 from flowyard.workflows.blueprint import Step
 from flowyard.workflows.children import parent_key_prefix
-from flowyard.workflows.state import LIVE, OPEN, Event, ExecutionState
+from flowyard.workflows.state import LIVE, OPEN, Event, ExecutionState, ItemState
 
 replace = msgspec.structs.replace
 
@@ -28,6 +36,7 @@ class Blueprint(msgspec.Struct, frozen=True, kw_only=True):
 _blueprint_decoder = msgspec.json.Decoder(Blueprint)
 _execution_decoder = msgspec.json.Decoder(ExecutionState)
 _event_decoder = msgspec.json.Decoder(Event)
+_item_decoder = msgspec.json.Decoder(ItemState)
 
 
 def put_blueprint(blueprint: Blueprint) -> PutBlueprint:
@@ -54,6 +63,11 @@ def put_execution(state: ExecutionState) -> PutExecution:
 def put_events(execution_id: str, first_seq: int, events: list[Event]) -> PutEvents:
     """Append events numbered from ``first_seq``."""
     return PutEvents(execution_id, first_seq, events)
+
+
+def put_items(execution_id: str, step_id: str, items: Iterable[ItemState]) -> list[PutItem]:
+    """Insert or update items of a for_each step: one intent (one row) per item."""
+    return [PutItem(execution_id, step_id, item) for item in items]
 
 
 async def get_blueprint_by_id(db: Store, blueprint_id: str) -> Blueprint | None:
@@ -177,3 +191,35 @@ async def active_executions(db: Store) -> list[ExecutionState]:
             )
         )
     return states
+
+
+async def execution_items(db: Store, state: ExecutionState) -> dict[str, list[ItemState]]:
+    """The items of every for_each step the execution has started, in index order."""
+    items: dict[str, list[ItemState]] = {}
+    for step_id, step in state.steps.items():
+        if step.items is None:
+            continue
+        rows = await db.fetchall(
+            "SELECT doc FROM map_items WHERE execution_id = ? AND step_id = ? ORDER BY idx",
+            (state.id, step_id),
+        )
+        items[step_id] = [_item_decoder.decode(doc) for (doc,) in rows]
+    return items
+
+
+async def list_items(
+    db: Store, execution_id: str, step_id: str, *, cursor: str | None, limit: int
+) -> tuple[list[ItemState], str | None]:
+    """A page of a for_each step's items, in item order."""
+    scope = f"items:{execution_id}:{step_id}"
+    after = decode_cursor(db.cursor_key, scope, cursor)
+    rows = await db.fetchall(
+        "SELECT idx, doc FROM map_items WHERE execution_id = ? AND step_id = ? AND idx > ?"
+        " ORDER BY idx LIMIT ?",
+        (execution_id, step_id, after if after is not None else -1, limit + 1),
+    )
+    items = [_item_decoder.decode(doc) for _, doc in rows[:limit]]
+    next_cursor = (
+        encode_cursor(db.cursor_key, scope, rows[limit - 1][0]) if len(rows) > limit else None
+    )
+    return items, next_cursor

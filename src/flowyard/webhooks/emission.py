@@ -5,7 +5,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from flowyard.clock import rfc3339
-from flowyard.jobs.model import Job, JobStatus, Run, RunStatus
+from flowyard.jobs.model import Job, JobStatus, Run, RunStatus, workflow_view
 from flowyard.workflows.state import ExecutionState, ExecutionStatus, StepStatus
 
 
@@ -40,10 +40,7 @@ def job_event(old: Job | None, new: Job, runs: Iterable[Run]) -> tuple[str, dict
         data["error"] = new.error
         data["max_attempts"] = new.max_attempts
     if new.workflow is not None:
-        data["workflow"] = {
-            "execution_id": new.workflow.execution_id,
-            "step_id": new.workflow.step_id,
-        }
+        data["workflow"] = workflow_view(new.workflow)
     return topic, data
 
 

@@ -23,11 +23,16 @@ from flowyard.workflows.conditions import (
     compile_condition,
     step_references,
 )
+from flowyard.workflows.maps import for_each_placeholder, item_problems
 from flowyard.workflows.templates import Placeholder, scan
 
 StepId = Annotated[str, Meta(min_length=1, max_length=128, pattern="^[A-Za-z0-9_-]+$")]
 Problem = dict[str, str]
 
+
+DEFAULT_CONCURRENCY = 10
+MAX_ITEMS = 1000
+"""The longest array a for_each step runs over."""
 
 StepJob = JobOptions
 """A step's ``job_trigger``: the job create body without payload and idempotency_key."""
@@ -81,6 +86,15 @@ class Step(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
         ]
         | None
     ) = None
+    for_each: str | None = None
+    """``"{{<path>}}"``: run the step once per element of that array (§8)."""
+    max_concurrency: Annotated[int, Meta(ge=1, le=100)] | None = None
+    """How many items of a for_each step run at once (None: the default, 10)."""
+
+    @property
+    def concurrency(self) -> int:
+        """How many items of a for_each step may be out at once."""
+        return self.max_concurrency or DEFAULT_CONCURRENCY
 
     @property
     def kinds(self) -> list[StepKind]:
@@ -164,6 +178,7 @@ class _Builder:
         self.spec = spec
         self.index: dict[str, int] = {}
         self.problems: list[tuple[int, int, Problem]] = []
+        self.for_each: dict[int, list[Placeholder]] = {}
 
     def add(self, step: int, path: str, message: str) -> None:
         self.problems.append((step, len(self.problems), {"path": path, "message": message}))
@@ -204,6 +219,8 @@ class _Builder:
                 known = ancestors.get(step.id)  # None when a cycle left them undefined
                 self._references(i, step, placeholders[i], known, in_branch)
                 self._when_references(i, step, conditions, known)
+                for_each = self.for_each.get(i, [])
+                self._references(i, step, for_each, known, in_branch, f"$.steps[{i}].for_each")
         graph = Graph(
             steps=steps,
             order=order,
@@ -217,7 +234,9 @@ class _Builder:
             in_catch_branch=in_branch,
             ancestors=ancestors,
             descendants=descendants,
-            input_placeholders=_distinct_inputs(placeholders[self.index[s]] for s in steps),
+            input_placeholders=_distinct_inputs(
+                [*placeholders[self.index[s]], *self.for_each.get(self.index[s], [])] for s in steps
+            ),
             conditions=conditions,
         )
         return graph, [problem for _, _, problem in sorted(self.problems, key=_problem_key)]
@@ -249,6 +268,14 @@ class _Builder:
         found, problems = scan(step.template, f"$.steps[{i}].{_template_field(step)}")
         for problem in problems:
             self.add(i, problem["path"], problem["message"])
+        for problem in item_problems(step, i, found):
+            self.add(i, problem["path"], problem["message"])
+        if step.for_each is not None:
+            placeholder, message = for_each_placeholder(step.for_each)
+            if placeholder is None:
+                self.add(i, f"$.steps[{i}].for_each", message)
+            else:
+                self.for_each[i] = [placeholder]
         return found
 
     def _job_trigger(self, i: int, job_trigger: StepJob) -> None:
@@ -385,11 +412,16 @@ class _Builder:
         placeholders: list[Placeholder],
         ancestors: frozenset[str] | None,
         in_branch: frozenset[str],
+        at: str | None = None,
     ) -> None:
-        """Placeholders that name other steps or the failure; ``ancestors`` None skips them."""
+        """Placeholders that name other steps or the failure; ``ancestors`` None skips them.
+
+        ``at`` is the path of a field that is one placeholder (``for_each``), else the
+        placeholders are the template's.
+        """
         base = f"$.steps[{i}].{_template_field(step)}"
         for placeholder in placeholders:
-            path = base + placeholder.location[1:]
+            path = at or base + placeholder.location[1:]
             other = placeholder.step_id
             if other is not None and other not in self.index:
                 self.add(i, path, f"{{{{{placeholder.text}}}}}: unknown step {other!r}")

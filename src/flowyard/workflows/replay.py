@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 
+from flowyard.workflows.maps import MAP_EVENTS, ItemReplay
 from flowyard.workflows.state import (
     CONDITION_FALSE,
     BufferedSignal,
@@ -16,6 +17,7 @@ from flowyard.workflows.state import (
     ExecutionState,
     ExecutionStatus,
     Failure,
+    ItemState,
     StepError,
     StepStatus,
 )
@@ -43,15 +45,25 @@ def initial(state: ExecutionState) -> ExecutionState:
     )
 
 
-def replay(start: ExecutionState, events: Iterable[Event]) -> ExecutionState:
-    """Fold ``events`` over ``start``."""
+def replay(
+    start: ExecutionState,
+    events: Iterable[Event],
+    items: dict[str, list[ItemState]] | None = None,
+) -> ExecutionState:
+    """Fold ``events`` over ``start``; the items of for_each steps are rebuilt into ``items``
+    (step id -> items in index order) when it is given."""
     state = start
     steps = dict(state.steps)
+    maps = ItemReplay({} if items is None else items)
     count = 0
     for event in events:
         count += 1
         sid, data, at = event.step_id, event.data, event.at
         step_changes: dict[str, Any] | None = None
+        if event.type in MAP_EVENTS:
+            assert sid is not None
+            steps[sid] = maps.apply(steps[sid], event)
+            continue
         match event.type:
             case "step_queued":
                 step_changes = {

@@ -58,7 +58,7 @@ class StepError(msgspec.Struct, frozen=True, gc=False):
     message: str
 
 
-class Failure(msgspec.Struct, frozen=True, gc=False):
+class Failure(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     """The failure that activated a catch step (``{{failure.*}}``)."""
 
     step_id: str
@@ -66,6 +66,60 @@ class Failure(msgspec.Struct, frozen=True, gc=False):
     error: str
     job_id: str | None
     attempt: int
+    item_index: int | None = None
+    """The for_each item whose failure failed the step (None for other steps)."""
+
+
+class ItemStatus(StrEnum):
+    """Where one item of a ``for_each`` step is."""
+
+    PENDING = "pending"
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+ITEM_ACTIVE = frozenset({ItemStatus.QUEUED, ItemStatus.RUNNING})
+"""Items whose job is out."""
+
+
+class ItemState(msgspec.Struct, frozen=True, gc=False, kw_only=True):
+    """One item of a ``for_each`` step: stored in a row of its own, never in the execution."""
+
+    index: int
+    status: ItemStatus = ItemStatus.PENDING
+    value: Any = None
+    """The element of the for_each array (``{{item}}``)."""
+    job_id: str | None = None
+    attempt: int = 0
+    output: Any = None
+    error: StepError | None = None
+    started_at: int | None = None
+    completed_at: int | None = None
+
+
+class MapProgress(msgspec.Struct, frozen=True, gc=False, kw_only=True):
+    """The item counts of a ``for_each`` step: all the execution holds of its items.
+
+    ``next`` is one past the item queued last (items are started from there on);
+    ``failure`` is the first item failure of this run: it fails the step once nothing is out.
+    """
+
+    total: int
+    completed: int = 0
+    failed: int = 0
+    running: int = 0
+    queued: int = 0
+    cancelled: int = 0
+    next: int = 0
+    failure: Failure | None = None
+
+    @property
+    def active(self) -> int:
+        """Items whose job is out."""
+        return self.running + self.queued
 
 
 class StepState(msgspec.Struct, frozen=True, gc=False, kw_only=True):
@@ -85,6 +139,7 @@ class StepState(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     signal: str | None = None  # the signal name a wait_for_signal step waits for (or took)
     signal_id: str | None = None  # the signal it took
     child_execution_id: str | None = None
+    items: MapProgress | None = None
 
     @property
     def done(self) -> bool:
@@ -157,6 +212,7 @@ class JobStarted(msgspec.Struct, frozen=True, tag="job_started"):
     step_id: str
     attempt: int
     job_id: str
+    item_index: int | None = None
 
 
 class JobFinished(msgspec.Struct, frozen=True, tag="job_finished"):
@@ -169,6 +225,7 @@ class JobFinished(msgspec.Struct, frozen=True, tag="job_finished"):
     output: Any = None
     error: str | None = None
     attempts: int = 1
+    item_index: int | None = None
 
 
 class CancelExecution(msgspec.Struct, frozen=True, tag="cancel"):
@@ -257,6 +314,8 @@ class QueueJob(msgspec.Struct, frozen=True, tag="queue_job"):
     step_id: str
     attempt: int
     payload: msgspec.Raw
+    item_index: int | None = None
+    """The for_each item the job runs (``attempt`` is then the item's)."""
 
 
 class WithdrawJob(msgspec.Struct, frozen=True, tag="withdraw_job"):
@@ -264,6 +323,7 @@ class WithdrawJob(msgspec.Struct, frozen=True, tag="withdraw_job"):
 
     step_id: str
     job_id: str
+    item_index: int | None = None
 
 
 class ArmDeadline(msgspec.Struct, frozen=True, tag="arm_deadline"):
@@ -316,6 +376,13 @@ class CancelChild(msgspec.Struct, frozen=True, tag="cancel_child"):
     child_execution_id: str | None
 
 
+class PutItems(msgspec.Struct, frozen=True, tag="put_items"):
+    """Store these items of a for_each step (each in its own row), with the transition."""
+
+    step_id: str
+    items: tuple[ItemState, ...]
+
+
 Effect = (
     QueueJob
     | WithdrawJob
@@ -323,6 +390,7 @@ Effect = (
     | RecordSignal
     | ConsumeSignal
     | ArmSignalTimeout
+    | PutItems
     | StartChild
     | CancelChild
 )

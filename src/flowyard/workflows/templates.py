@@ -11,9 +11,11 @@ from typing import Any, NamedTuple
 
 import msgspec
 
-ROOTS = ("input", "steps", "execution", "failure")
+ROOTS = ("input", "steps", "execution", "failure", "item", "item_index")
 EXECUTION_FIELDS = ("id", "blueprint_id")
-FAILURE_FIELDS = ("step_id", "code", "error", "job_id", "attempt")
+FAILURE_FIELDS = ("step_id", "code", "error", "job_id", "attempt", "item_index")
+ITEM_ROOTS = ("item", "item_index")
+"""Bound only in the templates of a for_each step, to the item a job runs."""
 
 _KEY = re.compile(r"[A-Za-z0-9_-]+")
 _PART = re.compile(r"\.([A-Za-z0-9_-]+)|\[([0-9]+)\]")
@@ -120,7 +122,16 @@ def _check_root(raw: str, parts: tuple[str | int, ...]) -> str | None:
             fields = ", ".join(f"failure.{name}" for name in FAILURE_FIELDS)
             return f"malformed placeholder {raw!r}: expected one of {fields}"
         return None
-    return f"unknown placeholder root {root!r} (expected input, steps, execution or failure)"
+    if root == "item":
+        return None
+    if root == "item_index":
+        if len(parts) != 1:
+            return f"malformed placeholder {raw!r}: item_index is a number, with no path below"
+        return None
+    return (
+        f"unknown placeholder root {root!r}"
+        " (expected input, steps, execution, failure, item or item_index)"
+    )
 
 
 def _parse_path(inner: str) -> Placeholder | str:
@@ -225,6 +236,11 @@ def find_placeholders(template: Any) -> list[Placeholder]:
     if problems:
         raise TemplateSyntaxError(problems[0]["message"], problems[0]["path"])
     return found
+
+
+def whole_placeholder(text: str) -> Placeholder | None:
+    """The placeholder ``text`` consists of, if it is exactly one well-formed one."""
+    return _parse(text).whole
 
 
 def template_problems(template: Any, base_path: str = "$") -> list[dict[str, str]]:

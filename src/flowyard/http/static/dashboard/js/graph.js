@@ -76,8 +76,9 @@ function clip(text, max) {
  * The graph as an <svg>.
  * @param {object[]} steps blueprint steps
  * @param {Map<string, string>} statuses step id -> status
- * @param {{selected?: string, onSelect?: (id: string) => void, children?: Map<string, string>}} options
+ * @param {{selected?: string, onSelect?: (id: string) => void, children?: Map<string, string>, progress?: Map<string, string>}} options
  *   children: step id -> the child execution its sub_workflow runs (the node is marked)
+ *   `progress`: step id -> a for_each step's "done/total", shown under its status
  */
 export function renderGraph(steps, statuses, options = {}) {
   const rows = layers(steps);
@@ -111,21 +112,24 @@ export function renderGraph(steps, statuses, options = {}) {
     const status = statuses.get(step.id) || "pending";
     const selected = options.selected === step.id;
     const child = options.children ? options.children.get(step.id) : undefined;
+    const progress = options.progress ? options.progress.get(step.id) : undefined;
+    const shown = `${child ? `${status} ⤷ child` : status}${progress ? ` · ${progress}` : ""}`;
     const node = s("g", {
       class: `node st-${status}${selected ? " selected" : ""}${child ? " has-child" : ""}`,
       transform: `translate(${x},${y})`,
       tabindex: 0,
       role: "button",
       "aria-pressed": selected ? "true" : "false",
-      "aria-label": `Step ${step.id}: ${status}`,
+      "aria-label": `Step ${step.id}: ${status}${progress ? `, ${progress} items done` : ""}`,
       "data-step": step.id,
       "data-status": status,
       ...(child ? { "data-child": child } : {}),
+      ...(progress ? { "data-progress": progress } : {}),
     },
-    s("title", {}, child ? `${step.id}: ${status} (child execution ${child})` : `${step.id}: ${status}`),
+    s("title", {}, child ? `${step.id}: ${status} (child execution ${child})` : `${step.id}: ${shown}`),
     s("rect", { width: NODE_W, height: NODE_H, rx: 8, ry: 8 }),
     s("text", { x: NODE_W / 2, y: 19, class: "node-id" }, clip(step.id, 20)),
-    s("text", { x: NODE_W / 2, y: 36, class: "node-status" }, child ? `${status} ⤷ child` : status));
+    s("text", { x: NODE_W / 2, y: 36, class: "node-status" }, shown));
     if (options.onSelect) {
       node.addEventListener("click", () => options.onSelect(step.id));
       node.addEventListener("keydown", (event) => {

@@ -8,6 +8,7 @@ import {
   outcome, parseJson, when,
 } from "../dom.js";
 import { renderGraph } from "../graph.js";
+import { itemsSection, progressText } from "./items.js";
 import { signalCard } from "./signal_form.js";
 
 const POLL_MS = 1000;
@@ -57,14 +58,15 @@ export function renderExecution(main, ctx) {
     const focused = active && active.dataset && active.dataset.step ? active.dataset.step : null;
     const where = focused && (graphBox.contains(active) ? graphBox : stepList.contains(active) ? stepList : null);
     const statuses = new Map(execution.steps.map((st) => [st.step_id, st.status]));
+    const progress = new Map(execution.steps.filter((st) => st.items).map((st) => [st.step_id, progressText(st.items)]));
     const steps = blueprint ? blueprint.steps : execution.steps.map((st) => ({ id: st.step_id }));
     const children = new Map(execution.steps.filter((st) => st.child_execution_id).map((st) => [st.step_id, st.child_execution_id]));
-    fill(graphBox, renderGraph(steps, statuses, { selected: state.selected, onSelect: select, children }));
+    fill(graphBox, renderGraph(steps, statuses, { selected: state.selected, onSelect: select, children, progress }));
     fill(stepList, h("ul", { class: "chips", "aria-label": "Steps" }, execution.steps.map((st) => h("li", {},
       h("button", {
         type: "button", class: `chip st-${st.status}`, "aria-pressed": st.step_id === state.selected ? "true" : "false",
         "data-step": st.step_id, onclick: () => select(st.step_id),
-      }, st.step_id, " · ", st.status)))));
+      }, st.step_id, " · ", st.status, st.items ? ` · ${progressText(st.items)}` : "")))));
     if (where) {
       const again = where.querySelector(`[data-step="${CSS.escape(focused)}"]`);
       if (again) again.focus();
@@ -88,9 +90,10 @@ export function renderExecution(main, ctx) {
         ...(step.skip_reason === "condition_false" ? [["Skipped", "its when was false"]] : []),
         ...(step.signal ? [["Signal", step.signal_id ? `${step.signal} (${step.signal_id})` : `${step.signal} (waiting)`]] : []),
       ]),
-      h("h4", {}, "Payload"), job ? jsonBlock(job.payload, "Payload") : h("p", { class: "muted" }, step.job_id ? "Loading…" : step.signal ? "No job: the step waits for a signal." : step.child_execution_id ? "None: the step runs a child execution." : "No job yet."),
+      step.items ? null : [h("h4", {}, "Payload"), job ? jsonBlock(job.payload, "Payload") : h("p", { class: "muted" }, step.job_id ? "Loading…" : step.signal ? "No job: the step waits for a signal." : step.child_execution_id ? "None: the step runs a child execution." : "No job yet.")],
       h("h4", {}, "Output"), jsonBlock(step.output, "Output"),
-      h("h4", {}, "Error"), step.error ? h("p", { class: "bad-text" }, `${step.error.code}: ${step.error.message}`) : h("p", { class: "muted" }, "—"));
+      h("h4", {}, "Error"), step.error ? h("p", { class: "bad-text" }, `${step.error.code}: ${step.error.message}`) : h("p", { class: "muted" }, "—"),
+      step.items ? itemsSection(base, step) : null);
     render();
     if (step.job_id && (!job || job.status !== "completed")) {
       try {
