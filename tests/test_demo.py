@@ -171,6 +171,7 @@ def execution(execution_id: str, status: str, error: dict[str, str] | None = Non
             "resumed_at": None,
             "deadline_at": stamp,
             "steps": [],
+            "parent": None,
         },
         Execution,
     )
