@@ -20,7 +20,7 @@ export function signalCard(base, after) {
     "The oldest step waiting for this name takes the signal; otherwise it is kept for the next one.");
   const data = field("Data (JSON, optional)",
     h("textarea", { name: "data", rows: 3, class: "code", spellcheck: "false", placeholder: "{\"approved\": true}" }),
-    "Becomes the output of the step that takes it (null when empty).");
+    "Becomes the output of the step that takes it; leave it empty to send no data.");
   const key = field("Idempotency key (optional)", h("input", { type: "text", name: "idempotency_key", maxlength: 128 }));
   const fields = { name, data, idempotency_key: key };
   const submit = h("button", { type: "submit" }, "Send signal");
