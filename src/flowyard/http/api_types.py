@@ -275,7 +275,7 @@ class ParentStep(View, frozen=True):
     step_id: str
     item_index: Annotated[
         int | None, Meta(description="the for_each item it runs; null: the step's one child")
-    ] = None
+    ]
 
 
 class Execution(View, frozen=True):
