@@ -214,3 +214,23 @@ async def test_a_resume_reruns_only_the_failed_and_withdrawn_items(service: Serv
     assert len(kids) == 4  # three first children, one new for the failed item
     second = await execution(client, after[1]["child_execution_id"])
     assert second["parent"] == {"execution_id": parent_id, "step_id": "each", "item_index": 1}
+
+
+async def test_a_child_failing_at_its_start_withdraws_the_starts_behind_it(
+    service: Service,
+) -> None:
+    client = service.client
+    broken = {**pull_step("work", "mc-never"), "when": "input.missing"}  # an evaluation error
+    child_bp = await create_blueprint(client, [broken], name="broken")
+    parent_bp = await create_blueprint(
+        client, [child_map("each", child_bp["id"], concurrency=3)], name="parent"
+    )
+    parent_id = (await trigger(client, parent_bp["id"], {"xs": [1, 2, 3, 4]}))["execution_id"]
+    final = await wait_status(client, parent_id, "failed")
+    listed = await items(client, parent_id, "each")
+    assert [i["status"] for i in listed] == ["failed", "cancelled", "cancelled", "cancelled"]
+    assert listed[0]["error"]["code"] == "sub_workflow_failed"
+    assert step_of(final, "each")["error"]["code"] == "sub_workflow_failed"
+    [only] = await children(client, parent_id)  # the later starts of the commit never ran
+    assert only["id"] == listed[0]["child_execution_id"]
+    assert only["status"] == "failed"

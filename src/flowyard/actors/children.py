@@ -127,7 +127,13 @@ class Children:
 
     async def started(self, actor: ExecutionActor, effect: StartChild) -> None:
         """Start a child and give the parent the outcome at once (the parent's actor is the
-        caller: nothing else of the parent runs meanwhile)."""
+        caller: nothing else of the parent runs meanwhile).
+
+        A start whose step attempt (or item attempt) no longer waits for it is skipped: an
+        earlier start of the same commit may have ended at once and withdrawn it."""
+        ref = ParentRef(actor.state.id, effect.step_id, effect.attempt, effect.item_index)
+        if not waits_for(actor.state, actor.items, ref):
+            return
         try:
             message = await self.start(actor.state, effect)
         except Exception:
