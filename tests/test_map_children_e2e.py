@@ -1,12 +1,14 @@
 """for_each sub_workflow steps end to end over real HTTP: one child execution per item,
 outputs in item order, a failed child caught, cancel reaching the item children, and a resume
-that starts new children for the failed and withdrawn items only."""
+that starts new children for the failed and withdrawn items only; the stored events replay
+into the stored execution and items each time."""
 
 from typing import Any
 
 import httpx
 
 from tests.conftest import Service
+from tests.test_workflows_maps import assert_replays
 from tests.workflow_support import (
     WorkFailed,
     claim_one,
@@ -114,6 +116,7 @@ async def test_children_complete_with_outputs_in_item_order(service: Service) ->
         assert child["parent"]["item_index"] == index
     started = [e for e in await events(client, parent_id) if e["type"] == "item_started"]
     assert sorted(e["data"]["child_execution_id"] for e in started) == sorted(ids)
+    await assert_replays(service, parent_id)
 
 
 async def test_a_failed_child_is_caught_with_its_item_index(service: Service) -> None:
@@ -150,6 +153,7 @@ async def test_a_failed_child_is_caught_with_its_item_index(service: Service) ->
     failed = await execution(client, listed[1]["child_execution_id"])
     assert failed["status"] == "failed"
     assert len(await children(client, parent_id)) == 2
+    await assert_replays(service, parent_id)
 
 
 async def test_cancelling_the_parent_cancels_the_item_children(service: Service) -> None:
@@ -174,6 +178,7 @@ async def test_cancelling_the_parent_cancels_the_item_children(service: Service)
     for kid in kids:
         assert (await execution(client, kid["id"]))["status"] == "cancelled"
     assert held["workflow"]["execution_id"] in {k["id"] for k in kids}
+    await assert_replays(service, parent_id)
 
 
 async def test_a_resume_reruns_only_the_failed_and_withdrawn_items(service: Service) -> None:
@@ -214,6 +219,7 @@ async def test_a_resume_reruns_only_the_failed_and_withdrawn_items(service: Serv
     assert len(kids) == 4  # three first children, one new for the failed item
     second = await execution(client, after[1]["child_execution_id"])
     assert second["parent"] == {"execution_id": parent_id, "step_id": "each", "item_index": 1}
+    await assert_replays(service, parent_id)
 
 
 async def test_a_child_failing_at_its_start_withdraws_the_starts_behind_it(
@@ -234,3 +240,4 @@ async def test_a_child_failing_at_its_start_withdraws_the_starts_behind_it(
     [only] = await children(client, parent_id)  # the later starts of the commit never ran
     assert only["id"] == listed[0]["child_execution_id"]
     assert only["status"] == "failed"
+    await assert_replays(service, parent_id)
