@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 import anyio
 import httpx
@@ -66,8 +67,8 @@ def counts(done: subprocess.CompletedProcess[str]) -> dict[str, tuple[int, int]]
 
 
 async def fill(api: httpx.AsyncClient, handler: Handler) -> list[str]:
-    """Jobs (done and pending), a finished workflow, a webhook's deliveries, workflow
-    schedules; the list paths."""
+    """Jobs (done and pending), a finished workflow, a parent and its children, a webhook's
+    deliveries, workflow schedules; the list paths."""
     hook = await create_webhook(api, handler.at("/hook"))
     for n in range(5):
         await create(api, trigger={"type": "pull", "queue": "solo"}, payload={"n": n})
@@ -92,6 +93,7 @@ async def fill(api: httpx.AsyncClient, handler: Handler) -> list[str]:
             if execution["status"] == "completed":
                 break
             await anyio.sleep(0.02)
+    parent_id = await parent_of_three(api)
     await wait_deliveries(
         api,
         hook["id"],
@@ -104,7 +106,32 @@ async def fill(api: httpx.AsyncClient, handler: Handler) -> list[str]:
         f"/infra/workflows/executions/{execution_id}/events",
         f"/infra/webhooks/{hook['id']}/deliveries",
         "/infra/workflows/schedules",
+        f"/infra/workflows/executions?parent_execution_id={parent_id}",
     ]
+
+
+async def parent_of_three(api: httpx.AsyncClient) -> str:
+    """A running parent with three children that wait for a signal (no jobs); its id."""
+    wait = {"id": "wait", "wait_for_signal": {"name": "go"}}
+    child = await api.post("/infra/workflows/blueprints", json={"name": "kid", "steps": [wait]})
+    assert child.status_code == 200, child.text
+    sub = {"blueprint_id": child.json()["id"]}
+    steps = [{"id": f"s{n}", "sub_workflow": sub} for n in range(3)]
+    made = await api.post("/infra/workflows/blueprints", json={"name": "parent", "steps": steps})
+    assert made.status_code == 200, made.text
+    started = await api.post(
+        f"/infra/workflows/blueprints/{made.json()['id']}/trigger", json={"input_data": {}}
+    )
+    assert started.status_code == 200, started.text
+    parent_id: str = started.json()["execution_id"]
+    with anyio.fail_after(10):
+        while True:
+            listed = await api.get(
+                "/infra/workflows/executions", params={"parent_execution_id": parent_id}
+            )
+            if len(listed.json()["executions"]) == 3:
+                return parent_id
+            await anyio.sleep(0.02)
 
 
 def _items(body: Json) -> list[Json]:
@@ -113,14 +140,21 @@ def _items(body: Json) -> list[Json]:
     return [{k: v for k, v in item.items() if k != "last_used_at"} for item in items]
 
 
+async def page_of(api: httpx.AsyncClient, path: str, cursor: str | None) -> httpx.Response:
+    """One page of two items of the list at ``path`` (which may carry a query of its own)."""
+    base, _, query = path.partition("?")
+    params = {**dict(parse_qsl(query)), "limit": 2, **({"cursor": cursor} if cursor else {})}
+    response = await api.get(base, params=params)
+    assert response.status_code == 200, (path, response.text)
+    return response
+
+
 async def read_pages(api: httpx.AsyncClient, path: str) -> Pages:
     """Every page of a list, two items a page, with the cursor that follows each."""
     pages: Pages = []
     cursor = None
     while True:
-        params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
-        response = await api.get(path, params=params)
-        assert response.status_code == 200, (path, response.text)
+        response = await page_of(api, path, cursor)
         cursor = response.json()["next_cursor"]
         pages.append((_items(response.json()), cursor))
         if cursor is None:
@@ -131,9 +165,7 @@ async def same_pages(api: httpx.AsyncClient, path: str, pages: Pages) -> None:
     """The copy answers each page the same, reached with the original's cursors."""
     cursor = None
     for items, next_cursor in pages:
-        params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
-        response = await api.get(path, params=params)
-        assert response.status_code == 200, (path, response.text)
+        response = await page_of(api, path, cursor)
         assert _items(response.json()) == items, path
         cursor = next_cursor
 

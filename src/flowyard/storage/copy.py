@@ -54,7 +54,17 @@ TABLES: tuple[Table, ...] = (
     Table("blueprints", ("seq", "id", "project_id", "doc", "name", "archived_at")),
     Table(
         "executions",
-        ("seq", "id", "project_id", "blueprint_id", "status", "active", "idempotency_key", "doc"),
+        (
+            "seq",
+            "id",
+            "project_id",
+            "blueprint_id",
+            "status",
+            "active",
+            "idempotency_key",
+            "doc",
+            "parent_id",
+        ),
     ),
     Table("events", ("execution_id", "seq", "doc"), ("execution_id", "seq")),
     Table(

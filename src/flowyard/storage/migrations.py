@@ -190,6 +190,13 @@ MIGRATIONS: list[str] = [
     CREATE INDEX workflow_schedules_by_project ON workflow_schedules(project_id, seq);
     CREATE INDEX workflow_schedules_by_blueprint ON workflow_schedules(blueprint_id, seq);
     """,
+    # Version 10: an execution's parent (NULL for one a client triggered), to list a parent's
+    # children by an index; the rows already there take it from their doc.
+    """
+    ALTER TABLE executions ADD COLUMN parent_id TEXT;
+    UPDATE executions SET parent_id = json_extract(CAST(doc AS TEXT), '$.parent.execution_id');
+    CREATE INDEX executions_by_parent ON executions(parent_id, seq) WHERE parent_id IS NOT NULL;
+    """,
 ]
 
 

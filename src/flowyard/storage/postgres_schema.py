@@ -162,6 +162,13 @@ MIGRATIONS: list[str] = [
     CREATE INDEX workflow_schedules_by_project ON workflow_schedules (project_id, seq);
     CREATE INDEX workflow_schedules_by_blueprint ON workflow_schedules (blueprint_id, seq);
     """,
+    # Version 5: SQLite's user_version 10, an execution's parent, backfilled from its doc.
+    """
+    ALTER TABLE executions ADD COLUMN parent_id TEXT;
+    UPDATE executions
+        SET parent_id = convert_from(doc, 'UTF8')::jsonb -> 'parent' ->> 'execution_id';
+    CREATE INDEX executions_by_parent ON executions (parent_id, seq) WHERE parent_id IS NOT NULL;
+    """,
 ]
 
 _LOCK = 0x666C6F77  # an advisory lock id of our own ("flow"): one migrating server at a time

@@ -94,8 +94,8 @@ _PUT_BLUEPRINT = "INSERT INTO blueprints (id, project_id, name, doc) VALUES ($1,
 _ARCHIVE_BLUEPRINT = "UPDATE blueprints SET archived_at = $1, doc = $2 WHERE id = $3"
 _PUT_EXECUTION = (
     "INSERT INTO executions"
-    " (id, project_id, blueprint_id, status, active, idempotency_key, doc)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO UPDATE SET"
+    " (id, project_id, blueprint_id, status, active, idempotency_key, doc, parent_id)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO UPDATE SET"
     " status = excluded.status, active = excluded.active, doc = excluded.doc"
 )
 _PUT_EVENT = (
@@ -213,6 +213,7 @@ def _archive_blueprint(intent: ArchiveBlueprint, out: list[Op]) -> None:
 
 def _put_execution(intent: PutExecution, out: list[Op]) -> None:
     state = intent.state
+    parent = state.parent
     params = (
         state.id,
         state.project_id,
@@ -221,6 +222,7 @@ def _put_execution(intent: PutExecution, out: list[Op]) -> None:
         int(intent.active),
         state.idempotency_key,
         encode(state),
+        parent.execution_id if parent is not None else None,
     )
     out.append((_PUT_EXECUTION, params))
 
@@ -326,7 +328,7 @@ def runs(ops: Sequence[Op]) -> list[Step]:
 _FOLDED: dict[str, tuple[int, tuple[str, ...]]] = {
     _PUT_JOB: (1, ("text", "text", "text", "text", "text", "text", "bytea")),
     _PUT_RUN: (1, ("text", "text", "bytea")),
-    _PUT_EXECUTION: (1, ("text", "text", "text", "text", "integer", "text", "bytea")),
+    _PUT_EXECUTION: (1, ("text", "text", "text", "text", "integer", "text", "bytea", "text")),
     _PUT_EVENT: (2, ("text", "bigint", "bytea")),
     _PUT_ITEM: (3, ("text", "text", "bigint", "bytea")),
 }

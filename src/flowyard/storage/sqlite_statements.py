@@ -173,10 +173,11 @@ def _put_execution(intent: PutExecution, out: list[Op]) -> None:
     state = intent.state
     sql = (
         "INSERT INTO executions"
-        " (id, project_id, blueprint_id, status, active, idempotency_key, doc)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET"
+        " (id, project_id, blueprint_id, status, active, idempotency_key, doc, parent_id)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET"
         " status = excluded.status, active = excluded.active, doc = excluded.doc"
     )
+    parent = state.parent
     params = (
         state.id,
         state.project_id,
@@ -185,6 +186,7 @@ def _put_execution(intent: PutExecution, out: list[Op]) -> None:
         int(intent.active),
         state.idempotency_key,
         encode(state),
+        parent.execution_id if parent is not None else None,
     )
     out.append((sql, params))
 

@@ -14,7 +14,6 @@ from flowyard.storage.intents import (
 from flowyard.storage.pages import Sharer, chunked, decode_cursor, encode_cursor, newest_first, page
 from flowyard.storage.port import Store
 from flowyard.workflows.blueprint import Step
-from flowyard.workflows.children import parent_key_prefix
 from flowyard.workflows.state import LIVE, OPEN, Event, ExecutionState, ItemState
 
 replace = msgspec.structs.replace
@@ -136,25 +135,16 @@ async def list_executions(
     limit: int = 25,
 ) -> tuple[list[ExecutionState], str | None]:
     """A page of executions, newest first (only the children of ``parent_execution_id``,
-    when given: found by the idempotency key every child is triggered with)."""
-    filters = {"project_id": project_id, "blueprint_id": blueprint_id, "status": status}
+    when given: by the ``parent_id`` column, indexed with ``seq``)."""
+    filters = {
+        "parent_id": parent_execution_id,
+        "project_id": project_id,
+        "blueprint_id": blueprint_id,
+        "status": status,
+    }
     sql, params = newest_first(db.cursor_key, "executions", filters, cursor, limit)
-    if parent_execution_id is not None:
-        prefix = parent_key_prefix(parent_execution_id)
-        like = "".join("!" + c if c in "!%_" else c for c in prefix) + "%"
-        joiner = " AND " if " WHERE " in sql else " WHERE "
-        head, tail = sql.split(" ORDER BY ")
-        sql = f"{head}{joiner}idempotency_key LIKE ? ESCAPE '!' ORDER BY {tail}"
-        params = [*params[:-1], like, params[-1]]
     rows = await db.fetchall(sql, params)
-    executions, next_cursor = page(
-        db.cursor_key, "executions", rows, limit, _execution_decoder.decode
-    )
-    if parent_execution_id is not None:  # a client's own key may look like a child's
-        executions = [
-            e for e in executions if e.parent and e.parent.execution_id == parent_execution_id
-        ]
-    return executions, next_cursor
+    return page(db.cursor_key, "executions", rows, limit, _execution_decoder.decode)
 
 
 async def list_events(

@@ -24,11 +24,6 @@ def child_key(parent_id: str, step_id: str, attempt: int, item_index: int | None
     return f"{KEY_PREFIX}{parent_id}:{step_id}[{item_index}]:{attempt}"
 
 
-def parent_key_prefix(parent_id: str) -> str:
-    """The start of the keys of every child of ``parent_id``."""
-    return f"{KEY_PREFIX}{parent_id}:"
-
-
 def depth_error(depth: int) -> StepError:
     """The failure of a sub_workflow step of an execution at ``depth`` (its child would be
     one deeper than :data:`MAX_DEPTH`)."""
