@@ -72,12 +72,20 @@ def test_max_concurrency_needs_for_each_and_a_wait_cannot_map() -> None:
     [problem] = problems(wait)
     assert problem["path"] == "$.steps[0].for_each"
     assert problem["message"] == "a wait_for_signal step cannot have for_each"
-    child = {"id": "c", "sub_workflow": {"blueprint_id": "wf_x"}, "for_each": "{{input.xs}}"}
+
+
+def test_a_sub_workflow_step_can_map_with_item_in_its_input() -> None:
+    child = {
+        "id": "c",
+        "sub_workflow": {"blueprint_id": "wf_x", "input": {"n": "{{item}}", "i": "{{item_index}}"}},
+        "for_each": "{{input.xs}}",
+        "max_concurrency": 2,
+    }
     found = problems(child)
-    assert {
-        "path": "$.steps[0].for_each",
-        "message": ("for_each runs job_trigger steps only (not sub_workflow, yet)"),
-    } in found
+    assert [p for p in found if not p["path"].startswith("$.steps[0].sub_workflow.blueprint")] == []
+    alone = {"id": "c", "sub_workflow": {"blueprint_id": "wf_x", "input": {"n": "{{item}}"}}}
+    [problem] = problems(alone)
+    assert problem["path"] == "$.steps[0].sub_workflow.input.n"
 
 
 @pytest.mark.parametrize("value", [0, 101])

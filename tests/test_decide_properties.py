@@ -98,6 +98,10 @@ def blueprints(draw: st.DrawFn) -> list[dict[str, Any]]:
             body["for_each"] = "{{input.xs}}"
             body["max_concurrency"] = draw(st.integers(1, 3))
             body["payload_template"] = {"x": "{{item}}", "i": "{{item_index}}"}
+            if draw(st.booleans()):  # one child execution per item instead of one job
+                del body["job_trigger"]
+                template = body.pop("payload_template")
+                body["sub_workflow"] = {"blueprint_id": "wf_child", "input": template}
         elif body["id"] in targets:
             body["payload_template"] = {
                 "f": "{{failure.step_id}}",
@@ -188,6 +192,7 @@ class Checker:
         self.graph = self.sim.graph
         self.attempts: dict[str, list[int]] = {s: [] for s in self.graph.steps}
         self.item_jobs: set[tuple[str, int, int]] = set()
+        self.item_children: set[tuple[str, int, int]] = set()
 
     def is_child(self, sid: str) -> bool:
         return self.graph.steps[sid].kind is StepKind.SUB_WORKFLOW
@@ -231,6 +236,19 @@ class Checker:
             elif isinstance(effect, WithdrawJob) and effect.item_index is not None:
                 was = before[effect.step_id][effect.item_index]
                 assert was.status in ITEM_ACTIVE and was.job_id == effect.job_id
+            elif isinstance(effect, StartChild) and effect.item_index is not None:
+                # one child per item attempt, never deeper than the limit
+                key = (effect.step_id, effect.item_index, effect.attempt)
+                assert key not in self.item_children
+                self.item_children.add(key)
+                assert state.status is ExecutionStatus.RUNNING and state.depth < MAX_DEPTH
+                assert self.is_child(effect.step_id)
+                item = self.sim.items[effect.step_id][effect.item_index]
+                assert item.status is ItemStatus.QUEUED and item.attempt == effect.attempt
+            elif isinstance(effect, CancelChild) and effect.item_index is not None:
+                was = before[effect.step_id][effect.item_index]
+                assert was.status in ITEM_ACTIVE and was.attempt == effect.attempt
+                assert was.child_execution_id == effect.child_execution_id
         for sid, items in self.sim.items.items():
             s = state.steps[sid]
             progress = s.items
@@ -277,9 +295,7 @@ class Checker:
         state = self.sim.state
         g = self.graph
         for effect in effects:
-            if isinstance(effect, StartChild) or (
-                isinstance(effect, QueueJob) and effect.item_index is None
-            ):
+            if isinstance(effect, (StartChild, QueueJob)) and effect.item_index is None:
                 sid = effect.step_id
                 assert isinstance(effect, StartChild) == self.is_child(sid)
                 assert state.depth < MAX_DEPTH or not self.is_child(sid)
@@ -294,7 +310,7 @@ class Checker:
                 seen = self.attempts[sid]
                 assert effect.attempt == (seen[-1] if seen else 0) + 1
                 seen.append(effect.attempt)
-            elif isinstance(effect, CancelChild):
+            elif isinstance(effect, CancelChild) and effect.item_index is None:
                 was = before_steps[effect.step_id]
                 assert self.is_child(effect.step_id) and was.status is StepStatus.RUNNING
                 assert effect.attempt == was.attempt
@@ -398,7 +414,9 @@ class Checker:
                     self.send(self.ended(sid, s, outcome, output, error, 1 + n % 3))
             case ("child_started", n):
                 sid = self.pick({StepStatus.RUNNING}, n)
-                if sid is not None and self.is_child(sid):
+                if sid is not None and self.is_child(sid) and self.graph.steps[sid].for_each:
+                    self.item_started(sid, n)
+                elif sid is not None and self.is_child(sid):
                     s = state.steps[sid]
                     child = f"wfexec_{sid}_{s.attempt}"
                     assert self.send(ChildStarted(sid, s.attempt, child))
@@ -419,6 +437,9 @@ class Checker:
                         assert after.error is not None and after.error.code == "signal_timeout"
             case ("started", n):
                 sid = self.pick({StepStatus.QUEUED, StepStatus.RUNNING}, n)
+                if sid is not None and self.graph.steps[sid].for_each and self.is_child(sid):
+                    self.item_started(sid, n)
+                    return
                 if sid is not None and self.graph.steps[sid].for_each is not None:
                     queued = [i for i in self.sim.items[sid] if i.status is ItemStatus.QUEUED]
                     if queued:
@@ -436,9 +457,13 @@ class Checker:
                 if self.graph.steps[sid].for_each is not None:
                     for item in self.sim.items.get(sid, []):
                         jid = item_job_id(sid, item.index, item.attempt)
-                        late = JobFinished(
+                        late: Message = JobFinished(
                             sid, item.attempt - 1, jid, outcome, 0, "x", 1, item.index
                         )
+                        if self.is_child(sid):
+                            late = ChildFinished(
+                                sid, item.attempt - 1, "wfexec_old", outcome, 0, None, item.index
+                            )
                         assert self.sim.send(late) == ([], [])
                     assert self.sim.state == state
                     return
@@ -485,8 +510,19 @@ class Checker:
             case _:
                 raise AssertionError(action)
 
+    def item_started(self, sid: str, n: int) -> None:
+        """The child of a queued item of map ``sid`` exists."""
+        queued = [i for i in self.sim.items[sid] if i.status is ItemStatus.QUEUED]
+        if queued:
+            item = queued[n % len(queued)]
+            child = f"wfexec_{sid}_{item.index}_{item.attempt}"
+            assert self.send(ChildStarted(sid, item.attempt, child, item.index))
+            after = self.sim.items[sid][item.index]
+            assert after.status is ItemStatus.RUNNING and after.child_execution_id == child
+
     def finish_item(self, sid: str, n: int, outcome: str, output: Any) -> bool:
-        """An active item of map ``sid`` ends; False when it has none out."""
+        """An active item of map ``sid`` ends (its job, or its child); False when it has
+        none out."""
         out = [i for i in self.sim.items.get(sid, []) if i.status in ITEM_ACTIVE]
         if not out:
             return False
@@ -494,8 +530,19 @@ class Checker:
         jid = item_job_id(sid, item.index, item.attempt)
         error = None if outcome == "completed" else f"{outcome} #{item.attempt}"
         value = output if outcome == "completed" else None
-        message = JobFinished(sid, item.attempt, jid, outcome, value, error, 1 + n % 3, item.index)
+        message: Message = JobFinished(
+            sid, item.attempt, jid, outcome, value, error, 1 + n % 3, item.index
+        )
+        if self.is_child(sid):
+            child = item.child_execution_id or f"wfexec_{sid}_{item.index}_{item.attempt}"
+            failure = None if error is None else StepError("x", error)
+            message = ChildFinished(sid, item.attempt, child, outcome, value, failure, item.index)
         assert self.send(message)
+        after = self.sim.items[sid][item.index]
+        if self.is_child(sid):
+            assert after.child_execution_id == child
+            if outcome != "completed":
+                assert after.error is not None and after.error.code == "sub_workflow_failed"
         return True
 
     def drain(self, outcomes: list[str]) -> None:

@@ -202,7 +202,7 @@ async def test_parent_and_child_executions_decode_into_the_documented_types(
     child_id = state.steps[0].child_execution_id
     assert child_id is not None
     kid = await call("GET", "/infra/workflows/executions/{id}", id=child_id)
-    assert kid.parent == api.ParentStep(started.execution_id, "s")
+    assert kid.parent == api.ParentStep(started.execution_id, "s", None)
     spec = document()["paths"]["/infra/workflows/executions"]["get"]["parameters"]
     assert "parent_execution_id" in {p["name"] for p in spec}
     listed = await service.client.get(

@@ -35,6 +35,7 @@ from flowyard.workflows.state import (
     ExecutionState,
     ExecutionStatus,
     Failure,
+    ItemState,
     JobFinished,
     JobStarted,
     Message,
@@ -90,8 +91,12 @@ def decide(
             draft.signal(message)
         case SignalTimedOut():
             draft.signal_timed_out(message)
+        case ChildStarted() if message.item_index is not None:
+            draft.maps.child_started(message)
         case ChildStarted():
             draft.child_started(message.step_id, message.attempt, message.child_execution_id)
+        case ChildFinished() if message.item_index is not None:
+            draft.maps.child_finished(message)
         case ChildFinished():
             draft.child_finished(message)
         case _:
@@ -101,11 +106,12 @@ def decide(
 
 
 def render_child_input(
-    state: ExecutionState, graph: Graph, step_id: str
+    state: ExecutionState, graph: Graph, step_id: str, item: ItemState | None = None
 ) -> dict[str, Any] | StepError:
-    """A running sub_workflow step's child input, rendered again (after a restart lost the
-    start): its templates read only ancestors' outputs, which have not changed since."""
-    return _Draft(state, graph, 0).child_input(step_id)
+    """A running sub_workflow step's child input (or its ``item``'s), rendered again (after a
+    restart lost the start): its templates read only ancestors' outputs and the item's value,
+    which have not changed since."""
+    return _Draft(state, graph, 0).child_input(step_id, item)
 
 
 class _Draft(ChildSteps, SignalSteps):
@@ -360,6 +366,7 @@ class _Draft(ChildSteps, SignalSteps):
         if self.status not in CANCELLABLE:
             raise Conflict(f"cannot cancel an execution that is {self.status}")
         self.withdraw_queued()
+        self.maps.cancel_children()
         self.cancel_children()
         self.update(status=ExecutionStatus.CANCELLED, cancelled_at=self.now)
         self.event("cancelled")

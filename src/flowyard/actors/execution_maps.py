@@ -12,6 +12,7 @@ import msgspec
 
 from flowyard.jobs.spec import MAX_PAYLOAD_BYTES
 from flowyard.workflows.blueprint import MAX_ITEMS, StepKind
+from flowyard.workflows.children import MAX_DEPTH, child_failure, depth_error
 from flowyard.workflows.maps import (
     Items,
     cancelled,
@@ -25,6 +26,10 @@ from flowyard.workflows.maps import (
 )
 from flowyard.workflows.state import (
     ITEM_ACTIVE,
+    CancelChild,
+    ChildFinished,
+    ChildStarted,
+    Effect,
     ExecutionStatus,
     ItemState,
     ItemStatus,
@@ -33,6 +38,7 @@ from flowyard.workflows.state import (
     MapProgress,
     PutItems,
     QueueJob,
+    StartChild,
     StepError,
     StepStatus,
     WithdrawJob,
@@ -171,12 +177,34 @@ class MapRunner:
             self.queue_item(step_id, index)
 
     def queue_item(self, step_id: str, index: int) -> None:
-        """Start one item the way its step's kind says (jobs; child executions later)."""
+        """Start one item the way its step's kind says: a job, or a child execution."""
         match self.draft.graph.steps[step_id].kind:
             case StepKind.JOB:
                 self.queue_item_job(step_id, index)
+            case StepKind.SUB_WORKFLOW:
+                self.queue_item_child(step_id, index)
             case _:
                 raise NotImplementedError
+
+    def queue_item_child(self, step_id: str, index: int) -> None:
+        """Start the child execution of one item (queued until the child exists)."""
+        draft = self.draft
+        item = self.item(step_id, index)
+        sub = draft.graph.steps[step_id].sub_workflow
+        assert sub is not None
+        if draft.state.depth >= MAX_DEPTH:
+            self.item_failed(step_id, item, depth_error(draft.state.depth), None, 1)
+            return
+        rendered = draft.child_input(step_id, item)
+        if isinstance(rendered, StepError):
+            self.item_failed(step_id, item, rendered, None, 1)
+            return
+        attempt = item.attempt + 1
+        self.put(step_id, queued(item, attempt, None))
+        self.set_progress(step_id, next=index + 1)
+        draft.effects.append(StartChild(step_id, attempt, sub.blueprint_id, rendered, index))
+        data = {"index": index, "attempt": attempt, "blueprint_id": sub.blueprint_id}
+        draft.event("item_queued", step_id, data)
 
     def queue_item_job(self, step_id: str, index: int) -> None:
         draft = self.draft
@@ -223,6 +251,47 @@ class MapRunner:
         data = {"index": item.index, "job_id": message.job_id}
         self.draft.event("item_started", message.step_id, data)
 
+    def child_item(self, step_id: str, index: int | None, attempt: int) -> ItemState | None:
+        """The item a child message is about, if that child is still its current one."""
+        spec = self.draft.graph.steps.get(step_id)
+        if spec is None or spec.kind is not StepKind.SUB_WORKFLOW:
+            return None
+        return self.current(step_id, index, attempt)
+
+    def child_started(self, message: ChildStarted) -> None:
+        step_id, child_id = message.step_id, message.child_execution_id
+        item = self.child_item(step_id, message.item_index, message.attempt)
+        if item is None or item.child_execution_id == child_id:
+            return  # a superseded item attempt, or a start told again
+        started = replace(
+            item,
+            status=ItemStatus.RUNNING,
+            started_at=item.started_at or self.draft.now,
+            child_execution_id=child_id,
+        )
+        self.put(step_id, started)
+        data = {"index": item.index, "child_execution_id": child_id}
+        self.draft.event("item_started", step_id, data)
+
+    def child_finished(self, message: ChildFinished) -> None:
+        step_id, child_id = message.step_id, message.child_execution_id
+        item = self.child_item(step_id, message.item_index, message.attempt)
+        if item is None:
+            return  # a superseded item attempt (withdrawn, overridden, cancelled)
+        if child_id is not None:
+            self.child_started(ChildStarted(step_id, message.attempt, child_id, item.index))
+            item = self.item(step_id, item.index)
+        if message.status == ExecutionStatus.COMPLETED:
+            self.put(step_id, completed(item, message.output, self.draft.now))
+            data = {"index": item.index, "child_execution_id": child_id, "output": message.output}
+            self.draft.event("item_completed", step_id, data)
+        else:
+            error = child_failure(child_id, message.status, message.error)
+            self.item_failed(step_id, item, error, None, message.attempt, child_id)
+        self.fill(step_id)
+        self.conclude(step_id)
+        self.draft.schedule()
+
     def job_finished(self, message: JobFinished) -> None:
         step_id = message.step_id
         item = self.current(step_id, message.item_index, message.attempt)
@@ -241,7 +310,13 @@ class MapRunner:
         self.draft.schedule()
 
     def item_failed(
-        self, step_id: str, item: ItemState, error: StepError, job_id: str | None, attempts: int
+        self,
+        step_id: str,
+        item: ItemState,
+        error: StepError,
+        job_id: str | None,
+        attempts: int,
+        child_id: str | None = None,
     ) -> None:
         """An item failed for good: the items not yet started are withdrawn, and the step
         fails once its running items have finished."""
@@ -254,6 +329,8 @@ class MapRunner:
             "attempts": attempts,
             "error": msgspec.to_builtins(error),
         }
+        if child_id is not None:
+            data["child_execution_id"] = child_id
         draft.event("item_failed", step_id, data)
         if self.progress(step_id).failure is None:
             failure = item_failure(step_id, failed, job_id, attempts)
@@ -273,7 +350,9 @@ class MapRunner:
             item = self.item(step_id, index)
             if not withdrawn(item, running):
                 continue
-            if item.status in ITEM_ACTIVE:
+            if item.status in ITEM_ACTIVE and self.runs_children(step_id):
+                self.withdraw_child(step_id, item)
+            elif item.status in ITEM_ACTIVE:
                 if item.job_id is not None:
                     draft.effects.append(WithdrawJob(step_id, item.job_id, index))
                 else:  # queued in this very transition: its job is not created at all
@@ -289,6 +368,30 @@ class MapRunner:
             self.put(step_id, cancelled(item, draft.now))
             count += 1
         draft.event("items_withdrawn", step_id, {"count": count, "running": running})
+
+    def runs_children(self, step_id: str) -> bool:
+        return self.draft.graph.steps[step_id].kind is StepKind.SUB_WORKFLOW
+
+    def withdraw_child(self, step_id: str, item: ItemState) -> None:
+        """Cancel an item's child; one whose start is still among this transition's effects
+        is never started at all."""
+        draft = self.draft
+        start = StartChild(step_id, item.attempt, "", {}, item.index)
+        kept = [e for e in draft.effects if not _same_start(e, start)]
+        if len(kept) < len(draft.effects):
+            draft.effects = kept
+            return
+        cancel = CancelChild(step_id, item.attempt, item.child_execution_id, item.index)
+        draft.effects.append(cancel)
+
+    def cancel_children(self) -> None:
+        """A cancelled execution cancels the running children of its for_each steps too."""
+        for step_id in self.draft.graph.order:
+            step = self.draft.steps[step_id]
+            running = step.items is not None and step.status is StepStatus.RUNNING
+            if running and self.runs_children(step_id):
+                self.withdraw(step_id, running=True)
+                self.conclude(step_id)
 
     def withdraw_live(self) -> None:
         """Cancel and deadline: every running map withdraws what has not started."""
@@ -331,3 +434,13 @@ class MapRunner:
         elif not pending(progress):
             draft.set_step(step_id, status=StepStatus.CANCELLED, completed_at=draft.now)
             draft.event("step_cancelled", step_id, {"job_id": None})
+
+
+def _same_start(effect: Effect, start: StartChild) -> bool:
+    """Whether ``effect`` starts the child of the item attempt ``start`` names."""
+    return (
+        isinstance(effect, StartChild)
+        and effect.step_id == start.step_id
+        and effect.item_index == start.item_index
+        and effect.attempt == start.attempt
+    )

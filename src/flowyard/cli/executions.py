@@ -244,9 +244,13 @@ def step_details(execution: Execution) -> list[list[object]]:
 
 
 def parent_text(execution: Execution) -> str | None:
-    """``<execution id> step <step id>`` for a child execution; None for a client's own."""
+    """``<execution id> step <step id>`` (``item <index>`` added for a for_each item's child)
+    for a child execution; None for a client's own."""
     parent = execution.parent
-    return f"{parent.execution_id} step {parent.step_id}" if parent is not None else None
+    if parent is None:
+        return None
+    text = f"{parent.execution_id} step {parent.step_id}"
+    return text if parent.item_index is None else f"{text} item {parent.item_index}"
 
 
 def cancel(client: Client, args: argparse.Namespace) -> int:

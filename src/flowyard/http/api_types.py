@@ -250,6 +250,10 @@ class StepItem(View, frozen=True):
     index: int
     status: ItemStatus
     job_id: str | None
+    child_execution_id: Annotated[
+        str | None,
+        Meta(description="a for_each sub_workflow step's item: its child execution (latest)"),
+    ]
     attempt: int
     output: Any
     error: StepError | None
@@ -269,6 +273,9 @@ class ParentStep(View, frozen=True):
 
     execution_id: str
     step_id: str
+    item_index: Annotated[
+        int | None, Meta(description="the for_each item it runs; null: the step's one child")
+    ]
 
 
 class Execution(View, frozen=True):

@@ -130,6 +130,7 @@ def item_view(item: ItemState) -> dict[str, Any]:
         "index": item.index,
         "status": item.status,
         "job_id": item.job_id,
+        "child_execution_id": item.child_execution_id,
         "attempt": item.attempt,
         "output": item.output,
         "error": item.error,
@@ -138,10 +139,12 @@ def item_view(item: ItemState) -> dict[str, Any]:
     }
 
 
-def parent_view(state: ExecutionState) -> dict[str, str] | None:
-    """The step whose child the execution is, or None."""
+def parent_view(state: ExecutionState) -> dict[str, Any] | None:
+    """The step (and for_each item) whose child the execution is, or None."""
     ref = state.parent
-    return {"execution_id": ref.execution_id, "step_id": ref.step_id} if ref else None
+    if ref is None:
+        return None
+    return {"execution_id": ref.execution_id, "step_id": ref.step_id, "item_index": ref.item_index}
 
 
 def event_view(seq: int, event: Event) -> dict[str, Any]:

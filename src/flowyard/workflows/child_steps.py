@@ -13,6 +13,7 @@ from flowyard.workflows.state import (
     Event,
     ExecutionState,
     ExecutionStatus,
+    ItemState,
     StartChild,
     StepError,
     StepState,
@@ -71,12 +72,18 @@ class ChildSteps:
         data = {"attempt": attempt, "blueprint_id": sub.blueprint_id}
         self.event("child_starting", step_id, data)
 
-    def child_input(self, step_id: str) -> dict[str, Any] | StepError:
-        """The rendered ``input`` of a sub_workflow step, or why it cannot be rendered."""
+    def child_input(
+        self, step_id: str, item: ItemState | None = None
+    ) -> dict[str, Any] | StepError:
+        """The rendered ``input`` of a sub_workflow step (for one ``item`` of a for_each
+        step, with ``{{item}}`` and ``{{item_index}}`` bound), or why it cannot be rendered."""
         sub = self.graph.steps[step_id].sub_workflow
         assert sub is not None
+        context = self.context(step_id)
+        if item is not None:
+            context = {**context, "item": item.value, "item_index": item.index}
         try:
-            rendered = render(sub.input, self.context(step_id)) if sub.input is not None else {}
+            rendered = render(sub.input, context) if sub.input is not None else {}
         except TemplateError as exc:
             return StepError("template_error", f"cannot resolve {{{{{exc.path}}}}}")
         except RecursionError:
@@ -86,9 +93,15 @@ class ChildSteps:
         return rendered
 
     def is_child_running(self, step_id: str) -> bool:
+        """A sub_workflow step (not a for_each one: its items run the children) whose child
+        runs."""
         step = self.steps[step_id]
-        kind = self.graph.steps[step_id].kind
-        return kind is StepKind.SUB_WORKFLOW and step.status is StepStatus.RUNNING
+        spec = self.graph.steps[step_id]
+        return (
+            spec.kind is StepKind.SUB_WORKFLOW
+            and spec.for_each is None
+            and step.status is StepStatus.RUNNING
+        )
 
     def child_started(self, step_id: str, attempt: int, child_id: str) -> None:
         step = self.steps.get(step_id)

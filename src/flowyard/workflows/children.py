@@ -15,10 +15,13 @@ NOT_STARTED = "not_started"
 """The ``ChildFinished`` status of a child that could not be started."""
 
 
-def child_key(parent_id: str, step_id: str, attempt: int) -> str:
-    """The idempotency key of the child of one step attempt: a start repeated after a crash
-    finds the child the first one made instead of making another."""
-    return f"{KEY_PREFIX}{parent_id}:{step_id}:{attempt}"
+def child_key(parent_id: str, step_id: str, attempt: int, item_index: int | None = None) -> str:
+    """The idempotency key of the child of one step attempt (or, in a for_each step, of one
+    item attempt): a start repeated after a crash finds the child the first one made instead
+    of making another. Step ids hold no ``[`` or ``:``, so the two forms never meet."""
+    if item_index is None:
+        return f"{KEY_PREFIX}{parent_id}:{step_id}:{attempt}"
+    return f"{KEY_PREFIX}{parent_id}:{step_id}[{item_index}]:{attempt}"
 
 
 def depth_error(depth: int) -> StepError:

@@ -93,15 +93,6 @@ def item_problems(step: "Step", i: int, found: list[Placeholder]) -> list[dict[s
                 "message": "a wait_for_signal step cannot have for_each",
             }
         )
-    elif step.sub_workflow is not None:
-        # The item runner starts an item the way its step's kind says; child executions per
-        # item are not wired to it yet.
-        problems.append(
-            {
-                "path": f"$.steps[{i}].for_each",
-                "message": "for_each runs job_trigger steps only (not sub_workflow, yet)",
-            }
-        )
     return problems
 
 
@@ -186,13 +177,23 @@ class ItemReplay:
                 return replace(step, items=replace(step.items, next=item.index + 1))
             case "item_started":
                 item = self.items[sid][data["index"]]
-                started = replace(item, status=ItemStatus.RUNNING, started_at=at)
-                return self.put(step, replace(started, job_id=data.get("job_id") or item.job_id))
+                started = replace(
+                    item,
+                    status=ItemStatus.RUNNING,
+                    started_at=at,
+                    job_id=data.get("job_id") or item.job_id,
+                    child_execution_id=data.get("child_execution_id") or item.child_execution_id,
+                )
+                return self.put(step, started)
             case "item_completed":
                 item = self.items[sid][data["index"]]
+                child_id = data.get("child_execution_id") or item.child_execution_id
+                item = replace(item, child_execution_id=child_id)
                 return self.put(step, completed(item, data.get("output"), at))
             case "item_failed":
                 item = self.items[sid][data["index"]]
+                child_id = data.get("child_execution_id") or item.child_execution_id
+                item = replace(item, child_execution_id=child_id)
                 error = msgspec.convert(data["error"], StepError)
                 failed = replace(item, status=ItemStatus.FAILED, error=error, completed_at=at)
                 step = self.put(step, failed)
@@ -218,12 +219,13 @@ def rerun(item: ItemState) -> ItemState:
 
 
 def queued(item: ItemState, attempt: int, job_id: str | None) -> ItemState:
-    """An item whose job was just created."""
+    """An item whose job was just created (or whose child execution is being started)."""
     return replace(
         item,
         status=ItemStatus.QUEUED,
         attempt=attempt,
         job_id=job_id,
+        child_execution_id=None,
         error=None,
         output=None,
         started_at=None,

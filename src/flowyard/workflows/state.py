@@ -82,7 +82,7 @@ class ItemStatus(StrEnum):
 
 
 ITEM_ACTIVE = frozenset({ItemStatus.QUEUED, ItemStatus.RUNNING})
-"""Items whose job is out."""
+"""Items whose job (or child execution) is out."""
 
 
 class ItemState(msgspec.Struct, frozen=True, gc=False, kw_only=True):
@@ -98,6 +98,8 @@ class ItemState(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     error: StepError | None = None
     started_at: int | None = None
     completed_at: int | None = None
+    child_execution_id: str | None = None
+    """The child execution of the item's attempt (a for_each sub_workflow step)."""
 
 
 class MapProgress(msgspec.Struct, frozen=True, gc=False, kw_only=True):
@@ -164,6 +166,8 @@ class ParentRef(msgspec.Struct, frozen=True, gc=False):
     execution_id: str
     step_id: str
     attempt: int
+    item_index: int | None = None
+    """The for_each item the child runs (``attempt`` is then the item's)."""
 
 
 class ExecutionState(msgspec.Struct, frozen=True, gc=False, kw_only=True):
@@ -275,6 +279,8 @@ class ChildStarted(msgspec.Struct, frozen=True, tag="child_started"):
     step_id: str
     attempt: int
     child_execution_id: str
+    item_index: int | None = None
+    """The for_each item whose child it is (``attempt`` is then the item's)."""
 
 
 class ChildFinished(msgspec.Struct, frozen=True, tag="child_finished"):
@@ -287,6 +293,7 @@ class ChildFinished(msgspec.Struct, frozen=True, tag="child_finished"):
     status: str
     output: Any = None
     error: StepError | None = None
+    item_index: int | None = None
 
 
 Message = (
@@ -365,6 +372,8 @@ class StartChild(msgspec.Struct, frozen=True, tag="start_child"):
     attempt: int
     blueprint_id: str
     input_data: dict[str, Any]
+    item_index: int | None = None
+    """The for_each item the child runs (``attempt`` is then the item's)."""
 
 
 class CancelChild(msgspec.Struct, frozen=True, tag="cancel_child"):
@@ -374,6 +383,7 @@ class CancelChild(msgspec.Struct, frozen=True, tag="cancel_child"):
     step_id: str
     attempt: int
     child_execution_id: str | None
+    item_index: int | None = None
 
 
 class PutItems(msgspec.Struct, frozen=True, tag="put_items"):

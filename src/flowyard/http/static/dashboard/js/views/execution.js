@@ -127,7 +127,7 @@ export function renderExecution(main, ctx) {
     fill(summary, facts([
       ["Status", badge(e.status)],
       ["Blueprint", state.blueprint ? `${state.blueprint.name} (${e.blueprint_id})` : e.blueprint_id],
-      ...(e.parent ? [["Parent", h("span", {}, executionLink(e.parent.execution_id), " step ", h("code", {}, e.parent.step_id))]] : []),
+      ...(e.parent ? [["Parent", h("span", {}, executionLink(e.parent.execution_id), " step ", h("code", {}, e.parent.step_id), ...(e.parent.item_index === null || e.parent.item_index === undefined ? [] : [` item ${e.parent.item_index}`]))]] : []),
       ["Started", when(e.started_at)],
       ["Completed", when(e.completed_at)],
       ["Deadline", when(e.deadline_at)],

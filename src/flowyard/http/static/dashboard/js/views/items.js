@@ -1,5 +1,6 @@
 // The items of a for_each step: its progress ("done/total") and the list of its items, in
-// item order, with each item's status, job, output and error (100 at a time).
+// item order, with each item's status, job (or child execution), output and error (100 at a
+// time).
 
 import { api } from "../api.js";
 import { h, inlineJson, link, table } from "../dom.js";
@@ -19,6 +20,16 @@ function countsText(items) {
   return parts.length ? ` (${parts.join(", ")})` : "";
 }
 
+/** An item's job, or its child execution (a for_each sub_workflow step), as a link. */
+function runsText(item) {
+  if (item.job_id) return link(`/dashboard/jobs/${encodeURIComponent(item.job_id)}`, item.job_id);
+  if (item.child_execution_id) {
+    const id = item.child_execution_id;
+    return link(`/dashboard/executions/${encodeURIComponent(id)}`, id);
+  }
+  return "—";
+}
+
 /**
  * The "Items" part of the step panel: progress, then the items, loaded page by page.
  * @param {string} base the execution's API path
@@ -32,7 +43,7 @@ export function itemsSection(base, step) {
   let cursor = null;
 
   const draw = () => {
-    box.replaceChildren(table(["#", "Status", "Job", "Attempt", "Output", "Error"], rows, "No items."));
+    box.replaceChildren(table(["#", "Status", "Job or child", "Attempt", "Output", "Error"], rows, "No items."));
   };
   const load = async () => {
     more.disabled = true;
@@ -42,7 +53,7 @@ export function itemsSection(base, step) {
         rows.push([
           String(item.index),
           h("span", { class: `badge st-${item.status}`, "data-item-status": item.status }, item.status),
-          item.job_id ? link(`/dashboard/jobs/${encodeURIComponent(item.job_id)}`, item.job_id) : "—",
+          runsText(item),
           String(item.attempt),
           inlineJson(item.output),
           item.error ? h("span", { class: "bad-text" }, `${item.error.code}: ${item.error.message}`) : "—",
