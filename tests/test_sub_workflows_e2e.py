@@ -63,7 +63,7 @@ async def test_child_result_is_the_step_output(service: Service) -> None:
     assert child_id is not None and child_id.startswith("wfexec_")
     assert state["parent"] is None
     child = await execution(client, child_id)
-    assert child["parent"] == {"execution_id": parent_id, "step_id": "child", "item_index": None}
+    assert child["parent"] == {"execution_id": parent_id, "step_id": "child"}
     assert child["input_data"] == {"n": 7}
     assert child["blueprint_id"] == child_bp["id"]
     assert [c["id"] for c in await children(client, parent_id)] == [child_id]

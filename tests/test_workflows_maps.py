@@ -321,7 +321,7 @@ async def test_a_map_of_1000_items_keeps_only_counts_in_the_execution(service: S
     # the input is in it once; the items (and their values) are not
     assert len(response.content) < len(str(xs)) + 5_000
     async with workers(client, {"map-big": lambda job: len(job["payload"]["v"])}):
-        state = await wait_status(client, execution_id, "completed", timeout=60)
+        state = await wait_status(client, execution_id, "completed", timeout=180)
     assert step_of(state, "m")["output"] == [100] * 1000
     assert step_of(state, "m")["items"]["completed"] == 1000
     page = await items(client, execution_id, "m", limit=100)

@@ -274,8 +274,8 @@ class ParentStep(View, frozen=True):
     execution_id: str
     step_id: str
     item_index: Annotated[
-        int | None, Meta(description="the for_each item it runs; null: the step's one child")
-    ]
+        int | None, Meta(description="the for_each item it runs; absent for the step's one child")
+    ] = None
 
 
 class Execution(View, frozen=True):

@@ -144,7 +144,10 @@ def parent_view(state: ExecutionState) -> dict[str, Any] | None:
     ref = state.parent
     if ref is None:
         return None
-    return {"execution_id": ref.execution_id, "step_id": ref.step_id, "item_index": ref.item_index}
+    view: dict[str, Any] = {"execution_id": ref.execution_id, "step_id": ref.step_id}
+    if ref.item_index is not None:  # only a for_each item's child says which item it runs
+        view["item_index"] = ref.item_index
+    return view
 
 
 def event_view(seq: int, event: Event) -> dict[str, Any]:
