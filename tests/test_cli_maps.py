@@ -22,11 +22,8 @@ MAP = {
 
 
 def test_map_progress_and_items(cli: Cli) -> None:
-    client: Client = cli.client()
-    try:
+    with cli.client() as client:
         check_map(cli, client)
-    finally:
-        client.close()
 
 
 def check_map(cli: Cli, client: Client) -> None:

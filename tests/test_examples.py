@@ -25,15 +25,15 @@ def test_the_expense_example_maps_asks_and_pays(cli: Cli) -> None:  # noqa: F811
     assert "cy: 1240 -> completed, pay skipped" in lines
     assert "  checked lines: 6" in lines
     assert lines[-1] == "all reports ended as planned"
-    client = cli.client()
-    (blueprint,) = client.workflows.list_blueprints(name="expense-report").items
-    executions = client.workflows.list_executions(blueprint_id=blueprint.id).items
-    assert sorted(e.status for e in executions) == ["completed"] * 3
-    big = next(e for e in executions if e.input_data["employee"] == "bob")
-    steps = {s.step_id: s for s in big.steps}
-    assert [line["what"] for line in steps["check"].output] == [
-        f"hotel night {n}" for n in range(1, 7)
-    ]
-    assert steps["approve"].output == {"approved": True, "by": "dana"}
-    small = next(e for e in executions if e.input_data["employee"] == "ann")
-    assert {s.step_id: s.status for s in small.steps}["approve"] == "skipped"
+    with cli.client() as client:
+        (blueprint,) = client.workflows.list_blueprints(name="expense-report").items
+        executions = client.workflows.list_executions(blueprint_id=blueprint.id).items
+        assert sorted(e.status for e in executions) == ["completed"] * 3
+        big = next(e for e in executions if e.input_data["employee"] == "bob")
+        steps = {s.step_id: s for s in big.steps}
+        assert [line["what"] for line in steps["check"].output] == [
+            f"hotel night {n}" for n in range(1, 7)
+        ]
+        assert steps["approve"].output == {"approved": True, "by": "dana"}
+        small = next(e for e in executions if e.input_data["employee"] == "ann")
+        assert {s.step_id: s.status for s in small.steps}["approve"] == "skipped"
