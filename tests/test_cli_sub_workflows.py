@@ -46,4 +46,3 @@ def test_parent_and_child_in_the_sdk_and_the_cli(cli: Cli) -> None:  # noqa: F81
             f"/infra/workflows/executions?parent_execution_id={parent_id}&limit=25"
         )
         assert [e["id"] for e in listed["executions"]] == [child_id]
-        client.close()

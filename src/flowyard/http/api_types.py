@@ -268,7 +268,7 @@ class StepItemList(View, frozen=True):
     next_cursor: str | None
 
 
-class ParentStep(View, frozen=True):
+class ParentStep(View, frozen=True, omit_defaults=True):
     """The sub_workflow step whose child an execution is."""
 
     execution_id: str
