@@ -33,6 +33,8 @@ from flowyard.settings import Settings
 from flowyard.storage.projects import ALL_SCOPES, create_key_sync
 from tests.sdk_support import Api
 
+pytest_plugins = ["tests.dashboard_support"]  # the browser and page fixtures
+
 
 @pytest.fixture
 def anyio_backend() -> str:

@@ -308,3 +308,28 @@ def console_messages(page: Page) -> list[str]:
 
 
 EXECUTION_URL = re.compile(r"/dashboard/executions/wfexec_[0-9A-Z]+$")
+
+
+def stack_fixture(queue: str, folder: str, *options: str) -> Any:
+    """A module-scoped ``stack`` fixture: the module's server, key and worker on ``queue``."""
+
+    @pytest.fixture(scope="module")
+    def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+        with running_stack(tmp_path_factory.mktemp(folder), queue, *options) as running:
+            yield running
+
+    return stack
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """One headless Chromium per test module."""
+    with chromium() as launched:
+        yield launched
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A fresh page per test."""
+    with open_page(browser) as opened:
+        yield opened

@@ -7,26 +7,20 @@ Screenshots of the main pages land in ``docs/screenshots/`` (the README links th
 
 import json
 import re
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from tests.dashboard_support import (
     EXECUTION_URL,
     PHONE,
     Api,
-    Browser,
     Page,
     Stack,
-    chromium,
     expect,
     no_horizontal_scroll,
     node,
-    open_page,
-    running_stack,
     screenshot,
     sign_in,
+    stack_fixture,
     status_of,
     step,
     unique,
@@ -35,22 +29,7 @@ from tests.dashboard_support import (
 QUEUE = "dash"
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with running_stack(tmp_path_factory.mktemp("dashboard"), QUEUE) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as launched:
-        yield launched
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    with open_page(browser) as opened:
-        yield opened
+stack = stack_fixture(QUEUE, "dashboard")
 
 
 def tile(page: Page, card: str, status: str) -> Any:

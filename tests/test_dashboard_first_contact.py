@@ -11,16 +11,13 @@ import pytest
 
 from tests.dashboard_support import (
     Api,
-    Browser,
     Page,
     Stack,
-    chromium,
     console_messages,
     expect,
     no_stray_values,
-    open_page,
-    running_stack,
     sign_in,
+    stack_fixture,
     status_of,
     step,
     unique,
@@ -29,22 +26,7 @@ from tests.dashboard_support import (
 QUEUE = "first"
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with running_stack(tmp_path_factory.mktemp("first-contact"), QUEUE) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as launched:
-        yield launched
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    with open_page(browser) as opened:
-        yield opened
+stack = stack_fixture(QUEUE, "first-contact")
 
 
 @pytest.fixture

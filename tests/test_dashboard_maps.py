@@ -2,21 +2,15 @@
 progress (done/total) on the graph and in the step list, and the step's items."""
 
 import json
-from collections.abc import Iterator
-
-import pytest
 
 from tests.dashboard_support import (
     EXECUTION_URL,
-    Browser,
     Page,
     Stack,
-    chromium,
     expect,
     node,
-    open_page,
-    running_stack,
     sign_in,
+    stack_fixture,
     status_of,
     step,
     unique,
@@ -25,22 +19,7 @@ from tests.dashboard_support import (
 QUEUE = "dash-map"
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with running_stack(tmp_path_factory.mktemp("dashboard-maps"), QUEUE) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as launched:
-        yield launched
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    with open_page(browser) as opened:
-        yield opened
+stack = stack_fixture(QUEUE, "dashboard-maps")
 
 
 expect.set_options(timeout=10_000)

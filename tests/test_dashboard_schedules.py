@@ -3,27 +3,22 @@ server's errors next to their field), the list, enable and disable, fire now, an
 the execution a schedule started last."""
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.dashboard_support import (
     EXECUTION_URL,
     PHONE,
-    Browser,
     Page,
     Stack,
-    chromium,
     console_messages,
     expect,
     no_horizontal_scroll,
     no_stray_values,
-    open_page,
-    running_stack,
     screenshot,
     sign_in,
+    stack_fixture,
     step,
     unique,
 )
@@ -34,22 +29,7 @@ FAILED_FETCH = re.compile(r"Failed to load resource: the server responded with a
 expect.set_options(timeout=10_000)
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with running_stack(tmp_path_factory.mktemp("schedules-page"), QUEUE) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as launched:
-        yield launched
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    with open_page(browser) as opened:
-        yield opened
+stack = stack_fixture(QUEUE, "schedules-page")
 
 
 def section(page: Page, heading: str) -> Any:

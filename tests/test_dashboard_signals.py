@@ -1,22 +1,15 @@
 """The dashboard's execution page with wait_for_signal steps, in headless Chromium: the graph
 shows the waiting step and the "Send signal" form completes it (name prefilled)."""
 
-from collections.abc import Iterator
-
-import pytest
-
 from tests.dashboard_support import (
-    Browser,
     Page,
     Stack,
-    chromium,
     expect,
     no_horizontal_scroll,
     node,
-    open_page,
-    running_stack,
     screenshot,
     sign_in,
+    stack_fixture,
     status_of,
     step,
     unique,
@@ -25,22 +18,7 @@ from tests.dashboard_support import (
 QUEUE = "dash-signals"
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with running_stack(tmp_path_factory.mktemp("dashboard-signals"), QUEUE) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as launched:
-        yield launched
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    with open_page(browser) as opened:
-        yield opened
+stack = stack_fixture(QUEUE, "dashboard-signals")
 
 
 expect.set_options(timeout=10_000)

@@ -2,20 +2,13 @@
 serve``: a sub_workflow step's node is marked and its step card links the child, and the
 child's page links back to its parent."""
 
-from collections.abc import Iterator
-
-import pytest
-
 from tests.dashboard_support import (
-    Browser,
     Page,
     Stack,
-    chromium,
     expect,
     node,
-    open_page,
-    running_stack,
     sign_in,
+    stack_fixture,
     status_of,
     step,
     unique,
@@ -24,22 +17,7 @@ from tests.dashboard_support import (
 QUEUE = "dash-sub"
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with running_stack(tmp_path_factory.mktemp("dashboard-sub"), QUEUE) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as launched:
-        yield launched
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    with open_page(browser) as opened:
-        yield opened
+stack = stack_fixture(QUEUE, "dashboard-sub")
 
 
 expect.set_options(timeout=10_000)

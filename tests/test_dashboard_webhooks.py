@@ -19,18 +19,16 @@ from flowyard.storage.projects import create_key_sync
 from tests.dashboard_support import (
     PHONE,
     Api,
-    Browser,
     Page,
     Stack,
-    chromium,
     console_messages,
     expect,
     no_horizontal_scroll,
     no_stray_values,
-    open_page,
     running_stack,
     screenshot,
     sign_in,
+    stack_fixture,
     unique,
 )
 from tests.receiver_support import Receiver, running_receiver
@@ -42,22 +40,7 @@ FAILED_FETCH = re.compile(r"Failed to load resource: the server responded with a
 expect.set_options(timeout=10_000)
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with running_stack(tmp_path_factory.mktemp("webhooks-page"), QUEUE) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as launched:
-        yield launched
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    with open_page(browser) as opened:
-        yield opened
+stack = stack_fixture(QUEUE, "webhooks-page")
 
 
 def has_webhook_routes(stack: Stack) -> bool:
