@@ -30,7 +30,7 @@ from flowyard.workflows.state import (
 )
 from tests.conftest import fresh_db
 from tests.test_map_children_e2e import child_map, children, items
-from tests.test_sub_workflows_restart import rewrite, with_step
+from tests.test_sub_workflows_restart import cancelled, completed, rewrite, with_step
 from tests.workflow_support import (
     create_blueprint,
     execution,
@@ -118,16 +118,6 @@ async def test_item_child_ends_lost_in_a_crash_reach_the_parent_on_restart(
         ok_child, bad_child = [
             i["child_execution_id"] for i in await items(client, parent_id, "each")
         ]
-
-    def completed(state: ExecutionState) -> ExecutionState:
-        at = state.started_at + 5
-        state = with_step(state, "work", status=StepStatus.COMPLETED, output=7, completed_at=at)
-        return replace(state, status=ExecutionStatus.COMPLETED, completed_at=at)
-
-    def cancelled(state: ExecutionState) -> ExecutionState:
-        at = state.started_at + 5
-        state = with_step(state, "work", status=StepStatus.CANCELLED, completed_at=at)
-        return replace(state, status=ExecutionStatus.CANCELLED, cancelled_at=at)
 
     await rewrite(db, ok_child, completed)
     await rewrite(db, bad_child, cancelled)

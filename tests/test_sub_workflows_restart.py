@@ -55,6 +55,20 @@ def with_step(state: ExecutionState, step_id: str, **changes: Any) -> ExecutionS
     return replace(state, steps=steps)
 
 
+def completed(state: ExecutionState) -> ExecutionState:
+    """A child whose ``work`` step completed with 7, as its final commit leaves it."""
+    at = state.started_at + 5
+    state = with_step(state, "work", status=StepStatus.COMPLETED, output=7, completed_at=at)
+    return replace(state, status=ExecutionStatus.COMPLETED, completed_at=at)
+
+
+def cancelled(state: ExecutionState) -> ExecutionState:
+    """A child cancelled while its ``work`` step was out."""
+    at = state.started_at + 5
+    state = with_step(state, "work", status=StepStatus.CANCELLED, completed_at=at)
+    return replace(state, status=ExecutionStatus.CANCELLED, cancelled_at=at)
+
+
 async def test_a_start_lost_in_a_crash_is_made_once_on_restart(
     tmp_path: Path, service_with: Callable[..., Any]
 ) -> None:
@@ -117,16 +131,6 @@ async def test_a_child_end_lost_in_a_crash_reaches_the_parent_on_restart(
         state = await execution(client, parent_id)
         ok_child = step_of(state, "ok")["child_execution_id"]
         bad_child = step_of(state, "bad")["child_execution_id"]
-
-    def completed(state: ExecutionState) -> ExecutionState:
-        at = state.started_at + 5
-        state = with_step(state, "work", status=StepStatus.COMPLETED, output=7, completed_at=at)
-        return replace(state, status=ExecutionStatus.COMPLETED, completed_at=at)
-
-    def cancelled(state: ExecutionState) -> ExecutionState:
-        at = state.started_at + 5
-        state = with_step(state, "work", status=StepStatus.CANCELLED, completed_at=at)
-        return replace(state, status=ExecutionStatus.CANCELLED, cancelled_at=at)
 
     await rewrite(db, ok_child, completed)
     await rewrite(db, bad_child, cancelled)
