@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import httpx
 import uvicorn
 from anyio.abc import SocketStream
 from starlette.types import Receive, Scope, Send
@@ -235,3 +236,8 @@ def get(path: str, *extra: str, version: str = "1.1", method: str = "GET") -> by
     return (
         "\r\n".join([f"{method} {path} HTTP/{version}", "Host: t", *extra]) + "\r\n\r\n"
     ).encode()
+
+
+def api(url: str, key: str) -> httpx.AsyncClient:
+    """An HTTP client of the server at ``url`` that sends ``key`` as a bearer token."""
+    return httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30)

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx
 import msgspec
 
 from flowyard.clock import now_ms
 from flowyard.storage.projects import ALL_SCOPES, create_key_sync
 from tests.conftest import ServerProcess, Service
+from tests.http_support import api
 from tests.workflow_support import (
     ack,
     claim_one,
@@ -36,10 +36,6 @@ StartServer = Callable[..., ServerProcess]
 
 async def start_server(server_process: StartServer, db: str) -> ServerProcess:
     return await anyio.to_thread.run_sync(lambda: server_process(db))
-
-
-def api(url: str, key: str) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
 
 
 def rewrite_doc(db: str, table: str, row_id: str, change: Callable[[Any], None]) -> None:

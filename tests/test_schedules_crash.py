@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
-import httpx
 import msgspec
 
 from flowyard.storage.projects import ALL_SCOPES, create_key_sync
@@ -21,6 +20,7 @@ from flowyard.storage.schedules import put_schedule
 from flowyard.workflows.schedules import Schedule
 from tests import store_support
 from tests.conftest import ServerProcess, fresh_db
+from tests.http_support import api
 from tests.schedule_support import (
     create_schedule,
     executions_of,
@@ -37,10 +37,6 @@ YEARLY = "0 0 1 1 *"
 
 async def start(server_process: StartServer, db: str) -> ServerProcess:
     return await anyio.to_thread.run_sync(lambda: server_process(db))
-
-
-def api(url: str, key: str) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
 
 
 def rewind(db: str, schedule_id: str, slot: int) -> None:

@@ -15,6 +15,7 @@ import httpx
 
 from flowyard.storage.projects import ALL_SCOPES, create_key_sync
 from tests.conftest import ServerProcess, fresh_db
+from tests.http_support import api
 from tests.signal_support import post_signal, wait_step
 from tests.workflow_support import (
     ack,
@@ -35,10 +36,6 @@ ROOTS = 3  # steps that wait from the start; the others wait once the gate job i
 
 async def start_server(server_process: StartServer, db: str) -> ServerProcess:
     return await anyio.to_thread.run_sync(lambda: server_process(db))
-
-
-def api(url: str, key: str) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
 
 
 async def test_acknowledged_signals_survive_kill9_and_are_taken_once(

@@ -16,16 +16,13 @@ import httpx
 
 from flowyard.storage.projects import ALL_SCOPES, create_key_sync
 from tests.conftest import ServerProcess, fresh_db
+from tests.http_support import api
 from tests.test_sub_workflows_e2e import sub_step
 from tests.workflow_support import create_blueprint, execution, pull_step, wait_status
 
 StartServer = Callable[..., ServerProcess]
 QUEUE = "sc-child"
 ROUNDS = 3
-
-
-def api(url: str, key: str) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
 
 
 async def start_server(server_process: StartServer, db: str) -> ServerProcess:

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx
 
 from flowyard.storage.projects import ALL_SCOPES, create_key_sync
 from tests.conftest import ServerProcess
+from tests.http_support import api
 from tests.workflow_support import (
     ack,
     claim_one,
@@ -35,10 +35,6 @@ ARGS = ("--retry-base-seconds", "0.05")
 
 async def start_server(server_process: StartServer, db: str) -> ServerProcess:
     return await anyio.to_thread.run_sync(lambda: server_process(db, *ARGS))
-
-
-def api(url: str, key: str) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
 
 
 async def test_executions_survive_kill9(tmp_path: Path, server_process: StartServer) -> None:

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx
 
 from flowyard.storage.projects import ALL_SCOPES, create_key_sync
 from tests.conftest import ServerProcess, fresh_db
+from tests.http_support import api
 from tests.workflow_support import (
     claim,
     create_blueprint,
@@ -36,10 +36,6 @@ async def start_server(server_process: StartServer, db: str) -> ServerProcess:
     return await anyio.to_thread.run_sync(
         lambda: server_process(db, "--retry-base-seconds", "0.05")
     )
-
-
-def api(url: str, key: str) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
 
 
 def work(job: dict[str, Any]) -> Any:
