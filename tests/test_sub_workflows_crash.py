@@ -122,11 +122,7 @@ async def test_a_crash_never_starts_two_children_for_one_step_attempt(
             for step in state["steps"]:
                 assert step["attempt"] == 1, step
                 kid = by_id[step["child_execution_id"]]
-                assert kid["parent"] == {
-                    "execution_id": state["id"],
-                    "step_id": step["step_id"],
-                    "item_index": None,
-                }
+                assert kid["parent"] == {"execution_id": state["id"], "step_id": step["step_id"]}
                 assert kid["idempotency_key"] == f"sub_workflow:{state['id']}:{step['step_id']}:1"
                 assert kid["status"] == "completed"
                 assert (await execution(client, kid["id"]))["result"] == step["output"]
