@@ -274,10 +274,12 @@ async def test_paging_while_items_are_added_never_skips_or_repeats(
 
         adds = 0
         added = anyio.Event()
-        paged: list[Json] = []
+        first_page = anyio.Event()  # adds begin once the first page is read: for a newest-first
+        paged: list[Json] = []  # list, what comes before it is on that page by right
 
         async def keep_adding() -> None:
             nonlocal adds, added
+            await first_page.wait()
             while adds < lst.max_adds - 7:
                 await lst.add()
                 adds += 1
@@ -297,6 +299,7 @@ async def test_paging_while_items_are_added_never_skips_or_repeats(
                     assert set(body) == {listing.field, "next_cursor"}, body
                     assert len(body[listing.field]) <= 2
                     paged += body[listing.field]
+                    first_page.set()
                     cursor = body["next_cursor"]
                     if cursor is None:
                         break
