@@ -179,7 +179,7 @@ async def open_admin_projects(owner: Owner, clients: Clients) -> Opened:
     made: list[str] = []
 
     async def add() -> None:
-        body = {"name": f"paged-{next(_names)}"}
+        body = {"name": f"listed-{next(_names)}"}  # owners are "paged-N" (api_surface)
         made.append((await ok(await clients.admin.post("/admin/projects", json=body)))["id"])
         if len(made) % 3 == 0:  # existing projects change too
             patch = {"rate_limit_rps": None, "token_balance": None}
