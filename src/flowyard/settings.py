@@ -6,6 +6,7 @@ import msgspec
 
 SyncMode = Literal["full", "normal"]
 HandlerNetwork = Literal["any", "public"]
+LogFormat = Literal["text", "json"]
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -26,6 +27,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         webhook_retry_base_seconds: base of the webhook deliveries' retry backoff.
         read_timeout_seconds: how long a request's head may take to arrive, and a body may
             stall, before the answer is ``408`` (see http/limits.py).
+        log_format: ``text`` lines, or one JSON object per line (DESIGN §9).
+        metrics_token: when set, ``GET /metrics`` needs ``Authorization: Bearer <it>``.
     """
 
     host: str = "127.0.0.1"
@@ -43,3 +46,5 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     public_url: str | None = None
     read_timeout_seconds: float = 10.0
     webhook_retry_base_seconds: float = 10.0
+    log_format: LogFormat = "text"
+    metrics_token: str | None = None

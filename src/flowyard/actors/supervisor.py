@@ -28,6 +28,7 @@ from flowyard.actors.webhooks import Webhooks
 from flowyard.actors.workflows import WorkflowEngine
 from flowyard.clock import SYSTEM_CLOCK, Clock
 from flowyard.errors import Unavailable
+from flowyard.metrics import Metrics
 from flowyard.settings import Settings
 from flowyard.storage.projects import server_secret
 from flowyard.storage.stores import store_for
@@ -43,6 +44,7 @@ class Supervisor:
     def __init__(self, settings: Settings, clock: Clock = SYSTEM_CLOCK) -> None:
         self.settings = settings
         self.clock = clock  # the one clock of timers, leases, cron, backoff and accounts
+        self.metrics = Metrics()
         self.db = store_for(settings.db, sync=settings.sync, serving=True)
         own = {settings.host, "127.0.0.1", "::1", "0.0.0.0"}
         if settings.public_url and (public := urlsplit(settings.public_url).hostname):

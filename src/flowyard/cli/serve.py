@@ -167,6 +167,21 @@ def add_settings(parser: argparse.ArgumentParser) -> None:
         help=described("logging level", d.log_level, "log_level"),
     )
     parser.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default=env("log_format", d.log_format),
+        help=described("text lines, or one JSON object per line", d.log_format, "log_format"),
+    )
+    parser.add_argument(
+        "--metrics-token",
+        default=env("metrics_token", "") or None,
+        help=described(
+            "when set, GET /metrics needs 'Authorization: Bearer TOKEN'",
+            "none: /metrics is open",
+            "metrics_token",
+        ),
+    )
+    parser.add_argument(
         "--max-inflight-per-project",
         type=_positive,
         default=env("max_inflight_per_project", "") or None,  # None: half of --max-inflight
@@ -204,6 +219,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         max_inflight=args.max_inflight,
         max_inflight_per_project=args.max_inflight_per_project,
         log_level=args.log_level,
+        log_format=args.log_format,
+        metrics_token=args.metrics_token,
         public_url=args.public_url,
         read_timeout_seconds=args.read_timeout,
         webhook_retry_base_seconds=args.webhook_retry_base_seconds,

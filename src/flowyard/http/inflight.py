@@ -5,8 +5,8 @@ group commit) and adds to everyone's latency. Past the cap a request is answered
 ``503 unavailable`` with ``Retry-After`` before its body is read, so a flood costs a few
 microseconds per refused request instead of a queue that grows with the flood.
 
-Not counted: health checks (a monitor must see the service under load) and the worker
-protocol (claim, ack, heartbeat, push callbacks), which drains work instead of adding it;
+Not counted: health checks and ``/metrics`` (a monitor must see the service under load), and
+the worker protocol (claim, ack, heartbeat, push callbacks), which drains work instead of adding it;
 refusing an ack would let a lease run out and bring the job back. Workers are as many as
 their owner runs; long-polling claims would otherwise fill the cap while they wait.
 
@@ -34,7 +34,7 @@ SCOPE_KEY = "flowyard.inflight"
 """Where a counted request's :class:`_Request` sits in its ASGI scope."""
 
 EXEMPT = re.compile(
-    r"^/(livez|readyz|healthz"
+    r"^/(livez|readyz|healthz|metrics"
     r"|infra/jobs/claim"
     r"|infra/jobs/[^/]+/(ack|heartbeat)"
     r"|infra/jobs/[^/]+/runs/[^/]+/callback)$"

@@ -171,7 +171,7 @@ def _parameter(param: Param, schema: dict[str, Any]) -> dict[str, Any]:
 def _responses(op: Operation, schema: dict[Any, dict[str, Any]]) -> dict[str, Any]:
     success: dict[str, Any] = {
         "description": op.summary,
-        "content": {"application/json": {"schema": schema[op.response]}},
+        "content": {op.media_type: {"schema": schema[op.response]}},
     }
     if op.auth == "key":
         success["headers"] = {n: {"$ref": f"#/components/headers/{n}"} for n in _RATE_HEADERS}

@@ -71,6 +71,8 @@ class Operation:
     errors: tuple[int, ...] = ()
     billed: bool = False
     description: str = ""
+    media_type: str = "application/json"
+    """What a successful answer is; errors are always JSON."""
     makes: tuple[str, str] | None = None
     """What the answer names: a path template and the JSON pointer of its id in the answer,
     so that tools can follow an OpenAPI link to every operation under that path."""
@@ -290,6 +292,10 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/readyz", "Storage is open and live work restored", api.Health,
               auth="none", errors=(503,)),
     Operation("GET", "/healthz", "Same as /readyz", api.Health, auth="none", errors=(503,)),
+    Operation("GET", "/metrics", "Prometheus metrics (text exposition)", str, auth="none",
+              media_type="text/plain", errors=(401,),
+              description="Open unless the server runs with `--metrics-token`; then it needs"
+              " `Authorization: Bearer <token>`. Never rate-limited or billed."),
     Operation("GET", "/openapi.json", "This document", dict[str, Any], auth="none"),
 )
 # fmt: on
