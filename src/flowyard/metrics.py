@@ -140,7 +140,9 @@ class _Gauges(Collector):
 
     def collect(self) -> Iterable[Metric]:
         depth = GaugeMetricFamily(
-            "flowyard_job_queue_depth", "Jobs ready and waiting, by queue name.", labels=["queue"]
+            "flowyard_job_queue_depth",
+            "Jobs pending, by queue name (depth in GET /infra/queues).",
+            labels=["queue"],
         )
         for queue, count in sorted(self._queue_depths().items()):
             depth.add_metric([queue], count)

@@ -59,6 +59,7 @@ class Supervisor:
         self.outbox = Outbox(self.db, settings, self.dispatcher, self.jobs)
         self.webhooks = Webhooks(self.db, self.outbox, self.accounts)
         self.workflows.emit = self.outbox.subscriptions.execution_change
+        self.metrics.watch(self._queue_depths, lambda: len(self.workflows.actors))
         self.workflows.emitted = self.outbox.enqueue
         self.ready = anyio.Event()
         self._store_open = False
@@ -66,6 +67,14 @@ class Supervisor:
         # Called once a core service crashed: the server stops itself (``flowyard serve``
         # then exits non-zero). Without it the process stays up, answering 503.
         self.on_failure: Callable[[], None] | None = None
+
+    def _queue_depths(self) -> dict[str, int]:
+        """Pending jobs per queue name, summed over the projects (as ``GET /infra/queues``
+        counts a queue's depth)."""
+        depths: dict[str, int] = {}
+        for queue in list(self.jobs.queues.values()):
+            depths[queue.name] = depths.get(queue.name, 0) + len(queue.pending)
+        return depths
 
     def check_ready(self) -> None:
         """Raise 503 until rehydration is done, while shutting down, and after a crash."""
