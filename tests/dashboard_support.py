@@ -263,14 +263,22 @@ def sign_in(page: Page, url: str, key: str, path: str = "/dashboard") -> None:
     expect(page.get_by_role("navigation", name="Main")).to_be_visible()
 
 
-def screenshot(page: Page, name: str) -> None:
-    """Take the viewport as ``<name>.png`` (small enough to commit): into ``docs/screenshots``
-    when ``FLOWYARD_SCREENSHOTS=1`` (to refresh the README's pictures), else into a
-    temporary folder, so that a test run leaves the checkout as it found it."""
+def screenshot(page: Page, name: str, down_to: Any = None) -> None:
+    """Take the viewport (or, with ``down_to``, a locator, the page from its top to that
+    element's bottom) as ``<name>.png`` (small enough to commit): into ``docs/screenshots``
+    when ``FLOWYARD_SCREENSHOTS=1`` (to refresh the README's pictures), else into a temporary
+    folder, so that a test run leaves the checkout as it found it."""
     folder = SCREENSHOTS if os.environ.get("FLOWYARD_SCREENSHOTS") == "1" else _scratch()
     folder.mkdir(parents=True, exist_ok=True)
     page.evaluate("window.scrollTo(0, 0)")
-    page.screenshot(path=str(folder / f"{name}.png"))
+    if down_to is None:
+        page.screenshot(path=str(folder / f"{name}.png"))
+        return
+    box = down_to.bounding_box()
+    assert box is not None, "the element to end the screenshot at is not shown"
+    width = page.evaluate("document.documentElement.clientWidth")
+    clip: Any = {"x": 0, "y": 0, "width": width, "height": box["y"] + box["height"] + 12}
+    page.screenshot(path=str(folder / f"{name}.png"), full_page=True, clip=clip)
 
 
 @functools.cache

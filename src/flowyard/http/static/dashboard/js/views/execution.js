@@ -1,6 +1,6 @@
 // One execution: why it failed (at the top), its DAG coloured by step status (live while it
-// runs), each step's job, the event timeline, the cancel, pause and resume controls, and a
-// form that sends a signal to its waiting steps.
+// runs), its steps on a time axis, each step's job, the event log, the cancel, pause and
+// resume controls, and a form that sends a signal to its waiting steps.
 
 import { api } from "../api.js";
 import {
@@ -10,13 +10,14 @@ import {
 import { renderGraph } from "../graph.js";
 import { itemsSection, progressText } from "./items.js";
 import { signalCard } from "./signal_form.js";
+import { drawWaterfall } from "./waterfall.js";
 
 const POLL_MS = 1000;
 
 export function renderExecution(main, ctx) {
   const [executionId] = ctx.params;
   const base = `/infra/workflows/executions/${encodeURIComponent(executionId)}`;
-  const state = { execution: null, blueprint: null, fingerprint: "", selected: null, jobs: new Map(), stopped: false };
+  const state = { execution: null, blueprint: null, fingerprint: "", selected: null, jobs: new Map(), events: [], stopped: false };
   let timer = null;
 
   const title = h("h1", {}, "Execution ", h("code", {}, executionId));
@@ -28,6 +29,7 @@ export function renderExecution(main, ctx) {
   const stepBox = h("div", { class: "step-box" }, h("p", { class: "muted" }, "Select a step in the graph."));
   const stepList = h("div", { class: "step-list" });
   const timeline = h("ol", { class: "timeline" });
+  const waterfall = h("div", { class: "waterfall-box" });
   const controls = controlsCard(base, () => {
     state.fingerprint = "";
     poll();
@@ -41,7 +43,8 @@ export function renderExecution(main, ctx) {
     h("p", {}, link("/dashboard/workflows", "← Workflows")),
     title, reason, summary, live,
     h("div", { class: "split exec" },
-      h("div", { class: "column" }, card("Graph", graphBox, legend(), stepList), card("Events", timeline)),
+      h("div", { class: "column" }, card("Graph", graphBox, legend(), stepList),
+        card("Timeline", waterfall), card("Events", timeline)),
       h("div", { class: "column side" }, controls, signals, card("Step", stepBox))));
 
   function select(stepId) {
@@ -116,10 +119,20 @@ export function renderExecution(main, ctx) {
       events.push(...answer.events);
       cursor = answer.next_cursor;
     } while (cursor && events.length < 2000);
+    state.events = events;
     fill(timeline, events.map((ev) => h("li", { class: `event ev-${ev.type}` },
       h("span", { class: "seq" }, `#${ev.seq}`), " ", when(ev.at), " ",
       h("strong", {}, ev.type), ev.step_id ? [" ", h("code", {}, ev.step_id)] : null,
       eventData(ev.data))));
+  }
+
+  /** The steps on a time axis; "now" is never before the newest event (a clock behind the
+   * server's would otherwise draw bars ending before they start). */
+  function drawTimeline() {
+    const { execution, blueprint, events } = state;
+    if (!execution) return;
+    const newest = events.length ? Date.parse(events[events.length - 1].at) : 0;
+    drawWaterfall(waterfall, execution, events, blueprint ? blueprint.steps : null, Math.max(Date.now(), newest));
   }
 
   function drawSummary() {
@@ -166,7 +179,9 @@ export function renderExecution(main, ctx) {
         drawStep();
         await drawEvents();
       }
+      if (state.stopped) return;
       const terminal = EXECUTION_TERMINAL.has(execution.status);
+      drawTimeline(); // every tick while it runs: running bars grow to now
       live.textContent = terminal ? `Finished: ${execution.status}.` : `Live: refreshing every second (${execution.status}).`;
       if (!terminal) timer = setTimeout(poll, POLL_MS);
     } catch (error) {
