@@ -405,6 +405,8 @@ def test_main_pages_at_desktop_and_phone_width(page: Page, stack: Stack) -> None
     sign_in(page, stack.url, stack.key)
     expect(tile(page, "Executions by status", "completed")).not_to_have_text("0")
     expect(page.locator("p[data-total]")).not_to_have_attribute("data-total", "0")
+    rate = page.locator('[data-figure="jobs-finished-rate"] .figure-n')
+    expect(rate).to_have_text(re.compile(r"^\d"))  # the Server card has two samples
     screenshot(page, "overview")
     page.get_by_role("link", name="Workflows").click()
     expect(page.locator("tbody tr").first).to_be_visible()

@@ -2,6 +2,7 @@
 
 const KEY = "flowyard.key";
 const PROJECT = "flowyard.project";
+const METRICS_TOKEN = "flowyard.metrics_token";
 
 /** An error answer: {status, code, message, details}. */
 export class ApiError extends Error {
@@ -18,9 +19,13 @@ export const store = {
   setKey: (key) => sessionStorage.setItem(KEY, key),
   project: () => sessionStorage.getItem(PROJECT),
   setProject: (id) => sessionStorage.setItem(PROJECT, id),
+  /** The server's --metrics-token, for GET /metrics (kept like the key: this tab only). */
+  metricsToken: () => sessionStorage.getItem(METRICS_TOKEN),
+  setMetricsToken: (token) => sessionStorage.setItem(METRICS_TOKEN, token),
   clear: () => {
     sessionStorage.removeItem(KEY);
     sessionStorage.removeItem(PROJECT);
+    sessionStorage.removeItem(METRICS_TOKEN);
   },
 };
 

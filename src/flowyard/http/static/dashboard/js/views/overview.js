@@ -1,14 +1,16 @@
-// Overview: counts by status, throughput over the last minutes, the oldest pending job per queue.
+// Overview: the server's live figures (from /metrics), counts by status, throughput over the
+// last minutes, the oldest pending job per queue.
 //
 // Throughput is computed here, from the `completed_at` of the most recently created completed
 // jobs (up to 500, newest first); /core/tokens/usage counts calls per day, too coarse for it.
 
 import {
-  actionButton, badge, card, duration, EXECUTION_STATUSES, fill, h, JOB_STATUSES, link, outcome, s,
-  table, when,
+  actionButton, badge, card, duration, EXECUTION_STATUSES, fill, h, JOB_STATUSES, link, newId, outcome,
+  s, table, when,
 } from "../dom.js";
 import { allJobs, listExecutions, statusCounts } from "../source.js";
 import { allQueues } from "./queues.js";
+import { serverCard } from "./server.js";
 
 const REFRESH_MS = 10000;
 const WINDOW_MINUTES = 15;
@@ -25,12 +27,14 @@ export function renderOverview(main, ctx) {
   let timer = null;
   let stopped = false;
 
+  const server = serverCard(newId("card"));
   const refreshButton = actionButton("Refresh", () => refresh(), { class: "secondary" });
   fill(main,
     h("div", { class: "page-head" }, h("h1", {}, "Overview"), refreshButton),
     ctx.foreign ? h("p", { class: "notice" }, `Viewing ${ctx.viewLabel} through the admin API.`) : null,
     problem,
     h("div", { class: "overview" },
+      server.card,
       card("Executions by status", executions),
       card("Jobs by status", jobs, countsNote),
       card(`Throughput: jobs completed per minute, last ${WINDOW_MINUTES} min`, chart),
@@ -91,6 +95,7 @@ export function renderOverview(main, ctx) {
   return () => {
     stopped = true;
     clearTimeout(timer);
+    server.stop();
   };
 }
 
