@@ -1,5 +1,6 @@
 """The dashboard on a for_each step, in headless Chromium against ``flowyard serve``: map
-progress (done/total) on the graph and in the step list, and the step's items."""
+progress (done/total) on the graph and in the step list, the step's items, and its one row on
+the timeline."""
 
 import json
 
@@ -61,6 +62,12 @@ def test_map_progress_on_the_graph_and_the_items_list(page: Page, stack: Stack) 
     state = stack.api.execution(execution_id)
     [fan] = [s for s in state["steps"] if s["step_id"] == "fan"]
     assert [o["echo"] for o in fan["output"]] == xs
+    # the timeline has one row for the map step, running from map_started to its end
+    rows = page.locator(".waterfall li.wf-row")
+    expect(rows).to_have_count(2)
+    expect(rows.nth(0)).to_have_attribute("data-step", "fan")
+    expect(rows.nth(0).locator("rect.wf-run")).to_have_count(1)
+    expect(rows.nth(1).locator("rect.wf-run")).to_have_count(1)
     # an item's job opens the job page
     job_id = stack.api.call("GET", f"/infra/workflows/executions/{execution_id}/steps/fan/items")[
         "items"
