@@ -1,19 +1,37 @@
-"""The service's Prometheus metrics (DESIGN §9), made with ``prometheus_client``.
+"""The service's Prometheus metrics (DESIGN §9), exposed with ``prometheus_client``.
 
-Each server has a registry of its own (:class:`Metrics`, held by the supervisor), so that
-servers started in one process (tests, the demo) count apart. ``GET /metrics`` exposes it.
+Each server has a registry of its own (:class:`Metrics`, held by the supervisor and handed by
+it to each part that moves a metric), so that servers started in one process (tests, the
+demo) count apart. ``GET /metrics`` exposes it with ``prometheus_client.generate_latest``.
 
-Counters and histograms move where the work happens; what is already held in memory (ready
-jobs per queue, live executions) is read when Prometheus scrapes, through :meth:`watch`, so
-the hot path pays nothing for it. No label holds an id: ``route`` is a route's template,
-``queue`` a queue's name (summed over the projects that use it).
+Counters and histograms move where the work happens, a few times per request and per job:
+``prometheus_client``'s own ``Counter`` and ``Histogram`` take a lock and make several
+Python calls per event, which came to some 4% of the instructions of a whole workflow
+execution (``bench/README.md``). Their series here are plain numbers instead
+(:class:`Count`, :class:`Distribution`): each is moved by one thread only (the event loop,
+or the SQLite writer thread for the commit metrics), and a collector turns them into
+``prometheus_client`` metric families when Prometheus scrapes, as it does for the gauges.
+What is already held in memory (ready jobs per queue, live executions) is only read at the
+scrape, through :meth:`Metrics.watch`.
+
+No label holds an id: ``route`` is a route's template (or :data:`UNMATCHED`), ``queue`` a
+queue's name (summed over the projects that use it), and every other label takes one of the
+fixed values below. Labelled series are made once (here, or on first use for ``route``) and
+looked up in dictionaries.
 """
 
-from collections.abc import Callable, Iterable, Mapping
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -26,93 +44,243 @@ JOB_BUCKETS = (
 )  # fmt: skip
 """Seconds, for a job's wait and run: a millisecond to the six hours of a long job."""
 
-disable_created_metrics()  # type: ignore[no-untyped-call]  # no ``*_created`` series: a counter's start time is the process's
-
 ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 """Rows in one commit of the group-commit writer."""
 
+UNMATCHED = "unmatched"
+"""The ``route`` of a request that no route matched (404), or that was refused before routing
+(the in-flight cap's 503)."""
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+"""The ``method`` labels; any other method is counted as ``OTHER``."""
+OTHER = "OTHER"
+TRIGGERS = ("immediate", "delayed", "scheduled", "queue", "pull", "workflow")
+"""``trigger`` of ``flowyard_jobs_created_total``: a job's trigger type, or ``workflow`` for a
+job a workflow step (or one of its ``for_each`` items) created, whatever its trigger."""
+JOB_ENDS = ("completed", "failed", "cancelled")
+EXECUTION_ENDS = ("completed", "failed", "compensated", "cancelled")
+DELIVERY_OUTCOMES = ("succeeded", "retrying", "failed")
+"""``status`` of ``flowyard_webhook_deliveries_total``, per attempt: the receiver answered
+2xx; the attempt failed and another is due; it failed and it was the last one."""
+
+Labels = tuple[str, ...]
+
+
+class Count:
+    """One series of a counter."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def inc(self, amount: float = 1) -> None:
+        self.value += amount
+
+
+class Distribution:
+    """One series of a histogram: a count per bucket (the last one is ``+Inf``), and the sum."""
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.sum = 0.0
+
+    def observe(self, amount: float) -> None:
+        self.counts[bisect_left(self.bounds, amount)] += 1  # the first bound >= amount
+        self.sum += amount
+
+
+class _Family:
+    """A metric's name, help text, label names and series (by label values)."""
+
+    def __init__(self, name: str, documentation: str, labels: Labels) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = labels
+
+    def collect(self) -> Metric:
+        raise NotImplementedError
+
+
+class CounterFamily(_Family):
+    """A counter (exposed as ``<name>_total``)."""
+
+    def __init__(self, name: str, documentation: str, labels: Labels = ()) -> None:
+        super().__init__(name, documentation, labels)
+        self.series: dict[Labels, Count] = {}
+
+    def labels(self, *values: str) -> Count:
+        """The series of these label values (made on first use)."""
+        found = self.series.get(values)
+        if found is None:
+            found = self.series[values] = Count()
+        return found
+
+    def collect(self) -> Metric:
+        family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        for values, count in list(self.series.items()):
+            family.add_metric(values, count.value)
+        return family
+
+
+class HistogramFamily(_Family):
+    """A histogram with fixed buckets."""
+
+    def __init__(
+        self, name: str, documentation: str, bounds: Sequence[float], labels: Labels = ()
+    ) -> None:
+        super().__init__(name, documentation, labels)
+        self.bounds = tuple(float(bound) for bound in bounds)
+        names = [floatToGoString(bound) for bound in self.bounds]  # type: ignore[no-untyped-call]
+        self._names = [*names, "+Inf"]
+        self.series: dict[Labels, Distribution] = {}
+
+    def labels(self, *values: str) -> Distribution:
+        """The series of these label values (made on first use)."""
+        found = self.series.get(values)
+        if found is None:
+            found = self.series[values] = Distribution(self.bounds)
+        return found
+
+    def collect(self) -> Metric:
+        family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        for values, series in list(self.series.items()):
+            total, cumulative = series.sum, []
+            running = 0
+            for name, count in zip(self._names, list(series.counts), strict=True):
+                running += count
+                cumulative.append((name, float(running)))
+            family.add_metric(values, cumulative, total)
+        return family
+
 
 class Metrics:
-    """Every metric of DESIGN §9, in one registry."""
+    """Every metric of DESIGN §9, in one registry.
+
+    The attributes are what the hot paths move: a :class:`Count` or :class:`Distribution`
+    for a metric without labels, a dictionary of them by label value otherwise.
+    """
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        registry = self.registry
-        self.http_requests = Counter(
+        http_requests = CounterFamily(
             "flowyard_http_requests",
             "HTTP requests answered, by route template, method and status.",
-            ["route", "method", "status"],
-            registry=registry,
+            ("route", "method", "status"),
         )
-        self.http_request_duration = Histogram(
+        http_request_duration = HistogramFamily(
             "flowyard_http_request_duration_seconds",
             "Time from a request's arrival to the end of its answer, by route template.",
-            ["route"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
+            LATENCY_BUCKETS,
+            ("route",),
         )
-        self.jobs_created = Counter(
-            "flowyard_jobs_created",
-            "Jobs created, by what created them.",
-            ["trigger"],
-            registry=registry,
+        jobs_created = CounterFamily(
+            "flowyard_jobs_created", "Jobs created, by what created them.", ("trigger",)
         )
-        self.jobs_finished = Counter(
+        jobs_finished = CounterFamily(
             "flowyard_jobs_finished",
             "Jobs that reached a final status, by that status.",
-            ["status"],
-            registry=registry,
+            ("status",),
         )
-        self.job_wait = Histogram(
+        job_wait = HistogramFamily(
             "flowyard_job_wait_seconds",
             "Time from a job run being ready to its start (claimed or delivered).",
-            buckets=JOB_BUCKETS,
-            registry=registry,
+            JOB_BUCKETS,
         )
-        self.job_run = Histogram(
-            "flowyard_job_run_seconds",
-            "Time from a job run's start to its result.",
-            buckets=JOB_BUCKETS,
-            registry=registry,
+        job_run = HistogramFamily(
+            "flowyard_job_run_seconds", "Time from a job run's start to its result.", JOB_BUCKETS
         )
-        self.executions_started = Counter(
-            "flowyard_executions_started", "Workflow executions started.", registry=registry
+        executions_started = CounterFamily(
+            "flowyard_executions_started", "Workflow executions started."
         )
-        self.executions_finished = Counter(
+        executions_finished = CounterFamily(
             "flowyard_executions_finished",
             "Workflow executions that ended, by their final status.",
-            ["status"],
-            registry=registry,
+            ("status",),
         )
-        self.step_handoff = Histogram(
+        step_handoff = HistogramFamily(
             "flowyard_step_handoff_seconds",
             "Time from a step's result arriving to its dependents' jobs being ready.",
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
+            LATENCY_BUCKETS,
         )
-        self.commit_batch_rows = Histogram(
+        commit_batch_rows = HistogramFamily(
             "flowyard_commit_batch_rows",
             "Rows written by one commit of the group-commit writer.",
-            buckets=ROW_BUCKETS,
-            registry=registry,
+            ROW_BUCKETS,
         )
-        self.commit_duration = Histogram(
+        commit_duration = HistogramFamily(
             "flowyard_commit_duration_seconds",
             "Time one commit of the group-commit writer takes, fsync included.",
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
+            LATENCY_BUCKETS,
         )
-        self.webhook_deliveries = Counter(
+        webhook_deliveries = CounterFamily(
             "flowyard_webhook_deliveries",
             "Webhook delivery attempts, by outcome.",
-            ["status"],
-            registry=registry,
+            ("status",),
         )
-        self.mailbox_full = Counter(
+        mailbox_full = CounterFamily(
             "flowyard_mailbox_full",
-            "Messages refused because an actor's mailbox was full (answered 503).",
-            registry=registry,
+            "Messages refused because an actor's mailbox (or the writer) was full (503).",
         )
+        self._http_requests = http_requests
+        self._http_request_duration = http_request_duration
+        self._answers: dict[tuple[str, str, int], Count] = {}  # (route, method, status) ->
+        self._durations: dict[str, Distribution] = {}  # route ->
+        self.jobs_created_by = {value: jobs_created.labels(value) for value in TRIGGERS}
+        self.jobs_finished_by = {value: jobs_finished.labels(value) for value in JOB_ENDS}
+        self.job_wait = job_wait.labels()
+        self.job_run = job_run.labels()
+        self.executions_started = executions_started.labels()
+        self.executions_finished_by = {
+            value: executions_finished.labels(value) for value in EXECUTION_ENDS
+        }
+        self.step_handoff = step_handoff.labels()
+        self.commit_batch_rows = commit_batch_rows.labels()
+        self.commit_duration = commit_duration.labels()
+        self.webhook_deliveries_by = {
+            value: webhook_deliveries.labels(value) for value in DELIVERY_OUTCOMES
+        }
+        self.mailbox_full = mailbox_full.labels()
+        self.registry.register(
+            _Families(
+                [
+                    http_requests,
+                    http_request_duration,
+                    jobs_created,
+                    jobs_finished,
+                    job_wait,
+                    job_run,
+                    executions_started,
+                    executions_finished,
+                    step_handoff,
+                    commit_batch_rows,
+                    commit_duration,
+                    webhook_deliveries,
+                    mailbox_full,
+                ]
+            )
+        )
+
+    def answered(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Count an HTTP answer: ``route`` is the matched route's template or
+        :data:`UNMATCHED`, ``seconds`` the time from the request to the end of the answer."""
+        key = (route, method, status)
+        count = self._answers.get(key)
+        if count is None:
+            label = method if method in METHODS else OTHER
+            count = self._answers[key] = self._http_requests.labels(route, label, str(status))
+        count.inc()
+        duration = self._durations.get(route)
+        if duration is None:
+            duration = self._durations[route] = self._http_request_duration.labels(route)
+        duration.observe(seconds)
+
+    def committed(self, rows: int, seconds: float) -> None:
+        """One transaction of the group-commit writer (any thread)."""
+        self.commit_batch_rows.observe(rows)
+        self.commit_duration.observe(seconds)
 
     def watch(
         self,
@@ -122,6 +290,20 @@ class Metrics:
         """Read the gauges from memory at each scrape: ready jobs per queue name, and the
         executions whose actors are live."""
         self.registry.register(_Gauges(queue_depths, executions_live))
+
+
+class _Families(Collector):
+    """The counters and histograms, as metric families, when Prometheus scrapes."""
+
+    def __init__(self, families: list[_Family]) -> None:
+        self._families = families
+
+    def describe(self) -> Iterable[Metric]:
+        return ()  # nothing to check at registration; names are fixed above
+
+    def collect(self) -> Iterable[Metric]:
+        for family in self._families:
+            yield family.collect()
 
 
 class _Gauges(Collector):

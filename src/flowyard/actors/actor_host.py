@@ -12,6 +12,7 @@ from anyio.abc import TaskGroup
 from flowyard.actors.execution_records import Carry, ExecutionActor
 from flowyard.actors.mailbox import Mailbox
 from flowyard.errors import Unavailable
+from flowyard.metrics import Metrics
 from flowyard.settings import Settings
 from flowyard.workflows.state import Message
 
@@ -22,6 +23,7 @@ class ActorHost:
     (``_rest``)."""
 
     settings: Settings
+    metrics: Metrics
     _tg: TaskGroup | None
 
     async def _process(self, actor: ExecutionActor, message: Message, carry: Carry | None) -> Any:
@@ -35,7 +37,7 @@ class ActorHost:
 
     def _mailbox(self, actor: ExecutionActor) -> Mailbox[tuple[Message, Carry | None]]:
         if actor.mailbox is None:
-            actor.mailbox = Mailbox(self.settings.mailbox_size)
+            actor.mailbox = Mailbox(self.settings.mailbox_size, self.metrics.mailbox_full)
         if not actor.busy:
             self._start_drain(actor)
         return actor.mailbox

@@ -28,8 +28,9 @@ from flowyard.workflows.state import (
 replace = msgspec.structs.replace
 
 
-Carry = tuple[Change, list[Run]]
-"""A job transition to commit together with the execution's own."""
+Carry = tuple[Change, list[Run], float]
+"""A job transition to commit together with the execution's own, and when (``perf_counter``)
+its result reached the workflow engine (for ``flowyard_step_handoff_seconds``)."""
 
 
 class DeadlineTimer(msgspec.Struct, frozen=True, gc=False):

@@ -45,6 +45,7 @@ from flowyard.jobs.spec import (
     validate_spec,
 )
 from flowyard.jobs.transitions import created, edited, transition
+from flowyard.metrics import Metrics
 from flowyard.settings import Settings
 from flowyard.storage import jobs as store
 from flowyard.storage.intents import Intent
@@ -67,14 +68,16 @@ class JobEngine:
         settings: Settings,
         dispatcher: Dispatcher,
         accounts: Accounts,
+        metrics: Metrics,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.db = db
         self.accounts = accounts
         self.settings = settings
         self.dispatcher = dispatcher
+        self.metrics = metrics
         self.clock = clock
-        self.live = LiveJobs(db)
+        self.live = LiveJobs(db, metrics)
         self.jobs: dict[str, Job] = self.live.jobs
         self.runs: dict[str, Run] = self.live.runs
         self.queues: dict[tuple[str, str], Queue] = self.live.queues
@@ -190,7 +193,9 @@ class JobEngine:
                 await self.commit([(None, job) for job in fresh])
         finally:
             self._creating_keys.difference_update(keys)
+        created_by = self.metrics.jobs_created_by
         for job in fresh:
+            created_by[job.trigger_type].inc()
             self.admit_one(job)
         return results
 

@@ -4,6 +4,11 @@ them and SQLite in step.
 A transition is applied to memory at once (so that no other task can claim or deliver the
 same job), written with the group-commit writer, and undone in memory if the write fails.
 Terminal jobs leave memory; reads of ended jobs go to SQLite.
+
+Every job change goes through :meth:`LiveJobs.commit`, so the job metrics move there once the
+change is committed: a job that reached a final status, a run that started (its wait since
+it was due, ``scheduled_at``) and a run that ended (its ``duration_ms``), all read from the
+records, in the engine clock's milliseconds.
 """
 
 from collections.abc import Callable, Iterable, Sequence
@@ -13,6 +18,7 @@ import msgspec
 
 from flowyard.actors.queues import Queue
 from flowyard.jobs.model import TERMINAL, Job, JobStatus, Run, RunStatus
+from flowyard.metrics import Metrics
 from flowyard.storage import jobs as store
 from flowyard.storage.intents import Intent
 from flowyard.storage.port import Store
@@ -29,8 +35,9 @@ Emit = Callable[[Sequence[Change], Sequence[Run]], tuple[list[Intent], list[Any]
 class LiveJobs:
     """The live jobs by id, their open runs, and the queues by (project, name)."""
 
-    def __init__(self, db: Store) -> None:
+    def __init__(self, db: Store, metrics: Metrics) -> None:
         self.db = db
+        self.metrics = metrics
         self.jobs: dict[str, Job] = {}
         self.runs: dict[str, Run] = {}
         self.queues: dict[tuple[str, str], Queue] = {}
@@ -101,5 +108,21 @@ class LiveJobs:
                 else:
                     self.index(new, old)
             raise
+        self._count(changes, runs)
         if deliveries and self.emitted is not None:
             self.emitted(deliveries)
+
+    def _count(self, changes: Sequence[Change], runs: list[Run]) -> None:
+        """Move the job metrics for a committed change (see the module's docstring)."""
+        metrics = self.metrics
+        for old, new in changes:
+            status = new.status
+            if status in TERMINAL and (old is None or old.status is not status):
+                metrics.jobs_finished_by[status].inc()
+        for run in runs:
+            if run.status is RunStatus.RUNNING:
+                # A start; the same run again (a handler's 202) has its answer's status.
+                if run.handler_status is None and run.scheduled_at is not None:
+                    metrics.job_wait.observe(max(0, run.started_at - run.scheduled_at) / 1000)
+            elif run.duration_ms is not None:
+                metrics.job_run.observe(run.duration_ms / 1000)

@@ -2,7 +2,7 @@
 
 An ``ask`` carries a one-shot reply stream in its envelope; the actor sends the reply (or the
 exception) on it and closes it. A full mailbox raises :class:`MailboxFull` at once instead of
-growing memory.
+growing memory, and counts the refusal in ``flowyard_mailbox_full_total`` when given it.
 """
 
 import contextlib
@@ -13,6 +13,7 @@ import msgspec
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from flowyard.errors import MailboxFull, Unavailable
+from flowyard.metrics import Count
 
 M = TypeVar("M")
 
@@ -29,9 +30,10 @@ class Envelope(msgspec.Struct, Generic[M]):
 class Mailbox(Generic[M]):
     """A bounded queue of envelopes for one actor."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, full: Count | None = None) -> None:
         send, receive = anyio.create_memory_object_stream[Envelope[M]](size)
         self._send = send
+        self._full = full  # counts the messages refused
         self.receive: MemoryObjectReceiveStream[Envelope[M]] = receive
 
     def tell(self, message: M) -> None:
@@ -60,6 +62,8 @@ class Mailbox(Generic[M]):
         try:
             self._send.send_nowait(envelope)
         except anyio.WouldBlock:
+            if self._full is not None:
+                self._full.inc()
             raise MailboxFull("mailbox full") from None
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
             raise Unavailable("shutting down") from None

@@ -8,7 +8,8 @@ engine's timer service. Each lane has at most ``LANE_CONCURRENCY`` senders, so a
 holds only its own lane. A sender does not wait for an attempt's outcome to be committed: the
 outcomes of a few milliseconds go to the writer together, and the next attempt of a delivery
 is armed only once its outcome is committed. On start every pending delivery is queued again
-(at-least-once after a crash).
+(at-least-once after a crash). Each attempt's outcome is counted in
+``flowyard_webhook_deliveries_total`` (``succeeded``, ``retrying`` or ``failed``).
 """
 
 import asyncio
@@ -26,6 +27,7 @@ from flowyard.actors.dispatcher import Dispatcher, Sent
 from flowyard.actors.jobs import JobEngine
 from flowyard.actors.subscriptions import Subscriptions
 from flowyard.errors import Unavailable
+from flowyard.metrics import Metrics
 from flowyard.settings import Settings
 from flowyard.storage import webhooks as store
 from flowyard.storage.port import Store
@@ -93,9 +95,15 @@ class Outbox:
     """The webhooks in memory, the pending deliveries, and the tasks that send them."""
 
     def __init__(
-        self, db: Store, settings: Settings, dispatcher: Dispatcher, jobs: JobEngine
+        self,
+        db: Store,
+        settings: Settings,
+        dispatcher: Dispatcher,
+        jobs: JobEngine,
+        metrics: Metrics,
     ) -> None:
         self.db = db
+        self.outcomes = metrics.webhook_deliveries_by  # status -> the attempts' counter
         self.settings = settings
         self.dispatcher = dispatcher
         self.jobs = jobs
@@ -222,6 +230,8 @@ class Outbox:
             base_seconds=self.settings.webhook_retry_base_seconds,
             draw=random.random(),
         )
+        status = new.status
+        self.outcomes["retrying" if status is DeliveryStatus.PENDING else status].inc()
         self._record(delivery, new)
 
     def _record(self, old: Delivery, new: Delivery) -> None:

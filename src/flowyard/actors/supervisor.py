@@ -44,8 +44,8 @@ class Supervisor:
     def __init__(self, settings: Settings, clock: Clock = SYSTEM_CLOCK) -> None:
         self.settings = settings
         self.clock = clock  # the one clock of timers, leases, cron, backoff and accounts
-        self.metrics = Metrics()
-        self.db = store_for(settings.db, sync=settings.sync, serving=True)
+        self.metrics = metrics = Metrics()  # handed to each part that moves a metric
+        self.db = store_for(settings.db, sync=settings.sync, serving=True, metrics=metrics)
         own = {settings.host, "127.0.0.1", "::1", "0.0.0.0"}
         if settings.public_url and (public := urlsplit(settings.public_url).hostname):
             own.add(public)  # this server as handlers reach it
@@ -53,10 +53,10 @@ class Supervisor:
             handler_network=settings.handler_network, own_hosts=frozenset(own)
         )
         self.accounts = Accounts(self.db, clock)
-        self.jobs = JobEngine(self.db, settings, self.dispatcher, self.accounts, clock)
-        self.workflows = WorkflowEngine(self.db, self.jobs, settings)
+        self.jobs = JobEngine(self.db, settings, self.dispatcher, self.accounts, metrics, clock)
+        self.workflows = WorkflowEngine(self.db, self.jobs, settings, metrics)
         self.schedules = Schedules(self.workflows)
-        self.outbox = Outbox(self.db, settings, self.dispatcher, self.jobs)
+        self.outbox = Outbox(self.db, settings, self.dispatcher, self.jobs, metrics)
         self.webhooks = Webhooks(self.db, self.outbox, self.accounts)
         self.workflows.emit = self.outbox.subscriptions.execution_change
         self.metrics.watch(self._queue_depths, lambda: len(self.workflows.actors))

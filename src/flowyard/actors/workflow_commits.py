@@ -8,6 +8,7 @@ without storing anything; ``_commit`` writes it with the execution in one transa
 
 import logging
 from dataclasses import dataclass
+from time import perf_counter
 from typing import Any
 
 import msgspec
@@ -28,6 +29,7 @@ from flowyard.actors.signals import Signals
 from flowyard.billing import JOB_WRITE, WORKFLOW_WRITE
 from flowyard.errors import FlowyardError
 from flowyard.jobs.model import Job, Run
+from flowyard.metrics import Metrics
 from flowyard.storage import workflows as store
 from flowyard.storage.intents import Intent
 from flowyard.workflows.state import (
@@ -107,6 +109,7 @@ class Commits:
     jobs: JobEngine
     signals: Signals
     children: Children
+    metrics: Metrics
 
     def _step_job(self, state: ExecutionState, effect: QueueJob, now: int) -> Job:
         raise NotImplementedError
@@ -136,6 +139,8 @@ class Commits:
         await self._commit(actor, new, events, prepared)
         actor.keep_items(prepared.item_changes)
         await self._after(actor, new, prepared)
+        if carry is not None and prepared.created:
+            self.metrics.step_handoff.observe(perf_counter() - carry[2])
         return actor.state
 
     def _prepare(
@@ -205,7 +210,9 @@ class Commits:
     ) -> None:
         """Once committed: the new jobs enter their queues, deadlines and signal timeouts are
         armed, children are cancelled and started."""
-        self.jobs.admit(prepared.created)
+        if prepared.created:
+            self.jobs.admit(prepared.created)
+            self.metrics.jobs_created_by["workflow"].inc(len(prepared.created))
         for at in prepared.deadlines:
             self.jobs.timers.arm(at, DeadlineTimer(new.id, at))
         self.signals.arm(new.id, prepared.effects)
@@ -233,6 +240,7 @@ class Commits:
         items = {sid: list(found) for sid, found in actor.items.items()}
         total = Prepared.of(None)
         price, done = 0, 0
+        arrivals: list[float] = []  # of the results that queued jobs
         try:
             for message, carry in messages:
                 new, effects, more = decide(state, message, now, actor.graph, items)
@@ -240,6 +248,8 @@ class Commits:
                 batch_jobs = frozenset(j.id for j in total.created)
                 new, more = self._prepare(new, effects, more, now, prepared, batch_jobs)
                 price += price_of(message, effects)
+                if carry is not None and prepared.created:
+                    arrivals.append(carry[2])
                 state, events = new, events + more
                 total.merge(prepared)
                 keep_items(items, prepared.item_changes)
@@ -260,6 +270,10 @@ class Commits:
             return [], 0
         actor.items = items
         await self._after(actor, state, total)
+        if arrivals:
+            handed = perf_counter()
+            for arrived in arrivals:
+                self.metrics.step_handoff.observe(handed - arrived)
         return [actor.state] * done, done
 
 

@@ -10,6 +10,7 @@ in a busy actor's mailbox are committed together (``workflow_commits.py``).
 
 import logging
 from collections.abc import Callable
+from time import perf_counter
 from typing import Any
 
 import anyio
@@ -35,6 +36,7 @@ from flowyard.actors.workflow_commits import BATCH, COMMANDS, JOB_MESSAGES, Comm
 from flowyard.billing import WORKFLOW_WRITE
 from flowyard.errors import Conflict, FlowyardError, NotFound, Unavailable
 from flowyard.jobs.model import Job, JobStatus, Run, WorkflowRef
+from flowyard.metrics import Metrics
 from flowyard.settings import Settings
 from flowyard.storage import workflows as store
 from flowyard.storage.intents import Intent
@@ -42,6 +44,7 @@ from flowyard.storage.port import Store
 from flowyard.storage.signals import with_kept_signals
 from flowyard.storage.sqlite import RETRY_MS
 from flowyard.workflows.state import (
+    LIVE,
     DeadlinePassed,
     Event,
     ExecutionState,
@@ -66,10 +69,11 @@ replace = msgspec.structs.replace
 class WorkflowEngine(Commits, ActorHost):
     """The registry of execution actors and the entry point of every workflow command."""
 
-    def __init__(self, db: Store, jobs: JobEngine, settings: Settings) -> None:
+    def __init__(self, db: Store, jobs: JobEngine, settings: Settings, metrics: Metrics) -> None:
         self.db = db
         self.jobs = jobs
         self.settings = settings
+        self.metrics = metrics
         self.actors: dict[str, ExecutionActor] = {}
         self.blueprints = BlueprintCatalog(db, jobs.accounts, jobs.clock)
         self._triggering: set[tuple[str, str]] = set()
@@ -158,6 +162,7 @@ class WorkflowEngine(Commits, ActorHost):
             except BaseException:
                 self.actors.pop(state.id, None)
                 raise
+            self.metrics.executions_started.inc()
             return started, False
         finally:
             if guard is not None:
@@ -203,6 +208,7 @@ class WorkflowEngine(Commits, ActorHost):
     # ----------------------------------------------------------------- job events
 
     async def _job_settled(self, change: Change, runs: list[Run]) -> None:
+        arrived = perf_counter()
         _, job = change
         ref = job.workflow
         assert ref is not None
@@ -227,7 +233,7 @@ class WorkflowEngine(Commits, ActorHost):
                 log.exception("execution %s cannot take %s's result", ref.execution_id, job.id)
             await self.jobs.commit([change], runs)  # an orphan job: record it alone
             return
-        await self._ask(actor, message, (change, runs))
+        await self._ask(actor, message, (change, runs, arrived))
 
     def _job_starting(self, job: Job) -> list[Intent]:
         ref = job.workflow
@@ -392,6 +398,9 @@ class WorkflowEngine(Commits, ActorHost):
         ops += more or []
         outbox, deliveries = self.emit(old, new) if self.emit else ([], [])
         await self.jobs.commit(changes, runs, [*ops, *outbox])
+        status = new.status
+        if status is not old.status and old.status in LIVE and status not in LIVE:
+            self.metrics.executions_finished_by[status].inc()
         if deliveries and self.emitted is not None:
             self.emitted(deliveries)
         await self.children.ended(old, new)

@@ -260,6 +260,7 @@ def run(settings: Settings) -> int:
         create_app(settings, supervisor),
         settings.max_inflight,
         settings.max_inflight_per_project,
+        supervisor.metrics,
     )
     config = uvicorn.Config(
         requests,

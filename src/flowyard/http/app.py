@@ -74,4 +74,5 @@ class _App(Starlette):
         self.router = IndexedRouter(routes, lifespan=lifespan)
 
     def build_middleware_stack(self) -> ASGIApp:
-        return ErrorBoundary(self.router.app)  # the router's own __call__ only forwards to it
+        # The router's own __call__ only forwards to its ``app``.
+        return ErrorBoundary(self.router.app, self.context.runtime.metrics)

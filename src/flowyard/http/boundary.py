@@ -9,7 +9,13 @@ per request instead of four, on a path every request takes.
   traceback and answered ``500 internal_error``, without it.
 - A rate-limited project's ``X-RateLimit-*`` headers (set by ``caller`` in the request's
   state) are added to whatever the answer turns out to be, errors included.
+- Each answer is counted in ``flowyard_http_requests_total`` and
+  ``flowyard_http_request_duration_seconds`` under the template of the route that matched
+  (the router leaves it in ``scope["route"]``), or ``unmatched``; a wrapper that sees every
+  status anyway is the cheapest place for it.
 """
+
+from time import perf_counter
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -17,24 +23,29 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flowyard.errors import FlowyardError
 from flowyard.http.errors import flowyard_error, http_error, internal_error
+from flowyard.metrics import UNMATCHED, Metrics
 
 
 class ErrorBoundary:
     """ASGI middleware around the router (see the module's docstring)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics | None = None) -> None:
         self.app = app
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        began = perf_counter()
         started = False
+        status = 500  # what the server answers for an app that sends nothing
 
         async def sending(message: Message) -> None:
-            nonlocal started
+            nonlocal started, status
             if message["type"] == "http.response.start":
                 started = True
+                status = message["status"]
                 headers = scope.get("state", {}).get("rate_headers")
                 if headers:
                     message["headers"] = [*message.get("headers", []), *headers]
@@ -53,3 +64,12 @@ class ErrorBoundary:
             if started:
                 raise  # too late for an answer: the server closes the connection
             await response(scope, receive, sending)
+        finally:
+            if self.metrics is not None:
+                route = scope.get("route")
+                self.metrics.answered(
+                    UNMATCHED if route is None else route.path,
+                    scope["method"],
+                    status,
+                    perf_counter() - began,
+                )

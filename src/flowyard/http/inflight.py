@@ -3,7 +3,8 @@
 Every request the app works on holds memory (its body, its decoded objects, its place in the
 group commit) and adds to everyone's latency. Past the cap a request is answered
 ``503 unavailable`` with ``Retry-After`` before its body is read, so a flood costs a few
-microseconds per refused request instead of a queue that grows with the flood.
+microseconds per refused request instead of a queue that grows with the flood. Such a
+refusal never reaches the router: the metrics count it under ``route="unmatched"``.
 
 Not counted: health checks and ``/metrics`` (a monitor must see the service under load), and
 the worker protocol (claim, ack, heartbeat, push callbacks), which drains work instead of adding it;
@@ -24,11 +25,13 @@ a request waiting for more of its body hears that the client is gone once the 50
 """
 
 import re
+from time import perf_counter
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flowyard.errors import Unavailable
 from flowyard.http.errors import error_response
+from flowyard.metrics import UNMATCHED, Metrics
 
 SCOPE_KEY = "flowyard.inflight"
 """Where a counted request's :class:`_Request` sits in its ASGI scope."""
@@ -71,8 +74,15 @@ class _Request:
 class InflightLimit:
     """ASGI middleware: ``503 unavailable`` beyond ``limit`` counted requests in flight."""
 
-    def __init__(self, app: ASGIApp, limit: int, per_project: int | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        limit: int,
+        per_project: int | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.app = app
+        self.metrics = metrics  # counts the requests refused here (never routed: ``unmatched``)
         self.limit = limit
         self.per_project = max(1, limit // 2) if per_project is None else per_project
         self.inflight = 0  # counted requests (not the exempt ones) being worked on
@@ -85,8 +95,11 @@ class InflightLimit:
             return
         counted = EXEMPT.match(scope["path"]) is None
         if counted and self.inflight >= self.limit:
+            began = perf_counter()
             message = f"over {self.limit} requests in flight; retry later"
             await error_response(503, "unavailable", message)(scope, receive, send)
+            if self.metrics is not None:
+                self.metrics.answered(UNMATCHED, scope["method"], 503, perf_counter() - began)
             return
         request = _Request(self, scope, receive, send)
         if counted:

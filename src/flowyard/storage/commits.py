@@ -16,6 +16,7 @@ from typing import Any
 import anyio
 
 from flowyard.errors import MailboxFull, Unavailable
+from flowyard.metrics import Metrics
 from flowyard.storage.intents import Intent
 
 log = logging.getLogger("flowyard.storage")
@@ -43,7 +44,9 @@ class Committer:
     and which errors mean that the store cannot be written (rather than that one write is bad).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, metrics: Metrics | None = None) -> None:
+        # The server's: each transaction's rows and time, and the writes refused when full.
+        self.metrics = metrics
         self.failure: str | None = None  # why the last write failed, until one succeeds again
         self._unanswered = 0  # requests submitted and not yet answered
         self._closed = False
@@ -92,6 +95,8 @@ class Committer:
         if self._closed:
             raise Unavailable("shutting down")
         if self._unanswered >= MAX_WAITING:
+            if self.metrics is not None:
+                self.metrics.mailbox_full.inc()
             raise MailboxFull("the writer is overloaded")
         request = CommitRequest(self._statements(intents))
         self._unanswered += 1

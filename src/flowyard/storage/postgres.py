@@ -24,6 +24,7 @@ import logging
 import re
 import secrets
 from collections.abc import Sequence
+from time import perf_counter
 from typing import Any
 
 import anyio
@@ -32,6 +33,7 @@ from anyio.abc import TaskStatus
 
 from flowyard.clock import now_ms
 from flowyard.errors import Unavailable
+from flowyard.metrics import Metrics
 from flowyard.storage.commits import CommitRequest, Committer
 from flowyard.storage.files import DatabaseInUse
 from flowyard.storage.intents import Intent
@@ -83,8 +85,15 @@ def _is_storage_fault(exc: BaseException) -> bool:
 class PostgresDatabase(Committer):
     """A PostgreSQL database: a group-commit writer task on one connection, a reader pool."""
 
-    def __init__(self, url: str, *, readers: int = 4, serving: bool = False) -> None:
-        super().__init__()
+    def __init__(
+        self,
+        url: str,
+        *,
+        readers: int = 4,
+        serving: bool = False,
+        metrics: Metrics | None = None,
+    ) -> None:
+        super().__init__(metrics)
         self.url = url
         self.serving = serving  # a server's store: one per database (see ``open``)
         self._reader_count = readers
@@ -158,6 +167,7 @@ class PostgresDatabase(Committer):
                     continue
             batch = list(self._waiting)
             self._waiting.clear()
+            began = perf_counter()
             try:
                 # Shielded: a transaction once begun is finished, and its callers told.
                 with anyio.CancelScope(shield=True):
@@ -167,6 +177,9 @@ class PostgresDatabase(Committer):
                     request.error = Unavailable("storage is unavailable: the writer stopped")
                 self._committed(batch, [])
                 raise
+            if self.metrics is not None:
+                rows = sum(len(request.ops) for request in batch)
+                self.metrics.committed(rows, perf_counter() - began)
             self._committed(batch, outcomes)
             failing = outcomes[-1] is not None and _is_storage_fault(outcomes[-1])
 

@@ -22,6 +22,7 @@ import secrets
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
+from time import perf_counter
 from typing import Any
 
 import aiosqlite
@@ -30,6 +31,7 @@ from anyio.abc import TaskStatus
 
 from flowyard.clock import now_ms
 from flowyard.errors import Unavailable
+from flowyard.metrics import Metrics
 from flowyard.storage.commits import CommitRequest, Committer
 from flowyard.storage.intents import Intent
 from flowyard.storage.sqlite_statements import Op, all_statements
@@ -73,7 +75,9 @@ def _is_storage_fault(exc: BaseException) -> bool:
 class Database(Committer):
     """The SQLite file: a group-commit writer thread and a small pool of readers."""
 
-    def __init__(self, path: str, *, sync: str = "full", readers: int = 2) -> None:
+    def __init__(
+        self, path: str, *, sync: str = "full", readers: int = 2, metrics: Metrics | None = None
+    ) -> None:
         self.path = path
         self.sync = sync
         self._reader_count = readers
@@ -81,7 +85,7 @@ class Database(Committer):
         self._readers: list[aiosqlite.Connection] = []
         self._next_reader = itertools.cycle(range(readers))
         # Requests for the writer thread, and None once no more will come.
-        super().__init__()
+        super().__init__(metrics)
         self._queue: queue.SimpleQueue[CommitRequest | None] = queue.SimpleQueue()
         self._loop: asyncio.AbstractEventLoop | None = None
         # Signs list cursors; ``open`` replaces it with the one stored in the file, so that
@@ -150,7 +154,11 @@ class Database(Committer):
                     break
                 batch = [first]
                 end = self._take_waiting(batch)
+                began = perf_counter()
                 outcomes = self._write(batch)
+                if self.metrics is not None:
+                    rows = sum(len(request.ops) for request in batch)
+                    self.metrics.committed(rows, perf_counter() - began)
                 self._post(self._committed, batch, outcomes)
                 batch = []
                 failing = outcomes[-1] is not None and _is_storage_fault(outcomes[-1])

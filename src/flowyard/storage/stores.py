@@ -3,6 +3,7 @@
 import os
 from urllib.parse import urlsplit, urlunsplit
 
+from flowyard.metrics import Metrics
 from flowyard.storage.port import Store
 from flowyard.storage.sqlite import Database
 
@@ -26,14 +27,17 @@ def shown(db: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}{netloc}"))
 
 
-def store_for(db: str, *, sync: str = "full", serving: bool = False) -> Store:
+def store_for(
+    db: str, *, sync: str = "full", serving: bool = False, metrics: Metrics | None = None
+) -> Store:
     """The store ``db`` names, not opened yet. ``sync`` is SQLite's durability; PostgreSQL
     keeps its own (``synchronous_commit`` of the server). A ``serving`` store on PostgreSQL
     refuses to open while another server's is open (a SQLite file's server lock is taken by
-    ``flowyard serve`` itself, before it binds)."""
+    ``flowyard serve`` itself, before it binds). ``metrics``: the server's, for its writer's
+    transactions."""
     if is_postgres(db):
         # Imported here: asyncpg is needed only by those who use PostgreSQL.
         from flowyard.storage.postgres import PostgresDatabase
 
-        return PostgresDatabase(db, serving=serving)
-    return Database(db, sync=sync)
+        return PostgresDatabase(db, serving=serving, metrics=metrics)
+    return Database(db, sync=sync, metrics=metrics)
