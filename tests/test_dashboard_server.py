@@ -8,6 +8,7 @@ parser compared with ``prometheus_client``'s on the same text.
 
 import math
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -157,17 +158,23 @@ def test_the_card_shows_what_the_server_reports(page: Page, stack: Stack) -> Non
     number = re.compile(r"^\d+(\.\d)?$")
     for name in ("jobs-finished-rate", "executions-finished-rate", "http-requests-rate"):
         expect(figure(page, name)).to_have_text(number)
-    # work done by the worker moves the counters where the server counts it; the card then
-    # shows a rate above zero
-    before = scrape(stack.url)["flowyard_jobs_finished"].samples
+    # work done by the worker moves the server's counter; the card then shows a rate above 0
+    before = finished_jobs(stack.url)
     quick = stack.api.blueprint(
         unique("quick"), [step("a", QUEUE, {}), step("b", QUEUE, {}, ["a"])]
     )
     for _ in range(20):
         stack.api.trigger(quick["id"])
-    after = scrape(stack.url)["flowyard_jobs_finished"].samples
-    if sum(s.value for s in after) > sum(s.value for s in before):
-        expect(figure(page, "jobs-finished-rate")).not_to_have_text("0.0")
+    deadline = time.monotonic() + 30
+    while finished_jobs(stack.url) < before + 40 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert finished_jobs(stack.url) >= before + 40
+    expect(figure(page, "jobs-finished-rate")).not_to_have_text("0.0")
+
+
+def finished_jobs(url: str) -> float:
+    """``flowyard_jobs_finished_total``, over every status."""
+    return sum(sample.value for sample in scrape(url)["flowyard_jobs_finished"].samples)
 
 
 def test_a_metrics_token_is_asked_for_and_kept_in_the_tab(page: Page, tmp_path: Path) -> None:

@@ -10,7 +10,8 @@ Python calls per event, which came to some 4% of the instructions of a whole wor
 execution (``bench/README.md``). Their series here are plain numbers instead
 (:class:`Count`, :class:`Distribution`): each is moved by one thread only (the event loop,
 or the SQLite writer thread for the commit metrics), and a collector turns them into
-``prometheus_client`` metric families when Prometheus scrapes, as it does for the gauges.
+``prometheus_client`` metric families when Prometheus scrapes, as it does for the gauges;
+``tests/test_metrics_series.py`` checks that they expose what ``prometheus_client``'s would.
 What is already held in memory (ready jobs per queue, live executions) is only read at the
 scrape, through :meth:`Metrics.watch`.
 

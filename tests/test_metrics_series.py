@@ -1,0 +1,91 @@
+"""The metrics' own series (``flowyard.metrics``) against ``prometheus_client``'s, which they
+stand in for on the hot path: the same events give the same exposition, byte for byte."""
+
+import random
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+from flowyard.metrics import JOB_BUCKETS, LATENCY_BUCKETS, ROW_BUCKETS, Metrics
+
+NAMES = (
+    "flowyard_http_requests",
+    "flowyard_http_request_duration_seconds",
+    "flowyard_jobs_created",
+    "flowyard_job_wait_seconds",
+    "flowyard_commit_batch_rows",
+)
+
+
+def _exposition(registry: CollectorRegistry) -> list[str]:
+    """The lines of the metrics in ``NAMES``, sorted, without ``*_created`` series."""
+    lines = generate_latest(registry).decode().splitlines()
+    return sorted(
+        line
+        for line in lines
+        if any(name in line for name in NAMES) and not _name(line).endswith("_created")
+    )
+
+
+def _name(line: str) -> str:
+    """The metric a line of the exposition is about."""
+    words = line.split(" ")
+    return (words[2] if line.startswith("#") else words[0]).split("{")[0]
+
+
+def test_the_same_events_give_prometheus_clients_exposition() -> None:
+    ours = Metrics()
+    reference = CollectorRegistry()
+    requests = Counter(
+        "flowyard_http_requests",
+        "HTTP requests answered, by route template, method and status.",
+        ["route", "method", "status"],
+        registry=reference,
+    )
+    durations = Histogram(
+        "flowyard_http_request_duration_seconds",
+        "Time from a request's arrival to the end of its answer, by route template.",
+        ["route"],
+        buckets=LATENCY_BUCKETS,
+        registry=reference,
+    )
+    created = Counter(
+        "flowyard_jobs_created",
+        "Jobs created, by what created them.",
+        ["trigger"],
+        registry=reference,
+    )
+    wait = Histogram(
+        "flowyard_job_wait_seconds",
+        "Time from a job run being ready to its start (claimed or delivered).",
+        buckets=JOB_BUCKETS,
+        registry=reference,
+    )
+    rows = Histogram(
+        "flowyard_commit_batch_rows",
+        "Rows written by one commit of the group-commit writer.",
+        buckets=ROW_BUCKETS,
+        registry=reference,
+    )
+    for trigger in ("immediate", "delayed", "scheduled", "queue", "pull", "workflow"):
+        created.labels(trigger)  # ours makes every trigger's series up front
+    draw = random.Random(7)
+    routes = ["/infra/jobs", "/infra/jobs/{job_id}/ack", "unmatched"]
+    for _ in range(2_000):
+        route, status = draw.choice(routes), draw.choice([200, 201, 404, 409])
+        # bounds themselves, and values on either side of them, land in the same buckets
+        seconds = draw.choice([*LATENCY_BUCKETS, draw.expovariate(50), 0.0, 45.0])
+        ours.answered(route, "POST", status, seconds)
+        requests.labels(route, "POST", str(status)).inc()
+        durations.labels(route).observe(seconds)
+        trigger = draw.choice(["pull", "workflow"])
+        ours.jobs_created_by[trigger].inc()
+        created.labels(trigger).inc()
+        waited = draw.choice([*JOB_BUCKETS, draw.expovariate(0.1)])
+        ours.job_wait.observe(waited)
+        wait.observe(waited)
+        batch = draw.randint(1, 5_000)
+        ours.committed(batch, seconds)
+        rows.observe(batch)
+    exposed = _exposition(ours.registry)
+    assert len(exposed) > 60  # every series of the five metrics, buckets included
+    assert exposed == _exposition(reference)
