@@ -4,6 +4,11 @@ them and SQLite in step.
 A transition is applied to memory at once (so that no other task can claim or deliver the
 same job), written with the group-commit writer, and undone in memory if the write fails.
 Terminal jobs leave memory; reads of ended jobs go to SQLite.
+
+A push job also keeps, in memory only, the id of the request it comes from (the API request
+that created it, or the one that triggered its execution: see :meth:`keep_request_id`); its
+deliveries send it as ``X-Request-Id``. After a restart, or for a job a timer made, there is
+none: each delivery sends a fresh one. It is forgotten when the job ends.
 """
 
 from collections.abc import Callable, Iterable, Sequence
@@ -36,6 +41,14 @@ class LiveJobs:
         self.queues: dict[tuple[str, str], Queue] = {}
         self.emit: Emit | None = None
         self.emitted: Callable[[list[Any]], None] | None = None
+        self.request_ids: dict[str, str] = {}
+        """Live push jobs -> the id of the request they were created in, when known."""
+
+    def keep_request_id(self, job: Job, request_id: str | None) -> None:
+        """Remember the request a new push job comes from (before it is committed: a failed
+        commit ends the job in memory, which forgets it)."""
+        if request_id is not None and not job.is_pull:
+            self.request_ids[job.id] = request_id
 
     def queue(self, project_id: str, name: str) -> Queue:
         """The queue named ``name`` in the project (created on first use)."""
@@ -67,6 +80,8 @@ class LiveJobs:
                 queue.discard(old.id)
         if new.status in TERMINAL:
             self.jobs.pop(new.id, None)
+            if self.request_ids:
+                self.request_ids.pop(new.id, None)
             return
         self.jobs[new.id] = new
         new_queue = new.queue
