@@ -4,6 +4,8 @@ server process, a push handler that fails and a webhook receiver that is not the
 import json
 import re
 import socket
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -121,3 +123,21 @@ async def test_text_logs_stay_readable_and_carry_the_ids(
     assert push.endswith(f" request_id=make-job-1 project_id={project_id} job_id={job_id}")
     assert not any(line.startswith("{") for line in lines)
     assert not any("flowyard.access" in line for line in lines)  # DEBUG: off at INFO
+
+
+def test_a_refusal_to_start_is_a_json_line_too(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        serve = ["serve", "--db", str(tmp_path / "f.db"), "--port", str(port)]
+        done = subprocess.run(
+            [sys.executable, "-m", "flowyard", *serve, "--log-format", "json"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 1
+    [line] = [json.loads(line) for line in done.stderr.splitlines()]
+    assert line["level"] == "ERROR" and line["logger"] == "flowyard"
+    assert line["msg"].startswith(f"cannot listen on 127.0.0.1:{port}: ")

@@ -42,13 +42,19 @@ _PREFIX = os.urandom(6).hex()
 _COUNTER = itertools.count(1)
 
 
+PREFIX = _PREFIX + "-"
+"""What every id this process makes begins with (the HTTP protocol builds them inline)."""
+COUNTER = _COUNTER
+SANE_ID = _SANE_ID
+
+
 def new_request_id() -> str:
     """A fresh request id: this process's random 12 hex digits, ``-``, a counter in hex.
 
     Unique across restarts (the prefix is drawn at start), and cheaper than drawing random
     bytes per request (a counter step instead of a system call).
     """
-    return f"{_PREFIX}-{next(_COUNTER):x}"
+    return f"{PREFIX}{next(_COUNTER):x}"
 
 
 def request_id_from(sent: bytes | None) -> str:
@@ -60,12 +66,11 @@ def request_id_from(sent: bytes | None) -> str:
 
 
 def begin_request(rid: str) -> None:
-    """Bind a request's id in the current task (the request's own), and forget the ids a
-    previous request of the connection left in the context it was created from."""
+    """Bind a request's id in the current task (the request's own), and forget the project
+    a previous request of the connection left in the context this task was created from (the
+    other ids are only ever bound for a block, and restored after it)."""
     request_id.set(rid)
     project_id.set(None)
-    execution_id.set(None)
-    job_id.set(None)
 
 
 class bound:  # lower case: used as a function, ``with bound(job=...):``

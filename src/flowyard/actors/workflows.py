@@ -306,10 +306,15 @@ class WorkflowEngine(Commits, ActorHost):
         mailbox = actor.mailbox
         assert mailbox is not None
         waiting: list[Envelope[tuple[Message, Carry | None]]] = []
-        state = actor.state
         # Its lines name the execution and the request that triggered it (not that of a
         # request whose message it handles: the asker logs its own lines).
-        with logs.bound(request=actor.request_id, project=state.project_id, execution=state.id):
+        state = actor.state
+        tokens = (
+            logs.request_id.set(actor.request_id),
+            logs.project_id.set(state.project_id),
+            logs.execution_id.set(state.id),
+        )
+        try:
             while True:
                 while len(waiting) < BATCH:
                     try:
@@ -343,6 +348,10 @@ class WorkflowEngine(Commits, ActorHost):
                     timer = SignalTimer(actor.state.id, message.step_id, message.attempt, at)
                     self.jobs.timers.arm(at, timer)
                 reply(envelope, outcome)
+        finally:
+            logs.request_id.reset(tokens[0])
+            logs.project_id.reset(tokens[1])
+            logs.execution_id.reset(tokens[2])
         self._rest(actor)
 
     def _rest(self, actor: ExecutionActor) -> None:

@@ -231,14 +231,16 @@ def settings_from(args: argparse.Namespace) -> Settings:
 def run(settings: Settings) -> int:
     """Bind, run until SIGTERM/SIGINT, shut down gracefully; exit status 0 (1 if it crashed)."""
     handler = logs.configure(settings.log_level, settings.log_format)
+    # With JSON logs every line of stderr is one JSON object, a refusal to start too.
+    refuse = _failed_as_json if settings.log_format == "json" else fail
     # First of all: a second server on the file must stop before it binds or opens anything.
     try:
         lock_server(settings.db)  # held until the process exits
     except DatabaseInUse:
-        fail(f"database {settings.db} is in use by another flowyard process")
+        refuse(f"database {settings.db} is in use by another flowyard process")
         return 1
     except OSError as exc:
-        fail(f"cannot open the database {settings.db}: {exc.strerror or exc}")
+        refuse(f"cannot open the database {settings.db}: {exc.strerror or exc}")
         return 1
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -248,7 +250,7 @@ def run(settings: Settings) -> int:
     except OSError as exc:  # the port is taken, the host is not ours, ...
         sock.close()
         where = f"{_shown(settings.host)}:{settings.port}"
-        fail(f"cannot listen on {where}: {exc.strerror or exc}")
+        refuse(f"cannot listen on {where}: {exc.strerror or exc}")
         return 1
     port = sock.getsockname()[1]
     settings = Settings(**{**_as_dict(settings), "port": port})
@@ -320,7 +322,7 @@ class _Server(uvicorn.Server):
         try:
             await self._supervisor.open_store()
         except DatabaseInUse as exc:  # a PostgreSQL database (a file is locked before this)
-            fail(str(exc))
+            (_failed_as_json if self._log_format == "json" else fail)(str(exc))
             self._supervisor.failure = str(exc)
             self.should_exit = True
             return
@@ -347,6 +349,11 @@ class _Server(uvicorn.Server):
             log.warning(
                 "shutdown: %d request(s) still running after %gs answered 503", stopped, seconds
             )
+
+
+def _failed_as_json(message: str) -> None:
+    """Why the server cannot start, as an ERROR line of the JSON log."""
+    log.error(message)
 
 
 def _positive(text: str) -> int:

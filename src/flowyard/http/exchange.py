@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp, Message
 
-from flowyard.logs import begin_request
+from flowyard import logs
 
 if TYPE_CHECKING:
     from flowyard.http.protocol import HttpProtocol
@@ -27,6 +27,8 @@ _PHRASES = {status.value: status.phrase for status in http.HTTPStatus}
 _STATUS_LINE = {
     code: f"HTTP/1.1 {code} {_PHRASES.get(code, '')}\r\n".encode() for code in range(100, 600)
 }
+_bind_request = logs.request_id.set
+_bind_project = logs.project_id.set
 _BAD_HEADER_VALUE = re.compile(b"[\x00-\x08\x0a-\x1f\x7f]")
 _ERROR_500 = b"Internal Server Error"
 
@@ -93,7 +95,10 @@ class Exchange:
             waiter.set_result(None)
 
     async def run(self, app: ASGIApp) -> None:
-        begin_request(self.request_id)  # this task's own context: no other request sees it
+        # The task's own context (a copy of the one it was started from, maybe a previous
+        # request's): the id, and no project yet (logs.begin_request, inline).
+        _bind_request(self.request_id)
+        _bind_project(None)
         since = time.perf_counter() if self.connection.access_log else 0.0
         try:
             await app(self.scope, self.receive, self.send)
@@ -196,7 +201,7 @@ class Exchange:
             connection.answered(self)
 
     def _head(self, status: int, headers: Any) -> bytes:
-        parts = [_STATUS_LINE[status], b"x-request-id: ", self.request_id.encode(), b"\r\n"]
+        parts = [_STATUS_LINE[status], b"x-request-id: %s\r\n" % self.request_id.encode()]
         for name, value in self.connection.server_state.default_headers:  # Date, Server
             parts += (name, b": ", value, b"\r\n")
         closes = self.chunked = False

@@ -51,7 +51,7 @@ from uvicorn.server import ServerState
 from flowyard.http import limits
 from flowyard.http.exchange import Exchange, access_log
 from flowyard.http.refusals import Refusals
-from flowyard.logs import request_id_from
+from flowyard.logs import COUNTER, PREFIX, SANE_ID
 
 log = logging.getLogger(__name__)
 
@@ -283,9 +283,13 @@ class HttpProtocol(Refusals):
             "state": self.app_state.copy(),
         }
         keep_alive = parser.should_keep_alive() and not (self.closing or parser.should_upgrade())
-        exchange = Exchange(
-            self, scope, keep_alive, self.expect_continue, request_id_from(self.sent_id)
-        )
+        # logs.request_id_from, inline: this runs for every request.
+        sent = self.sent_id
+        if sent is not None and SANE_ID.fullmatch(sent) is not None:
+            request_id = sent.decode("ascii")
+        else:
+            request_id = f"{PREFIX}{next(COUNTER):x}"
+        exchange = Exchange(self, scope, keep_alive, self.expect_continue, request_id)
         self.parsing = exchange
         if self.answering is None:
             self._start(exchange)
