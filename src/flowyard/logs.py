@@ -37,48 +37,37 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # ----------------------------------------------------------------------- request ids
 
 MAX_REQUEST_ID = 128
-_SANE_ID = re.compile(rb"[A-Za-z0-9\-_.:/+=@]{1,%d}" % MAX_REQUEST_ID)
-_PREFIX = os.urandom(6).hex()
-_COUNTER = itertools.count(1)
-
-
-PREFIX = _PREFIX + "-"
-"""What every id this process makes begins with (the HTTP protocol builds them inline)."""
-COUNTER = _COUNTER
-SANE_ID = _SANE_ID
+SANE_ID = re.compile(rb"[A-Za-z0-9\-_.:/+=@]{1,%d}" % MAX_REQUEST_ID)
+"""A client's ``X-Request-Id`` that is kept: 1 to 128 of letters, digits and ``-_.:/+=@``."""
+PREFIX = os.urandom(6).hex() + "-"
+"""What every id this process makes begins with: 12 hex digits drawn at start, and ``-``."""
+COUNTER = itertools.count(1)
 
 
 def new_request_id() -> str:
     """A fresh request id: this process's random 12 hex digits, ``-``, a counter in hex.
 
     Unique across restarts (the prefix is drawn at start), and cheaper than drawing random
-    bytes per request (a counter step instead of a system call).
+    bytes per request (a counter step instead of a system call). ``http/protocol.py`` builds
+    the same inline.
     """
-    return f"{PREFIX}{next(_COUNTER):x}"
+    return f"{PREFIX}{next(COUNTER):x}"
 
 
 def request_id_from(sent: bytes | None) -> str:
     """The client's ``X-Request-Id`` when it is sane (1 to 128 of letters, digits and
     ``-_.:/+=@``), else a fresh one."""
-    if sent is not None and _SANE_ID.fullmatch(sent) is not None:
+    if sent is not None and SANE_ID.fullmatch(sent) is not None:
         return sent.decode("ascii")
     return new_request_id()
-
-
-def begin_request(rid: str) -> None:
-    """Bind a request's id in the current task (the request's own), and forget the project
-    a previous request of the connection left in the context this task was created from (the
-    other ids are only ever bound for a block, and restored after it)."""
-    request_id.set(rid)
-    project_id.set(None)
 
 
 class bound:  # lower case: used as a function, ``with bound(job=...):``
     """Bind these ids (``None`` clears one) for a ``with`` block, then restore what was there.
 
     Actors bind every id they handle, so a task started from a request's context does not
-    carry that request's ids into lines about something else. A class rather than a
-    generator: the workflow engine enters one per batch of messages.
+    carry that request's ids into lines about something else. Push deliveries and webhook
+    attempts enter one each; the paths every request takes set the variables themselves.
     """
 
     __slots__ = ("ids", "tokens")

@@ -96,7 +96,7 @@ class Exchange:
 
     async def run(self, app: ASGIApp) -> None:
         # The task's own context (a copy of the one it was started from, maybe a previous
-        # request's): the id, and no project yet (logs.begin_request, inline).
+        # request's): the id, and no project yet.
         _bind_request(self.request_id)
         _bind_project(None)
         since = time.perf_counter() if self.connection.access_log else 0.0
