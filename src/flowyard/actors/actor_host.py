@@ -1,14 +1,16 @@
 """How the workflow engine hands a message to an execution actor.
 
 An idle actor handles the message in the asker's own task: no mailbox, task or reply stream
-to create, which is the common case. A busy one gets it through its bounded mailbox (full:
-503), drained by one task until it is empty again.
+to create, which is the common case (its log lines then carry the asker's request id and the
+execution's id). A busy one gets it through its bounded mailbox (full: 503), drained by one
+task until it is empty again.
 """
 
 from typing import Any
 
 from anyio.abc import TaskGroup
 
+from flowyard import logs
 from flowyard.actors.execution_records import Carry, ExecutionActor
 from flowyard.actors.mailbox import Mailbox
 from flowyard.errors import Unavailable
@@ -60,9 +62,11 @@ class ActorHost:
         # stream to create). A transition cannot be cut by a cancellation: its only wait is
         # the commit, which is shielded, and nothing after the commit awaits.
         actor.busy = True
+        token = logs.execution_id.set(actor.state.id)  # the asker's request id stays
         try:
             outcome = await self._process(actor, message, carry)
         finally:
+            logs.execution_id.reset(token)
             self._rest(actor)
         if isinstance(outcome, BaseException):
             raise outcome

@@ -43,7 +43,7 @@ class DeadlineTimer(msgspec.Struct, frozen=True, gc=False):
 class ExecutionActor:
     """One execution: its state, its graph, and a mailbox while it has messages."""
 
-    __slots__ = ("busy", "graph", "items", "mailbox", "state")
+    __slots__ = ("busy", "graph", "items", "mailbox", "request_id", "state")
 
     def __init__(
         self,
@@ -57,6 +57,8 @@ class ExecutionActor:
         """The items of its for_each steps, as committed (``decide`` reads them)."""
         self.mailbox: Mailbox[tuple[Message, Carry | None]] | None = None
         self.busy = False
+        self.request_id: str | None = None
+        """The id of the request that triggered it, while it is in memory (never stored)."""
 
     def keep_items(self, changes: list[PutItems]) -> None:
         """Apply committed item changes to the actor's copy."""

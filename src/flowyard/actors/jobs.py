@@ -19,6 +19,7 @@ import anyio
 import msgspec
 from anyio.abc import TaskGroup, TaskStatus
 
+from flowyard import logs
 from flowyard.actors.accounts import Accounts
 from flowyard.actors.claims import Claims
 from flowyard.actors.dispatcher import Dispatcher
@@ -187,6 +188,7 @@ class JobEngine:
                     results.append(existing)
                 else:
                     job = self.new_job(project_id, spec, now)
+                    self.live.keep_request_id(job, logs.request_id.get())
                     fresh.append(job)
                     results.append(job)
             with self._paying(project_id, JOB_WRITE * len(specs)):

@@ -9,6 +9,11 @@ Every job change goes through :meth:`LiveJobs.commit`, so the job metrics move t
 change is committed: a job that reached a final status, a run that started (its wait since
 it was due, ``scheduled_at``) and a run that ended (its ``duration_ms``), all read from the
 records, in the engine clock's milliseconds.
+
+A push job also keeps, in memory only, the id of the request it comes from (the API request
+that created it, or the one that triggered its execution: see :meth:`keep_request_id`); its
+deliveries send it as ``X-Request-Id``. After a restart, or for a job a timer made, there is
+none: each delivery sends a fresh one. It is forgotten when the job ends.
 """
 
 from collections.abc import Callable, Iterable, Sequence
@@ -43,6 +48,14 @@ class LiveJobs:
         self.queues: dict[tuple[str, str], Queue] = {}
         self.emit: Emit | None = None
         self.emitted: Callable[[list[Any]], None] | None = None
+        self.request_ids: dict[str, str] = {}
+        """Live push jobs -> the id of the request they were created in, when known."""
+
+    def keep_request_id(self, job: Job, request_id: str | None) -> None:
+        """Remember the request a new push job comes from (before it is committed: a failed
+        commit ends the job in memory, which forgets it)."""
+        if request_id is not None and not job.is_pull:
+            self.request_ids[job.id] = request_id
 
     def queue(self, project_id: str, name: str) -> Queue:
         """The queue named ``name`` in the project (created on first use)."""
@@ -74,6 +87,8 @@ class LiveJobs:
                 queue.discard(old.id)
         if new.status in TERMINAL:
             self.jobs.pop(new.id, None)
+            if self.request_ids:
+                self.request_ids.pop(new.id, None)
             return
         self.jobs[new.id] = new
         new_queue = new.queue

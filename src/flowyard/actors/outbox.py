@@ -10,6 +10,11 @@ outcomes of a few milliseconds go to the writer together, and the next attempt o
 is armed only once its outcome is committed. On start every pending delivery is queued again
 (at-least-once after a crash). Each attempt's outcome is counted in
 ``flowyard_webhook_deliveries_total`` (``succeeded``, ``retrying`` or ``failed``).
+
+Each attempt sends ``X-Request-Id``: the id of the request whose commit made the delivery
+(bound in :mod:`flowyard.logs` when it is first enqueued, kept in memory while it is pending),
+else a fresh one per attempt (after a restart; for events no request caused, such as a timer's).
+The attempt's log lines carry the same id.
 """
 
 import asyncio
@@ -17,16 +22,19 @@ import logging
 import random
 from collections import deque
 from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from urllib.parse import urlsplit
 
 import anyio
 import msgspec
 from anyio.abc import TaskGroup, TaskStatus
 
+from flowyard import logs
 from flowyard.actors.dispatcher import Dispatcher, Sent
 from flowyard.actors.jobs import JobEngine
 from flowyard.actors.subscriptions import Subscriptions
 from flowyard.errors import Unavailable
+from flowyard.logs import new_request_id
 from flowyard.metrics import Metrics
 from flowyard.settings import Settings
 from flowyard.storage import webhooks as store
@@ -110,6 +118,8 @@ class Outbox:
         self.clock = jobs.clock
         self.subscriptions = Subscriptions(jobs.clock)
         self.pending: dict[str, Delivery] = {}
+        self.request_ids: dict[str, str] = {}
+        """Pending deliveries -> the id of the request that caused them, when known."""
         self._lanes: dict[str, _Lane] = {}
         self._limit = anyio.CapacityLimiter(TOTAL_CONCURRENCY)
         self._outcomes: list[tuple[Delivery, Delivery]] = []
@@ -139,13 +149,17 @@ class Outbox:
         if webhook is None:
             for delivery_id in [d.id for d in self.pending.values() if d.webhook_id == webhook_id]:
                 self.pending.pop(delivery_id, None)
+                self.request_ids.pop(delivery_id, None)
                 self.jobs.timers.cancel(DeliveryDue(delivery_id))
 
     def enqueue(self, deliveries: Iterable[Delivery]) -> None:
         """After a commit: queue each pending delivery that is due, arm the others' timers."""
         now = self.clock.now_ms()
+        request_id = logs.request_id.get()
         for delivery in deliveries:
             if delivery.status is DeliveryStatus.PENDING:
+                if request_id is not None and delivery.id not in self.pending:
+                    self.request_ids[delivery.id] = request_id
                 self.pending[delivery.id] = delivery
                 due = delivery.next_attempt_at or 0
                 if due <= now:
@@ -195,10 +209,11 @@ class Outbox:
                 async with self._limit:
                     while lane.waiting:
                         delivery_id = lane.waiting.popleft()
-                        try:
-                            await self._attempt(delivery_id)
-                        except Exception:
-                            log.exception("webhook delivery %s failed", delivery_id)
+                        with self._bound(delivery_id):
+                            try:
+                                await self._attempt(delivery_id)
+                            except Exception:
+                                log.exception("webhook delivery %s failed", delivery_id)
                 await lane.wait(SENDER_IDLE_SECONDS)
                 if not lane.waiting:
                     return
@@ -206,6 +221,15 @@ class Outbox:
             lane.senders -= 1
             if lane.senders == 0 and not lane.waiting:
                 self._lanes.pop(lane_key, None)
+
+    def _bound(self, delivery_id: str) -> AbstractContextManager[None]:
+        """The ids of an attempt's log lines: its request's (the one that caused the
+        delivery, else a fresh one), its project's and its job's."""
+        delivery = self.pending.get(delivery_id)
+        request_id = self.request_ids.get(delivery_id) or new_request_id()
+        if delivery is None:
+            return logs.bound(request=request_id)
+        return logs.bound(request=request_id, project=delivery.project_id, job=delivery.job_id)
 
     async def _attempt(self, delivery_id: str) -> None:
         delivery = self.pending.get(delivery_id)
@@ -232,6 +256,14 @@ class Outbox:
         )
         status = new.status
         self.outcomes["retrying" if status is DeliveryStatus.PENDING else status].inc()
+        if status is not DeliveryStatus.SUCCEEDED:
+            log.info(  # the webhook's id, not its URL: a URL may hold a token
+                "webhook delivery %s (attempt %d, %s) failed: %s",
+                delivery.id,
+                new.attempts,
+                delivery.webhook_id or "a callback_url notice",
+                sent.error or f"status {sent.status}",
+            )
         self._record(delivery, new)
 
     def _record(self, old: Delivery, new: Delivery) -> None:
@@ -266,6 +298,7 @@ class Outbox:
                 self.enqueue([new])
             else:
                 self.pending.pop(old.id, None)
+                self.request_ids.pop(old.id, None)
 
     async def _target(self, delivery: Delivery) -> tuple[str, str] | None:
         """Where to send the delivery and the secret to sign it with."""
@@ -285,9 +318,11 @@ class Outbox:
         secret: str,
         extra: dict[str, str] | None = None,
     ) -> Sent:
-        """One signed POST of an event's body."""
+        """One signed POST of an event's body, with the bound request id (a fresh one if
+        none is bound)."""
         headers = {
             **(extra or {}),
+            "X-Request-Id": logs.request_id.get() or new_request_id(),
             "X-Flowyard-Event-Id": event_id,
             "X-Flowyard-Topic": topic,
             "X-Flowyard-Delivery-Id": delivery_id,

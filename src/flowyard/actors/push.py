@@ -17,6 +17,7 @@ import anyio
 import msgspec
 from anyio.abc import TaskGroup, TaskStatus
 
+from flowyard import logs
 from flowyard.actors.dispatcher import Dispatcher, Outcome
 from flowyard.actors.queues import Queue
 from flowyard.errors import Conflict, NotFound, Unavailable
@@ -24,6 +25,7 @@ from flowyard.ids import new_id
 from flowyard.jobs.events import DeliveryStarted, HandlerAccepted
 from flowyard.jobs.model import Job, JobStatus
 from flowyard.jobs.transitions import transition
+from flowyard.logs import new_request_id
 from flowyard.settings import Settings
 from flowyard.storage.projects import signing_secret
 
@@ -114,10 +116,20 @@ class PushDelivery:
         return deliverable
 
     async def _deliver(self, job_id: str) -> None:
+        job = self.engine.jobs.get(job_id)
+        request_id = self.engine.live.request_ids.get(job_id) or new_request_id()
+        workflow = job.workflow if job is not None else None
         try:
-            await self._deliver_once(job_id)
-        except Exception:
-            log.exception("delivery of %s failed", job_id)
+            with logs.bound(
+                request=request_id,
+                project=job.project_id if job is not None else None,
+                execution=workflow.execution_id if workflow is not None else None,
+                job=job_id,
+            ):
+                try:
+                    await self._deliver_once(job_id, request_id)
+                except Exception:
+                    log.exception("delivery of %s failed", job_id)
         finally:
             job = self.engine.jobs.get(job_id)
             if job is not None and job.queue is not None and job.status is not JobStatus.RUNNING:
@@ -126,7 +138,7 @@ class PushDelivery:
             self._in_flight -= 1
             self._wake.set()
 
-    async def _deliver_once(self, job_id: str) -> None:
+    async def _deliver_once(self, job_id: str, request_id: str) -> None:
         engine = self.engine
         job = engine.jobs[job_id]
         handler = job.handler
@@ -148,6 +160,7 @@ class PushDelivery:
             "X-Flowyard-Run-Id": run.id,
             "X-Flowyard-Attempt": str(started.attempt),
             "X-Flowyard-Callback-Url": callback,
+            "X-Request-Id": request_id,
         }
         outcome = await self.dispatcher.post(
             handler, bytes(job.payload), headers, secret, job.timeout
@@ -155,6 +168,10 @@ class PushDelivery:
         current = engine.jobs.get(job_id)
         if current is None or current.run_id != run.id:
             return  # cancelled or overridden while the handler worked: its answer is moot
+        if outcome.kind == "failed":
+            log.info(
+                "delivery of %s (attempt %d) failed: %s", job_id, started.attempt, outcome.error
+            )
         if outcome.kind == "accepted":
             window = int(self.settings.callback_window_seconds * 1000)
             now = engine.clock.now_ms()

@@ -290,7 +290,14 @@ class Schedules:
             log.exception("schedule %s failed to fire %s", schedule.id, when)
             return moved
         again = " (fired before: the same execution)" if replayed else ""
-        log.info("schedule %s fired %s: execution %s%s", schedule.id, when, state.id, again)
+        log.info(
+            "schedule %s fired %s: execution %s%s",
+            schedule.id,
+            when,
+            state.id,
+            again,
+            extra={"project_id": schedule.project_id, "execution_id": state.id},
+        )
         return replace(moved, last_fire_at=slot, last_execution_id=state.id)
 
     async def _live_execution(self, schedule: Schedule) -> ExecutionState | None:

@@ -65,7 +65,12 @@ class Settling:
                 await self.settle(job, outcome)
                 return
             except Unavailable as exc:
-                log.warning("could not record the outcome of %s (%s); trying again", job.id, exc)
+                log.warning(
+                    "could not record the outcome of %s (%s); trying again",
+                    job.id,
+                    exc,
+                    extra={"job_id": job.id},
+                )
             await anyio.sleep(RETRY_SECONDS)
             current = self.engine.jobs.get(job.id)
             if current is None or current.run_id != job.run_id:

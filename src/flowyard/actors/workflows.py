@@ -17,6 +17,7 @@ import anyio
 import msgspec
 from anyio.abc import TaskGroup, TaskStatus
 
+from flowyard import logs
 from flowyard.actors.actor_host import ActorHost
 from flowyard.actors.blueprints import BlueprintCatalog
 from flowyard.actors.children import Children
@@ -105,7 +106,9 @@ class WorkflowEngine(Commits, ActorHost):
                 graph = await self.blueprints.graph(state.blueprint_id)
             except Exception as exc:
                 # One execution that cannot be restored must not keep the others down.
-                log.exception("execution %s cannot be restored", state.id)
+                log.exception(
+                    "execution %s cannot be restored", state.id, extra={"execution_id": state.id}
+                )
                 failed, events = failed_execution(state, exc, self.jobs.clock.now_ms())
                 await self._record(state, failed, events, [], [])
                 continue
@@ -157,6 +160,12 @@ class WorkflowEngine(Commits, ActorHost):
             now = self.jobs.clock.now_ms()
             state = new_execution(blueprint, input_data, key, now, parent=parent, depth=depth)
             actor = self.actors[state.id] = ExecutionActor(state, graph)
+            # The trigger's (a child's: its parent's), sent by its push steps' deliveries.
+            parent_actor = self.actors.get(parent.execution_id) if parent else None
+            if parent_actor is not None:
+                actor.request_id = parent_actor.request_id
+            elif parent is None:
+                actor.request_id = logs.request_id.get()
             try:
                 started: ExecutionState = await self._ask(actor, Start())
             except BaseException:
@@ -230,7 +239,12 @@ class WorkflowEngine(Commits, ActorHost):
             actor = await self._actor(ref.execution_id)
         except Exception as exc:
             if not isinstance(exc, NotFound):
-                log.exception("execution %s cannot take %s's result", ref.execution_id, job.id)
+                log.exception(
+                    "execution %s cannot take %s's result",
+                    ref.execution_id,
+                    job.id,
+                    extra={"execution_id": ref.execution_id, "job_id": job.id},
+                )
             await self.jobs.commit([change], runs)  # an orphan job: record it alone
             return
         await self._ask(actor, message, (change, runs, arrived))
@@ -246,11 +260,19 @@ class WorkflowEngine(Commits, ActorHost):
                 return self._record_start(actor, message)
             except Exception:
                 # Not the job's fault: the actor contains it (the execution fails) on its own.
-                log.exception("execution %s failed to record a start", actor.state.id)
+                log.exception(
+                    "execution %s failed to record a start",
+                    actor.state.id,
+                    extra={"execution_id": actor.state.id, "job_id": job.id},
+                )
         try:
             self._tell(actor, message)
         except FlowyardError:
-            log.warning("could not record the start of %s (mailbox full)", job.id)
+            log.warning(
+                "could not record the start of %s (mailbox full)",
+                job.id,
+                extra={"execution_id": actor.state.id, "job_id": job.id},
+            )
         return []
 
     def _record_start(self, actor: ExecutionActor, message: JobStarted) -> list[Intent]:
@@ -290,37 +312,52 @@ class WorkflowEngine(Commits, ActorHost):
         mailbox = actor.mailbox
         assert mailbox is not None
         waiting: list[Envelope[tuple[Message, Carry | None]]] = []
-        while True:
-            while len(waiting) < BATCH:
-                try:
-                    waiting.append(mailbox.receive.receive_nowait())
-                except anyio.WouldBlock:
+        # Its lines name the execution and the request that triggered it (not that of a
+        # request whose message it handles: the asker logs its own lines).
+        state = actor.state
+        tokens = (
+            logs.request_id.set(actor.request_id),
+            logs.project_id.set(state.project_id),
+            logs.execution_id.set(state.id),
+        )
+        try:
+            while True:
+                while len(waiting) < BATCH:
+                    try:
+                        waiting.append(mailbox.receive.receive_nowait())
+                    except anyio.WouldBlock:
+                        break
+                if not waiting:
                     break
-            if not waiting:
-                break
-            run = 0
-            while run < len(waiting) and isinstance(waiting[run].message[0], JOB_MESSAGES):
-                run += 1
-            if run > 1:
-                outcomes, done = await self._results(actor, [e.message for e in waiting[:run]])
-                for envelope, outcome in zip(waiting[:done], outcomes, strict=True):
-                    reply(envelope, outcome)
-                if done:
-                    del waiting[:done]
-                    continue
-            envelope = waiting.pop(0)
-            message, carry = envelope.message
-            outcome = await self._process(actor, message, carry)
-            if isinstance(message, DeadlinePassed) and isinstance(outcome, Unavailable):
-                # Storage refused it (nobody waits on a deadline): it passes again a bit later.
-                log.warning("deadline of %s not recorded (%s); again soon", actor.state.id, outcome)
-                key = DeadlineTimer(actor.state.id, message.deadline_at)
-                self.jobs.timers.arm(self.jobs.clock.now_ms() + RETRY_MS, key)
-            elif isinstance(message, SignalTimedOut) and isinstance(outcome, Unavailable):
-                at = self.jobs.clock.now_ms() + RETRY_MS  # likewise for a signal's timeout
-                timer = SignalTimer(actor.state.id, message.step_id, message.attempt, at)
-                self.jobs.timers.arm(at, timer)
-            reply(envelope, outcome)
+                run = 0
+                while run < len(waiting) and isinstance(waiting[run].message[0], JOB_MESSAGES):
+                    run += 1
+                if run > 1:
+                    outcomes, done = await self._results(actor, [e.message for e in waiting[:run]])
+                    for envelope, outcome in zip(waiting[:done], outcomes, strict=True):
+                        reply(envelope, outcome)
+                    if done:
+                        del waiting[:done]
+                        continue
+                envelope = waiting.pop(0)
+                message, carry = envelope.message
+                outcome = await self._process(actor, message, carry)
+                if isinstance(message, DeadlinePassed) and isinstance(outcome, Unavailable):
+                    # Storage refused it (nobody waits on a deadline): it passes again a bit later.
+                    log.warning(
+                        "deadline of %s not recorded (%s); again soon", actor.state.id, outcome
+                    )
+                    key = DeadlineTimer(actor.state.id, message.deadline_at)
+                    self.jobs.timers.arm(self.jobs.clock.now_ms() + RETRY_MS, key)
+                elif isinstance(message, SignalTimedOut) and isinstance(outcome, Unavailable):
+                    at = self.jobs.clock.now_ms() + RETRY_MS  # likewise for a signal's timeout
+                    timer = SignalTimer(actor.state.id, message.step_id, message.attempt, at)
+                    self.jobs.timers.arm(at, timer)
+                reply(envelope, outcome)
+        finally:
+            logs.request_id.reset(tokens[0])
+            logs.project_id.reset(tokens[1])
+            logs.execution_id.reset(tokens[2])
         self._rest(actor)
 
     def _rest(self, actor: ExecutionActor) -> None:
@@ -411,7 +448,11 @@ class WorkflowEngine(Commits, ActorHost):
         assert step.job_trigger is not None  # only job steps queue jobs
         spec = step.job_trigger.to_spec(effect.payload)
         ref = WorkflowRef(state.id, effect.step_id, effect.attempt, effect.item_index)
-        return self.jobs.new_job(state.project_id, spec, now, ref)
+        job = self.jobs.new_job(state.project_id, spec, now, ref)
+        actor = self.actors.get(state.id)
+        if actor is not None and actor.request_id is not None:
+            self.jobs.live.keep_request_id(job, actor.request_id)
+        return job
 
     async def _contain(self, actor: ExecutionActor, carry: Carry | None, exc: Exception) -> Any:
         """An unexpected error: the execution fails with ``internal_error``; others go on.

@@ -11,6 +11,7 @@ import sys
 import anyio
 import uvicorn
 
+from flowyard import logs
 from flowyard.actors.supervisor import Supervisor
 from flowyard.cli.common import DEFAULTS, described, env, fail
 from flowyard.http.app import create_app
@@ -229,19 +230,17 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 def run(settings: Settings) -> int:
     """Bind, run until SIGTERM/SIGINT, shut down gracefully; exit status 0 (1 if it crashed)."""
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logs.configure(settings.log_level, settings.log_format)
+    # With JSON logs every line of stderr is one JSON object, a refusal to start too.
+    refuse = _failed_as_json if settings.log_format == "json" else fail
     # First of all: a second server on the file must stop before it binds or opens anything.
     try:
         lock_server(settings.db)  # held until the process exits
     except DatabaseInUse:
-        fail(f"database {settings.db} is in use by another flowyard process")
+        refuse(f"database {settings.db} is in use by another flowyard process")
         return 1
     except OSError as exc:
-        fail(f"cannot open the database {settings.db}: {exc.strerror or exc}")
+        refuse(f"cannot open the database {settings.db}: {exc.strerror or exc}")
         return 1
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -251,7 +250,7 @@ def run(settings: Settings) -> int:
     except OSError as exc:  # the port is taken, the host is not ours, ...
         sock.close()
         where = f"{_shown(settings.host)}:{settings.port}"
-        fail(f"cannot listen on {where}: {exc.strerror or exc}")
+        refuse(f"cannot listen on {where}: {exc.strerror or exc}")
         return 1
     port = sock.getsockname()[1]
     settings = Settings(**{**_as_dict(settings), "port": port})
@@ -265,6 +264,7 @@ def run(settings: Settings) -> int:
     config = uvicorn.Config(
         requests,
         log_level="warning",
+        log_config=None,  # its lines go through the handler of logs.configure
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=GRACE_SECONDS + 3,  # a backstop: ours answers 503 first
@@ -274,7 +274,8 @@ def run(settings: Settings) -> int:
         backlog=4096,
         http=protocol_class(settings.read_timeout_seconds),
     )
-    server = _Server(config, supervisor, requests, f"http://{_shown(settings.host)}:{port}")
+    url = f"http://{_shown(settings.host)}:{port}"
+    server = _Server(config, supervisor, requests, url, handler, settings.log_format)
 
     def graceful(signum: int, frame: object) -> None:
         server.should_exit = True
@@ -302,25 +303,37 @@ class _Server(uvicorn.Server):
     """
 
     def __init__(
-        self, config: uvicorn.Config, supervisor: Supervisor, requests: InflightLimit, url: str
+        self,
+        config: uvicorn.Config,
+        supervisor: Supervisor,
+        requests: InflightLimit,
+        url: str,
+        handler: logging.Handler,
+        log_format: str,
     ) -> None:
         super().__init__(config)
         self._supervisor = supervisor
         self._requests = requests
         self._url = url
+        self._handler = handler
+        self._log_format = log_format
         supervisor.on_failure = lambda: setattr(self, "should_exit", True)
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         try:
             await self._supervisor.open_store()
         except DatabaseInUse as exc:  # a PostgreSQL database (a file is locked before this)
-            fail(str(exc))
+            (_failed_as_json if self._log_format == "json" else fail)(str(exc))
             self._supervisor.failure = str(exc)
             self.should_exit = True
             return
         await super().startup(sockets)
         gc.freeze()  # what start-up loaded (and rehydrated) stays: the collector skips it
-        print(f"flowyard listening on {self._url}", file=sys.stderr, flush=True)
+        listening = f"flowyard listening on {self._url}"
+        if self._log_format == "json":  # every line of stderr is then one JSON object
+            logs.announce(self._handler, "flowyard", listening)
+        else:
+            print(listening, file=sys.stderr, flush=True)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self._supervisor.jobs.begin_shutdown()  # answer open long-polls before waiting on them
@@ -328,6 +341,7 @@ class _Server(uvicorn.Server):
             tg.start_soon(self._cut_off_after, GRACE_SECONDS)
             await super().shutdown(sockets)
             tg.cancel_scope.cancel()
+        log.info("shut down")
 
     async def _cut_off_after(self, seconds: int) -> None:
         await anyio.sleep(seconds)
@@ -336,6 +350,11 @@ class _Server(uvicorn.Server):
             log.warning(
                 "shutdown: %d request(s) still running after %gs answered 503", stopped, seconds
             )
+
+
+def _failed_as_json(message: str) -> None:
+    """Why the server cannot start, as an ERROR line of the JSON log."""
+    log.error(message)
 
 
 def _positive(text: str) -> int:

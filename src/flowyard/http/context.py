@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
+from flowyard import logs
 from flowyard.actors.supervisor import Supervisor
 from flowyard.billing import READ, family
 from flowyard.errors import Forbidden, RateLimited
@@ -44,6 +45,7 @@ async def caller(request: Request, scope: str | None) -> tuple[Supervisor, ApiKe
     """
     context = context_of(request)
     key = await context.authenticate.authenticate(request)
+    logs.project_id.set(key.project_id)  # the request's task: its log lines name the project
     accounts = context.runtime.accounts
     account = accounts.get(key.project_id) or await accounts.load(key.project_id)
     if account.rate is not None:
@@ -73,6 +75,7 @@ async def admin_caller(request: Request) -> Supervisor:
     """Authenticate an admin key (403 for any other key) and check readiness."""
     context = context_of(request)
     key = await context.authenticate.authenticate(request)
+    logs.project_id.set(key.project_id)
     hold_for_project(request.scope, key.project_id)
     if not key.admin:
         raise Forbidden("this route needs an admin key")

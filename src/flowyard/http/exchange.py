@@ -9,19 +9,26 @@ import asyncio
 import http
 import logging
 import re
+import time
 from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp, Message
+
+from flowyard import logs
 
 if TYPE_CHECKING:
     from flowyard.http.protocol import HttpProtocol
 
 log = logging.getLogger("flowyard.http.protocol")
+access_log = logging.getLogger("flowyard.access")
+"""One DEBUG line per answered request, when that level is on (it is checked per connection)."""
 
 _PHRASES = {status.value: status.phrase for status in http.HTTPStatus}
 _STATUS_LINE = {
     code: f"HTTP/1.1 {code} {_PHRASES.get(code, '')}\r\n".encode() for code in range(100, 600)
 }
+_bind_request = logs.request_id.set
+_bind_project = logs.project_id.set
 _BAD_HEADER_VALUE = re.compile(b"[\x00-\x08\x0a-\x1f\x7f]")
 _ERROR_500 = b"Internal Server Error"
 
@@ -42,16 +49,24 @@ class Exchange:
         "more_body",
         "read_all",
         "remaining",
+        "request_id",
         "scope",
         "started",
+        "status",
         "task",
         "waiter",
     )
 
     def __init__(
-        self, connection: "HttpProtocol", scope: dict[str, Any], keep_alive: bool, expect: bool
+        self,
+        connection: "HttpProtocol",
+        scope: dict[str, Any],
+        keep_alive: bool,
+        expect: bool,
+        request_id: str,
     ) -> None:
         self.connection = connection
+        self.request_id = request_id  # sent back on the answer, bound for the app's logs
         self.scope = scope
         self.keep_alive = keep_alive
         self.expect_continue = expect
@@ -62,6 +77,7 @@ class Exchange:
         self.waiter: asyncio.Future[None] | None = None
         self.disconnected = False
         self.started = False
+        self.status = 0
         self.complete = False
         self.head = b""  # status line and headers, sent with the first piece of the body
         self.chunked = False
@@ -79,6 +95,11 @@ class Exchange:
             waiter.set_result(None)
 
     async def run(self, app: ASGIApp) -> None:
+        # The task's own context (a copy of the one it was started from, maybe a previous
+        # request's): the id, and no project yet.
+        _bind_request(self.request_id)
+        _bind_project(None)
+        since = time.perf_counter() if self.connection.access_log else 0.0
         try:
             await app(self.scope, self.receive, self.send)
         except BaseException:
@@ -97,6 +118,21 @@ class Exchange:
         finally:
             self.connection.server_state.tasks.discard(self.task)
             self.task = None
+            if since:
+                self._log_access(since)
+
+    def _log_access(self, since: float) -> None:
+        scope = self.scope
+        route = scope.get("route")
+        template = getattr(route, "path", None) or "(no route)"  # never a raw path
+        access_log.debug(
+            "%s %s %d %.1f ms",
+            scope["method"],
+            template,
+            self.status,
+            (time.perf_counter() - since) * 1000,
+            extra={"request_id": self.request_id},
+        )
 
     async def receive(self) -> Message:
         connection = self.connection
@@ -130,7 +166,8 @@ class Exchange:
         if not self.started:
             if kind != "http.response.start":
                 raise RuntimeError(f"expected http.response.start, not {kind}")
-            self.head = self._head(message["status"], message.get("headers", ()))
+            self.status = status = message["status"]
+            self.head = self._head(status, message.get("headers", ()))
             self.started = True
             self.expect_continue = False
             return
@@ -164,7 +201,7 @@ class Exchange:
             connection.answered(self)
 
     def _head(self, status: int, headers: Any) -> bytes:
-        parts = [_STATUS_LINE[status]]
+        parts = [_STATUS_LINE[status], b"x-request-id: %s\r\n" % self.request_id.encode()]
         for name, value in self.connection.server_state.default_headers:  # Date, Server
             parts += (name, b": ", value, b"\r\n")
         closes = self.chunked = False

@@ -27,6 +27,10 @@ average request of ``bench.workflows``); this one 72,000, with the behaviour the
   answered as plain HTTP with ``connection: close``, and the connection closes after it.
 - An app that fails before its answer started gets a ``500`` sent for it (and logged); after,
   the connection is closed.
+- Every answer carries ``x-request-id``: the request's own ``X-Request-Id`` when it sent one
+  sane one, else a new one (:func:`flowyard.logs.request_id_from`); the app's answers get it
+  in :class:`Exchange`, which binds it for the app's log lines, and refusals in
+  :meth:`~flowyard.http.refusals.Refusals._refuse`.
 
 A closed connection drops its parser, its requests and its timers, so reference counting
 frees it at once: the service raises the cycle collector's threshold (``cli/serve.py``), and
@@ -45,8 +49,9 @@ from starlette.types import ASGIApp
 from uvicorn.server import ServerState
 
 from flowyard.http import limits
-from flowyard.http.exchange import Exchange
+from flowyard.http.exchange import Exchange, access_log
 from flowyard.http.refusals import Refusals
+from flowyard.logs import COUNTER, PREFIX, SANE_ID
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +97,7 @@ class HttpProtocol(Refusals):
         self.server_state = server_state
         self.app_state = app_state
         self.keep_alive_seconds = config.timeout_keep_alive
+        self.access_log = access_log.isEnabledFor(logging.DEBUG)  # once per connection
         self.parser = httptools.HttpRequestParser(self)
         # As uvicorn: answer the first of pipelined requests that ends with Connection: close.
         self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
@@ -102,6 +108,7 @@ class HttpProtocol(Refusals):
         self.headers: list[tuple[bytes, bytes]] = []
         self.header_bytes = 0
         self.hosts = 0  # Host fields in the head being read
+        self.sent_id: bytes | None = None  # its X-Request-Id; b"" once sent twice
         self.expect_continue = False
         self.parsing: Exchange | None = None  # the request whose body is being read
         self.answering: Exchange | None = None  # the request being answered
@@ -212,6 +219,7 @@ class HttpProtocol(Refusals):
         self.headers = []
         self.header_bytes = 0
         self.hosts = 0
+        self.sent_id = None
         self.expect_continue = False
         self.head_since = now = self.last_read
         self.head_unparsed = 0
@@ -236,6 +244,8 @@ class HttpProtocol(Refusals):
             raise _Refused
         if name == b"host":
             self.hosts += 1
+        elif name == b"x-request-id":
+            self.sent_id = value if self.sent_id is None else b""  # two: neither is used
         elif name == b"expect":
             self.expect_continue = value.lower() == b"100-continue"
         elif name == b"transfer-encoding" and value.lower() != b"chunked":
@@ -273,7 +283,13 @@ class HttpProtocol(Refusals):
             "state": self.app_state.copy(),
         }
         keep_alive = parser.should_keep_alive() and not (self.closing or parser.should_upgrade())
-        exchange = Exchange(self, scope, keep_alive, self.expect_continue)
+        # logs.request_id_from, inline: this runs for every request.
+        sent = self.sent_id
+        if sent is not None and SANE_ID.fullmatch(sent) is not None:
+            request_id = sent.decode("ascii")
+        else:
+            request_id = f"{PREFIX}{next(COUNTER):x}"
+        exchange = Exchange(self, scope, keep_alive, self.expect_continue, request_id)
         self.parsing = exchange
         if self.answering is None:
             self._start(exchange)

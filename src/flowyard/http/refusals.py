@@ -16,6 +16,7 @@ from collections import deque
 
 from flowyard.http import limits
 from flowyard.http.exchange import Exchange
+from flowyard.logs import request_id_from
 
 log = logging.getLogger("flowyard.http.protocol")
 
@@ -44,6 +45,7 @@ class Refusals(asyncio.Protocol):
     timer_due: float
     write_timer: asyncio.TimerHandle | None
     lingering: bool
+    sent_id: bytes | None
 
     def write(self, data: bytes) -> None:
         raise NotImplementedError
@@ -113,13 +115,19 @@ class Refusals(asyncio.Protocol):
         """Answer a request that is broken, over a limit or too slow, then close.
 
         The answers to the requests before it go first; the request itself (if its head was
-        parsed) is dropped: the app sees the client leave.
+        parsed) is dropped: the app sees the client leave. The answer carries the request's
+        id: its exchange's when its head was parsed, else the sane ``X-Request-Id`` read so
+        far, else a new one.
         """
-        log.debug("refused a request from %s: %r", self.client, answer[:12])
+        bad, self.parsing = self.parsing, None
+        rid = bad.request_id if bad is not None else request_id_from(self.sent_id)
+        answer = answer.replace(b"\r\n", b"\r\nx-request-id: %s\r\n" % rid.encode(), 1)
+        log.debug(
+            "refused a request from %s: %r", self.client, answer[:12], extra={"request_id": rid}
+        )
         self.head_since = None
         self.refusal = answer
         self._pause_reading()  # nothing after a broken request is read
-        bad, self.parsing = self.parsing, None
         if bad is not None:
             bad.disconnected = True
             bad.wake()
