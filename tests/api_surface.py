@@ -32,9 +32,9 @@ Json = dict[str, Any]
 ADMIN = "admin"
 """The pseudo-scope of ``/admin`` routes: only admin keys may call them."""
 
-# Routes the table does not cover: no API key by design.
+# Routes the table does not cover: no API key by design (/metrics: tests/test_metrics.py).
 UNAUTHENTICATED = frozenset(
-    {"/livez", "/readyz", "/healthz", "/infra/jobs/{job_id}/runs/{run_id}/callback"}
+    {"/livez", "/readyz", "/healthz", "/metrics", "/infra/jobs/{job_id}/runs/{run_id}/callback"}
 )
 UNAUTHENTICATED_PREFIXES = ("/docs", "/openapi", "/redoc", "/dashboard", "/static")
 
