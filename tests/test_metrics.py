@@ -20,11 +20,12 @@ from starlette.types import Receive, Scope, Send
 from flowyard.actors.mailbox import Mailbox
 from flowyard.errors import MailboxFull
 from flowyard.http.inflight import InflightLimit
-from flowyard.metrics import Metrics
+from flowyard.metrics import SCRAPE_INTERVAL, Metrics
 from flowyard.storage import commits
 from flowyard.storage.projects import ALL_SCOPES, create_key_sync
 from flowyard.storage.sqlite import Database
-from tests.conftest import Handler, ServerProcess, fresh_db
+from tests.conftest import Handler, ServerProcess, Service, fresh_db
+from tests.raw_http import exchange, read_answer, request_head
 from tests.workflow_support import create_blueprint, pull_step, trigger
 
 StartServer = Callable[..., ServerProcess]
@@ -318,3 +319,31 @@ async def test_requests_refused_by_the_inflight_cap_are_counted_unmatched() -> N
         assert (await client.get("/livez")).status_code == 200  # exempt: never refused
     labels = {"route": "unmatched", "method": "POST", "status": "503"}
     assert metrics.registry.get_sample_value("flowyard_http_requests_total", labels) == 1
+
+
+async def test_a_flood_of_scrapes_on_raw_sockets_costs_one_build_per_interval(
+    service: Service,
+) -> None:
+    """20 connections, each pipelining 10 scrapes: every one is answered 200, the server builds
+    the exposition at most once per interval (plus the first), and /livez answers meanwhile."""
+    exposition = service.supervisor.metrics.exposition
+    host, _, port = service.url.removeprefix("http://").rpartition(":")
+    statuses: list[int] = []
+    started = anyio.current_time()
+    builds_before = exposition.builds
+
+    async def flood() -> None:
+        async with await anyio.connect_tcp(host, int(port)) as stream:
+            await stream.send(request_head("GET", "/metrics") * 10)
+            for _ in range(10):
+                statuses.append((await read_answer(stream)).status)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(20):
+            tg.start_soon(flood)
+        live = await exchange(service.url, request_head("GET", "/livez"))
+    elapsed = anyio.current_time() - started
+    assert live.status == 200
+    assert statuses == [200] * 200
+    builds = exposition.builds - builds_before
+    assert 1 <= builds <= 2 + elapsed / SCRAPE_INTERVAL, (builds, elapsed)

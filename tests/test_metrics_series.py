@@ -1,11 +1,13 @@
 """The metrics' own series (``flowyard.metrics``) against ``prometheus_client``'s, which they
-stand in for on the hot path: the same events give the same exposition, byte for byte."""
+stand in for on the hot path: the same events give the same exposition, byte for byte; and the
+exposition's builds, shared by the scrapes that arrive together.
 
 import random
 
+import anyio
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-from flowyard.metrics import JOB_BUCKETS, LATENCY_BUCKETS, ROW_BUCKETS, Metrics
+from flowyard.metrics import JOB_BUCKETS, LATENCY_BUCKETS, ROW_BUCKETS, Exposition, Metrics
 
 NAMES = (
     "flowyard_http_requests",
@@ -89,3 +91,49 @@ def test_the_same_events_give_prometheus_clients_exposition() -> None:
     exposed = _exposition(ours.registry)
     assert len(exposed) > 60  # every series of the five metrics, buckets included
     assert exposed == _exposition(reference)
+
+
+async def test_scrapes_at_once_share_one_build_and_none_is_older_than_its_request() -> None:
+    metrics = Metrics()
+    exposition = Exposition(metrics.registry, interval=0.2)
+    first = await exposition.latest()  # idle: built at once
+    assert exposition.builds == 1
+    metrics.executions_started.inc()
+    answers: list[bytes] = []
+
+    async def scrape() -> None:
+        answers.append(await exposition.latest())
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(50):
+            tg.start_soon(scrape)
+    assert exposition.builds == 2  # the 50 waited for one build, 0.2 s after the first
+    assert len(answers) == 50 and len(set(answers)) == 1 and answers[0] != first
+    assert b"flowyard_executions_started_total 1.0" in answers[0]
+    metrics.executions_started.inc()  # a scrape right after sees it, though within 0.2 s
+    assert b"flowyard_executions_started_total 2.0" in await exposition.latest()
+    assert exposition.builds == 3
+
+
+async def test_a_scrape_whose_client_left_does_not_cancel_the_others() -> None:
+    metrics = Metrics()
+    exposition = Exposition(metrics.registry, interval=0.2)
+    await exposition.latest()
+    answers: list[bytes] = []
+    leaving = anyio.CancelScope()
+
+    async def leaves() -> None:
+        with leaving:
+            await exposition.latest()
+
+    async def stays() -> None:
+        answers.append(await exposition.latest())
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(leaves)
+        tg.start_soon(stays)
+        await anyio.sleep(0.01)
+        leaving.cancel()
+    assert leaving.cancelled_caught
+    assert len(answers) == 1 and b"flowyard_executions_started_total" in answers[0]
+    assert exposition.builds == 2

@@ -21,10 +21,12 @@ fixed values below. Labelled series are made once (here, or on first use for ``r
 looked up in dictionaries.
 """
 
+import asyncio
+import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -62,6 +64,9 @@ EXECUTION_ENDS = ("completed", "failed", "compensated", "cancelled")
 DELIVERY_OUTCOMES = ("succeeded", "retrying", "failed")
 """``status`` of ``flowyard_webhook_deliveries_total``, per attempt: the receiver answered
 2xx; the attempt failed and another is due; it failed and it was the last one."""
+
+SCRAPE_INTERVAL = 0.1
+"""The least time between two builds of the exposition (see :class:`Exposition`)."""
 
 Labels = tuple[str, ...]
 
@@ -166,6 +171,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self.exposition = Exposition(self.registry)
         http_requests = CounterFamily(
             "flowyard_http_requests",
             "HTTP requests answered, by route template, method and status.",
@@ -291,6 +297,48 @@ class Metrics:
         """Read the gauges from memory at each scrape: ready jobs per queue name, and the
         executions whose actors are live."""
         self.registry.register(_Gauges(queue_depths, executions_live))
+
+
+class Exposition:
+    """The text exposition of a registry, built at most once per :data:`SCRAPE_INTERVAL`.
+
+    ``GET /metrics`` needs no API key and no cap on requests in flight applies to it, and a
+    build takes milliseconds of the event loop (some 10 ms with every route answered).
+    A request arriving within the interval of the last build waits for the next one, which
+    every request waiting then shares: an answer is never older than its request, and a
+    flood of scrapes costs at most one build per interval.
+    """
+
+    def __init__(self, registry: CollectorRegistry, interval: float = SCRAPE_INTERVAL) -> None:
+        self._registry = registry
+        self._interval = interval
+        self._built_at = -interval
+        self._next: asyncio.Future[bytes] | None = None  # the build waited for, if any
+        self.builds = 0
+
+    async def latest(self) -> bytes:
+        """The exposition as of a build that began after this call."""
+        due = self._built_at + self._interval - time.monotonic()
+        if due <= 0 and self._next is None:
+            return self._build()
+        if self._next is None:
+            self._next = asyncio.get_running_loop().create_future()
+            asyncio.get_running_loop().call_later(due, self._build_next)
+        # shield: a waiter whose client left must not cancel the others' build
+        return await asyncio.shield(self._next)
+
+    def _build_next(self) -> None:
+        waiting, self._next = self._next, None
+        assert waiting is not None
+        try:
+            waiting.set_result(self._build())
+        except Exception as exc:  # a failing collector: each waiter's request answers 500
+            waiting.set_exception(exc)
+
+    def _build(self) -> bytes:
+        self.builds += 1
+        self._built_at = time.monotonic()
+        return generate_latest(self._registry)
 
 
 class _Families(Collector):

@@ -2,12 +2,13 @@
 
 Open by default; with ``--metrics-token`` set it needs ``Authorization: Bearer <token>``
 (compared in constant time). It takes no API key, so rate limits, token balances and the
-in-flight cap never count it: a monitor must see the service under load.
+in-flight cap never count it: a monitor must see the service under load. What bounds a flood
+of scrapes is :class:`~flowyard.metrics.Exposition`: at most one build per 100 ms, shared.
 """
 
 import hmac
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -28,7 +29,7 @@ async def metrics(request: Request) -> Response:
             return error_response(
                 401, "unauthorized", "send Authorization: Bearer <the server's metrics token>"
             )
-    return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(await runtime.metrics.exposition.latest(), media_type=CONTENT_TYPE_LATEST)
 
 
 routes = [Route("/metrics", metrics, methods=["GET"])]
