@@ -1,6 +1,6 @@
 """The metrics' own series (``flowyard.metrics``) against ``prometheus_client``'s, which they
 stand in for on the hot path: the same events give the same exposition, byte for byte; and the
-exposition's builds, shared by the scrapes that arrive together.
+exposition's builds, shared by the scrapes that arrive together."""
 
 import random
 
