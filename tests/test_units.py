@@ -83,6 +83,14 @@ def test_base62_token_length_and_alphabet() -> None:
     assert ids.base62_token(40) != token
 
 
+def test_url_tokens_are_url_safe_and_never_look_like_an_option() -> None:
+    tokens = [ids.url_token(18) for _ in range(5_000)]  # a leading "-" was 1 in 64
+    assert len(set(tokens)) == 5_000
+    assert all(len(token) == 24 for token in tokens)
+    assert set("".join(tokens)) <= BASE62 | {".", "_"}
+    assert not any(token.startswith("-") for token in tokens)
+
+
 # ----------------------------------------------------------------------------- clock
 
 

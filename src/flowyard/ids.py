@@ -38,8 +38,10 @@ def random_bytes(count: int) -> bytes:
 
 
 def url_token(count: int = 18) -> str:
-    """A URL-safe random token of ``count`` random bytes (like ``secrets.token_urlsafe``)."""
-    return base64.urlsafe_b64encode(_random.take(count)).rstrip(b"=").decode()
+    """A URL-safe random token of ``count`` random bytes: base64 with ``.`` and ``_`` for its
+    last two digits, so that it never begins with ``-`` (a command line would take it for an
+    option: ``flowyard jobs ack ID --claim-token TOKEN``)."""
+    return base64.b64encode(_random.take(count), altchars=b"._").rstrip(b"=").decode()
 
 
 def ulid() -> str:
