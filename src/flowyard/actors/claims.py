@@ -3,25 +3,48 @@ and leases that run out.
 
 A claim takes ready jobs off their queue's pull heap and commits their attempts' start (and
 the workflow steps they start) before answering; a claim token names the lease, and an ack or
-heartbeat with another token, or after the lease ran out, is 409.
+heartbeat with another token, or after the lease ran out, is 409. An exchange's acks
+(:meth:`Claims.ack_each`) run side by side, so that their commits share a group commit.
 """
 
 import asyncio
 import secrets
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import anyio
 from msgspec import Raw
 
 from flowyard.actors.dispatcher import Outcome
-from flowyard.errors import Conflict
+from flowyard.errors import Conflict, FlowyardError
 from flowyard.ids import new_id, url_token
 from flowyard.jobs.events import Claimed, LeaseExtended
 from flowyard.jobs.model import Job, JobStatus
+from flowyard.jobs.spec import check_payload
 from flowyard.jobs.transitions import transition
 
 if TYPE_CHECKING:
     from flowyard.actors.jobs import JobEngine
+
+
+@dataclass(frozen=True, slots=True)
+class AckRequest:
+    """One ack of an exchange: the job it names and the worker's outcome."""
+
+    job_id: str
+    claim_token: str
+    completed: bool
+    result: Raw
+    error: str | None
+    retryable: bool
+    path: str
+    """Where the ack sits in the request (``$.acks[0]``), for the problems it names."""
+
+
+AckOutcome = Job | FlowyardError
+"""What became of one ack: the job after it, or why it was refused."""
 
 
 class Claims:
@@ -112,6 +135,41 @@ class Claims:
             error=None if completed else (error or "failed"),
         )
         return await self.engine.settle(live, outcome, retryable=retryable)
+
+    async def ack_each(self, project_id: str, acks: Sequence[AckRequest]) -> list[AckOutcome]:
+        """Apply each ack as ``POST /infra/jobs/{id}/ack`` would, in order; one refused ack
+        does not stop the others. Returns each one's outcome, in order.
+
+        The acks run side by side: each takes its job in memory before the next one starts
+        (a job acked twice in one call is a conflict the second time), and their commits
+        wait together, so the group-commit writer stores them in one transaction (those of
+        workflow steps with their executions' transitions). Returns once every ack is
+        committed.
+        """
+        outcomes: list[AckOutcome | None] = [None] * len(acks)
+
+        async def one(index: int, ack: AckRequest) -> None:
+            try:
+                job = await self.engine.require(project_id, ack.job_id)
+                check_payload(ack.result, f"{ack.path}.result")
+                outcomes[index] = await self.ack(
+                    job,
+                    ack.claim_token,
+                    completed=ack.completed,
+                    result=ack.result,
+                    error=ack.error,
+                    retryable=ack.retryable,
+                )
+            except FlowyardError as exc:
+                outcomes[index] = exc
+
+        if len(acks) == 1:
+            await one(0, acks[0])
+        elif acks:
+            async with anyio.create_task_group() as tg:
+                for index, ack in enumerate(acks):
+                    tg.start_soon(one, index, ack)
+        return [outcome for outcome in outcomes if outcome is not None]
 
     async def heartbeat(self, job: Job, claim_token: str, visibility: int) -> Job:
         """Extend the lease of a job a worker holds."""

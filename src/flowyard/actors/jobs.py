@@ -100,6 +100,7 @@ class JobEngine:
         self.claim = self.claims.claim
         self.heartbeat = self.claims.heartbeat
         self.ack = self.claims.ack
+        self.ack_each = self.claims.ack_each
         self.settle = self.settling.settle
         self.settle_when_possible = self.settling.settle_when_possible
 
