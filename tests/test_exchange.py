@@ -8,6 +8,7 @@ from typing import Any
 import anyio
 import httpx
 
+from flowyard.client import AsyncClient, job_ack
 from flowyard.storage.projects import ALL_SCOPES, create_key_sync
 from tests.conftest import ServerProcess, Service
 from tests.job_helpers import claim, create_job, get_job, list_runs
@@ -233,3 +234,26 @@ async def test_every_ack_of_a_200_survives_kill9(
             assert (stored["status"], stored["result"]) == ("completed", {"done": job["payload"]})
         assert (await exchange(api, {"claim": {"queue": "work", "count": 100}}))["jobs"] == []
     assert server.terminate() == 0
+
+
+async def test_the_sdk_exchange_answers_typed_outcomes(service: Service) -> None:
+    await pull_jobs(service, "sdk", 3)
+    async with AsyncClient(service.url, service.key) as client:
+        first = await client.jobs.exchange(queue="sdk", count=2, visibility_timeout=60)
+        assert first.acks == [] and len(first.jobs) == 2
+        a, b = first.jobs
+        assert a.claim_token and b.claim_token
+        second = await client.jobs.exchange(
+            [
+                job_ack(a.id, a.claim_token, result={"ok": 1}),
+                job_ack(b.id, "stale", status="failed", error="nope"),
+                {"job_id": b.id, "claim_token": b.claim_token, "status": "done"},
+            ],
+            queue="sdk",
+            count=5,
+        )  # fmt: skip
+        assert [answer.ok for answer in second.acks] == [True, False, False]
+        refused = [answer.error for answer in second.acks[1:]]
+        assert [getattr(error, "code", None) for error in refused] == ["conflict", "invalid"]
+        assert len(second.jobs) == 1
+        assert (await client.jobs.get(a.id)).result == {"ok": 1}

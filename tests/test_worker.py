@@ -144,6 +144,18 @@ async def test_a_busy_worker_sends_each_ack_with_its_next_claim(service: Service
     assert len(worker_calls) < 2 * len(jobs)
 
 
+async def test_an_ack_never_waits_for_a_long_poll_in_flight(client: AsyncClient) -> None:
+    [job] = await create(client, "prompt", 1)
+    worker = Worker(client, concurrency=2, wait_seconds=4)  # a free slot: the loop long-polls
+    worker.add_handler("prompt", lambda claimed: "done")
+    began = time.monotonic()
+    async with running(worker):
+        await all_in(client, "prompt", "completed", 1)
+        acked_after = time.monotonic() - began
+    assert acked_after < 2.5, acked_after  # sent on its own, not with the claim after the poll
+    assert (await client.jobs.get(job.id)).result == "done"
+
+
 async def test_queue_limit_within_the_global_one_with_sync_handlers(client: AsyncClient) -> None:
     await create(client, "one-at-a-time", 4)
     await create(client, "wide", 8)
