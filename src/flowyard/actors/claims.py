@@ -140,9 +140,9 @@ class Claims:
         does not stop the others. Returns each one's outcome, in order, once every ack is
         committed.
 
-        One after the other, not side by side: a task per ack (an anyio task group) cost
-        more instructions than the requests the exchange saves, while the writer's group
-        commit already shares transactions among the acks of concurrent calls.
+        One after the other, not side by side: a task per ack cost more instructions than
+        it saved the writer (``bench/README.md``, "Worker protocol: exchange"), and the
+        writer's group commit already shares transactions among concurrent calls.
         """
         outcomes: list[AckOutcome] = []
         for ack in acks:
