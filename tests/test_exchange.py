@@ -158,7 +158,7 @@ async def test_acks_that_make_steps_ready_are_claimed_in_the_same_call_without_w
         seen.append("".join(sorted(j["workflow"]["step_id"] for j in held)))
         if seen[-1] == "D":
             break
-    assert seen == ["A", "BC", "D"]
+    assert seen == ["A", "BC", "D"]  # B and C were acked in one call: one batch, one commit
     done = await exchange(service.client, {"acks": [ack_of(held[0], result=20)]})
     assert done["acks"][0]["ok"]
     state = await wait_status(service.client, started["execution_id"], "completed")
@@ -257,3 +257,39 @@ async def test_the_sdk_exchange_answers_typed_outcomes(service: Service) -> None
         assert [getattr(error, "code", None) for error in refused] == ["conflict", "invalid"]
         assert len(second.jobs) == 1
         assert (await client.jobs.get(a.id)).result == {"ok": 1}
+
+
+async def test_one_executions_steps_acked_together_keep_their_own_outcomes(
+    service: Service,
+) -> None:
+    steps = [
+        pull_step("A", "pair", {"n": "{{input.n}}"}),
+        pull_step("B", "pair", {"a": "{{steps.A.output}}"}, ["A"]),
+        pull_step("C", "pair", {"a": "{{steps.A.output}}"}, ["A"], max_attempts=2),
+    ]
+    blueprint = await create_blueprint(service.client, steps)
+    started = await trigger(service.client, blueprint["id"], {"n": 1})
+    [a] = (await exchange(service.client, {"claim": {"queue": "pair"}}))["jobs"]
+    got = await exchange(service.client, {"acks": [ack_of(a, result=1)],
+                                          "claim": {"queue": "pair", "count": 2}})  # fmt: skip
+    b, c = sorted(got["jobs"], key=lambda job: job["workflow"]["step_id"])
+    answer = await exchange(
+        service.client,
+        {
+            "acks": [
+                ack_of(b, result="b"),
+                {**ack_of(c), "claim_token": "stale"},
+                ack_of(c, status="failed", error="once"),
+                ack_of(b, result="again"),
+            ],
+            "claim": {"queue": "pair", "count": 2, "wait_seconds": 5},
+        },
+    )
+    codes = [a["error"]["code"] if not a["ok"] else "ok" for a in answer["acks"]]
+    assert codes == ["ok", "conflict", "ok", "conflict"]
+    [retried] = answer["jobs"]  # C's second attempt, ready at once (retry base 0.05 s)
+    assert (retried["workflow"]["step_id"], retried["attempt"]) == ("C", 2)
+    assert (await get_job(service, b["id"]))["result"] == "b"
+    await exchange(service.client, {"acks": [ack_of(retried, result="c")]})
+    state = await wait_status(service.client, started["execution_id"], "completed")
+    assert state["result"] == {"A": 1, "B": "b", "C": "c"}

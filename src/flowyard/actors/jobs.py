@@ -56,6 +56,9 @@ log = logging.getLogger("flowyard.jobs")
 
 JobSettled = Callable[[Change, list[Run]], Awaitable[None]]
 """Commits a workflow step job's final transition together with the step transition."""
+JobsSettled = Callable[[list[tuple[Change, list[Run]]]], Awaitable[list[BaseException | None]]]
+"""As ``JobSettled`` for several jobs at once (an exchange's acks); per job, None or the error
+(the jobs of one execution may share a commit)."""
 
 
 class JobEngine:
@@ -84,6 +87,7 @@ class JobEngine:
         self.claims = Claims(self)
         self.settling = Settling(self)
         self.workflow_settled: JobSettled | None = None
+        self.workflow_settled_together: JobsSettled | None = None
         self.workflow_starting: Callable[[Job], list[Intent]] | None = None
         self._creating_keys: set[tuple[str, str]] = set()
         self.push = PushDelivery(self, settings, dispatcher)

@@ -63,6 +63,19 @@ log = logging.getLogger("flowyard.workflows")
 replace = msgspec.structs.replace
 
 
+def _finished(job: Job) -> JobFinished:
+    """The message that tells a step's execution that its job ended."""
+    ref = job.workflow
+    assert ref is not None
+    outcome = {JobStatus.COMPLETED: "completed", JobStatus.CANCELLED: "cancelled"}.get(
+        job.status, "failed"
+    )
+    output = msgspec.json.decode(bytes(job.result)) if outcome == "completed" else None
+    return JobFinished(
+        ref.step_id, ref.attempt, job.id, outcome, output, job.error, max(job.attempt, 1), ref.item
+    )
+
+
 class WorkflowEngine(Commits, ActorHost):
     """The registry of execution actors and the entry point of every workflow command."""
 
@@ -75,6 +88,7 @@ class WorkflowEngine(Commits, ActorHost):
         self._triggering: set[tuple[str, str]] = set()
         self._tg: TaskGroup | None = None
         jobs.workflow_settled = self._job_settled
+        jobs.workflow_settled_together = self._jobs_settled
         # The outbox's: the events of an execution change, and what to do once committed.
         self.emit: Callable[[ExecutionState, ExecutionState], tuple[list[Intent], list[Any]]] | None
         self.emit = None
@@ -206,20 +220,6 @@ class WorkflowEngine(Commits, ActorHost):
         _, job = change
         ref = job.workflow
         assert ref is not None
-        outcome = {JobStatus.COMPLETED: "completed", JobStatus.CANCELLED: "cancelled"}.get(
-            job.status, "failed"
-        )
-        output = msgspec.json.decode(bytes(job.result)) if outcome == "completed" else None
-        message = JobFinished(
-            ref.step_id,
-            ref.attempt,
-            job.id,
-            outcome,
-            output,
-            job.error,
-            max(job.attempt, 1),
-            ref.item,
-        )
         try:
             actor = await self._actor(ref.execution_id)
         except Exception as exc:
@@ -227,7 +227,50 @@ class WorkflowEngine(Commits, ActorHost):
                 log.exception("execution %s cannot take %s's result", ref.execution_id, job.id)
             await self.jobs.commit([change], runs)  # an orphan job: record it alone
             return
-        await self._ask(actor, message, (change, runs))
+        await self._ask(actor, _finished(job), (change, runs))
+
+    async def _jobs_settled(self, settled: list[tuple[Change, list[Run]]]) -> list[Any]:
+        """Step jobs that ended in one call (an exchange's acks), each as :meth:`_job_settled`
+        would take it; those of one idle execution go through its actor as one batch (one
+        decide after the other, one commit). Returns, per job, None or the error it met."""
+        groups: dict[str, list[int]] = {}
+        for index, (change, _) in enumerate(settled):
+            ref = change[1].workflow
+            assert ref is not None
+            groups.setdefault(ref.execution_id, []).append(index)
+        errors: list[Any] = [None] * len(settled)
+        for execution_id, indexes in groups.items():
+            actor = self.actors.get(execution_id)
+            if len(indexes) > 1 and actor is not None and not actor.busy:
+                batch: list[tuple[Message, Carry | None]] = [
+                    (_finished(settled[i][0][1]), settled[i]) for i in indexes
+                ]
+                outcomes = await self._batch(actor, batch)
+                for index, outcome in zip(indexes, outcomes, strict=True):
+                    if isinstance(outcome, BaseException):
+                        errors[index] = outcome
+                continue
+            for index in indexes:
+                try:
+                    await self._job_settled(*settled[index])
+                except FlowyardError as exc:
+                    errors[index] = exc
+        return errors
+
+    async def _batch(
+        self, actor: ExecutionActor, batch: list[tuple[Message, Carry | None]]
+    ) -> list[Any]:
+        """Job messages for an idle actor, handled in the caller's task as its mailbox's drain
+        would handle them: as one commit, or one by one what the batch leaves."""
+        actor.busy = True
+        try:
+            outcomes, done = await self._results(actor, batch)
+            outcomes = list(outcomes)
+            for message, carry in batch[done:]:
+                outcomes.append(await self._process(actor, message, carry))
+        finally:
+            self._rest(actor)
+        return outcomes
 
     def _job_starting(self, job: Job) -> list[Intent]:
         ref = job.workflow
