@@ -4,7 +4,8 @@ and leases that run out.
 A claim takes ready jobs off their queue's pull heap and commits their attempts' start (and
 the workflow steps they start) before answering; a claim token names the lease, and an ack or
 heartbeat with another token, or after the lease ran out, is 409. An exchange's acks
-(:meth:`Claims.ack_each`) are applied one after the other.
+(:meth:`Claims.ack_each`) are applied one after the other, the steps' jobs of one execution
+in one batch.
 """
 
 import asyncio

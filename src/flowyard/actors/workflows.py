@@ -31,10 +31,11 @@ from flowyard.actors.execution_records import (
 from flowyard.actors.jobs import Change, JobEngine
 from flowyard.actors.mailbox import Envelope, reply
 from flowyard.actors.signals import Sent, Signals, SignalTimer
+from flowyard.actors.step_results import StepResults
 from flowyard.actors.workflow_commits import BATCH, COMMANDS, JOB_MESSAGES, Commits, price_of
 from flowyard.billing import WORKFLOW_WRITE
 from flowyard.errors import Conflict, FlowyardError, NotFound, Unavailable
-from flowyard.jobs.model import Job, JobStatus, Run, WorkflowRef
+from flowyard.jobs.model import Job, Run, WorkflowRef
 from flowyard.settings import Settings
 from flowyard.storage import workflows as store
 from flowyard.storage.intents import Intent
@@ -46,7 +47,6 @@ from flowyard.workflows.state import (
     Event,
     ExecutionState,
     ExecutionStatus,
-    JobFinished,
     JobStarted,
     Message,
     ParentRef,
@@ -63,20 +63,7 @@ log = logging.getLogger("flowyard.workflows")
 replace = msgspec.structs.replace
 
 
-def _finished(job: Job) -> JobFinished:
-    """The message that tells a step's execution that its job ended."""
-    ref = job.workflow
-    assert ref is not None
-    outcome = {JobStatus.COMPLETED: "completed", JobStatus.CANCELLED: "cancelled"}.get(
-        job.status, "failed"
-    )
-    output = msgspec.json.decode(bytes(job.result)) if outcome == "completed" else None
-    return JobFinished(
-        ref.step_id, ref.attempt, job.id, outcome, output, job.error, max(job.attempt, 1), ref.item
-    )
-
-
-class WorkflowEngine(Commits, ActorHost):
+class WorkflowEngine(Commits, ActorHost, StepResults):
     """The registry of execution actors and the entry point of every workflow command."""
 
     def __init__(self, db: Store, jobs: JobEngine, settings: Settings) -> None:
@@ -215,62 +202,6 @@ class WorkflowEngine(Commits, ActorHost):
         self.signals.fired(actor, key, self._tell, self.jobs.clock.now_ms())
 
     # ----------------------------------------------------------------- job events
-
-    async def _job_settled(self, change: Change, runs: list[Run]) -> None:
-        _, job = change
-        ref = job.workflow
-        assert ref is not None
-        try:
-            actor = await self._actor(ref.execution_id)
-        except Exception as exc:
-            if not isinstance(exc, NotFound):
-                log.exception("execution %s cannot take %s's result", ref.execution_id, job.id)
-            await self.jobs.commit([change], runs)  # an orphan job: record it alone
-            return
-        await self._ask(actor, _finished(job), (change, runs))
-
-    async def _jobs_settled(self, settled: list[tuple[Change, list[Run]]]) -> list[Any]:
-        """Step jobs that ended in one call (an exchange's acks), each as :meth:`_job_settled`
-        would take it; those of one idle execution go through its actor as one batch (one
-        decide after the other, one commit). Returns, per job, None or the error it met."""
-        groups: dict[str, list[int]] = {}
-        for index, (change, _) in enumerate(settled):
-            ref = change[1].workflow
-            assert ref is not None
-            groups.setdefault(ref.execution_id, []).append(index)
-        errors: list[Any] = [None] * len(settled)
-        for execution_id, indexes in groups.items():
-            actor = self.actors.get(execution_id)
-            if len(indexes) > 1 and actor is not None and not actor.busy:
-                batch: list[tuple[Message, Carry | None]] = [
-                    (_finished(settled[i][0][1]), settled[i]) for i in indexes
-                ]
-                outcomes = await self._batch(actor, batch)
-                for index, outcome in zip(indexes, outcomes, strict=True):
-                    if isinstance(outcome, BaseException):
-                        errors[index] = outcome
-                continue
-            for index in indexes:
-                try:
-                    await self._job_settled(*settled[index])
-                except FlowyardError as exc:
-                    errors[index] = exc
-        return errors
-
-    async def _batch(
-        self, actor: ExecutionActor, batch: list[tuple[Message, Carry | None]]
-    ) -> list[Any]:
-        """Job messages for an idle actor, handled in the caller's task as its mailbox's drain
-        would handle them: as one commit, or one by one what the batch leaves."""
-        actor.busy = True
-        try:
-            outcomes, done = await self._results(actor, batch)
-            outcomes = list(outcomes)
-            for message, carry in batch[done:]:
-                outcomes.append(await self._process(actor, message, carry))
-        finally:
-            self._rest(actor)
-        return outcomes
 
     def _job_starting(self, job: Job) -> list[Intent]:
         ref = job.workflow

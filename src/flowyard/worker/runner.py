@@ -344,7 +344,7 @@ class Worker:
         claim: bool,
     ) -> bool:
         """Send ``acks`` and claim jobs for the ``reserved`` slots and the acks' own (none
-        when ``claim`` is 0); start the jobs claimed. Whether the request went through.
+        without ``claim``); start the jobs claimed. Whether the request went through.
 
         The acks' slots count as reserved: their jobs are done. If the request fails, each
         ack is sent again on its own, holding its slot until then.
