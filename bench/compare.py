@@ -140,6 +140,7 @@ def run_bullmq(args: argparse.Namespace) -> dict[str, Any]:
         ),
         "bullmq_redis_cpu_s": main["redis_cpu_s"],
         "bullmq_node_cpu_s": main["node_cpu_s"],
+        "bullmq_machine_busy_pct": main["machine_busy_pct"],
         "bullmq_finished": main["finished"],
         "bullmq_wrong": sum(f["wrong"] for f in figures),
         "bullmq_errors": sum(f["add_errors"] for f in figures),

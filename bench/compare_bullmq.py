@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from bench.common import HOST, free_port, log, proc_cpu_seconds
+from bench.common import HOST, free_port, log, machine_busy_seconds, proc_cpu_seconds
 
 NODE_SCRIPT = Path(__file__).with_name("compare_bullmq.mjs")
 CACHE = Path.home() / ".cache" / "flowyard-bench" / "bullmq"
@@ -177,15 +177,19 @@ def run_bullmq(
     watchdog.start()
     figures: list[dict[str, Any]] = []
     versions: dict[str, Any] = {}
-    redis_before = 0.0
+    redis_before = busy_before = wall_before = 0.0
     try:
         assert proc.stdout is not None
         for raw in proc.stdout:
             event = orjson.loads(raw)
             if event["event"] == "start":
                 redis_before = redis.cpu_seconds()
+                busy_before, wall_before = machine_busy_seconds(), time.monotonic()
             elif event["event"] == "end":
                 event["redis_cpu_s"] = round(redis.cpu_seconds() - redis_before, 2)
+                busy = machine_busy_seconds() - busy_before
+                wall = (time.monotonic() - wall_before) * (os.cpu_count() or 1)
+                event["machine_busy_pct"] = round(100 * busy / wall, 1) if wall else None
                 figures.append(event)
                 log(
                     f"bullmq: {event['workflows_per_s']} workflows/s at {event['in_flight']} in"
