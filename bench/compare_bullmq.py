@@ -99,8 +99,10 @@ def node_modules(cache: Path, allow_install: bool) -> Path:
         raise Unavailable(f"npm install failed (is the registry reachable?): {lines[-1].strip()}")
     try:
         staging.rename(cache)
-    except OSError:  # another run filled the cache meanwhile
+    except OSError:  # the folder exists: another run filled it meanwhile, or something else
         shutil.rmtree(staging, ignore_errors=True)
+    if not (cache / "node_modules" / "bullmq" / "package.json").is_file():
+        raise Unavailable(f"{cache} exists but holds no bullmq: remove it and run again")
     return cache
 
 
