@@ -46,6 +46,8 @@ _ROW = f"({', '.join('?' * (WIDTH + 1))})"
 # bytes) up in its adapter registry first, a lookup that formats and drops an exception.
 _FILL = 0
 _PADDING = [-1, *(_FILL,) * WIDTH]  # a row whose code (-1) no trigger takes
+# NULL is bound as a float NaN for the same reason: SQLite stores a NaN as NULL.
+_NULL = float("nan")
 
 
 def synchronous(sync: str) -> str:
@@ -107,7 +109,7 @@ class Writer:
         sql = self._inserts.get(room)
         if sql is None:
             sql = self._inserts[room] = "INSERT INTO temp.writes VALUES " + ", ".join([_ROW] * room)
-        values = [value for row in rows for value in row]
+        values = [_NULL if value is None else value for row in rows for value in row]
         values += _PADDING * (room - len(rows))
         self.conn.execute(sql, values)
 
