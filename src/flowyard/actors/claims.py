@@ -12,9 +12,9 @@ import asyncio
 import secrets
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import msgspec
 from msgspec import Raw
 
 from flowyard.actors.dispatcher import Outcome
@@ -29,9 +29,12 @@ if TYPE_CHECKING:
     from flowyard.actors.jobs import JobEngine
 
 
-@dataclass(frozen=True, slots=True)
-class AckRequest:
-    """One ack of an exchange: the job it names and the worker's outcome."""
+class AckRequest(msgspec.Struct, frozen=True, gc=False):
+    """One ack of an exchange: the job it names and the worker's outcome.
+
+    A Struct, not a frozen dataclass: one is built per ack, and a frozen dataclass sets each
+    field through ``object.__setattr__``.
+    """
 
     job_id: str
     claim_token: str
@@ -155,11 +158,19 @@ class Claims:
         together = engine.workflow_settled_together
         outcomes: list[AckOutcome | None] = [None] * len(acks)
         steps: list[tuple[int, Job, Transition]] = []
+        jobs = engine.jobs
         for index, ack in enumerate(acks):
             try:
-                job = await engine.require(project_id, ack.job_id)
+                # A live job held by an unexpired lease (nearly every ack) is checked without
+                # a coroutine; any other goes the long way (404, 409, a lease that ran out).
+                job = jobs.get(ack.job_id)
+                if job is None or job.project_id != project_id:
+                    job = await engine.require(project_id, ack.job_id)
                 check_payload(ack.result, f"{ack.path}.result")
-                live = await self._holding(job, ack.claim_token, "ack")
+                live = self._claimed(job, ack.claim_token)
+                until = live.claimed_until
+                if until is not None and until < self.clock.now_ms():
+                    live = await self._holding(job, ack.claim_token, "ack")
                 outcome = _outcome(ack.completed, ack.result, ack.error)
                 done = engine.settling.ending(live, outcome, retryable=ack.retryable)
                 if together is not None and engine.settling.ends_step(done):
