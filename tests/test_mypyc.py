@@ -42,8 +42,10 @@ pytestmark = pytest.mark.skipif(_missing() is not None, reason=_missing() or "")
 
 
 @pytest.fixture(scope="module")
-def compiled(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def compiled(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A ``src/`` whose hot modules are compiled; its path."""
+    if request.config.getoption("--store") != "sqlite":
+        pytest.skip("the compiled modules use no store: run once, on the default one")
     work = tmp_path_factory.mktemp("mypyc")
     built = mypyc_build.compile_copy(REPO / "src", work)
     assert len(built) == len(mypyc_build.MODULES) + 1  # and mypyc's shared runtime library
@@ -51,9 +53,9 @@ def compiled(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _env(src: Path) -> dict[str, str]:
-    """The child's environment: the compiled ``src/`` first, and no coverage of it."""
+    """The child's environment: the compiled ``src/`` first, no coverage of it, no cluster."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("COV_CORE_")}
-    return env | {"PYTHONPATH": str(src)}
+    return env | {"PYTHONPATH": str(src), "FLOWYARD_TEST_STORE": "sqlite"}
 
 
 def test_the_compiled_modules_are_the_ones_imported(compiled: Path) -> None:
