@@ -11,7 +11,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.db_reads import document, fetch, integrity
+from bench.db_reads import document, fetch, integrity, record
+from flowyard.workflows.state import ExecutionState
 
 Doc = dict[str, Any]
 TERMINAL_STEP = frozenset({"completed", "failed", "skipped", "cancelled"})
@@ -112,7 +113,7 @@ def read_snapshot(db: str, project_id: str) -> Snapshot:
     for eid, status, active, raw in fetch(
         db, "SELECT id, status, active, doc FROM executions WHERE project_id = $1", project_id
     ):
-        doc = executions[eid] = document(raw)
+        doc = executions[eid] = record(raw, ExecutionState)
         if status != doc.get("status") or active != 0:
             columns.append(
                 f"execution {eid}: column status {status!r}, document {doc.get('status')!r},"

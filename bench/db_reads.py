@@ -6,6 +6,10 @@ JSON document as bytes in PostgreSQL, as text or bytes in SQLite), so one plain 
 both when it keeps to standard SQL and leaves the documents to Python: write it with ``$1``
 placeholders (SQLite reads them as ``?1``). PostgreSQL is read with asyncpg, one short
 connection per call.
+
+The server stores its records without their default fields (msgspec ``omit_defaults``):
+:func:`record` reads a document with the defaults of the Struct it was written from filled in,
+so a check sees ``status``, ``attempt``... whether or not they were written.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ import re
 import sqlite3
 from typing import Any
 
+import msgspec
 import orjson
+from msgspec import inspect
 
 _PLACEHOLDER = re.compile(r"\$(\d+)")
 
@@ -58,6 +64,40 @@ def integrity(db: str) -> str:
 def document(doc: str | bytes | None) -> Any:
     """A ``doc`` column's JSON, decoded (None for NULL)."""
     return None if doc is None else orjson.loads(doc)
+
+
+def record(doc: str | bytes | None, kind: type[msgspec.Struct]) -> Any:
+    """A ``doc`` column's JSON, decoded, with every field ``kind`` leaves out when it holds its
+    default filled in (in nested records too: an execution's steps, a step's failure...).
+
+    Only absent fields are filled: a document is otherwise read as it is, so a damaged one
+    still shows its damage instead of failing to decode.
+    """
+    value = document(doc)
+    return None if value is None else _filled(value, inspect.type_info(kind))
+
+
+def _filled(value: Any, kind: inspect.Type) -> Any:
+    if isinstance(kind, inspect.StructType) and isinstance(value, dict):
+        out = dict(value)
+        for f in kind.fields:
+            if f.encode_name in out:
+                out[f.encode_name] = _filled(out[f.encode_name], f.type)
+            elif f.default is not msgspec.NODEFAULT:
+                out[f.encode_name] = msgspec.to_builtins(f.default)
+            elif f.default_factory is not msgspec.NODEFAULT:
+                out[f.encode_name] = msgspec.to_builtins(f.default_factory())
+        return out
+    if isinstance(kind, inspect.UnionType):
+        for member in kind.types:
+            if isinstance(member, inspect.StructType) and isinstance(value, dict):
+                return _filled(value, member)
+        return value
+    if isinstance(kind, inspect.DictType) and isinstance(value, dict):
+        return {k: _filled(v, kind.value_type) for k, v in value.items()}
+    if isinstance(kind, inspect.CollectionType) and isinstance(value, list):
+        return [_filled(v, kind.item_type) for v in value]
+    return value
 
 
 async def _fetch_postgres(url: str, sql: str, params: tuple[object, ...]) -> list[tuple[Any, ...]]:

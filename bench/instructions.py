@@ -7,7 +7,8 @@ of instructions is the same from run to run (within about 0.5% here), whatever e
 machine does. It measures work, not time: it cannot see system calls, waits or contention.
 
 The server runs under ``valgrind --tool=callgrind`` (about 50 times slower), with the diamond
-blueprint of ``bench.workflows``. Lanes (threads in this process: claim, then ack each job)
+blueprint of ``bench.workflows``. Lanes (threads in this process, ``bench.workers.PullLane``:
+one exchange per batch, or with ``--protocol ack`` a claim, then an ack per job)
 and trigger threads (at most ``--backlog`` executions unfinished) drive ``--warmup``
 executions, then the counters are zeroed, ``--executions`` more run, and the counts are
 dumped. Printed: instructions per execution for the whole server, its event-loop thread
@@ -29,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -40,7 +42,7 @@ from bench.common import (
     log,
     running_server,
 )
-from bench.workers import Poster, auth_headers, trigger_executions
+from bench.workers import PROTOCOLS, Poster, PullLane, auth_headers, trigger_executions
 from bench.workflows import QUEUE, create_diamond, step_value
 
 READY_TIMEOUT_S = 300.0  # the server starts slowly under valgrind
@@ -48,31 +50,34 @@ JOBS_BATCH = 100
 
 
 def _lanes(
-    url: str, key: str, lanes: int, stop: threading.Event, done: list[int]
-) -> list[threading.Thread]:
-    """Threads that claim and ack until ``stop``; ``done[0]`` counts D steps acked."""
-    claim = orjson.dumps({"queue": QUEUE, "count": 20, "wait_seconds": 1})
+    url: str, key: str, args: argparse.Namespace, stop: threading.Event, done: list[int]
+) -> tuple[list[threading.Thread], Callable[[], int]]:
+    """Threads that claim and ack until ``stop``; ``done[0]`` counts D steps acked. Also
+    returns a function that counts the requests the lanes sent so far."""
     lock = threading.Lock()
+    pulls: list[PullLane] = []
+
+    def work(job: dict[str, Any], sent: float) -> Any:
+        value, _ = step_value(job["workflow"]["step_id"], job["payload"])
+        return {"v": value, "ack_sent_at": 0.0}
+
+    def acked(job: dict[str, Any], *_: float) -> None:
+        if job["workflow"]["step_id"] == "D":
+            with lock:
+                done[0] += 1
+
+    def failed(what: str, status: int, content: bytes) -> None:
+        raise RuntimeError(f"{what} {status}: {content[:200]!r}")
 
     def lane() -> None:
         with Poster(url, auth_headers(key), "wire", 120.0) as post:
-            while not stop.is_set():
-                status, content = post("/infra/jobs/claim", claim)
-                if status != 200:
-                    raise RuntimeError(f"claim {status}: {content[:200]!r}")
-                for job in orjson.loads(content):
-                    step = job["workflow"]["step_id"]
-                    value, _ = step_value(step, job["payload"])
-                    body = {"status": "completed", "result": {"v": value, "ack_sent_at": 0.0}}
-                    body["claim_token"] = job["claim_token"]
-                    status, content = post(f"/infra/jobs/{job['id']}/ack", orjson.dumps(body))
-                    if status != 200:
-                        raise RuntimeError(f"ack {status}: {content[:200]!r}")
-                    if step == "D":
-                        with lock:
-                            done[0] += 1
+            pull = PullLane(post, QUEUE, 20, 1, protocol=args.protocol)
+            with lock:
+                pulls.append(pull)
+            pull.run(stop, work, acked, failed)
 
-    return [threading.Thread(target=lane, daemon=True) for _ in range(lanes)]
+    threads = [threading.Thread(target=lane, daemon=True) for _ in range(args.lanes)]
+    return threads, lambda: sum(pull.requests for pull in pulls)
 
 
 def _jobs(url: str, key: str, count: int) -> None:
@@ -109,11 +114,13 @@ def _diamond(url: str, key: str, args: argparse.Namespace) -> Runner:
     """Diamond executions, triggered by threads and run by ``--lanes`` claim loops."""
     blueprint_id = create_diamond(url, key)
     stop, done = threading.Event(), [0]
-    for thread in _lanes(url, key, args.lanes, stop, done):
+    threads, requests = _lanes(url, key, args, stop, done)
+    for thread in threads:
         thread.start()
 
     def run(count: int, start: int) -> None:
         base = done[0]
+        sent = requests()
         trigger_executions(
             url,
             key,
@@ -126,6 +133,8 @@ def _diamond(url: str, key: str, args: argparse.Namespace) -> Runner:
         )
         while done[0] < base + count:
             time.sleep(0.01)
+        # The lanes' requests and the triggers, per execution.
+        args.requests_per_execution = round((requests() - sent + count) / count, 2)
 
     def finish() -> None:
         stop.set()
@@ -157,6 +166,13 @@ def main() -> int:
     )
     parser.add_argument("--lanes", type=int, default=8, help="claim loops (threads)")
     parser.add_argument("--trigger-threads", type=int, default=3)
+    parser.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        default="exchange",
+        help="exchange: acks ride with the next claim (POST /infra/jobs/exchange); ack: a claim,"
+        " then one ack per job (default: exchange)",
+    )
     parser.add_argument("--backlog", type=int, default=40, help="unfinished executions at most")
     add_server_options(parser)
     args = parser.parse_args()
@@ -169,6 +185,7 @@ def main() -> int:
         executions=args.executions,
         lanes=args.lanes,
         backlog=args.backlog,
+        protocol=args.protocol,
     )
     workdir = Path(tempfile.mkdtemp(prefix="flowyard-callgrind-"))
     out = workdir / "callgrind.out"
@@ -213,6 +230,8 @@ def main() -> int:
         f"minstr_per_{unit}_writer": round(others[0] if others else 0.0, 3),
         f"minstr_per_{unit}_other_threads": round(sum(others[1:]), 3),
     }
+    if args.workload == "diamond":
+        result["requests_per_execution"] = args.requests_per_execution
     print(orjson.dumps(result).decode(), flush=True)
     return 0
 

@@ -3,6 +3,9 @@
 - ``Poster``: POST JSON over one keep-alive connection: a minimal HTTP/1.1 client on a plain
   socket (``wire``, the cheapest), ``httpx.HTTPTransport`` driven directly (``raw``) or
   ``httpx.Client`` (``sync``).
+- ``PullLane``: one claim loop of a pull worker over a ``Poster``, on either worker protocol:
+  ``exchange`` (``POST /infra/jobs/exchange``: the acks of the jobs it finished ride with its
+  next claim, one request per batch) or ``ack`` (a claim, then one ack per job).
 - ``WorkerPool``: worker processes (spawned) that share counters, a stop event and a results
   queue; what a worker does is the ``target`` function the benchmark passes in.
 - ``trigger_executions``: a thread pool that triggers workflow executions, either as fast as a
@@ -166,6 +169,132 @@ class Poster:
         for part in (self.wire, self.client, self.transport):
             if part is not None:
                 part.close()
+
+
+PROTOCOLS = ("exchange", "ack")
+"""How lanes talk to the server: ``exchange`` (the default) or a claim then one ack per job."""
+
+Work = Callable[[dict[str, Any], float], Any]
+"""A job and the time its ack is built -> the job's result."""
+Acked = Callable[[dict[str, Any], float, float, float, float], None]
+"""Called per acked job: the job, claim sent, claim answered, ack sent, ack answered."""
+Failed = Callable[[str, int, bytes], None]
+"""Called per refused request or ack: what (``claim``, ``ack``, ``exchange``), status, body."""
+
+
+@dataclass
+class PullLane:
+    """One claim loop: claim up to ``count`` jobs of ``queue`` (long-polling ``wait_seconds``),
+    work them out one by one with ``work``, ack them, until ``stop``; ``requests`` counts the
+    requests it sent. With ``exchange`` the acks go with the next claim, and the last ones
+    alone once ``stop`` is set, so every job it claimed is acked when it returns."""
+
+    post: Poster
+    queue: str
+    count: int
+    wait_seconds: float
+    visibility_timeout: int = 60
+    protocol: str = "exchange"
+    requests: int = 0
+
+    def run(
+        self,
+        stop: Any,
+        work: Work,
+        acked: Acked,
+        failed: Failed,
+        claimed: Callable[[list[dict[str, Any]]], None] | None = None,
+    ) -> None:
+        claim = {
+            "queue": self.queue,
+            "count": self.count,
+            "wait_seconds": self.wait_seconds,
+            "visibility_timeout": self.visibility_timeout,
+        }
+        if self.protocol == "exchange":
+            self._exchanges(stop, claim, work, acked, failed, claimed)
+        else:
+            self._claims_and_acks(stop, orjson.dumps(claim), work, acked, failed, claimed)
+
+    def _send(self, path: str, body: bytes) -> tuple[int, bytes]:
+        self.requests += 1
+        try:
+            return self.post(path, body)
+        except TRANSPORT_ERRORS as exc:
+            return 0, repr(exc).encode()
+
+    def _claims_and_acks(
+        self,
+        stop: Any,
+        claim: bytes,
+        work: Work,
+        acked: Acked,
+        failed: Failed,
+        claimed: Callable[[list[dict[str, Any]]], None] | None,
+    ) -> None:
+        while not stop.is_set():
+            claim_sent = time.time()
+            status, content = self._send("/infra/jobs/claim", claim)
+            got = time.time()
+            if status != 200:
+                failed("claim", status, content)
+                time.sleep(0.05)
+                continue
+            jobs = orjson.loads(content)
+            if claimed is not None:
+                claimed(jobs)
+            for job in jobs:
+                sent = time.time()
+                body = {"status": "completed", "result": work(job, sent)}
+                body["claim_token"] = job["claim_token"]
+                status, content = self._send(f"/infra/jobs/{job['id']}/ack", orjson.dumps(body))
+                if status != 200:
+                    failed("ack", status, content)
+                    continue
+                acked(job, claim_sent, got, sent, time.time())
+
+    def _exchanges(
+        self,
+        stop: Any,
+        claim: dict[str, Any],
+        work: Work,
+        acked: Acked,
+        failed: Failed,
+        claimed: Callable[[list[dict[str, Any]]], None] | None,
+    ) -> None:
+        held: list[tuple[dict[str, Any], float, float]] = []  # job, claim sent, answered
+        while True:
+            stopping = stop.is_set()
+            if stopping and not held:
+                return
+            sent = time.time()
+            acks = [
+                {
+                    "job_id": job["id"],
+                    "claim_token": job["claim_token"],
+                    "status": "completed",
+                    "result": work(job, sent),
+                }
+                for job, _, _ in held
+            ]
+            body: dict[str, Any] = {"acks": acks}
+            if not stopping:
+                body["claim"] = claim
+            status, content = self._send("/infra/jobs/exchange", orjson.dumps(body))
+            got = time.time()
+            if status != 200:
+                failed("exchange", status, content)  # the acks go again with the next one
+                time.sleep(0.05)
+                continue
+            answer = orjson.loads(content)
+            for (job, claim_sent, claim_got), outcome in zip(held, answer["acks"], strict=True):
+                if outcome["ok"]:
+                    acked(job, claim_sent, claim_got, sent, got)
+                else:
+                    failed("ack", 200, orjson.dumps(outcome))
+            held = [(job, sent, got) for job in answer["jobs"]]
+            if claimed is not None and not stopping:
+                claimed(answer["jobs"])
 
 
 def run_lanes(

@@ -7,8 +7,12 @@ Run ``python -m bench.workflows --help``. One real server process, one blueprint
                          D: {"b": "{{steps.B.output.v}}", "c": "{{steps.C.output.v}}", ...}
 
 Every step is a pull job on one queue. ``--workers`` worker processes run ``--lanes`` claim
-loops each (long-poll claim, then one ack per job with the result ``{"v": ..., "ack_sent_at":
-<wall time>}``; A's v is n+1, B's 2a, C's 3a, D's b+c, so D's output is 5(n+1)).
+loops each (``bench.workers.PullLane``: by default one ``POST /infra/jobs/exchange`` per batch,
+acking the jobs of the previous one and long-polling for the next; ``--protocol ack``: a
+long-poll claim, then one ack per job), each job acked with the result ``{"v": ...,
+"ack_sent_at": <wall time>}``; A's v is n+1, B's 2a, C's 3a, D's b+c, so D's output is
+5(n+1)). With ``exchange`` a hand-off starts when the upstream ack is sent, since its answer
+waits for the claim of the same call.
 
 1. Throughput. The generator (threads in this process) triggers ``--executions`` executions
    while at most ``--max-backlog`` are triggered but not finished (D not acked yet).
@@ -55,8 +59,9 @@ from bench.common import (
 )
 from bench.workers import (
     CLIENTS,
-    TRANSPORT_ERRORS,
+    PROTOCOLS,
     Poster,
+    PullLane,
     Triggered,
     WorkerPool,
     auth_headers,
@@ -118,6 +123,7 @@ class FlowWorkerConfig:
     wait_seconds: int  # long-poll
     client: str = "wire"  # bench.workers.CLIENTS
     visibility_timeout: int = 60
+    protocol: str = "exchange"  # bench.workers.PROTOCOLS
 
 
 # One record per acked step job: execution id, step id, claim request sent, claim response
@@ -159,15 +165,8 @@ def flow_worker_main(
     records: list[Record] = []
     stats = {"acked": 0, "ack_errors": 0, "claim_errors": 0, "claims": 0, "empty_claims": 0}
     stats["bad_payloads"] = 0
+    stats["requests"] = 0
     lock = threading.Lock()
-    claim_body = orjson.dumps(
-        {
-            "queue": config.queue,
-            "count": config.claim_count,
-            "wait_seconds": config.wait_seconds,
-            "visibility_timeout": config.visibility_timeout,
-        }
-    )
     headers = auth_headers(config.key)
 
     def count(name: str) -> int:
@@ -175,66 +174,61 @@ def flow_worker_main(
             stats[name] += 1
             return stats[name]
 
+    def work(job: dict[str, Any], sent: float) -> Any:
+        step = str((job.get("workflow") or {}).get("step_id"))
+        try:
+            value, _ = step_value(step, job.get("payload"))
+        except (KeyError, TypeError, ValueError):
+            if count("bad_payloads") <= 5:
+                log(f"worker {config.index}: bad payload {job.get('payload')!r}")
+            value = None
+        return {"v": value, "ack_sent_at": sent}
+
+    def acked(job: dict[str, Any], claim_sent: float, got: float, sent: float, done: float) -> None:
+        workflow = job.get("workflow") or {}
+        step = str(workflow.get("step_id"))
+        try:
+            _, up_sent = step_value(step, job.get("payload"))
+        except (KeyError, TypeError, ValueError):
+            up_sent = 0.0
+        if config.protocol == "exchange":
+            # The answer comes once the claim of the same call is served, later than the
+            # ack's commit: hand-offs are measured from the ack's send.
+            done = sent
+        record = (str(workflow.get("execution_id")), step, claim_sent, got, sent, done, up_sent)
+        with lock:
+            records.append(record)
+            stats["acked"] += 1
+        with counters.get_lock():
+            counters[0] += 1
+            if step == "D":
+                counters[1] += 1
+
+    def failed(what: str, status: int, content: bytes) -> None:
+        name = "ack_errors" if what == "ack" else "claim_errors"
+        if count(name) <= 5:
+            log(f"worker {config.index}: {what} {status} {content[:200]!r}")
+
+    def claimed(jobs: list[dict[str, Any]]) -> None:
+        with lock:
+            stats["claims"] += 1
+            stats["empty_claims"] += not jobs
+
     def lane(post: Poster) -> None:
         with post:
-            while not stop.is_set():
-                claim_sent = time.time()
-                try:
-                    status, content = post("/infra/jobs/claim", claim_body)
-                except TRANSPORT_ERRORS as exc:
-                    status, content = 0, repr(exc).encode()
-                got = time.time()
-                if status != 200:
-                    if count("claim_errors") <= 5:
-                        log(f"worker {config.index}: claim {status} {content[:200]!r}")
-                    time.sleep(0.05)
-                    continue
-                jobs = orjson.loads(content)
+            pull = PullLane(
+                post,
+                config.queue,
+                config.claim_count,
+                config.wait_seconds,
+                config.visibility_timeout,
+                config.protocol,
+            )
+            try:
+                pull.run(stop, work, acked, failed, claimed)
+            finally:
                 with lock:
-                    stats["claims"] += 1
-                    stats["empty_claims"] += not jobs
-                for job in jobs:
-                    workflow = job.get("workflow") or {}
-                    step = str(workflow.get("step_id"))
-                    try:
-                        value, up_sent = step_value(step, job.get("payload"))
-                    except (KeyError, TypeError, ValueError):
-                        if count("bad_payloads") <= 5:
-                            log(f"worker {config.index}: bad payload {job.get('payload')!r}")
-                        value, up_sent = None, 0.0
-                    sent = time.time()
-                    body = orjson.dumps(
-                        {
-                            "status": "completed",
-                            "result": {"v": value, "ack_sent_at": sent},
-                            "claim_token": job["claim_token"],
-                        }
-                    )
-                    try:
-                        status, content = post(f"/infra/jobs/{job['id']}/ack", body)
-                    except TRANSPORT_ERRORS as exc:
-                        status, content = 0, repr(exc).encode()
-                    done = time.time()
-                    if status != 200:
-                        if count("ack_errors") <= 5:
-                            log(f"worker {config.index}: ack {status} {content[:200]!r}")
-                        continue
-                    record = (
-                        str(workflow.get("execution_id")),
-                        step,
-                        claim_sent,
-                        got,
-                        sent,
-                        done,
-                        up_sent,
-                    )
-                    with lock:
-                        records.append(record)
-                        stats["acked"] += 1
-                    with counters.get_lock():
-                        counters[0] += 1
-                        if step == "D":
-                            counters[1] += 1
+                    stats["requests"] += pull.requests
 
     cpu_s = run_lanes(
         lane,
@@ -307,6 +301,7 @@ def run_phase(
             claim_count=args.claim_count,
             wait_seconds=wait_seconds,
             client=args.client,
+            protocol=args.protocol,
         )
         for i in range(args.workers)
     ]
@@ -431,6 +426,12 @@ def run_phase(
         p + "other_cpu_s": round(max(0.0, busy - own_cpu), 2),
         p + "machine_busy_pct": round(100 * busy / (phase_wall * (os.cpu_count() or 1)), 1),
         p + "claims": sum(r["claims"] for r in results),
+        # Worker requests (claims, acks, exchanges) plus the trigger, per finished execution.
+        p + "requests_per_execution": (
+            round((sum(r["requests"] for r in results) + finished) / finished, 2)
+            if finished
+            else None
+        ),
         p + "empty_claims": sum(r["empty_claims"] for r in results),
         p + "errors": triggered.errors
         + sum(r["ack_errors"] + r["claim_errors"] + r["bad_payloads"] for r in results),
@@ -539,6 +540,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="HTTP client of the workers and the generator (see bench/README.md)",
     )
     parser.add_argument("--claim-count", type=int, default=20, help="jobs per claim (1..100)")
+    parser.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        default="exchange",
+        help="exchange: acks ride with the next claim (POST /infra/jobs/exchange); ack: a claim,"
+        " then one ack per job (default: exchange)",
+    )
     parser.add_argument("--wait-seconds", type=int, default=1, help="long-poll, phase 1")
     parser.add_argument("--latency-wait-seconds", type=int, default=5, help="long-poll, phase 2")
     parser.add_argument(
@@ -586,6 +594,7 @@ def main(argv: list[str] | None = None) -> int:
         workers=args.workers,
         lanes=args.lanes,
         client=args.client,
+        protocol=args.protocol,
         claim_count=args.claim_count,
         max_backlog=args.max_backlog,
         trigger_threads=args.trigger_threads,

@@ -319,6 +319,7 @@ CALLS: list[Call] = [
     Call("GET", "/infra/jobs/signing-secret", "jobs:write"),
     _body("POST", "/infra/jobs/signing-secret/rotate", "jobs:write", body_of({})),
     _body("POST", "/infra/jobs/claim", "jobs:write", body_of({"queue": "q"})),
+    _body("POST", "/infra/jobs/exchange", "jobs:write", body_of({"claim": {"queue": "q"}})),
     Call("GET", "/infra/jobs/{job_id}", "jobs:read", later_job, names_object=True),
     _body("PATCH", "/infra/jobs/{job_id}", "jobs:write", patch_job, names_object=True),
     Call("DELETE", "/infra/jobs/{job_id}", "jobs:write", later_job, names_object=True),

@@ -92,3 +92,18 @@ def test_candidates_are_few_for_the_worker_protocol() -> None:
     assert len(ROUTER.candidates("/infra/jobs/job_1/ack")) < len(ROUTER.routes) / 2
     found = ROUTER.candidates("/infra/workflows/blueprints/wf_1/trigger")
     assert all(getattr(route, "path", "").startswith("/infra/workflows") for route in found)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/infra/jobs/exchange",
+        "/infra/jobs/job_1/ack",
+        "/infra/workflows/blueprints/wf_1/trigger",
+    ],
+)
+def test_the_hot_routes_are_tried_first(path: str) -> None:
+    """A literal path of another route, or a path of another length, is not even tried: the
+    route a worker's exchange or ack or a trigger takes is the first one tried."""
+    [first, *_] = ROUTER.candidates(path)
+    assert first.matches(_scope("POST", path))[0] is Match.FULL

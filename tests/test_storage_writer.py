@@ -59,7 +59,21 @@ def test_a_group_commit_is_one_statement_and_keeps_the_order_of_its_writes(
     assert rows(db) == {"t1": "c!", "t2": "x"}
     # SQLite traces the statement again for each trigger it fires: count distinct ones.
     ran = {s for s in statements if not s.startswith("CREATE TEMP TRIGGER")}
-    assert len(ran) == 1 and ran.pop().startswith("INSERT INTO temp.writes VALUES")
+    assert len(ran) == 1 and ran.pop().startswith("INSERT INTO temp.writes SELECT")
+
+
+def test_padding_rows_reach_no_trigger(tmp_path: Path) -> None:
+    writer = Writer.open(str(tmp_path / "w.db"), "full")
+    writer.write([(PUT, ("t0", "a"))])  # its trigger is installed
+    traced: list[str] = []
+    writer.conn.set_trace_callback(traced.append)
+    writer.write([(PUT, (f"t{n}", "a")) for n in range(1, 4)])  # 3 rows, room for 4
+    padded = len(traced) - 1  # the statement, then what the triggers traced
+    traced.clear()
+    writer.write([(PUT, (f"t{n}", "a")) for n in range(4, 8)])  # 4 rows, no padding
+    full = len(traced) - 1
+    writer.close()
+    assert padded * 4 == full * 3
 
 
 def test_a_failing_write_leaves_nothing_of_its_group(tmp_path: Path) -> None:

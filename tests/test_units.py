@@ -574,6 +574,7 @@ def test_the_in_flight_cap_spares_health_checks_and_the_worker_protocol() -> Non
     spared = [
         "/readyz",
         "/infra/jobs/claim",
+        "/infra/jobs/exchange",
         "/infra/jobs/job_1/ack",
         "/infra/jobs/job_1/heartbeat",
         "/infra/jobs/job_1/runs/run_1/callback",

@@ -1,5 +1,6 @@
 """Pull workers against the real server: limits, heartbeats, failures, graceful stop."""
 
+import json
 import os
 import signal
 import subprocess
@@ -104,6 +105,55 @@ async def test_concurrency_limit_is_honoured(client: AsyncClient) -> None:
     results = sorted([job.result["twice"] async for job in client.jobs.iter(queue="limited")])
     assert results == [i * 2 for i in range(12)]
     assert worker.held == 0
+
+
+class Recording(httpx.AsyncHTTPTransport):
+    """A real transport that keeps the path and JSON body of every request."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[tuple[str, Any]] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content) if request.content else None
+        self.sent.append((request.url.path, body))
+        return await super().handle_async_request(request)
+
+
+async def test_a_busy_worker_sends_each_ack_with_its_next_claim(service: Service) -> None:
+    transport = Recording()
+    async with AsyncClient(service.url, service.key, transport=transport) as client:
+        jobs = await create(client, "busy", 8)
+        worker = Worker(client, concurrency=1, wait_seconds=0.2)
+
+        @worker.handler("busy")
+        async def work(job: ClaimedJob) -> Any:
+            await anyio.sleep(0.01)
+            return job.payload["i"]
+
+        async with running(worker):
+            await all_in(client, "busy", "completed", 8)
+        assert sorted([job.result async for job in client.jobs.iter(queue="busy")]) == list(
+            range(8)
+        )
+    worker_calls = [(path, body) for path, body in transport.sent if path.endswith(
+        ("/claim", "/ack", "/heartbeat", "/exchange"))]  # fmt: skip
+    assert {path for path, _ in worker_calls} == {"/infra/jobs/exchange"}
+    acked = [ack["job_id"] for _, body in worker_calls for ack in body["acks"] if "claim" in body]
+    assert sorted(acked) == sorted(job.id for job in jobs)  # every ack rode with a claim
+    assert len(worker_calls) < 2 * len(jobs)
+
+
+async def test_an_ack_never_waits_for_a_long_poll_in_flight(client: AsyncClient) -> None:
+    [job] = await create(client, "prompt", 1)
+    worker = Worker(client, concurrency=2, wait_seconds=4)  # a free slot: the loop long-polls
+    worker.add_handler("prompt", lambda claimed: "done")
+    began = time.monotonic()
+    async with running(worker):
+        await all_in(client, "prompt", "completed", 1)
+        acked_after = time.monotonic() - began
+    assert acked_after < 2.5, acked_after  # sent on its own, not with the claim after the poll
+    assert (await client.jobs.get(job.id)).result == "done"
 
 
 async def test_queue_limit_within_the_global_one_with_sync_handlers(client: AsyncClient) -> None:
@@ -257,9 +307,8 @@ def test_run_raises_what_stopped_it() -> None:
 
 async def test_transient_failures_are_retried(service: Service) -> None:
     faults: dict[str, list[httpx.Response | Exception]] = {
-        "/claim": [api_error(500, "internal_error")],
+        "/exchange": [api_error(500, "internal_error"), httpx.ReadError("connection reset")],
         "/heartbeat": [api_error(500, "internal_error")],
-        "/ack": [httpx.ReadError("connection reset")],
     }
     transport = FaultyTransport(faults)
     async with AsyncClient(service.url, service.key, transport=transport) as client:
@@ -275,7 +324,7 @@ async def test_transient_failures_are_retried(service: Service) -> None:
             await all_in(client, "rough", "completed", 1)
         done = await client.jobs.get(job.id)
     assert (done.attempt, done.result) == (1, "made it")
-    assert sorted(transport.injected) == ["/ack", "/claim", "/heartbeat"]
+    assert sorted(transport.injected) == ["/exchange", "/exchange", "/heartbeat"]
 
 
 async def test_a_lost_lease_is_reported_and_the_job_runs_again(service: Service) -> None:

@@ -58,6 +58,9 @@ log = logging.getLogger("flowyard.jobs")
 
 JobSettled = Callable[[Change, list[Run]], Awaitable[None]]
 """Commits a workflow step job's final transition together with the step transition."""
+JobsSettled = Callable[[list[tuple[Change, list[Run]]]], Awaitable[list[BaseException | None]]]
+"""As ``JobSettled`` for several jobs at once (an exchange's acks); per job, None or the error
+(the jobs of one execution may share a commit)."""
 
 
 class JobEngine:
@@ -88,6 +91,7 @@ class JobEngine:
         self.claims = Claims(self)
         self.settling = Settling(self)
         self.workflow_settled: JobSettled | None = None
+        self.workflow_settled_together: JobsSettled | None = None
         self.workflow_starting: Callable[[Job], list[Intent]] | None = None
         self._creating_keys: set[tuple[str, str]] = set()
         self.push = PushDelivery(self, settings, dispatcher)
@@ -104,6 +108,7 @@ class JobEngine:
         self.claim = self.claims.claim
         self.heartbeat = self.claims.heartbeat
         self.ack = self.claims.ack
+        self.ack_each = self.claims.ack_each
         self.settle = self.settling.settle
         self.settle_when_possible = self.settling.settle_when_possible
 

@@ -35,19 +35,35 @@ class Settling:
 
     async def settle(self, job: Job, outcome: Outcome, *, retryable: bool = True) -> Job:
         """Close the current attempt of ``job`` with ``outcome`` and decide what comes next."""
-        engine = self.engine
+        return await self.apply(job, self.ending(job, outcome, retryable=retryable))
+
+    def ending(self, job: Job, outcome: Outcome, *, retryable: bool = True) -> Transition:
+        """The transition that closes the current attempt of ``job`` (not yet applied)."""
         event = AttemptEnded(
             completed=outcome.kind == "completed",
             result=outcome.result,
             error=outcome.error,
             handler_status=outcome.handler_status,
             retryable=retryable,
-            retry_base_seconds=engine.settings.retry_base_seconds,
+            retry_base_seconds=self.engine.settings.retry_base_seconds,
             draw=random.random(),
         )
-        done = transition(job, engine.live.open_run(job), event, self.clock.now_ms())
+        return transition(job, self.engine.live.open_run(job), event, self.clock.now_ms())
+
+    def ends_step(self, done: Transition) -> bool:
+        """Whether ``done`` ends a workflow step's job, which its execution commits."""
         new = done.job
-        if new.workflow is not None and new.status in TERMINAL and engine.workflow_settled:
+        return (
+            new.workflow is not None
+            and new.status in TERMINAL
+            and (self.engine.workflow_settled is not None)
+        )
+
+    async def apply(self, job: Job, done: Transition) -> Job:
+        """Commit ``done`` (with its step's transition, for a step's job), then its effects."""
+        engine = self.engine
+        new = done.job
+        if self.ends_step(done):
             await self.settle_step((job, new), done.runs)
         else:
             await engine.commit([(job, new)], done.runs)

@@ -10,7 +10,6 @@ in a busy actor's mailbox are committed together (``workflow_commits.py``).
 
 import logging
 from collections.abc import Callable
-from time import perf_counter
 from typing import Any
 
 import anyio
@@ -33,10 +32,11 @@ from flowyard.actors.execution_records import (
 from flowyard.actors.jobs import Change, JobEngine
 from flowyard.actors.mailbox import Envelope, reply
 from flowyard.actors.signals import Sent, Signals, SignalTimer
+from flowyard.actors.step_results import StepResults
 from flowyard.actors.workflow_commits import BATCH, COMMANDS, JOB_MESSAGES, Commits, price_of
 from flowyard.billing import WORKFLOW_WRITE
 from flowyard.errors import Conflict, FlowyardError, NotFound, Unavailable
-from flowyard.jobs.model import Job, JobStatus, Run, WorkflowRef
+from flowyard.jobs.model import Job, Run, WorkflowRef
 from flowyard.metrics import Metrics
 from flowyard.settings import Settings
 from flowyard.storage import workflows as store
@@ -50,7 +50,6 @@ from flowyard.workflows.state import (
     Event,
     ExecutionState,
     ExecutionStatus,
-    JobFinished,
     JobStarted,
     Message,
     ParentRef,
@@ -67,7 +66,7 @@ log = logging.getLogger("flowyard.workflows")
 replace = msgspec.structs.replace
 
 
-class WorkflowEngine(Commits, ActorHost):
+class WorkflowEngine(Commits, ActorHost, StepResults):
     """The registry of execution actors and the entry point of every workflow command."""
 
     def __init__(self, db: Store, jobs: JobEngine, settings: Settings, metrics: Metrics) -> None:
@@ -80,6 +79,7 @@ class WorkflowEngine(Commits, ActorHost):
         self._triggering: set[tuple[str, str]] = set()
         self._tg: TaskGroup | None = None
         jobs.workflow_settled = self._job_settled
+        jobs.workflow_settled_together = self._jobs_settled
         # The outbox's: the events of an execution change, and what to do once committed.
         self.emit: Callable[[ExecutionState, ExecutionState], tuple[list[Intent], list[Any]]] | None
         self.emit = None
@@ -215,39 +215,6 @@ class WorkflowEngine(Commits, ActorHost):
         self.signals.fired(actor, key, self._tell, self.jobs.clock.now_ms())
 
     # ----------------------------------------------------------------- job events
-
-    async def _job_settled(self, change: Change, runs: list[Run]) -> None:
-        arrived = perf_counter()
-        _, job = change
-        ref = job.workflow
-        assert ref is not None
-        outcome = {JobStatus.COMPLETED: "completed", JobStatus.CANCELLED: "cancelled"}.get(
-            job.status, "failed"
-        )
-        output = msgspec.json.decode(bytes(job.result)) if outcome == "completed" else None
-        message = JobFinished(
-            ref.step_id,
-            ref.attempt,
-            job.id,
-            outcome,
-            output,
-            job.error,
-            max(job.attempt, 1),
-            ref.item,
-        )
-        try:
-            actor = await self._actor(ref.execution_id)
-        except Exception as exc:
-            if not isinstance(exc, NotFound):
-                log.exception(
-                    "execution %s cannot take %s's result",
-                    ref.execution_id,
-                    job.id,
-                    extra={"execution_id": ref.execution_id, "job_id": job.id},
-                )
-            await self.jobs.commit([change], runs)  # an orphan job: record it alone
-            return
-        await self._ask(actor, message, (change, runs, arrived))
 
     def _job_starting(self, job: Job) -> list[Intent]:
         ref = job.workflow

@@ -41,7 +41,7 @@ from flowyard.client.errors import (
     UnsupportedMediaType,
     WaitTimeout,
 )
-from flowyard.client.jobs import Jobs, Queues, job_spec
+from flowyard.client.jobs import Jobs, Queues, job_ack, job_spec
 from flowyard.client.models import UNSET, Page, WhoAmI
 from flowyard.client.namespace import Async, Sync
 from flowyard.client.webhooks import Webhooks
@@ -69,6 +69,7 @@ __all__ = [
     "UnexpectedResponse",
     "UnsupportedMediaType",
     "WaitTimeout",
+    "job_ack",
     "job_spec",
 ]
 

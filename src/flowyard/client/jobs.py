@@ -10,6 +10,7 @@ from flowyard.client.models import (
     UNSET,
     Body,
     ClaimedJob,
+    Exchanged,
     Job,
     JobStatusName,
     Page,
@@ -19,7 +20,14 @@ from flowyard.client.models import (
     Unset,
 )
 from flowyard.client.namespace import Mode, Namespace, endpoint, paginate
-from flowyard.http.schemas import AckBody, ClaimBody, HeartbeatBody, QueueBody
+from flowyard.http.schemas import (
+    AckBody,
+    ClaimBody,
+    ExchangeAck,
+    ExchangeClaim,
+    HeartbeatBody,
+    QueueBody,
+)
 from flowyard.jobs.model import NULL, Trigger
 from flowyard.jobs.spec import JobPatch, JobSpec
 
@@ -33,6 +41,26 @@ def job_spec(trigger: Trigger, payload: Any = None, **options: Any) -> JobSpec:
     ``job_spec(PullQueue("emails"), {"to": "ada@example.com"}, max_attempts=5)``
     """
     return JobSpec(trigger=trigger, payload=_raw(payload), **options)
+
+
+def job_ack(
+    job_id: str,
+    claim_token: str,
+    *,
+    status: Literal["completed", "failed"] = "completed",
+    result: Any = None,
+    error: str | None = None,
+    retryable: bool = True,
+) -> ExchangeAck:
+    """One ack for :meth:`Jobs.exchange`, with ``result`` given as any JSON-able value."""
+    return ExchangeAck(
+        job_id=job_id,
+        claim_token=claim_token,
+        status=status,
+        result=NULL if result is None else _raw(result),
+        error=error,
+        retryable=retryable,
+    )
 
 
 def _raw(value: Any) -> msgspec.Raw:
@@ -155,6 +183,35 @@ class Jobs(Namespace[Mode]):
             retryable=retryable,
         )
         return Call("POST", f"/infra/jobs/{segment(job_id)}/ack", returns(Job), body=body)
+
+    @endpoint
+    def exchange(
+        self,
+        acks: Sequence[ExchangeAck | Body] = (),
+        *,
+        queue: str | None = None,
+        count: int = 1,
+        visibility_timeout: int = 30,
+        wait_seconds: float = 0,
+    ) -> Call[Exchanged]:
+        """Ack finished jobs and claim the next ones of ``queue`` in one round trip.
+
+        Each ack (:func:`job_ack`, or a dict of its fields) is applied as :meth:`ack` would
+        apply it, in order; the answer's ``acks`` holds one :class:`AckAnswer` per ack
+        (``ok``, or the ``error`` it was refused with: ``conflict``, ``not_found``,
+        ``invalid`` ...), and ``jobs`` the jobs claimed, as :meth:`claim` returns them.
+        Without ``queue`` (or with ``count=0``) nothing is claimed.
+        """
+        body: dict[str, Any] = {"acks": list(acks)}
+        if queue is not None:
+            body["claim"] = ExchangeClaim(
+                queue=queue,
+                count=count,
+                visibility_timeout=visibility_timeout,
+                wait_seconds=wait_seconds,
+            )
+        wait = wait_seconds if queue is not None and count else 0
+        return Call("POST", "/infra/jobs/exchange", returns(Exchanged), body=body, long_poll=wait)
 
     @endpoint
     def heartbeat(

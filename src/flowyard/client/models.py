@@ -23,11 +23,14 @@ from flowyard.http.api_admin_types import (
 )
 from flowyard.http.api_schedule_types import Schedule, ScheduleDeleted
 from flowyard.http.api_types import (
+    AckAnswer,
+    AckError,
     Blueprint,
     BlueprintSummary,
     Cancelled,
     ClaimedJob,
     Event,
+    Exchanged,
     Execution,
     ExecutionStarted,
     ExecutionStep,
@@ -63,12 +66,15 @@ ExecutionStatusName = Literal[
 DeliveryStatusName = Literal["pending", "succeeded", "failed"]
 
 __all__ = [
+    "AckAnswer",
+    "AckError",
     "Blueprint",
     "BlueprintSummary",
     "Cancelled",
     "ClaimedJob",
     "CreatedKey",
     "Event",
+    "Exchanged",
     "Execution",
     "ExecutionStarted",
     "ExecutionStep",

@@ -54,6 +54,15 @@ class Error(View, frozen=True):
     details: list[ErrorDetail] | msgspec.UnsetType = msgspec.UNSET
 
 
+class AckError(View, frozen=True):
+    """Why one ack of an exchange was refused: the code the ack route would answer, except
+    `invalid` for a malformed ack."""
+
+    code: ErrorCode | Literal["invalid"]
+    message: str
+    details: list[ErrorDetail] | msgspec.UnsetType = msgspec.UNSET
+
+
 class Health(View, frozen=True):
     """`/livez`, `/readyz`, `/healthz`."""
 
@@ -104,6 +113,21 @@ class ClaimedJob(Job, frozen=True):
     """A job a worker holds: ack and heartbeat must quote its `claim_token`."""
 
     claim_token: str | None
+
+
+class AckAnswer(View, frozen=True):
+    """What became of one ack of an exchange; `error` only when `ok` is false."""
+
+    job_id: str | None
+    ok: bool
+    error: AckError | msgspec.UnsetType = msgspec.UNSET
+
+
+class Exchanged(View, frozen=True):
+    """`POST /infra/jobs/exchange`: one answer per ack, in order, and the jobs claimed."""
+
+    acks: list[AckAnswer]
+    jobs: list[ClaimedJob]
 
 
 class JobList(View, frozen=True):

@@ -20,6 +20,7 @@ import time
 from typing import TypeVar
 
 from starlette.requests import Request
+from starlette.types import Scope
 
 from flowyard.clock import now_ms
 from flowyard.errors import Unauthorized, Unavailable
@@ -62,19 +63,23 @@ class Authenticator:
             return key.last_used_at
         return used
 
+    def cached(self, scope: Scope) -> ApiKey | None:
+        """The key the request carries when the cache knows it (nearly every request), without
+        a coroutine; None when :meth:`authenticate` must look it up (or refuse it). Raises 401
+        as that would for a missing, far too long or revoked key."""
+        digest = _digest(scope)
+        found = self._found.get(digest)
+        if found is None or time.monotonic() - found[0] >= CACHE_SECONDS:
+            return None
+        key = found[1]
+        if key.revoked_at is not None:
+            raise Unauthorized("invalid or revoked API key")
+        self._touch(key)
+        return key
+
     async def authenticate(self, request: Request) -> ApiKey:
         """The key the request carries; 401 if it has none, an unknown one or a revoked one."""
-        authorization = header(request.scope, b"authorization")
-        token = header(request.scope, b"x-api-key")
-        if authorization is not None:
-            scheme, _, value = authorization.partition(" ")
-            if scheme.lower() == "bearer" and value.strip():
-                token = value.strip()
-        if not token:
-            raise Unauthorized("missing API key: send Authorization: Bearer <key> or X-API-Key")
-        if len(token) > MAX_CREDENTIAL:
-            raise Unauthorized(f"invalid API key: longer than {MAX_CREDENTIAL} characters")
-        digest = hash_key(token)
+        digest = _digest(request.scope)
         now = time.monotonic()
         found = self._found.get(digest)
         unknown = self._unknown.get(digest) if found is None else None
@@ -112,6 +117,21 @@ class Authenticator:
         except Unavailable:
             return  # overloaded or shutting down: a later use writes it
         self._written[key.id] = at
+
+
+def _digest(scope: Scope) -> str:
+    """The digest of the request's credential; 401 when it has none or a far too long one."""
+    authorization = header(scope, b"authorization")
+    token = header(scope, b"x-api-key")
+    if authorization is not None:
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            token = value.strip()
+    if not token:
+        raise Unauthorized("missing API key: send Authorization: Bearer <key> or X-API-Key")
+    if len(token) > MAX_CREDENTIAL:
+        raise Unauthorized(f"invalid API key: longer than {MAX_CREDENTIAL} characters")
+    return hash_key(token)
 
 
 def _remember(cache: dict[str, _V], digest: str, value: _V) -> None:

@@ -44,7 +44,8 @@ async def caller(request: Request, scope: str | None) -> tuple[Supervisor, ApiKe
     Returns the runtime and the key.
     """
     context = context_of(request)
-    key = await context.authenticate.authenticate(request)
+    authenticator = context.authenticate
+    key = authenticator.cached(request.scope) or await authenticator.authenticate(request)
     logs.project_id.set(key.project_id)  # the request's task: its log lines name the project
     accounts = context.runtime.accounts
     account = accounts.get(key.project_id) or await accounts.load(key.project_id)

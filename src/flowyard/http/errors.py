@@ -35,6 +35,27 @@ _HTTP_CODES = {
 }
 
 
+ACK_CODES: dict[type[Exception], str] = {errors.Invalid: "invalid"}
+"""Where the code of one refused ack of an exchange differs from the route's own."""
+
+
+def error_fields(exc: errors.FlowyardError, *, ack: bool = False) -> dict[str, object]:
+    """``{code, message, details?}`` for a domain error, as an answer's body would hold it;
+    with ``ack``, as one refused ack of an exchange names it (a 400 is ``invalid``)."""
+    code = "internal_error"
+    for cls in type(exc).__mro__:
+        if ack and cls in ACK_CODES:
+            code = ACK_CODES[cls]
+            break
+        if cls in STATUS:
+            code = STATUS[cls][1]
+            break
+    body: dict[str, object] = {"code": code, "message": exc.message}
+    if exc.details:
+        body["details"] = exc.details
+    return body
+
+
 def error_response(
     status: int, code: str, message: str, details: list[dict[str, object]] | None = None
 ) -> Response:

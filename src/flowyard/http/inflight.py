@@ -7,9 +7,10 @@ microseconds per refused request instead of a queue that grows with the flood. S
 refusal never reaches the router: the metrics count it under ``route="unmatched"``.
 
 Not counted: health checks and ``/metrics`` (a monitor must see the service under load), and
-the worker protocol (claim, ack, heartbeat, push callbacks), which drains work instead of adding it;
-refusing an ack would let a lease run out and bring the job back. Workers are as many as
-their owner runs; long-polling claims would otherwise fill the cap while they wait.
+the worker protocol (claim, ack, exchange, heartbeat, push callbacks), which drains work
+instead of adding it; refusing an ack would let a lease run out and bring the job back.
+Workers are as many as their owner runs; long-polling claims would otherwise fill the cap
+while they wait.
 
 The cap is shared: one project holds at most ``per_project`` counted requests (half the cap
 by default), so a tenant whose requests stall (bodies sent slowly, a flood of its own) cannot
@@ -38,7 +39,7 @@ SCOPE_KEY = "flowyard.inflight"
 
 EXEMPT = re.compile(
     r"^/(livez|readyz|healthz|metrics"
-    r"|infra/jobs/claim"
+    r"|infra/jobs/(claim|exchange)"
     r"|infra/jobs/[^/]+/(ack|heartbeat)"
     r"|infra/jobs/[^/]+/runs/[^/]+/callback)$"
 )

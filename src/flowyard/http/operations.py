@@ -23,6 +23,7 @@ from flowyard.http.schemas import (
     BatchBody,
     CallbackBody,
     ClaimBody,
+    ExchangeBody,
     HeartbeatBody,
     PublishBody,
     QueueBody,
@@ -111,6 +112,14 @@ OPERATIONS: tuple[Operation, ...] = (
               api.SigningSecret, _J, body=NoFields, body_optional=True, billed=True),
     Operation("POST", "/infra/jobs/claim", "Claim pull jobs (long-polls with wait_seconds)",
               list[api.ClaimedJob], _J, body=ClaimBody),
+    Operation("POST", "/infra/jobs/exchange",
+              "Ack finished jobs and claim the next ones in one call", api.Exchanged, _J,
+              body=ExchangeBody,
+              description="Each ack is applied as `POST /infra/jobs/{job_id}/ack` would be, in "
+              "order, and answered in `acks` (a refused one with its error: `conflict`, "
+              "`not_found`, `invalid`, ...); then `claim` runs as `POST /infra/jobs/claim` "
+              "would (absent, or `count` 0: acks only). A malformed body is 400 and acks "
+              "nothing."),
     Operation("GET", "/infra/jobs/{job_id}", "Read a job", api.Job, _JR, billed=True),
     Operation("PATCH", "/infra/jobs/{job_id}", "Change a job before it runs", api.Job, _J,
               body=JobPatch, errors=(409,), billed=True),

@@ -6,6 +6,10 @@ the rest of a small request. Here each route is filed under the literal segments
 begins with (at most two: ``/infra/jobs/{job_id}/ack`` under ``infra/jobs``), and a request
 tries, in their original order, the routes filed under a prefix of its own path. The answers
 are Starlette's: the first full match wins, a match but for the method is a 405, else 404.
+Within those, a route is not even tried when it cannot match: a literal path other than the
+request's, or a path with another count of segments (its parameters never hold a ``/``
+unless they are ``:path`` ones, and a mount is always tried). A trigger's route, fifth of the
+workflow routes, is then the only one tried.
 
 Function endpoints are also called without Starlette's ``request_response`` wrapper, whose
 exception-handler layer :class:`~flowyard.http.boundary.ErrorBoundary` makes redundant.
@@ -24,6 +28,8 @@ PREFIX_SEGMENTS = 2
 _FORWARDING = (Route, Mount)  # routes whose ``handle`` calls their ``app`` once it matched
 
 Prefix = tuple[str, ...]
+Filed = tuple[BaseRoute, str | None, int]
+"""A route, its path when literal (else None), and its count of ``/`` (-1: any count)."""
 
 
 def _prefix(path: str) -> Prefix:
@@ -61,9 +67,9 @@ class IndexedRouter(Router):
             path = route.path if isinstance(route, _FORWARDING) else "/{any}"
             filed.setdefault(_prefix(path), []).append(index)
         # Every prefix a route is filed under, with the routes of its own prefixes too.
-        self._candidates: dict[Prefix, list[BaseRoute]] = {
+        self._candidates: dict[Prefix, list[Filed]] = {
             prefix: [
-                self.routes[index]
+                _filed(self.routes[index])
                 for index in sorted(
                     index
                     for length in range(len(prefix) + 1)
@@ -73,8 +79,7 @@ class IndexedRouter(Router):
             for prefix in filed
         }
 
-    def candidates(self, path: str) -> list[BaseRoute]:
-        """The routes that could match ``path``, in order."""
+    def _filed(self, path: str) -> list[Filed]:
         segments = tuple(path.split("/", PREFIX_SEGMENTS + 1)[1 : PREFIX_SEGMENTS + 1])
         for length in range(len(segments), -1, -1):
             found = self._candidates.get(segments[:length])
@@ -82,13 +87,26 @@ class IndexedRouter(Router):
                 return found
         return []
 
+    def candidates(self, path: str) -> list[BaseRoute]:
+        """The routes that could match ``path``, in order."""
+        slashes = path.count("/")
+        return [
+            route
+            for route, literal, count in self._filed(path)
+            if (literal is None or literal == path) and (count < 0 or count == slashes)
+        ]
+
     async def app(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await super().app(scope, receive, send)
             return
         scope.setdefault("router", self)
         partial: tuple[BaseRoute, Scope] | None = None
-        for route in self.candidates(scope["path"]):  # the app is not mounted: no root_path
+        path = scope["path"]  # the app is not mounted: no root_path
+        slashes = path.count("/")
+        for route, literal, count in self._filed(path):  # candidates(), inline
+            if (literal is not None and literal != path) or (count >= 0 and count != slashes):
+                continue
             match, child_scope = route.matches(scope)
             if match is Match.FULL:
                 scope["route"] = route
@@ -108,3 +126,14 @@ class IndexedRouter(Router):
             await route.handle(scope, receive, send)
             return
         await self.default(scope, receive, send)
+
+
+def _filed(route: BaseRoute) -> Filed:
+    """``route`` with what rules it out at a glance (see :data:`Filed`)."""
+    if not isinstance(route, Route):
+        return route, None, -1  # a mount takes any path below its own
+    if not route.param_convertors:
+        return route, route.path, route.path.count("/")
+    if any(":path" in part for part in route.path.split("{")[1:]):
+        return route, None, -1
+    return route, None, route.path.count("/")

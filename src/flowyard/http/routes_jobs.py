@@ -11,6 +11,7 @@ from flowyard.billing import JOB_WRITE
 from flowyard.errors import NotFound
 from flowyard.http.body import query_choice, query_int, query_str, read_json, read_no_fields
 from flowyard.http.context import caller, charge_read, context_of
+from flowyard.http.job_exchange import exchange_jobs
 from flowyard.http.respond import json_response
 from flowyard.http.schemas import (
     AckBody,
@@ -183,6 +184,7 @@ async def rotate_signing_secret(request: Request) -> Response:
 
 routes = [
     Route("/infra/jobs/claim", claim_jobs, methods=["POST"]),
+    Route("/infra/jobs/exchange", exchange_jobs, methods=["POST"]),
     Route("/infra/jobs/{job_id}/ack", ack_job, methods=["POST"]),
     Route("/infra/jobs", create_job, methods=["POST"]),
     Route("/infra/jobs", list_jobs, methods=["GET"]),

@@ -34,6 +34,40 @@ class AckBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     retryable: bool = True
 
 
+class ExchangeAck(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One ack of ``POST /infra/jobs/exchange``: an ack body that names its job."""
+
+    job_id: Annotated[str, Meta(min_length=1, max_length=256)]
+    status: Literal["completed", "failed"]
+    claim_token: Annotated[str, Meta(min_length=1, max_length=256)]
+    result: Raw = msgspec.field(default_factory=null)
+    error: Any = None
+    retryable: bool = True
+
+
+class ExchangeClaim(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The claim of an exchange: a claim body whose ``count`` may be 0 (acks only)."""
+
+    queue: Annotated[str, Meta(min_length=1, max_length=128)]
+    count: Annotated[int, Meta(ge=0, le=100)] = 1
+    visibility_timeout: Annotated[int, Meta(ge=1, le=43_200)] = 30
+    wait_seconds: Annotated[float, Meta(ge=0, le=20)] = 0
+
+
+class ExchangeBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``POST /infra/jobs/exchange``: acks of finished jobs, then a claim of the next ones."""
+
+    acks: Annotated[list[ExchangeAck], Meta(max_length=100)] = []
+    claim: ExchangeClaim | None = None
+
+
+class ExchangeShape(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """An exchange body whose acks are not decoded yet: each is checked on its own."""
+
+    acks: Annotated[list[Raw], Meta(max_length=100)] = []
+    claim: ExchangeClaim | None = None
+
+
 class HeartbeatBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``POST /infra/jobs/{id}/heartbeat``."""
 

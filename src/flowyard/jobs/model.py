@@ -194,11 +194,13 @@ def job_view(job: Job, *, claim_token: bool = False) -> dict[str, Any]:
         "idempotency_key": job.idempotency_key,
         "error": job.error,
         "created_at": rfc3339(job.created_at),
-        "run_at": rfc3339(job.run_at),
-        "next_run_at": rfc3339(job.next_run_at),
-        "last_run_at": rfc3339(job.last_run_at),
-        "claimed_until": rfc3339(job.claimed_until),
-        "completed_at": rfc3339(job.completed_at),
+        # Most of these are unset: the test costs less than a call (a claim answers with
+        # several jobs).
+        "run_at": None if job.run_at is None else rfc3339(job.run_at),
+        "next_run_at": None if job.next_run_at is None else rfc3339(job.next_run_at),
+        "last_run_at": None if job.last_run_at is None else rfc3339(job.last_run_at),
+        "claimed_until": None if job.claimed_until is None else rfc3339(job.claimed_until),
+        "completed_at": None if job.completed_at is None else rfc3339(job.completed_at),
         "callback_url": job.callback_url,
         "workflow": workflow_view(job.workflow) if job.workflow else None,
     }

@@ -30,7 +30,9 @@ MAX_ROWS = 1024
 """Writes per ``INSERT`` (a group commit with more takes several, in one transaction).
 
 An ``INSERT`` has room for a power of two of rows, the rest padded with rows that no trigger
-takes: a dozen statement shapes, prepared once, serve every group commit."""
+takes: a dozen statement shapes, prepared once, serve every group commit. Its ``LIMIT`` (the
+count of real rows) keeps the padding out of the view: a row inserted there runs through
+every trigger, the code of each checked in a trigger program of its own."""
 
 PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA busy_timeout=5000", "PRAGMA foreign_keys=OFF")
 
@@ -46,6 +48,8 @@ _ROW = f"({', '.join('?' * (WIDTH + 1))})"
 # bytes) up in its adapter registry first, a lookup that formats and drops an exception.
 _FILL = 0
 _PADDING = [-1, *(_FILL,) * WIDTH]  # a row whose code (-1) no trigger takes
+# NULL is bound as a float NaN for the same reason: SQLite stores a NaN as NULL.
+_NULL = float("nan")
 
 
 def synchronous(sync: str) -> str:
@@ -106,9 +110,12 @@ class Writer:
         room = 1 << (len(rows) - 1).bit_length()
         sql = self._inserts.get(room)
         if sql is None:
-            sql = self._inserts[room] = "INSERT INTO temp.writes VALUES " + ", ".join([_ROW] * room)
-        values = [value for row in rows for value in row]
+            values_sql = ", ".join([_ROW] * room)
+            sql = f"INSERT INTO temp.writes SELECT * FROM (VALUES {values_sql}) LIMIT ?"
+            self._inserts[room] = sql
+        values = [_NULL if value is None else value for row in rows for value in row]
         values += _PADDING * (room - len(rows))
+        values.append(len(rows))
         self.conn.execute(sql, values)
 
     def _install(self, sql: str) -> tuple[int, int]:

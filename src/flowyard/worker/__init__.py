@@ -21,7 +21,11 @@ How it runs: one claim loop per queue long-polls (``wait_seconds``) for as many 
 are free slots (``concurrency`` overall, and a queue's own limit if given), so the worker never
 holds more jobs than it can run; with several queues one claim asks for at most an equal share
 of the slots, so that an idle queue's long poll cannot hold them all. While a handler runs, its
-lease is extended every third of the ``visibility_timeout``. A stop (``stop()``, or SIGTERM or
+lease is extended every third of the ``visibility_timeout``. Acks go over ``POST
+/infra/jobs/exchange``: a job that finishes while its queue's loop waits for a free slot hands
+its ack (and its slot) to the loop, which sends it with its next claim, so a busy worker sends
+one request per batch; one that finishes while a claim is in flight acks on its own at once
+(``worker/acks.py``). A stop (``stop()``, or SIGTERM or
 SIGINT under :meth:`Worker.run`) lets each queue's claim in flight return (within
 ``wait_seconds``: a claim given up on would leave the jobs it got leased to nobody), claims
 nothing more, and runs and acks every job held; then :meth:`Worker.run` returns 0. A second

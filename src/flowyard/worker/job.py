@@ -1,4 +1,4 @@
-"""One claimed job: run its handler while the lease is renewed, then ack the outcome."""
+"""One claimed job: run its handler while the lease is renewed; an ack sent on its own."""
 
 import inspect
 import logging
@@ -13,7 +13,9 @@ import msgspec
 
 from flowyard.client import AsyncClient
 from flowyard.client.errors import BadRequest, Conflict, FlowyardAPIError, PayloadTooLarge
-from flowyard.client.models import ClaimedJob
+from flowyard.client.models import AckAnswer, ClaimedJob
+from flowyard.http.schemas import ExchangeAck
+from flowyard.jobs.model import NULL
 
 log = logging.getLogger("flowyard.worker")
 
@@ -62,13 +64,42 @@ def _error_text(exc: BaseException) -> str:
 
 async def run_job(
     client: AsyncClient, route: Route, job: ClaimedJob, threads: anyio.CapacityLimiter
-) -> None:
-    """Run the handler with the lease kept alive, then ack what it did."""
+) -> Outcome:
+    """Run the handler with the lease kept alive; what to ack."""
     async with anyio.create_task_group() as tg:
         tg.start_soon(_heartbeat, client, route, job)
         outcome = await _call(route, job, threads)
         tg.cancel_scope.cancel()
-    await _ack(client, job, outcome)
+    return outcome
+
+
+def ack_item(job: ClaimedJob, outcome: Outcome) -> ExchangeAck:
+    """The ack of ``job`` for an exchange."""
+    assert job.claim_token is not None
+    return ExchangeAck(
+        job_id=job.id,
+        claim_token=job.claim_token,
+        status=outcome.status,
+        result=NULL if outcome.result is None else outcome.result,
+        error=outcome.error,
+        retryable=outcome.retryable,
+    )
+
+
+def refused(job: ClaimedJob, outcome: Outcome, answer: AckAnswer) -> Outcome | None:
+    """What to do about an ack an exchange refused: the outcome to send again (alone, after
+    a pause), or None when it is final (logged here)."""
+    error = answer.error
+    assert error is not msgspec.UNSET
+    if error.code == "payload_too_large" and outcome.status == "completed":
+        return Outcome("failed", error=f"result too large: {error.message}")
+    if error.code in {"unavailable", "rate_limited", "internal_error", "insufficient_tokens"}:
+        return outcome
+    if error.code == "conflict":
+        log.warning("job %s: ack refused (%s)", job.id, error.message)
+    else:
+        log.error("job %s: ack refused (%s: %s)", job.id, error.code, error.message)
+    return None
 
 
 async def _call(route: Route, job: ClaimedJob, threads: anyio.CapacityLimiter) -> Outcome:
@@ -105,38 +136,34 @@ async def _heartbeat(client: AsyncClient, route: Route, job: ClaimedJob) -> None
             log.warning("job %s: heartbeat failed (%s)", job.id, exc)
 
 
-async def _ack(client: AsyncClient, job: ClaimedJob, outcome: Outcome) -> None:
-    """Ack, retrying what may pass later; a refusal (409: the lease is gone) is final."""
-    assert job.claim_token is not None
+async def send_ack(client: AsyncClient, job: ClaimedJob, outcome: Outcome) -> None:
+    """Ack on its own (an exchange that claims nothing), retrying what may pass later; a
+    refusal (a conflict: the lease is gone) is final."""
     pause = RETRY_BACKOFF[0]
     for attempt in range(1, ACK_ATTEMPTS + 1):
+        problem: object
         try:
-            await client.jobs.ack(
-                job.id,
-                job.claim_token,
-                status=outcome.status,
-                result=outcome.result,
-                error=outcome.error,
-                retryable=outcome.retryable,
-            )
-            return
-        except Conflict as exc:
-            log.warning("job %s: ack refused (%s)", job.id, exc)
-            return
-        except PayloadTooLarge as exc:
-            if outcome.status == "failed":
-                log.error("job %s: ack refused (%s)", job.id, exc)
-                return
-            outcome = Outcome("failed", error=f"result too large: {exc.message}")
-        except BadRequest as exc:
+            [answer] = (await client.jobs.exchange([ack_item(job, outcome)])).acks
+        except (BadRequest, PayloadTooLarge) as exc:
             log.error("job %s: ack refused (%s)", job.id, exc)
             return
         except (FlowyardAPIError, httpx.HTTPError) as exc:
-            if attempt == ACK_ATTEMPTS:
-                log.error(
-                    "job %s: ack failed %d times (%s); its lease will run out", job.id, attempt, exc
-                )
+            problem = exc
+        else:
+            if answer.ok:
                 return
-            log.warning("job %s: ack failed (%s); retrying in %.1f s", job.id, exc, pause)
-            await anyio.sleep(pause)
-            pause = min(pause * 2, RETRY_BACKOFF[1])
+            again = refused(job, outcome, answer)
+            if again is None:
+                return
+            if again is not outcome:  # the same ack made smaller: sent at once
+                outcome = again
+                continue
+            problem = getattr(answer.error, "message", answer.error)
+        if attempt == ACK_ATTEMPTS:
+            log.error(
+                "job %s: ack failed %d times (%s); its lease will run out", job.id, attempt, problem
+            )
+            return
+        log.warning("job %s: ack failed (%s); retrying in %.1f s", job.id, problem, pause)
+        await anyio.sleep(pause)
+        pause = min(pause * 2, RETRY_BACKOFF[1])

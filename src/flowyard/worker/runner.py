@@ -19,7 +19,17 @@ from anyio.abc import TaskGroup, TaskStatus
 from flowyard.client import AsyncClient, Client, RetryPolicy
 from flowyard.client.errors import BadRequest, FlowyardAPIError, Forbidden, NotFound, Unauthorized
 from flowyard.client.models import ClaimedJob
-from flowyard.worker.job import RETRY_BACKOFF, HandlerFn, Route, run_job
+from flowyard.worker.acks import AckBox
+from flowyard.worker.job import (
+    RETRY_BACKOFF,
+    HandlerFn,
+    Outcome,
+    Route,
+    ack_item,
+    refused,
+    run_job,
+    send_ack,
+)
 from flowyard.worker.slots import Slots
 
 log = logging.getLogger("flowyard.worker")
@@ -84,6 +94,7 @@ class Worker:
         self._slots: Slots
         self._threads: anyio.CapacityLimiter
         self._batch: int
+        self._boxes: dict[str, AckBox] = {}
 
     # ------------------------------------------------------------------ registration
 
@@ -264,53 +275,132 @@ class Worker:
         return not scope.cancelled_caught
 
     async def _claim_loop(self, route: Route, queue_slots: Slots, jobs: TaskGroup) -> None:
+        """Exchange the acks handed to ``box`` for new jobs of ``route`` until a stop; then
+        send the acks still handed over, and return."""
+        box = AckBox()
+        self._boxes[route.queue] = box
         pause = RETRY_BACKOFF[0]
-        while not self.stopping:
-            reserved = 0
+        try:
+            while True:
+                acks = box.take()
+                if self.stopping:
+                    if acks:
+                        await self._exchange(route, queue_slots, jobs, acks, 0, claim=False)
+                    return
+                if acks:
+                    wanted = queue_slots.take_nowait(self._batch)
+                    reserved = self._slots.take_nowait(wanted)
+                    queue_slots.give(wanted - reserved)
+                else:
+                    reserved = await self._reserve(queue_slots, box)
+                    acks = box.take()
+                    if self.stopping or not (acks or reserved):
+                        self._release(queue_slots, reserved)
+                        box.pending[:0] = acks  # flushed on the way out
+                        continue
+                if not await self._exchange(route, queue_slots, jobs, acks, reserved, claim=True):
+                    await self._interruptible(functools.partial(anyio.sleep, pause))
+                    pause = min(pause * 2, RETRY_BACKOFF[1])
+                else:
+                    pause = RETRY_BACKOFF[0]
+                if self._fatal is not None:
+                    return
+        finally:
+            self._boxes.pop(route.queue, None)
 
-            async def reserve() -> None:
-                nonlocal reserved
-                wanted = await queue_slots.take(self._batch)
+    async def _reserve(self, queue_slots: Slots, box: AckBox) -> int:
+        """Wait for free slots (taking up to a batch of them), until a stop or an ack handed
+        to ``box`` interrupts the wait; the slots taken (maybe none)."""
+        reserved = 0
+
+        async def reserve() -> None:
+            nonlocal reserved
+            wanted = await queue_slots.take(self._batch)
+            try:
                 reserved = await self._slots.take(wanted)
+            finally:
                 queue_slots.give(wanted - reserved)
 
-            if not await self._interruptible(reserve) or self.stopping:
-                self._slots.give(reserved)
-                queue_slots.give(reserved)
-                return
+        with anyio.CancelScope() as scope:
+            self._scopes.add(scope)
+            box.waiting = scope
             try:
-                # Not interruptible: jobs the server hands to a request we gave up on would
-                # stay leased to nobody until their visibility timeout.
-                claimed = await self.client.jobs.claim(
-                    route.queue,
-                    count=reserved,
-                    visibility_timeout=route.visibility_timeout,
-                    wait_seconds=self.wait_seconds,
-                )
-            except FATAL as exc:
-                self._slots.give(reserved)
-                queue_slots.give(reserved)
+                if self.stopping or box.pending:
+                    scope.cancel()
+                await reserve()
+            finally:
+                box.waiting = None
+                self._scopes.discard(scope)
+        return reserved
+
+    async def _exchange(
+        self,
+        route: Route,
+        queue_slots: Slots,
+        jobs: TaskGroup,
+        acks: list[tuple[ClaimedJob, Outcome]],
+        reserved: int,
+        *,
+        claim: bool,
+    ) -> bool:
+        """Send ``acks`` and claim jobs for the ``reserved`` slots and the acks' own (none
+        without ``claim``); start the jobs claimed. Whether the request went through.
+
+        The acks' slots count as reserved: their jobs are done. If the request fails, each
+        ack is sent again on its own, holding its slot until then.
+        """
+        count = min(MAX_CLAIM, reserved + len(acks)) if claim else 0
+        held = reserved + len(acks)
+        # Not interruptible: jobs the server hands to a request we gave up on would stay
+        # leased to nobody until their visibility timeout.
+        try:
+            answer = await self.client.jobs.exchange(
+                [ack_item(job, outcome) for job, outcome in acks],
+                queue=route.queue if count else None,
+                count=count,
+                visibility_timeout=route.visibility_timeout,
+                wait_seconds=self.wait_seconds,
+            )
+        except (FlowyardAPIError, httpx.HTTPError) as exc:
+            self._release(queue_slots, held - len(acks))
+            for job, outcome in acks:
+                jobs.start_soon(self._ack_alone, queue_slots, job, outcome, name=f"ack {job.id}")
+            if isinstance(exc, FATAL) and not acks:
                 log.error("claim on %r refused (%s): stopping", route.queue, exc)
                 self._fatal = self._fatal or exc
                 self.stop(force=True)
-                return
-            except (FlowyardAPIError, httpx.HTTPError) as exc:
-                self._slots.give(reserved)
-                queue_slots.give(reserved)
-                log.warning("claim on %r failed (%s); retrying in %.1f s", route.queue, exc, pause)
-                await self._interruptible(functools.partial(anyio.sleep, pause))
-                pause = min(pause * 2, RETRY_BACKOFF[1])
-                continue
-            pause = RETRY_BACKOFF[0]
-            unused = reserved - len(claimed)
-            self._slots.give(unused)
-            queue_slots.give(unused)
-            for job in claimed:
-                jobs.start_soon(self._process, route, queue_slots, job, name=f"job {job.id}")
+            else:
+                log.warning("claim on %r failed (%s); retrying", route.queue, exc)
+            return False
+        self._release(queue_slots, held - len(answer.jobs))
+        for (job, outcome), done in zip(acks, answer.acks, strict=True):
+            again = None if done.ok else refused(job, outcome, done)
+            if again is not None:  # its slot went to the claim: it is sent again without one
+                jobs.start_soon(send_ack, self.client, job, again, name=f"ack {job.id}")
+        for job in answer.jobs:
+            jobs.start_soon(self._process, route, queue_slots, job, name=f"job {job.id}")
+        return True
+
+    def _release(self, queue_slots: Slots, count: int) -> None:
+        self._slots.give(count)
+        queue_slots.give(count)
 
     async def _process(self, route: Route, queue_slots: Slots, job: ClaimedJob) -> None:
+        """Run the job; its ack goes with the queue's next claim if the claim loop is waiting
+        for a slot (the job's slot goes with it), else on its own at once."""
+        handed = False
         try:
-            await run_job(self.client, route, job, self._threads)
+            outcome = await run_job(self.client, route, job, self._threads)
+            box = self._boxes.get(route.queue)
+            handed = box is not None and not self.stopping and box.offer(job, outcome)
+            if not handed:
+                await send_ack(self.client, job, outcome)
         finally:
-            self._slots.give(1)
-            queue_slots.give(1)
+            if not handed:
+                self._release(queue_slots, 1)
+
+    async def _ack_alone(self, queue_slots: Slots, job: ClaimedJob, outcome: Outcome) -> None:
+        try:
+            await send_ack(self.client, job, outcome)
+        finally:
+            self._release(queue_slots, 1)

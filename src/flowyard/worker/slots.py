@@ -28,6 +28,12 @@ class Slots:
         self.used += taken
         return taken
 
+    def take_nowait(self, most: int) -> int:
+        """Take as many places as are free now, up to ``most`` (possibly none)."""
+        taken = int(max(0, min(most, self.free)))
+        self.used += taken
+        return taken
+
     def give(self, count: int) -> None:
         """Give back ``count`` places (0 is a no-op)."""
         if count:

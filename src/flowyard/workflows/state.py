@@ -85,7 +85,7 @@ ITEM_ACTIVE = frozenset({ItemStatus.QUEUED, ItemStatus.RUNNING})
 """Items whose job (or child execution) is out."""
 
 
-class ItemState(msgspec.Struct, frozen=True, gc=False, kw_only=True):
+class ItemState(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True):
     """One item of a ``for_each`` step: stored in a row of its own, never in the execution."""
 
     index: int
@@ -124,7 +124,7 @@ class MapProgress(msgspec.Struct, frozen=True, gc=False, kw_only=True):
         return self.running + self.queued
 
 
-class StepState(msgspec.Struct, frozen=True, gc=False, kw_only=True):
+class StepState(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True):
     """One step of one execution."""
 
     step_id: str
@@ -170,7 +170,7 @@ class ParentRef(msgspec.Struct, frozen=True, gc=False):
     """The for_each item the child runs (``attempt`` is then the item's)."""
 
 
-class ExecutionState(msgspec.Struct, frozen=True, gc=False, kw_only=True):
+class ExecutionState(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True):
     """An execution as stored and as its actor holds it."""
 
     id: str

@@ -1,0 +1,124 @@
+"""What the workflow engine does when step jobs end: each job's end goes to its execution's
+actor, which commits it with the step transition it causes; the ends of one call (an
+exchange's acks) that belong to one idle execution go to it as one batch, one commit.
+"""
+
+import logging
+from time import perf_counter
+from typing import Any
+
+import msgspec
+
+from flowyard.actors.execution_records import Carry, ExecutionActor
+from flowyard.actors.jobs import Change, JobEngine
+from flowyard.errors import FlowyardError, NotFound
+from flowyard.jobs.model import Job, JobStatus, Run
+from flowyard.workflows.state import JobFinished, Message
+
+log = logging.getLogger("flowyard.workflows")
+
+
+def _finished(job: Job) -> JobFinished:
+    """The message that tells a step's execution that its job ended."""
+    ref = job.workflow
+    assert ref is not None
+    outcome = {JobStatus.COMPLETED: "completed", JobStatus.CANCELLED: "cancelled"}.get(
+        job.status, "failed"
+    )
+    output = msgspec.json.decode(bytes(job.result)) if outcome == "completed" else None
+    return JobFinished(
+        ref.step_id, ref.attempt, job.id, outcome, output, job.error, max(job.attempt, 1), ref.item
+    )
+
+
+class StepResults:
+    """The step-job side of :class:`~flowyard.actors.workflows.WorkflowEngine` (a mixin
+    placed after the classes that define what it uses)."""
+
+    jobs: JobEngine
+    actors: dict[str, ExecutionActor]
+
+    async def _actor(self, execution_id: str, project_id: str | None = None) -> ExecutionActor:
+        raise NotImplementedError
+
+    async def _ask(
+        self, actor: ExecutionActor, message: Message, carry: Carry | None = None
+    ) -> Any:
+        raise NotImplementedError
+
+    async def _results(
+        self, actor: ExecutionActor, messages: list[tuple[Message, Carry | None]]
+    ) -> tuple[list[Any], int]:
+        raise NotImplementedError
+
+    async def _process(self, actor: ExecutionActor, message: Message, carry: Carry | None) -> Any:
+        raise NotImplementedError
+
+    def _rest(self, actor: ExecutionActor) -> None:
+        raise NotImplementedError
+
+    async def _job_settled(
+        self, change: Change, runs: list[Run], arrived: float | None = None
+    ) -> None:
+        """``arrived``: when the job's end reached the engine (``perf_counter``; now if None)."""
+        arrived = perf_counter() if arrived is None else arrived
+        _, job = change
+        ref = job.workflow
+        assert ref is not None
+        try:
+            actor = await self._actor(ref.execution_id)
+        except Exception as exc:
+            if not isinstance(exc, NotFound):
+                log.exception(
+                    "execution %s cannot take %s's result",
+                    ref.execution_id,
+                    job.id,
+                    extra={"execution_id": ref.execution_id, "job_id": job.id},
+                )
+            await self.jobs.commit([change], runs)  # an orphan job: record it alone
+            return
+        await self._ask(actor, _finished(job), (change, runs, arrived))
+
+    async def _jobs_settled(self, settled: list[tuple[Change, list[Run]]]) -> list[Any]:
+        """Step jobs that ended in one call (an exchange's acks), each as :meth:`_job_settled`
+        would take it; those of one idle execution go through its actor as one batch (one
+        decide after the other, one commit). Returns, per job, None or the error it met."""
+        arrived = perf_counter()
+        groups: dict[str, list[int]] = {}
+        for index, (change, _) in enumerate(settled):
+            ref = change[1].workflow
+            assert ref is not None
+            groups.setdefault(ref.execution_id, []).append(index)
+        errors: list[Any] = [None] * len(settled)
+        for execution_id, indexes in groups.items():
+            actor = self.actors.get(execution_id)
+            if len(indexes) > 1 and actor is not None and not actor.busy:
+                batch: list[tuple[Message, Carry | None]] = [
+                    (_finished(settled[i][0][1]), (*settled[i], arrived)) for i in indexes
+                ]
+                outcomes = await self._batch(actor, batch)
+                for index, outcome in zip(indexes, outcomes, strict=True):
+                    if isinstance(outcome, BaseException):
+                        errors[index] = outcome
+                continue
+            for index in indexes:
+                try:
+                    await self._job_settled(*settled[index], arrived)
+                except FlowyardError as exc:
+                    errors[index] = exc
+        return errors
+
+    async def _batch(
+        self, actor: ExecutionActor, batch: list[tuple[Message, Carry | None]]
+    ) -> list[Any]:
+        """Job messages for an idle actor, handled in the caller's task as its mailbox's drain
+        would handle them: as one commit, or one by one what the batch leaves."""
+        actor.busy = True
+        try:
+            outcomes, done = await self._results(actor, batch)
+            outcomes = list(outcomes)
+            for message, carry in batch[done:]:
+                outcomes.append(await self._process(actor, message, carry))
+        finally:
+            self._rest(actor)
+        return outcomes
