@@ -186,8 +186,9 @@ Failed = Callable[[str, int, bytes], None]
 class PullLane:
     """One claim loop: claim up to ``count`` jobs of ``queue`` (long-polling ``wait_seconds``),
     work them out one by one with ``work``, ack them, until ``stop``; ``requests`` counts the
-    requests it sent. With ``exchange`` the acks go with the next claim, and the last ones
-    alone once ``stop`` is set, so every job it claimed is acked when it returns."""
+    requests it sent. With ``exchange`` the acks go with the next claim, which then takes only
+    the jobs ready at once (an empty answer is followed by a long-poll without acks), and the
+    last ones alone once ``stop`` is set, so every job it claimed is acked when it returns."""
 
     post: Poster
     queue: str
@@ -279,7 +280,9 @@ class PullLane:
             ]
             body: dict[str, Any] = {"acks": acks}
             if not stopping:
-                body["claim"] = claim
+                # With acks, claim only what is ready now: the answer (the acks' outcomes) must
+                # not wait out a long-poll; with none, long-poll as a claim does.
+                body["claim"] = {**claim, "wait_seconds": 0} if acks else claim
             status, content = self._send("/infra/jobs/exchange", orjson.dumps(body))
             got = time.time()
             if status != 200:
