@@ -34,15 +34,10 @@ class AckBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     retryable: bool = True
 
 
-class ExchangeAck(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class ExchangeAck(AckBody, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """One ack of ``POST /infra/jobs/exchange``: an ack body that names its job."""
 
     job_id: Annotated[str, Meta(min_length=1, max_length=256)]
-    status: Literal["completed", "failed"]
-    claim_token: Annotated[str, Meta(min_length=1, max_length=256)]
-    result: Raw = msgspec.field(default_factory=null)
-    error: Any = None
-    retryable: bool = True
 
 
 class ExchangeClaim(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
