@@ -66,7 +66,9 @@ def test_a_waiting_step_is_shown_and_a_signal_sent_from_the_page_completes_it(
     expect(answer).to_contain_text("completed step approve")
     expect(node(page, "approve")).to_have_attribute("data-status", "completed")
     expect(status_of(page)).to_have_attribute("data-status", "completed")
-    expect(section).to_be_hidden()  # an ended execution takes no signals
+    expect(form).to_be_hidden()  # an ended execution takes no signals
+    expect(section).to_contain_text("The execution has ended")
+    expect(answer).to_contain_text("completed step approve")  # the answer stays in view
     expect(page.locator("ol.timeline")).to_contain_text("signal_received")
     ship = [s for s in stack.api.execution(execution_id)["steps"] if s["step_id"] == "ship"]
     assert ship[0]["output"]["echo"] == {"by": "ann"}

@@ -1,5 +1,6 @@
 // The execution page's "Send signal" card: a signal's name (prefilled from the step that
-// waits), its JSON data and an optional idempotency key; shown while the execution is live.
+// waits), its JSON data and an optional idempotency key. The form shows while the execution is
+// live; once it ends, the card stays only to show the answer to a signal sent from it.
 
 import { api } from "../api.js";
 import { card, field, h, outcome, parseJson } from "../dom.js";
@@ -25,7 +26,9 @@ export function signalCard(base, after) {
   const fields = { name, data, idempotency_key: key };
   const submit = h("button", { type: "submit" }, "Send signal");
   const form = h("form", { class: "signal", "aria-label": "Send signal" }, name, names, data, key, submit);
+  const ended = h("p", { class: "muted", hidden: true }, "The execution has ended: it takes no more signals.");
   let prefilled = "";
+  let answered = false;
 
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -41,6 +44,7 @@ export function signalCard(base, after) {
     }
     if (key.control.value.trim()) body.idempotency_key = key.control.value.trim();
     submit.disabled = true;
+    answered = true; // keep the card for the answer, should the execution end meanwhile
     try {
       const sent = await api(`${base}/signals`, { method: "POST", body });
       answer.ok(sent.consumed_by
@@ -54,9 +58,12 @@ export function signalCard(base, after) {
     after();
   });
 
-  const section = card("Send signal", form, answer);
+  const section = card("Send signal", form, answer, ended);
   section.update = (execution) => {
-    section.hidden = !LIVE.has(execution.status);
+    const live = LIVE.has(execution.status);
+    form.hidden = !live;
+    ended.hidden = live;
+    section.hidden = !live && !answered;
     const waiting = execution.steps.filter((st) => st.status === "waiting" && st.signal);
     const wanted = [...new Set(waiting.map((st) => st.signal))];
     names.replaceChildren(...wanted.map((value) => h("option", { value })));
