@@ -8,6 +8,7 @@ import argparse
 import contextlib
 import gc
 import json
+import re
 import socket
 import weakref
 from collections.abc import Callable
@@ -141,6 +142,22 @@ async def test_a_body_that_stalls_longer_than_the_read_timeout_is_408() -> None:
         await conn.send(post("/echo", body)[:-7])
         with anyio.fail_after(5):
             await refused(conn, 408, "request_timeout")
+
+
+async def test_a_408_carries_the_request_id() -> None:
+    """A body that stalls keeps the id its head sent; a head that stalls gets a fresh one."""
+    async with serving(read_timeout=0.3) as server:
+        async with wire(server) as conn:
+            await conn.send(post("/echo", b"0123456789", "X-Request-Id: r-408")[:-4])
+            with anyio.fail_after(5):
+                status, headers, _ = await conn.answer()
+            assert (status, headers["x-request-id"]) == (408, "r-408")
+        async with wire(server) as conn:
+            await conn.send(b"GET /echo HTTP/1.1\r\nHost: t\r\nX-Request-Id: r-head\r\n")
+            with anyio.fail_after(5):
+                status, headers, _ = await conn.answer()
+            assert status == 408
+            assert re.fullmatch(r"[0-9a-f]{12}-[0-9a-f]+", headers["x-request-id"]), headers
 
 
 async def test_a_request_waiting_its_turn_is_not_timed_out() -> None:
