@@ -1,7 +1,8 @@
 """Job and run records, their statuses, and their JSON views.
 
 Records are frozen msgspec Structs written to SQLite as JSON; new fields must have defaults
-(msgspec's schema-evolution rules) so that older rows still decode.
+(msgspec's schema-evolution rules) so that older rows still decode. A job's document leaves
+out the fields that hold their default: read one with its Struct, not as plain JSON.
 """
 
 from enum import StrEnum
@@ -94,7 +95,7 @@ class RunStatus(StrEnum):
 
 # gc=False: these records never take part in reference cycles; leaving them out of the
 # cyclic collector saves memory and collector time with many live jobs and executions.
-class WorkflowRef(msgspec.Struct, frozen=True, gc=False):
+class WorkflowRef(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     """The workflow step a job runs for."""
 
     execution_id: str
@@ -112,8 +113,12 @@ def workflow_view(ref: WorkflowRef) -> dict[str, Any]:
     return view
 
 
-class Job(msgspec.Struct, frozen=True, gc=False, kw_only=True):
-    """A job as stored. ``claim_token``, ``run_id`` and ``callback_deadline`` are internal."""
+class Job(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True):
+    """A job as stored. ``claim_token``, ``run_id`` and ``callback_deadline`` are internal.
+
+    A field that holds its default is left out of the stored document (most of a job's fields
+    are unset or default most of its life), and comes back as that default when decoded.
+    """
 
     id: str
     project_id: str
