@@ -65,6 +65,11 @@ class PullQueue(
 
 Trigger = Immediate | Delayed | Scheduled | PushQueue | PullQueue
 QUEUE_TRIGGERS = (PushQueue, PullQueue)  # a tuple: ``isinstance`` with it builds no union
+TRIGGER_TAGS: dict[type, str] = {
+    kind: str(kind.__struct_config__.tag)
+    for kind in (Immediate, Delayed, Scheduled, PushQueue, PullQueue)
+}
+"""Each trigger type's ``type`` tag (a look-up: ``__struct_config__`` builds an object)."""
 TriggerType = Literal["immediate", "delayed", "scheduled", "queue", "pull"]
 """The ``type`` tags of ``Trigger``."""
 Backoff = Literal["exponential", "linear", "fixed"]
@@ -157,7 +162,7 @@ class Job(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_defaults=Tru
     @property
     def trigger_type(self) -> str:
         """The trigger's type tag."""
-        return str(self.trigger.__struct_config__.tag)
+        return TRIGGER_TAGS[type(self.trigger)]
 
     @property
     def is_pull(self) -> bool:
