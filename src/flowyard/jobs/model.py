@@ -1,8 +1,9 @@
 """Job and run records, their statuses, and their JSON views.
 
 Records are frozen msgspec Structs written to SQLite as JSON; new fields must have defaults
-(msgspec's schema-evolution rules) so that older rows still decode. A job's document leaves
-out the fields that hold their default: read one with its Struct, not as plain JSON.
+(msgspec's schema-evolution rules) so that older rows still decode. A job's and a run's
+documents leave out the fields that hold their default: read one with its Struct, not as
+plain JSON.
 """
 
 from enum import StrEnum
@@ -170,8 +171,9 @@ class Job(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_defaults=Tru
         return isinstance(self.trigger, PullQueue)
 
 
-class Run(msgspec.Struct, frozen=True, gc=False, kw_only=True):
-    """One delivery of a push job or one claim of a pull job."""
+class Run(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True):
+    """One delivery of a push job or one claim of a pull job (stored without its default
+    fields, as a job is)."""
 
     id: str
     job_id: str
