@@ -131,9 +131,11 @@ class LiveJobs:
             else:
                 self.runs.pop(run.id, None)
         ops: list[Intent] = [store.put_job(new) for _, new in changes]
-        ops += [store.put_run(run) for run in runs]
+        ops += map(store.put_run, runs)
+        ops += extra
+        ops += outbox
         try:
-            await self.db.commit([*ops, *extra, *outbox])
+            await self.db.commit(ops)
         except BaseException:
             for old, new in reversed(changes):
                 if old is None:
