@@ -70,27 +70,29 @@ def ulid() -> str:
 
     The 48 bits of time fill 10 digits (the top two bits are zero), the 80 random bits 16.
     """
-    ms = time.time_ns() // 1_000_000
-    if ms != _time_digits[0]:
-        _set_time_digits(ms)
-    digits: str = _time_digits[1]
-    return digits + _random_digits.take(16)
+    return _time_digits(time.time_ns() // 1_000_000) + _random_digits.take(16)
 
 
-def _set_time_digits(ms: int) -> None:
-    _time_digits[:] = [ms, "".join([_PAIRS[(ms >> s) & 1023] for s in (40, 30, 20, 10, 0)])]
+def _time_digits(ms: int) -> str:
+    """The 10 digits of a millisecond timestamp: the first 8 change once in 1,024 ms."""
+    high = ms >> 10
+    if high != _high_digits[0]:
+        _high_digits[:] = [high, "".join([_PAIRS[(high >> s) & 1023] for s in (30, 20, 10, 0)])]
+    digits: str = _high_digits[1]
+    return digits + _PAIRS[ms & 1023]
 
 
-_time_digits: list[Any] = [-1, ""]  # the last millisecond seen and its 10 digits
+_high_digits: list[Any] = [-1, ""]  # the last ``ms >> 10`` seen and its 8 digits
 
 
 def new_id(prefix: str) -> str:
     """An identifier such as ``job_01JNXS...``."""
     ms = time.time_ns() // 1_000_000
-    if ms != _time_digits[0]:
-        _set_time_digits(ms)
-    digits: str = _time_digits[1]
-    return prefix + "_" + digits + _random_digits.take(16)
+    high = ms >> 10
+    if high != _high_digits[0]:
+        _time_digits(ms)
+    digits: str = _high_digits[1]
+    return prefix + "_" + digits + _PAIRS[ms & 1023] + _random_digits.take(16)
 
 
 def base62_token(length: int = 40) -> str:

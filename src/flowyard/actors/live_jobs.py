@@ -92,11 +92,11 @@ class LiveJobs:
         else:
             self.jobs[new.id] = new
         trigger = new.trigger
-        queue = (
-            self.queue(new.project_id, trigger.queue)
-            if isinstance(trigger, QUEUE_TRIGGERS)
-            else None
-        )
+        queue = None
+        if isinstance(trigger, QUEUE_TRIGGERS):
+            queue = self.queues.get((new.project_id, trigger.queue))
+            if queue is None:
+                queue = self.queue(new.project_id, trigger.queue)
         if old is not None:
             # A job's trigger (so its queue) changes only with a PATCH.
             old_queue = queue if old.trigger is trigger else self._queue_of(old)
