@@ -7,7 +7,6 @@ import msgspec
 from starlette.requests import Request
 
 from flowyard.errors import Invalid, PayloadTooLarge, UnsupportedMediaType, invalid_field
-from flowyard.http.headers import header
 from flowyard.http.unknown_fields import unknown_fields
 
 T = TypeVar("T")
@@ -23,7 +22,12 @@ _UNKNOWN = "Object contains unknown field"
 
 async def read_body(request: Request) -> bytes:
     """The raw body, refusing more than 1 MiB (413) and non-JSON media types (415)."""
-    length = header(request.scope, b"content-length")
+    length = content_type = None
+    for name, value in request.scope["headers"]:  # two headers in one scan, as header() reads one
+        if name == b"content-length" and length is None:
+            length = value
+        elif name == b"content-type" and content_type is None:
+            content_type = value
     if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"the body is over {MAX_BODY_BYTES} bytes")
     # The ASGI messages read straight from ``receive``: Starlette's ``request.stream()`` is an
@@ -41,10 +45,11 @@ async def read_body(request: Request) -> bytes:
         chunks.append(chunk)
         if not message.get("more_body", False):
             break
-    body = b"".join(chunks)
-    media = (header(request.scope, b"content-type") or "").split(";")[0].strip().lower()
-    if body and media and media != "application/json" and not media.endswith("+json"):
-        raise UnsupportedMediaType(f"send the body as application/json, not {media}")
+    body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    if body and content_type is not None and content_type != b"application/json":
+        media = content_type.decode("latin-1").split(";")[0].strip().lower()
+        if media and media != "application/json" and not media.endswith("+json"):
+            raise UnsupportedMediaType(f"send the body as application/json, not {media}")
     return body
 
 

@@ -12,7 +12,8 @@ unless they are ``:path`` ones, and a mount is always tried). A trigger's route,
 workflow routes, is then the only one tried.
 
 Function endpoints are also called without Starlette's ``request_response`` wrapper, whose
-exception-handler layer :class:`~flowyard.http.boundary.ErrorBoundary` makes redundant.
+exception-handler layer :class:`~flowyard.http.boundary.ErrorBoundary` makes redundant, and
+a plain response (every JSON answer) is sent without the coroutine of ``Response.__call__``.
 """
 
 import inspect
@@ -25,6 +26,8 @@ from starlette.routing import BaseRoute, Match, Mount, Route, Router
 from starlette.types import Lifespan, Receive, Scope, Send
 
 PREFIX_SEGMENTS = 2
+_SENT_AS_IS = Response.__call__
+"""A response whose class keeps it sends its status, headers and body, nothing else."""
 _FORWARDING = (Route, Mount)  # routes whose ``handle`` calls their ``app`` once it matched
 
 Prefix = tuple[str, ...]
@@ -52,7 +55,18 @@ class _Endpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = await self.func(Request(scope, receive, send))
-        await response(scope, receive, send)
+        if type(response).__call__ is not _SENT_AS_IS or response.background is not None:
+            await response(scope, receive, send)
+            return
+        # What Response.__call__ sends for an HTTP request, without its coroutine.
+        await send(
+            {
+                "type": "http.response.start",
+                "status": response.status_code,
+                "headers": response.raw_headers,
+            }
+        )
+        await send({"type": "http.response.body", "body": response.body})
 
 
 class IndexedRouter(Router):
