@@ -9,7 +9,8 @@ are Starlette's: the first full match wins, a match but for the method is a 405,
 Within those, a route is not even tried when it cannot match: a literal path other than the
 request's, or a path with another count of segments (its parameters never hold a ``/``
 unless they are ``:path`` ones, and a mount is always tried). A trigger's route, fifth of the
-workflow routes, is then the only one tried.
+workflow routes, is then the only one tried; a literal path equal to the request's matches
+without its regular expression.
 
 Function endpoints are also called without Starlette's ``request_response`` wrapper, whose
 exception-handler layer :class:`~flowyard.http.boundary.ErrorBoundary` makes redundant, and
@@ -18,7 +19,7 @@ a plain response (every JSON answer) is sent without the coroutine of ``Response
 
 import inspect
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -119,9 +120,14 @@ class IndexedRouter(Router):
         path = scope["path"]  # the app is not mounted: no root_path
         slashes = path.count("/")
         for route, literal, count in self._filed(path):  # candidates(), inline
-            if (literal is not None and literal != path) or (count >= 0 and count != slashes):
+            if literal is not None:
+                if literal != path:
+                    continue
+                match, child_scope = _literal_match(cast(Route, route), scope)
+            elif count >= 0 and count != slashes:
                 continue
-            match, child_scope = route.matches(scope)
+            else:
+                match, child_scope = route.matches(scope)
             if match is Match.FULL:
                 scope["route"] = route
                 scope.update(child_scope)
@@ -140,6 +146,15 @@ class IndexedRouter(Router):
             await route.handle(scope, receive, send)
             return
         await self.default(scope, receive, send)
+
+
+def _literal_match(route: Route, scope: Scope) -> tuple[Match, Scope]:
+    """``route.matches(scope)`` for a literal route equal to the request's path: no regular
+    expression to run, no parameter to convert."""
+    child_scope = {"endpoint": route.endpoint, "path_params": dict(scope.get("path_params", {}))}
+    if route.methods and scope["method"] not in route.methods:
+        return Match.PARTIAL, child_scope
+    return Match.FULL, child_scope
 
 
 def _filed(route: BaseRoute) -> Filed:
