@@ -1,7 +1,7 @@
 """Reading request bodies and query parameters: size, media type, JSON, types and ranges."""
 
 import re
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 import msgspec
 from starlette.requests import Request
@@ -18,6 +18,7 @@ _PATH = re.compile(r"^(?P<message>.*) - at `(?P<path>\$[^`]*)`$", re.DOTALL)
 _MISSING = re.compile(r"^Object missing required field `(?P<field>[^`]+)`$")
 _INTEGER = re.compile(r"^-?[0-9]{1,18}\Z")
 _UNKNOWN = "Object contains unknown field"
+_DECODERS: dict[Any, msgspec.json.Decoder[Any]] = {}
 
 
 async def read_body(request: Request) -> bytes:
@@ -59,8 +60,11 @@ def decode(body: bytes, kind: type[T]) -> T:
     msgspec stops at the first problem; every unknown field is named (``details`` lists each),
     then the first other problem, if that is what stopped msgspec.
     """
+    decoder = _DECODERS.get(kind)
+    if decoder is None:  # one per body type, built on its first use
+        decoder = _DECODERS[kind] = msgspec.json.Decoder(kind, strict=True)
     try:
-        return msgspec.json.decode(body, type=kind, strict=True)
+        return cast(T, decoder.decode(body))
     except msgspec.ValidationError as exc:
         match = _PATH.match(str(exc))
         message, path = (match["message"], match["path"]) if match else (str(exc), "$")
