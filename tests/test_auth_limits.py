@@ -89,6 +89,9 @@ async def test_a_run_of_one_credential_is_hashed_once(
     await refused(authenticator, bearer("made-up"))  # another credential: hashed on its own
     assert await authenticator.authenticate(bearer(service.key)) == real
     assert hashed == [service.key, "made-up", service.key]
+    await refused(authenticator, carrying(("X-API-Key", "caf\xe9")))  # not ASCII: not kept
+    assert await authenticator.authenticate(bearer(service.key)) == real
+    assert hashed == [service.key, "made-up", service.key, "caf\xe9"]
 
 
 async def test_mebibyte_credentials_are_refused_quickly_by_a_real_server(

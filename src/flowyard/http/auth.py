@@ -125,8 +125,10 @@ class Authenticator:
         """The digest of the request's credential; 401 when it has none or a far too long
         one."""
         token = _credential(scope)
+        if not token.isascii():  # never a real key, and compare_digest takes ASCII only
+            return hash_key(token)
         last, digest = self._last
-        if token.isascii() and hmac.compare_digest(token, last):
+        if hmac.compare_digest(token, last):
             return digest
         digest = hash_key(token)
         self._last = token, digest
