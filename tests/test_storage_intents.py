@@ -14,8 +14,9 @@ from flowyard.storage.intents import Intent, PutJob, SetBalance, Spend
 from flowyard.storage.migrations import migrate_sync
 from flowyard.storage.projects import new_project
 from flowyard.storage.sqlite_statements import _STATEMENTS, all_statements, execute
-from flowyard.storage.workflows import put_events
-from flowyard.workflows.state import Event
+from flowyard.storage.workflows import put_events, put_execution
+from flowyard.storage.writer import Writer
+from flowyard.workflows.state import Event, ExecutionState
 
 
 def test_every_intent_has_sqlite_statements() -> None:
@@ -63,3 +64,21 @@ def test_a_transitions_events_are_stored_each_as_the_encoder_wrote_it(tmp_path: 
         ).fetchall()
     stored = [*events, events[0]]
     assert rows == [(4 + n, "blob", encode(event)) for n, event in enumerate(stored)]
+
+
+def test_an_execution_and_the_events_of_its_transition_are_one_write(tmp_path: Path) -> None:
+    state = ExecutionState(id="ex_2", project_id="prj_1", blueprint_id="bp_1", steps={})
+    events = [Event(type="execution.started", at=1), Event(type="x", at=2, data={"k": "\u2603"})]
+    ops = all_statements([put_execution(state), put_events("ex_2", 1, events)])
+    assert len(ops) == 1
+    path = tmp_path / "x.db"
+    writer = Writer.open(str(path), "full")
+    writer.write([*ops, *all_statements([put_execution(state), put_events("ex_2", 3, events)])])
+    writer.write(all_statements([put_execution(state), put_events("other", 5, events[:1])]))
+    writer.close()
+    with closing(sqlite3.connect(path)) as conn:
+        docs = conn.execute("SELECT doc FROM executions").fetchall()
+        rows = conn.execute("SELECT execution_id, seq, doc FROM events ORDER BY seq").fetchall()
+    assert docs == [(encode(state),)]
+    expected = [("ex_2", 1 + n, encode(e)) for n, e in enumerate([*events, *events])]
+    assert rows == [*expected, ("other", 5, encode(events[0]))]

@@ -169,14 +169,28 @@ def _archive_blueprint(intent: ArchiveBlueprint, out: list[Op]) -> None:
     out.append((sql, (blueprint.archived_at, encode(blueprint), blueprint.id)))
 
 
+_EXECUTION = (
+    "INSERT INTO executions"
+    " (id, project_id, blueprint_id, status, active, idempotency_key, doc, parent_id)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(id) DO UPDATE SET"
+    " status = excluded.status, active = excluded.active, doc = excluded.doc"
+)
+# The execution's row and the events of the same transition, in one statement of the writer
+# (the events as one JSON array, which SQLite splits: each element's text as the encoder
+# wrote it, stored as a blob like one event alone).
+_EXECUTION_AND_EVENTS = (
+    f"{_EXECUTION}; INSERT OR REPLACE INTO events (execution_id, seq, doc)"
+    " SELECT ?1, ?9 + key, CAST(value AS BLOB) FROM json_each(?10)"
+)
+_EVENT = "INSERT OR REPLACE INTO events (execution_id, seq, doc) VALUES (?, ?, ?)"
+_EVENTS = (
+    "INSERT OR REPLACE INTO events (execution_id, seq, doc)"
+    " SELECT ?, ? + key, CAST(value AS BLOB) FROM json_each(?)"
+)
+
+
 def _put_execution(intent: PutExecution, out: list[Op]) -> None:
     state = intent.state
-    sql = (
-        "INSERT INTO executions"
-        " (id, project_id, blueprint_id, status, active, idempotency_key, doc, parent_id)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET"
-        " status = excluded.status, active = excluded.active, doc = excluded.doc"
-    )
     parent = state.parent
     params = (
         state.id,
@@ -188,22 +202,21 @@ def _put_execution(intent: PutExecution, out: list[Op]) -> None:
         encode(state),
         parent.execution_id if parent is not None else None,
     )
-    out.append((sql, params))
+    out.append((_EXECUTION, params))
 
 
 def _put_events(intent: PutEvents, out: list[Op]) -> None:
     events = intent.events
-    if len(events) == 1:
-        sql = "INSERT OR REPLACE INTO events (execution_id, seq, doc) VALUES (?, ?, ?)"
-        out.append((sql, (intent.execution_id, intent.first_seq, encode(events[0]))))
-    elif events:
-        # One statement for them all: SQLite splits the JSON array, each element's text as
-        # the encoder wrote it (a blob, as one event alone is stored).
-        sql = (
-            "INSERT OR REPLACE INTO events (execution_id, seq, doc)"
-            " SELECT ?, ? + key, CAST(value AS BLOB) FROM json_each(?)"
-        )
-        out.append((sql, (intent.execution_id, intent.first_seq, encode(events))))
+    if not events:
+        return
+    if out and out[-1][0] is _EXECUTION and out[-1][1][0] == intent.execution_id:
+        # Its execution's row was the write just before: one row of the writer for both.
+        params = (*out[-1][1], intent.first_seq, encode(events))
+        out[-1] = (_EXECUTION_AND_EVENTS, params)
+    elif len(events) == 1:
+        out.append((_EVENT, (intent.execution_id, intent.first_seq, encode(events[0]))))
+    else:
+        out.append((_EVENTS, (intent.execution_id, intent.first_seq, encode(events))))
 
 
 def _put_item(intent: PutItem, out: list[Op]) -> None:
