@@ -8,9 +8,9 @@ from typing import get_args
 import msgspec
 
 from flowyard.ids import new_id
-from flowyard.jobs.model import Job, PullQueue
+from flowyard.jobs.model import Job, PullQueue, Run, RunStatus
 from flowyard.storage.codec import encode
-from flowyard.storage.intents import Intent, PutJob, SetBalance, Spend
+from flowyard.storage.intents import Intent, PutJob, PutRun, SetBalance, Spend
 from flowyard.storage.migrations import migrate_sync
 from flowyard.storage.projects import new_project
 from flowyard.storage.sqlite_statements import _STATEMENTS, all_statements, execute
@@ -82,3 +82,31 @@ def test_an_execution_and_the_events_of_its_transition_are_one_write(tmp_path: P
     assert docs == [(encode(state),)]
     expected = [("ex_2", 1 + n, encode(e)) for n, e in enumerate([*events, *events])]
     assert rows == [*expected, ("other", 5, encode(events[0]))]
+
+
+def test_runs_ride_in_the_rows_of_their_jobs_and_keep_their_order(tmp_path: Path) -> None:
+    jobs = [Job(id=new_id("job"), project_id="prj_1", trigger=PullQueue(queue="q")) for _ in "ab"]
+    started = [
+        Run(id=new_id("run"), job_id=job.id, attempt=1, scheduled_at=None, started_at=1)
+        for job in jobs
+    ]
+    finished = msgspec.structs.replace(started[0], status=RunStatus.COMPLETED, completed_at=2)
+    intents: list[Intent] = [
+        PutRun(finished),  # no job row before it: a row of its own (then overwritten)
+        *(PutJob(job) for job in jobs),
+        *(PutRun(run) for run in started),
+        PutRun(finished),  # its job's row already carries a run: after it, in order
+    ]
+    ops = all_statements(intents)
+    assert len(ops) == 4
+    path = tmp_path / "r.db"
+    writer = Writer.open(str(path), "full")
+    writer.write(ops)
+    writer.close()
+    with closing(sqlite3.connect(path)) as conn:
+        stored_jobs = conn.execute("SELECT id FROM jobs ORDER BY seq").fetchall()
+        runs = dict(conn.execute("SELECT id, doc FROM runs").fetchall())
+        owners = dict(conn.execute("SELECT id, job_id FROM runs").fetchall())
+    assert stored_jobs == [(job.id,) for job in jobs]
+    assert runs == {started[0].id: encode(finished), started[1].id: encode(started[1])}
+    assert owners == {run.id: run.job_id for run in started}

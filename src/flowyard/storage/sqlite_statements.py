@@ -47,14 +47,25 @@ Op = tuple[str, Sequence[Any]]
 """One SQL statement and its parameters."""
 
 
+_JOB = (
+    "INSERT INTO jobs (id, project_id, status, trigger_type, queue, idempotency_key, doc)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(id) DO UPDATE SET"
+    " status = excluded.status, trigger_type = excluded.trigger_type,"
+    " queue = excluded.queue, doc = excluded.doc"
+)
+_RUN = (
+    "INSERT INTO runs (id, job_id, doc) VALUES (?, ?, ?)"
+    " ON CONFLICT(id) DO UPDATE SET doc = excluded.doc"
+)
+# A job's row and a run of the same job, in one statement of the writer.
+_JOB_AND_RUN = (
+    f"{_JOB}; INSERT INTO runs (id, job_id, doc) VALUES (?8, ?1, ?9)"
+    " ON CONFLICT(id) DO UPDATE SET doc = excluded.doc"
+)
+
+
 def _put_job(intent: PutJob, out: list[Op]) -> None:
     job = intent.job
-    sql = (
-        "INSERT INTO jobs (id, project_id, status, trigger_type, queue, idempotency_key, doc)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET"
-        " status = excluded.status, trigger_type = excluded.trigger_type,"
-        " queue = excluded.queue, doc = excluded.doc"
-    )
     params = (
         job.id,
         job.project_id,
@@ -64,15 +75,21 @@ def _put_job(intent: PutJob, out: list[Op]) -> None:
         job.idempotency_key,
         encode(job),
     )
-    out.append((sql, params))
+    out.append((_JOB, params))
 
 
 def _put_run(intent: PutRun, out: list[Op]) -> None:
-    sql = (
-        "INSERT INTO runs (id, job_id, doc) VALUES (?, ?, ?)"
-        " ON CONFLICT(id) DO UPDATE SET doc = excluded.doc"
-    )
-    out.append((sql, (intent.run.id, intent.run.job_id, encode(intent.run))))
+    run = intent.run
+    # A run written with its job (a claim, a finish) rides in the job's row. Only job rows
+    # are looked back over, and each takes one run: the writes of a run keep their order.
+    for index in range(len(out) - 1, -1, -1):
+        sql, params = out[index]
+        if sql is not _JOB:
+            break
+        if params[0] == run.job_id:
+            out[index] = (_JOB_AND_RUN, (*params, run.id, encode(run)))
+            return
+    out.append((_RUN, (run.id, run.job_id, encode(run))))
 
 
 def _put_queue(intent: PutQueue, out: list[Op]) -> None:
