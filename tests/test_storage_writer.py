@@ -116,6 +116,15 @@ def test_question_marks_inside_literals_are_not_parameters(tmp_path: Path) -> No
     assert rows(db) == {"t?": "why?"}
 
 
+def test_numbered_parameters_and_statements_that_share_them(tmp_path: Path) -> None:
+    db = tmp_path / "w.db"
+    writer = Writer.open(str(db), "full")
+    both = f"{PUT.replace('(?, ?)', '(?1, ?2)')}; UPDATE meta SET value = ?2 || ?3 WHERE key = ?4"
+    writer.write([(both, ("t1", "a", "b", "t1")), (both, ("t2", "c", "d", "t1"))])
+    writer.close()
+    assert rows(db) == {"t1": "cd", "t2": "c"}
+
+
 def test_wrong_parameter_counts_are_refused(tmp_path: Path) -> None:
     writer = Writer.open(str(tmp_path / "w.db"), "full")
     with pytest.raises(sqlite3.ProgrammingError):

@@ -47,14 +47,25 @@ Op = tuple[str, Sequence[Any]]
 """One SQL statement and its parameters."""
 
 
+_JOB = (
+    "INSERT INTO jobs (id, project_id, status, trigger_type, queue, idempotency_key, doc)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(id) DO UPDATE SET"
+    " status = excluded.status, trigger_type = excluded.trigger_type,"
+    " queue = excluded.queue, doc = excluded.doc"
+)
+_RUN = (
+    "INSERT INTO runs (id, job_id, doc) VALUES (?, ?, ?)"
+    " ON CONFLICT(id) DO UPDATE SET doc = excluded.doc"
+)
+# A job's row and a run of the same job, in one statement of the writer.
+_JOB_AND_RUN = (
+    f"{_JOB}; INSERT INTO runs (id, job_id, doc) VALUES (?8, ?1, ?9)"
+    " ON CONFLICT(id) DO UPDATE SET doc = excluded.doc"
+)
+
+
 def _put_job(intent: PutJob, out: list[Op]) -> None:
     job = intent.job
-    sql = (
-        "INSERT INTO jobs (id, project_id, status, trigger_type, queue, idempotency_key, doc)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET"
-        " status = excluded.status, trigger_type = excluded.trigger_type,"
-        " queue = excluded.queue, doc = excluded.doc"
-    )
     params = (
         job.id,
         job.project_id,
@@ -64,15 +75,21 @@ def _put_job(intent: PutJob, out: list[Op]) -> None:
         job.idempotency_key,
         encode(job),
     )
-    out.append((sql, params))
+    out.append((_JOB, params))
 
 
 def _put_run(intent: PutRun, out: list[Op]) -> None:
-    sql = (
-        "INSERT INTO runs (id, job_id, doc) VALUES (?, ?, ?)"
-        " ON CONFLICT(id) DO UPDATE SET doc = excluded.doc"
-    )
-    out.append((sql, (intent.run.id, intent.run.job_id, encode(intent.run))))
+    run = intent.run
+    # A run written with its job (a claim, a finish) rides in the job's row. Only job rows
+    # are looked back over, and each takes one run: the writes of a run keep their order.
+    for index in range(len(out) - 1, -1, -1):
+        sql, params = out[index]
+        if sql is not _JOB:
+            break
+        if params[0] == run.job_id:
+            out[index] = (_JOB_AND_RUN, (*params, run.id, encode(run)))
+            return
+    out.append((_RUN, (run.id, run.job_id, encode(run))))
 
 
 def _put_queue(intent: PutQueue, out: list[Op]) -> None:
@@ -169,14 +186,28 @@ def _archive_blueprint(intent: ArchiveBlueprint, out: list[Op]) -> None:
     out.append((sql, (blueprint.archived_at, encode(blueprint), blueprint.id)))
 
 
+_EXECUTION = (
+    "INSERT INTO executions"
+    " (id, project_id, blueprint_id, status, active, idempotency_key, doc, parent_id)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(id) DO UPDATE SET"
+    " status = excluded.status, active = excluded.active, doc = excluded.doc"
+)
+# The execution's row and the events of the same transition, in one statement of the writer
+# (the events as one JSON array, which SQLite splits: each element's text as the encoder
+# wrote it, stored as a blob like one event alone).
+_EXECUTION_AND_EVENTS = (
+    f"{_EXECUTION}; INSERT OR REPLACE INTO events (execution_id, seq, doc)"
+    " SELECT ?1, ?9 + key, CAST(value AS BLOB) FROM json_each(?10)"
+)
+_EVENT = "INSERT OR REPLACE INTO events (execution_id, seq, doc) VALUES (?, ?, ?)"
+_EVENTS = (
+    "INSERT OR REPLACE INTO events (execution_id, seq, doc)"
+    " SELECT ?, ? + key, CAST(value AS BLOB) FROM json_each(?)"
+)
+
+
 def _put_execution(intent: PutExecution, out: list[Op]) -> None:
     state = intent.state
-    sql = (
-        "INSERT INTO executions"
-        " (id, project_id, blueprint_id, status, active, idempotency_key, doc, parent_id)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET"
-        " status = excluded.status, active = excluded.active, doc = excluded.doc"
-    )
     parent = state.parent
     params = (
         state.id,
@@ -188,16 +219,21 @@ def _put_execution(intent: PutExecution, out: list[Op]) -> None:
         encode(state),
         parent.execution_id if parent is not None else None,
     )
-    out.append((sql, params))
+    out.append((_EXECUTION, params))
 
 
 def _put_events(intent: PutEvents, out: list[Op]) -> None:
-    sql = "INSERT OR REPLACE INTO events (execution_id, seq, doc) VALUES (?, ?, ?)"
-    first = intent.first_seq
-    out += [
-        (sql, (intent.execution_id, first + index, encode(event)))
-        for index, event in enumerate(intent.events)
-    ]
+    events = intent.events
+    if not events:
+        return
+    if out and out[-1][0] is _EXECUTION and out[-1][1][0] == intent.execution_id:
+        # Its execution's row was the write just before: one row of the writer for both.
+        params = (*out[-1][1], intent.first_seq, encode(events))
+        out[-1] = (_EXECUTION_AND_EVENTS, params)
+    elif len(events) == 1:
+        out.append((_EVENT, (intent.execution_id, intent.first_seq, encode(events[0]))))
+    else:
+        out.append((_EVENTS, (intent.execution_id, intent.first_seq, encode(events))))
 
 
 def _put_item(intent: PutItem, out: list[Op]) -> None:

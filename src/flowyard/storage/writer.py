@@ -1,8 +1,9 @@
 """The writer's connection: a whole group commit in one SQLite statement.
 
 Each write statement the service uses (an ``INSERT``, an upsert, an ``UPDATE`` with ``?``
-parameters) gets, the first time the writer meets it, a trigger on the view ``temp.writes``
-that carries it out with the row's columns in place of its parameters. A group commit then
+or ``?N`` parameters; or several such statements, separated by ``;``, that share them)
+gets, the first time the writer meets it, a trigger on the view ``temp.writes`` that carries
+it out with the row's columns in place of its parameters. A group commit then
 becomes one ``INSERT INTO temp.writes VALUES (code, p1, p2, ...), (...), ...``: SQLite runs
 the writes in the order of their rows, as one transaction of its own (autocommit), and
 Python calls into SQLite once.
@@ -24,7 +25,7 @@ from flowyard.storage.migrations import pending_migrations
 
 log = logging.getLogger("flowyard.storage")
 
-WIDTH = 8
+WIDTH = 10
 """The most parameters a write statement may have."""
 MAX_ROWS = 1024
 """Writes per ``INSERT`` (a group commit with more takes several, in one transaction).
@@ -36,7 +37,8 @@ every trigger, the code of each checked in a trigger program of its own."""
 
 PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA busy_timeout=5000", "PRAGMA foreign_keys=OFF")
 
-_PARAMETER = re.compile(r"'[^']*'|\?")  # a string literal (kept as it is) or a parameter
+# A string literal (kept as it is) or a parameter: ``?`` (the next one) or ``?N`` (the Nth).
+_PARAMETER = re.compile(r"'[^']*'|\?(\d*)")
 _VIEW = (
     "CREATE TEMP VIEW writes AS SELECT "
     + ", ".join(["NULL AS code", *(f"NULL AS p{i}" for i in range(WIDTH))])
@@ -48,6 +50,7 @@ _ROW = f"({', '.join('?' * (WIDTH + 1))})"
 # bytes) up in its adapter registry first, a lookup that formats and drops an exception.
 _FILL = 0
 _PADDING = [-1, *(_FILL,) * WIDTH]  # a row whose code (-1) no trigger takes
+_FILLS = [(_FILL,) * (WIDTH - count) for count in range(WIDTH + 1)]  # by parameter count
 # NULL is bound as a float NaN for the same reason: SQLite stores a NaN as NULL.
 _NULL = float("nan")
 
@@ -83,14 +86,13 @@ class Writer:
     def write(self, ops: Sequence[tuple[str, Sequence[Any]]]) -> None:
         """Apply ``ops`` in order, all or nothing, durably (per the connection's PRAGMAs)."""
         self._rollback()  # a transaction a failed ROLLBACK left open would block every later one
-        rows = [self._row(sql, params) for sql, params in ops]
-        if len(rows) <= MAX_ROWS:
-            self._insert(rows)  # autocommit: the statement is its own transaction
+        if len(ops) <= MAX_ROWS:
+            self._insert(ops)  # autocommit: the statement is its own transaction
             return
         self.conn.execute("BEGIN IMMEDIATE")
         try:
-            for start in range(0, len(rows), MAX_ROWS):
-                self._insert(rows[start : start + MAX_ROWS])
+            for start in range(0, len(ops), MAX_ROWS):
+                self._insert(ops[start : start + MAX_ROWS])
             self.conn.execute("COMMIT")
         except BaseException:
             # SQLite may already have rolled back (SQLITE_FULL does); the first error counts.
@@ -100,22 +102,27 @@ class Writer:
     def close(self) -> None:
         self.conn.close()
 
-    def _row(self, sql: str, params: Sequence[Any]) -> tuple[Any, ...]:
-        code, count = self._codes.get(sql) or self._install(sql)
-        if len(params) != count:
-            raise sqlite3.ProgrammingError(f"{len(params)} parameters for {count}: {sql}")
-        return (code, *params, *(_FILL,) * (WIDTH - count))
-
-    def _insert(self, rows: list[tuple[Any, ...]]) -> None:
-        room = 1 << (len(rows) - 1).bit_length()
+    def _insert(self, ops: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        """One ``INSERT INTO temp.writes``: a row per op, its code, parameters and filling."""
+        room = 1 << (len(ops) - 1).bit_length()
         sql = self._inserts.get(room)
         if sql is None:
             values_sql = ", ".join([_ROW] * room)
             sql = f"INSERT INTO temp.writes SELECT * FROM (VALUES {values_sql}) LIMIT ?"
             self._inserts[room] = sql
-        values = [_NULL if value is None else value for row in rows for value in row]
-        values += _PADDING * (room - len(rows))
-        values.append(len(rows))
+        codes = self._codes
+        values: list[Any] = []
+        add = values.append
+        for statement, params in ops:
+            code, count = codes.get(statement) or self._install(statement)
+            if len(params) != count:
+                raise sqlite3.ProgrammingError(f"{len(params)} parameters for {count}: {statement}")
+            add(code)
+            for value in params:
+                add(_NULL if value is None else value)
+            values += _FILLS[count]
+        values += _PADDING * (room - len(ops))
+        values.append(len(ops))
         self.conn.execute(sql, values)
 
     def _install(self, sql: str) -> tuple[int, int]:
@@ -124,10 +131,11 @@ class Writer:
 
         def column(match: re.Match[str]) -> str:
             nonlocal count
-            if match[0] != "?":
+            if match[0].startswith("'"):
                 return match[0]
-            count += 1
-            return f"NEW.p{count - 1}"
+            number = int(match[1]) if match[1] else count + 1
+            count = max(count, number)
+            return f"NEW.p{number - 1}"
 
         body = _PARAMETER.sub(column, sql)
         if count > WIDTH:
