@@ -50,9 +50,11 @@ from flowyard.workflows.state import (
     StepStatus,
     WithdrawJob,
 )
-from flowyard.workflows.templates import TemplateError, render
+from flowyard.workflows.templates import TemplateError
 
 replace = msgspec.structs.replace
+
+PENDING = StepStatus.PENDING
 
 Decision = tuple[ExecutionState, list[Effect], list[Event]]
 
@@ -144,7 +146,7 @@ class _Draft(ChildSteps, SignalSteps):
         self.state = replace(self.state, **changes)
 
     def result(self) -> Decision:
-        effects = [*self.effects, *self.maps.effects()]
+        effects = [*self.effects, *self.maps.effects()] if self.maps.changed else self.effects
         return replace(self.state, steps=self.steps), effects, self.events
 
     @property
@@ -154,23 +156,31 @@ class _Draft(ChildSteps, SignalSteps):
     # --------------------------------------------------------------- scheduling
 
     def eligible(self, step_id: str) -> bool:
-        step = self.steps[step_id]
-        if step.status is not StepStatus.PENDING:
+        steps = self.steps
+        step = steps[step_id]
+        if step.status is not PENDING:
             return False
         if step_id in self.graph.catch_steps:
             return step.failure is not None
-        return all(self.steps[d].done for d in self.graph.deps[step_id])
+        return all(steps[dep].done for dep in self.graph.deps[step_id])
 
     def schedule(self) -> None:
-        """Queue every eligible step (a template failure may make more eligible)."""
+        """Queue every eligible step, and look again while a step started here ended at
+        once (a template failure, a false ``when``, an empty map...): that may make more
+        eligible. A step whose job, signal or items are out changes no other's eligibility.
+        """
         self.maps.fill_all()
+        order = self.graph.order
         while self.status is ExecutionStatus.RUNNING:
-            ready = [s for s in self.graph.order if self.eligible(s)]
+            ready = [s for s in order if self.eligible(s)]
             if not ready:
                 return
             for step_id in ready:
                 if self.eligible(step_id):
                     self.queue(step_id)
+            steps = self.steps
+            if all(steps[s].status in OPEN for s in ready):
+                return
 
     def queue(self, step_id: str) -> None:
         """Start an eligible step the way its kind says, if its ``when`` holds."""
@@ -190,7 +200,7 @@ class _Draft(ChildSteps, SignalSteps):
     def queue_job(self, step_id: str) -> None:
         step = self.steps[step_id]
         try:
-            payload = render(self.graph.steps[step_id].payload_template, self.context(step_id))
+            payload = self.graph.payloads[step_id](self.context(step_id))
             encoded = msgspec.json.encode(payload)
         except TemplateError as exc:
             message = f"cannot resolve {{{{{exc.path}}}}}"
@@ -475,8 +485,9 @@ class _Draft(ChildSteps, SignalSteps):
         """A running execution with nothing queued, running or eligible has ended."""
         if self.status is not ExecutionStatus.RUNNING:
             return
-        if any(s.status in OPEN for s in self.steps.values()):
-            return
+        for step in self.steps.values():
+            if step.status in OPEN:
+                return
         if any(self.eligible(s) for s in self.graph.order):
             return
         uncaught = [
