@@ -18,13 +18,15 @@ from flowyard.workflows.state import JobFinished, Message
 log = logging.getLogger("flowyard.workflows")
 
 
+OUTCOMES = {JobStatus.COMPLETED: "completed", JobStatus.CANCELLED: "cancelled"}
+"""A step job's outcome by its final status (any other: ``failed``)."""
+
+
 def _finished(job: Job) -> JobFinished:
     """The message that tells a step's execution that its job ended."""
     ref = job.workflow
     assert ref is not None
-    outcome = {JobStatus.COMPLETED: "completed", JobStatus.CANCELLED: "cancelled"}.get(
-        job.status, "failed"
-    )
+    outcome = OUTCOMES.get(job.status, "failed")
     output = msgspec.json.decode(bytes(job.result)) if outcome == "completed" else None
     return JobFinished(
         ref.step_id, ref.attempt, job.id, outcome, output, job.error, max(job.attempt, 1), ref.item
@@ -66,7 +68,7 @@ class StepResults:
         ref = job.workflow
         assert ref is not None
         try:
-            actor = await self._actor(ref.execution_id)
+            actor = self.actors.get(ref.execution_id) or await self._actor(ref.execution_id)
         except Exception as exc:
             if not isinstance(exc, NotFound):
                 log.exception(

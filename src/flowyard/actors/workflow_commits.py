@@ -22,7 +22,7 @@ from flowyard.actors.execution_records import (
     keep_items,
     tag_queued,
     with_item_jobs,
-    with_job,
+    with_jobs,
 )
 from flowyard.actors.jobs import Change, JobEngine
 from flowyard.actors.signals import Signals
@@ -98,11 +98,6 @@ class Prepared:
         self.effects += other.effects
 
 
-BATCH = 64
-"""Job messages of one actor committed together at most."""
-JOB_MESSAGES = (JobStarted, JobFinished)
-
-
 class Commits:
     """The write side of :class:`~flowyard.actors.workflows.WorkflowEngine`."""
 
@@ -114,15 +109,15 @@ class Commits:
     def _step_job(self, state: ExecutionState, effect: QueueJob, now: int) -> Job:
         raise NotImplementedError
 
-    async def _store(
+    async def _record(
         self,
-        actor: ExecutionActor,
+        old: ExecutionState,
         new: ExecutionState,
         events: list[Event],
         changes: list[Change],
         runs: list[Run],
         more: list[Intent] | None = None,
-    ) -> None:
+    ) -> ExecutionState:
         raise NotImplementedError
 
     async def _apply(
@@ -159,6 +154,7 @@ class Commits:
             SplitBatch: an effect withdraws a job of ``batch_jobs`` (created by a transition
                 of the same batch, not yet stored): that transition must wait for the commit.
         """
+        step_jobs: dict[str, str] = {}
         item_jobs: dict[tuple[str, int], str] = {}
         item_changes: list[PutItems] = []
         for effect in effects:
@@ -166,8 +162,7 @@ class Commits:
                 case QueueJob(item_index=None):
                     job = self._step_job(new, effect, now)
                     prepared.created.append(job)
-                    new = with_job(new, effect.step_id, job.id)
-                    events = tag_queued(events, effect.step_id, job.id)
+                    step_jobs[effect.step_id] = job.id
                 case QueueJob(item_index=int(index)):
                     job = self._step_job(new, effect, now)
                     prepared.created.append(job)
@@ -184,6 +179,9 @@ class Commits:
                         prepared.runs += closed
                 case ArmDeadline():
                     prepared.deadlines.append(effect.deadline_at)
+        if step_jobs:
+            new = with_jobs(new, step_jobs)
+            events = tag_queued(events, step_jobs)
         if item_jobs:
             events = tag_item_jobs(events, item_jobs)
             item_changes = [with_item_jobs(change, item_jobs) for change in item_changes]
@@ -203,7 +201,8 @@ class Commits:
             i for c in prepared.item_changes for i in store.put_items(new.id, c.step_id, c.items)
         ]
         jobs = [*prepared.changes, *((None, j) for j in prepared.created)]
-        await self._store(actor, new, events, jobs, prepared.runs, [*items, *prepared.more])
+        more = [*items, *prepared.more]
+        actor.state = await self._record(actor.state, new, events, jobs, prepared.runs, more)
 
     async def _after(
         self, actor: ExecutionActor, new: ExecutionState, prepared: "Prepared"

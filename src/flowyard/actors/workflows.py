@@ -374,17 +374,6 @@ class WorkflowEngine(Commits, ActorHost, StepResults):
         with self.jobs.accounts.paying(project_id, price, "infra/workflows"):
             return await self._apply(actor, new, effects, events, carry, now)
 
-    async def _store(
-        self,
-        actor: ExecutionActor,
-        new: ExecutionState,
-        events: list[Event],
-        changes: list[Change],
-        runs: list[Run],
-        more: list[Intent] | None = None,
-    ) -> None:
-        actor.state = await self._record(actor.state, new, events, changes, runs, more)
-
     async def _record(
         self,
         old: ExecutionState,
@@ -407,7 +396,8 @@ class WorkflowEngine(Commits, ActorHost, StepResults):
             self.metrics.executions_finished_by[status].inc()
         if deliveries and self.emitted is not None:
             self.emitted(deliveries)
-        await self.children.ended(old, new)
+        if new.parent is not None:
+            await self.children.ended(old, new)
         return new
 
     def _step_job(self, state: ExecutionState, effect: QueueJob, now: int) -> Job:
@@ -430,8 +420,8 @@ class WorkflowEngine(Commits, ActorHost, StepResults):
         """
         failed, events = failed_execution(actor.state, exc, self.jobs.clock.now_ms())
         try:
-            await self._store(
-                actor, failed, events, [carry[0]] if carry else [], carry[1] if carry else []
+            actor.state = await self._record(
+                actor.state, failed, events, [carry[0]] if carry else [], carry[1] if carry else []
             )
         except FlowyardError as stored:
             return stored  # storage is failing: nothing was recorded, the sender may retry
