@@ -10,6 +10,7 @@ from typing import Any
 
 import msgspec
 
+from flowyard import logs
 from flowyard.actors.execution import decide
 from flowyard.actors.execution_records import Carry, ExecutionActor
 from flowyard.actors.jobs import Change, JobEngine
@@ -33,7 +34,7 @@ def _finished(job: Job) -> JobFinished:
     ref = job.workflow
     assert ref is not None
     outcome = OUTCOMES.get(job.status, "failed")
-    output = msgspec.json.decode(bytes(job.result)) if outcome == "completed" else None
+    output = msgspec.json.decode(job.result) if outcome == "completed" else None
     return JobFinished(
         ref.step_id, ref.attempt, job.id, outcome, output, job.error, max(job.attempt, 1), ref.item
     )
@@ -157,7 +158,8 @@ class StepResults:
     async def _jobs_settled(self, settled: list[tuple[Change, list[Run]]]) -> list[Any]:
         """Step jobs that ended in one call (an exchange's acks), each as :meth:`_job_settled`
         would take it; those of one idle execution go through its actor as one batch (one
-        decide after the other, one commit). Returns, per job, None or the error it met."""
+        decide after the other, one commit), in this task. Returns, per job, None or the
+        error it met."""
         arrived = perf_counter()
         groups: dict[str, list[int]] = {}
         for index, (change, _) in enumerate(settled):
@@ -167,7 +169,7 @@ class StepResults:
         errors: list[Any] = [None] * len(settled)
         for execution_id, indexes in groups.items():
             actor = self.actors.get(execution_id)
-            if len(indexes) > 1 and actor is not None and not actor.busy:
+            if actor is not None and not actor.busy:
                 batch: list[tuple[Message, Carry | None]] = [
                     (_finished(settled[i][0][1]), (*settled[i], arrived)) for i in indexes
                 ]
@@ -189,12 +191,14 @@ class StepResults:
         """Job messages for an idle actor, handled in the caller's task as its mailbox's drain
         would handle them: as one commit, or one by one what the batch leaves."""
         actor.busy = True
+        token = logs.execution_id.set(actor.state.id)  # the asker's request id stays
         try:
             outcomes, done = await self._results(actor, batch)
             outcomes = list(outcomes)
             for message, carry in batch[done:]:
                 outcomes.append(await self._process(actor, message, carry))
         finally:
+            logs.execution_id.reset(token)
             self._rest(actor)
         return outcomes
 
