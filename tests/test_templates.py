@@ -1,5 +1,6 @@
 """Payload templates: placeholder grammar, problems with their paths, and rendering."""
 
+import sys
 from typing import Any
 
 import pytest
@@ -343,6 +344,19 @@ def test_a_compiled_template_names_an_unresolvable_path(template: str, path: str
     with pytest.raises(TemplateError) as raised:
         compiled(CONTEXT)
     assert raised.value.path == path
+
+
+def test_a_template_too_deep_to_compile_renders_as_render_does() -> None:
+    template: Any = "{{input.n}}"
+    for _ in range(sys.getrecursionlimit()):
+        template = [template]
+    compiled = compile_template(template)  # no RecursionError here
+    with pytest.raises(RecursionError):
+        compiled(CONTEXT)
+    shallow: Any = "{{input.n}}"
+    for _ in range(200):
+        shallow = {"a": [shallow]}
+    assert compile_template(shallow)(CONTEXT) == render(shallow, CONTEXT)
 
 
 def test_a_compiled_malformed_template_raises_when_rendered() -> None:

@@ -320,7 +320,10 @@ def compile_template(template: Any) -> Renderer:
     placeholders found once: the renderer returns ``render(template, context)``, raising as
     it would.
     """
-    compiled = _compile(template)
+    try:
+        compiled = _compile(template)
+    except RecursionError:  # nested deeper than a walk can go: rendered as it is, each time
+        return lambda context: render(template, context)
     if compiled is None:
         return lambda context: template
     return compiled
@@ -331,7 +334,11 @@ def _compile(template: Any) -> Renderer | None:
     if isinstance(template, str):
         return _compile_string(template) if "{{" in template else None
     if isinstance(template, dict):
-        entries = [(k, r) for k, v in template.items() if (r := _compile(v)) is not None]
+        entries: list[tuple[Any, Renderer]] = []
+        for key, value in template.items():  # a loop, not a comprehension: a frame per level
+            compiled = _compile(value)
+            if compiled is not None:
+                entries.append((key, compiled))
         if not entries:
             return None
 
@@ -343,7 +350,11 @@ def _compile(template: Any) -> Renderer | None:
 
         return fill_dict
     if isinstance(template, list):
-        slots = [(i, r) for i, v in enumerate(template) if (r := _compile(v)) is not None]
+        slots: list[tuple[int, Renderer]] = []
+        for index, value in enumerate(template):
+            compiled = _compile(value)
+            if compiled is not None:
+                slots.append((index, compiled))
         if not slots:
             return None
 
