@@ -1,5 +1,6 @@
 """Payload templates: placeholder grammar, problems with their paths, and rendering."""
 
+import sys
 from typing import Any
 
 import pytest
@@ -8,6 +9,7 @@ from flowyard.workflows.templates import (
     Placeholder,
     TemplateError,
     TemplateSyntaxError,
+    compile_template,
     find_placeholders,
     input_paths,
     missing_input_paths,
@@ -299,6 +301,73 @@ def test_rendering_is_repeatable() -> None:
     other = {**CONTEXT, "input": {"order_id": "ord_2"}}
     assert render(template, other) == {"id": "ord_2-12"}
     assert render(template, CONTEXT) == first == {"id": "ord_1-12"}
+
+
+COMPILED: list[Any] = [
+    *({"v": template} for template, _ in WHOLE),
+    *([template] for template, _ in INTERPOLATED),
+    {
+        "order": {"id": "{{input.order_id}}", "lines": ["{{input.items[0]}}", 5, None, True]},
+        "note": "exec {{execution.id}}",
+        "n": 1.5,
+    },
+    [[["{{input.n}}"]], {"deep": {"er": ["x{{input.price}}"]}}, "plain"],
+    "{{input.meta}}",
+    "m={{input.meta}}",
+]
+
+
+@pytest.mark.parametrize("template", COMPILED)
+def test_a_compiled_template_renders_as_render_does(template: Any) -> None:
+    compiled = compile_template(template)
+    rendered = compiled(CONTEXT)
+    assert rendered == render(template, CONTEXT)
+    assert compiled(CONTEXT) == rendered  # repeatable, and the template is not changed
+    assert compile_template(template)(CONTEXT) == rendered
+
+
+def test_a_compiled_template_keeps_what_has_no_placeholders() -> None:
+    template = {"a": [1, {"b": "plain"}], "c": None}
+    assert compile_template(template)(CONTEXT) is template
+    mixed = {"same": {"x": [1, 2]}, "changed": "{{input.n}}"}
+    rendered = compile_template(mixed)(CONTEXT)
+    assert rendered == {"same": {"x": [1, 2]}, "changed": 3}
+    assert rendered["same"] is mixed["same"]
+    assert mixed["changed"] == "{{input.n}}"
+    for scalar in (None, 1, 2.5, True, "text"):
+        assert compile_template(scalar)(CONTEXT) is scalar
+
+
+@pytest.mark.parametrize(("template", "path"), UNRESOLVABLE)
+def test_a_compiled_template_names_an_unresolvable_path(template: str, path: str) -> None:
+    compiled = compile_template({"a": [template]})
+    with pytest.raises(TemplateError) as raised:
+        compiled(CONTEXT)
+    assert raised.value.path == path
+
+
+def test_a_template_too_deep_to_compile_renders_as_render_does() -> None:
+    template: Any = "{{input.n}}"
+    for _ in range(sys.getrecursionlimit()):
+        template = [template]
+    compiled = compile_template(template)  # no RecursionError here
+    try:
+        render(template, CONTEXT)
+    except RecursionError:  # plain Python; compiled with mypyc, render goes deeper
+        with pytest.raises(RecursionError):
+            compiled(CONTEXT)
+    else:
+        assert isinstance(compiled(CONTEXT), list)
+    shallow: Any = "{{input.n}}"
+    for _ in range(200):
+        shallow = {"a": [shallow]}
+    assert compile_template(shallow)(CONTEXT) == render(shallow, CONTEXT)
+
+
+def test_a_compiled_malformed_template_raises_when_rendered() -> None:
+    compiled = compile_template({"a": "{{nope.x}}"})
+    with pytest.raises(TemplateSyntaxError):
+        compiled(CONTEXT)
 
 
 # --- input paths ----------------------------------------------------------------------------

@@ -10,22 +10,19 @@ from typing import Any
 import msgspec
 
 from flowyard.actors.execution_maps import MapRunner
-from flowyard.errors import Conflict, Invalid
 from flowyard.jobs.spec import MAX_PAYLOAD_BYTES
 from flowyard.workflows.blueprint import Graph, StepKind
 from flowyard.workflows.child_steps import ChildSteps
+from flowyard.workflows.commands import Commands
 from flowyard.workflows.conditions import ConditionError
 from flowyard.workflows.maps import NO_ITEMS, Items
 from flowyard.workflows.signal_steps import SignalSteps
 from flowyard.workflows.state import (
     ACTIVE,
-    CANCELLABLE,
     CONDITION_FALSE,
-    FINISHED,
     LIVE,
     OPEN,
     ArmDeadline,
-    CancelChild,
     CancelExecution,
     ChildFinished,
     ChildStarted,
@@ -48,11 +45,12 @@ from flowyard.workflows.state import (
     StepError,
     StepState,
     StepStatus,
-    WithdrawJob,
 )
-from flowyard.workflows.templates import TemplateError, render
+from flowyard.workflows.templates import TemplateError
 
 replace = msgspec.structs.replace
+
+PENDING = StepStatus.PENDING
 
 Decision = tuple[ExecutionState, list[Effect], list[Event]]
 
@@ -114,8 +112,9 @@ def render_child_input(
     return _Draft(state, graph, 0).child_input(step_id, item)
 
 
-class _Draft(ChildSteps, SignalSteps):
-    """A mutable working copy of one transition (its sub_workflow steps: ``ChildSteps``)."""
+class _Draft(Commands, ChildSteps, SignalSteps):
+    """A mutable working copy of one transition (its commands: ``Commands``; its
+    sub_workflow steps: ``ChildSteps``; its wait_for_signal steps: ``SignalSteps``)."""
 
     def __init__(
         self, state: ExecutionState, graph: Graph, now: int, items: Items = NO_ITEMS
@@ -144,7 +143,7 @@ class _Draft(ChildSteps, SignalSteps):
         self.state = replace(self.state, **changes)
 
     def result(self) -> Decision:
-        effects = [*self.effects, *self.maps.effects()]
+        effects = [*self.effects, *self.maps.effects()] if self.maps.changed else self.effects
         return replace(self.state, steps=self.steps), effects, self.events
 
     @property
@@ -154,23 +153,31 @@ class _Draft(ChildSteps, SignalSteps):
     # --------------------------------------------------------------- scheduling
 
     def eligible(self, step_id: str) -> bool:
-        step = self.steps[step_id]
-        if step.status is not StepStatus.PENDING:
+        steps = self.steps
+        step = steps[step_id]
+        if step.status is not PENDING:
             return False
         if step_id in self.graph.catch_steps:
             return step.failure is not None
-        return all(self.steps[d].done for d in self.graph.deps[step_id])
+        return all(steps[dep].done for dep in self.graph.deps[step_id])
 
     def schedule(self) -> None:
-        """Queue every eligible step (a template failure may make more eligible)."""
+        """Queue every eligible step, and look again while a step started here ended at
+        once (a template failure, a false ``when``, an empty map...): that may make more
+        eligible. A step whose job, signal or items are out changes no other's eligibility.
+        """
         self.maps.fill_all()
+        order = self.graph.order
         while self.status is ExecutionStatus.RUNNING:
-            ready = [s for s in self.graph.order if self.eligible(s)]
+            ready = [s for s in order if self.eligible(s)]
             if not ready:
                 return
             for step_id in ready:
                 if self.eligible(step_id):
                     self.queue(step_id)
+            steps = self.steps
+            if all(steps[s].status in OPEN for s in ready):
+                return
 
     def queue(self, step_id: str) -> None:
         """Start an eligible step the way its kind says, if its ``when`` holds."""
@@ -190,7 +197,7 @@ class _Draft(ChildSteps, SignalSteps):
     def queue_job(self, step_id: str) -> None:
         step = self.steps[step_id]
         try:
-            payload = render(self.graph.steps[step_id].payload_template, self.context(step_id))
+            payload = self.graph.payloads[step_id](self.context(step_id))
             encoded = msgspec.json.encode(payload)
         except TemplateError as exc:
             message = f"cannot resolve {{{{{exc.path}}}}}"
@@ -303,21 +310,6 @@ class _Draft(ChildSteps, SignalSteps):
         if catch.failure is None and catch.status is StepStatus.PENDING:
             self.set_step(catch_id, failure=failure)
 
-    def unskip_below(self, step_id: str) -> None:
-        """Descendants skipped because ``step_id``'s failure was caught go back to pending.
-
-        One that is also below another caught failure stays skipped: that failure still holds.
-        """
-        held: set[str] = set()
-        for sid, step in self.steps.items():
-            if step.status is StepStatus.FAILED and step.caught_by is not None:
-                held |= self.graph.descendants[sid]
-        for descendant in self.below(step_id, StepStatus.SKIPPED):
-            if descendant in held or self.steps[descendant].done:
-                continue  # held by another failure, or skipped by its own when: final
-            self.set_step(descendant, status=StepStatus.PENDING)
-            self.event("step_pending", descendant, {"reason": f"{step_id} resumed"})
-
     def below(self, step_id: str, status: StepStatus) -> list[str]:
         """Descendants of ``step_id`` in ``status``, in graph order."""
         below = self.graph.descendants[step_id]
@@ -362,121 +354,15 @@ class _Draft(ChildSteps, SignalSteps):
             self.fail(message.step_id, error, message.job_id, message.attempts)
         self.schedule()
 
-    def cancel(self) -> None:
-        if self.status not in CANCELLABLE:
-            raise Conflict(f"cannot cancel an execution that is {self.status}")
-        self.withdraw_queued()
-        self.maps.cancel_children()
-        self.cancel_children()
-        self.update(status=ExecutionStatus.CANCELLED, cancelled_at=self.now)
-        self.event("cancelled")
-
-    def withdraw_queued(self) -> None:
-        self.maps.withdraw_live()
-        for step_id in self.graph.order:
-            step = self.steps[step_id]
-            if step.status in (StepStatus.QUEUED, StepStatus.WAITING):
-                self.set_step(step_id, status=StepStatus.CANCELLED, completed_at=self.now)
-                if step.job_id is not None:
-                    self.effects.append(WithdrawJob(step_id, step.job_id))
-                self.event("step_cancelled", step_id, {"job_id": step.job_id})
-
-    def pause(self, reason: str | None) -> None:
-        if self.status is not ExecutionStatus.RUNNING:
-            raise Conflict(f"cannot pause an execution that is {self.status}")
-        self.update(status=ExecutionStatus.PAUSED, paused_at=self.now, pause_reason=reason)
-        self.event("paused", data={"reason": reason} if reason else None)
-
-    def deadline(self, message: DeadlinePassed) -> None:
-        if message.deadline_at != self.state.deadline_at or self.status not in LIVE:
-            return
-        self.withdraw_queued()
-        error = StepError("timed_out", "the execution ran past its max_duration_sec")
-        self.update(status=ExecutionStatus.FAILED, error=error, completed_at=self.now)
-        self.event("timed_out", data={"deadline_at": message.deadline_at})
-        self.event("failed", data={"error": msgspec.to_builtins(error)})
-
-    def resume(self, message: ResumeExecution) -> None:
-        step_id = message.step_id
-        if step_id is not None and step_id not in self.steps:
-            raise Invalid(
-                f"unknown step_id {step_id!r}",
-                [{"path": "$.step_id", "message": f"no step {step_id!r} in this blueprint"}],
-            )
-        if message.override and step_id is None:
-            raise Invalid(
-                "override_output needs a step_id",
-                [{"path": "$.override_output", "message": "requires step_id"}],
-            )
-        if self.status in FINISHED:
-            raise Conflict(f"cannot resume an execution that is {self.status}")
-        if step_id is not None and message.override:
-            self.override(step_id, message.output, message.reason)
-        elif step_id is not None:
-            self.retry(step_id)
-        else:
-            if self.status is ExecutionStatus.RUNNING:
-                raise Conflict("the execution is running: name a step_id to retry or override")
-            for sid in self.graph.order:
-                if self.steps[sid].status in (StepStatus.FAILED, StepStatus.CANCELLED):
-                    self.retry(sid)
-        deadline = self.now + self.state.max_duration_ms
-        self.update(
-            status=ExecutionStatus.RUNNING,
-            resumed_at=self.now,
-            pause_reason=None,
-            error=None,
-            completed_at=None,
-            deadline_at=deadline,
-        )
-        self.effects.append(ArmDeadline(deadline))
-        self.event("resumed", step_id, {"reason": message.reason, "deadline_at": deadline})
-        self.schedule()
-
-    def override(self, step_id: str, output: Any, reason: str | None) -> None:
-        step = self.steps[step_id]
-        allowed = (
-            StepStatus.FAILED,
-            StepStatus.CANCELLED,
-            StepStatus.QUEUED,
-            StepStatus.RUNNING,
-            StepStatus.WAITING,
-        )
-        if step.status not in allowed:
-            raise Conflict(f"cannot override step {step_id!r} while it is {step.status}")
-        if step.status in ACTIVE and step.job_id is not None:
-            self.effects.append(WithdrawJob(step_id, step.job_id))
-        if step.status in ACTIVE and step.items is not None:
-            self.maps.withdraw(step_id, running=True)
-        if self.is_child_running(step_id):
-            self.effects.append(CancelChild(step_id, step.attempt, step.child_execution_id))
-        self.set_step(
-            step_id,
-            status=StepStatus.COMPLETED,
-            output=output,
-            error=None,
-            caught_by=None,
-            completed_at=self.now,
-        )
-        self.event("output_overridden", step_id, {"output": output, "reason": reason})
-        self.unskip_below(step_id)
-
-    def retry(self, step_id: str) -> None:
-        step = self.steps[step_id]
-        if step.status not in (StepStatus.FAILED, StepStatus.CANCELLED):
-            raise Conflict(f"cannot retry step {step_id!r} while it is {step.status}")
-        self.set_step(step_id, status=StepStatus.PENDING, error=None, caught_by=None)
-        self.event("step_pending", step_id, {"reason": "resume", "retry": True})
-        self.unskip_below(step_id)
-
     # --------------------------------------------------------------- quiescence
 
     def settle(self) -> None:
         """A running execution with nothing queued, running or eligible has ended."""
         if self.status is not ExecutionStatus.RUNNING:
             return
-        if any(s.status in OPEN for s in self.steps.values()):
-            return
+        for step in self.steps.values():
+            if step.status in OPEN:
+                return
         if any(self.eligible(s) for s in self.graph.order):
             return
         uncaught = [

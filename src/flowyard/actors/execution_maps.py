@@ -212,7 +212,7 @@ class MapRunner:
         context = {**draft.context(step_id), "item": item.value, "item_index": index}
         message = None
         try:
-            payload = render(draft.graph.steps[step_id].payload_template, context)
+            payload = draft.graph.payloads[step_id](context)
             encoded = msgspec.json.encode(payload)
         except TemplateError as exc:
             message = f"cannot resolve {{{{{exc.path}}}}}"

@@ -113,18 +113,19 @@ def new_execution(
     )
 
 
-def with_job(state: ExecutionState, step_id: str, job_id: str) -> ExecutionState:
-    """The state with the job of a step's attempt known."""
+def with_jobs(state: ExecutionState, jobs: dict[str, str]) -> ExecutionState:
+    """The state with the jobs of steps' attempts known (step id -> job id)."""
     steps = dict(state.steps)
-    steps[step_id] = replace(steps[step_id], job_id=job_id)
+    for step_id, job_id in jobs.items():
+        steps[step_id] = replace(steps[step_id], job_id=job_id)
     return replace(state, steps=steps)
 
 
-def tag_queued(events: list[Event], step_id: str, job_id: str) -> list[Event]:
-    """The events with the job id added to the step's ``step_queued``."""
+def tag_queued(events: list[Event], jobs: dict[str, str]) -> list[Event]:
+    """The events with the job id added to each step's ``step_queued`` (step id -> job id)."""
     return [
-        replace(e, data={**e.data, "job_id": job_id})
-        if e.type == "step_queued" and e.step_id == step_id
+        replace(e, data={**e.data, "job_id": jobs[e.step_id]})
+        if e.type == "step_queued" and e.step_id in jobs
         else e
         for e in events
     ]

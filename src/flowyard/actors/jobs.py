@@ -92,7 +92,7 @@ class JobEngine:
         self.settling = Settling(self)
         self.workflow_settled: JobSettled | None = None
         self.workflow_settled_together: JobsSettled | None = None
-        self.workflow_starting: Callable[[Job], list[Intent]] | None = None
+        self.workflow_starting: Callable[[list[Job]], list[Intent]] | None = None
         self._creating_keys: set[tuple[str, str]] = set()
         self.push = PushDelivery(self, settings, dispatcher)
         self.tg: TaskGroup | None = None
@@ -222,7 +222,7 @@ class JobEngine:
         """
         if self.workflow_starting is None:
             return []
-        return [op for job in jobs if job.workflow for op in self.workflow_starting(job)]
+        return self.workflow_starting([job for job in jobs if job.workflow])
 
     # ----------------------------------------------------------------- lookups
 

@@ -2,7 +2,7 @@
 carried out; and the job messages waiting in a mailbox committed as one batch.
 
 ``_prepare`` builds everything a transition writes (new jobs, withdrawn ones, item rows)
-without storing anything; ``_commit`` writes it with the execution in one transaction;
+without storing anything; ``_writes`` is what it adds to the execution's own commit;
 ``_after`` hands the new jobs to their queues and arms deadlines once it is durable.
 """
 
@@ -22,7 +22,7 @@ from flowyard.actors.execution_records import (
     keep_items,
     tag_queued,
     with_item_jobs,
-    with_job,
+    with_jobs,
 )
 from flowyard.actors.jobs import Change, JobEngine
 from flowyard.actors.signals import Signals
@@ -80,13 +80,15 @@ class Prepared:
     more: list[Intent]
     """Rows of other records the transition writes (signals)."""
     effects: list[Effect]
-    """Every effect, for what is carried out after the commit (signal timeouts, children)."""
+    """Every effect, for what is carried out after the commit (signal timeouts)."""
+    children: list[CancelChild | StartChild]
+    """Child executions to cancel or start after the commit."""
 
     @classmethod
     def of(cls, carry: Carry | None) -> "Prepared":
         """Starting from the job transition a message carries, if any."""
         changes = [carry[0]] if carry else []
-        return cls(changes, list(carry[1]) if carry else [], [], [], [], [], [])
+        return cls(changes, list(carry[1]) if carry else [], [], [], [], [], [], [])
 
     def merge(self, other: "Prepared") -> None:
         self.changes += other.changes
@@ -96,11 +98,7 @@ class Prepared:
         self.item_changes += other.item_changes
         self.more += other.more
         self.effects += other.effects
-
-
-BATCH = 64
-"""Job messages of one actor committed together at most."""
-JOB_MESSAGES = (JobStarted, JobFinished)
+        self.children += other.children
 
 
 class Commits:
@@ -114,15 +112,15 @@ class Commits:
     def _step_job(self, state: ExecutionState, effect: QueueJob, now: int) -> Job:
         raise NotImplementedError
 
-    async def _store(
+    async def _record(
         self,
-        actor: ExecutionActor,
+        old: ExecutionState,
         new: ExecutionState,
         events: list[Event],
         changes: list[Change],
         runs: list[Run],
         more: list[Intent] | None = None,
-    ) -> None:
+    ) -> ExecutionState:
         raise NotImplementedError
 
     async def _apply(
@@ -136,9 +134,11 @@ class Commits:
     ) -> ExecutionState:
         prepared = Prepared.of(carry)
         new, events = self._prepare(new, effects, events, now, prepared)
-        await self._commit(actor, new, events, prepared)
+        actor.state = await self._record(actor.state, new, events, *self._writes(new, prepared))
         actor.keep_items(prepared.item_changes)
-        await self._after(actor, new, prepared)
+        self._after(new, prepared)
+        if prepared.children:
+            await self._children_after(actor, prepared.children)
         if carry is not None and prepared.created:
             self.metrics.step_handoff.observe(perf_counter() - carry[2])
         return actor.state
@@ -159,6 +159,7 @@ class Commits:
             SplitBatch: an effect withdraws a job of ``batch_jobs`` (created by a transition
                 of the same batch, not yet stored): that transition must wait for the commit.
         """
+        step_jobs: dict[str, str] = {}
         item_jobs: dict[tuple[str, int], str] = {}
         item_changes: list[PutItems] = []
         for effect in effects:
@@ -166,8 +167,7 @@ class Commits:
                 case QueueJob(item_index=None):
                     job = self._step_job(new, effect, now)
                     prepared.created.append(job)
-                    new = with_job(new, effect.step_id, job.id)
-                    events = tag_queued(events, effect.step_id, job.id)
+                    step_jobs[effect.step_id] = job.id
                 case QueueJob(item_index=int(index)):
                     job = self._step_job(new, effect, now)
                     prepared.created.append(job)
@@ -184,6 +184,11 @@ class Commits:
                         prepared.runs += closed
                 case ArmDeadline():
                     prepared.deadlines.append(effect.deadline_at)
+                case CancelChild() | StartChild():
+                    prepared.children.append(effect)
+        if step_jobs:
+            new = with_jobs(new, step_jobs)
+            events = tag_queued(events, step_jobs)
         if item_jobs:
             events = tag_item_jobs(events, item_jobs)
             item_changes = [with_item_jobs(change, item_jobs) for change in item_changes]
@@ -192,34 +197,35 @@ class Commits:
         prepared.effects += effects
         return new, events
 
-    async def _commit(
-        self,
-        actor: ExecutionActor,
-        new: ExecutionState,
-        events: list[Event],
-        prepared: "Prepared",
-    ) -> None:
+    def _writes(
+        self, new: ExecutionState, prepared: "Prepared"
+    ) -> tuple[list[Change], list[Run], list[Intent]]:
+        """What the commit of ``new`` carries besides the execution and its events: the job
+        changes and new jobs, the runs they close, the item and signal rows."""
         items: list[Intent] = [
             i for c in prepared.item_changes for i in store.put_items(new.id, c.step_id, c.items)
         ]
         jobs = [*prepared.changes, *((None, j) for j in prepared.created)]
-        await self._store(actor, new, events, jobs, prepared.runs, [*items, *prepared.more])
+        return jobs, prepared.runs, [*items, *prepared.more]
 
-    async def _after(
-        self, actor: ExecutionActor, new: ExecutionState, prepared: "Prepared"
-    ) -> None:
+    def _after(self, new: ExecutionState, prepared: "Prepared") -> None:
         """Once committed: the new jobs enter their queues, deadlines and signal timeouts are
-        armed, children are cancelled and started."""
+        armed (children are the caller's: :meth:`_children_after`)."""
         if prepared.created:
             self.jobs.admit(prepared.created)
             self.metrics.jobs_created_by["workflow"].inc(len(prepared.created))
         for at in prepared.deadlines:
             self.jobs.timers.arm(at, DeadlineTimer(new.id, at))
         self.signals.arm(new.id, prepared.effects)
-        for effect in prepared.effects:
+
+    async def _children_after(
+        self, actor: ExecutionActor, children: list[CancelChild | StartChild]
+    ) -> None:
+        """Once committed and the rest carried out: children are cancelled, then started."""
+        for effect in children:
             if isinstance(effect, CancelChild):
                 await self.children.cancel(actor.state, effect)
-        for effect in prepared.effects:
+        for effect in children:
             if isinstance(effect, StartChild):
                 await self.children.started(actor, effect)
 
@@ -262,14 +268,17 @@ class Commits:
             return [], 0
         try:
             with self.jobs.accounts.paying(actor.state.project_id, price, "infra/workflows"):
-                await self._commit(actor, state, events, total)
+                writes = self._writes(state, total)
+                actor.state = await self._record(actor.state, state, events, *writes)
         except FlowyardError as exc:
             return [exc] * done, done
         except Exception:
             log.exception("execution %s: a batch of job results failed; one by one", state.id)
             return [], 0
         actor.items = items
-        await self._after(actor, state, total)
+        self._after(state, total)
+        if total.children:
+            await self._children_after(actor, total.children)
         if arrivals:
             handed = perf_counter()
             for arrived in arrivals:

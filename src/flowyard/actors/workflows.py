@@ -50,11 +50,9 @@ from flowyard.workflows.state import (
     Event,
     ExecutionState,
     ExecutionStatus,
-    JobStarted,
     Message,
     ParentRef,
     PauseExecution,
-    PutItems,
     QueueJob,
     SignalTimedOut,
     Start,
@@ -84,7 +82,7 @@ class WorkflowEngine(Commits, ActorHost, StepResults):
         self.emit: Callable[[ExecutionState, ExecutionState], tuple[list[Intent], list[Any]]] | None
         self.emit = None
         self.emitted: Callable[[list[Any]], None] | None = None
-        jobs.workflow_starting = self._job_starting
+        jobs.workflow_starting = self._jobs_starting
         jobs.timer_hooks[DeadlineTimer] = self._deadline_fired
         self.signals = Signals(db, jobs.timers, self._charge_call)
         jobs.timer_hooks[SignalTimer] = self._signal_timer_fired
@@ -216,54 +214,6 @@ class WorkflowEngine(Commits, ActorHost, StepResults):
 
     # ----------------------------------------------------------------- job events
 
-    def _job_starting(self, job: Job) -> list[Intent]:
-        ref = job.workflow
-        actor = self.actors.get(ref.execution_id) if ref else None
-        if ref is None or actor is None:
-            return []
-        message = JobStarted(ref.step_id, ref.attempt, job.id, ref.item)
-        if not actor.busy:
-            try:
-                return self._record_start(actor, message)
-            except Exception:
-                # Not the job's fault: the actor contains it (the execution fails) on its own.
-                log.exception(
-                    "execution %s failed to record a start",
-                    actor.state.id,
-                    extra={"execution_id": actor.state.id, "job_id": job.id},
-                )
-        try:
-            self._tell(actor, message)
-        except FlowyardError:
-            log.warning(
-                "could not record the start of %s (mailbox full)",
-                job.id,
-                extra={"execution_id": actor.state.id, "job_id": job.id},
-            )
-        return []
-
-    def _record_start(self, actor: ExecutionActor, message: JobStarted) -> list[Intent]:
-        """An idle actor records a step's start at once; the writes join the job's own start.
-
-        Nothing follows from a start (no effects), so the actor need not wait for the commit;
-        the writes are queued before any later write of the execution, so the order of the
-        execution's rows and events holds.
-        """
-        now = self.jobs.clock.now_ms()
-        new, effects, events = decide(actor.state, message, now, actor.graph, actor.items)
-        if not events:
-            return []
-        changes = [e for e in effects if isinstance(e, PutItems)]
-        assert len(changes) == len(effects)  # a start changes an item at most
-        seq = actor.state.event_seq
-        new = replace(new, event_seq=seq + len(events))
-        actor.state = new
-        actor.keep_items(changes)
-        ops: list[Intent] = [store.put_execution(new), store.put_events(new.id, seq + 1, events)]
-        for change in changes:
-            ops += store.put_items(new.id, change.step_id, change.items)
-        return ops
-
     def _deadline_fired(self, key: DeadlineTimer) -> None:
         actor = self.actors.get(key.execution_id)
         if actor is None or actor.state.deadline_at != key.at:
@@ -374,17 +324,6 @@ class WorkflowEngine(Commits, ActorHost, StepResults):
         with self.jobs.accounts.paying(project_id, price, "infra/workflows"):
             return await self._apply(actor, new, effects, events, carry, now)
 
-    async def _store(
-        self,
-        actor: ExecutionActor,
-        new: ExecutionState,
-        events: list[Event],
-        changes: list[Change],
-        runs: list[Run],
-        more: list[Intent] | None = None,
-    ) -> None:
-        actor.state = await self._record(actor.state, new, events, changes, runs, more)
-
     async def _record(
         self,
         old: ExecutionState,
@@ -407,7 +346,8 @@ class WorkflowEngine(Commits, ActorHost, StepResults):
             self.metrics.executions_finished_by[status].inc()
         if deliveries and self.emitted is not None:
             self.emitted(deliveries)
-        await self.children.ended(old, new)
+        if new.parent is not None:
+            await self.children.ended(old, new)
         return new
 
     def _step_job(self, state: ExecutionState, effect: QueueJob, now: int) -> Job:
@@ -430,8 +370,8 @@ class WorkflowEngine(Commits, ActorHost, StepResults):
         """
         failed, events = failed_execution(actor.state, exc, self.jobs.clock.now_ms())
         try:
-            await self._store(
-                actor, failed, events, [carry[0]] if carry else [], carry[1] if carry else []
+            actor.state = await self._record(
+                actor.state, failed, events, [carry[0]] if carry else [], carry[1] if carry else []
             )
         except FlowyardError as stored:
             return stored  # storage is failing: nothing was recorded, the sender may retry

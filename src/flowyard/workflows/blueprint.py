@@ -24,7 +24,7 @@ from flowyard.workflows.conditions import (
     step_references,
 )
 from flowyard.workflows.maps import for_each_placeholder, item_problems
-from flowyard.workflows.templates import Placeholder, scan
+from flowyard.workflows.templates import Placeholder, Renderer, compile_template, scan
 
 StepId = Annotated[str, Meta(min_length=1, max_length=128, pattern="^[A-Za-z0-9_-]+$")]
 Problem = dict[str, str]
@@ -103,8 +103,14 @@ class Step(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
 
     @property
     def kind(self) -> StepKind:
-        """What the step does (a validated step has exactly one kind)."""
-        return self.kinds[0]
+        """What the step does (a validated step has exactly one kind: the first of ``kinds``)."""
+        if self.job_trigger is not None:
+            return StepKind.JOB
+        if self.wait_for_signal is not None:
+            return StepKind.SIGNAL
+        if self.sub_workflow is not None:
+            return StepKind.SUB_WORKFLOW
+        raise IndexError("a step with no kind")
 
     @property
     def template(self) -> Any:
@@ -129,7 +135,8 @@ class Graph:
     routes to it. ``ancestors`` are the steps whose outputs exist whenever a step runs (for a
     catch step: the ancestors shared by every step routing to it, inherited below it).
     ``descendants`` follow depends_on only. ``branch[c]`` is catch step ``c`` and its
-    descendants. ``conditions`` holds the compiled ``when`` of each step that has one.
+    descendants. ``conditions`` holds the compiled ``when`` of each step that has one, and
+    ``payloads`` the compiled ``payload_template`` of each step.
     """
 
     steps: dict[str, Step]
@@ -146,6 +153,13 @@ class Graph:
     descendants: dict[str, frozenset[str]]
     input_placeholders: list[Placeholder]
     conditions: dict[str, Condition] = field(default_factory=dict)
+    payloads: dict[str, Renderer] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        payloads = {
+            sid: compile_template(step.payload_template) for sid, step in self.steps.items()
+        }
+        object.__setattr__(self, "payloads", payloads)
 
 
 def build_graph(spec: BlueprintSpec) -> Graph:

@@ -4,7 +4,7 @@ Pure: no I/O and no clock. Strings are parsed once (cached), so rendering is a w
 """
 
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any, NamedTuple
@@ -21,6 +21,9 @@ _KEY = re.compile(r"[A-Za-z0-9_-]+")
 _PART = re.compile(r"\.([A-Za-z0-9_-]+)|\[([0-9]+)\]")
 _SIMPLE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _encode = msgspec.json.Encoder().encode
+
+Renderer = Callable[[Mapping[str, Any]], Any]
+"""A template compiled once (:func:`compile_template`): the rendering for a context."""
 
 
 class TemplateSyntaxError(ValueError):
@@ -310,6 +313,90 @@ def render(template: Any, context: Mapping[str, Any]) -> Any:
                 items[index] = new
         return template if items is None else items
     return template
+
+
+def compile_template(template: Any) -> Renderer:
+    """What :func:`render` does with ``template``, its strings parsed and its parts without
+    placeholders found once: the renderer returns ``render(template, context)``, raising as
+    it would.
+    """
+    try:
+        compiled = _compile(template)
+    except RecursionError:  # nested deeper than a walk can go: rendered as it is, each time
+        return lambda context: render(template, context)
+    if compiled is None:
+        return lambda context: template
+    return compiled
+
+
+def _compile(template: Any) -> Renderer | None:
+    """The renderer of a part of a template, or None for a part it leaves as it is."""
+    if isinstance(template, str):
+        return _compile_string(template) if "{{" in template else None
+    if isinstance(template, dict):
+        entries: list[tuple[Any, Renderer]] = []
+        for key, value in template.items():  # a loop, not a comprehension: a frame per level
+            compiled = _compile(value)
+            if compiled is not None:
+                entries.append((key, compiled))
+        if not entries:
+            return None
+
+        def fill_dict(context: Mapping[str, Any]) -> dict[Any, Any]:
+            out = dict(template)
+            for key, render_value in entries:
+                out[key] = render_value(context)
+            return out
+
+        return fill_dict
+    if isinstance(template, list):
+        slots: list[tuple[int, Renderer]] = []
+        for index, value in enumerate(template):
+            compiled = _compile(value)
+            if compiled is not None:
+                slots.append((index, compiled))
+        if not slots:
+            return None
+
+        def fill_list(context: Mapping[str, Any]) -> list[Any]:
+            out = list(template)
+            for index, render_value in slots:
+                out[index] = render_value(context)
+            return out
+
+        return fill_list
+    return None
+
+
+def _compile_string(text: str) -> Renderer:
+    parsed = _parse(text)
+    if parsed.errors:
+        error = parsed.errors[0]
+
+        def malformed(context: Mapping[str, Any]) -> Any:
+            raise TemplateSyntaxError(error)
+
+        return malformed
+    whole = parsed.whole
+    if whole is not None:
+        lookup, path = whole.lookup, whole.text
+        return lambda context: _resolve(context, lookup, path)
+    segments = tuple(
+        (segment, (), "") if isinstance(segment, str) else (None, segment.lookup, segment.text)
+        for segment in parsed.segments
+    )
+
+    def interpolate(context: Mapping[str, Any]) -> str:
+        out: list[str] = []
+        for literal, lookup, path in segments:
+            if literal is not None:
+                out.append(literal)
+                continue
+            value = _resolve(context, lookup, path)
+            out.append(value if isinstance(value, str) else _encode(value).decode())
+        return "".join(out)
+
+    return interpolate
 
 
 def input_paths(templates: Iterable[Any]) -> list[Placeholder]:
