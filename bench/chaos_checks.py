@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.db_reads import document, fetch, integrity, record
+from flowyard.jobs.model import Job, Run
 from flowyard.workflows.state import ExecutionState
 
 Doc = dict[str, Any]
@@ -122,7 +123,7 @@ def read_snapshot(db: str, project_id: str) -> Snapshot:
     for jid, status, raw in fetch(
         db, "SELECT id, status, doc FROM jobs WHERE project_id = $1", project_id
     ):
-        doc = jobs[jid] = document(raw)
+        doc = jobs[jid] = record(raw, Job)
         if status != doc.get("status"):
             columns.append(
                 f"job {jid}: column status {status!r}, document {doc.get('status')!r}, active 0"
@@ -145,7 +146,7 @@ def read_snapshot(db: str, project_id: str) -> Snapshot:
             " WHERE j.project_id = $1",
             project_id,
         )
-        if document(raw).get("status") == "running"
+        if record(raw, Run).get("status") == "running"
     ]
     return Snapshot(executions, jobs, integrity(db), columns, last, open_runs)
 

@@ -84,9 +84,9 @@ def _filled(value: Any, kind: inspect.Type) -> Any:
             if f.encode_name in out:
                 out[f.encode_name] = _filled(out[f.encode_name], f.type)
             elif f.default is not msgspec.NODEFAULT:
-                out[f.encode_name] = msgspec.to_builtins(f.default)
+                out[f.encode_name] = _plain(f.default)
             elif f.default_factory is not msgspec.NODEFAULT:
-                out[f.encode_name] = msgspec.to_builtins(f.default_factory())
+                out[f.encode_name] = _plain(f.default_factory())
         return out
     if isinstance(kind, inspect.UnionType):
         for member in kind.types:
@@ -98,6 +98,13 @@ def _filled(value: Any, kind: inspect.Type) -> Any:
     if isinstance(kind, inspect.CollectionType) and isinstance(value, list):
         return [_filled(v, kind.item_type) for v in value]
     return value
+
+
+def _plain(default: Any) -> Any:
+    """A field's default as its JSON reads back (a ``Raw`` default is JSON already)."""
+    if isinstance(default, msgspec.Raw):
+        return orjson.loads(bytes(default))
+    return msgspec.to_builtins(default)
 
 
 async def _fetch_postgres(url: str, sql: str, params: tuple[object, ...]) -> list[tuple[Any, ...]]:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from bench.db_reads import document, fetch, record
 
+from flowyard.jobs.model import Job, PullQueue, Run
 from flowyard.storage.codec import encode
 from flowyard.workflows.state import (
     ExecutionState,
@@ -85,3 +86,14 @@ def test_an_item_reads_with_its_defaults(tmp_path: Path) -> None:
     (raw,) = _stored(tmp_path, bytes(encode(ItemState(index=3))))
     assert document(raw) == {"index": 3}
     assert record(raw, ItemState)["status"] == "pending"
+
+
+def test_a_job_and_its_run_read_with_their_defaults(tmp_path: Path) -> None:
+    job = Job(id="job_1", project_id="prj_1", trigger=PullQueue(queue="q"), created_at=5)
+    run = Run(id="run_1", job_id="job_1", attempt=1, scheduled_at=None, started_at=6)
+    job_raw, run_raw = _stored(tmp_path, bytes(encode(job)), bytes(encode(run)))
+    assert "status" not in document(job_raw) and "status" not in document(run_raw)
+    read = record(job_raw, Job)
+    assert read["status"] == "pending" and read["payload"] is None and read["result"] is None
+    assert read["workflow"] is None and read["max_attempts"] == 3
+    assert record(run_raw, Run)["status"] == "running"

@@ -397,3 +397,28 @@ def test_the_job_rules_import_nothing_async_or_from_the_shell() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert result.stdout.strip() == ""
+
+
+def test_a_step_s_job_options_become_a_spec_with_every_field() -> None:
+    from flowyard.jobs.model import PushQueue
+    from flowyard.jobs.spec import JobOptions, JobSpec
+
+    options = JobOptions(
+        trigger=PushQueue(queue="q"),
+        handler="http://h.example/x",
+        name="n",
+        timeout=7,
+        max_attempts=9,
+        backoff="linear",
+        priority=2,
+        callback_url="http://c.example/y",
+        enabled=False,
+    )
+    spec = options.to_spec(Raw(b'{"a":1}'), idempotency_key="k")
+    expected = {**msgspec.structs.asdict(options), "payload": Raw(b'{"a":1}')}
+    assert msgspec.structs.asdict(spec) == {**expected, "idempotency_key": "k"}
+    assert set(JobSpec.__struct_fields__) == {
+        *JobOptions.__struct_fields__,
+        "payload",
+        "idempotency_key",
+    }

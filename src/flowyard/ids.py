@@ -4,44 +4,65 @@ import base64
 import os
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-# Two Crockford base32 digits for every 10-bit value: a ULID is 13 lookups.
+# Two Crockford base32 digits for every 10-bit value: a timestamp is 5 lookups.
 _PAIRS = [high + low for high in _CROCKFORD for low in _CROCKFORD]
+# Each byte's low 5 bits as a Crockford digit: 256 is a multiple of 32, so a uniform byte
+# gives a uniform digit.
+_CROCKFORD_OF_BYTE = bytes(ord(_CROCKFORD[value & 31]) for value in range(256))
 
 
-class _RandomPool:
-    """Bytes from ``os.urandom`` drawn 4 KiB at a time: one system call per ~400 ids."""
+def _crockford(data: bytes) -> str:
+    return data.translate(_CROCKFORD_OF_BYTE).decode("ascii")
 
-    def __init__(self, size: int = 4096) -> None:
+
+def _base64(data: bytes) -> str:
+    # ``.`` and ``_`` for the last two digits, so that a token never begins with ``-`` (a
+    # command line would take it for an option: ``flowyard jobs ack ID --claim-token T``).
+    return base64.b64encode(data, altchars=b"._").decode("ascii")
+
+
+class _RandomText:
+    """Random characters of one alphabet, encoded from ``os.urandom`` about 4 KiB at a time:
+    an id or a token is then a slice, not an encoding of its own (one system call and one
+    encoding per few hundred of them)."""
+
+    def __init__(self, encode: Callable[[bytes], str], size: int) -> None:
+        self._encode = encode
         self._size = size
-        self._buffer = b""
+        self._text = ""
         self._offset = 0
 
-    def take(self, count: int) -> bytes:
-        if self._offset + count > len(self._buffer):
-            self._buffer = os.urandom(max(self._size, count))
-            self._offset = 0
+    def take(self, count: int) -> str:
         start = self._offset
-        self._offset += count
-        return self._buffer[start : self._offset]
+        end = start + count
+        if end > len(self._text):
+            self._text = self._encode(os.urandom(max(self._size, count)))
+            start, end = 0, count
+        self._offset = end
+        return self._text[start:end]
 
 
-_random = _RandomPool()
+_random_digits = _RandomText(_crockford, 4096)  # 5 random bits a character
+_random_base64 = _RandomText(_base64, 4095)  # 6 random bits a character (no padding)
 
 
 def random_bytes(count: int) -> bytes:
-    """``count`` cryptographically random bytes (from a pooled ``os.urandom`` draw)."""
-    return _random.take(count)
+    """``count`` cryptographically random bytes."""
+    return os.urandom(count)
 
 
 def url_token(count: int = 18) -> str:
     """A URL-safe random token of ``count`` random bytes: base64 with ``.`` and ``_`` for its
     last two digits, so that it never begins with ``-`` (a command line would take it for an
     option: ``flowyard jobs ack ID --claim-token TOKEN``)."""
-    return base64.b64encode(_random.take(count), altchars=b"._").rstrip(b"=").decode()
+    if count % 3 == 0:
+        return _random_base64.take(count // 3 * 4)
+    return _base64(os.urandom(count)).rstrip("=")
 
 
 def ulid() -> str:
@@ -49,30 +70,29 @@ def ulid() -> str:
 
     The 48 bits of time fill 10 digits (the top two bits are zero), the 80 random bits 16.
     """
-    ms = time.time_ns() // 1_000_000
-    if ms != _time_digits[0]:
-        _time_digits[:] = [ms, "".join([_PAIRS[(ms >> s) & 1023] for s in (40, 30, 20, 10, 0)])]
-    r = int.from_bytes(_random.take(10), "big")
-    digits: str = _time_digits[1]
-    return (
-        digits
-        + _PAIRS[r >> 70]
-        + _PAIRS[(r >> 60) & 1023]
-        + _PAIRS[(r >> 50) & 1023]
-        + _PAIRS[(r >> 40) & 1023]
-        + _PAIRS[(r >> 30) & 1023]
-        + _PAIRS[(r >> 20) & 1023]
-        + _PAIRS[(r >> 10) & 1023]
-        + _PAIRS[r & 1023]
-    )
+    return _time_digits(time.time_ns() // 1_000_000) + _random_digits.take(16)
 
 
-_time_digits: list[Any] = [-1, ""]  # the last millisecond seen and its 10 digits (str)
+def _time_digits(ms: int) -> str:
+    """The 10 digits of a millisecond timestamp: the first 8 change once in 1,024 ms."""
+    high = ms >> 10
+    if high != _high_digits[0]:
+        _high_digits[:] = [high, "".join([_PAIRS[(high >> s) & 1023] for s in (30, 20, 10, 0)])]
+    digits: str = _high_digits[1]
+    return digits + _PAIRS[ms & 1023]
+
+
+_high_digits: list[Any] = [-1, ""]  # the last ``ms >> 10`` seen and its 8 digits
 
 
 def new_id(prefix: str) -> str:
     """An identifier such as ``job_01JNXS...``."""
-    return f"{prefix}_{ulid()}"
+    ms = time.time_ns() // 1_000_000
+    high = ms >> 10
+    if high != _high_digits[0]:
+        _time_digits(ms)
+    digits: str = _high_digits[1]
+    return prefix + "_" + digits + _PAIRS[ms & 1023] + _random_digits.take(16)
 
 
 def base62_token(length: int = 40) -> str:

@@ -113,7 +113,10 @@ class Claims:
         live = self.engine.jobs.get(job.id)
         if live is None or live.status is not JobStatus.RUNNING or not live.is_pull:
             raise Conflict(f"job {job.id} is not running")
-        if not secrets.compare_digest((live.claim_token or "").encode(), claim_token.encode()):
+        # Compared as text when it is ASCII, as every token made here is (no encoding).
+        if not (
+            claim_token.isascii() and secrets.compare_digest(live.claim_token or "", claim_token)
+        ):
             raise Conflict("stale or wrong claim_token")
         return live
 

@@ -22,7 +22,7 @@ from typing import Any
 import msgspec
 
 from flowyard.actors.queues import Queue
-from flowyard.jobs.model import TERMINAL, Job, JobStatus, Run, RunStatus
+from flowyard.jobs.model import QUEUE_TRIGGERS, TERMINAL, Job, JobStatus, Run, RunStatus
 from flowyard.metrics import Metrics
 from flowyard.storage import jobs as store
 from flowyard.storage.intents import Intent
@@ -77,27 +77,45 @@ class LiveJobs:
         return self.runs.get(job.run_id) if job.run_id else None
 
     def index(self, old: Job | None, new: Job) -> None:
-        """Apply a job change to memory: the live map and its queue's counts."""
-        old_queue = old.queue if old is not None else None
-        if old is not None and old_queue is not None:
-            queue = self.queue(old.project_id, old_queue)
-            queue.pending.pop(old.id, None)
-            queue.running.discard(old.id)
-            if new.status is not JobStatus.PENDING or not new.enabled:
-                queue.discard(old.id)
-        if new.status in TERMINAL:
-            self.jobs.pop(new.id, None)
+        """Apply a job change to memory: the live map and its queue's counts.
+
+        A job that ends and is no longer in memory was applied already (an exchange marks
+        its acked jobs ended before it commits them): nothing is left to do.
+        """
+        status = new.status
+        ended = status in TERMINAL
+        if ended:
+            if self.jobs.pop(new.id, None) is None:
+                return
             if self.request_ids:
                 self.request_ids.pop(new.id, None)
+        else:
+            self.jobs[new.id] = new
+        trigger = new.trigger
+        queue = None
+        if isinstance(trigger, QUEUE_TRIGGERS):
+            queue = self.queues.get((new.project_id, trigger.queue))
+            if queue is None:
+                queue = self.queue(new.project_id, trigger.queue)
+        if old is not None:
+            # A job's trigger (so its queue) changes only with a PATCH.
+            old_queue = queue if old.trigger is trigger else self._queue_of(old)
+            if old_queue is not None:
+                old_id = old.id
+                old_queue.pending.pop(old_id, None)
+                old_queue.running.discard(old_id)
+                if status is not JobStatus.PENDING or not new.enabled:
+                    old_queue.discard(old_id)
+        if ended or queue is None:
             return
-        self.jobs[new.id] = new
-        new_queue = new.queue
-        if new_queue is not None:
-            queue = self.queue(new.project_id, new_queue)
-            if new.status is JobStatus.PENDING:
-                queue.pending[new.id] = new.created_at
-            elif new.status is JobStatus.RUNNING:
-                queue.running.add(new.id)
+        if status is JobStatus.PENDING:
+            queue.pending[new.id] = new.created_at
+        elif status is JobStatus.RUNNING:
+            queue.running.add(new.id)
+
+    def _queue_of(self, job: Job) -> Queue | None:
+        name = job.queue
+        return self.queue(job.project_id, name) if name is not None else None
 
     async def commit(
         self, changes: Sequence[Change], runs: Iterable[Run] = (), extra: Sequence[Intent] = ()
@@ -113,9 +131,11 @@ class LiveJobs:
             else:
                 self.runs.pop(run.id, None)
         ops: list[Intent] = [store.put_job(new) for _, new in changes]
-        ops += [store.put_run(run) for run in runs]
+        ops += map(store.put_run, runs)
+        ops += extra
+        ops += outbox
         try:
-            await self.db.commit([*ops, *extra, *outbox])
+            await self.db.commit(ops)
         except BaseException:
             for old, new in reversed(changes):
                 if old is None:

@@ -48,23 +48,28 @@ class Timers:
 
     def arm(self, due_ms: int, key: Hashable) -> None:
         """Fire ``key`` at ``due_ms`` (or at once if that is past), replacing its earlier due."""
-        earliest = self._heap[0][0] if self._heap else None
+        heap, live = self._heap, self._live
+        earliest = heap[0][0] if heap else None
         entry = (due_ms, next(self._counter))
-        self._live[key] = entry
-        heapq.heappush(self._heap, (*entry, key))
-        self._compact()
+        live[key] = entry
+        heapq.heappush(heap, (*entry, key))
+        if len(heap) > 2 * len(live) and len(heap) > COMPACT_MIN:
+            self._compact()
         if earliest is None or due_ms < earliest:
             self._wake.set()
 
     def cancel(self, key: Hashable) -> None:
         """Forget ``key`` (nothing if it is not armed); its heap entry is dropped lazily."""
-        if self._live.pop(key, None) is not None:
-            self._compact()
+        live = self._live
+        if live.pop(key, None) is not None:
+            heap = self._heap
+            if len(heap) > 2 * len(live) and len(heap) > COMPACT_MIN:
+                self._compact()
 
     def _compact(self) -> None:
-        if len(self._heap) > COMPACT_MIN and len(self._heap) > 2 * len(self._live):
-            self._heap = [(due, seq, key) for key, (due, seq) in self._live.items()]
-            heapq.heapify(self._heap)
+        """Rebuild the heap from the live keys (stale entries outnumber them)."""
+        self._heap = [(due, seq, key) for key, (due, seq) in self._live.items()]
+        heapq.heapify(self._heap)
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Fire timers as they fall due, forever."""

@@ -1,7 +1,9 @@
 """Job and run records, their statuses, and their JSON views.
 
 Records are frozen msgspec Structs written to SQLite as JSON; new fields must have defaults
-(msgspec's schema-evolution rules) so that older rows still decode.
+(msgspec's schema-evolution rules) so that older rows still decode. A job's and a run's
+documents leave out the fields that hold their default: read one with its Struct, not as
+plain JSON.
 """
 
 from enum import StrEnum
@@ -64,6 +66,11 @@ class PullQueue(
 
 Trigger = Immediate | Delayed | Scheduled | PushQueue | PullQueue
 QUEUE_TRIGGERS = (PushQueue, PullQueue)  # a tuple: ``isinstance`` with it builds no union
+TRIGGER_TAGS: dict[type, str] = {
+    kind: str(kind.__struct_config__.tag)
+    for kind in (Immediate, Delayed, Scheduled, PushQueue, PullQueue)
+}
+"""Each trigger type's ``type`` tag (a look-up: ``__struct_config__`` builds an object)."""
 TriggerType = Literal["immediate", "delayed", "scheduled", "queue", "pull"]
 """The ``type`` tags of ``Trigger``."""
 Backoff = Literal["exponential", "linear", "fixed"]
@@ -94,7 +101,7 @@ class RunStatus(StrEnum):
 
 # gc=False: these records never take part in reference cycles; leaving them out of the
 # cyclic collector saves memory and collector time with many live jobs and executions.
-class WorkflowRef(msgspec.Struct, frozen=True, gc=False):
+class WorkflowRef(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     """The workflow step a job runs for."""
 
     execution_id: str
@@ -112,8 +119,12 @@ def workflow_view(ref: WorkflowRef) -> dict[str, Any]:
     return view
 
 
-class Job(msgspec.Struct, frozen=True, gc=False, kw_only=True):
-    """A job as stored. ``claim_token``, ``run_id`` and ``callback_deadline`` are internal."""
+class Job(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True):
+    """A job as stored. ``claim_token``, ``run_id`` and ``callback_deadline`` are internal.
+
+    A field that holds its default is left out of the stored document (most of a job's fields
+    are unset or default most of its life), and comes back as that default when decoded.
+    """
 
     id: str
     project_id: str
@@ -152,7 +163,7 @@ class Job(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     @property
     def trigger_type(self) -> str:
         """The trigger's type tag."""
-        return str(self.trigger.__struct_config__.tag)
+        return TRIGGER_TAGS[type(self.trigger)]
 
     @property
     def is_pull(self) -> bool:
@@ -160,8 +171,9 @@ class Job(msgspec.Struct, frozen=True, gc=False, kw_only=True):
         return isinstance(self.trigger, PullQueue)
 
 
-class Run(msgspec.Struct, frozen=True, gc=False, kw_only=True):
-    """One delivery of a push job or one claim of a pull job."""
+class Run(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True):
+    """One delivery of a push job or one claim of a pull job (stored without its default
+    fields, as a job is)."""
 
     id: str
     job_id: str

@@ -31,8 +31,19 @@ class JobOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
 
     def to_spec(self, payload: Raw = NULL, *, idempotency_key: str | None = None) -> "JobSpec":
         """The full job body with this payload."""
-        fields = msgspec.structs.asdict(self)
-        return JobSpec(**fields, payload=payload, idempotency_key=idempotency_key)
+        return JobSpec(
+            trigger=self.trigger,
+            handler=self.handler,
+            name=self.name,
+            timeout=self.timeout,
+            max_attempts=self.max_attempts,
+            backoff=self.backoff,
+            priority=self.priority,
+            callback_url=self.callback_url,
+            enabled=self.enabled,
+            payload=payload,
+            idempotency_key=idempotency_key,
+        )
 
 
 class JobSpec(JobOptions, frozen=True, kw_only=True):
