@@ -71,6 +71,26 @@ async def test_made_up_credentials_keep_the_caches_bounded_and_real_keys_cached(
     assert await authenticator.authenticate(bearer(service.key)) == real
 
 
+async def test_a_run_of_one_credential_is_hashed_once(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hashed: list[str] = []
+
+    def counted(token: str) -> str:
+        hashed.append(token)
+        return hash_key(token)
+
+    monkeypatch.setattr(auth, "hash_key", counted)
+    authenticator = Authenticator(service.supervisor.db)
+    real = await authenticator.authenticate(bearer(service.key))
+    assert authenticator.cached(bearer(service.key).scope) == real
+    assert authenticator.cached(carrying(("X-API-Key", service.key)).scope) == real
+    assert hashed == [service.key]
+    await refused(authenticator, bearer("made-up"))  # another credential: hashed on its own
+    assert await authenticator.authenticate(bearer(service.key)) == real
+    assert hashed == [service.key, "made-up", service.key]
+
+
 async def test_mebibyte_credentials_are_refused_quickly_by_a_real_server(
     tmp_path: Path, server_process: StartServer
 ) -> None:

@@ -64,6 +64,8 @@ class _App(Starlette):
     middleware in place of its own; what handlers reach is its ``context``
     (:func:`~flowyard.http.context.context_of`)."""
 
+    notes_started = True  # ErrorBoundary does, for InflightLimit
+
     def __init__(
         self, routes: Sequence[BaseRoute], lifespan: Lifespan["_App"], context: Context
     ) -> None:

@@ -10,6 +10,8 @@ looking it up; the cache holds digests, never the credentials sent; and keys fou
 credentials not found are cached apart, each up to :data:`CACHE_SIZE` entries (the oldest go
 first), so a stream of made-up credentials neither grows memory nor pushes real keys out and
 sends their requests to SQLite. Each refused credential costs at most one indexed look-up.
+The last credential hashed is kept with its digest, one pair, so that a run of requests with
+the same key (a worker's) hashes it once; it is compared in constant time.
 
 A key's ``last_used_at`` is kept in memory on every use and written behind at most once a
 minute per key, so that a request costs no write of its own.
@@ -49,6 +51,7 @@ class Authenticator:
         self._generation = 0  # bumped by forget(): a look-up begun before it is not cached
         self._used: dict[str, int] = {}  # key id -> last use in this process (ms)
         self._written: dict[str, int] = {}  # key id -> last_used_at handed to the writer
+        self._last = ("", "")  # the last credential hashed, and its digest
 
     def forget(self) -> None:
         """Drop every cached key (after a revocation)."""
@@ -67,7 +70,7 @@ class Authenticator:
         """The key the request carries when the cache knows it (nearly every request), without
         a coroutine; None when :meth:`authenticate` must look it up (or refuse it). Raises 401
         as that would for a missing, far too long or revoked key."""
-        digest = _digest(scope)
+        digest = self._digest(scope)
         found = self._found.get(digest)
         if found is None or time.monotonic() - found[0] >= CACHE_SECONDS:
             return None
@@ -79,7 +82,7 @@ class Authenticator:
 
     async def authenticate(self, request: Request) -> ApiKey:
         """The key the request carries; 401 if it has none, an unknown one or a revoked one."""
-        digest = _digest(request.scope)
+        digest = self._digest(request.scope)
         now = time.monotonic()
         found = self._found.get(digest)
         unknown = self._unknown.get(digest) if found is None else None
@@ -118,9 +121,20 @@ class Authenticator:
             return  # overloaded or shutting down: a later use writes it
         self._written[key.id] = at
 
+    def _digest(self, scope: Scope) -> str:
+        """The digest of the request's credential; 401 when it has none or a far too long
+        one."""
+        token = _credential(scope)
+        last, digest = self._last
+        if token.isascii() and hmac.compare_digest(token, last):
+            return digest
+        digest = hash_key(token)
+        self._last = token, digest
+        return digest
 
-def _digest(scope: Scope) -> str:
-    """The digest of the request's credential; 401 when it has none or a far too long one."""
+
+def _credential(scope: Scope) -> str:
+    """The request's credential; 401 when it has none or a far too long one."""
     authorization = header(scope, b"authorization")
     token = header(scope, b"x-api-key")
     if authorization is not None:
@@ -131,7 +145,7 @@ def _digest(scope: Scope) -> str:
         raise Unauthorized("missing API key: send Authorization: Bearer <key> or X-API-Key")
     if len(token) > MAX_CREDENTIAL:
         raise Unauthorized(f"invalid API key: longer than {MAX_CREDENTIAL} characters")
-    return hash_key(token)
+    return token
 
 
 def _remember(cache: dict[str, _V], digest: str, value: _V) -> None:

@@ -1,13 +1,12 @@
 """Reading request bodies and query parameters: size, media type, JSON, types and ranges."""
 
 import re
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 import msgspec
 from starlette.requests import Request
 
 from flowyard.errors import Invalid, PayloadTooLarge, UnsupportedMediaType, invalid_field
-from flowyard.http.headers import header
 from flowyard.http.unknown_fields import unknown_fields
 
 T = TypeVar("T")
@@ -19,11 +18,17 @@ _PATH = re.compile(r"^(?P<message>.*) - at `(?P<path>\$[^`]*)`$", re.DOTALL)
 _MISSING = re.compile(r"^Object missing required field `(?P<field>[^`]+)`$")
 _INTEGER = re.compile(r"^-?[0-9]{1,18}\Z")
 _UNKNOWN = "Object contains unknown field"
+_DECODERS: dict[Any, msgspec.json.Decoder[Any]] = {}
 
 
 async def read_body(request: Request) -> bytes:
     """The raw body, refusing more than 1 MiB (413) and non-JSON media types (415)."""
-    length = header(request.scope, b"content-length")
+    length = content_type = None
+    for name, value in request.scope["headers"]:  # two headers in one scan, as header() reads one
+        if name == b"content-length" and length is None:
+            length = value
+        elif name == b"content-type" and content_type is None:
+            content_type = value
     if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"the body is over {MAX_BODY_BYTES} bytes")
     # The ASGI messages read straight from ``receive``: Starlette's ``request.stream()`` is an
@@ -41,10 +46,11 @@ async def read_body(request: Request) -> bytes:
         chunks.append(chunk)
         if not message.get("more_body", False):
             break
-    body = b"".join(chunks)
-    media = (header(request.scope, b"content-type") or "").split(";")[0].strip().lower()
-    if body and media and media != "application/json" and not media.endswith("+json"):
-        raise UnsupportedMediaType(f"send the body as application/json, not {media}")
+    body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    if body and content_type is not None and content_type != b"application/json":
+        media = content_type.decode("latin-1").split(";")[0].strip().lower()
+        if media and media != "application/json" and not media.endswith("+json"):
+            raise UnsupportedMediaType(f"send the body as application/json, not {media}")
     return body
 
 
@@ -54,8 +60,11 @@ def decode(body: bytes, kind: type[T]) -> T:
     msgspec stops at the first problem; every unknown field is named (``details`` lists each),
     then the first other problem, if that is what stopped msgspec.
     """
+    decoder = _DECODERS.get(kind)
+    if decoder is None:  # one per body type, built on its first use
+        decoder = _DECODERS[kind] = msgspec.json.Decoder(kind, strict=True)
     try:
-        return msgspec.json.decode(body, type=kind, strict=True)
+        return cast(T, decoder.decode(body))
     except msgspec.ValidationError as exc:
         match = _PATH.match(str(exc))
         message, path = (match["message"], match["path"]) if match else (str(exc), "$")

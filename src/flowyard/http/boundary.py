@@ -13,6 +13,9 @@ per request instead of four, on a path every request takes.
   ``flowyard_http_request_duration_seconds`` under the template of the route that matched
   (the router leaves it in ``scope["route"]``), or ``unmatched``; a wrapper that sees every
   status anyway is the cheapest place for it.
+- Under :class:`~flowyard.http.inflight.InflightLimit` it notes the request's ``started``
+  and drops what is sent once the request was cut off at shutdown, in the same wrapper
+  (:attr:`InflightLimit.notes_started`).
 """
 
 from time import perf_counter
@@ -23,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flowyard.errors import FlowyardError
 from flowyard.http.errors import flowyard_error, http_error, internal_error
+from flowyard.http.inflight import SCOPE_KEY, Held
 from flowyard.metrics import UNMATCHED, Metrics
 
 
@@ -40,9 +44,14 @@ class ErrorBoundary:
         began = perf_counter()
         started = False
         status = 500  # what the server answers for an app that sends nothing
+        held: Held | None = scope.get(SCOPE_KEY)
 
         async def sending(message: Message) -> None:
             nonlocal started, status
+            if held is not None:
+                if held.cut:
+                    return  # answered 503 at shutdown: what the app says now is too late
+                held.started = True
             if message["type"] == "http.response.start":
                 started = True
                 status = message["status"]

@@ -23,6 +23,12 @@ At shutdown, requests that have not begun their response when the grace period e
 that sends its body slowly) are answered ``503`` on their behalf, and whatever the app sends for
 them afterwards is dropped. The app is not cancelled: a write it queued is still committed, and
 a request waiting for more of its body hears that the client is gone once the 503 is sent.
+
+Whether a request's response has begun is noted on the way out: by the app itself when it
+says so (:attr:`InflightLimit.notes_started`: the service's app, whose
+:class:`~flowyard.http.boundary.ErrorBoundary` wraps ``send`` anyway and reads the request
+from the scope), else by a wrapper around ``send`` here. One wrapper per request instead of
+two, on a path every request takes.
 """
 
 import re
@@ -35,7 +41,7 @@ from flowyard.http.errors import error_response
 from flowyard.metrics import UNMATCHED, Metrics
 
 SCOPE_KEY = "flowyard.inflight"
-"""Where a counted request's :class:`_Request` sits in its ASGI scope."""
+"""Where a request's :class:`Held` sits in its ASGI scope while it is worked on."""
 
 EXEMPT = re.compile(
     r"^/(livez|readyz|healthz|metrics"
@@ -45,13 +51,20 @@ EXEMPT = re.compile(
 )
 
 
-class _Request:
-    """One request in flight: whether its response has begun, or was cut off."""
+class Held:
+    """One request in flight: whether its response has begun, or was cut off.
 
-    __slots__ = ("_receive", "_send", "cut", "limit", "project", "scope", "started")
+    An app that notes it (see the module's docstring) sets ``started`` when it sends the
+    response's start and drops what it sends once ``cut`` is set.
+    """
 
-    def __init__(self, limit: "InflightLimit", scope: Scope, receive: Receive, send: Send) -> None:
+    __slots__ = ("_receive", "_send", "counted", "cut", "limit", "project", "scope", "started")
+
+    def __init__(
+        self, limit: "InflightLimit", scope: Scope, receive: Receive, send: Send, counted: bool
+    ) -> None:
         self.limit = limit
+        self.counted = counted  # against the cap (not an exempt route)
         self.project: str | None = None  # the project it is counted against, once known
         self.scope = scope
         self._receive = receive
@@ -88,7 +101,9 @@ class InflightLimit:
         self.per_project = max(1, limit // 2) if per_project is None else per_project
         self.inflight = 0  # counted requests (not the exempt ones) being worked on
         self.by_project: dict[str, int] = {}  # counted requests per project, when above 0
-        self._running: set[_Request] = set()  # every request being worked on
+        self._running: set[Held] = set()  # every request being worked on
+        self.notes_started: bool = getattr(app, "notes_started", False)
+        """Whether ``app`` notes a :class:`Held`'s ``started`` and ``cut`` itself."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -102,13 +117,12 @@ class InflightLimit:
             if self.metrics is not None:
                 self.metrics.answered(UNMATCHED, scope["method"], 503, perf_counter() - began)
             return
-        request = _Request(self, scope, receive, send)
-        if counted:
-            scope[SCOPE_KEY] = request
+        request = Held(self, scope, receive, send, counted)
+        scope[SCOPE_KEY] = request
         self._running.add(request)
         self.inflight += counted
         try:
-            await self.app(scope, receive, request.send)
+            await self.app(scope, receive, send if self.notes_started else request.send)
         except Exception:
             if not request.cut:
                 raise
@@ -116,12 +130,11 @@ class InflightLimit:
         finally:
             self._running.discard(request)
             self.inflight -= counted
-            if counted:
-                del scope[SCOPE_KEY]  # scope and request refer to each other: not a cycle left
+            del scope[SCOPE_KEY]  # scope and request refer to each other: not a cycle left
             if request.project is not None:
                 self._release(request.project)
 
-    def hold(self, request: _Request, project_id: str) -> None:
+    def hold(self, request: Held, project_id: str) -> None:
         """Count ``request`` against ``project_id``; ``Unavailable`` if its share is full."""
         if request.project is not None:
             return  # counted already (a second look at the same key)
@@ -157,6 +170,6 @@ def hold_for_project(scope: Scope, project_id: str) -> None:
     Raises ``Unavailable`` (503) when the project already holds its share. Nothing to do for
     a request the cap does not count, or for an app served without :class:`InflightLimit`.
     """
-    request: _Request | None = scope.get(SCOPE_KEY)
-    if request is not None:
+    request: Held | None = scope.get(SCOPE_KEY)
+    if request is not None and request.counted:
         request.limit.hold(request, project_id)

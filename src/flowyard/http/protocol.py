@@ -60,6 +60,8 @@ BODY_BUFFER = 65_536
 
 _ASGI = {"version": "3.0", "spec_version": "2.3"}
 _OWS = b" \t"
+_NOTED = frozenset((b"host", b"x-request-id", b"expect", b"transfer-encoding"))
+"""The fields :meth:`HttpProtocol.on_header` looks at."""
 
 
 class _Refused(Exception):
@@ -242,6 +244,8 @@ class HttpProtocol(Refusals):
         if self.header_bytes > limits.MAX_HEADER_BYTES or len(headers) > limits.MAX_HEADER_FIELDS:
             self.refused = limits.HEADERS_TOO_LARGE
             raise _Refused
+        if name not in _NOTED:
+            return  # one look-up for most fields instead of four comparisons
         if name == b"host":
             self.hosts += 1
         elif name == b"x-request-id":
@@ -262,8 +266,12 @@ class HttpProtocol(Refusals):
             raise _Refused
         if version != "1.1" and version != "1.0":
             raise _Refused  # HTTP/0.9 (a request line without a version)
-        url = httptools.parse_url(self.url)
-        raw_path = url.path
+        raw_path = self.url
+        query = b""
+        if raw_path[:1] != b"/" or b"?" in raw_path or b"#" in raw_path:
+            url = httptools.parse_url(raw_path)  # not a bare path (most requests are)
+            raw_path = url.path
+            query = url.query or b""
         path = raw_path.decode("ascii")  # not ASCII: the parser's error, answered 400
         if "%" in path:
             path = urllib.parse.unquote(path)
@@ -278,7 +286,7 @@ class HttpProtocol(Refusals):
             "root_path": "",
             "path": path,
             "raw_path": raw_path,
-            "query_string": url.query or b"",
+            "query_string": query,
             "headers": self.headers,
             "state": self.app_state.copy(),
         }

@@ -9,15 +9,17 @@ are Starlette's: the first full match wins, a match but for the method is a 405,
 Within those, a route is not even tried when it cannot match: a literal path other than the
 request's, or a path with another count of segments (its parameters never hold a ``/``
 unless they are ``:path`` ones, and a mount is always tried). A trigger's route, fifth of the
-workflow routes, is then the only one tried.
+workflow routes, is then the only one tried; a literal path equal to the request's matches
+without its regular expression.
 
 Function endpoints are also called without Starlette's ``request_response`` wrapper, whose
-exception-handler layer :class:`~flowyard.http.boundary.ErrorBoundary` makes redundant.
+exception-handler layer :class:`~flowyard.http.boundary.ErrorBoundary` makes redundant, and
+a plain response (every JSON answer) is sent without the coroutine of ``Response.__call__``.
 """
 
 import inspect
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -25,6 +27,8 @@ from starlette.routing import BaseRoute, Match, Mount, Route, Router
 from starlette.types import Lifespan, Receive, Scope, Send
 
 PREFIX_SEGMENTS = 2
+_SENT_AS_IS = Response.__call__
+"""A response whose class keeps it sends its status, headers and body, nothing else."""
 _FORWARDING = (Route, Mount)  # routes whose ``handle`` calls their ``app`` once it matched
 
 Prefix = tuple[str, ...]
@@ -52,7 +56,18 @@ class _Endpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = await self.func(Request(scope, receive, send))
-        await response(scope, receive, send)
+        if type(response).__call__ is not _SENT_AS_IS or response.background is not None:
+            await response(scope, receive, send)
+            return
+        # What Response.__call__ sends for an HTTP request, without its coroutine.
+        await send(
+            {
+                "type": "http.response.start",
+                "status": response.status_code,
+                "headers": response.raw_headers,
+            }
+        )
+        await send({"type": "http.response.body", "body": response.body})
 
 
 class IndexedRouter(Router):
@@ -105,9 +120,14 @@ class IndexedRouter(Router):
         path = scope["path"]  # the app is not mounted: no root_path
         slashes = path.count("/")
         for route, literal, count in self._filed(path):  # candidates(), inline
-            if (literal is not None and literal != path) or (count >= 0 and count != slashes):
+            if literal is not None:
+                if literal != path:
+                    continue
+                match, child_scope = _literal_match(cast(Route, route), scope)
+            elif count >= 0 and count != slashes:
                 continue
-            match, child_scope = route.matches(scope)
+            else:
+                match, child_scope = route.matches(scope)
             if match is Match.FULL:
                 scope["route"] = route
                 scope.update(child_scope)
@@ -126,6 +146,15 @@ class IndexedRouter(Router):
             await route.handle(scope, receive, send)
             return
         await self.default(scope, receive, send)
+
+
+def _literal_match(route: Route, scope: Scope) -> tuple[Match, Scope]:
+    """``route.matches(scope)`` for a literal route equal to the request's path: no regular
+    expression to run, no parameter to convert."""
+    child_scope = {"endpoint": route.endpoint, "path_params": dict(scope.get("path_params", {}))}
+    if route.methods and scope["method"] not in route.methods:
+        return Match.PARTIAL, child_scope
+    return Match.FULL, child_scope
 
 
 def _filed(route: BaseRoute) -> Filed:
