@@ -192,12 +192,18 @@ def _put_execution(intent: PutExecution, out: list[Op]) -> None:
 
 
 def _put_events(intent: PutEvents, out: list[Op]) -> None:
-    sql = "INSERT OR REPLACE INTO events (execution_id, seq, doc) VALUES (?, ?, ?)"
-    first = intent.first_seq
-    out += [
-        (sql, (intent.execution_id, first + index, encode(event)))
-        for index, event in enumerate(intent.events)
-    ]
+    events = intent.events
+    if len(events) == 1:
+        sql = "INSERT OR REPLACE INTO events (execution_id, seq, doc) VALUES (?, ?, ?)"
+        out.append((sql, (intent.execution_id, intent.first_seq, encode(events[0]))))
+    elif events:
+        # One statement for them all: SQLite splits the JSON array, each element's text as
+        # the encoder wrote it (a blob, as one event alone is stored).
+        sql = (
+            "INSERT OR REPLACE INTO events (execution_id, seq, doc)"
+            " SELECT ?, ? + key, CAST(value AS BLOB) FROM json_each(?)"
+        )
+        out.append((sql, (intent.execution_id, intent.first_seq, encode(events))))
 
 
 def _put_item(intent: PutItem, out: list[Op]) -> None:
