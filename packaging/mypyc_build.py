@@ -1,4 +1,4 @@
-"""Compiles the pure, hot modules of the service with mypyc (opt-in; bench/README.md, "mypyc").
+"""Compiles the hot modules of the service with mypyc (opt-in; bench/README.md, "mypyc").
 
 The modules stay plain Python in the tree: ``pip install -e .`` and ``pip install .`` run them
 as they are, with no compiler. Compiled, the same files become C extensions that Python imports
@@ -22,17 +22,42 @@ import tempfile
 from pathlib import Path
 
 MODULES = [
-    "flowyard/actors/execution.py",  # decide: the workflow state machine
+    # decide: the workflow state machine, and what it calls
+    "flowyard/actors/execution.py",
     "flowyard/actors/execution_maps.py",
     "flowyard/workflows/templates.py",
     "flowyard/workflows/dag.py",
     "flowyard/workflows/maps.py",
     "flowyard/jobs/transitions.py",
+    "flowyard/jobs/attempts.py",
+    "flowyard/jobs/backoff.py",
     "flowyard/ids.py",
+    "flowyard/clock.py",
+    # the actors' hot path: live jobs, claims and acks, scheduling, queues, accounts, timers
+    "flowyard/actors/live_jobs.py",
+    "flowyard/actors/claims.py",
+    "flowyard/actors/scheduling.py",
+    "flowyard/actors/queues.py",
+    "flowyard/actors/accounts.py",
+    "flowyard/actors/timers.py",
+    # HTTP: the body, the exchange, the router, the in-flight gate
     "flowyard/http/body.py",
+    "flowyard/http/exchange.py",
+    "flowyard/http/job_exchange.py",
+    "flowyard/http/router.py",
+    "flowyard/http/inflight.py",
+    # storage's statements and the codec, metrics
+    "flowyard/storage/sqlite_statements.py",
+    "flowyard/storage/codec.py",
+    "flowyard/metrics.py",
 ]
-"""The compiled modules, relative to ``src/``. Not ``workflows/state.py``: it is msgspec
-Structs, whose code is msgspec's own C already."""
+"""The compiled modules, relative to ``src/``. Left out (bench/README.md, "mypyc"): modules
+that are msgspec Structs (``workflows/state.py``, ``jobs/model.py``, ``spec.py``, ``events.py``,
+``storage/intents.py``: their code is msgspec's C already, and compiled their annotations are
+not resolved as msgspec expects); classes that plain Python subclasses (``storage/commits.py``,
+the mixins of ``actors/workflow_commits.py`` and ``step_results.py``: an interpreted class cannot
+inherit from a compiled one); ``actors/workflows.py`` (multiple inheritance) and
+``http/protocol.py`` (subclassed with ``type()``, an attribute deleted)."""
 
 ENV = "FLOWYARD_MYPYC"
 """``FLOWYARD_MYPYC=1`` makes ``pip install .`` build the compiled wheel."""

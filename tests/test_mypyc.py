@@ -1,8 +1,10 @@
 """The mypyc build (packaging/mypyc_build.py): the hot modules compiled give the same results.
 
-The modules are compiled from a copy of ``src/`` into a temporary directory; the decide,
-template and job transition table tests then run again in a child Python that imports the
-compiled modules. Skipped where mypyc or a C compiler is missing.
+The modules are compiled from a copy of ``src/`` into a temporary directory; the tests of the
+compiled modules (the decide, template and job transition tables, ids, clock, timers, metrics,
+the router, accounts) and the pull, exchange and workflow tests that drive the real service
+through them then run again in a child Python that imports the compiled modules. Skipped where
+mypyc or a C compiler is missing.
 """
 
 from __future__ import annotations
@@ -21,10 +23,25 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "packaging"))
 import mypyc_build  # noqa: E402
 
-TABLE_TESTS = [
+COMPILED_TESTS = [
     *sorted(str(path) for path in (REPO / "tests").glob("test_decide*.py")),
-    str(REPO / "tests" / "test_templates.py"),
-    str(REPO / "tests" / "test_job_transitions.py"),
+    *(
+        str(REPO / "tests" / name)
+        for name in (
+            "test_templates.py",
+            "test_job_transitions.py",
+            "test_backoff.py",
+            "test_units.py",
+            "test_request_ids.py",
+            "test_timers.py",
+            "test_metrics.py",
+            "test_router.py",
+            "test_accounts_sync.py",
+            "test_pull.py",
+            "test_exchange.py",
+            "test_workflows_e2e.py",
+        )
+    ),
 ]
 
 
@@ -79,14 +96,14 @@ def test_the_compiled_modules_are_the_ones_imported(compiled: Path) -> None:
         assert path.startswith(str(compiled)) and path.endswith(".so"), path
 
 
-def test_the_table_tests_pass_on_the_compiled_modules(compiled: Path) -> None:
+def test_the_tests_pass_on_the_compiled_modules(compiled: Path) -> None:
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *TABLE_TESTS],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *COMPILED_TESTS],
         env=_env(compiled),
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=1200,
     )
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     assert " passed" in run.stdout and "failed" not in run.stdout
