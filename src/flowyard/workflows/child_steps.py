@@ -2,47 +2,25 @@
 it with its parent. A part of the transition's working copy (``_Draft`` in
 ``actors/execution.py``), kept apart so each step kind stays in a module of its own."""
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from flowyard.workflows.blueprint import Graph, StepKind
+from flowyard.workflows.blueprint import StepKind
 from flowyard.workflows.children import MAX_DEPTH, child_failure, depth_error
+from flowyard.workflows.draft import DraftPart
 from flowyard.workflows.state import (
     CancelChild,
     ChildFinished,
-    Effect,
-    Event,
-    ExecutionState,
     ExecutionStatus,
     ItemState,
     StartChild,
     StepError,
-    StepState,
     StepStatus,
 )
 from flowyard.workflows.templates import TemplateError, render
 
 
-class ChildSteps:
+class ChildSteps(DraftPart):
     """The sub_workflow side of a transition's working copy."""
-
-    state: ExecutionState
-    graph: Graph
-    now: int
-    steps: dict[str, StepState]
-    effects: list[Effect]
-    events: list[Event]
-
-    if TYPE_CHECKING:
-
-        def event(
-            self, kind: str, step_id: str | None = None, data: dict[str, Any] | None = None
-        ) -> None: ...
-        def set_step(self, step_id: str, **changes: Any) -> StepState: ...
-        def context(self, step_id: str) -> dict[str, Any]: ...
-        def fail(
-            self, step_id: str, error: StepError, job_id: str | None, attempts: int
-        ) -> None: ...
-        def schedule(self) -> None: ...
 
     def start_child(self, step_id: str) -> None:
         """Run the step's child: the step is running until the child ends."""

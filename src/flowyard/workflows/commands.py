@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from flowyard.errors import Conflict, Invalid
-from flowyard.workflows.blueprint import Graph
+from flowyard.workflows.draft import DraftPart
 from flowyard.workflows.state import (
     ACTIVE,
     CANCELLABLE,
@@ -16,13 +16,9 @@ from flowyard.workflows.state import (
     ArmDeadline,
     CancelChild,
     DeadlinePassed,
-    Effect,
-    Event,
-    ExecutionState,
     ExecutionStatus,
     ResumeExecution,
     StepError,
-    StepState,
     StepStatus,
     WithdrawJob,
 )
@@ -31,30 +27,10 @@ if TYPE_CHECKING:
     from flowyard.actors.execution_maps import MapRunner
 
 
-class Commands:
+class Commands(DraftPart):
     """The commands' side of a transition's working copy."""
 
-    state: ExecutionState
-    graph: Graph
-    now: int
-    steps: dict[str, StepState]
-    effects: list[Effect]
-    events: list[Event]
     maps: "MapRunner"
-
-    if TYPE_CHECKING:
-
-        @property
-        def status(self) -> ExecutionStatus: ...
-        def event(
-            self, kind: str, step_id: str | None = None, data: dict[str, Any] | None = None
-        ) -> None: ...
-        def set_step(self, step_id: str, **changes: Any) -> StepState: ...
-        def update(self, **changes: Any) -> None: ...
-        def schedule(self) -> None: ...
-        def below(self, step_id: str, status: StepStatus) -> list[str]: ...
-        def cancel_children(self) -> None: ...
-        def is_child_running(self, step_id: str) -> bool: ...
 
     def cancel(self) -> None:
         if self.status not in CANCELLABLE:

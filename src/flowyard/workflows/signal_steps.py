@@ -3,10 +3,10 @@ sent to the execution or keep it, and fail a wait past its ``timeout_sec``. A pa
 transition's working copy (``_Draft`` in ``actors/execution.py``), kept apart so each step
 kind stays in a module of its own."""
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from flowyard.errors import Conflict
-from flowyard.workflows.blueprint import Graph
+from flowyard.workflows.draft import DraftPart
 from flowyard.workflows.signals import (
     MAX_BUFFERED,
     SIGNAL_TIMEOUT,
@@ -19,42 +19,16 @@ from flowyard.workflows.state import (
     ArmSignalTimeout,
     BufferedSignal,
     ConsumeSignal,
-    Effect,
-    Event,
-    ExecutionState,
-    ExecutionStatus,
     RecordSignal,
     SendSignal,
     SignalTimedOut,
     StepError,
-    StepState,
     StepStatus,
 )
 
 
-class SignalSteps:
+class SignalSteps(DraftPart):
     """The wait_for_signal side of a transition's working copy."""
-
-    state: ExecutionState
-    graph: Graph
-    now: int
-    steps: dict[str, StepState]
-    effects: list[Effect]
-    events: list[Event]
-
-    if TYPE_CHECKING:
-
-        @property
-        def status(self) -> ExecutionStatus: ...
-        def event(
-            self, kind: str, step_id: str | None = None, data: dict[str, Any] | None = None
-        ) -> None: ...
-        def set_step(self, step_id: str, **changes: Any) -> StepState: ...
-        def update(self, **changes: Any) -> None: ...
-        def fail(
-            self, step_id: str, error: StepError, job_id: str | None, attempts: int
-        ) -> None: ...
-        def schedule(self) -> None: ...
 
     def wait_for_signal(self, step_id: str) -> None:
         """The step waits for its signal, or takes the oldest one kept for its name."""
