@@ -39,7 +39,6 @@ from flowyard.storage.intents import (
     TakeSignal,
     TouchKey,
     UpdateDelivery,
-    statements_of,
     writers,
 )
 from flowyard.storage.writer import NULL_VALUE
@@ -70,7 +69,7 @@ def _put_job(intent: PutJob, out: list[Op]) -> None:
     params = (
         job.id,
         job.project_id,
-        job.status.value,
+        job.status._value_,  # the plain str: ``.value`` is a Python-level property
         job.trigger_type,
         job.queue,
         key if (key := job.idempotency_key) is not None else NULL_VALUE,
@@ -214,7 +213,7 @@ def _put_execution(intent: PutExecution, out: list[Op]) -> None:
         state.id,
         state.project_id,
         state.blueprint_id,
-        state.status.value,
+        state.status._value_,
         int(intent.active),
         key if (key := state.idempotency_key) is not None else NULL_VALUE,
         encode(state),
@@ -297,7 +296,7 @@ def _insert_delivery(intent: InsertDelivery, out: list[Op]) -> None:
         delivery.id,
         delivery.webhook_id or "",
         delivery.project_id,
-        delivery.status.value,
+        delivery.status._value_,
         encode(delivery),
     )
     out.append((_DELIVERY, params))
@@ -306,7 +305,7 @@ def _insert_delivery(intent: InsertDelivery, out: list[Op]) -> None:
 def _update_delivery(intent: UpdateDelivery, out: list[Op]) -> None:
     # An update, never an insert: a delivery its webhook's deletion dropped stays dropped.
     delivery = intent.delivery
-    out.append((_UPDATE_DELIVERY, (delivery.status.value, encode(delivery), delivery.id)))
+    out.append((_UPDATE_DELIVERY, (delivery.status._value_, encode(delivery), delivery.id)))
 
 
 def _put_schedule(intent: PutSchedule, out: list[Op]) -> None:
@@ -338,7 +337,11 @@ FREQUENT = frozenset(
 
 def all_statements(intents: Sequence[Intent]) -> list[Op]:
     """The statements that carry out ``intents`` on SQLite, in order."""
-    return statements_of(_STATEMENTS, intents)
+    out: list[Op] = []
+    table = _STATEMENTS
+    for intent in intents:
+        table[type(intent)](intent, out)
+    return out
 
 
 def execute(conn: sqlite3.Connection, intent: Intent) -> int:
