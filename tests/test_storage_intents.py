@@ -13,7 +13,7 @@ from flowyard.storage.codec import encode
 from flowyard.storage.intents import Intent, PutJob, PutRun, SetBalance, Spend
 from flowyard.storage.migrations import migrate_sync
 from flowyard.storage.projects import new_project
-from flowyard.storage.sqlite_statements import _STATEMENTS, all_statements, execute
+from flowyard.storage.sqlite_statements import _STATEMENTS, FREQUENT, all_statements, execute
 from flowyard.storage.workflows import put_events, put_execution
 from flowyard.storage.writer import Writer
 from flowyard.workflows.state import Event, ExecutionState
@@ -110,3 +110,26 @@ def test_runs_ride_in_the_rows_of_their_jobs_and_keep_their_order(tmp_path: Path
     assert stored_jobs == [(job.id,) for job in jobs]
     assert runs == {started[0].id: encode(finished), started[1].id: encode(started[1])}
     assert owners == {run.id: run.job_id for run in started}
+
+
+def test_absent_keys_and_parents_are_stored_as_null(tmp_path: Path) -> None:
+    job = Job(id=new_id("job"), project_id="prj_1", trigger=PullQueue(queue="q"))
+    keyed = msgspec.structs.replace(job, id=new_id("job"), idempotency_key="k")
+    state = ExecutionState(id="ex_3", project_id="prj_1", blueprint_id="bp_1", steps={})
+    intents: list[Intent] = [PutJob(job), PutJob(keyed), put_execution(state)]
+    sql = (
+        "SELECT * FROM (SELECT typeof(idempotency_key), NULL FROM jobs ORDER BY seq)"
+        " UNION ALL SELECT typeof(idempotency_key), typeof(parent_id) FROM executions"
+    )
+    expected = [("null", None), ("text", None), ("null", "null")]
+    path = tmp_path / "n.db"
+    writer = Writer.open(str(path), "full", frequent=FREQUENT)
+    writer.write(all_statements(intents))
+    writer.close()
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute(sql).fetchall() == expected
+    with closing(sqlite3.connect(tmp_path / "plain.db")) as conn:
+        migrate_sync(conn)
+        for intent in intents:
+            execute(conn, intent)
+        assert conn.execute(sql).fetchall() == expected

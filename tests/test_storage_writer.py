@@ -197,3 +197,32 @@ async def test_a_cancelled_caller_still_waits_for_its_queued_write(tmp_path: Pat
         db.close_writer()
     await db.close()
     assert finished_after_commit == [True]
+
+
+def test_rare_statements_run_on_their_own_in_order_within_the_transaction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(writer_module, "MAX_ROWS", 2)
+    db = tmp_path / "w.db"
+    writer = Writer.open(str(db), "full", frequent={PUT})
+    traced: list[str] = []
+    writer.conn.set_trace_callback(traced.append)
+    # Only the order gives "c!?": the rare APPENDs sit between the frequent PUTs.
+    ops = [(PUT, ("t1", "a")), (APPEND, ("!", "t1")), (PUT, ("t1", "c"))]
+    ops += [(PUT, ("t2", "x")), (PUT, ("t3", "y")), (APPEND, ("!", "t1")), (APPEND, ("?", "t1"))]
+    writer.write(ops)
+    assert rows(db) == {"t1": "c!?", "t2": "x", "t3": "y"}
+    triggers = [s for s in traced if s.startswith("CREATE TEMP TRIGGER")]
+    assert len(triggers) == 1 and "INSERT INTO meta" in triggers[0]  # none for APPEND
+    traced.clear()
+    writer.write([(PUT, ("t2", "z"))])  # frequent statements alone: one statement, no BEGIN
+    assert [s for s in traced if not s.startswith("INSERT INTO meta")] == [
+        s for s in traced if s.startswith("INSERT INTO temp.writes")
+    ]
+    # A rare statement failing rolls back its whole group, frequent rows included.
+    clash = ("INSERT INTO meta (key, value) VALUES (?, ?)", ("t3", "clash"))
+    with pytest.raises(sqlite3.IntegrityError):
+        writer.write([(PUT, ("t4", "w")), (APPEND, ("!", "t2")), clash, (PUT, ("t5", "v"))])
+    assert not writer.conn.in_transaction
+    writer.close()
+    assert rows(db) == {"t1": "c!?", "t2": "z", "t3": "y"}

@@ -33,8 +33,7 @@ from flowyard.clock import now_ms
 from flowyard.errors import Unavailable
 from flowyard.metrics import Metrics
 from flowyard.storage.commits import CommitRequest, Committer
-from flowyard.storage.intents import Intent
-from flowyard.storage.sqlite_statements import Op, all_statements
+from flowyard.storage.sqlite_statements import FREQUENT, all_statements
 from flowyard.storage.writer import PRAGMAS, Writer, synchronous
 
 log = logging.getLogger("flowyard.storage")
@@ -94,7 +93,9 @@ class Database(Committer):
 
     async def open(self) -> None:
         """Open the writer (applying migrations), then the readers."""
-        self._writer = writer = await anyio.to_thread.run_sync(Writer.open, self.path, self.sync)
+        self._writer = writer = await anyio.to_thread.run_sync(
+            Writer.open, self.path, self.sync, FREQUENT
+        )
         conn = writer.conn
         conn.execute(
             "INSERT OR IGNORE INTO meta (key, value) VALUES ('cursor_key', ?)",
@@ -221,8 +222,7 @@ class Database(Committer):
 
     # ----------------------------------------------------------------- on the event loop
 
-    def _statements(self, intents: list[Intent]) -> list[Op]:
-        return all_statements(intents)
+    _statements = staticmethod(all_statements)
 
     def _enqueue(self, request: CommitRequest) -> None:
         self._queue.put(request)

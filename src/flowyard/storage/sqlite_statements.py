@@ -39,9 +39,9 @@ from flowyard.storage.intents import (
     TakeSignal,
     TouchKey,
     UpdateDelivery,
-    statements_of,
     writers,
 )
+from flowyard.storage.writer import NULL_VALUE
 
 Op = tuple[str, Sequence[Any]]
 """One SQL statement and its parameters."""
@@ -69,10 +69,10 @@ def _put_job(intent: PutJob, out: list[Op]) -> None:
     params = (
         job.id,
         job.project_id,
-        job.status.value,
+        job.status._value_,  # the plain str: ``.value`` is a Python-level property
         job.trigger_type,
         job.queue,
-        job.idempotency_key,
+        key if (key := job.idempotency_key) is not None else NULL_VALUE,
         encode(job),
     )
     out.append((_JOB, params))
@@ -213,11 +213,11 @@ def _put_execution(intent: PutExecution, out: list[Op]) -> None:
         state.id,
         state.project_id,
         state.blueprint_id,
-        state.status.value,
+        state.status._value_,
         int(intent.active),
-        state.idempotency_key,
+        key if (key := state.idempotency_key) is not None else NULL_VALUE,
         encode(state),
-        parent.execution_id if parent is not None else None,
+        parent.execution_id if parent is not None else NULL_VALUE,
     )
     out.append((_EXECUTION, params))
 
@@ -236,33 +236,36 @@ def _put_events(intent: PutEvents, out: list[Op]) -> None:
         out.append((_EVENTS, (intent.execution_id, intent.first_seq, encode(events))))
 
 
+_ITEM = "INSERT OR REPLACE INTO map_items (execution_id, step_id, idx, doc) VALUES (?, ?, ?, ?)"
+
+
 def _put_item(intent: PutItem, out: list[Op]) -> None:
-    sql = "INSERT OR REPLACE INTO map_items (execution_id, step_id, idx, doc) VALUES (?, ?, ?, ?)"
     item = intent.item
-    out.append((sql, (intent.execution_id, intent.step_id, item.index, encode(item))))
+    out.append((_ITEM, (intent.execution_id, intent.step_id, item.index, encode(item))))
+
+
+# ``buffered`` is a literal of the statement: a write statement has 8 parameters at most.
+_SIGNAL = (
+    "INSERT INTO signals (execution_id, seq, id, name, idempotency_key, data, consumed_by,"
+    " buffered, created_at) VALUES (?, ?, ?, ?, ?, ?, {})"
+)
+_SIGNAL_BUFFERED = _SIGNAL.format("NULL, 1, ?")
+_SIGNAL_CONSUMED = _SIGNAL.format("?, 0, ?")
+_TAKE_SIGNAL = "UPDATE signals SET consumed_by = ? WHERE execution_id = ? AND id = ?"
 
 
 def _insert_signal(intent: InsertSignal, out: list[Op]) -> None:
-    # ``buffered`` is a literal of the statement: a write statement has 8 parameters at most.
     signal = intent.signal
     head = (signal.execution_id, signal.seq, signal.id, signal.name, signal.idempotency_key)
     data = bytes(signal.data)
     if signal.buffered:
-        params: tuple[Any, ...] = (*head, data, signal.created_at)
-        values = "?, ?, ?, ?, ?, ?, NULL, 1, ?"
+        out.append((_SIGNAL_BUFFERED, (*head, data, signal.created_at)))
     else:
-        params = (*head, data, signal.consumed_by, signal.created_at)
-        values = "?, ?, ?, ?, ?, ?, ?, 0, ?"
-    sql = (
-        "INSERT INTO signals (execution_id, seq, id, name, idempotency_key, data, consumed_by,"
-        f" buffered, created_at) VALUES ({values})"
-    )
-    out.append((sql, params))
+        out.append((_SIGNAL_CONSUMED, (*head, data, signal.consumed_by, signal.created_at)))
 
 
 def _take_signal(intent: TakeSignal, out: list[Op]) -> None:
-    sql = "UPDATE signals SET consumed_by = ? WHERE execution_id = ? AND id = ?"
-    out.append((sql, (intent.step_id, intent.execution_id, intent.signal_id)))
+    out.append((_TAKE_SIGNAL, (intent.step_id, intent.execution_id, intent.signal_id)))
 
 
 def _put_webhook(intent: PutWebhook, out: list[Op]) -> None:
@@ -280,27 +283,29 @@ def _delete_webhook(intent: DeleteWebhook, out: list[Op]) -> None:
     out.append((sql, (intent.webhook_id,)))
 
 
+_DELIVERY = (
+    "INSERT INTO webhook_deliveries (id, webhook_id, project_id, status, doc)"
+    " VALUES (?, ?, ?, ?, ?)"
+)
+_UPDATE_DELIVERY = "UPDATE webhook_deliveries SET status = ?, doc = ? WHERE id = ?"
+
+
 def _insert_delivery(intent: InsertDelivery, out: list[Op]) -> None:
     delivery = intent.delivery
-    sql = (
-        "INSERT INTO webhook_deliveries (id, webhook_id, project_id, status, doc)"
-        " VALUES (?, ?, ?, ?, ?)"
-    )
     params = (
         delivery.id,
         delivery.webhook_id or "",
         delivery.project_id,
-        delivery.status.value,
+        delivery.status._value_,
         encode(delivery),
     )
-    out.append((sql, params))
+    out.append((_DELIVERY, params))
 
 
 def _update_delivery(intent: UpdateDelivery, out: list[Op]) -> None:
     # An update, never an insert: a delivery its webhook's deletion dropped stays dropped.
     delivery = intent.delivery
-    sql = "UPDATE webhook_deliveries SET status = ?, doc = ? WHERE id = ?"
-    out.append((sql, (delivery.status.value, encode(delivery), delivery.id)))
+    out.append((_UPDATE_DELIVERY, (delivery.status._value_, encode(delivery), delivery.id)))
 
 
 def _put_schedule(intent: PutSchedule, out: list[Op]) -> None:
@@ -318,10 +323,25 @@ def _delete_schedule(intent: DeleteSchedule, out: list[Op]) -> None:
 
 _STATEMENTS = writers(globals())
 
+FREQUENT = frozenset(
+    {
+        *(_JOB, _RUN, _JOB_AND_RUN),
+        *(_EXECUTION, _EXECUTION_AND_EVENTS, _EVENT, _EVENTS, _ITEM),
+        *(_SIGNAL_BUFFERED, _SIGNAL_CONSUMED, _TAKE_SIGNAL),
+        *(_DELIVERY, _UPDATE_DELIVERY),
+    }
+)
+"""The statements written with every job or workflow step: the writer's triggers run these
+(a rare one, a key or a project's settings, runs as a statement of its own)."""
+
 
 def all_statements(intents: Sequence[Intent]) -> list[Op]:
     """The statements that carry out ``intents`` on SQLite, in order."""
-    return statements_of(_STATEMENTS, intents)
+    out: list[Op] = []
+    table = _STATEMENTS
+    for intent in intents:
+        table[type(intent)](intent, out)
+    return out
 
 
 def execute(conn: sqlite3.Connection, intent: Intent) -> int:

@@ -12,12 +12,17 @@ Why one call: every call into SQLite lets go of the GIL and has to win it back f
 loop's thread before the next call can start. One statement per write made the writer wait for
 the GIL a dozen times per group commit, which made each commit several times slower than the
 work SQLite did for it.
+
+Every row of ``temp.writes`` calls every trigger's program (each checks its code in its own
+``WHEN``), so a writer told which statements are frequent installs triggers for those only:
+a group commit with a rare statement (a key, a project's settings) runs it as a plain
+statement between the inserts of its neighbours, in one transaction.
 """
 
 import logging
 import re
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from flowyard.storage.files import create_private
@@ -51,8 +56,9 @@ _ROW = f"({', '.join('?' * (WIDTH + 1))})"
 _FILL = 0
 _PADDING = [-1, *(_FILL,) * WIDTH]  # a row whose code (-1) no trigger takes
 _FILLS = [(_FILL,) * (WIDTH - count) for count in range(WIDTH + 1)]  # by parameter count
-# NULL is bound as a float NaN for the same reason: SQLite stores a NaN as NULL.
-_NULL = float("nan")
+NULL_VALUE = float("nan")
+"""What binds NULL without that lookup: SQLite stores a float NaN as NULL."""
+_PLAIN = -2  # the code of a statement run on its own, not through ``temp.writes``
 
 
 def synchronous(sync: str) -> str:
@@ -63,15 +69,19 @@ def synchronous(sync: str) -> str:
 class Writer:
     """The one connection that writes; used by the writer thread only (after ``open``)."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, frequent: Collection[str] | None = None) -> None:
         self.conn = conn
+        # The statements that get a trigger (None: every one).
+        self._frequent = frequent
         self._codes: dict[str, tuple[int, int]] = {}  # statement -> (its code, parameters)
+        self._triggers = 0
         self._inserts: dict[int, str] = {}  # room -> INSERT INTO temp.writes with that many rows
         conn.execute(_VIEW)
 
     @classmethod
-    def open(cls, path: str, sync: str) -> "Writer":
-        """Connect (creating the file private), apply pending migrations, prepare the view."""
+    def open(cls, path: str, sync: str, frequent: Collection[str] | None = None) -> "Writer":
+        """Connect (creating the file private), apply pending migrations, prepare the view
+        (with triggers for the ``frequent`` statements only, if given)."""
         create_private(path)
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         for pragma in (*PRAGMAS, synchronous(sync)):
@@ -81,18 +91,22 @@ class Writer:
             conn.executescript(
                 f"BEGIN IMMEDIATE; {script}; PRAGMA user_version = {number}; COMMIT;"
             )
-        return cls(conn)
+        return cls(conn, frequent)
 
     def write(self, ops: Sequence[tuple[str, Sequence[Any]]]) -> None:
         """Apply ``ops`` in order, all or nothing, durably (per the connection's PRAGMAs)."""
         self._rollback()  # a transaction a failed ROLLBACK left open would block every later one
-        if len(ops) <= MAX_ROWS:
-            self._insert(ops)  # autocommit: the statement is its own transaction
-            return
+        if len(ops) <= MAX_ROWS and self._insert(ops):
+            return  # autocommit: the statement was its own transaction
         self.conn.execute("BEGIN IMMEDIATE")
         try:
-            for start in range(0, len(ops), MAX_ROWS):
-                self._insert(ops[start : start + MAX_ROWS])
+            start = 0
+            for index, (statement, params) in enumerate(ops):
+                if self._code(statement)[0] == _PLAIN:
+                    self._insert_all(ops[start:index])
+                    self.conn.execute(statement, params)
+                    start = index + 1
+            self._insert_all(ops[start:])
             self.conn.execute("COMMIT")
         except BaseException:
             # SQLite may already have rolled back (SQLITE_FULL does); the first error counts.
@@ -102,8 +116,14 @@ class Writer:
     def close(self) -> None:
         self.conn.close()
 
-    def _insert(self, ops: Sequence[tuple[str, Sequence[Any]]]) -> None:
-        """One ``INSERT INTO temp.writes``: a row per op, its code, parameters and filling."""
+    def _insert_all(self, ops: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        """``ops`` (with triggers all) through ``temp.writes``, ``MAX_ROWS`` at a time."""
+        for start in range(0, len(ops), MAX_ROWS):
+            self._insert(ops[start : start + MAX_ROWS])
+
+    def _insert(self, ops: Sequence[tuple[str, Sequence[Any]]]) -> bool:
+        """One ``INSERT INTO temp.writes``: a row per op, its code, parameters and filling;
+        False (and nothing written) if a statement of ``ops`` has no trigger."""
         room = 1 << (len(ops) - 1).bit_length()
         sql = self._inserts.get(room)
         if sql is None:
@@ -114,16 +134,32 @@ class Writer:
         values: list[Any] = []
         add = values.append
         for statement, params in ops:
-            code, count = codes.get(statement) or self._install(statement)
+            code, count = codes.get(statement) or self._code(statement)
+            if code == _PLAIN:
+                return False
             if len(params) != count:
                 raise sqlite3.ProgrammingError(f"{len(params)} parameters for {count}: {statement}")
             add(code)
-            for value in params:
-                add(_NULL if value is None else value)
+            if None in params:  # the adapter's frequent statements bind NULL as NULL_VALUE
+                params = [NULL_VALUE if value is None else value for value in params]
+            values += params
             values += _FILLS[count]
         values += _PADDING * (room - len(ops))
         values.append(len(ops))
         self.conn.execute(sql, values)
+        return True
+
+    def _code(self, sql: str) -> tuple[int, int]:
+        """``sql``'s code and parameter count (``_PLAIN`` for a statement run on its own),
+        installing its trigger the first time a frequent statement is met."""
+        known = self._codes.get(sql)
+        if known is not None:
+            return known
+        # Several statements in one (``;``) share their parameters: only a trigger runs them.
+        if self._frequent is not None and sql not in self._frequent and ";" not in sql:
+            self._codes[sql] = known = (_PLAIN, 0)
+            return known
+        return self._install(sql)
 
     def _install(self, sql: str) -> tuple[int, int]:
         """The trigger that runs ``sql`` for the rows of ``temp.writes`` with its code."""
@@ -140,7 +176,8 @@ class Writer:
         body = _PARAMETER.sub(column, sql)
         if count > WIDTH:
             raise ValueError(f"a write statement has more than {WIDTH} parameters: {sql}")
-        code = len(self._codes)
+        code = self._triggers
+        self._triggers += 1
         self.conn.execute(
             f"CREATE TEMP TRIGGER write_{code} INSTEAD OF INSERT ON writes"
             f" WHEN NEW.code = {code} BEGIN {body}; END"
