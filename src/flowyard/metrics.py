@@ -233,8 +233,8 @@ class Metrics:
         )
         self._http_requests = http_requests
         self._http_request_duration = http_request_duration
-        self._answers: dict[tuple[str, str, int], Count] = {}  # (route, method, status) ->
-        self._durations: dict[str, Distribution] = {}  # route ->
+        # (route, method, status) -> the series an answer moves: its count, its route's time
+        self._answers: dict[tuple[str, str, int], tuple[Count, Distribution]] = {}
         self.jobs_created_by = {value: jobs_created.labels(value) for value in TRIGGERS}
         self.jobs_finished_by = {value: jobs_finished.labels(value) for value in JOB_ENDS}
         self.job_wait = job_wait.labels()
@@ -274,14 +274,15 @@ class Metrics:
         """Count an HTTP answer: ``route`` is the matched route's template or
         :data:`UNMATCHED`, ``seconds`` the time from the request to the end of the answer."""
         key = (route, method, status)
-        count = self._answers.get(key)
-        if count is None:
+        series = self._answers.get(key)
+        if series is None:
             label = method if method in METHODS else OTHER
-            count = self._answers[key] = self._http_requests.labels(route, label, str(status))
-        count.inc()
-        duration = self._durations.get(route)
-        if duration is None:
-            duration = self._durations[route] = self._http_request_duration.labels(route)
+            series = self._answers[key] = (
+                self._http_requests.labels(route, label, str(status)),
+                self._http_request_duration.labels(route),
+            )
+        count, duration = series
+        count.value += 1
         duration.observe(seconds)
 
     def committed(self, rows: int, seconds: float) -> None:

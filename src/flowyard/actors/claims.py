@@ -18,12 +18,13 @@ import msgspec
 from msgspec import Raw
 
 from flowyard.actors.dispatcher import Outcome
+from flowyard.actors.queues import Queue
 from flowyard.errors import Conflict, FlowyardError, Unavailable
 from flowyard.ids import new_id, url_token
 from flowyard.jobs.events import Claimed, LeaseExtended, Transition
 from flowyard.jobs.model import Job, JobStatus
 from flowyard.jobs.spec import check_payload
-from flowyard.jobs.transitions import transition
+from flowyard.jobs.transitions import is_ready, transition
 
 if TYPE_CHECKING:
     from flowyard.actors.jobs import JobEngine
@@ -65,15 +66,10 @@ class Claims:
         queue = engine.queue(project_id, queue_name)
         deadline = time.monotonic() + wait
         while True:
-            picked: list[Job] = []
-            if not queue.settings.paused and not engine.stopping:
-                while len(picked) < count:
-                    job_id = queue.pop(engine.is_ready, pull=True)
-                    if job_id is None:
-                        break
-                    picked.append(engine.jobs[job_id])
+            now = self.clock.now_ms()  # one read for the jobs this claim takes
+            picked = self._pick(queue, count, now)
             if picked:
-                return await self._start(picked, visibility)
+                return await self._start(picked, visibility, now)
             remaining = deadline - time.monotonic()
             if remaining <= 0 or engine.stopping:
                 return []
@@ -87,9 +83,27 @@ class Claims:
                 timeout.cancel()
                 queue.forget_waiter(waiter)
 
-    async def _start(self, picked: list[Job], visibility: int) -> list[Job]:
+    def _pick(self, queue: Queue, count: int, now: int) -> list[Job]:
+        """Up to ``count`` jobs taken off the queue's pull heap, ready at ``now``."""
         engine = self.engine
-        now = self.clock.now_ms()
+        if queue.settings.paused or engine.stopping:
+            return []
+        jobs = engine.jobs
+
+        def ready(job_id: str) -> bool:
+            job = jobs.get(job_id)
+            return job is not None and is_ready(job, now)
+
+        picked: list[Job] = []
+        while len(picked) < count:
+            job_id = queue.pop(ready, pull=True)
+            if job_id is None:
+                break
+            picked.append(jobs[job_id])
+        return picked
+
+    async def _start(self, picked: list[Job], visibility: int, now: int) -> list[Job]:
+        engine = self.engine
         done = [
             transition(job, None, Claimed(new_id("run"), url_token(18), visibility), now)
             for job in picked
@@ -162,6 +176,7 @@ class Claims:
         outcomes: list[AckOutcome | None] = [None] * len(acks)
         steps: list[tuple[int, Job, Transition]] = []
         jobs = engine.jobs
+        now = self.clock.now_ms()  # one read for the batch: its acks arrived together
         for index, ack in enumerate(acks):
             try:
                 # A live job held by an unexpired lease (nearly every ack) is checked without
@@ -172,7 +187,7 @@ class Claims:
                 check_payload(ack.result, f"{ack.path}.result")
                 live = self._claimed(job, ack.claim_token)
                 until = live.claimed_until
-                if until is not None and until < self.clock.now_ms():
+                if until is not None and until < now:
                     live = await self._holding(job, ack.claim_token, "ack")
                 outcome = _outcome(ack.completed, ack.result, ack.error)
                 done = engine.settling.ending(live, outcome, retryable=ack.retryable)

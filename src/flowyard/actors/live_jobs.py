@@ -121,34 +121,34 @@ class LiveJobs:
         self, changes: Sequence[Change], runs: Iterable[Run] = (), extra: Sequence[Intent] = ()
     ) -> None:
         """Apply ``changes`` to memory, write them (with ``runs``), undo on failure."""
+        index = self.index
         for old, new in changes:
-            self.index(old, new)
-        runs = list(runs)
+            index(old, new)
+        if not isinstance(runs, list):
+            runs = list(runs)
         outbox, deliveries = self.emit(changes, runs) if self.emit is not None else ([], [])
+        ops: list[Intent] = [store.put_job(new) for _, new in changes]
+        open_runs = self.runs
         for run in runs:
             if run.status is RunStatus.RUNNING:
-                self.runs[run.id] = run
+                open_runs[run.id] = run
             else:
-                self.runs.pop(run.id, None)
-        ops: list[Intent] = [store.put_job(new) for _, new in changes]
-        ops += map(store.put_run, runs)
-        ops += extra
-        ops += outbox
+                open_runs.pop(run.id, None)
+            ops.append(store.put_run(run))
+        if extra:
+            ops += extra
+        if outbox:
+            ops += outbox
         try:
             await self.db.commit(ops)
         except BaseException:
             for old, new in reversed(changes):
                 if old is None:
-                    self.index(new, replace(new, status=JobStatus.CANCELLED))
+                    index(new, replace(new, status=JobStatus.CANCELLED))
                 else:
-                    self.index(new, old)
+                    index(new, old)
             raise
-        self._count(changes, runs)
-        if deliveries and self.emitted is not None:
-            self.emitted(deliveries)
-
-    def _count(self, changes: Sequence[Change], runs: list[Run]) -> None:
-        """Move the job metrics for a committed change (see the module's docstring)."""
+        # The job metrics, now that the change is committed (see the module's docstring).
         metrics = self.metrics
         for old, new in changes:
             status = new.status
@@ -161,3 +161,5 @@ class LiveJobs:
                     metrics.job_wait.observe(max(0, run.started_at - run.scheduled_at) / 1000)
             elif run.duration_ms is not None:
                 metrics.job_run.observe(run.duration_ms / 1000)
+        if deliveries and self.emitted is not None:
+            self.emitted(deliveries)

@@ -57,7 +57,7 @@ class Queue:
         """The next ready pull (or push) job id in priority-then-age order, or None."""
         heap = self._ready[pull]
         while heap:
-            *_, job_id = heapq.heappop(heap)
+            job_id = heapq.heappop(heap)[3]
             self._ready_ids.discard(job_id)
             if is_ready(job_id):
                 return job_id

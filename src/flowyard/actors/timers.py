@@ -50,9 +50,9 @@ class Timers:
         """Fire ``key`` at ``due_ms`` (or at once if that is past), replacing its earlier due."""
         heap, live = self._heap, self._live
         earliest = heap[0][0] if heap else None
-        entry = (due_ms, next(self._counter))
-        live[key] = entry
-        heapq.heappush(heap, (*entry, key))
+        seq = next(self._counter)
+        live[key] = (due_ms, seq)
+        heapq.heappush(heap, (due_ms, seq, key))
         if len(heap) > 2 * len(live) and len(heap) > COMPACT_MIN:
             self._compact()
         if earliest is None or due_ms < earliest:
