@@ -109,8 +109,8 @@ class HttpProtocol(Refusals):
         self.loop = _loop or asyncio.get_event_loop()
         self.server_state = server_state
         self.app_state = app_state
-        # Typed int, given a float as often (tests): read as a float, or compiled code refuses it.
-        self.keep_alive_seconds = cast(float, config.timeout_keep_alive)
+        # Typed int but often a float (tests): read untyped, or compiled code refuses a float.
+        self.keep_alive_seconds = float(cast(Any, config).timeout_keep_alive)
         self.access_log = access_log.isEnabledFor(logging.DEBUG)  # once per connection
         self.parser = httptools.HttpRequestParser(self)
         # As uvicorn: answer the first of pipelined requests that ends with Connection: close.
@@ -281,7 +281,9 @@ class HttpProtocol(Refusals):
         raw_path = self.url
         query = b""
         if raw_path[:1] != b"/" or b"?" in raw_path or b"#" in raw_path:
-            url = httptools.parse_url(raw_path)  # not a bare path (most requests are)
+            # Not a bare path (most requests are). Its parts are read untyped: the stubs say
+            # bytes where a part absent is None, which compiled code would refuse.
+            url: Any = httptools.parse_url(raw_path)
             raw_path = url.path
             query = url.query or b""
         path = raw_path.decode("ascii")  # not ASCII: the parser's error, answered 400
