@@ -40,7 +40,9 @@ MODULES = [
     "flowyard/actors/queues.py",
     "flowyard/actors/accounts.py",
     "flowyard/actors/timers.py",
-    # HTTP: the body, the exchange, the router, the in-flight gate
+    # HTTP: the connection and its refusals, the body, the exchange, the router, the in-flight gate
+    "flowyard/http/protocol.py",
+    "flowyard/http/refusals.py",
     "flowyard/http/body.py",
     "flowyard/http/exchange.py",
     "flowyard/http/job_exchange.py",
@@ -56,8 +58,7 @@ that are msgspec Structs (``workflows/state.py``, ``jobs/model.py``, ``spec.py``
 ``storage/intents.py``: their code is msgspec's C already, and compiled their annotations are
 not resolved as msgspec expects); classes that plain Python subclasses (``storage/commits.py``,
 the mixins of ``actors/workflow_commits.py`` and ``step_results.py``: an interpreted class cannot
-inherit from a compiled one); ``actors/workflows.py`` (multiple inheritance) and
-``http/protocol.py`` (subclassed with ``type()``, an attribute deleted)."""
+inherit from a compiled one); and ``actors/workflows.py`` (multiple inheritance)."""
 
 ENV = "FLOWYARD_MYPYC"
 """``FLOWYARD_MYPYC=1`` makes ``pip install .`` build the compiled wheel."""

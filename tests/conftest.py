@@ -28,7 +28,7 @@ from flowyard.actors.supervisor import Supervisor
 from flowyard.client import AsyncClient, Client
 from flowyard.clock import SYSTEM_CLOCK, Clock
 from flowyard.http.app import create_app
-from flowyard.http.protocol import HttpProtocol
+from flowyard.http.protocol import protocol_class
 from flowyard.settings import Settings
 from flowyard.storage.projects import ALL_SCOPES, create_key_sync
 from tests.sdk_support import Api
@@ -112,7 +112,7 @@ async def serve_app(app: Any) -> AsyncIterator[str]:
     sock = _bound_socket()
     port = sock.getsockname()[1]
     config = uvicorn.Config(
-        app, log_level="warning", access_log=False, lifespan="on", http=HttpProtocol
+        app, log_level="warning", access_log=False, lifespan="on", http=protocol_class()
     )
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
@@ -164,7 +164,7 @@ async def running_service(
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
     config = uvicorn.Config(
-        app, log_level="warning", access_log=False, lifespan="on", http=HttpProtocol
+        app, log_level="warning", access_log=False, lifespan="on", http=protocol_class()
     )
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]

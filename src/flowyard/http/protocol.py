@@ -38,6 +38,7 @@ what a connection held must not wait for a collection.
 """
 
 import asyncio
+import functools
 import logging
 import urllib.parse
 from collections import deque
@@ -75,15 +76,17 @@ def _address(transport: asyncio.BaseTransport, name: str) -> tuple[str, int] | N
     return None
 
 
+_TIMED_OUT = limits.request_timeout(limits.READ_TIMEOUT)
+
+
 class HttpProtocol(Refusals):
     """One client connection (see the module's docstring); uvicorn's protocol interface.
 
-    The class attributes are the timeouts; :func:`protocol_class` makes a subclass with others.
+    ``read_timeout`` and ``write_timeout`` are :mod:`~flowyard.http.limits`' unless given;
+    :func:`protocol_class` gives others.
     """
 
-    read_timeout = limits.READ_TIMEOUT
-    write_timeout = limits.WRITE_TIMEOUT
-    timed_out = limits.request_timeout(limits.READ_TIMEOUT)
+    __deletable__ = ("parser",)  # see connection_lost
 
     def __init__(
         self,
@@ -91,14 +94,23 @@ class HttpProtocol(Refusals):
         server_state: ServerState,
         app_state: dict[str, Any],
         _loop: asyncio.AbstractEventLoop | None = None,
+        read_timeout: float = limits.READ_TIMEOUT,
+        write_timeout: float = limits.WRITE_TIMEOUT,
     ) -> None:
         if not config.loaded:
             config.load()
+        self.read_timeout = read_timeout
+        self.write_timeout = write_timeout
+        if read_timeout == limits.READ_TIMEOUT:
+            self.timed_out = _TIMED_OUT
+        else:
+            self.timed_out = limits.request_timeout(read_timeout)
         self.app: ASGIApp = config.loaded_app
         self.loop = _loop or asyncio.get_event_loop()
         self.server_state = server_state
         self.app_state = app_state
-        self.keep_alive_seconds = config.timeout_keep_alive
+        # Typed int but often a float (tests): read untyped, or compiled code refuses a float.
+        self.keep_alive_seconds = float(cast(Any, config).timeout_keep_alive)
         self.access_log = access_log.isEnabledFor(logging.DEBUG)  # once per connection
         self.parser = httptools.HttpRequestParser(self)
         # As uvicorn: answer the first of pipelined requests that ends with Connection: close.
@@ -269,7 +281,9 @@ class HttpProtocol(Refusals):
         raw_path = self.url
         query = b""
         if raw_path[:1] != b"/" or b"?" in raw_path or b"#" in raw_path:
-            url = httptools.parse_url(raw_path)  # not a bare path (most requests are)
+            # Not a bare path (most requests are). Its parts are read untyped: the stubs say
+            # bytes where a part absent is None, which compiled code would refuse.
+            url: Any = httptools.parse_url(raw_path)
             raw_path = url.path
             query = url.query or b""
         path = raw_path.decode("ascii")  # not ASCII: the parser's error, answered 400
@@ -389,16 +403,14 @@ class HttpProtocol(Refusals):
 
 
 def protocol_class(
-    read_timeout: float, write_timeout: float = limits.WRITE_TIMEOUT
-) -> type[HttpProtocol]:
-    """:class:`HttpProtocol` with these timeouts, for ``uvicorn.Config(http=...)``."""
-    return type(
-        "HttpProtocol",
-        (HttpProtocol,),
-        {
-            "read_timeout": read_timeout,
-            "write_timeout": write_timeout,
-            "timed_out": limits.request_timeout(read_timeout),
-            "__doc__": HttpProtocol.__doc__,
-        },
+    read_timeout: float = limits.READ_TIMEOUT, write_timeout: float = limits.WRITE_TIMEOUT
+) -> type[asyncio.Protocol]:
+    """:class:`HttpProtocol` with these timeouts, for ``uvicorn.Config(http=...)``.
+
+    uvicorn only calls what it is given, with keyword arguments, so this is a factory rather
+    than a subclass (a class compiled with mypyc cannot be subclassed at run time).
+    """
+    factory = functools.partial(
+        HttpProtocol, read_timeout=read_timeout, write_timeout=write_timeout
     )
+    return cast(type[asyncio.Protocol], factory)

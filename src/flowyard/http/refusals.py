@@ -24,8 +24,12 @@ _RESET = struct.pack("ii", 1, 0)
 """``SO_LINGER`` on, for 0 seconds: closing the socket resets the connection."""
 
 
-class Refusals(asyncio.Protocol):
-    """The timers and refusals of one connection (see the module's docstring)."""
+class Refusals:
+    """The timers and refusals of one connection (see the module's docstring).
+
+    Not an ``asyncio.Protocol`` subclass (the event loop only calls the methods): compiled by
+    mypyc, a subclass of a Python class would take weak references it never clears.
+    """
 
     read_timeout: float
     timed_out: bytes
