@@ -26,6 +26,7 @@ MODULES = [
     "flowyard/actors/execution.py",
     "flowyard/actors/execution_maps.py",
     "flowyard/workflows/templates.py",
+    "flowyard/workflows/rendering.py",
     "flowyard/workflows/dag.py",
     "flowyard/workflows/maps.py",
     "flowyard/jobs/transitions.py",

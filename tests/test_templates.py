@@ -5,15 +5,14 @@ from typing import Any
 
 import pytest
 
+from flowyard.workflows.rendering import compile_template, render
 from flowyard.workflows.templates import (
     Placeholder,
     TemplateError,
     TemplateSyntaxError,
-    compile_template,
     find_placeholders,
     input_paths,
     missing_input_paths,
-    render,
     template_problems,
 )
 

@@ -24,6 +24,7 @@ from flowyard.workflows.maps import (
     rerun,
     withdrawn,
 )
+from flowyard.workflows.rendering import render
 from flowyard.workflows.state import (
     ITEM_ACTIVE,
     CancelChild,
@@ -43,7 +44,7 @@ from flowyard.workflows.state import (
     StepStatus,
     WithdrawJob,
 )
-from flowyard.workflows.templates import TemplateError, render
+from flowyard.workflows.templates import TemplateError
 
 if TYPE_CHECKING:
     from flowyard.actors.execution import _Draft

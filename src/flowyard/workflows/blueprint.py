@@ -24,7 +24,8 @@ from flowyard.workflows.conditions import (
     step_references,
 )
 from flowyard.workflows.maps import for_each_placeholder, item_problems
-from flowyard.workflows.templates import Placeholder, Renderer, compile_template, scan
+from flowyard.workflows.rendering import Renderer, compile_template
+from flowyard.workflows.templates import Placeholder, scan
 
 StepId = Annotated[str, Meta(min_length=1, max_length=128, pattern="^[A-Za-z0-9_-]+$")]
 Problem = dict[str, str]

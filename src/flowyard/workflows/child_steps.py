@@ -7,6 +7,7 @@ from typing import Any
 from flowyard.workflows.blueprint import StepKind
 from flowyard.workflows.children import MAX_DEPTH, child_failure, depth_error
 from flowyard.workflows.draft import DraftPart
+from flowyard.workflows.rendering import render
 from flowyard.workflows.state import (
     CancelChild,
     ChildFinished,
@@ -16,7 +17,7 @@ from flowyard.workflows.state import (
     StepError,
     StepStatus,
 )
-from flowyard.workflows.templates import TemplateError, render
+from flowyard.workflows.templates import TemplateError
 
 
 class ChildSteps(DraftPart):

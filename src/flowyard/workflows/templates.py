@@ -1,10 +1,11 @@
-"""``{{ path }}`` placeholders in step payload templates: parsing, checking and rendering.
+"""``{{ path }}`` placeholders in step payload templates: parsing, checking, and resolving a
+path in a context (rendering a whole template is :mod:`flowyard.workflows.rendering`).
 
 Pure: no I/O and no clock. Strings are parsed once (cached), so rendering is a walk.
 """
 
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any, NamedTuple
@@ -20,10 +21,7 @@ ITEM_ROOTS = ("item", "item_index")
 _KEY = re.compile(r"[A-Za-z0-9_-]+")
 _PART = re.compile(r"\.([A-Za-z0-9_-]+)|\[([0-9]+)\]")
 _SIMPLE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_encode = msgspec.json.Encoder().encode
-
-Renderer = Callable[[Mapping[str, Any]], Any]
-"""A template compiled once (:func:`compile_template`): the rendering for a context."""
+encode_json = msgspec.json.Encoder().encode
 
 
 class TemplateSyntaxError(ValueError):
@@ -150,7 +148,7 @@ def _parse_path(inner: str) -> Placeholder | str:
 
 
 @lru_cache(maxsize=8192)
-def _parse(text: str) -> _Parsed:
+def parse(text: str) -> _Parsed:
     """Literal text and placeholders of one string; ``\\{{`` is a literal ``{{``."""
     segments: list[str | Placeholder] = []
     errors: list[str] = []
@@ -194,7 +192,7 @@ def _child(location: str, key: str | int) -> str:
         return f"{location}[{key}]"
     if _SIMPLE_KEY.fullmatch(key):
         return f"{location}.{key}"
-    return f"{location}[{_encode(key).decode()}]"
+    return f"{location}[{encode_json(key).decode()}]"
 
 
 def _strings(template: Any, location: str) -> Iterator[tuple[str, str]]:
@@ -219,7 +217,7 @@ def scan(template: Any, base_path: str = "$") -> tuple[list[Placeholder], list[d
     found: list[Placeholder] = []
     problems: list[dict[str, str]] = []
     for text, location in _strings(template, "$"):
-        parsed = _parse(text)
+        parsed = parse(text)
         found += (
             replace(segment, location=location)
             for segment in parsed.segments
@@ -243,7 +241,7 @@ def find_placeholders(template: Any) -> list[Placeholder]:
 
 def whole_placeholder(text: str) -> Placeholder | None:
     """The placeholder ``text`` consists of, if it is exactly one well-formed one."""
-    return _parse(text).whole
+    return parse(text).whole
 
 
 def template_problems(template: Any, base_path: str = "$") -> list[dict[str, str]]:
@@ -251,7 +249,7 @@ def template_problems(template: Any, base_path: str = "$") -> list[dict[str, str
     return scan(template, base_path)[1]
 
 
-def _resolve(value: Any, keys: Iterable[str | int], path: str) -> Any:
+def resolve(value: Any, keys: Iterable[str | int], path: str) -> Any:
     for key in keys:
         if isinstance(key, str):
             if not isinstance(value, dict) or key not in value:  # decoded JSON: plain dicts
@@ -260,143 +258,6 @@ def _resolve(value: Any, keys: Iterable[str | int], path: str) -> Any:
             raise TemplateError(path)
         value = value[key]
     return value
-
-
-def _render_string(text: str, context: Mapping[str, Any]) -> Any:
-    parsed = _parse(text)
-    if parsed.errors:
-        raise TemplateSyntaxError(parsed.errors[0])
-    if parsed.whole is not None:
-        return _resolve(context, parsed.whole.lookup, parsed.whole.text)
-    out: list[str] = []
-    for segment in parsed.segments:
-        if isinstance(segment, str):
-            out.append(segment)
-            continue
-        value = _resolve(context, segment.lookup, segment.text)
-        out.append(value if isinstance(value, str) else _encode(value).decode())
-    return "".join(out)
-
-
-def render(template: Any, context: Mapping[str, Any]) -> Any:
-    """The template with every placeholder replaced from ``context``.
-
-    ``context`` holds decoded JSON under ``input``, ``steps`` (step id -> output),
-    ``execution`` (``{"id", "blueprint_id"}``) and, in a catch branch, ``failure``. A string
-    that is exactly one placeholder takes the value itself; otherwise values are interpolated
-    (strings as-is, anything else as compact JSON). Parts without placeholders are returned
-    as they are, not copied.
-
-    Raises:
-        TemplateError: a path does not resolve (missing key, index out of range, or indexing
-            something that is not a container); ``path`` names it.
-        TemplateSyntaxError: the template was never validated and holds a malformed one.
-    """
-    if isinstance(template, str):
-        return _render_string(template, context) if "{{" in template else template
-    if isinstance(template, dict):
-        out: dict[Any, Any] | None = None
-        for key, value in template.items():
-            new = render(value, context)
-            if new is not value:
-                if out is None:
-                    out = dict(template)
-                out[key] = new
-        return template if out is None else out
-    if isinstance(template, list):
-        items: list[Any] | None = None
-        for index, value in enumerate(template):
-            new = render(value, context)
-            if new is not value:
-                if items is None:
-                    items = list(template)
-                items[index] = new
-        return template if items is None else items
-    return template
-
-
-def compile_template(template: Any) -> Renderer:
-    """What :func:`render` does with ``template``, its strings parsed and its parts without
-    placeholders found once: the renderer returns ``render(template, context)``, raising as
-    it would.
-    """
-    try:
-        compiled = _compile(template)
-    except RecursionError:  # nested deeper than a walk can go: rendered as it is, each time
-        return lambda context: render(template, context)
-    if compiled is None:
-        return lambda context: template
-    return compiled
-
-
-def _compile(template: Any) -> Renderer | None:
-    """The renderer of a part of a template, or None for a part it leaves as it is."""
-    if isinstance(template, str):
-        return _compile_string(template) if "{{" in template else None
-    if isinstance(template, dict):
-        entries: list[tuple[Any, Renderer]] = []
-        for key, value in template.items():  # a loop, not a comprehension: a frame per level
-            compiled = _compile(value)
-            if compiled is not None:
-                entries.append((key, compiled))
-        if not entries:
-            return None
-
-        def fill_dict(context: Mapping[str, Any]) -> dict[Any, Any]:
-            out = dict(template)
-            for key, render_value in entries:
-                out[key] = render_value(context)
-            return out
-
-        return fill_dict
-    if isinstance(template, list):
-        slots: list[tuple[int, Renderer]] = []
-        for index, value in enumerate(template):
-            compiled = _compile(value)
-            if compiled is not None:
-                slots.append((index, compiled))
-        if not slots:
-            return None
-
-        def fill_list(context: Mapping[str, Any]) -> list[Any]:
-            out = list(template)
-            for index, render_value in slots:
-                out[index] = render_value(context)
-            return out
-
-        return fill_list
-    return None
-
-
-def _compile_string(text: str) -> Renderer:
-    parsed = _parse(text)
-    if parsed.errors:
-        error = parsed.errors[0]
-
-        def malformed(context: Mapping[str, Any]) -> Any:
-            raise TemplateSyntaxError(error)
-
-        return malformed
-    whole = parsed.whole
-    if whole is not None:
-        lookup, path = whole.lookup, whole.text
-        return lambda context: _resolve(context, lookup, path)
-    segments = tuple(
-        (segment, (), "") if isinstance(segment, str) else (None, segment.lookup, segment.text)
-        for segment in parsed.segments
-    )
-
-    def interpolate(context: Mapping[str, Any]) -> str:
-        out: list[str] = []
-        for literal, lookup, path in segments:
-            if literal is not None:
-                out.append(literal)
-                continue
-            value = _resolve(context, lookup, path)
-            out.append(value if isinstance(value, str) else _encode(value).decode())
-        return "".join(out)
-
-    return interpolate
 
 
 def input_paths(templates: Iterable[Any]) -> list[Placeholder]:
@@ -420,7 +281,7 @@ def missing_input_paths(placeholders: Iterable[Placeholder], input_data: Any) ->
         if placeholder.root != "input" or placeholder.text in missing:
             continue
         try:
-            _resolve(input_data, placeholder.parts[1:], placeholder.text)
+            resolve(input_data, placeholder.parts[1:], placeholder.text)
         except TemplateError:
             missing[placeholder.text] = None
     return list(missing)
