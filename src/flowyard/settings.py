@@ -29,6 +29,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             stall, before the answer is ``408`` (see http/limits.py).
         log_format: ``text`` lines, or one JSON object per line (DESIGN §9).
         metrics_token: when set, ``GET /metrics`` needs ``Authorization: Bearer <it>``.
+        node_url: this node's base URL as the other nodes of a cluster reach it; set, the
+            server is a cluster node (PostgreSQL only, DESIGN §11).
+        shards: how many shards a new database is created with (fixed from then on).
     """
 
     host: str = "127.0.0.1"
@@ -48,3 +51,5 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     webhook_retry_base_seconds: float = 10.0
     log_format: LogFormat = "text"
     metrics_token: str | None = None
+    node_url: str | None = None
+    shards: int = 64

@@ -26,7 +26,8 @@ from flowyard.actors.outbox import Outbox
 from flowyard.actors.schedules import Schedules
 from flowyard.actors.webhooks import Webhooks
 from flowyard.actors.workflows import WorkflowEngine
-from flowyard.clock import SYSTEM_CLOCK, Clock
+from flowyard.clock import SYSTEM_CLOCK, Clock, now_ms
+from flowyard.cluster.view import Cluster, Solo
 from flowyard.errors import Unavailable
 from flowyard.metrics import Metrics
 from flowyard.settings import Settings
@@ -46,6 +47,8 @@ class Supervisor:
         self.clock = clock  # the one clock of timers, leases, cron, backoff and accounts
         self.metrics = metrics = Metrics()  # handed to each part that moves a metric
         self.db = store_for(settings.db, sync=settings.sync, serving=True, metrics=metrics)
+        url = settings.node_url or settings.public_url or f"http://{settings.host}:{settings.port}"
+        self.cluster: Cluster = Solo(url, now_ms(), settings.shards)
         own = {settings.host, "127.0.0.1", "::1", "0.0.0.0"}
         if settings.public_url and (public := urlsplit(settings.public_url).hostname):
             own.add(public)  # this server as handlers reach it

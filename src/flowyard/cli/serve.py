@@ -14,6 +14,7 @@ import uvicorn
 from flowyard import logs
 from flowyard.actors.supervisor import Supervisor
 from flowyard.cli.common import DEFAULTS, described, env, fail
+from flowyard.cluster.shards import MAX_SHARDS
 from flowyard.http.app import create_app
 from flowyard.http.inflight import InflightLimit
 from flowyard.http.protocol import protocol_class
@@ -204,6 +205,24 @@ def add_settings(parser: argparse.ArgumentParser) -> None:
         help="seconds a request's head may take to arrive, and its body may stall; then 408"
         " (default: 10, env FLOWYARD_READ_TIMEOUT)",
     )
+    parser.add_argument(
+        "--node-url",
+        default=env("node_url", "") or None,
+        help=described(
+            "this node's base URL as the other nodes reach it: the server joins the cluster"
+            " of its PostgreSQL database (DESIGN §11)",
+            "none, a server of its own",
+            "node_url",
+        ),
+    )
+    parser.add_argument(
+        "--shards",
+        type=_shard_count,
+        default=env("shards", str(d.shards)),
+        help=described(
+            "shards of a new PostgreSQL database, fixed from then on", d.shards, "shards"
+        ),
+    )
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -225,6 +244,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         public_url=args.public_url,
         read_timeout_seconds=args.read_timeout,
         webhook_retry_base_seconds=args.webhook_retry_base_seconds,
+        node_url=args.node_url,
+        shards=args.shards,
     )
 
 
@@ -365,6 +386,13 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
     return value
+
+
+def _shard_count(text: str) -> int:
+    count = _positive(text)
+    if count > MAX_SHARDS:
+        raise argparse.ArgumentTypeError(f"at most {MAX_SHARDS} shards")
+    return count
 
 
 def _positive_seconds(text: str) -> float:
