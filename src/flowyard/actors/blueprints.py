@@ -5,6 +5,8 @@ and the graph built from it are kept in memory (the blueprints up to
 :data:`BLUEPRINT_CACHE_SIZE`, dropped all at once when full).
 """
 
+from collections.abc import Callable
+
 from msgspec.structs import replace
 
 from flowyard.actors.accounts import Accounts
@@ -29,6 +31,8 @@ class BlueprintCatalog:
         self.clock = clock
         self.graphs: dict[str, Graph] = {}  # blueprint id -> its graph, once built
         self._blueprints: dict[str, store.Blueprint] = {}
+        # A cluster node's: tells the other nodes that a blueprint was archived here.
+        self.changed: Callable[[str], None] | None = None
 
     async def create(self, project_id: str, spec: BlueprintSpec) -> store.Blueprint:
         """Validate and store a blueprint."""
@@ -86,7 +90,13 @@ class BlueprintCatalog:
         with self.accounts.paying(project_id, WORKFLOW_WRITE, FAMILY):
             await self.db.commit([store.archive_blueprint(archived)])
         self._blueprints[blueprint.id] = archived
+        if self.changed is not None:
+            self.changed(f"blueprint {blueprint.id}")
         return archived
+
+    def forget(self, blueprint_id: str) -> None:
+        """Another node of the cluster archived a blueprint: read it again when needed."""
+        self._blueprints.pop(blueprint_id, None)
 
     async def get(self, project_id: str, blueprint_id: str) -> store.Blueprint:
         """A blueprint of the project, or 404."""

@@ -11,7 +11,7 @@ in one batch.
 import asyncio
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -49,6 +49,9 @@ class AckRequest(msgspec.Struct, frozen=True, gc=False):
 
 AckOutcome = Job | FlowyardError
 """What became of one ack: the job after it, or why it was refused."""
+Elsewhere = Callable[[int], Awaitable[list[Raw]]]
+"""A cluster node's claim at the other nodes that said they have ready jobs in the queue:
+up to that many jobs, claimed there, as the JSON the API shows them (``cluster/claims.py``)."""
 
 
 class Claims:
@@ -59,9 +62,19 @@ class Claims:
         self.clock = engine.clock
 
     async def claim(
-        self, project_id: str, queue_name: str, count: int, visibility: int, wait: float
-    ) -> list[Job]:
-        """Claim up to ``count`` ready jobs, long-polling up to ``wait`` seconds for one."""
+        self,
+        project_id: str,
+        queue_name: str,
+        count: int,
+        visibility: int,
+        wait: float,
+        elsewhere: Elsewhere | None = None,
+    ) -> Sequence[Job | Raw]:
+        """Claim up to ``count`` ready jobs, long-polling up to ``wait`` seconds for one.
+
+        With ``elsewhere`` (a cluster node), a claim that finds none here takes them from the
+        nodes that have some; a claim waiting here is woken when one says so.
+        """
         engine = self.engine
         queue = engine.queue(project_id, queue_name)
         deadline = time.monotonic() + wait
@@ -70,6 +83,10 @@ class Claims:
             picked = self._pick(queue, count, now)
             if picked:
                 return await self._start(picked, visibility, now)
+            if elsewhere is not None and not engine.stopping:
+                found = await elsewhere(count)
+                if found:
+                    return found
             remaining = deadline - time.monotonic()
             if remaining <= 0 or engine.stopping:
                 return []

@@ -8,7 +8,6 @@ import msgspec
 from flowyard.actors.jobs import Change
 from flowyard.actors.mailbox import Mailbox
 from flowyard.errors import FlowyardError, Invalid
-from flowyard.ids import new_id
 from flowyard.jobs.model import Run
 from flowyard.storage.workflows import Blueprint
 from flowyard.workflows.blueprint import Graph
@@ -88,6 +87,7 @@ def failed_execution(
 
 
 def new_execution(
+    execution_id: str,
     blueprint: Blueprint,
     input_data: dict[str, Any],
     key: str | None,
@@ -99,7 +99,7 @@ def new_execution(
     """A new execution of ``blueprint``, every step pending, its deadline set."""
     max_ms = blueprint.max_duration_sec * 1000
     return ExecutionState(
-        id=new_id("wfexec"),
+        id=execution_id,
         project_id=blueprint.project_id,
         blueprint_id=blueprint.id,
         input_data=input_data,

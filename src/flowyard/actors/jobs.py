@@ -31,10 +31,10 @@ from flowyard.actors.settling import Settling
 from flowyard.actors.timers import Timers
 from flowyard.billing import JOB_WRITE
 from flowyard.clock import SYSTEM_CLOCK, Clock
+from flowyard.cluster.shards import Placement
 from flowyard.errors import Conflict, NotFound, Unavailable, invalid_field
-from flowyard.ids import new_id
 from flowyard.jobs.events import Interrupted, RetryRequested, Transition, TriggerRequested
-from flowyard.jobs.model import Delayed, Job, PushQueue, Run, Scheduled, WorkflowRef
+from flowyard.jobs.model import Delayed, Job, PushQueue, Run, Scheduled, WorkflowRef, holder_id
 from flowyard.jobs.spec import (
     JobPatch,
     JobSpec,
@@ -50,6 +50,7 @@ from flowyard.metrics import Metrics
 from flowyard.settings import Settings
 from flowyard.storage import jobs as store
 from flowyard.storage.intents import Intent
+from flowyard.storage.jobs import QueueSettings
 from flowyard.storage.port import Store
 
 __all__ = ["Change", "JobEngine", "JobSettled"]
@@ -74,8 +75,11 @@ class JobEngine:
         accounts: Accounts,
         metrics: Metrics,
         clock: Clock = SYSTEM_CLOCK,
+        placement: Placement | None = None,
     ) -> None:
         self.db = db
+        # The shards held here: the jobs rehydrated, and where new ones go.
+        self.placement = placement or Placement.everything()
         self.accounts = accounts
         self.settings = settings
         self.dispatcher = dispatcher
@@ -94,6 +98,8 @@ class JobEngine:
         self.workflow_settled_together: JobsSettled | None = None
         self.workflow_starting: Callable[[list[Job]], list[Intent]] | None = None
         self._creating_keys: set[tuple[str, str]] = set()
+        # A cluster node's: tells the other nodes that shared settings changed here.
+        self.changed: Callable[[str], None] | None = None
         self.push = PushDelivery(self, settings, dispatcher)
         self.tg: TaskGroup | None = None
         self.stopping = False
@@ -131,8 +137,9 @@ class JobEngine:
 
     async def _rehydrate(self) -> None:
         for project_id, name, queue_settings in await store.all_queue_settings(self.db):
-            self.queues[(project_id, name)] = Queue(project_id, name, queue_settings)
-        live = await store.live_jobs(self.db)
+            self.queue(project_id, name).settings = queue_settings
+        holds = self.placement.holds
+        live = [job for job in await store.live_jobs(self.db) if holds(holder_id(job))]
         open_runs = {
             run.id: run
             for run in await store.get_runs(self.db, [job.run_id for job in live if job.run_id])
@@ -162,7 +169,14 @@ class JobEngine:
         self, project_id: str, spec: JobSpec, now: int, workflow: WorkflowRef | None = None
     ) -> Job:
         """The record for a job created from ``spec`` at ``now`` (not yet stored)."""
-        return created(new_id("job"), project_id, spec, now, workflow)
+        place = self.placement
+        if workflow is not None:
+            job_id = place.beside("job", workflow.execution_id)
+        elif spec.idempotency_key:
+            job_id = place.keyed("job", project_id, spec.idempotency_key)
+        else:
+            job_id = place.new_id("job")
+        return created(job_id, project_id, spec, now, workflow)
 
     async def create(
         self, project_id: str, specs: list[JobSpec], *, batch: bool = False
@@ -345,7 +359,24 @@ class JobEngine:
         # Billed to the family of the route it answers (``PUT /infra/queues/{name}``).
         with self.accounts.paying(project_id, JOB_WRITE, "infra/queues"):
             await self.db.commit([store.put_queue(project_id, name, updated)])
+        self.apply_settings(queue, updated)
+        if self.changed is not None:
+            self.changed(f"queue {project_id} {name}")
+        return queue
+
+    async def reload_queues(self) -> None:
+        """Another node of the cluster changed a queue's settings: take them all again."""
+        for project_id, name, settings in await store.all_queue_settings(self.db):
+            queue = self.queue(project_id, name)
+            if queue.settings != settings:
+                self.apply_settings(queue, settings)
+
+    def apply_settings(self, queue: Queue, updated: QueueSettings) -> None:
+        """Committed settings of a queue take effect: a new handler starts delivering the
+        jobs that waited for one, an unpaused queue wakes its claims and deliveries."""
+        current = queue.settings
         queue.settings = updated
+        project_id, name = queue.project_id, queue.name
         if updated.handler is not None and current.handler is None:
             # Jobs without a handler of their own were passed over while there was none.
             for job_id in list(queue.pending):
@@ -356,7 +387,6 @@ class JobEngine:
             queue.wake_all()
             if queue.has_deliverable:
                 self.push.queue_ready(project_id, name)
-        return queue
 
     @property
     def ready(self) -> bool:

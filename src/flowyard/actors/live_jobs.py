@@ -48,6 +48,7 @@ class LiveJobs:
         self.queues: dict[tuple[str, str], Queue] = {}
         self.emit: Emit | None = None
         self.emitted: Callable[[list[Any]], None] | None = None
+        self.on_ready: Callable[[Queue], None] | None = None  # each queue's (a cluster's)
         self.request_ids: dict[str, str] = {}
         """Live push jobs -> the id of the request they were created in, when known."""
 
@@ -63,6 +64,7 @@ class LiveJobs:
         found = self.queues.get(key)
         if found is None:
             found = self.queues[key] = Queue(project_id, name)
+            found.on_ready = self.on_ready
         return found
 
     def project_queues(self, project_id: str) -> list[Queue]:

@@ -116,7 +116,7 @@ class Outbox:
         self.dispatcher = dispatcher
         self.jobs = jobs
         self.clock = jobs.clock
-        self.subscriptions = Subscriptions(jobs.clock)
+        self.subscriptions = Subscriptions(jobs.clock, jobs.placement.new_id)
         self.pending: dict[str, Delivery] = {}
         self.request_ids: dict[str, str] = {}
         """Pending deliveries -> the id of the request that caused them, when known."""
@@ -132,7 +132,8 @@ class Outbox:
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Load the webhooks and re-arm every pending delivery, then send until cancelled."""
         self.subscriptions.load(await store.all_webhooks(self.db))
-        pending = await store.pending_deliveries(self.db)
+        holds = self.jobs.placement.holds
+        pending = [d for d in await store.pending_deliveries(self.db) if holds(d.id)]
         async with anyio.create_task_group() as tg:
             self._tg = tg
             self.enqueue(pending)
@@ -146,6 +147,19 @@ class Outbox:
         """After a commit: a webhook was created, changed (or deleted, ``webhook`` None: its
         pending deliveries are dropped)."""
         self.subscriptions.changed(webhook, webhook_id)
+        if self.jobs.changed is not None:
+            self.jobs.changed(f"webhook {webhook_id}")
+        self._dropped(webhook, webhook_id)
+
+    async def reload(self) -> None:
+        """Another node of the cluster changed a webhook: take them all again."""
+        webhooks = await store.all_webhooks(self.db)
+        gone = set(self.subscriptions.webhooks) - {webhook.id for webhook in webhooks}
+        self.subscriptions.load(webhooks)
+        for webhook_id in gone:
+            self._dropped(None, webhook_id)
+
+    def _dropped(self, webhook: Webhook | None, webhook_id: str) -> None:
         if webhook is None:
             for delivery_id in [d.id for d in self.pending.values() if d.webhook_id == webhook_id]:
                 self.pending.pop(delivery_id, None)

@@ -38,6 +38,10 @@ class Queue:
         self._waiters: deque[anyio.Event] = deque()
         self._tokens = 0.0
         self._refilled_at = 0
+        # A cluster node's: called when a pull job becomes ready that no waiter here takes,
+        # once until the heap runs dry, so that the other nodes' claims come for it.
+        self.on_ready: Callable[[Queue], None] | None = None
+        self._announced = False
 
     def push(self, job_id: str, priority: int, created_at: int, *, pull: bool) -> None:
         """Make a job claimable (``pull``) or deliverable; a claimable one wakes one waiter."""
@@ -45,13 +49,20 @@ class Queue:
             return
         self._ready_ids.add(job_id)
         heapq.heappush(self._ready[pull], (priority, created_at, next(_counter), job_id))
-        if not pull:
+        if not pull or self.wake_one():
             return
+        if self.on_ready is not None and not self._announced:
+            self._announced = True
+            self.on_ready(self)
+
+    def wake_one(self) -> bool:
+        """Wake the longest-waiting claim, if any (a job became ready); whether one was."""
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.is_set():
                 waiter.set()
-                break
+                return True
+        return False
 
     def pop(self, is_ready: Callable[[str], bool], *, pull: bool) -> str | None:
         """The next ready pull (or push) job id in priority-then-age order, or None."""
@@ -61,6 +72,8 @@ class Queue:
             self._ready_ids.discard(job_id)
             if is_ready(job_id):
                 return job_id
+        if pull:
+            self._announced = False  # dry: the next ready job is announced again
         return None
 
     def discard(self, job_id: str) -> None:

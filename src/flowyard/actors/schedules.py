@@ -20,7 +20,6 @@ from anyio.abc import TaskGroup, TaskStatus
 from flowyard.actors.workflows import WorkflowEngine
 from flowyard.billing import WORKFLOW_WRITE
 from flowyard.errors import Conflict, FlowyardError, Invalid, NotFound, Unavailable
-from flowyard.ids import new_id
 from flowyard.jobs.spec import check_schedule, check_timezone
 from flowyard.storage import schedules as store
 from flowyard.storage import workflows as executions
@@ -70,7 +69,8 @@ class Schedules:
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Load every schedule and arm its next fire (one whose time passed while the server
         was down fires at once, once), then fire them until cancelled."""
-        loaded = await store.all_schedules(self.db)
+        holds = self.jobs.placement.holds
+        loaded = [s for s in await store.all_schedules(self.db) if holds(s.id)]
         async with anyio.create_task_group() as tg:
             self._tg = tg
             for schedule in loaded:
@@ -103,7 +103,7 @@ class Schedules:
             raise Conflict(f"a project has at most {MAX_SCHEDULES} schedules; delete one first")
         now = self.clock.now_ms()
         schedule = Schedule(
-            id=new_id("wfsch"),
+            id=self.jobs.placement.new_id("wfsch"),
             project_id=project_id,
             created_at=now,
             updated_at=now,

@@ -6,7 +6,7 @@ Emission is in the caller's transaction: :meth:`Subscriptions.emit` returns the 
 one dict lookup.
 """
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import msgspec
@@ -31,8 +31,9 @@ NOTHING: Emitted = ([], [])
 class Subscriptions:
     """Every webhook, by id, and the enabled ones by project; what a change emits to them."""
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, new_id: Callable[[str], str] = new_id) -> None:
         self.clock = clock
+        self.new_id = new_id  # in a cluster, a delivery's id says which node sends it
         self.webhooks: dict[str, Webhook] = {}
         self._enabled: dict[str, list[Webhook]] = {}  # project -> its enabled webhooks
 
@@ -62,14 +63,14 @@ class Subscriptions:
         """A new event's id and its deliveries to every enabled webhook of the project whose
         topics match (rows to commit, deliveries to :meth:`enqueue` after the commit). The
         event lives in its deliveries: one that no webhook takes is not stored."""
-        event_id = new_id("evt")
+        event_id = self.new_id("evt")
         targets = [w for w in self._enabled.get(project_id, ()) if matches_any(w.topics, topic)]
         if not targets:
             return event_id, [], []
         body = event_body(event_id, project_id, topic, now, data)
         deliveries = [
             Delivery(
-                id=new_id("whd"),
+                id=self.new_id("whd"),
                 webhook_id=w.id,
                 project_id=project_id,
                 event_id=event_id,
@@ -122,10 +123,10 @@ class Subscriptions:
             }
         )
         return Delivery(
-            id=new_id("whd"),
+            id=self.new_id("whd"),
             webhook_id=None,
             project_id=new.project_id,
-            event_id=new_id("evt"),
+            event_id=self.new_id("evt"),
             topic=NOTICE_TOPIC,
             payload=msgspec.Raw(body),
             next_attempt_at=now,

@@ -14,6 +14,7 @@ that the process exits non-zero and its own supervisor restarts it from SQLite.
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import anyio
@@ -27,12 +28,16 @@ from flowyard.actors.schedules import Schedules
 from flowyard.actors.webhooks import Webhooks
 from flowyard.actors.workflows import WorkflowEngine
 from flowyard.clock import SYSTEM_CLOCK, Clock, now_ms
+from flowyard.cluster.shards import Placement
 from flowyard.cluster.view import Cluster, Solo
 from flowyard.errors import Unavailable
 from flowyard.metrics import Metrics
 from flowyard.settings import Settings
 from flowyard.storage.projects import server_secret
 from flowyard.storage.stores import store_for
+
+if TYPE_CHECKING:
+    from flowyard.cluster.leases import Leases
 
 log = logging.getLogger("flowyard")
 
@@ -49,6 +54,14 @@ class Supervisor:
         self.db = store_for(settings.db, sync=settings.sync, serving=True, metrics=metrics)
         url = settings.node_url or settings.public_url or f"http://{settings.host}:{settings.port}"
         self.cluster: Cluster = Solo(url, now_ms(), settings.shards)
+        self.leases: Leases | None = None  # a cluster node's (``--node-url``)
+        if settings.node_url is not None:
+            # Imported here: asyncpg is needed only by those who use PostgreSQL.
+            from flowyard.cluster import leases as cluster
+
+            self.cluster = self.leases = leases = cluster.Leases(settings.db, settings.node_url)
+            self.db.session_name = cluster.session_name(leases.node_id)  # type: ignore[attr-defined]
+            self.db.on_fenced = leases.lost  # type: ignore[attr-defined]
         own = {settings.host, "127.0.0.1", "::1", "0.0.0.0"}
         if settings.public_url and (public := urlsplit(settings.public_url).hostname):
             own.add(public)  # this server as handlers reach it
@@ -56,20 +69,48 @@ class Supervisor:
             handler_network=settings.handler_network, own_hosts=frozenset(own)
         )
         self.accounts = Accounts(self.db, clock)
-        self.jobs = JobEngine(self.db, settings, self.dispatcher, self.accounts, metrics, clock)
-        self.workflows = WorkflowEngine(self.db, self.jobs, settings, metrics)
-        self.schedules = Schedules(self.workflows)
-        self.outbox = Outbox(self.db, settings, self.dispatcher, self.jobs, metrics)
-        self.webhooks = Webhooks(self.db, self.outbox, self.accounts)
-        self.workflows.emit = self.outbox.subscriptions.execution_change
+        self._build(Placement.everything(settings.shards))
         self.metrics.watch(self._queue_depths, lambda: len(self.workflows.actors))
-        self.workflows.emitted = self.outbox.enqueue
         self.ready = anyio.Event()
         self._store_open = False
         self.failure: str | None = None  # set when a core service crashed
         # Called once a core service crashed: the server stops itself (``flowyard serve``
         # then exits non-zero). Without it the process stays up, answering 503.
         self.on_failure: Callable[[], None] | None = None
+
+    def _build(self, placement: Placement) -> None:
+        """The engines of the shards ``placement`` holds (all of them but on a cluster)."""
+        settings, metrics = self.settings, self.metrics
+        self.jobs = JobEngine(
+            self.db, settings, self.dispatcher, self.accounts, metrics, self.clock, placement
+        )
+        self.workflows = WorkflowEngine(self.db, self.jobs, settings, metrics)
+        self.schedules = Schedules(self.workflows)
+        self.outbox = Outbox(self.db, settings, self.dispatcher, self.jobs, metrics)
+        self.webhooks = Webhooks(self.db, self.outbox, self.accounts)
+        self.workflows.emit = self.outbox.subscriptions.execution_change
+        self.workflows.emitted = self.outbox.enqueue
+        if self.leases is not None:
+            self.jobs.live.on_ready = self.leases.announce
+            self.leases.on_hint = self._ready_elsewhere
+            self.leases.on_config = self._changed_elsewhere
+            self.jobs.changed = self.workflows.blueprints.changed = self.leases.publish
+
+    def _changed_elsewhere(self, change: str) -> None:
+        """Another node changed settings every node keeps in memory: take them again."""
+        kind, _, rest = change.partition(" ")
+        if kind == "blueprint":
+            self.workflows.blueprints.forget(rest)
+        elif self.jobs.tg is not None:
+            reload = {"queue": self.jobs.reload_queues, "webhook": self.outbox.reload}.get(kind)
+            if reload is not None:
+                self.jobs.tg.start_soon(reload)
+
+    def _ready_elsewhere(self, project_id: str, name: str) -> None:
+        """Another node has a ready job in a queue: a claim waiting here goes for it."""
+        queue = self.jobs.queues.get((project_id, name))
+        if queue is not None:
+            queue.wake_one()
 
     def _queue_depths(self) -> dict[str, int]:
         """Pending jobs per queue name, summed over the projects (as ``GET /infra/queues``
@@ -85,6 +126,8 @@ class Supervisor:
             raise Unavailable(f"{self.failure}; the server is stopping")
         if not self.ready.is_set():
             raise Unavailable("starting: live state is being restored")
+        if self.leases is not None and self.leases.moving:
+            raise Unavailable("shards are moving between nodes; retry")
         self.jobs.check_available()
 
     def check_health(self) -> None:
@@ -114,7 +157,10 @@ class Supervisor:
         try:
             async with anyio.create_task_group() as outer:
                 await outer.start(self._contained, "the writer", self.db.run_writer)
-                self.jobs.push.server_secret = await server_secret(self.db)
+                self._secret = await server_secret(self.db)
+                if self.leases is not None:
+                    await self._join(self.leases)
+                self.jobs.push.server_secret = self._secret
                 async with anyio.create_task_group() as engines:
                     engines.start_soon(self._contained, "the engines", self._start)
                     try:
@@ -123,6 +169,8 @@ class Supervisor:
                         self.jobs.begin_shutdown()
                         engines.cancel_scope.cancel()
                 self.db.close_writer()
+            if self.leases is not None:
+                await self.leases.leave()  # SIGTERM: hand every shard over
         finally:
             with anyio.CancelScope(shield=True):
                 await self.dispatcher.aclose()
@@ -132,13 +180,52 @@ class Supervisor:
         task_status.started()
         async with anyio.create_task_group() as tg:
             await tg.start(self.accounts.run)
+            if self.leases is None:
+                await tg.start(self._engines)
+                self.ready.set()
+                log.info("ready")
+                return
+            await tg.start(self.leases.run)
+            await self._serve_shards(self.leases)
+
+    async def _engines(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Rehydrate and run the engines of the shards held, until cancelled."""
+        async with anyio.create_task_group() as tg:
             await tg.start(self.outbox.run)  # subscriptions before any transition emits
             # Executions first: rehydrated jobs may report results to them at once.
             await tg.start(self.workflows.run)
             await tg.start(self.jobs.run)
             await tg.start(self.schedules.run)  # missed fires fire once the rest is up
-            self.ready.set()
-            log.info("ready")
+            task_status.started()
+
+    async def _join(self, leases: "Leases") -> None:
+        """Join the cluster: register, take a first share of the shards, build their engines."""
+        await leases.join(self.settings.shards)
+        self.db.fence = (leases.node_id, leases.epoch)  # type: ignore[attr-defined]
+        self._build(Placement(leases.total, leases.owned))
+
+    async def _serve_shards(self, leases: "Leases") -> None:
+        """Hold the shards the node owns; rebuild the engines whenever that changes.
+
+        A change (shards taken over from a dead node, handed over to a new one, or all lost
+        to a fence) stops the engines, waits for the writer to commit what they wrote, applies
+        the change in the database (``Leases.settle``) and rehydrates the shards now held.
+        Meanwhile the API answers 503 (retry), as it does while starting.
+        """
+        while True:
+            async with anyio.create_task_group() as held:
+                await held.start(self._engines)
+                self.ready.set()
+                leases.settled()
+                log.info("ready, holding %d shards", len(leases.owned))
+                await leases.changed.wait()
+                self.jobs.begin_shutdown()
+                held.cancel_scope.cancel()
+            await self.db.submit([]).done  # what the engines wrote is committed (or failed)
+            owned = await leases.settle()
+            self.db.fence = (leases.node_id, leases.epoch)  # type: ignore[attr-defined]
+            self._build(Placement(leases.total, owned))
+            self.jobs.push.server_secret = self._secret
 
     async def _contained(
         self,

@@ -99,7 +99,10 @@ class WorkflowEngine(Commits, ActorHost, StepResults):
     async def _rehydrate(self) -> None:
         count = 0
         restored: list[ExecutionActor] = []
+        holds = self.jobs.placement.holds
         for state in await store.active_executions(self.db):
+            if not holds(state.id):
+                continue
             try:
                 graph = await self.blueprints.graph(state.blueprint_id)
             except Exception as exc:
@@ -156,7 +159,16 @@ class WorkflowEngine(Commits, ActorHost, StepResults):
                     self.jobs.accounts.charge(project_id, WORKFLOW_WRITE, "infra/workflows")
                     return existing, True
             now = self.jobs.clock.now_ms()
-            state = new_execution(blueprint, input_data, key, now, parent=parent, depth=depth)
+            place = self.jobs.placement
+            if parent is not None:  # beside its parent, held by the same node
+                execution_id = place.beside("wfexec", parent.execution_id)
+            elif key is not None:
+                execution_id = place.keyed("wfexec", blueprint.id, key)
+            else:
+                execution_id = place.new_id("wfexec")
+            state = new_execution(
+                execution_id, blueprint, input_data, key, now, parent=parent, depth=depth
+            )
             actor = self.actors[state.id] = ExecutionActor(state, graph)
             # The trigger's (a child's: its parent's), sent by its push steps' deliveries.
             parent_actor = self.actors.get(parent.execution_id) if parent else None

@@ -8,7 +8,9 @@ Shards are therefore limited to :data:`MAX_SHARDS`.
 """
 
 import zlib
+from collections.abc import Iterable
 
+from flowyard.errors import Unavailable
 from flowyard.ids import _PAIRS, new_id
 
 MAX_SHARDS = 1024
@@ -28,9 +30,10 @@ def shard_of(object_id: str, total: int) -> int:
     return value % total
 
 
-def key_shard(project_id: str, key: str, total: int) -> int:
-    """The shard that decides about an idempotency key (so one node sees every use of it)."""
-    return zlib.crc32(f"{project_id}\0{key}".encode("utf-8", "surrogatepass")) % total
+def key_shard(scope: str, key: str, total: int) -> int:
+    """The shard that decides about idempotency key ``key`` of ``scope`` (a project's jobs, a
+    blueprint's executions), so that one node sees every use of it."""
+    return zlib.crc32(f"{scope}\0{key}".encode("utf-8", "surrogatepass")) % total
 
 
 def sharded_id(prefix: str, shard: int) -> str:
@@ -38,3 +41,49 @@ def sharded_id(prefix: str, shard: int) -> str:
     plain = new_id(prefix)
     cut = len(prefix) + 1 + _SHARD_DIGITS.start
     return plain[:cut] + _PAIRS[shard] + plain[cut + 2 :]
+
+
+class Placement:
+    """The shards one node's engines hold: which objects are theirs, where new ones go.
+
+    Fixed for an engine's life: a change of ownership rebuilds the engines
+    (``Supervisor._serve_shards``).
+    """
+
+    def __init__(self, total: int, owned: Iterable[int]) -> None:
+        self.total = total
+        self.owned = frozenset(owned)
+        self._order = sorted(self.owned)
+        self._next = 0
+
+    @classmethod
+    def everything(cls, total: int = DEFAULT_SHARDS) -> "Placement":
+        """A server that holds every shard."""
+        return cls(total, range(total))
+
+    def holds(self, object_id: str) -> bool:
+        """Whether the object ``object_id`` belongs to a shard held here."""
+        return shard_of(object_id, self.total) in self.owned
+
+    def new_id(self, prefix: str) -> str:
+        """A new id in one of the shards held here (in turn).
+
+        Raises:
+            Unavailable: no shard is held here right now.
+        """
+        order = self._order
+        if not order:
+            raise Unavailable("this node owns no shard right now; retry or use another node")
+        self._next = shard = (self._next + 1) % len(order)
+        return sharded_id(prefix, order[shard])
+
+    def beside(self, prefix: str, other_id: str) -> str:
+        """A new id in the shard of ``other_id`` (a step's job beside its execution)."""
+        return sharded_id(prefix, shard_of(other_id, self.total))
+
+    def keyed(self, prefix: str, scope: str, key: str) -> str:
+        """A new id in the shard that decides about idempotency key ``key`` of ``scope``, if
+        it is held here (a request with a key is sent to that shard's owner); else as
+        :meth:`new_id`: a node makes objects only in the shards it holds."""
+        shard = key_shard(scope, key, self.total)
+        return sharded_id(prefix, shard) if shard in self.owned else self.new_id(prefix)

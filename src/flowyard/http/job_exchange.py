@@ -8,6 +8,7 @@ would be, and answered in the list ``acks``: ``{"job_id", "ok": true}`` or ``{"j
 committed, so jobs the acks made ready (a workflow's next steps) are claimable at once.
 """
 
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -28,7 +29,7 @@ from flowyard.http.schemas import (
     error_text,
 )
 from flowyard.http.unknown_fields import unknown_fields
-from flowyard.jobs.model import Job, job_view
+from flowyard.jobs.model import Job, claimed_views
 
 _BODY = msgspec.json.Decoder(ExchangeBody, strict=True)
 _ANY = msgspec.json.Decoder()
@@ -47,14 +48,12 @@ async def exchange_jobs(request: Request) -> Response:
     outcomes = iter(await runtime.jobs.ack_each(key.project_id, acks))
     answers = [_answer(slot, next(outcomes)) if isinstance(slot, AckRequest) else slot
                for slot in slots]  # fmt: skip
-    jobs: list[Job] = []
+    jobs: Sequence[Job | msgspec.Raw] = ()
     if claim is not None and claim.count:
         jobs = await runtime.jobs.claim(
             key.project_id, claim.queue, claim.count, claim.visibility_timeout, claim.wait_seconds
         )
-    return json_response(
-        {"acks": answers, "jobs": [job_view(job, claim_token=True) for job in jobs]}
-    )
+    return json_response({"acks": answers, "jobs": claimed_views(jobs)})
 
 
 def parse(body: bytes) -> tuple[list[AckRequest | Refusal], ExchangeClaim | None]:

@@ -21,7 +21,7 @@ from flowyard.http.schemas import (
     HeartbeatBody,
     error_text,
 )
-from flowyard.jobs.model import JobStatus, TriggerType, job_view, run_view
+from flowyard.jobs.model import JobStatus, TriggerType, claimed_views, job_view, run_view
 from flowyard.jobs.spec import JobPatch, JobSpec, check_payload
 from flowyard.storage import jobs as store
 from flowyard.storage.projects import new_signing_secret, set_signing_secret, signing_secret
@@ -117,7 +117,7 @@ async def claim_jobs(request: Request) -> Response:
     jobs = await runtime.jobs.claim(
         key.project_id, body.queue, body.count, body.visibility_timeout, body.wait_seconds
     )
-    return json_response([job_view(job, claim_token=True) for job in jobs])
+    return json_response(claimed_views(jobs))
 
 
 async def ack_job(request: Request) -> Response:

@@ -6,6 +6,7 @@ documents leave out the fields that hold their default: read one with its Struct
 plain JSON.
 """
 
+from collections.abc import Sequence
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -235,3 +236,15 @@ def run_view(run: Run) -> dict[str, Any]:
         "handler_status": run.handler_status,
         "error": run.error,
     }
+
+
+def claimed_views(jobs: Sequence["Job | Raw"]) -> list[Any]:
+    """Claimed jobs as a claim answers them, with their claim tokens; a job claimed at
+    another node of a cluster comes as that node showed it."""
+    return [job_view(job, claim_token=True) if isinstance(job, Job) else job for job in jobs]
+
+
+def holder_id(job: Job) -> str:
+    """The id whose shard holds ``job`` in a cluster: its execution's for a workflow step
+    (the same shard as its own id for every job made since shards exist)."""
+    return job.workflow.execution_id if job.workflow is not None else job.id

@@ -23,7 +23,7 @@ import collections
 import logging
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from time import perf_counter
 from typing import Any
 
@@ -51,6 +51,7 @@ _PROBE = (
     "INSERT INTO meta (key, value) VALUES ('writable_at', $1)"
     " ON CONFLICT (key) DO UPDATE SET value = excluded.value"
 )
+_FENCE = "SELECT epoch FROM cluster_nodes WHERE node_id = $1 FOR SHARE"
 _PARAMETER = re.compile(r"'[^']*'|\?")  # a string literal (kept as it is) or a parameter
 # SQLSTATE classes that say the database cannot be written, rather than that one write is bad:
 # connection exceptions, insufficient resources (disk full), operator intervention (shutdown),
@@ -72,8 +73,14 @@ def to_dollar(sql: str) -> str:
     return _PARAMETER.sub(number, sql)
 
 
+class Fenced(Exception):
+    """This cluster node's lease epoch moved on: another node took its shards over."""
+
+
 def _is_storage_fault(exc: BaseException) -> bool:
     """Whether a failed write says the database cannot be written (not one bad write)."""
+    if isinstance(exc, Fenced):
+        return True
     if isinstance(exc, asyncpg.PostgresError):
         state = str(exc.sqlstate or "")
         return state[:2] in _FAULT_CLASSES or state == "25006"
@@ -96,6 +103,12 @@ class PostgresDatabase(Committer):
         super().__init__(metrics)
         self.url = url
         self.serving = serving  # a server's store: one per database (see ``open``)
+        # A cluster node's (``cluster/leases.py``): its id and lease epoch, checked by every
+        # transaction of the writer; and its sessions' name, so that a node taking its
+        # shards over can end them. Set before ``open``, not serving alone.
+        self.fence: tuple[str, int] | None = None
+        self.session_name: str | None = None
+        self.on_fenced: Callable[[], None] | None = None
         self._reader_count = readers
         self._pool: asyncpg.Pool | None = None
         self._conn: asyncpg.Connection | None = None  # the writer's
@@ -107,10 +120,13 @@ class PostgresDatabase(Committer):
 
     async def open(self) -> None:
         """Connect the writer (applying migrations), load ``cursor_key``, open the readers."""
-        self._conn = conn = await asyncpg.connect(self.url)
-        # One server per database until shards are leased (the cluster): the writer's session
-        # holds this lock for the server's life, as a SQLite file's server lock does.
-        if self.serving and not await conn.fetchval("SELECT pg_try_advisory_lock($1)", SERVER_LOCK):
+        self._conn = conn = await self._connect()
+        # One server per database, or the nodes of one cluster: the writer's session holds
+        # this lock for the server's life (shared by the nodes), as a SQLite file's server
+        # lock does.
+        shared = "_shared" if self.session_name else ""
+        locked = f"SELECT pg_try_advisory_lock{shared}($1)"
+        if self.serving and not await conn.fetchval(locked, SERVER_LOCK):
             await conn.close()
             raise DatabaseInUse(f"database {shown(self.url)} is in use by another flowyard process")
         await migrate(conn)
@@ -120,7 +136,9 @@ class PostgresDatabase(Committer):
         )
         stored = await conn.fetchval("SELECT value FROM meta WHERE key = 'cursor_key'")
         self.cursor_key = bytes.fromhex(stored)
-        self._pool = await asyncpg.create_pool(self.url, min_size=1, max_size=self._reader_count)
+        self._pool = await asyncpg.create_pool(
+            self.url, min_size=1, max_size=self._reader_count, server_settings=self._settings()
+        )
 
     # ----------------------------------------------------------------- the writer
 
@@ -203,8 +221,11 @@ class PostgresDatabase(Committer):
     async def _transaction(self, ops: list[Op]) -> None:
         conn = await self._connection()
         steps = [(sql, [escaped(params) for params in rows]) for sql, rows in plan(ops)]
+        fence = self.fence
         try:
-            if len(steps) == 1 and len(steps[0][1]) == 1:
+            if fence is not None:
+                await self._fenced_transaction(conn, fence, steps)
+            elif len(steps) == 1 and len(steps[0][1]) == 1:
                 sql, (params,) = steps[0]
                 await conn.execute(sql, *params)  # one statement: a transaction of its own
                 return
@@ -215,17 +236,40 @@ class PostgresDatabase(Committer):
                     else:
                         await conn.executemany(sql, rows)
         except Exception as exc:
-            if _is_storage_fault(exc):  # the next write starts on a new connection
+            if _is_storage_fault(exc) and not isinstance(exc, Fenced):  # a new connection next
                 conn.terminate()
                 self._conn = None
             raise
+
+    async def _fenced_transaction(
+        self, conn: asyncpg.Connection, fence: tuple[str, int], steps: list[tuple[str, Any]]
+    ) -> None:
+        """A cluster node's transaction: it holds the node's lease row (``FOR SHARE``) and
+        checks its epoch before writing, so a node that lost its shards writes nothing."""
+        async with conn.transaction():
+            epoch = await conn.fetchval(_FENCE, fence[0])
+            if epoch != fence[1]:
+                if self.on_fenced is not None:
+                    self.on_fenced()
+                raise Fenced("this node lost its shards to another node; retry")
+            for sql, rows in steps:
+                if len(rows) == 1:
+                    await conn.execute(sql, *rows[0])
+                else:
+                    await conn.executemany(sql, rows)
 
     async def _connection(self) -> asyncpg.Connection:
         """The writer's connection, connected again if it was lost."""
         if self._conn is None or self._conn.is_closed():
             self._conn = None
-            self._conn = await asyncpg.connect(self.url)
+            self._conn = await self._connect()
         return self._conn
+
+    async def _connect(self) -> asyncpg.Connection:
+        return await asyncpg.connect(self.url, server_settings=self._settings())
+
+    def _settings(self) -> dict[str, str]:
+        return {"application_name": self.session_name} if self.session_name else {}
 
     async def _probe(self) -> bool:
         """A one-row write that tells whether the database takes writes again; if it fails."""

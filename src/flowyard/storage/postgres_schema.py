@@ -169,6 +169,22 @@ MIGRATIONS: list[str] = [
         SET parent_id = convert_from(doc, 'UTF8')::jsonb -> 'parent' ->> 'execution_id';
     CREATE INDEX executions_by_parent ON executions (parent_id, seq) WHERE parent_id IS NOT NULL;
     """,
+    # Version 6: the cluster's leases (cluster/leases.py); PostgreSQL only.
+    """
+    CREATE TABLE cluster_nodes (
+        node_id TEXT PRIMARY KEY,
+        url TEXT NOT NULL,
+        epoch BIGINT NOT NULL,
+        started_at BIGINT NOT NULL,
+        last_seen_at BIGINT NOT NULL,
+        leaving BOOLEAN NOT NULL DEFAULT false
+    );
+    CREATE TABLE cluster_shards (
+        shard INTEGER PRIMARY KEY,
+        node_id TEXT,
+        epoch BIGINT NOT NULL DEFAULT 0
+    );
+    """,
 ]
 
 _LOCK = 0x666C6F77  # an advisory lock id of our own ("flow"): one migrating server at a time
