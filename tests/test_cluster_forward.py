@@ -15,12 +15,13 @@ from typing import Any
 
 import anyio
 import httpx
+import msgspec
 import pytest
 from anyio.abc import ByteStream
 
 from flowyard.actors.supervisor import Supervisor
 from flowyard.cluster import hop
-from flowyard.cluster.forward import Forwarding, object_of
+from flowyard.cluster.forward import FORWARDED_BY, Forwarder, Forwarding, object_of
 from flowyard.cluster.view import ClusterState
 from flowyard.errors import Unavailable
 from flowyard.http.app import create_app
@@ -299,12 +300,43 @@ async def test_connections_to_the_owner_are_kept_alive(tmp_path: Path, owner: Ow
             got = await client.get(f"/infra/jobs/{job['id']}")
             assert got.status_code == 200, got.text
         assert relay.connections == 1
+        metrics = (await client.get("/metrics")).text
+        [counted] = [
+            line
+            for line in metrics.splitlines()
+            if line.startswith("flowyard_http_requests_total{") and 'route="forwarded"' in line
+        ]
+        assert 'method="GET"' in counted and 'status="200"' in counted
+        assert counted.endswith(" 5.0")
         sent = b"".join(relay.requests).split(b"\r\n")
         [value] = [line for line in sent if line.startswith(b"x-flowyard-forwarded: ")][:1]
         target = f"/infra/jobs/{job['id']}".encode()
         secret = front.supervisor.jobs.push.server_secret
         node = hop.verify(secret, value.split(b": ", 1)[1], _now_ms(), "GET", target)
         assert node == "front"
+
+
+async def test_a_handler_forwards_through_the_same_client(owner: Owner) -> None:
+    job = await _pull_job(owner)
+    forwarder = Forwarder(lambda: FakeCluster(None), lambda: "s3cret")
+    target = f"/infra/jobs/{job['id']}"
+    scope: dict[str, Any] = {
+        "type": "http",
+        "method": "GET",
+        "path": target,
+        "raw_path": target.encode(),
+        "query_string": b"",
+        "headers": [(b"authorization", f"Bearer {owner.key}".encode()), (b"host", b"front")],
+    }
+    try:
+        response = await forwarder.forward(scope, b"", owner.server.url)
+        assert response.status_code == 200
+        assert msgspec.json.decode(response.body)["id"] == job["id"]
+        scope[FORWARDED_BY] = "elsewhere"  # as Forwarding notes a verified hop
+        with pytest.raises(Unavailable, match="forwarded only once"):
+            await forwarder.forward(scope, b"", owner.server.url)
+    finally:
+        await forwarder.aclose()
 
 
 async def test_a_second_hop_is_refused_with_503(tmp_path: Path, owner: Owner) -> None:

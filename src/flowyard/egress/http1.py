@@ -9,6 +9,10 @@ and the start of its body, kept-alive connections per origin, TLS, and a timeout
 whole exchange. Parsing the answer is httptools' (llhttp, uvicorn's parser);
 ``tests/test_http1_client.py`` holds it to httpx's reading of the same byte streams.
 
+The nodes of a cluster forward requests to each other with the same client
+(:meth:`Http1Client.request`: any method, the answer's headers too), on its own pool: a node
+URL is no handler, so that client has no public-network check.
+
 Redirects are never followed and proxies are never used. Where the connection goes is decided
 by ``addresses`` (the public-network check resolves the name once and returns the addresses
 it checked; by default the name is handed to the event loop) and opened by ``opener``.
