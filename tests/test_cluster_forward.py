@@ -85,6 +85,7 @@ class Front:
     url: str
     supervisor: Supervisor
     cluster: FakeCluster
+    forwarder: Forwarder
 
     def signed(self, method: str, target: str, age_ms: int = 0) -> str:
         secret = self.supervisor.jobs.push.server_secret
@@ -117,10 +118,11 @@ async def front_node(tmp_path: Path, owner_url: str | None) -> AsyncIterator[Fro
     supervisor = Supervisor(settings)
     cluster = FakeCluster(owner_url)
     supervisor.cluster = cluster
-    async with serve_app(create_app(settings, supervisor)) as url:
+    app: Any = create_app(settings, supervisor)
+    async with serve_app(app) as url:
         with anyio.fail_after(10):
             await supervisor.ready.wait()
-        yield Front(url, supervisor, cluster)
+        yield Front(url, supervisor, cluster, app.context.forwarder)
 
 
 @asynccontextmanager
@@ -397,6 +399,20 @@ async def test_an_unreachable_owner_is_503(tmp_path: Path) -> None:
         got = await client.post(f"/infra/jobs/{UNKNOWN_JOB}/ack", json={})
     body = error_of(got, 503, "unavailable")
     assert "cannot be reached" in body["message"]
+
+
+async def test_an_owner_that_does_not_answer_in_time_is_503(tmp_path: Path) -> None:
+    async def silent(stream: ByteStream) -> None:
+        async with stream:
+            await stream.receive()
+            await anyio.sleep_forever()
+
+    async with serve_tcp(silent) as port, front_node(tmp_path, f"http://127.0.0.1:{port}") as front:
+        front.forwarder.timeout = 0.3
+        async with httpx.AsyncClient(base_url=front.url) as client:
+            got = await client.get(f"/infra/jobs/{UNKNOWN_JOB}")
+    body = error_of(got, 503, "unavailable")
+    assert "did not answer within 0.3 s" in body["message"]
 
 
 async def test_a_shard_without_an_owner_is_503(tmp_path: Path) -> None:

@@ -101,11 +101,18 @@ class Forwarder:
     Args:
         cluster: the node's cluster, read at each request (the lease manager may replace it).
         secret: the secret the nodes share, once loaded (empty before).
+        timeout: seconds for a whole hop (:data:`TIMEOUT_SECONDS`).
     """
 
-    def __init__(self, cluster: Callable[[], Cluster], secret: Callable[[], str]) -> None:
+    def __init__(
+        self,
+        cluster: Callable[[], Cluster],
+        secret: Callable[[], str],
+        timeout: float = TIMEOUT_SECONDS,
+    ) -> None:
         self.cluster = cluster
         self.secret = secret
+        self.timeout = timeout
         self.client = Http1Client()
 
     def needed(self, node_url: str | None) -> bool:
@@ -136,8 +143,12 @@ class Forwarder:
                 the peer cannot be reached, fails, or does not answer in time.
         """
         if FORWARDED_BY in scope:
+            log.info(
+                "%s %s came forwarded, and %s owns it now", scope["method"], scope["path"], url
+            )
             raise Unavailable(
-                f"{url} owns this request's shard now, and a request is forwarded only once; retry"
+                "the object's shard moved to another node while the request was forwarded,"
+                " and a request is forwarded only once; retry"
             )
         secret = self.secret()
         if not secret:
@@ -159,18 +170,23 @@ class Forwarder:
                 target,
                 headers,
                 body,
-                timeout=TIMEOUT_SECONDS,
+                timeout=self.timeout,
                 max_body=MAX_ANSWER_BYTES,
             )
         except TimeoutError:
-            message = f"the node {url} did not answer within {TIMEOUT_SECONDS:g} s; retry"
+            log.warning("%s %s: %s did not answer in time", method, scope["path"], url)
+            message = f"the node that owns this object did not answer within {self.timeout:g} s"
             raise Unavailable(message) from None
         except (HttpError, InvalidUrl) as exc:
+            # The node's URL goes to the log, not to the client: it is the cluster's own.
             log.warning("cannot forward %s %s to %s: %s", method, scope["path"], url, exc)
-            message = f"the node {url} that owns this object cannot be reached; retry"
+            message = "the node that owns this object cannot be reached; retry"
             raise Unavailable(message) from exc
         if not answer.complete:
-            raise Unavailable(f"the node {url} answered over {MAX_ANSWER_BYTES} bytes")
+            message = (
+                f"the answer of the node that owns this object is over {MAX_ANSWER_BYTES} bytes"
+            )
+            raise Unavailable(message)
         return _Relayed(answer.status, answer.headers, answer.body)
 
 
