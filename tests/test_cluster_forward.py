@@ -274,6 +274,26 @@ async def test_the_owner_answers_through_the_forwarding_node(tmp_path: Path, own
         assert (await direct.get(f"/infra/jobs/{job['id']}")).json()["status"] == "cancelled"
 
 
+async def test_the_owner_s_429_comes_back_with_retry_after(tmp_path: Path, owner: Owner) -> None:
+    job = await _pull_job(owner)
+    async with owner.client() as direct:
+        limited = await direct.patch(
+            f"/admin/projects/{owner.project_id}",
+            json={"rate_limit_rps": 1},
+            headers={"Authorization": f"Bearer {owner.admin}"},
+        )
+        assert limited.status_code == 200, limited.text
+    async with front_node(tmp_path, owner.server.url) as front, owner.client(front.url) as client:
+        for _ in range(20):
+            got = await client.get(f"/infra/jobs/{job['id']}")
+            if got.status_code == 429:
+                break
+        error_of(got, 429, "rate_limited")
+        assert int(got.headers["retry-after"]) >= 1
+        assert got.headers["x-ratelimit-limit"] == "1"
+        assert got.headers["x-ratelimit-remaining"] == "0"
+
+
 async def test_head_is_answered_like_get_without_the_body(tmp_path: Path, owner: Owner) -> None:
     job = await _pull_job(owner)
     auth = f"Authorization: Bearer {owner.key}"
