@@ -23,7 +23,7 @@ from flowyard.actors.supervisor import Supervisor
 from flowyard.cluster import hop
 from flowyard.cluster.forward import FORWARDED_BY, Forwarder, Forwarding, object_of
 from flowyard.cluster.view import ClusterState
-from flowyard.errors import Unavailable
+from flowyard.errors import Unauthorized, Unavailable
 from flowyard.http.app import create_app
 from flowyard.http.boundary import ErrorBoundary
 from flowyard.settings import Settings
@@ -86,6 +86,8 @@ class Front:
     supervisor: Supervisor
     cluster: FakeCluster
     forwarder: Forwarder
+    key: str
+    """A key of a project in the node's own database."""
 
     def signed(self, method: str, target: str, age_ms: int = 0) -> str:
         secret = self.supervisor.jobs.push.server_secret
@@ -112,9 +114,13 @@ def owner(tmp_path: Path, server_process: Callable[..., ServerProcess]) -> Owner
 
 
 @asynccontextmanager
-async def front_node(tmp_path: Path, owner_url: str | None) -> AsyncIterator[Front]:
+async def front_node(
+    tmp_path: Path, owner_url: str | None, name: str = "front"
+) -> AsyncIterator[Front]:
     """A node whose cluster says ``owner_url`` owns every shard, on a real socket."""
-    settings = Settings(db=fresh_db(tmp_path, "front.db"), port=free_port())
+    db = fresh_db(tmp_path, f"{name}.db")
+    key = create_key_sync(db, "test", list(ALL_SCOPES)).key
+    settings = Settings(db=db, port=free_port())
     supervisor = Supervisor(settings)
     cluster = FakeCluster(owner_url)
     supervisor.cluster = cluster
@@ -122,7 +128,7 @@ async def front_node(tmp_path: Path, owner_url: str | None) -> AsyncIterator[Fro
     async with serve_app(app) as url:
         with anyio.fail_after(10):
             await supervisor.ready.wait()
-        yield Front(url, supervisor, cluster, app.context.forwarder)
+        yield Front(url, supervisor, cluster, app.context.forwarder, key)
 
 
 @asynccontextmanager
@@ -224,7 +230,7 @@ def test_the_hop_header_verifies_only_as_signed() -> None:
         ("", hop.sign("", "n", now, "GET", b"/"), now, "GET", b"/"),  # no secret loaded
     ]
     for secret, sent, at, method, target in refused:
-        with pytest.raises(hop.Unauthorized):
+        with pytest.raises(Unauthorized):
             hop.verify(secret, sent, at, method, target)
 
 
@@ -359,6 +365,34 @@ async def test_a_handler_forwards_through_the_same_client(owner: Owner) -> None:
             await forwarder.forward(scope, b"", owner.server.url)
     finally:
         await forwarder.aclose()
+
+
+async def test_the_owner_checks_the_hop_and_never_hops_again(tmp_path: Path) -> None:
+    """Two nodes in a row: the client asks A, A forwards to B, whose key it is."""
+    async with (
+        front_node(tmp_path, None, "b") as b,
+        front_node(tmp_path, b.url, "a") as a,
+        httpx.AsyncClient(base_url=a.url, headers={"Authorization": f"Bearer {b.key}"}) as client,
+    ):
+        b.supervisor.jobs.push.server_secret = a.supervisor.jobs.push.server_secret  # one db
+        async with httpx.AsyncClient(base_url=b.url) as direct:
+            created = await direct.post(
+                "/infra/jobs", json=PULL, headers={"Authorization": f"Bearer {b.key}"}
+            )
+        job_id = created.json()["id"]
+        got = await client.get(f"/infra/jobs/{job_id}")
+        assert (got.status_code, got.json()["id"]) == (200, job_id)
+        error_of(await client.get(f"/infra/jobs/{UNKNOWN_JOB}"), 404, "not_found")
+
+        b.cluster.owner = "http://127.0.0.1:1"  # B has lost the shard meanwhile
+        moved = error_of(await client.get(f"/infra/jobs/{job_id}"), 503, "unavailable")
+        assert "forwarded only once" in moved["message"]
+        assert b.cluster.asked and a.cluster.asked
+
+        b.cluster.owner = None
+        b.supervisor.jobs.push.server_secret = "another cluster's"
+        forged = error_of(await client.get(f"/infra/jobs/{job_id}"), 401, "unauthorized")
+        assert "signature" in forged["message"]
 
 
 async def test_a_second_hop_is_refused_with_503(tmp_path: Path, owner: Owner) -> None:
