@@ -25,6 +25,7 @@ import logging
 import re
 import time
 from collections.abc import Callable
+from urllib.parse import quote
 
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -129,7 +130,7 @@ class Forwarder:
         Raises:
             Unauthorized: the header does not prove that a node of the cluster sent it.
         """
-        target = hop.target_of(scope["raw_path"], scope["query_string"])
+        target = _target(scope)
         node = hop.verify(self.secret(), value, _now_ms(), scope["method"], target)
         scope[FORWARDED_BY] = node
 
@@ -155,7 +156,7 @@ class Forwarder:
             raise Unavailable("starting: the cluster's secret is not loaded yet")
         cluster = self.cluster()
         method = scope["method"]
-        target = hop.target_of(scope["raw_path"], scope["query_string"])
+        target = _target(scope)
         headers = _sent_headers(scope["headers"])
         request_id = logs.request_id.get()
         if request_id is not None:
@@ -232,6 +233,12 @@ class _Relayed(Response):
             (name, value) for name, value in headers if name.lower() not in _NOT_RELAYED
         ]
         self.raw_headers.append((b"content-length", b"%d" % len(body)))
+
+
+def _target(scope: Scope) -> bytes:
+    """The request target as it arrived (ASGI leaves ``raw_path`` optional)."""
+    raw_path = scope.get("raw_path") or quote(scope["path"]).encode("ascii")
+    return hop.target_of(raw_path, scope.get("query_string", b""))
 
 
 def _sent_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
