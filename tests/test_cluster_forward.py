@@ -6,10 +6,7 @@ or by an address where nothing listens). Clients talk to the forwarding node ove
 sockets where the bytes matter.
 """
 
-import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,155 +16,30 @@ import msgspec
 import pytest
 from anyio.abc import ByteStream
 
-from flowyard.actors.supervisor import Supervisor
 from flowyard.cluster import hop
 from flowyard.cluster.forward import FORWARDED_BY, Forwarder, Forwarding, object_of
-from flowyard.cluster.view import ClusterState
 from flowyard.errors import Unauthorized, Unavailable
 from flowyard.http.app import create_app
 from flowyard.http.boundary import ErrorBoundary
 from flowyard.settings import Settings
-from flowyard.storage.projects import ALL_SCOPES, create_key_sync
-from tests.conftest import ServerProcess, Service, free_port, fresh_db, serve_app, serve_tcp
+from tests.cluster_support import (
+    UNKNOWN_JOB,
+    FakeCluster,
+    Owner,
+    counting_relay,
+    front_node,
+    now_ms,
+    pull_job,
+    start_owner,
+)
+from tests.conftest import ServerProcess, Service, free_port, serve_tcp
 from tests.jobs_support import PULL, error_of
 from tests.raw_http import exchange, request_head
-
-UNKNOWN_JOB = "job_01JBZZZZZZZZZZZZZZZZZZZZZZ"
-
-
-class FakeCluster:
-    """A cluster whose every shard is owned by ``owner`` (None: this node; "": nobody)."""
-
-    def __init__(self, owner: str | None) -> None:
-        self.node_id = "front"
-        self.url = "http://front"
-        self.total = 64
-        self.owner = owner
-        self.asked: list[int] = []
-
-    def mine(self, shard: int) -> bool:
-        return self.owner is None
-
-    def owner_url(self, shard: int) -> str | None:
-        self.asked.append(shard)
-        if self.owner == "":
-            raise Unavailable(f"shard {shard} has no live owner; retry")
-        return self.owner
-
-    def pick_shard(self) -> int:
-        return 0
-
-    def peers(self) -> list[str]:
-        return [self.owner] if self.owner else []
-
-    async def state(self) -> ClusterState:
-        return ClusterState([], {"total": self.total, "unowned": 0})
-
-
-@dataclass
-class Owner:
-    """The owner process, its project's key and an admin key."""
-
-    server: ServerProcess
-    key: str
-    project_id: str
-    admin: str
-
-    def client(self, url: str | None = None) -> httpx.AsyncClient:
-        headers = {"Authorization": f"Bearer {self.key}"}
-        return httpx.AsyncClient(base_url=url or self.server.url, headers=headers, timeout=30)
-
-
-@dataclass
-class Front:
-    """The forwarding node."""
-
-    url: str
-    supervisor: Supervisor
-    cluster: FakeCluster
-    forwarder: Forwarder
-    key: str
-    """A key of a project in the node's own database."""
-
-    def signed(self, method: str, target: str, age_ms: int = 0) -> str:
-        secret = self.supervisor.jobs.push.server_secret
-        value = hop.sign(secret, "front", _now_ms() - age_ms, method, target.encode())
-        return f"x-flowyard-forwarded: {value.decode()}"
-
-
-@dataclass
-class Counting:
-    """A TCP relay in front of the owner that counts the connections it is given."""
-
-    url: str = ""
-    connections: int = 0
-    requests: list[bytes] = field(default_factory=list)
 
 
 @pytest.fixture
 def owner(tmp_path: Path, server_process: Callable[..., ServerProcess]) -> Owner:
-    db = fresh_db(tmp_path, "owner.db")
-    created = create_key_sync(db, "test", list(ALL_SCOPES))
-    admin = create_key_sync(db, "ops", list(ALL_SCOPES), admin=True)
-    server = server_process(db)
-    return Owner(server, created.key, created.record.project_id, admin.key)
-
-
-@asynccontextmanager
-async def front_node(
-    tmp_path: Path, owner_url: str | None, name: str = "front"
-) -> AsyncIterator[Front]:
-    """A node whose cluster says ``owner_url`` owns every shard, on a real socket."""
-    db = fresh_db(tmp_path, f"{name}.db")
-    key = create_key_sync(db, "test", list(ALL_SCOPES)).key
-    settings = Settings(db=db, port=free_port())
-    supervisor = Supervisor(settings)
-    cluster = FakeCluster(owner_url)
-    supervisor.cluster = cluster
-    app: Any = create_app(settings, supervisor)
-    async with serve_app(app) as url:
-        with anyio.fail_after(10):
-            await supervisor.ready.wait()
-        yield Front(url, supervisor, cluster, app.context.forwarder, key)
-
-
-@asynccontextmanager
-async def counting_relay(target: str) -> AsyncIterator[Counting]:
-    """Relay bytes to ``target`` (``http://host:port``), counting connections."""
-    host, _, port = target.removeprefix("http://").rpartition(":")
-    counting = Counting()
-
-    async def handle(client: ByteStream) -> None:
-        counting.connections += 1
-        async with client, await anyio.connect_tcp(host, int(port)) as upstream:
-
-            async def up() -> None:
-                async for chunk in client:
-                    counting.requests.append(chunk)
-                    await upstream.send(chunk)
-                await upstream.send_eof()
-
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(up)
-                async for chunk in upstream:
-                    await client.send(chunk)
-                tg.cancel_scope.cancel()
-
-    async with serve_tcp(handle) as relay_port:
-        counting.url = f"http://127.0.0.1:{relay_port}"
-        yield counting
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-async def _pull_job(owner: Owner) -> dict[str, Any]:
-    async with owner.client() as client:
-        created = await client.post("/infra/jobs", json={**PULL, "name": "far"})
-    assert created.status_code == 202, created.text
-    job: dict[str, Any] = created.json()
-    return job
+    return start_owner(tmp_path, server_process)
 
 
 # ------------------------------------------------------------------ which paths
@@ -213,7 +85,7 @@ def test_the_paths_about_one_object(path: str, expected: str | None) -> None:
 
 
 def test_the_hop_header_verifies_only_as_signed() -> None:
-    now = _now_ms()
+    now = now_ms()
     value = hop.sign("s3cret", "node-a", now, "POST", b"/infra/jobs/job_1/ack?x=1")
     assert hop.verify("s3cret", value, now + 1000, "POST", b"/infra/jobs/job_1/ack?x=1") == (
         "node-a"
@@ -238,7 +110,7 @@ def test_the_hop_header_verifies_only_as_signed() -> None:
 
 
 async def test_the_owner_answers_through_the_forwarding_node(tmp_path: Path, owner: Owner) -> None:
-    job = await _pull_job(owner)
+    job = await pull_job(owner)
     async with owner.client() as direct:
         limited = await direct.patch(
             f"/admin/projects/{owner.project_id}",
@@ -281,7 +153,7 @@ async def test_the_owner_answers_through_the_forwarding_node(tmp_path: Path, own
 
 
 async def test_the_owner_s_429_comes_back_with_retry_after(tmp_path: Path, owner: Owner) -> None:
-    job = await _pull_job(owner)
+    job = await pull_job(owner)
     async with owner.client() as direct:
         limited = await direct.patch(
             f"/admin/projects/{owner.project_id}",
@@ -301,7 +173,7 @@ async def test_the_owner_s_429_comes_back_with_retry_after(tmp_path: Path, owner
 
 
 async def test_head_is_answered_like_get_without_the_body(tmp_path: Path, owner: Owner) -> None:
-    job = await _pull_job(owner)
+    job = await pull_job(owner)
     auth = f"Authorization: Bearer {owner.key}"
     async with front_node(tmp_path, owner.server.url) as front:
         got = await exchange(front.url, request_head("GET", f"/infra/jobs/{job['id']}", auth))
@@ -318,7 +190,7 @@ async def test_head_is_answered_like_get_without_the_body(tmp_path: Path, owner:
 
 
 async def test_connections_to_the_owner_are_kept_alive(tmp_path: Path, owner: Owner) -> None:
-    job = await _pull_job(owner)
+    job = await pull_job(owner)
     async with (
         counting_relay(owner.server.url) as relay,
         front_node(tmp_path, relay.url) as front,
@@ -340,12 +212,12 @@ async def test_connections_to_the_owner_are_kept_alive(tmp_path: Path, owner: Ow
         [value] = [line for line in sent if line.startswith(b"x-flowyard-forwarded: ")][:1]
         target = f"/infra/jobs/{job['id']}".encode()
         secret = front.supervisor.jobs.push.server_secret
-        node = hop.verify(secret, value.split(b": ", 1)[1], _now_ms(), "GET", target)
+        node = hop.verify(secret, value.split(b": ", 1)[1], now_ms(), "GET", target)
         assert node == "front"
 
 
 async def test_a_handler_forwards_through_the_same_client(owner: Owner) -> None:
-    job = await _pull_job(owner)
+    job = await pull_job(owner)
     forwarder = Forwarder(lambda: FakeCluster(None), lambda: "s3cret")
     target = f"/infra/jobs/{job['id']}"
     scope: dict[str, Any] = {
