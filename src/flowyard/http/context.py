@@ -14,6 +14,7 @@ from starlette.requests import Request
 from flowyard import logs
 from flowyard.actors.supervisor import Supervisor
 from flowyard.billing import READ, family
+from flowyard.cluster.forward import Forwarder
 from flowyard.errors import Forbidden, RateLimited
 from flowyard.http.auth import Authenticator
 from flowyard.http.inflight import hold_for_project
@@ -26,6 +27,8 @@ class Context:
 
     runtime: Supervisor
     authenticate: Authenticator
+    forwarder: Forwarder
+    """Requests to the other nodes of the cluster (a handler may forward one itself)."""
 
 
 def context_of(request: Request) -> Context:
