@@ -46,7 +46,13 @@ class Supervisor:
         self.settings = settings
         self.clock = clock  # the one clock of timers, leases, cron, backoff and accounts
         self.metrics = metrics = Metrics()  # handed to each part that moves a metric
-        self.db = store_for(settings.db, sync=settings.sync, serving=True, metrics=metrics)
+        self.db = store_for(
+            settings.db,
+            sync=settings.sync,
+            serving=True,
+            exclusive=settings.node_url is None,  # a cluster node shares its database
+            metrics=metrics,
+        )
         url = settings.node_url or settings.public_url or f"http://{settings.host}:{settings.port}"
         self.cluster: Cluster = Solo(url, now_ms(), settings.shards)
         own = {settings.host, "127.0.0.1", "::1", "0.0.0.0"}

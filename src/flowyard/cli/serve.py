@@ -13,6 +13,7 @@ import uvicorn
 
 from flowyard import logs
 from flowyard.actors.supervisor import Supervisor
+from flowyard.cli import processes
 from flowyard.cli.common import DEFAULTS, described, env, fail
 from flowyard.cluster.shards import MAX_SHARDS
 from flowyard.http.app import create_app
@@ -74,7 +75,12 @@ def _enum_classes(base: type[enum.Enum]) -> list[type[enum.Enum]]:
 def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     serve = commands.add_parser("serve", help="run the service (API, actors, timers, storage)")
     add_settings(serve)
-    serve.set_defaults(run=lambda args: run(settings_from(args)))
+    processes.add_option(serve)  # N > 1: cli/processes.py starts N of these as nodes
+    serve.set_defaults(
+        run=lambda args: (
+            processes.run_nodes(serve, args) if args.processes > 1 else run(settings_from(args))
+        )
+    )
 
 
 def add_settings(parser: argparse.ArgumentParser) -> None:

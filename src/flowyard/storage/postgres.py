@@ -91,11 +91,13 @@ class PostgresDatabase(Committer):
         *,
         readers: int = 4,
         serving: bool = False,
+        exclusive: bool = True,
         metrics: Metrics | None = None,
     ) -> None:
         super().__init__(metrics)
         self.url = url
         self.serving = serving  # a server's store: one per database (see ``open``)
+        self.exclusive = exclusive  # False: a cluster node, one of several on the database
         self._reader_count = readers
         self._pool: asyncpg.Pool | None = None
         self._conn: asyncpg.Connection | None = None  # the writer's
@@ -108,9 +110,10 @@ class PostgresDatabase(Committer):
     async def open(self) -> None:
         """Connect the writer (applying migrations), load ``cursor_key``, open the readers."""
         self._conn = conn = await asyncpg.connect(self.url)
-        # One server per database until shards are leased (the cluster): the writer's session
-        # holds this lock for the server's life, as a SQLite file's server lock does.
-        if self.serving and not await conn.fetchval("SELECT pg_try_advisory_lock($1)", SERVER_LOCK):
+        # One server per database, unless it is a cluster node (shards are leased then): the
+        # writer's session holds this lock for the server's life, as a SQLite file's lock does.
+        locks = self.serving and self.exclusive
+        if locks and not await conn.fetchval("SELECT pg_try_advisory_lock($1)", SERVER_LOCK):
             await conn.close()
             raise DatabaseInUse(f"database {shown(self.url)} is in use by another flowyard process")
         await migrate(conn)

@@ -28,16 +28,22 @@ def shown(db: str) -> str:
 
 
 def store_for(
-    db: str, *, sync: str = "full", serving: bool = False, metrics: Metrics | None = None
+    db: str,
+    *,
+    sync: str = "full",
+    serving: bool = False,
+    exclusive: bool = True,
+    metrics: Metrics | None = None,
 ) -> Store:
     """The store ``db`` names, not opened yet. ``sync`` is SQLite's durability; PostgreSQL
     keeps its own (``synchronous_commit`` of the server). A ``serving`` store on PostgreSQL
     refuses to open while another server's is open (a SQLite file's server lock is taken by
-    ``flowyard serve`` itself, before it binds). ``metrics``: the server's, for its writer's
-    transactions."""
+    ``flowyard serve`` itself, before it binds), unless it is not ``exclusive``: a cluster
+    node shares the database with the other nodes. ``metrics``: the server's, for its
+    writer's transactions."""
     if is_postgres(db):
         # Imported here: asyncpg is needed only by those who use PostgreSQL.
         from flowyard.storage.postgres import PostgresDatabase
 
-        return PostgresDatabase(db, serving=serving, metrics=metrics)
+        return PostgresDatabase(db, serving=serving, exclusive=exclusive, metrics=metrics)
     return Database(db, sync=sync, metrics=metrics)
