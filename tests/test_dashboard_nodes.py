@@ -6,10 +6,14 @@ do not get the card at all (the route is admin-only and the nodes are the whole 
 import re
 
 from tests.dashboard_support import (
+    PHONE,
     Page,
     Stack,
     console_messages,
     expect,
+    no_horizontal_scroll,
+    no_stray_values,
+    screenshot,
     sign_in,
     stack_fixture,
     unique,
@@ -36,6 +40,12 @@ def test_an_admin_sees_one_node_owning_every_shard(page: Page, stack: Stack) -> 
     summary = card.locator("p[data-unowned]")
     expect(summary).to_have_attribute("data-unowned", "0")
     expect(summary).to_have_text("0 of 64 shards unowned.")
+    no_stray_values(page)
+    screenshot(page, "nodes", down_to=card)
+    page.set_viewport_size(PHONE)
+    expect(card.locator("[data-shards]")).to_be_visible()
+    no_horizontal_scroll(page)
+    screenshot(page, "phone-nodes", down_to=card)
 
 
 def test_a_project_key_gets_no_nodes_card_and_no_403(page: Page, stack: Stack) -> None:
