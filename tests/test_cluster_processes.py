@@ -6,6 +6,7 @@ How many nodes each one lists is not asserted: the nodes see each other through 
 leases, which live in ``cluster/leases.py``.
 """
 
+import argparse
 import os
 import re
 import signal
@@ -20,7 +21,10 @@ from pathlib import Path
 import httpx
 import pytest
 from bench import postgres
+from msgspec.structs import asdict
 
+from flowyard.cli import processes
+from flowyard.cli import serve as serve_command
 from flowyard.storage.projects import create_key_sync
 from tests.conftest import free_port
 
@@ -78,6 +82,44 @@ def test_the_ports_must_be_known(tmp_path: Path) -> None:
         "--processes", "2", "--db", url, "--node-url", "http://x:1", tmp_path=tmp_path
     )
     assert "--node-url" in message
+
+
+def serve_parser() -> argparse.ArgumentParser:
+    """``flowyard serve``'s parser, as the command builds it (reading ``FLOWYARD_*`` now)."""
+    commands = argparse.ArgumentParser(prog="flowyard").add_subparsers()
+    serve_command.register(commands)
+    return commands.choices["serve"]
+
+
+def test_each_node_gets_the_parent_s_options_and_secrets_stay_out_of_its_command_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in [name for name in os.environ if name.startswith("FLOWYARD_")]:
+        monkeypatch.delenv(name)
+    db = "postgresql://flowyard:hunter2@db.internal:5432/flowyard"
+    given = ["--processes", "3", "--db", db, "--port", "9000", "--host", "0.0.0.0"]
+    given += ["--sync", "normal", "--retry-base-seconds", "0.5", "--metrics-token", "s3cret"]
+    given += ["--shards", "8", "--max-inflight", "99", "--log-format", "json"]
+    parser = serve_parser()
+    parent = parser.parse_args(given)
+    command = processes.node_command(parser, parent, 9002, "http://127.0.0.1:9002")
+    environment = processes.node_environment(parent)
+    assert command[1:4] == ["-m", "flowyard", "serve"]
+    assert not any("hunter2" in part or "s3cret" in part for part in command)
+    assert environment["FLOWYARD_DB"] == db
+    assert environment["FLOWYARD_METRICS_TOKEN"] == "s3cret"
+    assert command[-3:] == ["--processes=1", "--port=9002", "--node-url=http://127.0.0.1:9002"]
+
+    for name in ("FLOWYARD_DB", "FLOWYARD_METRICS_TOKEN"):  # as the node reads them
+        monkeypatch.setenv(name, environment[name])
+    node = serve_parser().parse_args(command[4:])
+    expected = asdict(serve_command.settings_from(parent))
+    assert asdict(serve_command.settings_from(node)) == {
+        **expected,
+        "port": 9002,
+        "node_url": "http://127.0.0.1:9002",
+    }
+    assert node.processes == 1
 
 
 # -------------------------------------------------------------------- on PostgreSQL
