@@ -272,5 +272,35 @@ def test_a_killed_node_is_started_again(parent: Parent) -> None:
     wait_ready(parent.urls()[1])
     assert parent.pids()[1] == survivor and alive(survivor)
     assert alive(parent.pids()[2])
+    both = parent.pids()
+    for pid in both.values():  # every node at once: the parent waits for none, starts both
+        os.kill(pid, signal.SIGKILL)
+    while any(parent.pids()[node] == pid for node, pid in both.items()):
+        assert parent.proc.poll() is None, parent.log.read_text()
+        assert time.monotonic() < deadline + 30, parent.log.read_text()
+        time.sleep(0.1)
+    for url in parent.urls():
+        wait_ready(url)
     parent.proc.send_signal(signal.SIGINT)  # SIGINT stops them too
     assert parent.proc.wait(60) == 0, parent.log.read_text()
+
+
+def test_nodes_that_cannot_start_make_the_parent_give_up(tmp_path: Path) -> None:
+    """No PostgreSQL listens there: each node exits at once, is started again a few times
+    (waiting longer each time), then the parent stops and exits 1 rather than loop forever."""
+    port = consecutive_free_ports(2)
+    url = f"postgresql://nobody@127.0.0.1:{free_port()}/nothing"
+    log = tmp_path / "parent.log"
+    proc = serve("--processes", "2", "--db", url, "--port", str(port), log=log)
+    try:
+        assert proc.wait(120) == 1
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    text = log.read_text(errors="replace")
+    assert "starting it again in 0.5s" in text and "starting it again in 4s" in text
+    assert re.search(r"node \d exited 5 times within 10s of its start", text), text
+    started = STARTED.findall(text)
+    assert {node for node, _, _ in started} == {"1", "2"}
+    assert not any(alive(int(pid)) for _, pid, _ in started)

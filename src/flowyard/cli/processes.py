@@ -152,7 +152,12 @@ class Nodes:
         each one's last exit was 0, else 1."""
         for node in self.nodes:
             self._start(node)
-        while any(node.proc is not None for node in self.nodes):
+        # Until a signal (or a node that will not start) ends it and every node has exited;
+        # a node waiting to be started again has no process but is not done.
+        while not (
+            (self.stopping is not None or self.failed)
+            and all(node.proc is None for node in self.nodes)
+        ):
             time.sleep(POLL_SECONDS)
             for node in self.nodes:
                 self._check(node)
