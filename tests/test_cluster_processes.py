@@ -76,6 +76,8 @@ def test_the_ports_must_be_known(tmp_path: Path) -> None:
     url = "postgresql://nobody@127.0.0.1:1/nothing"
     message = refused("--processes", "3", "--db", url, "--port", "0", tmp_path=tmp_path)
     assert "--port" in message and "not 0" in message
+    message = refused("--processes", "2", "--db", url, "--port=-4", tmp_path=tmp_path)
+    assert "not -4" in message
     message = refused("--processes", "3", "--db", url, "--port", "65534", tmp_path=tmp_path)
     assert "3 consecutive ports" in message
     message = refused(

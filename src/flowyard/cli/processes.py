@@ -69,8 +69,11 @@ def refusal(args: argparse.Namespace) -> str | None:
             f"--processes {count} needs a postgresql:// --db: a SQLite file is served by one"
             " process (drop --processes, or move the data with `flowyard db copy`)"
         )
-    if args.port == 0:
-        return "--processes needs a --port (not 0): the nodes listen on --port, --port+1, ..."
+    if args.port < 1:
+        return (
+            f"--processes needs a --port from 1 (not {args.port}): the nodes listen on --port,"
+            " --port+1, ..."
+        )
     if args.port + count - 1 > 65535:
         return f"--port {args.port} leaves no room for {count} consecutive ports"
     if args.node_url:
