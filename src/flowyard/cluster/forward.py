@@ -31,10 +31,10 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from flowyard import logs
-from flowyard.cluster import hop
-from flowyard.cluster.shards import shard_of
+from flowyard.cluster import hop, keyed
+from flowyard.cluster.shards import key_shard, shard_of
 from flowyard.cluster.view import Cluster, Solo
-from flowyard.egress.connection import HttpError
+from flowyard.egress.connection import Answer, HttpError
 from flowyard.egress.http1 import Http1Client, InvalidUrl
 from flowyard.errors import Invalid, PayloadTooLarge, Unavailable
 
@@ -143,6 +143,19 @@ class Forwarder:
             Unavailable: the request was forwarded to this node already (one hop only), or
                 the peer cannot be reached, fails, or does not answer in time.
         """
+        answer = await self.call(scope, url, scope["method"], _target(scope), body)
+        return _Relayed(answer.status, answer.headers, answer.body)
+
+    async def call(self, scope: Scope, url: str, method: str, target: bytes, body: bytes) -> Answer:
+        """Send ``method target`` with ``body`` to the node at ``url`` as the client's request
+        of ``scope`` (its headers, its key), signed as this node's one hop; the answer.
+
+        For :meth:`forward`, and for what a node asks its peers on a client's behalf
+        (``cluster/peers.py``).
+
+        Raises:
+            Unavailable: as :meth:`forward`.
+        """
         if FORWARDED_BY in scope:
             log.info(
                 "%s %s came forwarded, and %s owns it now", scope["method"], scope["path"], url
@@ -155,8 +168,6 @@ class Forwarder:
         if not secret:
             raise Unavailable("starting: the cluster's secret is not loaded yet")
         cluster = self.cluster()
-        method = scope["method"]
-        target = _target(scope)
         headers = _sent_headers(scope["headers"])
         request_id = logs.request_id.get()
         if request_id is not None:
@@ -175,12 +186,12 @@ class Forwarder:
                 max_body=MAX_ANSWER_BYTES,
             )
         except TimeoutError:
-            log.warning("%s %s: %s did not answer in time", method, scope["path"], url)
+            log.warning("%s %s: %s did not answer in time", method, target.decode("latin-1"), url)
             message = f"the node that owns this object did not answer within {self.timeout:g} s"
             raise Unavailable(message) from None
         except (HttpError, InvalidUrl) as exc:
             # The node's URL goes to the log, not to the client: it is the cluster's own.
-            log.warning("cannot forward %s %s to %s: %s", method, scope["path"], url, exc)
+            log.warning("cannot send %s %s to %s: %s", method, target.decode("latin-1"), url, exc)
             message = "the node that owns this object cannot be reached; retry"
             raise Unavailable(message) from exc
         if not answer.complete:
@@ -188,7 +199,7 @@ class Forwarder:
                 f"the answer of the node that owns this object is over {MAX_ANSWER_BYTES} bytes"
             )
             raise Unavailable(message)
-        return _Relayed(answer.status, answer.headers, answer.body)
+        return answer
 
 
 class Forwarding:
@@ -207,18 +218,36 @@ class Forwarding:
             if name == hop.HEADER:
                 forwarder.verify(scope, value)  # on every path: a handler may forward too
                 break
-        object_id = object_of(scope["path"])
-        if object_id is None:
-            await self.app(scope, receive, send)
-            return
         cluster = forwarder.cluster()
-        url = cluster.owner_url(shard_of(object_id, cluster.total))
+        object_id = object_of(scope["path"])
+        if object_id is not None:
+            url = cluster.owner_url(shard_of(object_id, cluster.total))
+        elif (scope_name := keyed.key_scope(scope["method"], scope["path"])) is not None and (
+            not _too_large(scope)
+        ):
+            body = await _read_body(scope, receive)
+            receive = keyed.replay(body, receive)
+            key = keyed.idempotency_key(body)
+            url = (
+                None
+                if key is None
+                else cluster.owner_url(key_shard(scope_name, key, cluster.total))
+            )
+            if url is not None:
+                await self._forward(scope, receive, send, url, body)
+                return
+        else:
+            url = None
         if url is None:
             await self.app(scope, receive, send)
             return
+        await self._forward(scope, receive, send, url, await _read_body(scope, receive))
+
+    async def _forward(
+        self, scope: Scope, receive: Receive, send: Send, url: str, body: bytes
+    ) -> None:
         scope["route"] = FORWARDED_ROUTE
-        body = await _read_body(scope, receive)
-        response = await forwarder.forward(scope, body, url)
+        response = await self.forwarder.forward(scope, body, url)
         await response(scope, receive, send)
 
 
@@ -250,11 +279,18 @@ def _sent_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes
     return [(n, v) for n, v in headers if n not in _NOT_SENT and n not in named]
 
 
-async def _read_body(scope: Scope, receive: Receive) -> bytes:
-    """The whole body, refusing more than :data:`MAX_BODY_BYTES` (413)."""
+def _too_large(scope: Scope) -> bool:
+    """Whether the request says its body is over :data:`MAX_BODY_BYTES`."""
     for name, value in scope["headers"]:
         if name == b"content-length" and value.isdigit() and int(value) > MAX_BODY_BYTES:
-            raise PayloadTooLarge(f"the body is over {MAX_BODY_BYTES} bytes")
+            return True
+    return False
+
+
+async def _read_body(scope: Scope, receive: Receive) -> bytes:
+    """The whole body, refusing more than :data:`MAX_BODY_BYTES` (413)."""
+    if _too_large(scope):
+        raise PayloadTooLarge(f"the body is over {MAX_BODY_BYTES} bytes")
     chunks: list[bytes] = []
     size = 0
     while True:

@@ -14,18 +14,58 @@ own shards only and never asks further:
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import msgspec
 from msgspec import Raw
+from starlette.types import Scope
 
 from flowyard.actors.claims import AckRequest, Elsewhere
-from flowyard.cluster.leases import Leases
+from flowyard.cluster.forward import FORWARDED_BY, Forwarder
 from flowyard.egress.connection import Answer
 from flowyard.errors import FlowyardError, Unavailable
 
+if TYPE_CHECKING:  # asyncpg, which it needs, is needed only by those who use PostgreSQL
+    from flowyard.cluster.leases import Leases
+
 log = logging.getLogger("flowyard.cluster")
+
+
+class Peers:
+    """The other nodes, as one client request of this node reaches them."""
+
+    def __init__(self, leases: "Leases", forwarder: Forwarder, scope: Scope) -> None:
+        self.leases = leases
+        self._forwarder = forwarder
+        self._scope = scope
+
+    @classmethod
+    def of(cls, leases: "Leases | None", forwarder: Forwarder, scope: Scope) -> "Peers | None":
+        """The peers of a cluster node's request; None on a server alone, and for a request
+        another node sent here (it asks nobody further: one hop)."""
+        if leases is None or FORWARDED_BY in scope:
+            return None
+        return cls(leases, forwarder, scope)
+
+    async def call(self, url: str, method: str, target: bytes, body: bytes) -> Answer:
+        """Send ``method target body`` to the node at ``url`` as the client's request."""
+        return await self._forwarder.call(self._scope, url, method, target, body)
+
+    def claims(self, project_id: str, queue: str, visibility: int) -> Elsewhere:
+        """A claim's way to the jobs of ``queue`` that other nodes hold."""
+        return claims_elsewhere(self.leases, self.call, project_id, queue, visibility)
+
+    async def acks(
+        self, acks: Sequence[AckRequest], owners: Sequence[str]
+    ) -> list[dict[str, Any] | FlowyardError]:
+        """Apply ``acks`` at their owners (see :func:`acks_elsewhere`)."""
+        return await acks_elsewhere(self.call, acks, owners)
+
+    async def queues(self) -> list[dict[str, Any]]:
+        """The other nodes' views of the client's queues."""
+        return await queues_elsewhere(self.leases, self.call)
+
 
 Call = Callable[[str, str, bytes, bytes], Awaitable[Answer]]
 """Send ``method target body`` to the node at the URL, as the client's request, one hop."""
@@ -37,7 +77,7 @@ _encode = msgspec.json.Encoder().encode
 
 
 def claims_elsewhere(
-    leases: Leases, call: Call, project_id: str, queue: str, visibility: int
+    leases: "Leases", call: Call, project_id: str, queue: str, visibility: int
 ) -> Elsewhere:
     """A claim's way to the jobs of ``queue`` that other nodes hold (see ``Claims.claim``)."""
 
@@ -66,7 +106,7 @@ def claims_elsewhere(
 
 
 async def acks_elsewhere(
-    leases: Leases, call: Call, acks: Sequence[AckRequest], owners: Sequence[str]
+    call: Call, acks: Sequence[AckRequest], owners: Sequence[str]
 ) -> list[dict[str, Any] | FlowyardError]:
     """Apply ``acks`` at their owners (``owners[i]``, base URLs): each one's answer, as the
     owner's exchange gave it, or the error that kept it from its owner."""
@@ -101,7 +141,7 @@ def _ack_body(ack: AckRequest) -> dict[str, Any]:
     }
 
 
-async def queues_elsewhere(leases: Leases, call: Call) -> list[dict[str, Any]]:
+async def queues_elsewhere(leases: "Leases", call: Call) -> list[dict[str, Any]]:
     """Every other node's views of the client's queues (their own counts)."""
     views: list[dict[str, Any]] = []
     for url in leases.peers():
