@@ -83,7 +83,7 @@ def claims_elsewhere(
 
     async def elsewhere(count: int) -> list[Raw]:
         found: list[Raw] = []
-        for node, url, hint in leases.hinted(project_id, queue):
+        for node, url, hint in leases.notices.hinted(project_id, queue):
             wanted = count - len(found)
             body = _encode({"queue": queue, "count": wanted, "visibility_timeout": visibility})
             try:
@@ -96,7 +96,7 @@ def claims_elsewhere(
                 continue
             jobs = _JOBS.decode(answer.body)
             if len(jobs) < wanted:
-                leases.drained(project_id, queue, node, hint)
+                leases.notices.drained(project_id, queue, node, hint)
             found += jobs
             if len(found) >= count:
                 break
