@@ -78,7 +78,6 @@ class Leases:
         self._urls: dict[str, str] = {}  # live nodes' URLs
         self._releasing: frozenset[int] = frozenset()
         self._taken: frozenset[int] = frozenset()
-        self._next = 0
         self._conn: asyncpg.Connection | None = None
         self._lock = anyio.Lock()  # one user of the connection at a time
         # What the nodes tell each other between renewals (ready jobs, settings, members).
@@ -100,13 +99,6 @@ class Leases:
         if url is None or owner == self.node_id:
             raise Unavailable(f"shard {shard} is moving between nodes; retry")
         return url
-
-    def pick_shard(self) -> int:
-        owned = sorted(self.owned)
-        if not owned:
-            raise Unavailable("this node owns no shard right now; retry or use another node")
-        self._next = (self._next + 1) % len(owned)
-        return owned[self._next]
 
     def peers(self) -> list[str]:
         return [url for node, url in self._urls.items() if node != self.node_id]
@@ -340,11 +332,14 @@ class Leases:
         self.moving = False
 
     async def _register_again(self, conn: asyncpg.Connection) -> int:
+        """This node's row was deleted with its last shard: make it again, with an epoch it
+        never had (a write fenced once stays fenced)."""
         epoch: int = await conn.fetchval(
             "INSERT INTO cluster_nodes (node_id, url, epoch, started_at, last_seen_at)"
-            f" VALUES ($1, $2, 1, $3, {_NOW}) RETURNING epoch",
+            f" VALUES ($1, $2, $3, $4, {_NOW}) RETURNING epoch",
             self.node_id,
             self.url,
+            self.epoch + 1,
             self.started_at,
         )
         return epoch
