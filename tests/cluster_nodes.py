@@ -178,6 +178,19 @@ class Nodes:
                 found.setdefault(url, []).append(shard)
         return found
 
+    async def owned_by(self, nodes: list[Node], timeout: float = 10) -> dict[str, list[int]]:
+        """Wait until the database shows the shards shared evenly among ``nodes``, every
+        one owned once; the shares, by URL."""
+        urls = {node.url for node in nodes}
+        with anyio.fail_after(timeout):
+            while True:
+                owners = await self.owners()
+                shares = await self.shares()
+                counts = [len(shares.get(url, [])) for url in urls]
+                if owners and set(owners.values()) == urls and max(counts) - min(counts) <= 1:
+                    return shares
+                await anyio.sleep(0.02)
+
     async def settled(
         self, nodes: list[Node] | None = None, timeout: float = 10
     ) -> dict[str, list[int]]:
@@ -185,26 +198,24 @@ class Nodes:
         those answers ``/readyz`` 200 and knows every other shard's owner (a request about
         an object of any shard is answered, not 503); the shares, by URL."""
         nodes = self.live if nodes is None else nodes
-        urls = {node.url for node in nodes}
         headers = {"Authorization": f"Bearer {self.key}"}
         async with httpx.AsyncClient(timeout=5, headers=headers) as http:
             with anyio.fail_after(timeout):
                 while True:
-                    owners = await self.owners()
-                    shares = await self.shares()
-                    counts = [len(shares.get(url, [])) for url in urls]
-                    if (
-                        owners
-                        and set(owners.values()) == urls
-                        and max(counts) - min(counts) <= 1
-                        and await _all_ready(http, nodes)
-                    ):
+                    shares = await self.owned_by(nodes, timeout)
+                    if await _all_ready(http, nodes) and shares == await self.shares():
                         break
                     await anyio.sleep(0.05)
+                total = len(await self.owners())
                 for node in nodes:
-                    for shard in set(owners) - set(shares[node.url]):
+                    for shard in set(range(total)) - set(shares[node.url]):
                         await _answered(http, f"{node.url}/infra/jobs/{sharded_id('job', shard)}")
         return shares
+
+    async def node_id(self, node: Node) -> str | None:
+        """The node's id in ``cluster_nodes`` (None once its row is gone)."""
+        rows = await query(self.db, "SELECT node_id FROM cluster_nodes WHERE url = $1", node.url)
+        return rows[0]["node_id"] if rows else None
 
     async def owner_of(self, object_id: str) -> Node:
         """The node that owns the object's shard now."""
