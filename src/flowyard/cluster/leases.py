@@ -209,7 +209,12 @@ class Leases:
                 await self.notices.listen()  # again, if its connection was lost
                 async with self._lock:
                     await self._renew(decide=not self.moving)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except (
+                OSError,
+                asyncpg.PostgresError,
+                asyncpg.InterfaceError,
+                asyncpg.InternalClientError,  # a session ended while this process was stopped
+            ) as exc:
                 log.warning("lease renewal failed: %s", exc)
                 await self._reconnect()
 

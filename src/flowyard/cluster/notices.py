@@ -30,7 +30,7 @@ MEMBERS = "flowyard_cluster"
 SETTINGS = "flowyard_config"
 READY = "flowyard_ready"
 _SEND = "SELECT pg_notify(c, p) FROM unnest($1::text[], $2::text[]) AS t(c, p)"
-_FAILURES = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+_FAILURES = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
 
 
 class Notices:
