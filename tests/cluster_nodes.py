@@ -29,6 +29,8 @@ from tests.conftest import _CLUSTER, free_port
 
 asyncpg = pytest.importorskip("asyncpg")
 
+TEST_SECONDS = 120.0
+"""The longest a test of a cluster may take, start included."""
 START_SECONDS = 60.0
 """A node's start on a busy machine: import, migrate, join, rehydrate."""
 
@@ -266,9 +268,10 @@ async def cluster_of(
     key = await anyio.to_thread.run_sync(create_key, db, "cl")
     nodes = Nodes(db, folder, key, *args)
     try:
-        await nodes.start(count)
-        await nodes.settled()
-        yield nodes, key
+        with anyio.fail_after(TEST_SECONDS):  # a test that hangs fails instead
+            await nodes.start(count)
+            await nodes.settled()
+            yield nodes, key
     finally:
         nodes.close()
 

@@ -139,7 +139,7 @@ async def test_sigterm_hands_the_shards_over_at_once(server: str, tmp_path: Path
         assert await anyio.to_thread.run_sync(leaving.terminate) == 0
         exited = time.monotonic()
         await nodes.owned_by([one, two], timeout=LEASE_SECONDS)
-        assert time.monotonic() - exited < 1.0, "handed over, not left to expire"
+        assert time.monotonic() - exited < 1.5, "handed over (~1 renewal), not left to expire"
         assert time.monotonic() - asked < LEASE_SECONDS
         assert "handed" in leaving.log() and "shards over" in leaving.log()
         await nodes.settled([one, two])
