@@ -123,12 +123,15 @@ class JobEngine:
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Rehydrate from SQLite, then run timers and push delivery until cancelled."""
-        async with anyio.create_task_group() as tg:
-            self.tg = tg
-            await self._rehydrate()
-            await tg.start(self.timers.run)
-            await tg.start(self.push.run)
-            task_status.started()
+        try:
+            async with anyio.create_task_group() as tg:
+                self.tg = tg
+                await self._rehydrate()
+                await tg.start(self.timers.run)
+                await tg.start(self.push.run)
+                task_status.started()
+        finally:
+            self.tg = None  # stopped (a cluster node's shards changed): see ``spawn``
 
     def begin_shutdown(self) -> None:
         """Answer long-poll claims now (empty) and start no new deliveries."""
