@@ -14,7 +14,7 @@ import anyio
 import httpx
 import pytest
 
-from tests.cluster_nodes import cluster_of, postgres_server
+from tests.cluster_nodes import cluster_of, create_key, postgres_server
 from tests.signal_support import wait_step as signal_step
 from tests.workflow_support import (
     Json,
@@ -58,6 +58,14 @@ async def test_three_nodes_share_the_64_shards_evenly(server: str, tmp_path: Pat
         assert sorted(len(owned) for owned in shares.values()) == [21, 21, 22]
         assert sorted(s for owned in shares.values() for s in owned) == list(range(64))
         assert set(shares) == {node.url for node in nodes.all}
+        admin = await anyio.to_thread.run_sync(lambda: create_key(nodes.db, "ops", admin=True))
+        for node in nodes.all:  # every node shows the same cluster
+            async with node.client(admin) as api:
+                response = await api.get("/admin/cluster")
+            assert response.status_code == 200, response.text
+            state = response.json()
+            assert state["shards"] == {"total": 64, "unowned": 0}
+            assert {n["url"]: n["shards"] for n in state["nodes"]} == shares
 
 
 async def test_any_node_serves_any_execution_route(server: str, tmp_path: Path) -> None:

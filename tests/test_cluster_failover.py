@@ -12,7 +12,7 @@ import anyio
 import httpx
 import pytest
 
-from tests.cluster_nodes import Node, Nodes, cluster_of, postgres_server, query
+from tests.cluster_nodes import Node, Nodes, cluster_of, create_key, postgres_server, query
 from tests.conftest import Handler
 from tests.workflow_support import (
     Json,
@@ -116,7 +116,12 @@ async def test_a_killed_node_s_shards_are_taken_over_and_its_work_goes_on(
         killed = time.monotonic()
         await nodes.owned_by([one, two], timeout=LEASE_SECONDS)
         assert time.monotonic() - killed < LEASE_SECONDS
-        await nodes.settled([one, two])
+        shares = await nodes.settled([one, two])
+        admin = await anyio.to_thread.run_sync(lambda: create_key(nodes.db, "ops", admin=True))
+        async with two.client(admin) as api:
+            state = (await api.get("/admin/cluster")).json()
+        assert state["shards"] == {"total": 64, "unowned": 0}
+        assert {node["url"]: node["shards"] for node in state["nodes"]} == shares
         async with one.client(key) as api:
             for job in held:  # acked on the new owner with the dead node's claim token
                 assert (await ack(api, job, {"after": "takeover"}))["status"] == "completed"
