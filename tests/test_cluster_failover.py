@@ -218,3 +218,42 @@ async def test_a_joining_node_takes_a_share_and_leaving_ones_give_theirs_back(
         async with fourth.client(key) as api:  # a worker of one node takes every shard's jobs
             taken = await claim_all(api, "rb", len(jobs))
             assert sorted(job["id"] for job in taken) == sorted(job["id"] for job in jobs)
+
+
+async def test_a_paused_node_s_late_push_result_is_not_written(
+    server: str, tmp_path: Path, handler: Handler
+) -> None:
+    """A delivery in flight when its node pauses: the handler answers while the node is
+    stopped, the new owner delivers again; the paused node's result, read at resume, is
+    fenced out, so the job has the new owner's result and runs only."""
+    async with cluster_of(server, tmp_path, 3) as (nodes, key):
+        paused, one, two = nodes.all
+        slow = handler.script("/slow", (200, {"by": "paused"}, 3.0), (200, {"by": "new"}, 0))
+        async with paused.client(key) as api:
+            job = await create(api, trigger={"type": "immediate"}, handler=slow, timeout=20)
+        assert await nodes.owner_of(job["id"]) is paused
+        [first] = await handler.wait_for("/slow")
+        paused.pause()
+        stopped = time.monotonic()
+        try:
+            await nodes.owned_by([one, two], timeout=3 * LEASE_SECONDS)
+            _, second = await handler.wait_for("/slow", count=2, timeout=10)
+            assert second.headers["x-flowyard-run-id"] != first.headers["x-flowyard-run-id"]
+            async with one.client(key) as api:
+                done = await get_job(api, job["id"])
+                with anyio.fail_after(10):
+                    while done["status"] != "completed":
+                        await anyio.sleep(0.05)
+                        done = await get_job(api, job["id"])
+            await anyio.sleep(max(0.0, stopped + LEASE_SECONDS + 1.5 - time.monotonic()))
+        finally:
+            paused.resume()  # it reads the first answer now: its commit must fail
+        await nodes.settled(timeout=20)
+        assert "lost its lease" in paused.log()
+        async with paused.client(key) as api:
+            stored = await get_job(api, job["id"])
+            assert (stored["status"], stored["result"]) == ("completed", {"by": "new"})
+            runs = (await api.get(f"/infra/jobs/{job['id']}/runs")).json()["runs"]
+        assert [run["status"] for run in runs] == ["completed", "failed"]  # newest first
+        rows = await query(nodes.db, "SELECT count(*) AS n FROM runs WHERE job_id = $1", job["id"])
+        assert rows[0]["n"] == 2 and len(handler.to("/slow")) == 2
