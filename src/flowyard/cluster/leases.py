@@ -281,6 +281,8 @@ class Leases:
                 " (SELECT 1 FROM cluster_shards s WHERE s.node_id = n.node_id)",
                 dead,
             )
+            # The others learn the new owners now, and one that came up short takes the rest.
+            await conn.execute("SELECT pg_notify($1, $2)", MEMBERS, self.node_id)
         taken = frozenset(row["shard"] for row in rows)
         if taken:
             for shard in taken:
