@@ -25,6 +25,7 @@ from flowyard.actors.claims import Claims
 from flowyard.actors.dispatcher import Dispatcher
 from flowyard.actors.live_jobs import Change, LiveJobs
 from flowyard.actors.push import PushDelivery
+from flowyard.actors.queue_settings import QueueSettingsOf
 from flowyard.actors.queues import Queue
 from flowyard.actors.scheduling import Scheduler, TimerHook
 from flowyard.actors.settling import Settling
@@ -35,7 +36,7 @@ from flowyard.cluster.keyed import JOBS_SCOPE
 from flowyard.cluster.shards import Placement
 from flowyard.errors import Conflict, NotFound, Unavailable, invalid_field
 from flowyard.jobs.events import Interrupted, RetryRequested, Transition, TriggerRequested
-from flowyard.jobs.model import Delayed, Job, PushQueue, Run, Scheduled, WorkflowRef, holder_id
+from flowyard.jobs.model import Delayed, Job, Run, Scheduled, WorkflowRef, holder_id
 from flowyard.jobs.spec import (
     JobPatch,
     JobSpec,
@@ -51,7 +52,6 @@ from flowyard.metrics import Metrics
 from flowyard.settings import Settings
 from flowyard.storage import jobs as store
 from flowyard.storage.intents import Intent
-from flowyard.storage.jobs import QueueSettings
 from flowyard.storage.port import Store
 
 __all__ = ["Change", "JobEngine", "JobSettled"]
@@ -118,6 +118,9 @@ class JobEngine:
         self.ack_each = self.claims.ack_each
         self.settle = self.settling.settle
         self.settle_when_possible = self.settling.settle_when_possible
+        self.queue_settings = QueueSettingsOf(self)
+        self.set_queue = self.queue_settings.set
+        self.reload_queues = self.queue_settings.reload
 
     # ----------------------------------------------------------------- life cycle
 
@@ -331,67 +334,6 @@ class JobEngine:
         """The lease named by ``claim_token`` ran out: the attempt failed."""
         await self.claims.expire_lease(job_id, claim_token)
 
-    # ----------------------------------------------------------------- queues
-
-    async def set_queue(
-        self,
-        project_id: str,
-        name: str,
-        *,
-        concurrency: int | None | msgspec.UnsetType,
-        rate_limit_per_second: float | None | msgspec.UnsetType,
-        paused: bool | msgspec.UnsetType,
-        handler: str | None | msgspec.UnsetType = msgspec.UNSET,
-    ) -> Queue:
-        """Change a queue's limits, pause it or set its default handler; unset fields keep
-        their value. A new handler starts delivering the jobs that waited for one."""
-        queue = self.queue(project_id, name)
-        current = queue.settings
-        updated = msgspec.structs.replace(
-            current,
-            **{
-                field: value
-                for field, value in (
-                    ("concurrency", concurrency),
-                    ("rate_limit_per_second", rate_limit_per_second),
-                    ("paused", paused),
-                    ("handler", handler),
-                )
-                if value is not msgspec.UNSET
-            },
-        )
-        # Billed to the family of the route it answers (``PUT /infra/queues/{name}``).
-        with self.accounts.paying(project_id, JOB_WRITE, "infra/queues"):
-            await self.db.commit([store.put_queue(project_id, name, updated)])
-        self.apply_settings(queue, updated)
-        if self.changed is not None:
-            self.changed(f"queue {project_id} {name}")
-        return queue
-
-    async def reload_queues(self) -> None:
-        """Another node of the cluster changed a queue's settings: take them all again."""
-        for project_id, name, settings in await store.all_queue_settings(self.db):
-            queue = self.queue(project_id, name)
-            if queue.settings != settings:
-                self.apply_settings(queue, settings)
-
-    def apply_settings(self, queue: Queue, updated: QueueSettings) -> None:
-        """Committed settings of a queue take effect: a new handler starts delivering the
-        jobs that waited for one, an unpaused queue wakes its claims and deliveries."""
-        current = queue.settings
-        queue.settings = updated
-        project_id, name = queue.project_id, queue.name
-        if updated.handler is not None and current.handler is None:
-            # Jobs without a handler of their own were passed over while there was none.
-            for job_id in list(queue.pending):
-                job = self.jobs.get(job_id)
-                if job is not None and _waits_for_handler(job) and self.is_ready(job_id):
-                    self.scheduler.make_ready(job)
-        if not updated.paused:
-            queue.wake_all()
-            if queue.has_deliverable:
-                self.push.queue_ready(project_id, name)
-
     @property
     def ready(self) -> bool:
         """Whether rehydration has finished."""
@@ -401,11 +343,6 @@ class JobEngine:
         """Raise 503 while shutting down."""
         if self.stopping:
             raise Unavailable("shutting down")
-
-
-def _waits_for_handler(job: Job) -> bool:
-    """A push-queue job that names no handler: its queue's default handler receives it."""
-    return isinstance(job.trigger, PushQueue) and job.handler is None
 
 
 def _patched_trigger(job: Job, patch: TriggerPatch, now: int) -> dict[str, object]:
