@@ -225,7 +225,8 @@ class PostgresDatabase(Committer):
         try:
             if fence is not None:
                 await self._fenced_transaction(conn, fence, steps)
-            elif len(steps) == 1 and len(steps[0][1]) == 1:
+                return
+            if len(steps) == 1 and len(steps[0][1]) == 1:
                 sql, (params,) = steps[0]
                 await conn.execute(sql, *params)  # one statement: a transaction of its own
                 return
