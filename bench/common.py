@@ -143,6 +143,7 @@ def start_server(
     cpus: set[int] | None = None,
     prefix: Sequence[str] = (),
     log_dir: Path | None = None,
+    port: int | None = None,
 ) -> Server:
     """Start ``python -m flowyard serve`` on a free port with a fresh database; wait for /readyz.
 
@@ -151,10 +152,17 @@ def start_server(
     ``server.log`` next to a SQLite file; for a URL, in ``log_dir`` (default: a new temporary
     directory).
     ``cpus`` pins the server (every thread of it) to those CPUs; ``prefix`` runs it under
-    another program (``valgrind ...``).
+    another program (``valgrind ...``). ``port``: that port instead of a free one (a cluster
+    node restarted where the others know it).
     """
     server = spawn_server(
-        sync=sync, extra_args=extra_args, db=db, cpus=cpus, prefix=prefix, log_dir=log_dir
+        sync=sync,
+        extra_args=extra_args,
+        db=db,
+        cpus=cpus,
+        prefix=prefix,
+        log_dir=log_dir,
+        port=port,
     )
     deadline = time.monotonic() + ready_timeout
     with httpx.Client(timeout=2.0) as client:
@@ -182,12 +190,14 @@ def spawn_server(
     workdir: Path | None = None,
     prefix: Sequence[str] = (),
     log_dir: Path | None = None,
+    port: int | None = None,
 ) -> Server:
     """Start the server process (a fresh database unless ``db``) without waiting for it.
 
     With ``db`` given, the server's log is appended to (a restart keeps the earlier log) and
     ``workdir`` (if any) is the directory ``stop_server`` removes at the end. For a PostgreSQL
     URL the log goes in ``log_dir``, else in ``workdir`` (a new temporary directory if None).
+    ``port``: listen there (default: a free port).
     """
     fresh = db is None
     if db is None:
@@ -201,7 +211,8 @@ def spawn_server(
         log_path = log_dir / "server.log"
     else:
         log_path = Path(db).with_name("server.log")
-    port = free_port()
+    if port is None:
+        port = free_port()
     cmd = [
         *prefix,
         sys.executable,
