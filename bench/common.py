@@ -110,12 +110,21 @@ class Server:
         return f"http://{HOST}:{self.port}"
 
     @property
+    def urls(self) -> list[str]:
+        """Every URL that serves it (one: see ``bench.nodes.Nodes`` for a cluster's)."""
+        return [self.url]
+
+    @property
     def pid(self) -> int:
         return self.proc.pid
 
     def cpu_seconds(self) -> float:
         """User + system CPU seconds the server process has used so far."""
         return proc_cpu_seconds(self.pid)
+
+    def cpu_by_node(self) -> list[float]:
+        """``cpu_seconds`` as a list of one (a cluster has one figure per node)."""
+        return [self.cpu_seconds()]
 
     def cluster_cpu_seconds(self) -> float | None:
         """CPU seconds of the throwaway PostgreSQL cluster so far (None without one)."""

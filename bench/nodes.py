@@ -18,7 +18,18 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.common import HOST, Server, log, proc_cpu_seconds, spawn_server, start_server
+import httpx
+
+from bench.common import (
+    HOST,
+    Databases,
+    Server,
+    log,
+    proc_cpu_seconds,
+    proc_peak_rss_mb,
+    spawn_server,
+    start_server,
+)
 from bench.db_reads import fetch, fetch_one, is_postgres
 
 MAX_NODES = 16
@@ -81,10 +92,27 @@ class Nodes:
         self.servers: list[Server] = []
         self.cpu_of_gone = [0.0] * count
         """CPU seconds of each node's earlier (killed) processes."""
+        self.databases: Databases | None = None
+        """Where the database came from: set it to have ``cluster_cpu_seconds``."""
+        self.exit_code: int | None = None
+        """After ``stop``: the first non-zero exit code of a node, else 0."""
 
     @property
     def urls(self) -> list[str]:
         return [f"http://{HOST}:{port}" for port in self.ports]
+
+    @property
+    def url(self) -> str:
+        """The first node's URL (for requests any node serves)."""
+        return self.urls[0]
+
+    def cluster_cpu_seconds(self) -> float | None:
+        """CPU seconds of the throwaway PostgreSQL cluster so far (None without one)."""
+        return None if self.databases is None else self.databases.cluster_cpu_seconds()
+
+    def peak_rss_mb(self) -> float:
+        """The largest peak resident set size (VmHWM) of the running nodes, in MiB."""
+        return max(proc_peak_rss_mb(server.pid) for server in self.servers)
 
     def _args(self, index: int) -> list[str]:
         return ["--node-url", self.urls[index], *self.extra_args]
@@ -132,6 +160,18 @@ class Nodes:
             proc.kill()
             proc.wait(30)
 
+    def wait_ready(self, timeout: float) -> None:
+        """Wait until every node answers /readyz with 200 (no shards moving), all in a row."""
+        deadline = time.monotonic() + timeout
+        with httpx.Client(timeout=2.0) as client:
+            while True:
+                with contextlib.suppress(httpx.HTTPError):
+                    if all(client.get(f"{url}/readyz").status_code == 200 for url in self.urls):
+                        return
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"nodes not all ready in {timeout}s")
+                time.sleep(0.1)
+
     def cpu_by_node(self) -> list[float]:
         """CPU seconds each node has used so far (its earlier processes included)."""
         out = []
@@ -163,7 +203,20 @@ class Nodes:
                 server.proc.wait(30)
             server.exit_code = server.proc.returncode
             codes.append(server.proc.returncode)
+        self.exit_code = next((code for code in codes if code), 0)
         return codes
+
+    def __enter__(self) -> Nodes:
+        try:
+            self.start()
+        except BaseException:
+            self.kill_all()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        codes = self.stop()
+        log(f"nodes stopped (exit {codes})")
 
     def kill_all(self) -> None:
         """SIGKILL whatever still runs (cleanup after a failure)."""
