@@ -88,15 +88,20 @@ class Load:
         self.producing.set()
         self.working.set()
         seed = self.settings.seed
-        for lane in range(self.settings.trigger_threads):
+        for lane in range(self.trigger_lanes):
             self._spawn(f"triggers-{lane}", functools.partial(self._triggers, lane), self.producing)
-        creator = functools.partial(self._creator, self.settings.trigger_threads)
+        creator = functools.partial(self._creator, self.trigger_lanes)
         self._spawn("creator", creator, self.producing)
         for node in range(len(self.target.urls)):
             for index, queue in enumerate(QUEUES.values()):
                 rng = random.Random(seed * 100 + node * len(QUEUES) + index)
                 work = functools.partial(self._worker, queue, rng, node)
                 self._spawn(f"worker-{queue}-{node}", work, self.working)
+
+    @property
+    def trigger_lanes(self) -> int:
+        """Trigger threads: at least one per node, so that every node starts executions."""
+        return max(self.settings.trigger_threads, len(self.target.urls))
 
     def _spawn(self, name: str, body: Callable[[], None], running: threading.Event) -> None:
         def guarded() -> None:
@@ -158,7 +163,7 @@ class Load:
         return None
 
     def _triggers(self, lane: int) -> None:
-        pause = self.settings.trigger_threads / self.settings.triggers_per_second
+        pause = self.trigger_lanes / self.settings.triggers_per_second
         path = f"/infra/workflows/blueprints/{self.blueprint_id}/trigger"
         with httpx.Client(timeout=10) as client:
             n = 0
