@@ -498,6 +498,7 @@ CALLS: list[Call] = [
     Call("GET", "/admin/executions", ADMIN),
     Call("GET", "/admin/jobs", ADMIN),
     Call("GET", "/admin/stats", ADMIN),
+    Call("GET", "/admin/cluster", ADMIN),
 ]
 
 

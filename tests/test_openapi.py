@@ -228,6 +228,7 @@ async def test_admin_answers_decode_into_the_documented_types(service: Service) 
         await call("GET", "/admin/jobs")
         await call("GET", "/admin/executions")
         await call("GET", "/admin/stats")
+        await call("GET", "/admin/cluster")
 
 
 async def test_errors_decode_into_the_error_type(service: Service) -> None:

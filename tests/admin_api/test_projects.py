@@ -34,6 +34,7 @@ CALLS: list[tuple[str, str, Any]] = [
     ("GET", "/admin/jobs", None),
     ("GET", "/admin/executions", None),
     ("GET", "/admin/stats", None),
+    ("GET", "/admin/cluster", None),
 ]
 
 

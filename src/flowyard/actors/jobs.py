@@ -31,6 +31,7 @@ from flowyard.actors.settling import Settling
 from flowyard.actors.timers import Timers
 from flowyard.billing import JOB_WRITE
 from flowyard.clock import SYSTEM_CLOCK, Clock
+from flowyard.cluster.keyed import JOBS_SCOPE
 from flowyard.cluster.shards import Placement
 from flowyard.errors import Conflict, NotFound, Unavailable, invalid_field
 from flowyard.jobs.events import Interrupted, RetryRequested, Transition, TriggerRequested
@@ -122,12 +123,15 @@ class JobEngine:
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Rehydrate from SQLite, then run timers and push delivery until cancelled."""
-        async with anyio.create_task_group() as tg:
-            self.tg = tg
-            await self._rehydrate()
-            await tg.start(self.timers.run)
-            await tg.start(self.push.run)
-            task_status.started()
+        try:
+            async with anyio.create_task_group() as tg:
+                self.tg = tg
+                await self._rehydrate()
+                await tg.start(self.timers.run)
+                await tg.start(self.push.run)
+                task_status.started()
+        finally:
+            self.tg = None  # stopped (a cluster node's shards changed): see ``spawn``
 
     def begin_shutdown(self) -> None:
         """Answer long-poll claims now (empty) and start no new deliveries."""
@@ -173,7 +177,7 @@ class JobEngine:
         if workflow is not None:
             job_id = place.beside("job", workflow.execution_id)
         elif spec.idempotency_key:
-            job_id = place.keyed("job", project_id, spec.idempotency_key)
+            job_id = place.keyed("job", JOBS_SCOPE, spec.idempotency_key)
         else:
             job_id = place.new_id("job")
         return created(job_id, project_id, spec, now, workflow)

@@ -126,9 +126,13 @@ class Scheduler:
     def spawn(
         self, func: Callable[..., Awaitable[object]], *args: object, again: Hashable = None
     ) -> None:
-        """Run a transition in the background; if storage refuses it, fire timer ``again``."""
-        assert self.engine.tg is not None
-        self.engine.tg.start_soon(self._guarded, func, args, again)
+        """Run a transition in the background; if storage refuses it, fire timer ``again``.
+
+        Nothing once the engine stopped: a cluster node whose shards changed rebuilt its
+        engines, which rehydrated from the database what this one would have done.
+        """
+        if self.engine.tg is not None:
+            self.engine.tg.start_soon(self._guarded, func, args, again)
 
     async def _guarded(
         self, func: Callable[..., Awaitable[object]], args: tuple[object, ...], again: Hashable

@@ -91,10 +91,11 @@ class Supervisor:
         self.workflows.emit = self.outbox.subscriptions.execution_change
         self.workflows.emitted = self.outbox.enqueue
         if self.leases is not None:
-            self.jobs.live.on_ready = self.leases.announce
-            self.leases.on_hint = self._ready_elsewhere
-            self.leases.on_config = self._changed_elsewhere
-            self.jobs.changed = self.workflows.blueprints.changed = self.leases.publish
+            notices = self.leases.notices
+            self.jobs.live.on_ready = notices.announce
+            notices.on_ready = self._ready_elsewhere
+            notices.on_settings = self._changed_elsewhere
+            self.jobs.changed = self.workflows.blueprints.changed = notices.publish
 
     def _changed_elsewhere(self, change: str) -> None:
         """Another node changed settings every node keeps in memory: take them again."""

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from flowyard import __version__
 from flowyard.cli import (
     blueprints,
+    cluster,
     db,
     demo,
     executions,
@@ -38,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
         jobs,
         webhooks,
         worker,
+        cluster,
         demo,
     ):
         module.register(commands)

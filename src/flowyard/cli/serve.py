@@ -13,6 +13,7 @@ import uvicorn
 
 from flowyard import logs
 from flowyard.actors.supervisor import Supervisor
+from flowyard.cli import processes
 from flowyard.cli.common import DEFAULTS, described, env, fail
 from flowyard.cluster.shards import MAX_SHARDS
 from flowyard.http.app import create_app
@@ -20,6 +21,7 @@ from flowyard.http.inflight import InflightLimit
 from flowyard.http.protocol import protocol_class
 from flowyard.settings import Settings
 from flowyard.storage.files import DatabaseInUse, lock_server
+from flowyard.storage.stores import is_postgres
 
 log = logging.getLogger("flowyard")
 
@@ -74,7 +76,12 @@ def _enum_classes(base: type[enum.Enum]) -> list[type[enum.Enum]]:
 def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     serve = commands.add_parser("serve", help="run the service (API, actors, timers, storage)")
     add_settings(serve)
-    serve.set_defaults(run=lambda args: run(settings_from(args)))
+    processes.add_option(serve)  # N > 1: cli/processes.py starts N of these as nodes
+    serve.set_defaults(
+        run=lambda args: (
+            processes.run_nodes(serve, args) if args.processes > 1 else run(settings_from(args))
+        )
+    )
 
 
 def add_settings(parser: argparse.ArgumentParser) -> None:
@@ -254,6 +261,12 @@ def run(settings: Settings) -> int:
     handler = logs.configure(settings.log_level, settings.log_format)
     # With JSON logs every line of stderr is one JSON object, a refusal to start too.
     refuse = _failed_as_json if settings.log_format == "json" else fail
+    if settings.node_url is not None and not is_postgres(settings.db):
+        refuse("--node-url makes a cluster node: it needs a postgresql:// --db")
+        return 2
+    if settings.node_url is not None and not settings.node_url.startswith(("http://", "https://")):
+        refuse(f"--node-url must be an http:// or https:// URL, not {settings.node_url!r}")
+        return 2
     # First of all: a second server on the file must stop before it binds or opens anything.
     try:
         lock_server(settings.db)  # held until the process exits

@@ -1,5 +1,5 @@
 """``client.whoami()``, ``client.tokens`` and ``client.admin``: the calling key, balances and
-usage, projects, keys, stats."""
+usage, projects, keys, stats, the cluster's nodes."""
 
 from collections.abc import Sequence
 from typing import Any
@@ -7,6 +7,7 @@ from typing import Any
 from flowyard.client.core import Call, query, returns, returns_page, segment
 from flowyard.client.models import (
     UNSET,
+    Cluster,
     CreatedKey,
     Execution,
     ExecutionStatusName,
@@ -173,3 +174,9 @@ class Admin(Namespace[Mode]):
     def stats(self, *, project_id: str | None = None) -> Call[Stats]:
         """Executions and jobs per project and status (every status, zeros included)."""
         return Call("GET", "/admin/stats", returns(Stats), query(project_id=project_id))
+
+    @endpoint
+    def cluster(self) -> Call[Cluster]:
+        """The nodes on the server's database and the shards each owns (a single server: one
+        node owning every shard)."""
+        return Call("GET", "/admin/cluster", returns(Cluster))

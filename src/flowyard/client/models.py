@@ -14,11 +14,14 @@ from typing import Any, Generic, Literal, TypeVar
 import msgspec
 
 from flowyard.http.api_admin_types import (
+    Cluster,
+    ClusterNode,
     CreatedKey,
     KeyRecord,
     Project,
     ProjectJob,
     ProjectStats,
+    ShardCounts,
     Stats,
 )
 from flowyard.http.api_schedule_types import Schedule, ScheduleDeleted
@@ -72,6 +75,8 @@ __all__ = [
     "BlueprintSummary",
     "Cancelled",
     "ClaimedJob",
+    "Cluster",
+    "ClusterNode",
     "CreatedKey",
     "Event",
     "Exchanged",
@@ -93,6 +98,7 @@ __all__ = [
     "Run",
     "Schedule",
     "ScheduleDeleted",
+    "ShardCounts",
     "Signalled",
     "Stats",
     "StepItem",

@@ -30,13 +30,13 @@ Changes of ownership are made here; the supervisor applies them to memory
 
 import logging
 import random
-from collections.abc import Callable
 from typing import Any
 
 import anyio
 import asyncpg
 from anyio.abc import TaskStatus
 
+from flowyard.cluster.notices import MEMBERS, Notices
 from flowyard.cluster.shards import DEFAULT_SHARDS, MAX_SHARDS
 from flowyard.cluster.view import ClusterState, Node
 from flowyard.errors import Unavailable
@@ -46,14 +46,6 @@ log = logging.getLogger("flowyard.cluster")
 
 RENEW_SECONDS = 1.0
 LEASE_SECONDS = 5.0
-CHANNEL = "flowyard_cluster"
-"""Nodes ``NOTIFY`` it when they join or leave, so that the others act at once."""
-CONFIG_CHANNEL = "flowyard_config"
-"""A node ``NOTIFY``s it when settings every node keeps in memory changed (a queue's, a
-webhook, an archived blueprint): ``<node_id> <kind> <id...>``."""
-READY_CHANNEL = "flowyard_ready"
-"""A node ``NOTIFY``s it when a pull job becomes ready in a queue where nobody waits for it
-there: ``<node_id> <project_id> <queue>`` (see ``cluster/claims.py``)."""
 _NOW = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
 _NODES = (
     "SELECT n.node_id, n.url, n.epoch, n.started_at, n.last_seen_at, n.leaving,"
@@ -86,17 +78,11 @@ class Leases:
         self._urls: dict[str, str] = {}  # live nodes' URLs
         self._releasing: frozenset[int] = frozenset()
         self._taken: frozenset[int] = frozenset()
-        self._next = 0
         self._conn: asyncpg.Connection | None = None
         self._lock = anyio.Lock()  # one user of the connection at a time
-        # Ready jobs elsewhere: (project, queue) -> node -> the hint's number (see ``hinted``).
-        self._hints: dict[tuple[str, str], dict[str, int]] = {}
-        self._hint_count = 0
-        self._outgoing: dict[tuple[str, str], None] = {}  # (channel, payload), in order
-        self._announce = anyio.Event()
-        self._signals: asyncpg.Connection | None = None  # LISTENs, and sends the hints
-        self.on_hint: Callable[[str, str], None] | None = None  # wakes the queue's waiters
-        self.on_config: Callable[[str], None] | None = None  # another node changed settings
+        # What the nodes tell each other between renewals (ready jobs, settings, members).
+        self.notices = Notices(db_url, self.node_id, session_name(self.node_id), self._live_urls)
+        self.notices.on_member = self._woken
         self._wake = anyio.Event()
         self.changed = anyio.Event()  # set when ``owned`` should change: see ``settle``
 
@@ -113,13 +99,6 @@ class Leases:
         if url is None or owner == self.node_id:
             raise Unavailable(f"shard {shard} is moving between nodes; retry")
         return url
-
-    def pick_shard(self) -> int:
-        owned = sorted(self.owned)
-        if not owned:
-            raise Unavailable("this node owns no shard right now; retry or use another node")
-        self._next = (self._next + 1) % len(owned)
-        return owned[self._next]
 
     def peers(self) -> list[str]:
         return [url for node, url in self._urls.items() if node != self.node_id]
@@ -170,7 +149,7 @@ class Leases:
                 self.node_id,
                 self.url,
             )
-            await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, self.node_id)
+            await conn.execute("SELECT pg_notify($1, $2)", MEMBERS, self.node_id)
         assert row is not None
         self.epoch, self.started_at = row["epoch"], row["started_at"]
         if shards_wanted != self.total:
@@ -203,16 +182,16 @@ class Leases:
                         "UPDATE cluster_shards SET node_id = NULL WHERE node_id = $1", self.node_id
                     )
                     await conn.execute("DELETE FROM cluster_nodes WHERE node_id = $1", self.node_id)
-                    await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, self.node_id)
+                    await conn.execute("SELECT pg_notify($1, $2)", MEMBERS, self.node_id)
             log.info("handed %d shards over", len(self.owned))
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("could not hand the shards over (%s); their leases will expire", exc)
         finally:
             self.owned = frozenset()
-            for held in (self._conn, self._signals):
-                if held is not None:
-                    await held.close()
-            self._conn = self._signals = None
+            if self._conn is not None:
+                await self._conn.close()
+                self._conn = None
+            await self.notices.close()
 
     # ----------------------------------------------------------------- renewal
 
@@ -220,7 +199,7 @@ class Leases:
         """Renew every second (or at once when a node joins or leaves), and send this node's
         ready hints, until cancelled."""
         async with anyio.create_task_group() as tg:
-            await tg.start(self._send_hints)
+            await tg.start(self.notices.run)
             task_status.started()
             await self._keep_leases()
 
@@ -230,9 +209,15 @@ class Leases:
                 await self._wake.wait()
             self._wake = anyio.Event()
             try:
+                await self.notices.listen()  # again, if its connection was lost
                 async with self._lock:
                     await self._renew(decide=not self.moving)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except (
+                OSError,
+                asyncpg.PostgresError,
+                asyncpg.InterfaceError,
+                asyncpg.InternalClientError,  # a session ended while this process was stopped
+            ) as exc:
                 log.warning("lease renewal failed: %s", exc)
                 await self._reconnect()
 
@@ -299,6 +284,8 @@ class Leases:
                 " (SELECT 1 FROM cluster_shards s WHERE s.node_id = n.node_id)",
                 dead,
             )
+            # The others learn the new owners now, and one that came up short takes the rest.
+            await conn.execute("SELECT pg_notify($1, $2)", MEMBERS, self.node_id)
         taken = frozenset(row["shard"] for row in rows)
         if taken:
             for shard in taken:
@@ -341,7 +328,7 @@ class Leases:
                     self.node_id,
                     sorted(self._releasing),
                 )
-                await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, self.node_id)
+                await conn.execute("SELECT pg_notify($1, $2)", MEMBERS, self.node_id)
             log.info("handed over %d shards: %s", len(self._releasing), sorted(self._releasing))
         rows = await conn.fetch("SELECT shard FROM cluster_shards WHERE node_id = $1", self.node_id)
         self.owned = frozenset(row["shard"] for row in rows)
@@ -355,91 +342,17 @@ class Leases:
         self.moving = False
 
     async def _register_again(self, conn: asyncpg.Connection) -> int:
+        """This node's row was deleted with its last shard: make it again, with an epoch it
+        never had (a write fenced once stays fenced)."""
         epoch: int = await conn.fetchval(
             "INSERT INTO cluster_nodes (node_id, url, epoch, started_at, last_seen_at)"
-            f" VALUES ($1, $2, 1, $3, {_NOW}) RETURNING epoch",
+            f" VALUES ($1, $2, $3, $4, {_NOW}) RETURNING epoch",
             self.node_id,
             self.url,
+            self.epoch + 1,
             self.started_at,
         )
         return epoch
-
-    # ----------------------------------------------------------------- ready hints
-
-    def announce(self, queue: Any) -> None:
-        """A pull job became ready in ``queue`` and nobody here waits for it: tell the
-        others (a queue's ``on_ready``)."""
-        self._send(READY_CHANNEL, f"{self.node_id} {queue.project_id} {queue.name}")
-
-    def publish(self, change: str) -> None:
-        """Settings every node keeps in memory changed here (committed): tell the others."""
-        self._send(CONFIG_CHANNEL, f"{self.node_id} {change}")
-
-    def _send(self, channel: str, payload: str) -> None:
-        self._outgoing[(channel, payload)] = None
-        self._announce.set()
-
-    def hinted(self, project_id: str, queue: str) -> list[tuple[str, str, int]]:
-        """The live nodes that said they have ready jobs in ``queue``: (node, url, hint)."""
-        hints = self._hints.get((project_id, queue))
-        if not hints:
-            return []
-        urls = self._urls
-        return [(node, urls[node], hint) for node, hint in hints.items() if node in urls]
-
-    def drained(self, project_id: str, queue: str, node: str, hint: int) -> None:
-        """A claim at ``node`` found fewer jobs than it asked for: forget its hint, unless a
-        newer one came meanwhile."""
-        hints = self._hints.get((project_id, queue))
-        if hints is not None and hints.get(node) == hint:
-            del hints[node]
-
-    async def _send_hints(self, *, task_status: TaskStatus[None]) -> None:
-        await self._signal_connection()
-        task_status.started()
-        while True:
-            await self._announce.wait()
-            self._announce = anyio.Event()
-            channels = [channel for channel, _ in self._outgoing]
-            payloads = [payload for _, payload in self._outgoing]
-            self._outgoing.clear()
-            try:
-                conn = await self._signal_connection()
-                await conn.execute(
-                    "SELECT pg_notify(c, p) FROM unnest($1::text[], $2::text[]) AS t(c, p)",
-                    channels,
-                    payloads,
-                )
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("ready hints not sent: %s", exc)
-                if self._signals is not None:
-                    self._signals.terminate()
-                    self._signals = None
-
-    def _hinted(self, conn: Any, pid: int, channel: str, payload: object) -> None:
-        node, _, rest = str(payload).partition(" ")
-        project_id, _, queue = rest.partition(" ")
-        if node == self.node_id or not queue:
-            return
-        self._hint_count += 1
-        self._hints.setdefault((project_id, queue), {})[node] = self._hint_count
-        if self.on_hint is not None:
-            self.on_hint(project_id, queue)
-
-    async def _signal_connection(self) -> asyncpg.Connection:
-        if self._signals is None or self._signals.is_closed():
-            self._signals = conn = await asyncpg.connect(
-                self.db_url, server_settings={"application_name": session_name(self.node_id)}
-            )
-            await conn.add_listener(READY_CHANNEL, self._hinted)
-            await conn.add_listener(CHANNEL, self._notified)
-            await conn.add_listener(CONFIG_CHANNEL, self._configured)
-        return self._signals
-
-    def _configured(self, conn: Any, pid: int, channel: str, payload: object) -> None:
-        node, _, change = str(payload).partition(" ")
-        if node != self.node_id and change and self.on_config is not None:
-            self.on_config(change)
 
     # ----------------------------------------------------------------- the connection
 
@@ -455,7 +368,10 @@ class Leases:
             self._conn.terminate()
             self._conn = None
 
-    def _notified(self, conn: Any, pid: int, channel: str, payload: object) -> None:
+    def _live_urls(self) -> dict[str, str]:
+        return self._urls
+
+    def _woken(self) -> None:
         self._wake.set()
 
 

@@ -48,13 +48,6 @@ class Cluster(Protocol):
             Unavailable: no live node owns it right now (it is being taken over: retry).
         """
 
-    def pick_shard(self) -> int:
-        """A shard this node owns, for a new object that may live anywhere.
-
-        Raises:
-            Unavailable: this node owns no shard right now.
-        """
-
     def peers(self) -> list[str]:
         """The base URLs of the other live nodes."""
 
@@ -70,17 +63,12 @@ class Solo:
         self.url = url
         self.total = total
         self.started_at = started_at
-        self._next = 0
 
     def mine(self, shard: int) -> bool:
         return True
 
     def owner_url(self, shard: int) -> str | None:
         return None
-
-    def pick_shard(self) -> int:
-        self._next = (self._next + 1) % self.total
-        return self._next
 
     def peers(self) -> list[str]:
         return []

@@ -29,11 +29,12 @@ class RemoteProtocolError(HttpError):
 
 class Answer(msgspec.Struct, frozen=True, gc=False):
     """An answer: its status and up to ``max_body`` bytes of its body (``complete`` False when
-    the body was longer; the rest was not read)."""
+    the body was longer; the rest was not read); its header fields only when asked for."""
 
     status: int
     body: bytes
     complete: bool = True
+    headers: list[tuple[bytes, bytes]] = msgspec.field(default_factory=list)
 
 
 class Connection(asyncio.Protocol):
@@ -51,19 +52,24 @@ class Connection(asyncio.Protocol):
         self._status = 0
         self._body = bytearray()
         self._max_body = 0
+        self._headers: list[tuple[bytes, bytes]] | None = None  # kept only when asked for
         self._framed = False  # Content-Length or chunked: the end is not the connection's
 
     # ------------------------------------------------------------------ the exchange
 
-    async def exchange(self, request: bytes, max_body: int, deadline: float) -> Answer:
-        """Send ``request``; its answer, or TimeoutError once the loop's clock is past
-        ``deadline`` (a timer handle, cheaper than a cancel scope per request)."""
+    async def exchange(
+        self, request: bytes, max_body: int, deadline: float, *, headers: bool = False
+    ) -> Answer:
+        """Send ``request``; its answer (with its header fields if ``headers``), or
+        TimeoutError once the loop's clock is past ``deadline`` (a timer handle, cheaper than
+        a cancel scope per request)."""
         if self.closed or self.transport is None:
             raise RemoteProtocolError("the connection is closed")
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[Answer] = loop.create_future()
         self._waiter = waiter
         self._status, self._body, self._max_body = 0, bytearray(), max_body
+        self._headers = [] if headers else None
         self._framed = self.received = self.reusable = False
         timer = loop.call_at(deadline, self._expire, waiter)
         self.transport.write(request)
@@ -124,7 +130,7 @@ class Connection(asyncio.Protocol):
         if self._waiter is None:
             return
         if self._status and not self._framed:  # the answer's body ends with the connection
-            self._settle(Answer(self._status, bytes(self._body)))
+            self._settle(self._answer())
         else:
             reason = f": {exc}" if exc is not None else ""
             self._settle(
@@ -140,6 +146,8 @@ class Connection(asyncio.Protocol):
             self.close()
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self._headers is not None:
+            self._headers.append((name, value))
         lowered = name.lower()
         if lowered == b"content-length" or (
             lowered == b"transfer-encoding" and b"chunked" in value.lower()
@@ -162,7 +170,7 @@ class Connection(asyncio.Protocol):
             self._body += body
             return
         self._body += body[:room]
-        self._settle(Answer(self._status, bytes(self._body), complete=False))
+        self._settle(self._answer(complete=False))
         self.close()  # the rest is not read: the connection cannot carry another exchange
 
     def on_message_complete(self) -> None:
@@ -170,6 +178,13 @@ class Connection(asyncio.Protocol):
         if 100 <= status < 200:  # an interim answer (100 Continue): the real one follows
             self._status, self._framed = 0, False
             self._body.clear()
+            if self._headers is not None:
+                self._headers.clear()
             return
         self.reusable = self.parser.should_keep_alive() and not self.closed
-        self._settle(Answer(status, bytes(self._body)))
+        self._settle(self._answer())
+
+    def _answer(self, complete: bool = True) -> Answer:
+        if self._headers is None:
+            return Answer(self._status, bytes(self._body), complete)
+        return Answer(self._status, bytes(self._body), complete, self._headers)

@@ -9,6 +9,10 @@ and the start of its body, kept-alive connections per origin, TLS, and a timeout
 whole exchange. Parsing the answer is httptools' (llhttp, uvicorn's parser);
 ``tests/test_http1_client.py`` holds it to httpx's reading of the same byte streams.
 
+The nodes of a cluster forward requests to each other with the same client
+(:meth:`Http1Client.request`: any method, the answer's headers too), on its own pool: a node
+URL is no handler, so that client has no public-network check.
+
 Redirects are never followed and proxies are never used. Where the connection goes is decided
 by ``addresses`` (the public-network check resolves the name once and returns the addresses
 it checked; by default the name is handed to the event loop) and opened by ``opener``.
@@ -16,6 +20,7 @@ it checked; by default the name is handed to the event loop) and opened by ``ope
 
 import asyncio
 import base64
+import re
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -38,6 +43,12 @@ IDLE_SECONDS = 5.0
 """A kept-alive connection unused for this long is closed instead of reused."""
 MAX_IDLE_PER_ORIGIN = 64
 """Idle connections kept per origin; more are closed when released."""
+_UNSAFE_TARGET = re.compile(rb"[\x00-\x20\x7f-\xff]")
+"""Bytes a request target may not hold as they are (httptools' parser refuses them too)."""
+_BAD_NAME = re.compile(rb"[^!#$%&'*+\-.^_`|~0-9A-Za-z]")
+"""A byte a header name may not hold (RFC 9110 §5.1: a token)."""
+_BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+"""A byte a header value may not hold: a line break would start a header of its own."""
 _MAX_TARGETS = 4096
 """Parsed URLs kept (a handler URL is parsed once, not once per request)."""
 
@@ -58,6 +69,7 @@ class _Target(msgspec.Struct, frozen=True, gc=False):
     origin: Origin
     tls_name: str | None
     head: bytes  # request line, Host, User-Agent, and Authorization from the URL's userinfo
+    fields: bytes  # the same without the request line: any request to the origin starts so
 
 
 async def _default_addresses(host: str, port: int) -> list[str]:
@@ -85,7 +97,8 @@ def default_tls() -> ssl.SSLContext:
 
 
 class Http1Client:
-    """POSTs over kept-alive HTTP/1.1 connections, one request at a time on each.
+    """POSTs (and, between the nodes of a cluster, any request: :meth:`request`) over
+    kept-alive HTTP/1.1 connections, one request at a time on each.
 
     Args:
         addresses: where a host may be connected to (see the module's docstring).
@@ -135,11 +148,52 @@ class Http1Client:
         """
         target = self._target(url)
         request = b"".join((target.head, _header_lines(headers, len(body)), body))
+        return await self._send(target, request, timeout, max_body, False)
+
+    async def request(
+        self,
+        method: str,
+        base_url: str,
+        target: bytes,
+        headers: Iterable[tuple[bytes, bytes]],
+        body: bytes,
+        *,
+        timeout: float,
+        max_body: int,
+    ) -> Answer:
+        """Send ``method target`` to the origin of ``base_url`` with ``headers`` and ``body``
+        (``Content-Length``, ``Host`` and ``User-Agent`` are added, so ``headers`` must not
+        hold them); the answer with its header fields, read within ``timeout`` seconds.
+
+        The answer to a ``HEAD`` would be read as if it had the body its ``Content-Length``
+        names: send a ``GET`` instead and drop its body.
+
+        Raises:
+            InvalidUrl: the URL, the target or a header cannot be sent.
+            HttpError: no usable answer (:class:`ConnectError`, :class:`RemoteProtocolError`).
+            TimeoutError: no complete answer within ``timeout``.
+        """
+        if method == "HEAD" or not method.isalpha() or not method.isascii():
+            raise InvalidUrl(f"cannot send the method {method!r}")
+        if not target.startswith(b"/") or _UNSAFE_TARGET.search(target):
+            raise InvalidUrl(f"invalid request target {target[:100]!r}")
+        origin = self._target(base_url)
+        lines = [method.encode("ascii"), b" ", target, b" HTTP/1.1\r\n", origin.fields]
+        for name, value in headers:
+            if not name or _BAD_NAME.search(name) or _BAD_VALUE.search(value):
+                raise InvalidUrl(f"cannot send the header {name[:100]!r}")
+            lines += (name, b": ", value, b"\r\n")
+        lines += (b"content-length: %d\r\n\r\n" % len(body), body)
+        return await self._send(origin, b"".join(lines), timeout, max_body, True)
+
+    async def _send(
+        self, target: _Target, request: bytes, timeout: float, max_body: int, headers: bool
+    ) -> Answer:
         deadline = asyncio.get_running_loop().time() + timeout
         connection = self._reuse(target.origin)
         if connection is not None:
             try:
-                return await self._exchange(connection, request, max_body, deadline)
+                return await self._exchange(connection, request, max_body, deadline, headers)
             except RemoteProtocolError:
                 if connection.received:
                     raise
@@ -147,13 +201,18 @@ class Http1Client:
                 # request never reached it, so it goes once more on a new connection.
         with anyio.fail_after(deadline - asyncio.get_running_loop().time()):
             connection = await self._connect(target)
-        return await self._exchange(connection, request, max_body, deadline)
+        return await self._exchange(connection, request, max_body, deadline, headers)
 
     async def _exchange(
-        self, connection: Connection, request: bytes, max_body: int, deadline: float
+        self,
+        connection: Connection,
+        request: bytes,
+        max_body: int,
+        deadline: float,
+        headers: bool = False,
     ) -> Answer:
         try:
-            answer = await connection.exchange(request, max_body, deadline)
+            answer = await connection.exchange(request, max_body, deadline, headers=headers)
         except BaseException:
             connection.close()
             raise
@@ -228,13 +287,14 @@ def _parse(url: str) -> _Target:
     path = quote(parts.path or "/", safe="/%:@!$&'()*+,;=~-._")
     if parts.query:
         path += "?" + quote(parts.query, safe="/%:@!$&'()*+,;=~-._?")
-    lines = [f"POST {path} HTTP/1.1", f"Host: {authority}", f"User-Agent: flowyard/{__version__}"]
+    lines = [f"Host: {authority}", f"User-Agent: flowyard/{__version__}"]
     if parts.username is not None:
         credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
         lines.append("Authorization: Basic " + base64.b64encode(credentials.encode()).decode())
-    head = "".join(line + "\r\n" for line in lines)
+    fields = _ascii("".join(line + "\r\n" for line in lines))
     tls_name = ascii_host if scheme == "https" else None
-    return _Target((scheme, ascii_host, port), tls_name, _ascii(head))
+    head = _ascii(f"POST {path} HTTP/1.1\r\n") + fields
+    return _Target((scheme, ascii_host, port), tls_name, head, fields)
 
 
 def _header_lines(headers: Iterable[tuple[str, str]], length: int) -> bytes:

@@ -79,3 +79,29 @@ class Stats(View, frozen=True):
     """Counts per project, newest project first."""
 
     projects: list[ProjectStats]
+
+
+class ClusterNode(View, frozen=True):
+    """A node of the cluster: where the others reach it, when it started, its last lease
+    renewal, and the shards it owns (in order)."""
+
+    node_id: str
+    url: str
+    started_at: Timestamp
+    last_seen_at: Timestamp
+    shards: list[int]
+
+
+class ShardCounts(View, frozen=True):
+    """How many shards there are, and how many have no live owner right now."""
+
+    total: int
+    unowned: int
+
+
+class Cluster(View, frozen=True):
+    """The nodes on the database and the shards' ownership (a single server is one node that
+    owns every shard)."""
+
+    nodes: list[ClusterNode]
+    shards: ShardCounts

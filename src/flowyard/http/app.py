@@ -3,11 +3,13 @@
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
+import anyio
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Lifespan
 
 from flowyard.actors.supervisor import Supervisor
+from flowyard.cluster.forward import Forwarder, Forwarding
 from flowyard.http import (
     routes_admin,
     routes_dashboard,
@@ -32,11 +34,16 @@ from flowyard.settings import Settings
 def create_app(settings: Settings, supervisor: Supervisor | None = None) -> Starlette:
     """The whole HTTP service; its lifespan runs the supervisor."""
     runtime = supervisor or Supervisor(settings)
+    forwarder = Forwarder(lambda: runtime.cluster, lambda: runtime.jobs.push.server_secret)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with runtime.running():
-            yield
+        try:
+            async with runtime.running():
+                yield
+        finally:
+            with anyio.CancelScope(shield=True):
+                await forwarder.aclose()
 
     app = _App(
         routes=[  # the hottest first: routes are matched in order
@@ -54,14 +61,17 @@ def create_app(settings: Settings, supervisor: Supervisor | None = None) -> Star
             *routes_admin.routes,
         ],
         lifespan=lifespan,
-        context=Context(runtime=runtime, authenticate=Authenticator(runtime.db)),
+        context=Context(
+            runtime=runtime, authenticate=Authenticator(runtime.db), forwarder=forwarder
+        ),
     )
     return app
 
 
 class _App(Starlette):
     """Starlette with an :class:`IndexedRouter`, and :class:`ErrorBoundary` as its only
-    middleware in place of its own; what handlers reach is its ``context``
+    middleware in place of its own (with :class:`Forwarding` under it on a node of a
+    cluster); what handlers reach is its ``context``
     (:func:`~flowyard.http.context.context_of`)."""
 
     notes_started = True  # ErrorBoundary does, for InflightLimit
@@ -77,4 +87,8 @@ class _App(Starlette):
 
     def build_middleware_stack(self) -> ASGIApp:
         # The router's own __call__ only forwards to its ``app``.
-        return ErrorBoundary(self.router.app, self.context.runtime.metrics)
+        app: ASGIApp = self.router.app
+        runtime = self.context.runtime
+        if self.context.forwarder.needed(runtime.settings.node_url):
+            app = Forwarding(app, self.context.forwarder)
+        return ErrorBoundary(app, runtime.metrics)

@@ -14,6 +14,8 @@ from starlette.requests import Request
 from flowyard import logs
 from flowyard.actors.supervisor import Supervisor
 from flowyard.billing import READ, family
+from flowyard.cluster.forward import Forwarder
+from flowyard.cluster.peers import Peers
 from flowyard.errors import Forbidden, RateLimited
 from flowyard.http.auth import Authenticator
 from flowyard.http.inflight import hold_for_project
@@ -26,6 +28,8 @@ class Context:
 
     runtime: Supervisor
     authenticate: Authenticator
+    forwarder: Forwarder
+    """Requests to the other nodes of the cluster (a handler may forward one itself)."""
 
 
 def context_of(request: Request) -> Context:
@@ -65,6 +69,13 @@ async def caller(request: Request, scope: str | None) -> tuple[Supervisor, ApiKe
         raise Forbidden(f"key is missing required scope: {scope}")
     context.runtime.check_ready()
     return context.runtime, key
+
+
+def peers(request: Request) -> Peers | None:
+    """The other nodes of the cluster as this request reaches them; None on a server alone
+    and for a request another node sent here."""
+    context = context_of(request)
+    return Peers.of(context.runtime.leases, context.forwarder, request.scope)
 
 
 def charge_read(request: Request, runtime: Supervisor, project_id: str) -> None:

@@ -16,9 +16,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from flowyard.actors.claims import AckRequest
+from flowyard.actors.supervisor import Supervisor
+from flowyard.cluster.peers import Peers
+from flowyard.cluster.shards import shard_of
 from flowyard.errors import FlowyardError, Invalid
 from flowyard.http.body import MAX_DETAILS, decode, read_body
-from flowyard.http.context import caller
+from flowyard.http.context import caller, peers
 from flowyard.http.errors import error_fields
 from flowyard.http.respond import json_response
 from flowyard.http.schemas import (
@@ -44,16 +47,69 @@ async def exchange_jobs(request: Request) -> Response:
     if not body.strip():
         raise Invalid("a JSON body is required")
     slots, claim = parse(body)
-    acks = [slot for slot in slots if isinstance(slot, AckRequest)]
-    outcomes = iter(await runtime.jobs.ack_each(key.project_id, acks))
-    answers = [_answer(slot, next(outcomes)) if isinstance(slot, AckRequest) else slot
-               for slot in slots]  # fmt: skip
+    others = peers(request)
+    if others is None:
+        acks = [slot for slot in slots if isinstance(slot, AckRequest)]
+        outcomes = iter(await runtime.jobs.ack_each(key.project_id, acks))
+        answers = [_answer(slot, next(outcomes)) if isinstance(slot, AckRequest) else slot
+                   for slot in slots]  # fmt: skip
+    else:
+        answers = await _acks_anywhere(runtime, others, key.project_id, slots)
     jobs: Sequence[Job | msgspec.Raw] = ()
     if claim is not None and claim.count:
         jobs = await runtime.jobs.claim(
-            key.project_id, claim.queue, claim.count, claim.visibility_timeout, claim.wait_seconds
+            key.project_id,
+            claim.queue,
+            claim.count,
+            claim.visibility_timeout,
+            claim.wait_seconds,
+            others.claims(key.project_id, claim.queue, claim.visibility_timeout)
+            if others
+            else None,
         )
     return json_response({"acks": answers, "jobs": claimed_views(jobs)})
+
+
+async def _acks_anywhere(
+    runtime: Supervisor, others: Peers, project_id: str, slots: list[AckRequest | Refusal]
+) -> list[Any]:
+    """A cluster node's acks: those of jobs held here applied here, the others sent to the
+    nodes that own them; the answers in the acks' order."""
+    cluster = runtime.cluster
+    here: list[AckRequest] = []
+    there: list[AckRequest] = []
+    owners: list[str] = []
+    refused: dict[int, FlowyardError] = {}
+    for index, slot in enumerate(slots):
+        if not isinstance(slot, AckRequest):
+            continue
+        try:
+            url = cluster.owner_url(shard_of(slot.job_id, cluster.total))
+        except FlowyardError as exc:  # its shard is moving
+            refused[index] = exc
+            continue
+        if url is None:
+            here.append(slot)
+        else:
+            there.append(slot)
+            owners.append(url)
+    done = dict(zip(map(id, here), await runtime.jobs.ack_each(project_id, here), strict=True))
+    sent = await others.acks(there, owners) if there else []
+    remote = dict(zip(map(id, there), sent, strict=True))
+    answers: list[Any] = []
+    for index, slot in enumerate(slots):
+        if not isinstance(slot, AckRequest):
+            answers.append(slot)
+        elif index in refused:
+            answers.append(_answer(slot, refused[index]))
+        elif id(slot) in done:
+            answers.append(_answer(slot, done[id(slot)]))
+        else:
+            outcome = remote[id(slot)]
+            answers.append(
+                _answer(slot, outcome) if isinstance(outcome, FlowyardError) else outcome
+            )
+    return answers
 
 
 def parse(body: bytes) -> tuple[list[AckRequest | Refusal], ExchangeClaim | None]:

@@ -296,6 +296,11 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/admin/stats", "Executions and jobs per project and status", admin_api.Stats,
               auth="admin",
               query=(Param("project_id", _text(1, 256), "only this project"),)),
+    Operation("GET", "/admin/cluster", "The cluster's nodes and the shards each owns",
+              admin_api.Cluster, auth="admin",
+              description="`shards.unowned` counts the shards that no live node owns right now "
+              "(being taken over). A server without `--node-url` is one node that owns every "
+              "shard."),
     # service
     Operation("GET", "/livez", "The process is up", api.Health, auth="none"),
     Operation("GET", "/readyz", "Storage is open and live work restored", api.Health,

@@ -1,4 +1,4 @@
-"""``/admin``: projects, keys, and every project's jobs, executions and counts.
+"""``/admin``: projects, keys, every project's jobs, executions and counts, and the cluster.
 
 Admin keys only (any other key is 403). These routes cost no tokens and are not rate-limited.
 A project's settings changed here are committed before the answer and apply at once; a key
@@ -16,6 +16,7 @@ from starlette.routing import Route
 from flowyard.actors.supervisor import Supervisor
 from flowyard.billing import format_tokens, parse_tokens
 from flowyard.clock import now_ms, rfc3339
+from flowyard.cluster.view import ClusterState
 from flowyard.errors import Conflict, NotFound, invalid_field
 from flowyard.http.body import query_choice, query_int, query_str, read_json
 from flowyard.http.context import admin_caller, context_of
@@ -276,6 +277,31 @@ async def get_stats(request: Request) -> Response:
     return json_response({"projects": items})
 
 
+# ------------------------------------------------------------------------------ cluster
+
+
+def cluster_view(state: ClusterState) -> dict[str, Any]:
+    """The nodes and the shards' ownership, with times as the rest of the API shows them."""
+    nodes = [
+        {
+            "node_id": node.node_id,
+            "url": node.url,
+            "started_at": rfc3339(node.started_at),
+            "last_seen_at": rfc3339(node.last_seen_at),
+            "shards": sorted(node.shards),
+        }
+        for node in state.nodes
+    ]
+    shards = {"total": state.shards["total"], "unowned": state.shards["unowned"]}
+    return {"nodes": nodes, "shards": shards}
+
+
+async def get_cluster(request: Request) -> Response:
+    """The cluster's nodes, as the database has them (this node alone for a single server)."""
+    runtime = await admin_caller(request)
+    return json_response(cluster_view(await runtime.cluster.state()))
+
+
 routes = [
     Route("/admin/projects", create_project, methods=["POST"]),
     Route("/admin/projects", list_projects, methods=["GET"]),
@@ -287,4 +313,5 @@ routes = [
     Route("/admin/jobs", list_jobs, methods=["GET"]),
     Route("/admin/executions", list_executions, methods=["GET"]),
     Route("/admin/stats", get_stats, methods=["GET"]),
+    Route("/admin/cluster", get_cluster, methods=["GET"]),
 ]

@@ -10,7 +10,7 @@ from flowyard.actors.dispatcher import Outcome
 from flowyard.billing import JOB_WRITE
 from flowyard.errors import NotFound
 from flowyard.http.body import query_choice, query_int, query_str, read_json, read_no_fields
-from flowyard.http.context import caller, charge_read, context_of
+from flowyard.http.context import caller, charge_read, context_of, peers
 from flowyard.http.job_exchange import exchange_jobs
 from flowyard.http.respond import json_response
 from flowyard.http.schemas import (
@@ -114,8 +114,14 @@ async def list_runs(request: Request) -> Response:
 async def claim_jobs(request: Request) -> Response:
     runtime, key = await caller(request, "jobs:write")
     body = await read_json(request, ClaimBody)
+    others = peers(request)
     jobs = await runtime.jobs.claim(
-        key.project_id, body.queue, body.count, body.visibility_timeout, body.wait_seconds
+        key.project_id,
+        body.queue,
+        body.count,
+        body.visibility_timeout,
+        body.wait_seconds,
+        others.claims(key.project_id, body.queue, body.visibility_timeout) if others else None,
     )
     return json_response(claimed_views(jobs))
 

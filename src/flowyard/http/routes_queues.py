@@ -4,9 +4,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from flowyard.cluster.peers import merged_views
 from flowyard.errors import invalid_field
 from flowyard.http.body import query_int, query_str, read_json
-from flowyard.http.context import caller, charge_read
+from flowyard.http.context import caller, charge_read, peers
 from flowyard.http.respond import json_response
 from flowyard.http.schemas import QueueBody
 from flowyard.jobs.spec import check_url
@@ -20,14 +21,17 @@ async def list_queues(request: Request) -> Response:
     limit = query_int(request, "limit", 25, 1, 100)
     cursor_key = runtime.db.cursor_key
     after = unseal(cursor_key, "queues", query_str(request, "cursor", 1024))
-    queues = [
-        q for q in runtime.jobs.project_queues(key.project_id) if after is None or q.name > after
-    ]
-    page = queues[:limit]
     now = runtime.jobs.clock.now_ms()
-    next_cursor = seal(cursor_key, "queues", page[-1].name) if len(queues) > limit else None
+    views = [q.view(now) for q in runtime.jobs.project_queues(key.project_id)]
+    others = peers(request)
+    if others is not None:  # every node's counts, added up
+        merged = merged_views(views + await others.queues())
+        views = [merged[name] for name in sorted(merged)]
+    views = [view for view in views if after is None or view["name"] > after]
+    page = views[:limit]
+    next_cursor = seal(cursor_key, "queues", page[-1]["name"]) if len(views) > limit else None
     charge_read(request, runtime, key.project_id)
-    return json_response({"queues": [q.view(now) for q in page], "next_cursor": next_cursor})
+    return json_response({"queues": page, "next_cursor": next_cursor})
 
 
 async def put_queue(request: Request) -> Response:

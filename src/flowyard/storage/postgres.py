@@ -223,14 +223,13 @@ class PostgresDatabase(Committer):
         steps = [(sql, [escaped(params) for params in rows]) for sql, rows in plan(ops)]
         fence = self.fence
         try:
-            if fence is not None:
-                await self._fenced_transaction(conn, fence, steps)
-                return
-            if len(steps) == 1 and len(steps[0][1]) == 1:
+            if fence is None and len(steps) == 1 and len(steps[0][1]) == 1:
                 sql, (params,) = steps[0]
                 await conn.execute(sql, *params)  # one statement: a transaction of its own
                 return
             async with conn.transaction():
+                if fence is not None:
+                    await self._check_fence(conn, fence)
                 for sql, rows in steps:
                     if len(rows) == 1:
                         await conn.execute(sql, *rows[0])
@@ -242,22 +241,13 @@ class PostgresDatabase(Committer):
                 self._conn = None
             raise
 
-    async def _fenced_transaction(
-        self, conn: asyncpg.Connection, fence: tuple[str, int], steps: list[tuple[str, Any]]
-    ) -> None:
-        """A cluster node's transaction: it holds the node's lease row (``FOR SHARE``) and
-        checks its epoch before writing, so a node that lost its shards writes nothing."""
-        async with conn.transaction():
-            epoch = await conn.fetchval(_FENCE, fence[0])
-            if epoch != fence[1]:
-                if self.on_fenced is not None:
-                    self.on_fenced()
-                raise Fenced("this node lost its shards to another node; retry")
-            for sql, rows in steps:
-                if len(rows) == 1:
-                    await conn.execute(sql, *rows[0])
-                else:
-                    await conn.executemany(sql, rows)
+    async def _check_fence(self, conn: asyncpg.Connection, fence: tuple[str, int]) -> None:
+        """A cluster node's transaction holds the node's lease row (``FOR SHARE``) and checks
+        its epoch before writing, so a node that lost its shards writes nothing."""
+        if await conn.fetchval(_FENCE, fence[0]) != fence[1]:
+            if self.on_fenced is not None:
+                self.on_fenced()
+            raise Fenced("this node lost its shards to another node; retry")
 
     async def _connection(self) -> asyncpg.Connection:
         """The writer's connection, connected again if it was lost."""

@@ -1,5 +1,5 @@
-// Overview: the server's live figures (from /metrics), counts by status, throughput over the
-// last minutes, the oldest pending job per queue.
+// Overview: the server's live figures (from /metrics), the cluster's nodes (admin keys only),
+// counts by status, throughput over the last minutes, the oldest pending job per queue.
 //
 // Throughput is computed here, from the `completed_at` of the most recently created completed
 // jobs (up to 500, newest first); /core/tokens/usage counts calls per day, too coarse for it.
@@ -9,6 +9,7 @@ import {
   s, table, when,
 } from "../dom.js";
 import { allJobs, listExecutions, statusCounts } from "../source.js";
+import { nodesCard } from "./nodes.js";
 import { allQueues } from "./queues.js";
 import { serverCard } from "./server.js";
 
@@ -28,6 +29,7 @@ export function renderOverview(main, ctx) {
   let stopped = false;
 
   const server = serverCard(newId("card"));
+  const nodes = ctx.session.admin ? nodesCard() : null; // GET /admin/cluster: admin keys only
   const refreshButton = actionButton("Refresh", () => refresh(), { class: "secondary" });
   fill(main,
     h("div", { class: "page-head" }, h("h1", {}, "Overview"), refreshButton),
@@ -35,6 +37,7 @@ export function renderOverview(main, ctx) {
     problem,
     h("div", { class: "overview" },
       server.card,
+      nodes && nodes.card,
       card("Executions by status", executions),
       card("Jobs by status", jobs, countsNote),
       card(`Throughput: jobs completed per minute, last ${WINDOW_MINUTES} min`, chart),
@@ -54,6 +57,7 @@ export function renderOverview(main, ctx) {
     if (stopped) return;
     problem.clear();
     await Promise.all([
+      nodes && nodes.refresh(),
       section(executions, async () => {
         const { counts, exact } = await statusCounts(ctx, "executions");
         fill(executions, tiles(EXECUTION_STATUSES, counts, exact));
