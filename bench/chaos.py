@@ -12,6 +12,9 @@ A webhook subscribed to ``jobs.*`` and ``workflows.*`` posts to a receiver proce
 the kills; once its deliveries are drained, every final transition in the database must have
 exactly one distinct, correctly signed event, and no event a transition that did not commit
 (``bench.chaos_webhooks``).
+With ``--nodes N`` (PostgreSQL only) the service is N cluster nodes on one database
+(``bench.chaos_nodes``): the load is spread over them, and each cycle ends one node (SIGKILL,
+sometimes SIGTERM) and brings it back on its port once the others own its shards.
 Prints one JSON line; exit status 1 when any invariant is broken.
 """
 
@@ -28,11 +31,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from bench.chaos_checks import Graph, Ledger, Violations, check_all
 from bench.chaos_load import QUEUES, Load, PushHandler, Settings, Target
-from bench.chaos_webhooks import Deliveries, check_webhooks, read_stored, subscribe, wait_delivered
+from bench.chaos_nodes import NodeChaos
+from bench.chaos_webhooks import (
+    Deliveries,
+    check_webhooks,
+    read_stored,
+    setup_post,
+    subscribe,
+    wait_delivered,
+)
 from bench.common import (
     Server,
     add_server_options,
@@ -46,6 +55,7 @@ from bench.common import (
     wait_for_idle,
 )
 from bench.db_reads import fetch_one
+from bench.nodes import add_nodes_option, check_nodes_option
 from bench.webhooks import running_receiver
 
 EARLY_KILLS = 0.2
@@ -161,8 +171,14 @@ def soak(settings: Settings) -> Outcome:
     project_id = project_of(db)
     rng = random.Random(settings.seed)
     figures: dict[str, Any] = {"seed": settings.seed, "cycles": settings.cycles}
-    server = restart(db, settings, figures, workdir)
-    target = Target(server.url, key)
+    cluster: NodeChaos | None = None
+    if settings.nodes:
+        cluster = NodeChaos(db, settings, workdir, [*SERVER_ARGS, *settings.server_args])
+        cluster.start()
+        target = Target(cluster.urls, key)
+    else:
+        server = restart(db, settings, figures, workdir)
+        target = Target([server.url], key)
     load: Load | None = None
     ledger = Ledger()
     try:
@@ -170,15 +186,19 @@ def soak(settings: Settings) -> Outcome:
             PushHandler(ledger, target.lock, settings.seed) as handler,
             running_receiver() as receiver,
         ):
-            deliveries = Deliveries(subscribe(server.url, key, receiver.url), project_id)
-            with httpx.Client(timeout=30, headers=target.headers()) as client:
-                path = f"{server.url}/infra/workflows/blueprints"
-                made = client.post(path, json=blueprint(handler.url))
-                made.raise_for_status()
+            deliveries = Deliveries(subscribe(target.url(0), key, receiver.url), project_id)
+            path = f"{target.url(0)}/infra/workflows/blueprints"
+            made = setup_post(path, blueprint(handler.url), key)
+            made.raise_for_status()
             load = Load(target, made.json()["id"], settings, ledger)
             load.start()
             for cycle in range(settings.cycles):
                 time.sleep(rng.uniform(0.2, 1.0) * settings.seconds_per_cycle)
+                if cluster is not None:
+                    done = cluster.cycle(rng, EARLY_KILLS)
+                    count = len(ledger.triggers)
+                    log(f"cycle {cycle + 1}/{settings.cycles}: {done}; {count} triggers")
+                    continue
                 server.proc.kill()
                 server.proc.wait(30)
                 log(f"cycle {cycle + 1}/{settings.cycles}: killed; {len(ledger.triggers)} triggers")
@@ -187,7 +207,7 @@ def soak(settings: Settings) -> Outcome:
                     with target.lock:
                         ledger.counts["kills_while_starting"] += 1
                 server = restart(db, settings, figures, workdir)
-                target.url = server.url
+                target.urls = [server.url]
             load.stop_producing()
             began = time.monotonic()
             figures["quiesced"] = quiesce(db, project_id, settings.quiesce_timeout)
@@ -196,7 +216,12 @@ def soak(settings: Settings) -> Outcome:
             began = time.monotonic()
             figures["webhooks_drained"] = wait_delivered(db, settings.delivery_timeout)
             figures["webhooks_drain_s"] = round(time.monotonic() - began, 2)
-            figures["final_exit_code"] = stop_server(server)
+            if cluster is not None:
+                codes = cluster.stop()
+                figures["final_exit_codes"] = codes
+                figures["final_exit_code"] = next((code for code in codes if code), 0)
+            else:
+                figures["final_exit_code"] = stop_server(server)
             deliveries.rows = receiver.take()
         read_stored(db, deliveries)
         violations, snapshot = check_all(db, project_id, GRAPH, ledger, handler.url)
@@ -204,7 +229,11 @@ def soak(settings: Settings) -> Outcome:
     finally:
         if load is not None:
             load.stop()
-        if server.proc.poll() is None:
+        if cluster is not None:
+            cluster.kill_all()
+            figures["ready_s_max"] = cluster.ready_s_max
+            figures |= cluster.figures()
+        elif server.proc.poll() is None:
             server.proc.kill()
             server.proc.wait(30)
         if settings.workdir is None:
@@ -252,9 +281,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs-per-second", type=float, default=5.0)
     parser.add_argument("--quiesce-timeout", type=float, default=90.0)
     parser.add_argument("--delivery-timeout", type=float, default=30.0)
+    parser.add_argument(
+        "--sigterm-share",
+        type=float,
+        default=0.25,
+        help="with --nodes: the share of kills that are SIGTERM (a hand-over), not SIGKILL",
+    )
     add_server_options(parser)
+    add_nodes_option(parser)
     parser.add_argument("--keep", help="keep the database (a SQLite file) in this directory")
     args = parser.parse_args(argv)
+    check_nodes_option(parser, args)
     if args.wait_idle > 0:
         wait_for_idle(args.wait_idle)
     seed = args.seed if args.seed is not None else random.randrange(2**31)
@@ -276,6 +313,8 @@ def main(argv: list[str] | None = None) -> int:
             workdir=workdir,
             db=fresh_database(),
             server_args=tuple(args.server_arg),
+            nodes=args.nodes,
+            sigterm_share=args.sigterm_share,
         )
         outcome = soak(settings)
     if outcome.violations.found:

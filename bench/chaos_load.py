@@ -1,7 +1,9 @@
 """The crash soak's load: trigger, job-creating and worker threads, and the push handler.
 
 Everything goes over HTTP to 127.0.0.1. The threads record what the server acknowledged in a
-``Ledger`` (``bench.chaos_checks``), which the checks hold the file to after the run.
+``Ledger`` (``bench.chaos_checks``), which the checks hold the file to after the run. With
+several cluster nodes the threads are spread over them: each has a home node, and a request
+its home node cannot take (down, or 503 while shards move) goes to the next node.
 """
 
 from __future__ import annotations
@@ -46,18 +48,26 @@ class Settings:
     db: str | None = None
     """A PostgreSQL URL of a fresh database (default: a SQLite file in ``workdir``)."""
     server_args: tuple[str, ...] = ()
+    nodes: int = 0
+    """Cluster nodes on the (PostgreSQL) database; 0: one server without ``--node-url``."""
+    sigterm_share: float = 0.25
+    """With nodes: the share of kills that are a SIGTERM (a hand-over), not a SIGKILL."""
 
 
 @dataclass
 class Target:
-    """The current server's URL and key, read by every load thread."""
+    """The servers' URLs (one per node, or the one server's) and the key, read by every thread."""
 
-    url: str
+    urls: list[str]
     key: str
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.key}"}
+
+    def url(self, lane: int) -> str:
+        """The URL of node ``lane`` (modulo the number of nodes)."""
+        return self.urls[lane % len(self.urls)]
 
 
 class Load:
@@ -78,12 +88,20 @@ class Load:
         self.producing.set()
         self.working.set()
         seed = self.settings.seed
-        for lane in range(self.settings.trigger_threads):
+        for lane in range(self.trigger_lanes):
             self._spawn(f"triggers-{lane}", functools.partial(self._triggers, lane), self.producing)
-        self._spawn("creator", self._creator, self.producing)
-        for index, queue in enumerate(QUEUES.values()):
-            work = functools.partial(self._worker, queue, random.Random(seed * 100 + index))
-            self._spawn(f"worker-{queue}", work, self.working)
+        creator = functools.partial(self._creator, self.trigger_lanes)
+        self._spawn("creator", creator, self.producing)
+        for node in range(len(self.target.urls)):
+            for index, queue in enumerate(QUEUES.values()):
+                rng = random.Random(seed * 100 + node * len(QUEUES) + index)
+                work = functools.partial(self._worker, queue, rng, node)
+                self._spawn(f"worker-{queue}-{node}", work, self.working)
+
+    @property
+    def trigger_lanes(self) -> int:
+        """Trigger threads: at least one per node, so that every node starts executions."""
+        return max(self.settings.trigger_threads, len(self.target.urls))
 
     def _spawn(self, name: str, body: Callable[[], None], running: threading.Event) -> None:
         def guarded() -> None:
@@ -115,18 +133,21 @@ class Load:
             self.ledger.counts[what] += 1
 
     def call(
-        self, client: httpx.Client, path: str, body: Any, running: threading.Event
+        self, client: httpx.Client, path: str, body: Any, running: threading.Event, home: int
     ) -> httpx.Response | None:
-        """POST until the server answers (not 503); None once ``running`` is cleared.
+        """POST until a server answers (not 503); None once ``running`` is cleared.
 
-        The server is down part of the time: connection errors and 503 (starting, stopping)
-        are expected, and the same request is sent again, with its idempotency key if any.
+        A server is down part of the time: connection errors and 503 (starting, stopping,
+        shards moving between nodes) are expected, and the same request is sent again, with
+        its idempotency key if any: to the next node when there are several, starting from
+        node ``home``. Nothing counts as acknowledged before a server answered it.
         """
         retried = False
+        node = home
         while running.is_set():
             try:
                 response = client.post(
-                    self.target.url + path, json=body, headers=self.target.headers()
+                    self.target.url(node) + path, json=body, headers=self.target.headers()
                 )
             except httpx.TransportError:
                 self.count("connection_errors")
@@ -137,18 +158,19 @@ class Load:
                     return response
                 self.count("answers_503")
             retried = True
+            node += 1
             time.sleep(0.05)
         return None
 
     def _triggers(self, lane: int) -> None:
-        pause = self.settings.trigger_threads / self.settings.triggers_per_second
+        pause = self.trigger_lanes / self.settings.triggers_per_second
         path = f"/infra/workflows/blueprints/{self.blueprint_id}/trigger"
         with httpx.Client(timeout=10) as client:
             n = 0
             while self.producing.is_set():
                 key = f"chaos-{lane}-{n}"
                 body = {"input_data": {"n": n}, "idempotency_key": key}
-                response = self.call(client, path, body, self.producing)
+                response = self.call(client, path, body, self.producing, lane)
                 if response is None:
                     break
                 if response.status_code == 200:
@@ -161,7 +183,7 @@ class Load:
                 n += 1
                 time.sleep(pause)
 
-    def _creator(self) -> None:
+    def _creator(self, home: int) -> None:
         pause = 1 / self.settings.jobs_per_second
         trigger = {"type": "pull", "queue": QUEUES["direct"]}
         with httpx.Client(timeout=10) as client:
@@ -169,7 +191,7 @@ class Load:
             while self.producing.is_set():
                 key = f"direct-{n}"
                 body = {"trigger": trigger, "payload": {"n": n}, "idempotency_key": key}
-                response = self.call(client, "/infra/jobs", body, self.producing)
+                response = self.call(client, "/infra/jobs", body, self.producing, home)
                 if response is None:
                     break
                 if response.status_code == 202:
@@ -180,7 +202,7 @@ class Load:
                 n += 1
                 time.sleep(pause)
 
-    def _worker(self, queue: str, rng: random.Random) -> None:
+    def _worker(self, queue: str, rng: random.Random, home: int) -> None:
         claim = {
             "queue": queue,
             "count": 10,
@@ -189,7 +211,7 @@ class Load:
         }
         with httpx.Client(timeout=10) as client:
             while self.working.is_set():
-                response = self.call(client, "/infra/jobs/claim", claim, self.working)
+                response = self.call(client, "/infra/jobs/claim", claim, self.working, home)
                 if response is None:
                     return
                 if response.status_code != 200:
@@ -197,10 +219,10 @@ class Load:
                     time.sleep(0.2)
                     continue
                 for job in response.json():
-                    if not self._ack(client, job, rng.random() < FAIL_RATE[queue]):
+                    if not self._ack(client, job, rng.random() < FAIL_RATE[queue], home):
                         return
 
-    def _ack(self, client: httpx.Client, job: dict[str, Any], fail: bool) -> bool:
+    def _ack(self, client: httpx.Client, job: dict[str, Any], fail: bool, home: int) -> bool:
         """Ack one claimed job, completed or failed for good; False once the workers stop."""
         job_id, attempt = job["id"], job["attempt"]
         body: dict[str, Any] = {"claim_token": job["claim_token"]}
@@ -208,7 +230,7 @@ class Load:
             body |= {"status": "failed", "error": f"chaos {job_id}", "retryable": False}
         else:
             body |= {"status": "completed", "result": {"job": job_id, "attempt": attempt}}
-        response = self.call(client, f"/infra/jobs/{job_id}/ack", body, self.working)
+        response = self.call(client, f"/infra/jobs/{job_id}/ack", body, self.working, home)
         if response is None:
             return False
         if response.status_code == 200:

@@ -48,12 +48,23 @@ class Deliveries:
     """The webhook's deliveries by status, in the file."""
 
 
+def setup_post(url: str, body: Any, key: str, timeout: float = 60.0) -> httpx.Response:
+    """POST a setup request, again while the server answers 503 (starting, or a cluster's
+    shards still moving after the nodes joined); its answer."""
+    deadline = time.monotonic() + timeout
+    headers = {"Authorization": f"Bearer {key}"}
+    while True:
+        response = httpx.post(url, json=body, headers=headers, timeout=30)
+        if response.status_code != 503 or time.monotonic() > deadline:
+            return response
+        time.sleep(0.2)
+
+
 def subscribe(url: str, key: str, receiver_url: str) -> str:
     """Create the soak's webhook (``jobs.*`` and ``workflows.*``); its secret."""
     secret = secrets.token_hex(24)
     body = {"name": "chaos", "url": f"{receiver_url}/hook", "topics": TOPICS, "secret": secret}
-    headers = {"Authorization": f"Bearer {key}"}
-    response = httpx.post(f"{url}/infra/webhooks", json=body, headers=headers, timeout=30)
+    response = setup_post(f"{url}/infra/webhooks", body, key)
     if response.status_code != 201:
         raise RuntimeError(f"webhook create {response.status_code}: {response.text[:300]}")
     return secret

@@ -110,12 +110,21 @@ class Server:
         return f"http://{HOST}:{self.port}"
 
     @property
+    def urls(self) -> list[str]:
+        """Every URL that serves it (one: see ``bench.nodes.Nodes`` for a cluster's)."""
+        return [self.url]
+
+    @property
     def pid(self) -> int:
         return self.proc.pid
 
     def cpu_seconds(self) -> float:
         """User + system CPU seconds the server process has used so far."""
         return proc_cpu_seconds(self.pid)
+
+    def cpu_by_node(self) -> list[float]:
+        """``cpu_seconds`` as a list of one (a cluster has one figure per node)."""
+        return [self.cpu_seconds()]
 
     def cluster_cpu_seconds(self) -> float | None:
         """CPU seconds of the throwaway PostgreSQL cluster so far (None without one)."""
@@ -143,6 +152,7 @@ def start_server(
     cpus: set[int] | None = None,
     prefix: Sequence[str] = (),
     log_dir: Path | None = None,
+    port: int | None = None,
 ) -> Server:
     """Start ``python -m flowyard serve`` on a free port with a fresh database; wait for /readyz.
 
@@ -151,10 +161,17 @@ def start_server(
     ``server.log`` next to a SQLite file; for a URL, in ``log_dir`` (default: a new temporary
     directory).
     ``cpus`` pins the server (every thread of it) to those CPUs; ``prefix`` runs it under
-    another program (``valgrind ...``).
+    another program (``valgrind ...``). ``port``: that port instead of a free one (a cluster
+    node restarted where the others know it).
     """
     server = spawn_server(
-        sync=sync, extra_args=extra_args, db=db, cpus=cpus, prefix=prefix, log_dir=log_dir
+        sync=sync,
+        extra_args=extra_args,
+        db=db,
+        cpus=cpus,
+        prefix=prefix,
+        log_dir=log_dir,
+        port=port,
     )
     deadline = time.monotonic() + ready_timeout
     with httpx.Client(timeout=2.0) as client:
@@ -182,12 +199,14 @@ def spawn_server(
     workdir: Path | None = None,
     prefix: Sequence[str] = (),
     log_dir: Path | None = None,
+    port: int | None = None,
 ) -> Server:
     """Start the server process (a fresh database unless ``db``) without waiting for it.
 
     With ``db`` given, the server's log is appended to (a restart keeps the earlier log) and
     ``workdir`` (if any) is the directory ``stop_server`` removes at the end. For a PostgreSQL
     URL the log goes in ``log_dir``, else in ``workdir`` (a new temporary directory if None).
+    ``port``: listen there (default: a free port).
     """
     fresh = db is None
     if db is None:
@@ -201,7 +220,8 @@ def spawn_server(
         log_path = log_dir / "server.log"
     else:
         log_path = Path(db).with_name("server.log")
-    port = free_port()
+    if port is None:
+        port = free_port()
     cmd = [
         *prefix,
         sys.executable,

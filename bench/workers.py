@@ -416,7 +416,7 @@ class Triggered:
 
 
 def trigger_executions(
-    url: str,
+    url: str | Sequence[str],
     key: str,
     blueprint_id: str,
     count: int,
@@ -430,7 +430,8 @@ def trigger_executions(
     progress: Callable[[int], None] | None = None,
 ) -> Triggered:
     """Trigger ``count`` executions with ``input_data`` ``{"n": start + i}`` from ``threads``
-    threads, each with its own keep-alive connection (``client``: one of ``CLIENTS``).
+    threads, each with its own keep-alive connection (``client``: one of ``CLIENTS``); with
+    several URLs (a cluster's nodes), thread i talks to ``url[i % len(url)]``.
 
     ``rate``: execution i is sent no earlier than ``i / rate`` s after the start (open loop,
     paced). ``gate(issued)``: called before each send with the number of triggers issued so
@@ -453,8 +454,10 @@ def trigger_executions(
             next_index[0] = i + 1
             return i
 
-    def run() -> None:
-        with Poster(url, headers, client, 60.0) as post:
+    urls = [url] if isinstance(url, str) else list(url)
+
+    def run(lane: int) -> None:
+        with Poster(urls[lane % len(urls)], headers, client, 60.0) as post:
             while time.monotonic() < deadline:
                 i = take()
                 if i is None:
@@ -496,7 +499,7 @@ def trigger_executions(
                         log(f"trigger {status}: {content[:200]!r}")
                     time.sleep(0.05)
 
-    pool = [threading.Thread(target=run, daemon=True) for _ in range(threads)]
+    pool = [threading.Thread(target=run, args=(lane,), daemon=True) for lane in range(threads)]
     for thread in pool:
         thread.start()
     for thread in pool:

@@ -24,6 +24,11 @@ waits for the claim of the same call.
    downstream job's claim response received (worker side), both ``time.time()``: A -> B and
    A -> C, and the later of B/C -> D, matched by execution id and step id.
 
+With ``--nodes N`` (PostgreSQL: ``--postgres`` or ``--db``) the service is N cluster nodes on one
+database (``bench.nodes``); the trigger threads and the worker processes are spread over them
+round-robin (thread or worker i talks to node i mod N), and the server CPU is the nodes' sum,
+with each node's in ``*_node_cpu_s``.
+
 At the end every triggered execution must be listed as ``completed`` and a sample is read back
 to check D's output. Exactly one JSON line goes to stdout; progress goes to stderr. All traffic
 goes to 127.0.0.1 and every phase is bounded in count and in time.
@@ -32,13 +37,17 @@ goes to 127.0.0.1 and every phase is bounded in count and in time.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from multiprocessing.synchronize import Event as MpEvent
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -57,6 +66,7 @@ from bench.common import (
     stop_profiler,
     summary_ms,
 )
+from bench.nodes import Nodes, add_nodes_option, check_nodes_option, wait_balanced
 from bench.workers import (
     CLIENTS,
     PROTOCOLS,
@@ -278,7 +288,7 @@ def handoffs(records: list[Record]) -> dict[str, list[float]]:
 
 
 def run_phase(
-    server: Server,
+    server: Server | Nodes,
     key: str,
     blueprint_id: str,
     args: argparse.Namespace,
@@ -294,7 +304,7 @@ def run_phase(
     configs = [
         FlowWorkerConfig(
             index=i,
-            url=server.url,
+            url=server.urls[i % len(server.urls)],
             key=key,
             queue=QUEUE,
             lanes=args.lanes,
@@ -312,8 +322,11 @@ def run_phase(
         f"{label}: {executions} executions ({pace}), {args.workers} workers x {args.lanes} lanes,"
         f" claim {args.claim_count}, wait {wait_seconds}s"
     )
-    profiler = start_profiler(server, args.py_spy, args.py_spy_seconds) if profile else None
-    cpu_before = server.cpu_seconds()
+    profiler = None
+    if profile and isinstance(server, Server):
+        profiler = start_profiler(server, args.py_spy, args.py_spy_seconds)
+    nodes_before = server.cpu_by_node()
+    cpu_before = sum(nodes_before)
     cluster_before = server.cluster_cpu_seconds()
     gen_before = self_cpu_seconds()
     busy_before = machine_busy_seconds()
@@ -331,7 +344,7 @@ def run_phase(
 
     try:
         triggered = trigger_executions(
-            server.url,
+            server.urls,
             key,
             blueprint_id,
             executions,
@@ -349,7 +362,8 @@ def run_phase(
             time.sleep(0.01)
             progress(len(triggered.executions))
         timed_out = pool.count(1) < executions
-        cpu_after = server.cpu_seconds()
+        nodes_after = server.cpu_by_node()
+        cpu_after = sum(nodes_after)
         cluster_after = server.cluster_cpu_seconds() or 0.0
         gen_cpu = self_cpu_seconds() - gen_before
         busy = machine_busy_seconds() - busy_before
@@ -412,6 +426,7 @@ def run_phase(
         p + "trigger_request_p99_ms": trigger_rtt["p99"],
         p + "server_cpu_s": round(server_cpu, 2),
         p + "server_cpu_s_per_1000_steps": round(server_cpu / steps * 1000, 3) if steps else None,
+        p + "node_cpu_s": [round(b - a, 2) for a, b in zip(nodes_before, nodes_after, strict=True)],
         p + "cluster_cpu_s": round(cluster_cpu, 2) if cluster_before is not None else None,
         p + "cluster_cpu_s_per_1000_steps": (
             round(cluster_cpu / steps * 1000, 3) if steps and cluster_before is not None else None
@@ -452,7 +467,7 @@ def run_phase(
 
 
 def verify(
-    server: Server, key: str, triggered: dict[str, int], sample: int, deadline: float
+    server: Server | Nodes, key: str, triggered: dict[str, int], sample: int, deadline: float
 ) -> dict[str, Any]:
     """Every triggered execution is listed as completed; a sample has D's output 5(n+1)."""
     listed: set[str] = set()
@@ -526,6 +541,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="phase 2 executions/s (default: half of phase 1's measured executions/s)",
     )
     add_server_options(parser)
+    add_nodes_option(parser)
     parser.add_argument(
         "--duration-limit",
         type=float,
@@ -578,6 +594,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip-throughput", action="store_true", help="phase 2 only (--rate)")
     parser.add_argument("--skip-latency", action="store_true", help="phase 1 only")
     args = parser.parse_args(argv)
+    check_nodes_option(parser, args)
+    if args.nodes and (args.shape != "diamond" or args.py_spy):
+        parser.error("--nodes measures the diamond, without --py-spy")
     if args.executions < 1 or args.workers < 1 or not 1 <= args.claim_count <= 100:
         parser.error("--executions and --workers must be >= 1, --claim-count 1..100")
     if args.skip_throughput and not args.rate:
@@ -585,6 +604,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.rate is not None and args.rate <= 0:
         parser.error("--rate must be > 0")
     return args
+
+
+@contextlib.contextmanager
+def serving(args: argparse.Namespace, db: str | None) -> Iterator[Server | Nodes]:
+    """The one server, or with ``--nodes`` the cluster's nodes once each owns its shards."""
+    if not args.nodes:
+        with running_server(sync=args.sync, extra_args=args.server_arg, db=db) as server:
+            yield server
+        return
+    assert db is not None  # --nodes is refused without PostgreSQL
+    with (
+        tempfile.TemporaryDirectory(prefix="flowyard-nodes-") as log_dir,
+        Nodes(db, args.nodes, Path(log_dir), extra_args=args.server_arg) as nodes,
+    ):
+        wait_balanced(db, nodes.urls, 60.0)
+        nodes.wait_ready(30.0)
+        yield nodes
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -602,12 +638,10 @@ def main(argv: list[str] | None = None) -> int:
         claim_count=args.claim_count,
         max_backlog=args.max_backlog,
         trigger_threads=args.trigger_threads,
+        nodes=args.nodes,
     )
     inputs: dict[str, int] = {}
-    with (
-        databases(args) as fresh_database,
-        running_server(sync=args.sync, extra_args=args.server_arg, db=fresh_database()) as server,
-    ):
+    with databases(args) as fresh_database, serving(args, fresh_database()) as server:
         server.databases = fresh_database
         key = create_key(server.db, "bench")
         blueprint_id = create_diamond(server.url, key)

@@ -134,12 +134,15 @@ class Outbox:
         self.subscriptions.load(await store.all_webhooks(self.db))
         holds = self.jobs.placement.holds
         pending = [d for d in await store.pending_deliveries(self.db) if holds(d.id)]
-        async with anyio.create_task_group() as tg:
-            self._tg = tg
-            self.enqueue(pending)
-            log.info("re-armed %d pending webhook deliveries", len(pending))
-            task_status.started()
-            await anyio.sleep_forever()
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                self.enqueue(pending)
+                log.info("re-armed %d pending webhook deliveries", len(pending))
+                task_status.started()
+                await anyio.sleep_forever()
+        finally:
+            self._tg = None  # a release timer firing later starts no sender on a closed group
 
     # ----------------------------------------------------------------- subscriptions
 

@@ -71,14 +71,17 @@ class Schedules:
         was down fires at once, once), then fire them until cancelled."""
         holds = self.jobs.placement.holds
         loaded = [s for s in await store.all_schedules(self.db) if holds(s.id)]
-        async with anyio.create_task_group() as tg:
-            self._tg = tg
-            for schedule in loaded:
-                self.schedules[schedule.id] = schedule
-                self._arm(schedule)
-            log.info("armed %d workflow schedules", len(loaded))
-            task_status.started()
-            await anyio.sleep_forever()
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                for schedule in loaded:
+                    self.schedules[schedule.id] = schedule
+                    self._arm(schedule)
+                log.info("armed %d workflow schedules", len(loaded))
+                task_status.started()
+                await anyio.sleep_forever()
+        finally:
+            self._tg = None
 
     # ----------------------------------------------------------------- commands
 

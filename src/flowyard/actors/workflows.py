@@ -90,11 +90,14 @@ class WorkflowEngine(Commits, ActorHost, StepResults):
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Rehydrate every active execution, then host the actors' tasks until cancelled."""
-        async with anyio.create_task_group() as tg:
-            self._tg = tg
-            await self._rehydrate()
-            task_status.started()
-            await anyio.sleep_forever()
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                await self._rehydrate()
+                task_status.started()
+                await anyio.sleep_forever()
+        finally:
+            self._tg = None  # a request still on these engines is told 503, not 500
 
     async def _rehydrate(self) -> None:
         count = 0

@@ -173,15 +173,18 @@ class Leases:
     async def leave(self) -> None:
         """Hand every shard over (SIGTERM): the engines have stopped and the writer drained."""
         try:
-            conn = await self._connection()
-            async with conn.transaction():
-                await conn.execute(
-                    "UPDATE cluster_shards SET node_id = NULL WHERE node_id = $1", self.node_id
-                )
-                await conn.execute("DELETE FROM cluster_nodes WHERE node_id = $1", self.node_id)
-                await conn.execute("SELECT pg_notify($1, $2)", MEMBERS, self.node_id)
+            async with self._lock:
+                if self._conn is not None and self._conn.is_in_transaction():
+                    await self._reconnect()  # a renewal cut short by the shutdown
+                conn = await self._connection()
+                async with conn.transaction():
+                    await conn.execute(
+                        "UPDATE cluster_shards SET node_id = NULL WHERE node_id = $1", self.node_id
+                    )
+                    await conn.execute("DELETE FROM cluster_nodes WHERE node_id = $1", self.node_id)
+                    await conn.execute("SELECT pg_notify($1, $2)", MEMBERS, self.node_id)
             log.info("handed %d shards over", len(self.owned))
-        except (OSError, asyncpg.PostgresError) as exc:
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("could not hand the shards over (%s); their leases will expire", exc)
         finally:
             self.owned = frozenset()
