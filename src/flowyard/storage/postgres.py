@@ -20,6 +20,7 @@ parameters) and answer the same Python values (tuples, ``doc`` as ``bytes``).
 """
 
 import collections
+import contextlib
 import logging
 import re
 import secrets
@@ -51,7 +52,8 @@ _PROBE = (
     "INSERT INTO meta (key, value) VALUES ('writable_at', $1)"
     " ON CONFLICT (key) DO UPDATE SET value = excluded.value"
 )
-_FENCE = "SELECT epoch FROM cluster_nodes WHERE node_id = $1 FOR SHARE"
+FENCED = "FY001"
+"""The SQLSTATE of ``flowyard_fence`` (``postgres_schema``): this node lost its lease."""
 _PARAMETER = re.compile(r"'[^']*'|\?")  # a string literal (kept as it is) or a parameter
 # SQLSTATE classes that say the database cannot be written, rather than that one write is bad:
 # connection exceptions, insufficient resources (disk full), operator intervention (shutdown),
@@ -75,6 +77,15 @@ def to_dollar(sql: str) -> str:
 
 class Fenced(Exception):
     """This cluster node's lease epoch moved on: another node took its shards over."""
+
+
+async def _run(conn: asyncpg.Connection, steps: list[tuple[str, Any]]) -> None:
+    """A transaction's statements: one ``executemany`` for a run of one statement's rows."""
+    for sql, rows in steps:
+        if len(rows) == 1:
+            await conn.execute(sql, *rows[0])
+        else:
+            await conn.executemany(sql, rows)
 
 
 def _is_storage_fault(exc: BaseException) -> bool:
@@ -223,31 +234,41 @@ class PostgresDatabase(Committer):
         steps = [(sql, [escaped(params) for params in rows]) for sql, rows in plan(ops)]
         fence = self.fence
         try:
-            if fence is None and len(steps) == 1 and len(steps[0][1]) == 1:
+            if fence is not None:
+                await self._fenced(conn, fence, steps)
+            elif len(steps) == 1 and len(steps[0][1]) == 1:
                 sql, (params,) = steps[0]
                 await conn.execute(sql, *params)  # one statement: a transaction of its own
-                return
-            async with conn.transaction():
-                if fence is not None:
-                    await self._check_fence(conn, fence)
-                for sql, rows in steps:
-                    if len(rows) == 1:
-                        await conn.execute(sql, *rows[0])
-                    else:
-                        await conn.executemany(sql, rows)
+            else:
+                async with conn.transaction():
+                    await _run(conn, steps)
         except Exception as exc:
             if _is_storage_fault(exc) and not isinstance(exc, Fenced):  # a new connection next
                 conn.terminate()
                 self._conn = None
             raise
 
-    async def _check_fence(self, conn: asyncpg.Connection, fence: tuple[str, int]) -> None:
-        """A cluster node's transaction holds the node's lease row (``FOR SHARE``) and checks
-        its epoch before writing, so a node that lost its shards writes nothing."""
-        if await conn.fetchval(_FENCE, fence[0]) != fence[1]:
-            if self.on_fenced is not None:
-                self.on_fenced()
-            raise Fenced("this node lost its shards to another node; retry")
+    async def _fenced(
+        self, conn: asyncpg.Connection, fence: tuple[str, int], steps: list[tuple[str, Any]]
+    ) -> None:
+        """A cluster node's transaction: it begins by holding the node's lease row (``FOR
+        SHARE``) with its epoch, in the round trip of its ``BEGIN``, so that a node that lost
+        its shards writes nothing, and a takeover waits for a transaction in flight."""
+        node, epoch = fence
+        quoted = node.replace("'", "''")
+        try:
+            await conn.execute(f"BEGIN; SELECT flowyard_fence('{quoted}', {int(epoch)})")
+            await _run(conn, steps)
+            await conn.execute("COMMIT")
+        except BaseException as exc:
+            if not conn.is_closed() and conn.is_in_transaction():
+                with contextlib.suppress(Exception):  # the error that matters is ``exc``
+                    await conn.execute("ROLLBACK")
+            if isinstance(exc, asyncpg.PostgresError) and exc.sqlstate == FENCED:
+                if self.on_fenced is not None:
+                    self.on_fenced()
+                raise Fenced("this node lost its shards to another node; retry") from None
+            raise
 
     async def _connection(self) -> asyncpg.Connection:
         """The writer's connection, connected again if it was lost."""

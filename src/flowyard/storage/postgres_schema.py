@@ -184,6 +184,17 @@ MIGRATIONS: list[str] = [
         node_id TEXT,
         epoch BIGINT NOT NULL DEFAULT 0
     );
+    -- A node's writer calls it first in each transaction: it holds the node's row until the
+    -- commit, and fails (SQLSTATE FY001) if another node fenced this one.
+    CREATE FUNCTION flowyard_fence(node TEXT, expected BIGINT) RETURNS void
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        PERFORM 1 FROM cluster_nodes WHERE node_id = node AND epoch = expected FOR SHARE;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'node % lost its shards to another node', node
+                USING ERRCODE = 'FY001';
+        END IF;
+    END $$;
     """,
 ]
 
