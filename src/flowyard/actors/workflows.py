@@ -98,6 +98,24 @@ class WorkflowEngine(Commits, ActorHost, StepResults):
                 await anyio.sleep_forever()
         finally:
             self._tg = None  # a request still on these engines is told 503, not 500
+            self._turn_away()
+
+    def _turn_away(self) -> None:
+        """The engine stopped (a cluster node's shards changed, or shutdown): the messages
+        still in the actors' mailboxes are answered 503 now, not at their ask's timeout."""
+        stopped = Unavailable("the execution's engine stopped (its shard moved); retry")
+        for actor in list(self.actors.values()):
+            mailbox = actor.mailbox
+            if mailbox is None:
+                continue
+            actor.mailbox = None
+            mailbox.close()
+            while True:
+                try:
+                    reply(mailbox.receive.receive_nowait(), stopped)
+                except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                    break
+            mailbox.receive.close()
 
     async def _rehydrate(self) -> None:
         count = 0
@@ -244,6 +262,7 @@ class WorkflowEngine(Commits, ActorHost, StepResults):
         mailbox = actor.mailbox
         assert mailbox is not None
         waiting: list[Envelope[tuple[Message, Carry | None]]] = []
+        envelope: Envelope[tuple[Message, Carry | None]] | None = None
         # Its lines name the execution and the request that triggered it (not that of a
         # request whose message it handles: the asker logs its own lines).
         state = actor.state
@@ -286,6 +305,11 @@ class WorkflowEngine(Commits, ActorHost, StepResults):
                     timer = SignalTimer(actor.state.id, message.step_id, message.attempt, at)
                     self.jobs.timers.arm(at, timer)
                 reply(envelope, outcome)
+        except BaseException:  # cancelled: the engine stopped; what was taken is answered
+            stopped = Unavailable("the execution's engine stopped (its shard moved); retry")
+            for taken in [envelope, *waiting] if envelope is not None else waiting:
+                reply(taken, stopped)  # (one answered already keeps its answer)
+            raise
         finally:
             logs.request_id.reset(tokens[0])
             logs.project_id.reset(tokens[1])
