@@ -251,3 +251,59 @@ async def _exchange_worker(
              "claim_token": j["claim_token"]}
             for j in answer["jobs"]
         ]  # fmt: skip
+
+
+async def test_one_idempotency_key_used_on_every_node_makes_one_object(
+    server: str, tmp_path: Path
+) -> None:
+    async with cluster_of(server, tmp_path, 3) as (nodes, key):
+        one, two, three = (node.client(key) for node in nodes.all)
+        async with one, two, three:
+            blueprint = await create_blueprint(one, [pull_step("a", "kq")], name="keyed")
+            body = {"input_data": {"n": 1}, "idempotency_key": "order-1"}
+            path = f"/infra/workflows/blueprints/{blueprint['id']}/trigger"
+            answers = [await api.post(path, json=body) for api in (one, two, three)]
+            assert [a.status_code for a in answers] == [200, 200, 200], answers[0].text
+            assert len({a.json()["execution_id"] for a in answers}) == 1
+            assert [a.headers.get("idempotent-replayed") for a in answers[1:]] == ["true"] * 2
+            other = await two.post(path, json={**body, "input_data": {"n": 2}})
+            assert other.status_code == 409, other.text
+
+            async def keyed_job(api: httpx.AsyncClient) -> str:
+                return (await create_pull(api, "kq-jobs", idempotency_key="job-1"))["id"]
+
+            made = [await keyed_job(api) for api in (three, two, one)]
+            assert len(set(made)) == 1
+            listed = (await one.get("/infra/jobs", params={"queue": "kq-jobs"})).json()
+            assert [job["id"] for job in listed["jobs"]] == made[:1]
+
+
+async def test_queue_settings_and_counts_are_the_whole_cluster_s(
+    server: str, tmp_path: Path
+) -> None:
+    async with cluster_of(server, tmp_path, 3) as (nodes, key):
+        one, two, three = (node.client(key) for node in nodes.all)
+        async with one, two, three:
+            for api in (one, two, three):  # each node makes jobs in its own shards
+                for _ in range(2):
+                    await create_pull(api, "shared")
+            paused = await one.put("/infra/queues/shared", json={"paused": True})
+            assert paused.status_code == 200, paused.text
+            await anyio.sleep(0.3)  # the other nodes hear of it (NOTIFY)
+            for api in (two, three):
+                claimed = await api.post("/infra/jobs/claim", json={"queue": "shared", "count": 10})
+                assert claimed.json() == []
+            for api in (one, two, three):
+                [queue] = [
+                    q
+                    for q in (await api.get("/infra/queues")).json()["queues"]
+                    if q["name"] == "shared"
+                ]
+                assert (queue["depth"], queue["paused"]) == (6, True)
+            await three.put("/infra/queues/shared", json={"paused": False})
+            await anyio.sleep(0.3)
+            taken: set[str] = set()
+            for _ in range(6):  # its own first, then the others' (unpaused, they say so again)
+                answer = await two.post("/infra/jobs/claim", json={"queue": "shared", "count": 10})
+                taken |= {job["id"] for job in answer.json()}
+            assert len(taken) == 6

@@ -83,7 +83,7 @@ class Claims:
             picked = self._pick(queue, count, now)
             if picked:
                 return await self._start(picked, visibility, now)
-            if elsewhere is not None and not engine.stopping:
+            if elsewhere is not None and not engine.stopping and not queue.settings.paused:
                 found = await elsewhere(count)
                 if found:
                     return found

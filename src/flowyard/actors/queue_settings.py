@@ -81,6 +81,8 @@ class QueueSettingsOf:
                 if job is not None and _waits_for_handler(job) and engine.is_ready(job_id):
                     engine.scheduler.make_ready(job)
         if not updated.paused:
+            if current.paused:
+                queue.announce_again()
             queue.wake_all()
             if queue.has_deliverable:
                 engine.push.queue_ready(queue.project_id, queue.name)

@@ -55,6 +55,14 @@ class Queue:
             self._announced = True
             self.on_ready(self)
 
+    def announce_again(self) -> None:
+        """Tell the other nodes again of the ready pull jobs here (a queue unpaused: their
+        claims forgot this node while it was paused)."""
+        self._announced = False
+        if self._ready[True] and self.on_ready is not None:
+            self._announced = True
+            self.on_ready(self)
+
     def wake_one(self) -> bool:
         """Wake the longest-waiting claim, if any (a job became ready); whether one was."""
         while self._waiters:
