@@ -15,7 +15,9 @@ import httpx
 import pytest
 
 from tests.cluster_nodes import cluster_of, create_key, postgres_server
+from tests.receiver_support import running_receiver
 from tests.signal_support import wait_step as signal_step
+from tests.webhook_support import create_webhook
 from tests.workflow_support import (
     Json,
     ack,
@@ -307,3 +309,35 @@ async def test_queue_settings_and_counts_are_the_whole_cluster_s(
                 answer = await two.post("/infra/jobs/claim", json={"queue": "shared", "count": 10})
                 taken |= {job["id"] for job in answer.json()}
             assert len(taken) == 6
+
+
+async def test_a_webhook_made_on_one_node_hears_every_node_s_events(
+    server: str, tmp_path: Path
+) -> None:
+    async with cluster_of(server, tmp_path, 3) as (nodes, key):
+        one, two, three = (node.client(key) for node in nodes.all)
+        with running_receiver() as receiver:
+            async with one, two, three:
+                hook = await create_webhook(
+                    one, receiver.script("/events"), topics=["jobs.completed"]
+                )
+                await anyio.sleep(0.3)  # the other nodes hear of it (NOTIFY)
+
+                async def complete(api: httpx.AsyncClient) -> str:
+                    made = await create_pull(api, "hooked")  # in this node's shards
+                    job = await claim_one(api, "hooked")
+                    await ack(api, job, {"ok": True})
+                    return str(made["id"])
+
+                done = {await complete(api) for api in (one, two, three)}
+                got = await anyio.to_thread.run_sync(lambda: receiver.wait_for("/events", 3))
+                assert {r.json()["data"]["job_id"] for r in got} == done
+                disabled = await three.patch(
+                    f"/infra/webhooks/{hook['id']}", json={"enabled": False}
+                )
+                assert disabled.status_code == 200, disabled.text
+                await anyio.sleep(0.3)
+                for api in (one, two, three):
+                    await complete(api)
+                await anyio.sleep(1)
+                assert len(receiver.to("/events")) == 3
