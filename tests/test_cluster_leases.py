@@ -16,6 +16,7 @@ from flowyard.cluster.leases import Leases
 from flowyard.errors import Unavailable
 from flowyard.storage.intents import SetBalance, SetServerSecret, Spend
 from flowyard.storage.projects import new_project
+from tests.cluster_nodes import postgres_server
 
 asyncpg = pytest.importorskip("asyncpg")
 
@@ -24,11 +25,7 @@ from flowyard.storage.postgres import PostgresDatabase  # noqa: E402  (needs asy
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[str]:
-    try:
-        postgres.find_binaries()
-    except postgres.PostgresUnavailable as exc:
-        pytest.skip(str(exc))
-    with postgres.postgres_cluster() as url:
+    with postgres_server() as url:
         yield url
 
 

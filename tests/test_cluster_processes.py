@@ -26,6 +26,7 @@ from msgspec.structs import asdict
 from flowyard.cli import processes
 from flowyard.cli import serve as serve_command
 from flowyard.storage.projects import create_key_sync
+from tests.cluster_nodes import postgres_server
 from tests.conftest import free_port
 
 pytest.importorskip("asyncpg")
@@ -140,11 +141,7 @@ def test_each_node_gets_the_parent_s_options_and_secrets_stay_out_of_its_command
 @pytest.fixture(scope="module")
 def database() -> Iterator[str]:
     """A throwaway PostgreSQL cluster's database for this module."""
-    try:
-        postgres.find_binaries()
-    except postgres.PostgresUnavailable as exc:
-        pytest.skip(str(exc))
-    with postgres.postgres_cluster() as url:
+    with postgres_server() as url:
         yield url
 
 

@@ -1,5 +1,6 @@
 """What the commands share: environment defaults and tables for people."""
 
+import argparse
 import os
 import sys
 from collections.abc import Sequence
@@ -35,3 +36,14 @@ def print_table(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> Non
 def fail(message: str) -> None:
     """An error line on stderr, named for the program."""
     print(f"flowyard: {message}", file=sys.stderr)
+
+
+def positive_int(text: str) -> int:
+    """An option's whole number of at least 1 (argparse's ``type``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value

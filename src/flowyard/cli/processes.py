@@ -21,6 +21,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from flowyard.cli.common import positive_int
 from flowyard.storage.stores import is_postgres
 
 log = logging.getLogger("flowyard.processes")
@@ -49,7 +50,7 @@ def add_option(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument(
         "--processes",
-        type=_count,
+        type=positive_int,
         default=env("processes", "1"),
         help=described(
             "with a postgresql:// --db, run this many cluster nodes on --port, --port+1, ...,"
@@ -246,16 +247,6 @@ def run_nodes(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     for handled in (signal.SIGTERM, signal.SIGINT):
         signal.signal(handled, supervisor.forward)
     return supervisor.run()
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
 
 
 def _reachable(host: str) -> str:

@@ -14,7 +14,7 @@ import uvicorn
 from flowyard import logs
 from flowyard.actors.supervisor import Supervisor
 from flowyard.cli import processes
-from flowyard.cli.common import DEFAULTS, described, env, fail
+from flowyard.cli.common import DEFAULTS, described, env, fail, positive_int
 from flowyard.cluster.shards import MAX_SHARDS
 from flowyard.http.app import create_app
 from flowyard.http.inflight import InflightLimit
@@ -162,7 +162,7 @@ def add_settings(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--max-inflight",
-        type=_positive,
+        type=positive_int,
         default=env("max_inflight", str(d.max_inflight)),  # a string: checked as given
         help=described(
             "requests worked on at once; more are answered 503 with Retry-After",
@@ -192,7 +192,7 @@ def add_settings(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--max-inflight-per-project",
-        type=_positive,
+        type=positive_int,
         default=env("max_inflight_per_project", "") or None,  # None: half of --max-inflight
         help=described(
             "of those, how many one project may hold",
@@ -391,18 +391,8 @@ def _failed_as_json(message: str) -> None:
     log.error(message)
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
 def _shard_count(text: str) -> int:
-    count = _positive(text)
+    count = positive_int(text)
     if count > MAX_SHARDS:
         raise argparse.ArgumentTypeError(f"at most {MAX_SHARDS} shards")
     return count

@@ -36,12 +36,11 @@ from flowyard.cluster.shards import key_shard, shard_of
 from flowyard.cluster.view import Cluster, Solo
 from flowyard.egress.connection import Answer, HttpError
 from flowyard.egress.http1 import Http1Client, InvalidUrl
-from flowyard.errors import Invalid, PayloadTooLarge, Unavailable
+from flowyard.errors import PayloadTooLarge, Unavailable
+from flowyard.http.body import MAX_BODY_BYTES, receive_body
 
 log = logging.getLogger("flowyard.cluster")
 
-MAX_BODY_BYTES = 1024 * 1024
-"""A forwarded request's body, as the API takes (``http/body.py``): more is ``413``."""
 MAX_ANSWER_BYTES = 64 * 1024 * 1024
 """An owner's answer relayed whole (an execution with many large step outputs is big)."""
 TIMEOUT_SECONDS = 30.0
@@ -291,19 +290,7 @@ async def _read_body(scope: Scope, receive: Receive) -> bytes:
     """The whole body, refusing more than :data:`MAX_BODY_BYTES` (413)."""
     if _too_large(scope):
         raise PayloadTooLarge(f"the body is over {MAX_BODY_BYTES} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            raise Invalid("the client left before sending the whole body")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise PayloadTooLarge(f"the body is over {MAX_BODY_BYTES} bytes")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+    return await receive_body(receive)
 
 
 def _now_ms() -> int:

@@ -5,6 +5,7 @@ from typing import Any, TypeVar, cast
 
 import msgspec
 from starlette.requests import Request
+from starlette.types import Receive
 
 from flowyard.errors import Invalid, PayloadTooLarge, UnsupportedMediaType, invalid_field
 from flowyard.http.unknown_fields import unknown_fields
@@ -31,9 +32,21 @@ async def read_body(request: Request) -> bytes:
             content_type = value
     if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"the body is over {MAX_BODY_BYTES} bytes")
-    # The ASGI messages read straight from ``receive``: Starlette's ``request.stream()`` is an
-    # async generator around the same loop, a layer every request with a body paid for.
-    chunks, size, receive = [], 0, request.receive
+    body = await receive_body(request.receive)
+    if body and content_type is not None and content_type != b"application/json":
+        media = content_type.decode("latin-1").split(";")[0].strip().lower()
+        if media and media != "application/json" and not media.endswith("+json"):
+            raise UnsupportedMediaType(f"send the body as application/json, not {media}")
+    return body
+
+
+async def receive_body(receive: Receive) -> bytes:
+    """A body's ASGI messages read whole, refusing more than 1 MiB (413).
+
+    Straight from ``receive``: Starlette's ``request.stream()`` is an async generator around
+    the same loop, a layer every request with a body paid for.
+    """
+    chunks, size = [], 0
     while True:
         message = await receive()
         if message["type"] != "http.request":
@@ -45,13 +58,7 @@ async def read_body(request: Request) -> bytes:
             raise PayloadTooLarge(f"the body is over {MAX_BODY_BYTES} bytes")
         chunks.append(chunk)
         if not message.get("more_body", False):
-            break
-    body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-    if body and content_type is not None and content_type != b"application/json":
-        media = content_type.decode("latin-1").split(";")[0].strip().lower()
-        if media and media != "application/json" and not media.endswith("+json"):
-            raise UnsupportedMediaType(f"send the body as application/json, not {media}")
-    return body
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def decode(body: bytes, kind: type[T]) -> T:
