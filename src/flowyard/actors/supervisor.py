@@ -38,6 +38,7 @@ from flowyard.storage.stores import store_for
 
 if TYPE_CHECKING:
     from flowyard.cluster.leases import Leases
+    from flowyard.storage.postgres import PostgresDatabase
 
 log = logging.getLogger("flowyard")
 
@@ -55,13 +56,9 @@ class Supervisor:
         url = settings.node_url or settings.public_url or f"http://{settings.host}:{settings.port}"
         self.cluster: Cluster = Solo(url, now_ms(), settings.shards)
         self.leases: Leases | None = None  # a cluster node's (``--node-url``)
+        self._fenced_store: PostgresDatabase | None = None  # its store, fenced by the leases
         if settings.node_url is not None:
-            # Imported here: asyncpg is needed only by those who use PostgreSQL.
-            from flowyard.cluster import leases as cluster
-
-            self.cluster = self.leases = leases = cluster.Leases(settings.db, settings.node_url)
-            self.db.session_name = cluster.session_name(leases.node_id)  # type: ignore[attr-defined]
-            self.db.on_fenced = leases.lost  # type: ignore[attr-defined]
+            self.cluster = self.leases = self._node(settings.node_url)
         own = {settings.host, "127.0.0.1", "::1", "0.0.0.0"}
         if settings.public_url and (public := urlsplit(settings.public_url).hostname):
             own.add(public)  # this server as handlers reach it
@@ -77,6 +74,26 @@ class Supervisor:
         # Called once a core service crashed: the server stops itself (``flowyard serve``
         # then exits non-zero). Without it the process stays up, answering 503.
         self.on_failure: Callable[[], None] | None = None
+
+    def _node(self, node_url: str) -> "Leases":
+        """This server as a node of its database's cluster: its leases, and its writer
+        fenced by them."""
+        # Imported here: asyncpg is needed only by those who use PostgreSQL.
+        from flowyard.cluster.leases import Leases, session_name
+        from flowyard.storage.postgres import PostgresDatabase
+
+        if not isinstance(self.db, PostgresDatabase):
+            raise ValueError("a cluster node (node_url) needs a PostgreSQL database")
+        leases = Leases(self.settings.db, node_url)
+        self.db.session_name = session_name(leases.node_id)
+        self.db.on_fenced = leases.lost
+        self._fenced_store = self.db
+        return leases
+
+    def _fence(self, leases: "Leases") -> None:
+        """From now on the writer commits only under this node's current lease epoch."""
+        assert self._fenced_store is not None
+        self._fenced_store.fence = (leases.node_id, leases.epoch)
 
     def _build(self, placement: Placement) -> None:
         """The engines of the shards ``placement`` holds (all of them but on a cluster)."""
@@ -202,7 +219,7 @@ class Supervisor:
     async def _join(self, leases: "Leases") -> None:
         """Join the cluster: register, take a first share of the shards, build their engines."""
         await leases.join(self.settings.shards)
-        self.db.fence = (leases.node_id, leases.epoch)  # type: ignore[attr-defined]
+        self._fence(leases)
         self._build(Placement(leases.total, leases.owned))
 
     async def _serve_shards(self, leases: "Leases") -> None:
@@ -224,7 +241,7 @@ class Supervisor:
                 held.cancel_scope.cancel()
             await self.db.submit([]).done  # what the engines wrote is committed (or failed)
             owned = await leases.settle()
-            self.db.fence = (leases.node_id, leases.epoch)  # type: ignore[attr-defined]
+            self._fence(leases)
             self._build(Placement(leases.total, owned))
             self.jobs.push.server_secret = self._secret
 
