@@ -100,23 +100,6 @@ class WorkflowEngine(Commits, ActorHost, StepResults):
             self._tg = None  # a request still on these engines is told 503, not 500
             self._turn_away()
 
-    def _turn_away(self) -> None:
-        """The engine stopped (a cluster node's shards changed, or shutdown): the messages
-        still in the actors' mailboxes are answered 503 now, not at their ask's timeout."""
-        stopped = Unavailable("the execution's engine stopped (its shard moved); retry")
-        for actor in list(self.actors.values()):
-            mailbox = actor.mailbox
-            if mailbox is None:
-                continue
-            actor.mailbox = None
-            mailbox.close()
-            while True:
-                try:
-                    reply(mailbox.receive.receive_nowait(), stopped)
-                except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
-                    break
-            mailbox.receive.close()
-
     async def _rehydrate(self) -> None:
         count = 0
         restored: list[ExecutionActor] = []
@@ -315,20 +298,6 @@ class WorkflowEngine(Commits, ActorHost, StepResults):
             logs.project_id.reset(tokens[1])
             logs.execution_id.reset(tokens[2])
         self._rest(actor)
-
-    def _rest(self, actor: ExecutionActor) -> None:
-        """The actor is done with its message: drain what arrived meanwhile, or go idle."""
-        mailbox = actor.mailbox
-        if mailbox is not None and mailbox.receive.statistics().current_buffer_used:
-            self._start_drain(actor)
-            return
-        actor.busy = False
-        if mailbox is not None:
-            actor.mailbox = None
-            mailbox.close()
-            mailbox.receive.close()  # found empty just above, with no await since
-        if not store.is_active(actor.state) and self.actors.get(actor.state.id) is actor:
-            del self.actors[actor.state.id]  # an ended execution leaves memory
 
     async def _process(self, actor: ExecutionActor, message: Message, carry: Carry | None) -> Any:
         """The new state, or the exception to give the asker; never raises."""
