@@ -85,14 +85,15 @@ def _time_digits(ms: int) -> str:
 _high_digits: list[Any] = [-1, ""]  # the last ``ms >> 10`` seen and its 8 digits
 
 
-def new_id(prefix: str) -> str:
-    """An identifier such as ``job_01JNXS...``."""
+def new_id(prefix: str, pair: str = "") -> str:
+    """An identifier such as ``job_01JNXS...``; ``pair``, if given, its first two random
+    digits (a cluster's shard: ``cluster/shards.py``)."""
     ms = time.time_ns() // 1_000_000
     high = ms >> 10
     if high != _high_digits[0]:
         _time_digits(ms)
     digits: str = _high_digits[1]
-    return prefix + "_" + digits + _PAIRS[ms & 1023] + _random_digits.take(16)
+    return prefix + "_" + digits + _PAIRS[ms & 1023] + pair + _random_digits.take(16 - len(pair))
 
 
 def base62_token(length: int = 40) -> str:

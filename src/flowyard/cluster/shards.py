@@ -38,9 +38,7 @@ def key_shard(scope: str, key: str, total: int) -> int:
 
 def sharded_id(prefix: str, shard: int) -> str:
     """A new id of ``prefix`` that belongs to ``shard``."""
-    plain = new_id(prefix)
-    cut = len(prefix) + 1 + _SHARD_DIGITS.start
-    return plain[:cut] + _PAIRS[shard] + plain[cut + 2 :]
+    return new_id(prefix, _PAIRS[shard])
 
 
 class Placement:
