@@ -129,9 +129,10 @@ def run_bullmq(args: argparse.Namespace) -> dict[str, Any]:
     steps = main["finished"] * compare_bullmq.STEPS_PER_WORKFLOW
     out: dict[str, Any] = {
         "bullmq_skipped": None,
-        "bullmq_workflows_per_s": main["workflows_per_s"],
-        "bullmq_p50_ms": main["p50_ms"],
-        "bullmq_p99_ms": main["p99_ms"],
+        # JSON from Node: a round figure comes as an integer (341, not 341.0)
+        "bullmq_workflows_per_s": float(main["workflows_per_s"]),
+        "bullmq_p50_ms": float(main["p50_ms"]),
+        "bullmq_p99_ms": float(main["p99_ms"]),
         "bullmq_redis_cpu_s_per_1000_steps": (
             round(main["redis_cpu_s"] / steps * 1000, 3) if steps else None
         ),
@@ -149,9 +150,9 @@ def run_bullmq(args: argparse.Namespace) -> dict[str, Any]:
     }
     if len(figures) > 1:
         low = figures[1]
-        out["bullmq_low_load_workflows_per_s"] = low["workflows_per_s"]
-        out["bullmq_low_load_p50_ms"] = low["p50_ms"]
-        out["bullmq_low_load_p99_ms"] = low["p99_ms"]
+        out["bullmq_low_load_workflows_per_s"] = float(low["workflows_per_s"])
+        out["bullmq_low_load_p50_ms"] = float(low["p50_ms"])
+        out["bullmq_low_load_p99_ms"] = float(low["p99_ms"])
     return out
 
 
