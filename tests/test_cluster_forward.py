@@ -364,7 +364,10 @@ async def test_a_body_over_the_limit_is_refused_before_the_hop(tmp_path: Path) -
 
 @pytest.mark.parametrize("node_url", [None, "http://127.0.0.1:9"])
 def test_only_a_node_of_a_cluster_has_the_layer(tmp_path: Path, node_url: str | None) -> None:
-    app: Any = create_app(Settings(db=str(tmp_path / "layers.db"), node_url=node_url))
+    pytest.importorskip("asyncpg")
+    # A node's database is PostgreSQL (not connected to here: the app is only built).
+    db = str(tmp_path / "layers.db") if node_url is None else "postgresql://x@127.0.0.1:1/x"
+    app: Any = create_app(Settings(db=db, node_url=node_url))
     stack = app.build_middleware_stack()
     assert isinstance(stack, ErrorBoundary)
     if node_url is None:
@@ -372,6 +375,11 @@ def test_only_a_node_of_a_cluster_has_the_layer(tmp_path: Path, node_url: str | 
     else:
         assert isinstance(stack.app, Forwarding)
         assert stack.app.app == app.router.app
+
+
+def test_a_cluster_node_needs_postgresql(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="needs a PostgreSQL database"):
+        create_app(Settings(db=str(tmp_path / "node.db"), node_url="http://127.0.0.1:9"))
 
 
 async def test_a_server_outside_a_cluster_ignores_the_header(service: Service) -> None:
