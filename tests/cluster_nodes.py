@@ -25,7 +25,7 @@ import pytest
 from bench import postgres
 
 from flowyard.cluster.shards import shard_of, sharded_id
-from tests.conftest import _CLUSTER, free_port
+from tests.conftest import _CLUSTER, ServerProcess, free_port
 
 asyncpg = pytest.importorskip("asyncpg")
 
@@ -73,16 +73,8 @@ async def query(db: str, sql: str, *args: Any) -> list[Any]:
 
 
 @dataclass
-class Node:
+class Node(ServerProcess):
     """One ``flowyard serve --node-url`` process."""
-
-    proc: subprocess.Popen[bytes]
-    port: int
-    log_path: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     @property
     def running(self) -> bool:
@@ -90,15 +82,6 @@ class Node:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
-
-    def kill9(self) -> None:
-        self.proc.kill()
-        self.proc.wait(10)
-
-    def terminate(self) -> int:
-        """SIGTERM; the exit status."""
-        self.proc.terminate()
-        return self.proc.wait(30)
 
     def pause(self) -> None:
         """SIGSTOP: the process keeps its sockets and sessions but does nothing."""
@@ -134,7 +117,7 @@ class Nodes:
         ]
         with open(log_path, "wb") as log_file:  # the child keeps its own descriptor
             proc = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
-        node = Node(proc, port, log_path)
+        node = Node(proc, f"http://127.0.0.1:{port}", log_path)
         self.all.append(node)
         return node
 
