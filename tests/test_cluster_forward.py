@@ -362,6 +362,32 @@ async def test_a_body_over_the_limit_is_refused_before_the_hop(tmp_path: Path) -
     error_of(got, 413, "payload_too_large")
 
 
+async def test_a_key_sends_a_create_to_its_owner_and_its_absence_keeps_it_here(
+    tmp_path: Path,
+) -> None:
+    async with front_node(tmp_path, f"http://127.0.0.1:{free_port()}") as front:
+        head = request_head(  # no key: a plain request of this node (401 here, no hop)
+            "POST", "/infra/jobs", "Content-Type: application/json", "Content-Length: 2"
+        )
+        plain = await exchange(front.url, head + b"{}")
+        keyed_body = b'{"idempotency_key": "k1"}'
+        head = request_head(
+            "POST",
+            "/infra/jobs",
+            "Content-Type: application/json",
+            f"Content-Length: {len(keyed_body)}",
+        )
+        keyed = await exchange(front.url, head + keyed_body)  # to the key's owner: unreachable
+        head = request_head(  # too large to read for its key: served here, 401 before 413
+            "POST", "/infra/jobs", "Content-Type: application/json", "Content-Length: 2000000"
+        )
+        large = await exchange(front.url, head)
+    assert plain.status == 401, plain
+    assert keyed.status == 503, keyed
+    assert large.status == 401, large
+    assert front.cluster.asked  # the key's shard was looked up
+
+
 @pytest.mark.parametrize("node_url", [None, "http://127.0.0.1:9"])
 def test_only_a_node_of_a_cluster_has_the_layer(tmp_path: Path, node_url: str | None) -> None:
     pytest.importorskip("asyncpg")
